@@ -1,0 +1,157 @@
+"""Canonical Arrow schemas of what the collectors produce: flows, usage (CDRs), rejections.
+
+Every field carries its documentation in the field metadata (key ``doc``), so the
+Parquet files describe themselves. Conventions (DESIGN.md): times are
+``timestamp[us, UTC]``; addresses are 16 bytes with IPv4 mapped as ``::ffff:a.b.c.d``;
+volumes are uint64; ids are int64; phone numbers are E.164 digits without ``+``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+__all__ = [
+    "FLOW_SCHEMA",
+    "REJECT_SCHEMA",
+    "SOURCE_FORMATS",
+    "TIMESTAMP",
+    "USAGE_SCHEMA",
+    "describe",
+    "empty_table",
+]
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ADDRESS = pa.binary(16)
+
+#: Values of ``flow.source_format``.
+SOURCE_FORMATS = ("netflow_v1", "netflow_v5", "netflow_v7", "netflow_v9", "ipfix", "sflow", "pcap")
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+FLOW_SCHEMA = pa.schema(
+    [
+        _f("exporter", ADDRESS, True, "address of the exporting device; null for pcap metering"),
+        _f(
+            "observation_domain",
+            pa.uint32(),
+            False,
+            "IPFIX observation domain / v9 source id / sFlow sub-agent; 0 where absent",
+        ),
+        _f("flow_start", TIMESTAMP, False, "first packet of the flow, UTC"),
+        _f("flow_end", TIMESTAMP, False, "last packet of the flow, UTC"),
+        _f("src_addr", ADDRESS, False, "source address"),
+        _f("dst_addr", ADDRESS, False, "destination address"),
+        _f("src_port", pa.uint16(), False, "source port; 0 for protocols without ports"),
+        _f(
+            "dst_port",
+            pa.uint16(),
+            False,
+            "destination port; for ICMP type*256+code as NetFlow exporters put it",
+        ),
+        _f("protocol", pa.uint8(), False, "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6)"),
+        _f(
+            "tcp_flags",
+            pa.uint16(),
+            False,
+            "OR of the TCP flags seen (tcpControlBits); 0 if not TCP",
+        ),
+        _f("tos", pa.uint8(), False, "IPv4 ToS / IPv6 traffic class of the first packet"),
+        _f("bytes", pa.uint64(), False, "bytes at the IP layer as exported (not renormalised)"),
+        _f("packets", pa.uint64(), False, "packets as exported (not renormalised)"),
+        _f("input_if", pa.uint32(), False, "SNMP ifIndex of the input interface; 0 if unknown"),
+        _f("output_if", pa.uint32(), False, "SNMP ifIndex of the output interface; 0 if unknown"),
+        _f("src_as", pa.uint32(), False, "source AS number; 0 if unknown"),
+        _f("dst_as", pa.uint32(), False, "destination AS number; 0 if unknown"),
+        _f("next_hop", ADDRESS, True, "IP next hop; null if not exported"),
+        _f("vlan", pa.uint16(), False, "VLAN id (outer tag); 0 if untagged or unknown"),
+        _f(
+            "sampling_interval",
+            pa.uint32(),
+            False,
+            "1-in-N packet sampling in force for this record; 1 means unsampled. "
+            "Renormalised volume is bytes * sampling_interval",
+        ),
+        _f("direction", pa.uint8(), True, "0 ingress, 1 egress (IE 61); null if not exported"),
+        _f("source_format", pa.string(), False, "one of " + ", ".join(SOURCE_FORMATS)),
+    ]
+)
+
+USAGE_SCHEMA = pa.schema(
+    [
+        _f(
+            "record_id",
+            pa.int64(),
+            False,
+            "stable id: first 8 bytes of BLAKE2b over the record key (source id or key fields); "
+            "equal keys are duplicates",
+        ),
+        _f(
+            "record_key",
+            pa.string(),
+            False,
+            "the record's key as text (CDR unique id or composed key)",
+        ),
+        _f("source_file", pa.string(), False, "name of the file the record came from"),
+        _f(
+            "source_line",
+            pa.int64(),
+            False,
+            "1-based line of the record in its file (header is line 1)",
+        ),
+        _f(
+            "subscriber_key",
+            pa.string(),
+            False,
+            "who is charged: MSISDN (E.164 digits), IMSI, or IP address text",
+        ),
+        _f("subscriber_key_type", pa.string(), False, "msisdn, imsi or ip"),
+        _f("service", pa.string(), False, "voice, sms or data"),
+        _f("start_time", TIMESTAMP, False, "start of the call / session / event, UTC"),
+        _f("duration_ms", pa.int64(), False, "duration in milliseconds (0 for events such as SMS)"),
+        _f("volume_up", pa.uint64(), False, "bytes sent by the subscriber (data); 0 otherwise"),
+        _f(
+            "volume_down",
+            pa.uint64(),
+            False,
+            "bytes received by the subscriber (data); 0 otherwise",
+        ),
+        _f("destination", pa.string(), True, "called number, E.164 digits; null for data"),
+        _f("origin", pa.string(), True, "calling number, E.164 digits"),
+        _f("location", pa.string(), True, "cell or location id where the CDR has one"),
+    ]
+)
+
+REJECT_SCHEMA = pa.schema(
+    [
+        _f("stage", pa.string(), False, "where it was refused: ingest, decode, rating"),
+        _f(
+            "source_file",
+            pa.string(),
+            False,
+            "file (or exporter for live input) the record came from",
+        ),
+        _f("record_no", pa.int64(), True, "line number (CSV), byte offset (pcap, datagram files)"),
+        _f("record_id", pa.int64(), True, "usage record id when the record got that far"),
+        _f("field", pa.string(), True, "the offending field, when one is to blame"),
+        _f("reason", pa.string(), False, "machine-readable reason code, counted per reason"),
+        _f("message", pa.string(), False, "explanation for people"),
+        _f("raw", pa.binary(), True, "the raw record (CSV line or datagram bytes), kept aside"),
+        _f("rejected_at", TIMESTAMP, False, "when it was refused"),
+    ]
+)
+
+
+def empty_table(schema: pa.Schema) -> pa.Table:
+    """A zero-row table of ``schema``."""
+    return schema.empty_table()
+
+
+def describe(schema: pa.Schema) -> list[tuple[str, str, bool, str]]:
+    """(name, type, nullable, doc) for each field, for docs and ``--help`` output."""
+    return [
+        (f.name, str(f.type), f.nullable, (f.metadata or {}).get(b"doc", b"").decode())
+        for f in schema
+    ]
