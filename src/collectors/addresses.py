@@ -37,7 +37,7 @@ def address_from_bytes(value: bytes) -> ipaddress.IPv4Address | ipaddress.IPv6Ad
 
 
 def ipv4_to_mapped(v4: np.ndarray) -> np.ndarray:
-    """Vectorised: uint32 IPv4 addresses (host order) to an (n, 16) uint8 array of mapped addresses."""
+    """uint32 IPv4 addresses (host order) to an (n, 16) uint8 array of mapped addresses."""
     n = v4.shape[0]
     out = np.zeros((n, 16), dtype=np.uint8)
     out[:, 10] = 0xFF
