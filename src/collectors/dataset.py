@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 __all__ = [
     "PARTITION_COLUMNS",
+    "atomic_write_bytes",
     "atomic_write_table",
     "dataset_files",
     "read_dataset",
@@ -29,6 +30,21 @@ __all__ = [
 
 PARTITION_COLUMNS = ("date", "hour")
 _HIDDEN = (".", "_")
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` through a temporary file, fsync and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def atomic_write_table(table: pa.Table, path: Path, *, compression: str = "zstd") -> Path:

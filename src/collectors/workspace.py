@@ -2,8 +2,8 @@
 
 ``W/flows``, ``W/usage``, ``W/rated``, ``W/suspense``, ``W/rejected`` and
 ``W/counters`` are hive-partitioned Parquet datasets; ``W/bss.duckdb`` holds the
-business state; ``W/state`` the collectors' state (templates, sequence numbers,
-ingest ledger); ``W/reports`` charts and exports.
+business state; ``W/tariffs`` the tariff files in force; ``W/state`` the collectors'
+state (templates, sequence numbers, ingest ledger); ``W/reports`` charts and exports.
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ class WorkspacePaths:
     @property
     def collector_stats(self) -> Path:
         return self.root / "collector_stats"
+
+    @property
+    def tariffs(self) -> Path:
+        return self.root / "tariffs"
 
     @property
     def state(self) -> Path:

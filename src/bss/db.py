@@ -1,0 +1,151 @@
+"""The workspace's DuckDB file: connection, single-writer lock, versioned migrations, history."""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from collectors.workspace import WorkspacePaths
+
+from .errors import BssError, WorkspaceLockedError
+
+__all__ = ["connect", "record_transition", "schema_version", "transaction", "utc_now"]
+
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    files = resources.files("bss").joinpath("migrations")
+    found = []
+    for entry in files.iterdir():
+        match = re.fullmatch(r"(\d{4})_(\w+)\.sql", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found)
+
+
+def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
+    """Highest migration applied; 0 for an empty database."""
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()
+    if not row or row[0] == 0:
+        return 0
+    version = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(version[0]) if version else 0
+
+
+def _migrate(conn: duckdb.DuckDBPyConnection) -> None:
+    current = schema_version(conn)
+    for version, name, sql in _migrations():
+        if version <= current:
+            continue
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            if version == 1:
+                conn.execute(
+                    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                    "name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
+                )
+            conn.execute(sql)
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, ?)", [version, name, utc_now()]
+            )
+            conn.execute("COMMIT")
+        except Exception:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def connect(workspace: WorkspacePaths, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the workspace database, creating and upgrading the schema when writable.
+
+    DuckDB allows one writing process per file; a second one gets
+    :class:`WorkspaceLockedError` naming the process that holds it.
+    """
+    path: Path = workspace.database
+    if read_only and not path.exists():
+        raise BssError(
+            f"workspace {workspace.root} has no database yet (run a command that writes)"
+        )
+    workspace.ensure()
+    try:
+        conn = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            pid = _LOCK_PID.search(text)
+            holder = f"process {pid.group(1)}" if pid else "another process"
+            raise WorkspaceLockedError(
+                f"workspace {workspace.root} is locked by {holder}; "
+                "wait for it to finish or stop it"
+            ) from exc
+        raise BssError(f"cannot open {path}: {text}") from exc
+    conn.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        _migrate(conn)
+    return conn
+
+
+# Open transaction depth per connection. DuckDB aborts a transaction when BEGIN is tried
+# inside it, so nesting must be known before trying, not detected by the failure.
+_DEPTH: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, int] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any exception (nothing half-written).
+
+    Nested use joins the outer transaction: only the outermost commits or rolls back,
+    so composite operations (the demo's set-up, an order's items) stay all-or-nothing.
+    """
+    key = conn
+    depth = _DEPTH.get(key, 0)
+    if depth:
+        _DEPTH[key] = depth + 1
+        try:
+            yield conn
+        finally:
+            _DEPTH[key] = depth
+        return
+    conn.execute("BEGIN TRANSACTION")
+    _DEPTH[key] = 1
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+    finally:
+        del _DEPTH[key]
+
+
+def record_transition(
+    conn: duckdb.DuckDBPyConnection,
+    entity: str,
+    entity_id: object,
+    from_state: str | None,
+    to_state: str,
+    reason: str = "",
+    *,
+    at: datetime | None = None,
+) -> None:
+    """Append one state change to ``state_history``."""
+    conn.execute(
+        "INSERT INTO state_history (entity, entity_id, from_state, to_state, changed_at, reason) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [entity, str(entity_id), from_state, to_state, at or utc_now(), reason],
+    )

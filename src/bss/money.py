@@ -1,0 +1,85 @@
+"""Exact money for bills: integer micro-units, Decimal only at the edges, explicit rounding.
+
+Rounding rules (documented for every bill):
+- usage lines are the exact sum of the rated records' costs (already rounded per tariff);
+- recurring charges prorate as ``amount * active_days / days_in_period`` rounded half-even
+  to the micro-unit; discounts are a share of those, rounded half-even to the micro-unit;
+- tax is ``amount_excl_tax * rate`` rounded half-even to the micro-unit;
+- ``amount_due`` is ``amount_incl_tax`` rounded half-even to the currency's minor unit
+  (2 decimals unless ISO 4217 says otherwise); every other amount is exact.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "MICROS",
+    "from_micros",
+    "micros_to_decimal_array",
+    "minor_units",
+    "mul_ratio_half_even",
+    "round_to_minor",
+    "to_micros",
+]
+
+MICROS = 1_000_000
+# ISO 4217 currencies whose minor unit is not 2 decimals (the common ones).
+_MINOR_UNITS = {
+    "BHD": 3, "CLP": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
+    "LYD": 3, "OMR": 3, "TND": 3, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0,
+}  # fmt: skip
+
+
+def minor_units(currency: str) -> int:
+    """Decimals of the currency's minor unit (EUR 2, JPY 0, KWD 3)."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+def to_micros(value: Decimal | str | int) -> int:
+    """Exact conversion; more than 6 decimals is an error, never a silent rounding."""
+    number = Decimal(value) * MICROS
+    if number != number.to_integral_value():
+        raise ValueError(f"{value} has more than 6 decimals")
+    return int(number)
+
+
+def from_micros(micros: int) -> Decimal:
+    """Micro-units to a Decimal with 6 decimals."""
+    return (Decimal(micros) / MICROS).quantize(Decimal("0.000001"))
+
+
+def mul_ratio_half_even(micros: int, numerator: int, denominator: int) -> int:
+    """``micros * numerator / denominator`` rounded half-even, in integers only."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    q, r = divmod(micros * numerator, denominator)
+    twice = 2 * r
+    if twice > denominator or (twice == denominator and q % 2 == 1):
+        q += 1
+    return q
+
+
+def round_to_minor(micros: int, currency: str) -> int:
+    """Round micro-units half-even to the currency's minor unit (result still in micros)."""
+    step = 10 ** (6 - minor_units(currency))
+    return mul_ratio_half_even(micros, 1, step) * step
+
+
+def micros_to_decimal_array(micros: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """int64 micro-units to ``decimal128(18, 6)`` exactly, without a per-value Python loop.
+
+    A decimal128 value is its unscaled 128-bit integer, so micro-units with scale 6 are
+    the int64 values sign-extended to 128 bits.
+    """
+    values = micros.combine_chunks() if isinstance(micros, pa.ChunkedArray) else micros
+    if values.null_count:
+        raise ValueError("money columns are never null")
+    low = values.to_numpy(zero_copy_only=False).astype(np.int64)
+    wide = np.empty((len(low), 2), dtype=np.int64)
+    wide[:, 0] = low
+    wide[:, 1] = np.where(low < 0, -1, 0)
+    return pa.Array.from_buffers(pa.decimal128(18, 6), len(low), [None, pa.py_buffer(wide)])
