@@ -14,8 +14,8 @@ Choices where sFlow differs from NetFlow (documented here, relied on by callers)
   the datagram was received.
 * **exporter** is the sFlow *agent address* from the datagram (the device, even behind a
   relay or NAT), ``observation_domain`` the sub-agent id. The datagram sequence number,
-  per (agent, sub-agent), is returned in the stats as ``sequence_number`` /
-  ``sub_agent_id`` and by :func:`datagram_sequence` for loss accounting.
+  per (agent, sub-agent), is given by :func:`datagram_sequence` for loss accounting (the
+  stats hold only counts, so callers may sum them).
 * A flow sample with no packet-describing record (only extended records, say) still
   gives its row, with the unspecified address ``::`` and zero ports, so sampled volume
   is never lost; ``unparsed_headers`` counts them.
@@ -247,7 +247,7 @@ class SflowDecoder:
     def _decode(
         self, data: bytes, received_at_us: int, flow_schema: pa.Schema
     ) -> tuple[pa.RecordBatch, pa.RecordBatch | None, dict[str, int]]:
-        agent, sub_agent, sequence, count, pos = _header(data)
+        agent, sub_agent, _sequence, count, pos = _header(data)
         stats = dict.fromkeys(_STAT_KEYS, 0)
         stats["datagrams"] = 1
         cols: dict[str, list[object]] = {k: [] for k in _VARYING}
@@ -287,8 +287,6 @@ class SflowDecoder:
             pos = min(end, n)
         rows = len(cols["src_addr"])
         stats["flows"] = rows
-        stats["sequence_number"] = sequence
-        stats["sub_agent_id"] = sub_agent
         arrays = []
         for field in flow_schema:
             name = field.name
