@@ -1,0 +1,534 @@
+"""The UDP flow collector service behind ``rating-engine collect --listen HOST:PORT``.
+
+Two threads. The *receiver* runs a tight loop over non-blocking sockets and a
+selector, ``recvfrom_into`` preallocated chunk buffers (a small pool, so memory is
+bounded and a slow writer makes the kernel socket buffer absorb bursts, which we
+enlarge to ``rcvbuf``), drops datagrams from exporters outside the allowlist, and
+hands full chunks to the *worker* (the caller's thread). The worker decodes a chunk
+with one :meth:`FlowDecoder.decode_many` call and feeds:
+
+* flows to ``W/flows/`` and sFlow counter records to ``W/counters/`` through
+  :class:`collectors.flow_writer.RotatingWriter` (hive ``date=/hour=``, atomic,
+  rotated by ``rotate_seconds`` and ``rotate_bytes``);
+* rejected datagrams to ``W/quarantine/``: Parquet in ``REJECT_SCHEMA`` (stage
+  ``decode``, ``source_file`` = ``udp://<exporter>:<port>``, reason, message, the raw
+  datagram in ``raw``, ``rejected_at`` = receive time), one file per stats interval;
+  each (exporter, reason) is logged at most once per interval;
+* statistics, logged every ``stats_interval`` seconds and appended to
+  ``W/collector_stats/`` (see :mod:`collectors.collector_stats`).
+
+The decoder state (templates, options/sampling, held data, sequence numbers) is
+saved atomically to ``W/state/<state_name>.json`` every ``state_interval`` seconds
+and at shutdown, and loaded at start, so data whose template arrived before a
+restart still decodes. One collector per state name: two collectors sharing a
+workspace need different ``state_name`` values. On stop (SIGTERM/SIGINT or the
+``stop_event``) the receiver drains its sockets, the worker decodes everything
+queued, writes every buffer and the state, and :func:`run_collector` returns.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .addresses import address_to_bytes
+from .collector_stats import STATS_SCHEMA, CollectorStats
+from .errors import CollectorError, DecodeError
+from .flow_decoder import FlowDecoder
+from .flow_writer import RotatingWriter, default_prefix
+from .schemas import FLOW_SCHEMA, REJECT_SCHEMA
+from .sflow import COUNTER_SCHEMA
+from .workspace import WorkspacePaths
+
+__all__ = [
+    "CollectorSummary",
+    "UdpCollector",
+    "load_decoder_state",
+    "parse_allowlist",
+    "quarantine_batch",
+    "run_collector",
+    "save_decoder_state",
+]
+
+log = logging.getLogger(__name__)
+_MAX_DATAGRAM = 65535
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+def parse_allowlist(
+    entries: Iterable[str] | None,
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """Addresses or CIDR networks -> networks (IPv4 also matched in mapped form); None = all."""
+    if entries is None:
+        return None
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in entries:
+        try:
+            nets.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise CollectorError(f"allowlist entry {entry!r} is not an address: {exc}") from exc
+    return nets
+
+
+def save_decoder_state(decoder: FlowDecoder, path: Path) -> None:
+    """Write the decoder state atomically (temporary file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(decoder.save_state())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_decoder_state(path: Path, **limits: int) -> FlowDecoder:
+    """The decoder saved at ``path``; a fresh one if there is none or it is unreadable.
+
+    An unreadable state file is renamed ``<name>.bad`` and logged, never fatal.
+    """
+    if not path.exists():
+        return FlowDecoder(**limits)
+    try:
+        return FlowDecoder.load_state(path.read_bytes(), **limits)
+    except (DecodeError, ValueError, KeyError, TypeError, OSError) as exc:
+        bad = path.with_name(path.name + ".bad")
+        log.warning("decoder state %s unreadable (%s); starting fresh, kept as %s", path, exc, bad)
+        path.replace(bad)
+        return FlowDecoder(**limits)
+
+
+def quarantine_batch(rows: list[tuple[str, int | None, str, str, bytes, int]]) -> pa.RecordBatch:
+    """Rejected datagrams as REJECT_SCHEMA rows: (source, record_no, reason, message, raw, us)."""
+    n = len(rows)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(["decode"] * n, pa.string()),
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([r[1] for r in rows], pa.int64()),
+            pa.nulls(n, pa.int64()),
+            pa.nulls(n, pa.string()),
+            pa.array([r[2] for r in rows], pa.string()),
+            pa.array([r[3] for r in rows], pa.string()),
+            pa.array([r[4] for r in rows], pa.binary()),
+            pa.array([r[5] for r in rows], pa.int64()).cast(
+                REJECT_SCHEMA.field("rejected_at").type
+            ),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+
+
+@dataclass
+class CollectorSummary:
+    """What one run of the collector did."""
+
+    listen: list[tuple[str, int]]
+    datagrams: int = 0
+    flows: int = 0
+    received_bytes: int = 0
+    rejected: int = 0
+    not_allowed: int = 0
+    flow_files: list[Path] = field(default_factory=list)
+    counter_files: list[Path] = field(default_factory=list)
+    quarantine_files: list[Path] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for ``--json`` output."""
+        return {
+            "listen": [f"{h}:{p}" for h, p in self.listen],
+            "datagrams": self.datagrams,
+            "flows": self.flows,
+            "received_bytes": self.received_bytes,
+            "rejected": self.rejected,
+            "not_allowed": self.not_allowed,
+            "flow_files": len(self.flow_files),
+            "counter_files": len(self.counter_files),
+            "quarantine_files": len(self.quarantine_files),
+            "stats": dict(self.stats),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+class _Chunk:
+    """Datagrams received back to back into one preallocated buffer."""
+
+    __slots__ = ("buf", "ends", "not_allowed", "peers", "times")
+
+    def __init__(self, size: int) -> None:
+        self.buf = bytearray(size)
+        self.ends: list[int] = []
+        self.peers: list[tuple[str, int]] = []
+        self.times: list[int] = []
+        self.not_allowed: Counter[str] = Counter()
+
+    def reset(self) -> None:
+        self.ends.clear()
+        self.peers.clear()
+        self.times.clear()
+        self.not_allowed.clear()
+
+
+class UdpCollector:
+    """Receive export datagrams on one or more UDP sockets and land them in a workspace."""
+
+    def __init__(
+        self,
+        listen: list[tuple[str, int]],
+        workspace: WorkspacePaths,
+        *,
+        allowlist: Iterable[str] | None = None,
+        rotate_seconds: float = 60.0,
+        rotate_bytes: int = 64 << 20,
+        stats_interval: float = 10.0,
+        state_interval: float = 30.0,
+        state_name: str = "flow_decoder",
+        max_templates_per_exporter: int = 1024,
+        max_pending_bytes_per_exporter: int = 1 << 20,
+        chunk_bytes: int = 2 << 20,
+        chunks: int = 8,
+        rcvbuf: int = 32 << 20,
+    ) -> None:
+        if not listen:
+            raise CollectorError("collect needs at least one --listen HOST:PORT")
+        self.workspace = workspace.ensure()
+        self.allowlist = parse_allowlist(allowlist)
+        self.stats_interval = stats_interval
+        self.state_interval = state_interval
+        self.state_path = workspace.state / f"{state_name}.json"
+        limits = {
+            "max_templates_per_exporter": max_templates_per_exporter,
+            "max_pending_bytes_per_exporter": max_pending_bytes_per_exporter,
+        }
+        self.decoder = load_decoder_state(self.state_path, **limits)
+        self.prefix = default_prefix("udp")
+        self.flows = RotatingWriter(
+            workspace.flows,
+            FLOW_SCHEMA,
+            time_column="flow_start",
+            prefix=self.prefix,
+            rotate_seconds=rotate_seconds,
+            rotate_bytes=rotate_bytes,
+        )
+        self.counters = RotatingWriter(
+            workspace.counters,
+            COUNTER_SCHEMA,
+            time_column="received_at",
+            prefix=self.prefix,
+            rotate_seconds=rotate_seconds,
+            rotate_bytes=rotate_bytes,
+        )
+        self.quarantine = RotatingWriter(
+            workspace.quarantine,
+            REJECT_SCHEMA,
+            time_column="rejected_at",
+            prefix=self.prefix,
+            rotate_seconds=max(stats_interval, 1e-3),
+            rotate_bytes=rotate_bytes,
+            hourly=False,
+        )
+        self.stats_writer = RotatingWriter(
+            workspace.collector_stats,
+            STATS_SCHEMA,
+            time_column="interval_end",
+            prefix=self.prefix,
+            hourly=False,
+            rotate_seconds=rotate_seconds,
+            rotate_bytes=rotate_bytes,
+        )
+        self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
+        self._chunk_bytes = max(chunk_bytes, 2 * _MAX_DATAGRAM)
+        self._free: queue.Queue[_Chunk] = queue.Queue()
+        for _ in range(max(chunks, 2)):
+            self._free.put(_Chunk(self._chunk_bytes))
+        self._full: queue.Queue[_Chunk | None] = queue.Queue()
+        self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
+        self._by_fd = {s.fileno(): s for s in self._sockets}
+        self._peer_cache: dict[str, tuple[bytes, bool]] = {}
+        self._receiver_error: BaseException | None = None
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs; useful with port 0."""
+        return [s.getsockname()[:2] for s in self._sockets]
+
+    @staticmethod
+    def _bind(host: str, port: int, rcvbuf: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # A big receive buffer absorbs bursts while the worker writes a file.
+            for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+                if opt is None:
+                    continue
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
+                    break
+                except OSError:
+                    continue
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        sock.setblocking(False)
+        return sock
+
+    def _peer(self, host: str) -> tuple[bytes, bool]:
+        """(16-byte address, allowed?) per source host, cached."""
+        hit = self._peer_cache.get(host)
+        if hit is None:
+            ip = ipaddress.ip_address(host.split("%", 1)[0])
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            allowed = self.allowlist is None or any(ip in net for net in self.allowlist)
+            hit = (address_to_bytes(ip), allowed)
+            if len(self._peer_cache) > 65536:  # spoofed floods must not grow it forever
+                self._peer_cache.clear()
+            self._peer_cache[host] = hit
+        return hit
+
+    # -- receiver thread ---------------------------------------------------------------------
+    def _receive(self, stop: threading.Event) -> None:
+        try:
+            self._receive_loop(stop)
+        except BaseException as exc:  # surfaced by the worker; never a silent death
+            self._receiver_error = exc
+        finally:
+            self._full.put(None)
+
+    def _fill(self, chunk: _Chunk, sock: socket.socket) -> bool:
+        """Read ``sock`` into ``chunk`` until it is empty (True) or the chunk is full (False)."""
+        view = memoryview(chunk.buf)
+        pos = chunk.ends[-1] if chunk.ends else 0
+        limit = len(chunk.buf) - _MAX_DATAGRAM
+        while pos <= limit:
+            try:
+                n, peer = sock.recvfrom_into(view[pos:], _MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return True
+            except ConnectionRefusedError:  # ICMP errors from earlier sends; ignore
+                continue
+            host = peer[0]
+            allowed = self._peer_cache.get(host)
+            if allowed is None:
+                allowed = self._peer(host)
+            if not allowed[1]:
+                chunk.not_allowed[host] += 1
+                continue
+            pos += n
+            chunk.ends.append(pos)
+            chunk.peers.append(peer)
+            chunk.times.append(time.time_ns() // 1000)
+        return False
+
+    def _receive_loop(self, stop: threading.Event) -> None:
+        sel = selectors.DefaultSelector()
+        for sock in self._sockets:
+            sel.register(sock, selectors.EVENT_READ)
+        chunk = self._free.get()
+        last_push = time.monotonic()
+        while True:
+            stopping = stop.is_set()
+            ready: list[socket.socket] = (
+                [self._by_fd[key.fd] for key, _ in sel.select(timeout=0.05)]
+                if not stopping
+                else self._sockets
+            )
+            drained = True
+            for sock in ready:
+                while not self._fill(chunk, sock):
+                    self._full.put(chunk)
+                    chunk = self._free.get()
+                    last_push = time.monotonic()
+                    drained = False
+            # Hand over partial chunks often enough that idle periods still flush.
+            now = time.monotonic()
+            if (chunk.ends or chunk.not_allowed) and (now - last_push > 0.05 or stopping):
+                self._full.put(chunk)
+                chunk = self._free.get()
+                last_push = now
+            if stopping and drained:
+                break
+        sel.close()
+        self._free.put(chunk)
+
+    # -- worker ------------------------------------------------------------------------------
+    def _process(self, chunk: _Chunk) -> None:
+        view = memoryview(chunk.buf)
+        datagrams: list[bytes] = []
+        start = 0
+        for end in chunk.ends:
+            datagrams.append(bytes(view[start:end]))
+            start = end
+        view.release()
+        for host, count in chunk.not_allowed.items():
+            self.stats.add({"not_allowed": count}, exporter=host)
+            if self.stats.should_log(host, "not_allowed"):
+                log.warning("datagrams from %s refused: not in the allowlist", host)
+        if not datagrams:
+            return
+        exporters = [self._peer(peer[0])[0] for peer in chunk.peers]
+        outcome = self.decoder.decode_many(datagrams, exporters, chunk.times, source="udp")
+        self.flows.add(outcome.flows)
+        if outcome.counters is not None and outcome.counters.num_rows:
+            self.counters.add(outcome.counters)
+        flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
+        self.stats.add(outcome.stats)
+        self.stats.add({"received_bytes": chunk.ends[-1], "flow_bytes": flow_bytes})
+        per_host = Counter(peer[0] for peer in chunk.peers)
+        for host, count in per_host.items():
+            self.stats.add_exporter(host, {"datagrams": count})
+        if outcome.rejected:
+            rows: list[tuple[str, int | None, str, str, bytes, int]] = []
+            for idx, reason, message in outcome.rejected:
+                host, port = chunk.peers[idx][:2]
+                rows.append(
+                    (
+                        f"udp://{host}:{port}",
+                        None,
+                        reason,
+                        message,
+                        datagrams[idx],
+                        chunk.times[idx],
+                    )
+                )
+                self.stats.add_exporter(host, {f"malformed:{reason}": 1})
+                if self.stats.should_log(host, reason):
+                    log.warning("exporter %s: datagram rejected (%s): %s", host, reason, message)
+            self.quarantine.add(quarantine_batch(rows))
+            self.stats.add({"quarantined": len(rows)})
+
+    def _close_interval(self, seconds: float) -> None:
+        self.stats.sequence_update(self.decoder.sequence.totals())
+        log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
+        self.stats_writer.add(self.stats.close_interval(time.time_ns() // 1000))
+        self.quarantine.flush()  # one quarantine file per interval
+
+    def run(self, stop: threading.Event) -> CollectorSummary:
+        """Collect until ``stop`` is set; then drain, write everything and return."""
+        started = time.monotonic()
+        summary = CollectorSummary(listen=self.addresses)
+        receiver = threading.Thread(
+            target=self._receive, args=(stop,), name="udp-receiver", daemon=True
+        )
+        receiver.start()
+        log.info("collecting on %s into %s", self.addresses, self.workspace.root)
+        last_stats = last_state = time.monotonic()
+        try:
+            while True:
+                try:
+                    chunk = self._full.get(timeout=0.2)
+                except queue.Empty:
+                    chunk = None
+                    if not receiver.is_alive():  # it always ends with a None sentinel
+                        break
+                else:
+                    if chunk is None:
+                        break
+                    try:
+                        self._process(chunk)
+                    finally:
+                        chunk.reset()
+                        self._free.put(chunk)
+                now = time.monotonic()
+                self.flows.maybe_rotate(now)
+                self.counters.maybe_rotate(now)
+                self.stats_writer.maybe_rotate(now)
+                if now - last_stats >= self.stats_interval:
+                    self._close_interval(now - last_stats)
+                    last_stats = now
+                if now - last_state >= self.state_interval:
+                    save_decoder_state(self.decoder, self.state_path)
+                    last_state = now
+        finally:
+            stop.set()
+            receiver.join(timeout=10)
+            for sock in self._sockets:
+                sock.close()
+            self.flows.flush()
+            self.counters.flush()
+            save_decoder_state(self.decoder, self.state_path)
+            self._close_interval(time.monotonic() - last_stats)
+            self.stats_writer.flush()
+        if self._receiver_error is not None:
+            raise CollectorError(f"receiver failed: {self._receiver_error!r}")
+        totals = self.stats.totals
+        summary.datagrams = totals.get("datagrams", 0)
+        summary.flows = totals.get("flows", 0)
+        summary.received_bytes = totals.get("received_bytes", 0)
+        summary.rejected = totals.get("rejected", 0)
+        summary.not_allowed = totals.get("not_allowed", 0)
+        summary.flow_files = list(self.flows.written)
+        summary.counter_files = list(self.counters.written)
+        summary.quarantine_files = list(self.quarantine.written)
+        summary.stats = dict(totals)
+        summary.elapsed_s = time.monotonic() - started
+        return summary
+
+
+def run_collector(
+    listen: list[tuple[str, int]],
+    workspace: WorkspacePaths,
+    *,
+    allowlist: Iterable[str] | None = None,
+    rotate_seconds: float = 60.0,
+    rotate_bytes: int = 64 << 20,
+    stats_interval: float = 10.0,
+    state_interval: float = 30.0,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[list[tuple[str, int]]], None] | None = None,
+    **options: Any,
+) -> CollectorSummary:
+    """Run a :class:`UdpCollector` in the foreground until SIGTERM/SIGINT or ``stop_event``.
+
+    Without ``stop_event`` (the CLI) SIGTERM and SIGINT handlers are installed for the
+    run and restored after it. ``on_ready`` receives the bound addresses once the
+    sockets listen (tests bind port 0). ``options`` go to :class:`UdpCollector`.
+    """
+    collector = UdpCollector(
+        listen,
+        workspace,
+        allowlist=allowlist,
+        rotate_seconds=rotate_seconds,
+        rotate_bytes=rotate_bytes,
+        stats_interval=stats_interval,
+        state_interval=state_interval,
+        **options,
+    )
+    stop = stop_event if stop_event is not None else threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if stop_event is None and threading.current_thread() is threading.main_thread():
+
+        def _handler(signum: int, _frame: types.FrameType | None) -> None:
+            log.info("signal %d: stopping the collector", signum)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _handler)
+    try:
+        if on_ready is not None:
+            on_ready(collector.addresses)
+        return collector.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
