@@ -1,0 +1,411 @@
+"""Public rating API: load and compile tariffs, rate usage batches, stream.
+
+Every input record ends up exactly once in ``RatingResult.rated`` or
+``RatingResult.rejected`` (stage ``rating``, reason codes in
+:data:`rating_engine.rate_kernel.REASONS`); nothing is silently priced zero.
+
+Subscriber keys: ``msisdn`` and ``imsi`` usage keys match subscription keys exactly. For
+``ip`` usage the key must equal, as text, a subscription key that is a single address
+(``a.b.c.d``, ``a.b.c.d/32``, an IPv6 address or ``/128``; canonical form), or the
+canonical text of a block (``198.51.100.0/28``): flow attribution emits usage keyed by
+the subscription's block text, which is matched here as text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
+from rating_engine.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
+from rating_engine.errors import RatingError, TariffError
+from rating_engine.rate_kernel import REASONS, gather_strings, key_hash, rate_batch
+from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
+from rating_engine.tariff import Tariff, load_tariff_file
+from rating_engine.tariff_compile import SVC_VOICE, RatingPlan, compile_tariffs
+
+__all__ = [
+    "AllowanceState",
+    "RatingPlan",
+    "RatingResult",
+    "SubscriptionIndex",
+    "compile_plan",
+    "load_tariff",
+    "load_tariffs",
+    "rate_stream",
+    "rate_usage",
+]
+
+_I64MAX = np.iinfo(np.int64).max
+_KEY_TYPES = ("msisdn", "imsi", "ip")
+_SERVICES = ("voice", "sms", "data")
+_FIELD = {
+    "unknown_subscription": "subscriber_key",
+    "unknown_tariff": "subscriber_key",
+    "no_tariff_version": "start_time",
+    "negative_duration": "duration_ms",
+    "time_out_of_range": "start_time",
+    "no_destination": "destination",
+    "no_rate": "destination",
+    "no_band": "start_time",
+    "unknown_service": "service",
+    "cost_overflow": "duration_ms",
+    "volume_out_of_range": "volume_up",
+    "unknown_key_type": "subscriber_key_type",
+}
+_TEXT = {
+    "unknown_subscription": "no subscription binds this subscriber key at start_time",
+    "unknown_tariff": "the subscription's tariff is not in the rating plan",
+    "no_tariff_version": "no version of the tariff is in force at start_time",
+    "negative_duration": "duration is negative",
+    "time_out_of_range": "usage lies outside the plan's compiled years",
+    "no_destination": "no destination prefix matches and no catch-all rate applies",
+    "no_rate": "the tariff has no rate for this service, destination set and band",
+    "no_band": "no time band covers this instant",
+    "unknown_service": "service is not voice, sms or data",
+    "cost_overflow": "the cost exceeds the exact arithmetic range",
+    "volume_out_of_range": "volume exceeds 2^62 bytes",
+    "unknown_key_type": "subscriber_key_type is not msisdn, imsi or ip",
+}
+
+
+@dataclass
+class RatingResult:
+    """Output of rating one input: rated rows, rejected rows and the allowance ledger."""
+
+    rated: pa.Table
+    rejected: pa.Table
+    allowance_ledger: pa.Table
+
+
+def load_tariff(path: Path) -> Tariff:
+    """Load and validate one TOML tariff file."""
+    return load_tariff_file(Path(path))
+
+
+def load_tariffs(paths_or_dir: Path | str | Iterable[Path | str]) -> dict[str, Tariff]:
+    """Load tariffs from a folder (``*.toml``) or a list of files, keyed by tariff id."""
+    if isinstance(paths_or_dir, str | Path) and Path(paths_or_dir).is_dir():
+        paths = sorted(Path(paths_or_dir).glob("*.toml"))
+    elif isinstance(paths_or_dir, str | Path):
+        paths = [Path(paths_or_dir)]
+    else:
+        paths = [Path(p) for p in paths_or_dir]
+    out: dict[str, Tariff] = {}
+    for p in paths:
+        t = load_tariff(p)
+        if t.id in out:
+            raise TariffError(f"tariff id {t.id} defined twice (file {p}, file {out[t.id].source})")
+        out[t.id] = t
+    return out
+
+
+def compile_plan(
+    tariffs: Mapping[str, Tariff],
+    *,
+    cache_dir: Path | None = None,
+    years: tuple[int, int] = (2015, 2040),
+) -> RatingPlan:
+    """Compile tariffs into a plan (cached in ``cache_dir`` by content hash)."""
+    return compile_tariffs(tariffs, cache_dir=cache_dir, years=years)
+
+
+def _canonical_ip(key: str) -> str | None:
+    try:
+        net = ipaddress.ip_network(key.strip(), strict=True)
+    except ValueError:
+        return None
+    if net.num_addresses != 1:
+        return None
+    addr = net.network_address
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def _canonical_block(key: str) -> str | None:
+    """A prefix wider than one address, as ``ipaddress`` writes it.
+
+    Flow attribution emits usage keyed by the subscription's block text, and rates it
+    here: the block is matched as that text.
+    """
+    try:
+        return str(ipaddress.ip_network(key.strip(), strict=True))
+    except ValueError:
+        return None
+
+
+@dataclass
+class SubscriptionIndex:
+    """Subscriptions as a hash table over (key type, key) plus time-sorted bindings."""
+
+    arrays: tuple[np.ndarray, ...]
+    subscription_id: np.ndarray
+    account_id: np.ndarray
+
+    @classmethod
+    def build(cls, subscriptions: pa.Table, plan: RatingPlan) -> SubscriptionIndex:
+        """Index ``subscriptions`` (SUBSCRIPTION_SCHEMA) against ``plan``'s tariffs."""
+        missing = set(SUBSCRIPTION_SCHEMA.names) - set(subscriptions.column_names)
+        if missing:
+            raise RatingError(
+                f"subscriptions lack columns {sorted(missing)} (field {min(missing)})"
+            )
+        cols = subscriptions.select(SUBSCRIPTION_SCHEMA.names).to_pydict()
+        f_us = pc.cast(subscriptions["active_from"], TIMESTAMP).cast(pa.int64()).to_numpy()
+        to_col = pc.cast(subscriptions["active_to"], TIMESTAMP).cast(pa.int64())
+        t_us = to_col.fill_null(_I64MAX).to_numpy()
+        keys: dict[tuple[int, str], int] = {}
+        key_of_row = []
+        for r, (kt, key) in enumerate(zip(cols["key_type"], cols["key"], strict=True)):
+            if kt not in _KEY_TYPES:
+                raise RatingError(f"subscription row {r}: key_type {kt!r} (field key_type)")
+            if kt == "ip":
+                canon = _canonical_ip(key) or _canonical_block(key)
+                if canon is None:
+                    raise RatingError(
+                        f"subscription row {r}: key {key!r} is no IP address or prefix (field key)"
+                    )
+                key = canon
+            key_of_row.append(keys.setdefault((_KEY_TYPES.index(kt), key), len(keys)))
+        rows = np.array(key_of_row, dtype=np.int64)
+        keep = np.flatnonzero(rows >= 0)
+        order = keep[np.lexsort((f_us[keep], rows[keep]))]
+        sorted_keys = rows[order]
+        n_keys = len(keys)
+        key_first = np.searchsorted(sorted_keys, np.arange(n_keys)).astype(np.int64)
+        key_n = np.bincount(sorted_keys, minlength=n_keys).astype(np.int64)
+        b_from, b_to = f_us[order], t_us[order]
+        for k in range(n_keys):
+            a, n = key_first[k], key_n[k]
+            if n > 1 and np.any(b_to[a : a + n - 1] > b_from[a + 1 : a + n]):
+                key = next(x for x, i in keys.items() if i == k)
+                raise RatingError(
+                    f"subscriptions overlap in time for key {key[1]} (field active_to)"
+                )
+        b_tariff = np.array(
+            [plan.tariff_index(cols["tariff_id"][r]) for r in order.tolist()], dtype=np.int64
+        )
+        k_type = np.zeros(n_keys, np.int64)
+        k_off = np.zeros(n_keys + 1, np.int64)
+        blobs = [b""] * n_keys
+        for (kt, key), k in keys.items():
+            k_type[k] = kt
+            blobs[k] = key.encode()
+        k_off[1:] = np.cumsum([len(b) for b in blobs])
+        k_data = np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()
+        size = 8
+        while size < 2 * n_keys:
+            size *= 2
+        slots = np.full(size, -1, np.int64)
+        for k in range(n_keys):
+            s = int(key_hash(int(k_type[k]), k_data, int(k_off[k]), int(k_off[k + 1]))) & (size - 1)
+            while slots[s] >= 0:
+                s = (s + 1) & (size - 1)
+            slots[s] = k
+        sub_id = np.asarray(cols["subscription_id"], dtype=np.int64)[order]
+        acc_id = np.asarray(cols["account_id"], dtype=np.int64)[order]
+        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff)
+        return cls(arrays, sub_id, acc_id)
+
+
+def _num(arr: pa.Array, dtype: type) -> np.ndarray:
+    buf = arr.buffers()[1]
+    return np.frombuffer(buf, dtype=dtype)[arr.offset : arr.offset + len(arr)]
+
+
+def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Zero-copy (offsets, data, validity bitmap or empty, bit offset) of a string array."""
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    bufs = arr.buffers()
+    off = np.frombuffer(bufs[1], dtype=np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
+    valid = np.zeros(0, np.uint8)
+    if arr.null_count and bufs[0] is not None:
+        valid = np.frombuffer(bufs[0], dtype=np.uint8)
+    return off, data, valid, arr.offset
+
+
+def _dictionary(plan: RatingPlan, name: str, values: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    memo = plan.memo.get(name)
+    if memo is None:
+        blobs = [v.encode() for v in values]
+        off = np.zeros(len(blobs) + 1, np.int64)
+        off[1:] = np.cumsum([len(b) for b in blobs])
+        data = np.frombuffer(b"".join(blobs) or b"\0", dtype=np.uint8).copy()
+        memo = plan.memo[name] = (off, data)
+    assert isinstance(memo, tuple)
+    return memo
+
+
+def _string_column(
+    plan: RatingPlan, name: str, values: list[str], codes: np.ndarray, nullable: bool
+) -> pa.Array:
+    off, data = _dictionary(plan, name, values)
+    o, d = gather_strings(codes, off, data)
+    validity = None
+    n_null = 0
+    if nullable:
+        ok = codes >= 0
+        n_null = int(len(codes) - ok.sum())
+        if n_null:
+            validity = pa.py_buffer(np.packbits(ok, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.string(), len(codes), [validity, pa.py_buffer(o), pa.py_buffer(d)], null_count=n_null
+    )
+
+
+def _rate_batch(
+    batch: pa.RecordBatch, subs: SubscriptionIndex, plan: RatingPlan, state: AllowanceState
+) -> RatingResult:
+    missing = set(USAGE_SCHEMA.names) - set(batch.schema.names)
+    if missing:
+        raise RatingError(f"usage lacks columns {sorted(missing)} (field {min(missing)})")
+    col = batch.column
+    start_arr = col("start_time")
+    if start_arr.type != TIMESTAMP:
+        start_arr = start_arr.cast(TIMESTAMP)
+    start_us = _num(start_arr, np.int64)
+    dur = _num(col("duration_ms"), np.int64)
+    vol_up = _num(col("volume_up"), np.uint64)
+    vol_down = _num(col("volume_down"), np.uint64)
+    s_off, s_data, _, _ = _strings(col("service"))
+    kt_off, kt_data, _, _ = _strings(col("subscriber_key_type"))
+    k_off, k_data, _, _ = _strings(col("subscriber_key"))
+    d_off, d_data, d_valid, d_bit0 = _strings(col("destination"))
+    a = plan.arrays
+    (status, bind, svc, ver, dcol, set_g, prefix, band, qty, billed, cost, elig) = rate_batch(
+        start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
+        d_off, d_data, d_valid, d_bit0, subs.arrays, plan.kernel_args(),
+    )  # fmt: skip
+    record_id = _num(col("record_id"), np.int64)
+    used = np.zeros(len(batch), np.int64)
+    ledger = LEDGER_SCHEMA.empty_table()
+    if a["elig"].size and elig.any():
+        sub_id_rec = np.where(bind >= 0, subs.subscription_id[np.maximum(bind, 0)], -1)
+        ledger = consume_allowances(
+            plan, state, elig, sub_id_rec, record_id, start_us, svc, ver, dcol, qty, cost, used
+        )
+    ok = status == 0
+    all_ok = bool(ok.all())
+    sel = slice(None) if all_ok else np.flatnonzero(ok)
+    b, v = bind[sel], ver[sel].astype(np.int64)
+    ti = a["ver_tariff"][v]
+    voice = svc[sel] == SVC_VOICE
+    billed_u = np.where(voice, billed[sel] // 1000, billed[sel])
+    used_u = np.where(voice, used[sel] // 1000, used[sel])
+    n = len(b)
+    start_sel = np.ascontiguousarray(start_us[sel])
+    band_g = a["ver_band_first"][v] + band[sel]
+    rated = pa.Table.from_arrays(
+        [
+            pa.array(record_id[sel], pa.int64()),
+            pa.array(subs.subscription_id[b], pa.int64()),
+            pa.array(subs.account_id[b], pa.int64()),
+            _string_column(plan, "service", list(_SERVICES), svc[sel].astype(np.int64), False),
+            pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(start_sel)]),
+            _string_column(plan, "tariff", plan.tariff_ids, ti, False),
+            _string_column(plan, "version", plan.version_names, v, False),
+            _string_column(plan, "set", plan.set_names, set_g[sel].astype(np.int64), True),
+            _string_column(plan, "prefix", plan.prefixes, prefix[sel].astype(np.int64), True),
+            _string_column(plan, "band", plan.band_names, band_g, False),
+            pa.array(billed_u, pa.int64()),
+            pa.array(used_u, pa.int64()),
+            pa.array(cost[sel], pa.int64()),
+            _string_column(plan, "currency", plan.currencies, ti, False),
+        ],
+        schema=RATED_SCHEMA,
+    )  # fmt: skip
+    rejected = REJECT_SCHEMA.empty_table()
+    if not all_ok:
+        rejected = _rejected(batch, np.flatnonzero(~ok), status)
+    return RatingResult(rated, rejected, ledger)
+
+
+def _rejected(batch: pa.RecordBatch, idx: np.ndarray, status: np.ndarray) -> pa.Table:
+    take = pa.array(idx)
+    files = batch.column("source_file").take(take).to_pylist()
+    lines = batch.column("source_line").take(take).to_pylist()
+    ids = batch.column("record_id").take(take).to_pylist()
+    keys = batch.column("subscriber_key").take(take).to_pylist()
+    reasons = [REASONS[int(s)] for s in status[idx].tolist()]
+    fields = [_FIELD[r] for r in reasons]
+    messages = [
+        f"{_TEXT[r]} (file {f}, record {rid}, field {fl}, subscriber {k})"
+        for r, f, rid, fl, k in zip(reasons, files, ids, fields, keys, strict=True)
+    ]
+    now = datetime.now(UTC)
+    return pa.table(
+        {
+            "stage": ["rating"] * len(idx),
+            "source_file": files,
+            "record_no": lines,
+            "record_id": ids,
+            "field": fields,
+            "reason": reasons,
+            "message": messages,
+            "raw": pa.nulls(len(idx), pa.binary()),
+            "rejected_at": pa.array([now] * len(idx), TIMESTAMP),
+        },
+        schema=REJECT_SCHEMA,
+    )
+
+
+def _concat(results: list[RatingResult]) -> RatingResult:
+    if len(results) == 1:
+        return results[0]
+    return RatingResult(
+        pa.concat_tables([r.rated for r in results]) if results else RATED_SCHEMA.empty_table(),
+        pa.concat_tables([r.rejected for r in results]) if results else REJECT_SCHEMA.empty_table(),
+        pa.concat_tables([r.allowance_ledger for r in results])
+        if results
+        else LEDGER_SCHEMA.empty_table(),
+    )
+
+
+def rate_usage(
+    usage: pa.Table | pa.RecordBatch,
+    subscriptions: pa.Table,
+    plan: RatingPlan,
+    *,
+    allowances: AllowanceState | None = None,
+) -> RatingResult:
+    """Rate a usage table (USAGE_SCHEMA) against ``subscriptions`` with ``plan``.
+
+    ``allowances`` is the billing period's state; if None, a fresh state is used, i.e.
+    this call is the whole period. Allowances are consumed in (start_time, record_id)
+    order per subscription across the whole input.
+    """
+    state = allowances if allowances is not None else AllowanceState()
+    subs = SubscriptionIndex.build(subscriptions, plan)
+    if isinstance(usage, pa.Table):
+        usage = usage.combine_chunks()
+        batches = usage.to_batches() or [pa.RecordBatch.from_pylist([], schema=usage.schema)]
+    else:
+        batches = [usage]
+    return _concat([_rate_batch(b, subs, plan, state) for b in batches])
+
+
+def rate_stream(
+    batches: Iterable[pa.RecordBatch],
+    subscriptions: pa.Table,
+    plan: RatingPlan,
+    *,
+    allowances: AllowanceState | None = None,
+) -> Iterator[RatingResult]:
+    """Rate batch by batch with flat memory; one :class:`RatingResult` per input batch.
+
+    Feed batches in start_time order so allowances are consumed in time order.
+    """
+    state = allowances if allowances is not None else AllowanceState()
+    subs = SubscriptionIndex.build(subscriptions, plan)
+    for batch in batches:
+        yield _rate_batch(batch, subs, plan, state)
