@@ -130,10 +130,10 @@ def make_cdrs(path: Path) -> int:
             rows.append({
                 "id": f"cdr-{n:05d}", "msisdn": msisdn, "service": kind,
                 "start": t.isoformat(timespec="seconds"),
-                "duration": rng.randint(5, 1800) if kind == "voice" else 0 if kind == "sms"
-                else rng.randint(60, 3600),
-                "bytes_up": rng.randint(10_000, 5_000_000) if kind == "data" else 0,
-                "bytes_down": rng.randint(100_000, 50_000_000) if kind == "data" else 0,
+                "duration": min(3600, 5 + int(rng.expovariate(1 / 150))) if kind == "voice"
+                else 0 if kind == "sms" else rng.randint(60, 3600),
+                "bytes_up": rng.randint(10_000, 2_000_000) if kind == "data" else 0,
+                "bytes_down": rng.randint(100_000, 20_000_000) if kind == "data" else 0,
                 "destination": "+" + dest if kind != "data" else "",
                 "origin": msisdn, "cell": f"cell-{rng.randint(1, 40)}",
             })  # fmt: skip

@@ -65,7 +65,7 @@ def mul_ratio_half_even(micros: int, numerator: int, denominator: int) -> int:
 
 def round_to_minor(micros: int, currency: str) -> int:
     """Round micro-units half-even to the currency's minor unit (result still in micros)."""
-    step = 10 ** (6 - minor_units(currency))
+    step: int = 10 ** (6 - minor_units(currency))
     return mul_ratio_half_even(micros, 1, step) * step
 
 

@@ -90,9 +90,11 @@ def parse_service_id(text: str) -> tuple[str, str]:
         return kind, value
     if kind == "ip":
         try:
-            return kind, str(ipaddress.ip_network(value, strict=True))
+            net = ipaddress.ip_network(value, strict=True)
         except ValueError as exc:
             raise ValidationError(f"service id {text!r}: {exc}") from exc
+        # One canonical text per binding: a single address without its /32 or /128.
+        return kind, str(net.network_address) if net.num_addresses == 1 else str(net)
     raise ValidationError(f"service id {text!r}: kind must be msisdn, imsi or ip")
 
 
@@ -183,7 +185,14 @@ def get_order(conn: duckdb.DuckDBPyConnection, key: str | int) -> Order:
         "WHERE order_id = ? ORDER BY item_no",
         [row[0]],
     ).fetchall()
-    return Order(*row, tuple(OrderItem(a, o, p, tuple(s)) for a, o, p, s in items))
+    return Order(
+        id=row[0],
+        external_id=row[1],
+        account_id=row[2],
+        state=row[3],
+        requested_start=row[4],
+        items=tuple(OrderItem(a, o, p, tuple(s)) for a, o, p, s in items),
+    )
 
 
 def transition_order(
@@ -321,7 +330,15 @@ def get_product(conn: duckdb.DuckDBPyConnection, product_id: int) -> Product:
         "ORDER BY key_type, key",
         [product_id],
     ).fetchall()
-    return Product(*row, tuple(i[0] for i in ids))
+    return Product(
+        id=row[0],
+        account_id=row[1],
+        offering_id=row[2],
+        status=row[3],
+        start_date=row[4],
+        termination_date=row[5],
+        service_ids=tuple(i[0] for i in ids),
+    )
 
 
 def list_products(

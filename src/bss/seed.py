@@ -65,8 +65,10 @@ def apply_seed(conn: duckdb.DuckDBPyConnection, data: dict[str, Any], source: st
     try:
         with transaction(conn):
             for tax in data.get("tax_rate", []):
-                customers.set_tax_rate(conn, tax["jurisdiction"], tax["name"], str(tax["rate"]))
-                count("tax_rate", True)
+                new = not _exists(conn, "tax_rate", "jurisdiction", tax["jurisdiction"])
+                if new:
+                    customers.set_tax_rate(conn, tax["jurisdiction"], tax["name"], str(tax["rate"]))
+                count("tax_rate", new)
             for spec in data.get("specification", []):
                 catalog.add_specification(
                     conn, spec["id"], spec["name"], spec.get("description", "")

@@ -20,7 +20,7 @@ def subscription_table(conn: duckdb.DuckDBPyConnection, until: datetime) -> pa.T
     its own tariff. Identifiers of products without a usage price are left out: their
     usage is rejected by rating as ``unknown_subscription``.
     """
-    table = conn.execute(
+    table = conn.sql(
         """
         SELECT p.id AS subscription_id, p.account_id, s.key_type, s.key, pr.tariff_id,
                greatest(s.active_from, pr.valid_from) AS active_from,
@@ -36,6 +36,6 @@ def subscription_table(conn: duckdb.DuckDBPyConnection, until: datetime) -> pa.T
           AND (pr.valid_to IS NULL OR s.active_from < pr.valid_to)
         ORDER BY subscription_id, key_type, key, active_from
         """,
-        [until],
+        params=[until],
     ).to_arrow_table()
     return table.cast(SUBSCRIPTION_SCHEMA)

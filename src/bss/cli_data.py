@@ -1,0 +1,189 @@
+"""CLI commands of the data path: demo, ingest, collect, rate, query.
+
+Heavy modules (Numba kernels, decoders) are imported inside the commands, so
+``rating-engine --help`` and the business commands start fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .cli_support import CliState, database, emit, get_state, progress, table
+from .errors import ValidationError
+
+__all__ = ["register_data"]
+
+ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captures, flow exports.")
+
+
+def demo(ctx: typer.Context) -> None:
+    """Run the whole path on the embedded data: packets and CDRs to bills and a chart."""
+    from .bill_export import bills_for_period
+    from .demo import DEMO_PERIOD, run_demo
+
+    state = get_state(ctx)
+    with database(state) as conn, progress(state, "demo") as _:
+        result = run_demo(conn, state.workspace, step=lambda s: state.console.log(s))
+        bills = bills_for_period(conn, DEMO_PERIOD)
+    b = result.billing
+    if not state.json:
+        columns = ["bill", "account", "name", "lines", "total", "currency"]
+        rows = [(x["bill_no"], x["account"], x["account_name"], len(x["lines"]),
+                 x["amount_incl_tax"], x["currency"]) for x in bills]  # fmt: skip
+        table(state, f"bills {DEMO_PERIOD}", columns, rows)
+        table(state, "outputs", ["what", "where"], sorted(result.outputs.items()))
+        suspense = ", ".join(f"{k} {v}" for k, v in b.suspense_by_reason.items()) or "none"
+        state.console.print(
+            f"period {b.period}: {b.accounts} bills, total {b.total} "
+            f"({', '.join(f'{v} {k}' for k, v in b.currency_totals.items())}), "
+            f"rated {b.rated}, suspense {b.suspense} ({suspense}), changed={b.changed}\n"
+            f"bills_sha256 {b.bills_sha256}"
+        )
+    emit(state, {
+        "workspace": str(state.workspace.root), "period": b.period, "accounts": b.accounts,
+        "total": str(b.total), "currency_totals": b.currency_totals, "changed": b.changed,
+        "bills_sha256": b.bills_sha256, "rated": b.rated, "suspense": b.suspense,
+        "suspense_by_reason": b.suspense_by_reason, "steps": result.steps,
+        "outputs": result.outputs,
+    })  # fmt: skip
+
+
+@ingest_app.command("cdr")
+def ingest_cdr(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="CSV CDR files")],
+    mapping: Annotated[Path, typer.Option(help="column mapping TOML (see data/mappings/)")],
+) -> None:
+    """CDR CSV files to usage records (duplicates and bad rows kept aside, counted)."""
+    from collectors.cdr_ingest import ingest_cdr_files
+    from collectors.cdr_mapping import load_mapping
+
+    state = get_state(ctx)
+    with progress(state, "ingesting CDRs"):
+        summary = ingest_cdr_files(files, load_mapping(mapping), state.workspace.ensure())
+    _report(state, "CDR ingest", summary.to_dict())
+
+
+@ingest_app.command("pcap")
+def ingest_pcap(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="pcap / pcapng files (gzip allowed)")],
+    packets: Annotated[bool, typer.Option(help="also write W/packets")] = False,
+) -> None:
+    """Packet captures to metered flows (softflowd semantics)."""
+    from collectors.pcap_ingest import ingest_pcap_files
+
+    state = get_state(ctx)
+    with progress(state, "metering packets"):
+        summary = ingest_pcap_files(files, state.workspace.ensure(), write_packets=packets)
+    _report(state, "pcap ingest", summary.to_dict())
+
+
+@ingest_app.command("flows")
+def ingest_flows(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="pcaps of export traffic or datagram files")],
+) -> None:
+    """NetFlow v5/v9, IPFIX and sFlow exports from files to flows."""
+    from collectors.flow_ingest import ingest_flow_files
+
+    state = get_state(ctx)
+    with progress(state, "decoding flow exports"):
+        summary = ingest_flow_files(files, state.workspace.ensure())
+    _report(state, "flow ingest", summary.to_dict())
+
+
+def _report(state: CliState, what: str, payload: dict[str, Any]) -> None:
+    scalars = [(k, v) for k, v in payload.items() if not isinstance(v, list | dict)]
+    nested = [(k, v) for k, v in payload.items() if isinstance(v, dict) and v]
+    if not state.json:
+        table(state, what, ["", "value"], scalars + nested)
+    emit(state, payload)
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValidationError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def collect(
+    ctx: typer.Context,
+    listen: Annotated[
+        list[str] | None, typer.Option(help="HOST:PORT for NetFlow/IPFIX/sFlow over UDP")
+    ] = None,
+    interface: Annotated[str | None, typer.Option(help="live capture on an interface")] = None,
+    allow: Annotated[list[str] | None, typer.Option(help="exporter allowlist (addresses)")] = None,
+    rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation")] = 60,
+) -> None:
+    """Run a collector in the foreground until SIGTERM/SIGINT, then flush and exit 0."""
+    state = get_state(ctx)
+    if bool(listen) == bool(interface):
+        raise ValidationError("give either --listen HOST:PORT (repeatable) or --interface IFACE")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if interface:
+        from collectors.live_capture import run_live_capture
+
+        live = run_live_capture(interface, state.workspace.ensure(),
+                                rotate_seconds=rotate_seconds, stop_event=stop)  # fmt: skip
+        emit(state, asdict(live), f"capture on {interface} stopped: {live}")
+        return
+    from collectors.udp_collector import run_collector
+
+    summary = run_collector(
+        [_parse_listen(x) for x in listen or []], state.workspace.ensure(),
+        allowlist=allow or None, rotate_seconds=rotate_seconds, stop_event=stop,
+    )  # fmt: skip
+    emit(state, asdict(summary), f"collector stopped: {summary}")
+
+
+def rate(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="period YYYY-MM")],
+    what_if: Annotated[
+        Path | None, typer.Option("--what-if", help="another tariff folder or file to compare")
+    ] = None,
+) -> None:
+    """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
+    from .period import parse_period
+    from .rating_step import rate_period
+    from .subscriptions import subscription_table
+
+    state = get_state(ctx)
+    bounds = parse_period(period)
+    with database(state) as conn:
+        subs = subscription_table(conn, bounds.end)
+        billed = conn.sql("SELECT record_id FROM billed_usage").to_arrow_table()
+        if what_if is not None:
+            from .what_if import compare_tariffs
+
+            report = compare_tariffs(conn, state.workspace, bounds, subs, what_if)
+            if not state.json:
+                table(state, f"what-if {period}: {what_if}", list(report.columns),
+                      report.rows)  # fmt: skip
+            emit(state, report.to_dict())
+            return
+    with progress(state, f"rating {period}"):
+        outcome = rate_period(state.workspace, bounds, subs, billed.column("record_id"))
+    emit(state, {"period": period, "rated": outcome.rated.num_rows,
+                 "suspense": outcome.suspense.num_rows,
+                 "suspense_by_reason": outcome.suspense_by_reason()},
+         f"{period}: rated {outcome.rated.num_rows}, suspense {outcome.suspense.num_rows} "
+         f"{outcome.suspense_by_reason()}")  # fmt: skip
+
+
+def register_data(app: typer.Typer) -> None:
+    """Attach the data-path commands to the root app."""
+    app.command("demo")(demo)
+    app.add_typer(ingest_app, name="ingest")
+    app.command("collect")(collect)
+    app.command("rate")(rate)
