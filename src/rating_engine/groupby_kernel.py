@@ -1,0 +1,557 @@
+"""Numba group-by kernels over flow columns: a hash aggregate and a dense aggregate.
+
+Both sum three metrics per group - bytes, packets and flows - optionally renormalised
+by the 1-in-N sampling interval, optionally split into time buckets. They take plain
+numpy views of Arrow buffers (no copies of the big columns) and return one partial
+result per call; results are combined by aggregating them again with the flow count
+passed as a weight, which is associative, so a partition-wise run (threads here, Dask
+tasks elsewhere) equals the one-shot run exactly.
+
+Conventions of every kernel argument:
+- ``keys``: uint64 ``(n, w)``; a row's key words are compared for equality only, so
+  addresses can be passed as the raw (native-endian) words of their 16 bytes.
+- ``t``/``t0``/``width``: bucket = ``(t[i] - t0) // width``; ``width == 0`` means no bucket.
+- ``mult``: uint32 sampling interval per row (0 treated as 1), or an empty array for "1".
+- ``weight``: uint64 flow count per row, or an empty array for "1 per row".
+- ``sel``: uint8 row mask (1 = use the row), or an empty array for "all rows".
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+from numba import njit
+
+__all__ = [
+    "BUCKET_US",
+    "EMPTY_U8",
+    "EMPTY_U32",
+    "EMPTY_U64",
+    "address_words",
+    "aggregate_by_code",
+    "bucket_width_us",
+    "dense_aggregate",
+    "hash_aggregate",
+    "hash_aggregate_parallel",
+    "n_threads",
+    "numeric_column",
+]
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+EMPTY_U8 = np.empty(0, dtype=np.uint8)
+EMPTY_U32 = np.empty(0, dtype=np.uint32)
+EMPTY_U64 = np.empty(0, dtype=np.uint64)
+
+#: Time bucket widths in microseconds, by name. Buckets are aligned to the epoch (UTC).
+BUCKET_US = {
+    "1min": 60_000_000,
+    "5min": 300_000_000,
+    "hour": 3_600_000_000,
+    "day": 86_400_000_000,
+}
+
+#: Above this many cells (keys x buckets) the dense kernel gives way to the hash kernel.
+DENSE_MAX_CELLS = 1 << 22
+
+
+def bucket_width_us(bucket: str | int | None) -> int:
+    """Width of a bucket name (``1min``, ``5min``, ``hour``, ``day``) or a width in us; 0 = none."""
+    if bucket is None:
+        return 0
+    if isinstance(bucket, int):
+        if bucket < 0:
+            raise ValueError(f"bucket width must be >= 0 us, got {bucket}")
+        return bucket
+    try:
+        return BUCKET_US[bucket]
+    except KeyError:
+        raise ValueError(f"unknown bucket {bucket!r}; use one of {sorted(BUCKET_US)}") from None
+
+
+def n_threads() -> int:
+    """Worker threads for the kernels: Numba's configured thread count."""
+    return max(1, min(nb.get_num_threads(), os.cpu_count() or 1))
+
+
+def address_words(column: pa.Array | pa.ChunkedArray) -> U64:
+    """Zero-copy ``(n, 2)`` uint64 view of a ``fixed_size_binary(16)`` column's data buffer.
+
+    The words are native-endian reinterpretations of the network-order bytes: fine for
+    equality and hashing; :func:`rating_engine.attribution` byte-swaps where order matters.
+    A chunked column with more than one chunk is combined (one copy).
+    """
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.type.byte_width != 16:
+        raise TypeError(f"expected fixed_size_binary(16), got {arr.type}")
+    n = len(arr)
+    buf = arr.buffers()[1]
+    if buf is None or n == 0:
+        return np.zeros((0, 2), dtype=np.uint64)
+    words = np.frombuffer(buf, dtype=np.uint64, count=2 * n, offset=arr.offset * 16)
+    return words.reshape(n, 2)
+
+
+def numeric_column(column: pa.Array | pa.ChunkedArray, dtype: npt.DTypeLike) -> np.ndarray:
+    """A numeric (or timestamp) column as a numpy array, zero-copy when it has no nulls."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_timestamp(arr.type):
+        arr = arr.cast(pa.int64())
+    if arr.null_count:
+        raise ValueError("column has nulls")
+    out: np.ndarray = arr.to_numpy(zero_copy_only=True)
+    return out if out.dtype == np.dtype(dtype) else out.astype(dtype)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(h: Any, x: Any) -> Any:
+    # splitmix64 finaliser over (h xor x): cheap and good enough for linear probing.
+    z = (h ^ x) + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def _rehash(gkeys: U64, ngroups: int, cap: int) -> I64:
+    slots = np.full(cap, -1, dtype=np.int64)
+    mask = np.uint64(cap - 1)
+    kw = gkeys.shape[1]
+    for g in range(ngroups):
+        h = np.uint64(0)
+        for j in range(kw):
+            h = _mix(h, gkeys[g, j])
+        s = np.int64(h & mask)
+        while slots[s] != -1:
+            s = (s + 1) & (cap - 1)
+        slots[s] = g
+    return slots
+
+
+@njit(cache=True, nogil=True)
+def hash_aggregate(
+    keys: U64,
+    t: I64,
+    t0: int,
+    width: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64,
+    mult: npt.NDArray[np.uint32],
+    sel: npt.NDArray[np.uint8],
+    start: int,
+    stop: int,
+) -> tuple[U64, U64, U64, U64]:
+    """Group rows ``start:stop`` by (key words, bucket); sum bytes, packets and flows.
+
+    Returns ``(group_keys, bytes, packets, flows)``; ``group_keys`` has ``w + 1`` columns,
+    the last being the bucket index (0 when ``width == 0``). Groups come out in order of
+    first appearance.
+    """
+    w = keys.shape[1]
+    kw = w + 1
+    cap = 1024
+    slots = np.full(cap, -1, dtype=np.int64)
+    gcap = 512
+    gkeys = np.zeros((gcap, kw), dtype=np.uint64)
+    gb = np.zeros(gcap, dtype=np.uint64)
+    gp = np.zeros(gcap, dtype=np.uint64)
+    gf = np.zeros(gcap, dtype=np.uint64)
+    ngroups = 0
+    use_sel = sel.shape[0] > 0
+    use_mult = mult.shape[0] > 0
+    use_weight = weight.shape[0] > 0
+    cur = np.zeros(kw, dtype=np.uint64)
+    for i in range(start, stop):
+        if use_sel and sel[i] == 0:
+            continue
+        h = np.uint64(0)
+        for j in range(w):
+            cur[j] = keys[i, j]
+            h = _mix(h, cur[j])
+        cur[w] = np.uint64((t[i] - t0) // width) if width > 0 else np.uint64(0)
+        h = _mix(h, cur[w])
+        mask = cap - 1
+        s = np.int64(h & np.uint64(mask))
+        while True:
+            g = slots[s]
+            if g == -1:
+                # new group; grow the key store and the slot table as needed
+                if ngroups == gcap:
+                    gcap *= 2
+                    nk = np.zeros((gcap, kw), dtype=np.uint64)
+                    nk[:ngroups] = gkeys[:ngroups]
+                    gkeys = nk
+                    gb = np.concatenate((gb, np.zeros(gcap - gb.shape[0], dtype=np.uint64)))
+                    gp = np.concatenate((gp, np.zeros(gcap - gp.shape[0], dtype=np.uint64)))
+                    gf = np.concatenate((gf, np.zeros(gcap - gf.shape[0], dtype=np.uint64)))
+                g = ngroups
+                for j in range(kw):
+                    gkeys[g, j] = cur[j]
+                ngroups += 1
+                if 2 * ngroups > cap:
+                    cap *= 2
+                    slots = _rehash(gkeys, ngroups, cap)
+                else:
+                    slots[s] = g
+                break
+            same = True
+            for j in range(kw):
+                if gkeys[g, j] != cur[j]:
+                    same = False
+                    break
+            if same:
+                break
+            s = (s + 1) & mask
+        m = np.uint64(1)
+        if use_mult and mult[i] > 1:
+            m = np.uint64(mult[i])
+        gb[g] += nbytes[i] * m
+        gp[g] += npackets[i] * m
+        gf[g] += weight[i] if use_weight else np.uint64(1)
+    return gkeys[:ngroups].copy(), gb[:ngroups].copy(), gp[:ngroups].copy(), gf[:ngroups].copy()
+
+
+def hash_aggregate_parallel(
+    keys: U64,
+    t: I64,
+    t0: int,
+    width: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64 = EMPTY_U64,
+    mult: npt.NDArray[np.uint32] = EMPTY_U32,
+    sel: npt.NDArray[np.uint8] = EMPTY_U8,
+    *,
+    threads: int | None = None,
+) -> tuple[U64, U64, U64, U64]:
+    """:func:`hash_aggregate` over row chunks on several threads, then one combine pass.
+
+    The combine aggregates the partials again (bucket already resolved, flows as weight);
+    the result is sorted by bucket, then key words, so it does not depend on the thread
+    count.
+    """
+    n = keys.shape[0]
+    k = threads or n_threads()
+    if n < 200_000:
+        k = 1
+    bounds = np.linspace(0, n, k + 1).astype(np.int64)
+    if k == 1:
+        parts = [hash_aggregate(keys, t, t0, width, nbytes, npackets, weight, mult, sel, 0, n)]
+    else:
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            futures = [
+                pool.submit(
+                    hash_aggregate,
+                    keys,
+                    t,
+                    t0,
+                    width,
+                    nbytes,
+                    npackets,
+                    weight,
+                    mult,
+                    sel,
+                    int(bounds[i]),
+                    int(bounds[i + 1]),
+                )
+                for i in range(k)
+            ]
+            parts = [f.result() for f in futures]
+    if len(parts) == 1:
+        gk, gb, gp, gf = parts[0]
+    else:
+        gk = np.concatenate([p[0] for p in parts])
+        gb = np.concatenate([p[1] for p in parts])
+        gp = np.concatenate([p[2] for p in parts])
+        gf = np.concatenate([p[3] for p in parts])
+        # the bucket word goes back in as "time" with width 1, so it stays the bucket word
+        tb = gk[:, -1].view(np.int64)
+        gk, gb, gp, gf = hash_aggregate(
+            np.ascontiguousarray(gk[:, :-1]), tb, 0, 1, gb, gp, gf, EMPTY_U32, EMPTY_U8, 0,
+            gk.shape[0],
+        )  # fmt: skip
+    return _sorted(gk, gb, gp, gf)
+
+
+def _sorted(gk: U64, gb: U64, gp: U64, gf: U64) -> tuple[U64, U64, U64, U64]:
+    """Order groups by bucket (last word), then key words left to right."""
+    if gk.shape[0] <= 1:
+        return gk, gb, gp, gf
+    w = gk.shape[1] - 1
+    order = np.lexsort([gk[:, j] for j in range(w - 1, -1, -1)] + [gk[:, w]])
+    return np.ascontiguousarray(gk[order]), gb[order], gp[order], gf[order]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def dense_aggregate(
+    codes: I64,
+    nkeys: int,
+    t: I64,
+    t0: int,
+    width: int,
+    nbuckets: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64,
+    mult: npt.NDArray[np.uint32],
+    nchunks: int,
+) -> tuple[U64, U64, U64]:
+    """Sum per (bucket, code) into dense ``nbuckets * nkeys`` arrays (bucket-major).
+
+    Rows with a negative code, or a bucket outside ``[0, nbuckets)``, are skipped. Each
+    chunk accumulates into its own arrays (no atomics), summed at the end. Bucket-major
+    cells keep time-ordered input (the usual case) within a small, hot part of memory.
+    """
+    n = codes.shape[0]
+    cells = nkeys * nbuckets
+    acc = np.zeros((nchunks, 3, cells), dtype=np.uint64)
+    use_mult = mult.shape[0] > 0
+    use_weight = weight.shape[0] > 0
+    step = (n + nchunks - 1) // nchunks
+    for c in nb.prange(nchunks):
+        lo = c * step
+        hi = min(n, lo + step)
+        cur_lo = np.int64(1)
+        cur_hi = np.int64(0)
+        b = np.int64(0)
+        for i in range(lo, hi):
+            k = codes[i]
+            if k < 0 or k >= nkeys:
+                continue
+            if width > 0:
+                ti = t[i]
+                # time-ordered rows mostly stay in the current bucket: skip the division
+                if ti < cur_lo or ti >= cur_hi:
+                    b = (ti - t0) // width
+                    cur_lo = t0 + b * width
+                    cur_hi = cur_lo + width
+            if b < 0 or b >= nbuckets:
+                continue
+            cell = b * nkeys + k
+            m = np.uint64(1)
+            if use_mult and mult[i] > 1:
+                m = np.uint64(mult[i])
+            acc[c, 0, cell] += nbytes[i] * m
+            acc[c, 1, cell] += npackets[i] * m
+            acc[c, 2, cell] += weight[i] if use_weight else np.uint64(1)
+    out = acc[0].copy()
+    for c in range(1, nchunks):
+        out += acc[c]
+    return out[0], out[1], out[2]
+
+
+@njit(cache=True, nogil=True)
+def _valid_range(codes: I64, nkeys: int, t: I64) -> tuple[int, int, int]:
+    """(valid rows, min t, max t) over rows with a code in ``[0, nkeys)``."""
+    cnt = 0
+    lo = np.iinfo(np.int64).max
+    hi = np.iinfo(np.int64).min
+    for i in range(codes.shape[0]):
+        k = codes[i]
+        if k >= 0 and k < nkeys:
+            cnt += 1
+            v = t[i]
+            lo = min(lo, v)
+            hi = max(hi, v)
+    return cnt, lo, hi
+
+
+@njit(cache=True, nogil=True)
+def _chunk_sparse(
+    codes: I64,
+    nkeys: int,
+    t: I64,
+    t0: int,
+    width: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64,
+    mult: npt.NDArray[np.uint32],
+    lo: int,
+    hi: int,
+    max_cells: int,
+) -> tuple[I64, U64, U64, U64]:
+    """Rows ``lo:hi`` -> sparse ``(global cell, bytes, packets, flows)``, cell-ordered.
+
+    Global cell = bucket * nkeys + code. When the chunk's buckets span few cells (time-
+    ordered input), it accumulates densely; otherwise it emits one entry per row.
+    """
+    bmin = np.iinfo(np.int64).max
+    bmax = np.iinfo(np.int64).min
+    for i in range(lo, hi):
+        k = codes[i]
+        if k >= 0 and k < nkeys:
+            b = (t[i] - t0) // width
+            bmin = min(bmin, b)
+            bmax = max(bmax, b)
+    use_mult = mult.shape[0] > 0
+    use_weight = weight.shape[0] > 0
+    if bmax < bmin:
+        return (
+            np.empty(0, np.int64),
+            np.empty(0, np.uint64),
+            np.empty(0, np.uint64),
+            np.empty(0, np.uint64),
+        )
+    span = bmax - bmin + 1
+    dense = span * nkeys <= max_cells
+    size = span * nkeys if dense else hi - lo
+    cell_out = np.empty(size, np.int64)
+    acc = np.zeros((3, size), dtype=np.uint64)
+    j = 0
+    # time-ordered rows mostly stay in the current bucket: skip the division then
+    cur_lo = np.int64(1)
+    cur_hi = np.int64(0)
+    b = np.int64(0)
+    for i in range(lo, hi):
+        k = codes[i]
+        if k < 0 or k >= nkeys:
+            continue
+        ti = t[i]
+        if ti < cur_lo or ti >= cur_hi:
+            b = (ti - t0) // width
+            cur_lo = t0 + b * width
+            cur_hi = cur_lo + width
+        m = np.uint64(1)
+        if use_mult and mult[i] > 1:
+            m = np.uint64(mult[i])
+        if dense:
+            slot = (b - bmin) * nkeys + k
+        else:
+            slot = j
+            cell_out[j] = b * nkeys + k
+            j += 1
+        acc[0, slot] += nbytes[i] * m
+        acc[1, slot] += npackets[i] * m
+        acc[2, slot] += weight[i] if use_weight else np.uint64(1)
+    if not dense:
+        return cell_out[:j], acc[0, :j].copy(), acc[1, :j].copy(), acc[2, :j].copy()
+    nz = 0
+    for s in range(size):
+        if acc[2, s] != 0:
+            nz += 1
+    cells = np.empty(nz, np.int64)
+    ob = np.empty(nz, np.uint64)
+    op = np.empty(nz, np.uint64)
+    of = np.empty(nz, np.uint64)
+    j = 0
+    base = bmin * nkeys
+    for s in range(size):
+        if acc[2, s] != 0:
+            cells[j] = base + s
+            ob[j] = acc[0, s]
+            op[j] = acc[1, s]
+            of[j] = acc[2, s]
+            j += 1
+    return cells, ob, op, of
+
+
+@njit(cache=True, nogil=True)
+def _scatter(parts_cells: I64, pb: U64, pp: U64, pf: U64, ncells: int) -> tuple[I64, U64, U64, U64]:
+    """Sum sparse (cell, metrics) entries into a dense table and read the non-empty cells."""
+    acc = np.zeros((3, ncells), dtype=np.uint64)
+    for i in range(parts_cells.shape[0]):
+        c = parts_cells[i]
+        acc[0, c] += pb[i]
+        acc[1, c] += pp[i]
+        acc[2, c] += pf[i]
+    nz = 0
+    for c in range(ncells):
+        if acc[2, c] != 0:
+            nz += 1
+    cells = np.empty(nz, np.int64)
+    ob = np.empty(nz, np.uint64)
+    op = np.empty(nz, np.uint64)
+    of = np.empty(nz, np.uint64)
+    j = 0
+    for c in range(ncells):
+        if acc[2, c] != 0:
+            cells[j] = c
+            ob[j] = acc[0, c]
+            op[j] = acc[1, c]
+            of[j] = acc[2, c]
+            j += 1
+    return cells, ob, op, of
+
+
+#: Dense tables up to this many cells are built in one piece, per thread.
+_GLOBAL_MAX_CELLS = 1 << 25
+_CHUNK_ROWS = 1 << 22
+
+
+def aggregate_by_code(
+    codes: I64,
+    nkeys: int,
+    t: I64,
+    width: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64 = EMPTY_U64,
+    mult: npt.NDArray[np.uint32] = EMPTY_U32,
+) -> tuple[I64, I64, U64, U64, U64]:
+    """Sum per (code in ``[0, nkeys)``, epoch-aligned bucket); other codes are skipped.
+
+    Returns ``(code, bucket_start_us, bytes, packets, flows)`` for the non-empty groups,
+    sorted by bucket then code (``width == 0``: one bucket starting at 0). Three strategies,
+    same result: one dense table when keys x buckets is small; row chunks accumulated
+    densely over the buckets each chunk spans, then summed into one table (fast when rows
+    come roughly in time order, as collectors write them); a hash table otherwise.
+    """
+    n = codes.shape[0]
+    if width <= 0:
+        width, t = 1, np.zeros(n, dtype=np.int64)
+    count, tmin, tmax = _valid_range(codes, nkeys, t) if n else (0, 0, 0)
+    if count == 0:
+        e = np.empty(0, np.int64)
+        return e, e.copy(), EMPTY_U64, EMPTY_U64, EMPTY_U64
+    t0 = tmin // width * width
+    nbuckets = (tmax - t0) // width + 1
+    cells_total = nkeys * nbuckets
+    if cells_total <= DENSE_MAX_CELLS:
+        k = n_threads() if n >= 200_000 else 1
+        b, p, f = dense_aggregate(
+            codes, nkeys, t, t0, width, nbuckets, nbytes, npackets, weight, mult, k
+        )
+        cells = np.flatnonzero(f)
+        b, p, f = b[cells], p[cells], f[cells]
+    elif cells_total <= _GLOBAL_MAX_CELLS:
+        # rows per chunk so that a time-ordered chunk spans a few buckets (table in cache)
+        rows = int(min(max(n * 4 // nbuckets, 1 << 16), _CHUNK_ROWS))
+        bounds = [*range(0, n, rows), n]
+        args = (codes, nkeys, t, t0, width, nbytes, npackets, weight, mult)
+        with ThreadPoolExecutor(max_workers=n_threads()) as pool:
+            futures = [
+                pool.submit(_chunk_sparse, *args, lo, hi, DENSE_MAX_CELLS // 4)
+                for lo, hi in itertools.pairwise(bounds)
+            ]
+            parts = [fu.result() for fu in futures]
+        cells, b, p, f = _scatter(
+            np.concatenate([x[0] for x in parts]),
+            np.concatenate([x[1] for x in parts]),
+            np.concatenate([x[2] for x in parts]),
+            np.concatenate([x[3] for x in parts]),
+            cells_total,
+        )
+    else:
+        sel = ((codes >= 0) & (codes < nkeys)).view(np.uint8)
+        keys = codes.astype(np.uint64).reshape(n, 1)
+        gk, b, p, f = hash_aggregate_parallel(
+            keys, t, t0, width, nbytes, npackets, weight, mult, sel
+        )
+        cells = gk[:, 1].astype(np.int64) * nkeys + gk[:, 0].astype(np.int64)
+    return (
+        (cells % nkeys).astype(np.int64),
+        (cells // nkeys).astype(np.int64) * width + t0,
+        b,
+        p,
+        f,
+    )
