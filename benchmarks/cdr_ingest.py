@@ -1,0 +1,162 @@
+"""CDR ingest benchmark: generated generic-layout CSV -> W/usage Parquet, rows per second.
+
+    python benchmarks/cdr_ingest.py [--rows N] [--bad-every K] [--keep DIR]
+
+Generates N rows in the layout of data/mappings/generic.toml (national, international and
+'+' numbers; local ISO times in Europe/Berlin; voice/sms/data), then times
+``ingest_cdr_files`` end to end: hashing, CSV parsing, transforms, record ids, de-duplication,
+Parquet (zstd) staging and publishing. For reference it also times pyarrow's CSV reader alone
+on the same file. Numba compilation is warmed up on a small file first and reported apart.
+Prints a few lines for people; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from collectors.cdr_ingest import ingest_cdr_files
+from collectors.cdr_mapping import load_mapping
+from collectors.workspace import WorkspacePaths
+
+MAPPING = Path(__file__).resolve().parents[1] / "data" / "mappings" / "generic.toml"
+
+
+def generate(path: Path, rows: int, *, seed: int = 7, bad_every: int = 0, days: int = 3) -> None:
+    """Write ``rows`` generic-layout CDRs to ``path`` (vectorised, in 1M-row slices)."""
+    rng = np.random.default_rng(seed)
+    services = np.array(["voice", "sms", "data"])
+    start0 = 1_774_000_000  # March 2026
+    schema = pa.schema([(c, pa.string()) for c in _COLUMNS])
+    with pacsv.CSVWriter(
+        path,
+        schema,
+        write_options=pacsv.WriteOptions(quoting_style="needed"),
+    ) as writer:
+        for lo in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - lo)
+            ids = pa.array(np.char.add("c", np.arange(lo, lo + n).astype(str)))
+            subs = rng.integers(1_500_000_000, 1_799_999_999, n).astype(str)
+            style = rng.integers(0, 3, n)
+            msisdn = np.where(
+                style == 0,
+                np.char.add("0", subs),
+                np.where(style == 1, np.char.add("+49", subs), np.char.add("0049", subs)),
+            )
+            svc = services[rng.integers(0, 3, n)]
+            # a switch writes its CDRs in time order; the file spans `days` days
+            span = days * 86_400
+            secs = (
+                start0 + lo * span // rows + np.sort(rng.integers(0, max(1, n * span // rows), n))
+            )
+            start = pc.strftime(
+                pa.array(secs * 1_000_000, pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S"
+            )
+            duration = rng.integers(0, 3_600, n).astype(str)
+            up = np.where(svc == "data", rng.integers(0, 10**7, n).astype(str), "")
+            down = np.where(svc == "data", rng.integers(0, 10**8, n).astype(str), "")
+            dest = np.where(
+                svc == "data", "", np.char.add("0", rng.integers(10**8, 10**9, n).astype(str))
+            )
+            cell = np.char.add("26201-", rng.integers(1000, 9999, n).astype(str))
+            cols = [ids, msisdn, svc, start, duration, up, down, dest, msisdn, cell]
+            arrays = [c if isinstance(c, pa.Array) else pa.array(c) for c in cols]
+            if bad_every:
+                bad = np.arange(lo, lo + n) % bad_every == bad_every - 1
+                arrays[4] = pc.if_else(pa.array(bad), "-1", arrays[4])
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+
+
+_COLUMNS = (
+    "id",
+    "msisdn",
+    "service",
+    "start",
+    "duration",
+    "bytes_up",
+    "bytes_down",
+    "destination",
+    "origin",
+    "cell",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--bad-every", type=int, default=0, help="every K-th row negative")
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    args = parser.parse_args(argv)
+    mapping = load_mapping(MAPPING)
+    with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        warm = work / "warm.csv"
+        generate(warm, 1_000, seed=1)
+        ingest_cdr_files([warm], mapping, WorkspacePaths(work / "warm-ws"))
+        warmup_s = time.perf_counter() - t0
+
+        csv_path = work / "cdr.csv"
+        t0 = time.perf_counter()
+        generate(csv_path, args.rows, bad_every=args.bad_every)
+        gen_s = time.perf_counter() - t0
+        size = os.path.getsize(csv_path)
+
+        t0 = time.perf_counter()
+        reader = pacsv.open_csv(
+            csv_path,
+            read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in _COLUMNS}),
+        )
+        parsed = sum(b.num_rows for b in reader)
+        parse_s = time.perf_counter() - t0
+
+        ws = WorkspacePaths(work / "ws")
+        t0 = time.perf_counter()
+        summary = ingest_cdr_files([csv_path], mapping, ws)
+        ingest_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        again = ingest_cdr_files([csv_path], mapping, ws)
+        refuse_s = time.perf_counter() - t0
+    assert parsed == args.rows
+    assert summary.ingested + sum(summary.rejected_by_reason().values()) == args.rows
+    assert again.ingested == 0
+    assert again.refused
+    result = {
+        "benchmark": "cdr_ingest",
+        "rows": args.rows,
+        "csv_mb": round(size / 1e6, 1),
+        "ingested": summary.ingested,
+        "rejected": summary.rejected_by_reason(),
+        "ingest_s": round(ingest_s, 3),
+        "rows_per_s": round(args.rows / ingest_s),
+        "mb_per_s": round(size / 1e6 / ingest_s, 1),
+        "pyarrow_csv_parse_rows_per_s": round(args.rows / parse_s),
+        "ingest_vs_parse_only": round(parse_s / ingest_s, 3),
+        "refuse_again_s": round(refuse_s, 3),
+        "warmup_incl_numba_compile_s": round(warmup_s, 2),
+        "generate_s": round(gen_s, 1),
+        "target_rows_per_s": 2_000_000,
+        "cpus": os.cpu_count(),
+    }
+    print(f"generated {args.rows} rows ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
+    print(f"pyarrow CSV parse only: {args.rows / parse_s:,.0f} rows/s")
+    print(f"ingest: {args.rows / ingest_s:,.0f} rows/s ({ingest_s:.2f} s), target 2,000,000")
+    print(f"second ingest of the same file refused in {refuse_s:.2f} s")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
