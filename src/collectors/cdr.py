@@ -1,24 +1,26 @@
 """Stream a CSV CDR file into usage record batches (constant memory, vectorised).
 
-pyarrow's streaming CSV reader (``open_csv``, 1 MiB blocks) reads only the mapped columns as
+pyarrow's streaming CSV reader (``open_csv``, 4 MiB blocks) reads only the mapped columns as
 strings; :mod:`collectors.cdr_transforms` turns them into the usage schema with Arrow compute.
 Rows that cannot be used go aside with a reason code; :func:`read_cdr_file` yields one
 :class:`CdrChunk` per reader batch holding both.
 
 Line numbers (``source_line``, reject ``record_no``) are 1-based CSV record numbers with the
 header as record 1 - the physical line unless an earlier quoted value spans lines. pyarrow
-reports the number of each invalid row (wrong column count) when reading single-threaded;
-empty lines are read as such invalid rows too (``ignore_empty_lines=False``), so every record
-is numbered, and the number of each good row follows from the invalid ones before it. The raw
-bytes of a rejected row come from a quote-aware Numba scan of the memory-mapped file that only
-runs when a chunk has rejects (:func:`collectors.cdr_kernels.record_spans`).
+reports the number of each invalid row (wrong column count) when reading single-threaded, and
+with ``ignore_empty_lines=False`` a blank line is a row of empty values (dropped and counted as
+a blank line, not rejected), so every record is numbered and the number of each good row
+follows from the invalid ones before it (:mod:`collectors.cdr_csv`). The raw bytes of a
+rejected row come from a quote-aware Numba scan of the memory-mapped file that only runs when
+a chunk has rejects.
+
+pyarrow cannot pass a malformed row that is not valid text to its handler, so callers should
+check the encoding of the whole file first (:func:`collectors.cdr_ingest.ingest_cdr_file` does,
+in the same pass as the content hash); otherwise such a file is refused as ``not_csv``.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from .cdr_kernels import record_ids, record_spans
+from .cdr_csv import CdrRefusedError, RawLines, RecordNumbering, sniff_cdr_file
+from .cdr_kernels import record_ids
 from .cdr_mapping import CdrMapping
 from .cdr_transforms import (
     compose_key,
@@ -39,7 +42,6 @@ from .cdr_transforms import (
     parse_times,
     parse_unsigned,
 )
-from .errors import IngestError
 from .schemas import TIMESTAMP, USAGE_SCHEMA
 
 __all__ = [
@@ -61,17 +63,7 @@ CHUNK_REJECT_SCHEMA = pa.schema(
         pa.field("raw", pa.binary()),
     ]
 )
-_SNIFF_BYTES = 64 * 1024
-_SNIFF_LINES = 20
 _MAX_MSISDN = 15
-
-
-class CdrRefusedError(IngestError):
-    """A whole CDR file is refused; ``reason`` is a short code for the summary."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass
@@ -83,77 +75,6 @@ class CdrChunk:
     rows_read: int
     skipped: dict[str, int] = field(default_factory=dict)
     blank_lines: int = 0
-
-
-def sniff_cdr_file(path: Path, mapping: CdrMapping) -> list[str] | None:
-    """Refuse what is plainly not this CSV layout, from the first 64 KiB (binary, wrong
-    header, no line with the mapping's column count); returns the header names if any."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES)
-    except OSError as exc:
-        raise CdrRefusedError("unreadable", f"{path}: cannot read: {exc.strerror}") from exc
-    if not head:
-        return None
-    if b"\x00" in head:
-        raise CdrRefusedError("not_csv", f"{path}: binary content (NUL bytes), not a CSV file")
-    try:
-        text = codecs.getincrementaldecoder(mapping.csv.encoding)().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise CdrRefusedError(
-            "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {exc.start}"
-        ) from exc
-    text = text.removeprefix("\ufeff")
-    lines = text.splitlines()
-    if len(head) == _SNIFF_BYTES and lines:
-        lines = lines[:-1]  # the last line may be cut
-    rows = list(
-        csv.reader(
-            io.StringIO("\n".join(lines[: _SNIFF_LINES + 1])),
-            delimiter=mapping.csv.delimiter,
-            quotechar=mapping.csv.quote,
-        )
-    )
-    rows = [r for r in rows if r]
-    if mapping.csv.header:
-        if not rows:
-            return None
-        names = [c.strip() for c in rows[0]]
-        missing = [c for c in mapping.used_columns() if c not in names]
-        if missing:
-            raise CdrRefusedError(
-                "header_mismatch",
-                f"{path}: header lacks columns {', '.join(missing)} of mapping {mapping.name} "
-                f"(found {', '.join(names[:12])}{'...' if len(names) > 12 else ''})",
-            )
-        return [c for c in rows[0]]
-    assert mapping.csv.columns is not None
-    want = len(mapping.csv.columns)
-    if rows and not any(len(r) == want for r in rows[:_SNIFF_LINES]):
-        raise CdrRefusedError(
-            "not_csv",
-            f"{path}: none of the first {min(len(rows), _SNIFF_LINES)} lines has the "
-            f"{want} columns of mapping {mapping.name}",
-        )
-    return None
-
-
-class _Numbering:
-    """Record numbers of good rows from the invalid rows pyarrow reported before them."""
-
-    def __init__(self, header: bool) -> None:
-        self.first = 2 if header else 1  # record number of the first data record
-        self.good_seen = 0
-        self.gaps: list[int] = []  # data index of invalid row i minus i
-
-    def invalid(self, number: int) -> None:
-        self.gaps.append(number - self.first - len(self.gaps))
-
-    def good(self, n: int) -> np.ndarray:
-        k = np.arange(self.good_seen, self.good_seen + n, dtype=np.int64)
-        self.good_seen += n
-        before = np.searchsorted(np.asarray(self.gaps, dtype=np.int64), k, side="right")
-        return k + before + self.first
 
 
 @dataclass
@@ -363,50 +284,12 @@ def _rejects_from_checks(
     return table, skipped
 
 
-class _RawLines:
-    """Raw bytes of rejected records, by a forward-only scan of the memory-mapped file."""
-
-    def __init__(self, path: Path, mapping: CdrMapping) -> None:
-        self.path = path
-        self.quote = mapping.csv.quote
-        self.delimiter = mapping.csv.delimiter
-        self.buf: np.ndarray | None = None
-        self.pos = 0
-        self.record = 1
-
-    def fetch(self, record_nos: np.ndarray) -> list[bytes | None]:
-        if record_nos.size == 0:
-            return []
-        if self.buf is None:
-            self.buf = np.memmap(self.path, dtype=np.uint8, mode="r")
-        order = np.argsort(record_nos, kind="stable")
-        wanted = record_nos[order]
-        if wanted[0] < self.record:  # asked for an earlier record: rescan from the start
-            self.pos, self.record = 0, 1
-        starts, ends, self.pos, self.record = record_spans(
-            self.buf,
-            wanted,
-            quote=self.quote,
-            delimiter=self.delimiter,
-            pos=self.pos,
-            record=self.record,
-        )
-        out: list[bytes | None] = [None] * record_nos.size
-        for j, i in enumerate(order.tolist()):
-            if starts[j] >= 0:
-                out[i] = bytes(self.buf[starts[j] : ends[j]])
-        return out
-
-    def close(self) -> None:
-        self.buf = None  # np.memmap closes its mapping when collected
-
-
 def read_cdr_file(
     path: Path,
     mapping: CdrMapping,
     *,
     source_name: str | None = None,
-    block_size: int = 1 << 20,
+    block_size: int = 4 << 20,
     is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[CdrChunk]:
     """Yield the file's usable rows and its rejected rows, batch by batch.
@@ -424,7 +307,7 @@ def read_cdr_file(
     if path.stat().st_size == 0 or (mapping.csv.header and header_names is None):
         return
     used = mapping.used_columns()
-    numbering = _Numbering(mapping.csv.header)
+    numbering = RecordNumbering(mapping.csv.header)
     invalid: list[tuple[int, bytes | None, str]] = []
     blank = [0]
 
@@ -468,13 +351,13 @@ def read_cdr_file(
         quoted_strings_can_be_null=False,
     )
     transformer = _BatchTransformer(mapping, name)
-    raw_lines = _RawLines(path, mapping)
+    raw_lines = RawLines(path, mapping)
     try:
         try:
             reader = pacsv.open_csv(
                 path, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
             )
-        except pa.ArrowInvalid as exc:
+        except pa.ArrowException as exc:
             if "Empty CSV file" in str(exc):
                 return
             raise CdrRefusedError("not_csv", f"{path}: not readable as CSV: {exc}") from exc
@@ -483,7 +366,7 @@ def read_cdr_file(
                 batch = reader.read_next_batch()
             except StopIteration:
                 batch = None
-            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            except (pa.ArrowException, UnicodeDecodeError) as exc:
                 reason = "bad_encoding" if "UTF8" in str(exc) or "decode" in str(exc) else "not_csv"
                 raise CdrRefusedError(reason, f"{path}: cannot read CSV: {exc}") from exc
             if batch is None and not invalid and not blank[0]:
@@ -496,7 +379,7 @@ def read_cdr_file(
 
 
 def _drop_blank_lines(
-    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: _RawLines
+    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: RawLines
 ) -> tuple[pa.RecordBatch, np.ndarray, int]:
     """Drop the rows that are blank lines in the file (counted, not rejected).
 
@@ -539,9 +422,9 @@ def _duplicates(usage: pa.Table, dup: np.ndarray) -> pa.Table:
 
 def _chunk(
     batch: pa.RecordBatch | None,
-    numbering: _Numbering,
+    numbering: RecordNumbering,
     transformer: _BatchTransformer,
-    raw_lines: _RawLines,
+    raw_lines: RawLines,
     invalid: list[tuple[int, bytes | None, str]],
     blank: list[int],
     is_duplicate: Callable[[np.ndarray], np.ndarray] | None,
