@@ -7,6 +7,7 @@ import hashlib
 import html
 import io
 import json
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ from collectors.dataset import atomic_write_bytes
 
 from .money import minor_units
 
-__all__ = ["bills_for_period", "bills_sha256", "canonical_json", "export_bills", "render_html"]
+__all__ = [
+    "bills_for_period",
+    "bills_sha256",
+    "canonical_json",
+    "export_bills",
+    "render_html",
+    "sha256_of",
+]
 
 _BILL_COLUMNS = (
     "bill_no, b.account_id, a.external_id, a.name, period, period_start, period_end, bill_date, "
@@ -46,15 +54,21 @@ def bills_for_period(conn: duckdb.DuckDBPyConnection, period: str) -> list[dict[
         "WHERE period = ? ORDER BY bill_no",
         [period],
     ).fetchall()
+    lines = conn.execute(
+        "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, amount "
+        "FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no WHERE b.period = ? "
+        "ORDER BY l.bill_no, line_no",
+        [period],
+    ).fetchall()
+    by_bill: dict[str, list[dict[str, Any]]] = {}
+    for bill_no, group in groupby(lines, key=lambda ln: ln[0]):
+        by_bill[bill_no] = [
+            {k: _text(v) for k, v in zip(_LINE_KEYS, ln[1:], strict=True)} for ln in group
+        ]
     bills = []
     for row in rows:
         bill = {k: _text(v) for k, v in zip(_BILL_KEYS, row, strict=True)}
-        lines = conn.execute(
-            "SELECT line_no, line_type, product_id, description, quantity, unit, amount "
-            "FROM bill_line WHERE bill_no = ? ORDER BY line_no",
-            [bill["bill_no"]],
-        ).fetchall()
-        bill["lines"] = [{k: _text(v) for k, v in zip(_LINE_KEYS, ln, strict=True)} for ln in lines]
+        bill["lines"] = by_bill.get(bill["bill_no"], [])
         bills.append(bill)
     return bills
 
@@ -66,7 +80,12 @@ def canonical_json(bills: list[dict[str, Any]]) -> bytes:
 
 def bills_sha256(conn: duckdb.DuckDBPyConnection, period: str) -> str:
     """SHA-256 over the canonical JSON export of a period's bills."""
-    return hashlib.sha256(canonical_json(bills_for_period(conn, period))).hexdigest()
+    return sha256_of(bills_for_period(conn, period))
+
+
+def sha256_of(bills: list[dict[str, Any]]) -> str:
+    """SHA-256 over the canonical JSON of already exported bills."""
+    return hashlib.sha256(canonical_json(bills)).hexdigest()
 
 
 def _money(amount: str, currency: str) -> str:
@@ -124,10 +143,15 @@ def _csv(bill: dict[str, Any]) -> bytes:
     return out.getvalue().encode()
 
 
-def export_bills(conn: duckdb.DuckDBPyConnection, period: str, folder: Path) -> list[Path]:
+def export_bills(
+    conn: duckdb.DuckDBPyConnection,
+    period: str,
+    folder: Path,
+    bills: list[dict[str, Any]] | None = None,
+) -> list[Path]:
     """Write each bill of the period as JSON, CSV and HTML under ``folder``; returns the files."""
     written = []
-    for bill in bills_for_period(conn, period):
+    for bill in bills if bills is not None else bills_for_period(conn, period):
         stem = folder / bill["bill_no"]
         payload = json.dumps(bill, sort_keys=True, indent=2, ensure_ascii=False).encode()
         written.append(atomic_write_bytes(stem.with_suffix(".json"), payload))

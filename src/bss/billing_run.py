@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -23,11 +24,11 @@ import pyarrow.compute as pc
 
 from collectors.workspace import WorkspacePaths
 
-from .bill_export import bills_for_period, bills_sha256, export_bills
+from .bill_export import bills_for_period, export_bills, sha256_of
+from .charges import Line, product_charges
 from .db import transaction, utc_now
 from .errors import BillingError
 from .money import (
-    from_micros,
     micros_to_decimal_array,
     mul_ratio_half_even,
     round_to_minor,
@@ -56,98 +57,7 @@ class BillingRunResult:
     exports: Path | None = None
 
 
-@dataclass
-class _Line:
-    line_type: str
-    product_id: int | None
-    description: str
-    quantity: int
-    unit: str
-    micros: int
-
-
-def _days_active(start: datetime, end: datetime | None, period: Period) -> int:
-    """Calendar days (UTC) of the period on which the product is active at any moment."""
-    lo = max(start, period.start)
-    hi = period.end if end is None else min(end, period.end)
-    if hi <= lo:
-        return 0
-    first = lo.date()
-    last = (hi - timedelta(microseconds=1)).date()
-    return (last - first).days + 1
-
-
-def _product_charges(
-    conn: duckdb.DuckDBPyConnection, account_id: int, currency: str, period: Period
-) -> tuple[list[_Line], list[tuple[int, str]]]:
-    """Recurring (prorated), discount and not yet billed one-time charges of an account."""
-    lines: list[_Line] = []
-    one_time: list[tuple[int, str]] = []
-    products = conn.execute(
-        "SELECT p.id, p.start_date, p.termination_date, o.name FROM product p "
-        "JOIN product_offering o ON o.id = p.offering_id WHERE p.account_id = ? "
-        "AND p.start_date < ? AND (p.termination_date IS NULL OR p.termination_date > ?) "
-        "ORDER BY p.id",
-        [account_id, period.end, period.start],
-    ).fetchall()
-    for product_id, start, end, offering_name in products:
-        prices = conn.execute(
-            "SELECT pr.id, pr.name, pr.price_type, pr.amount, pr.percentage, pr.currency, "
-            "pr.valid_from, pr.valid_to FROM product_offering_price pr JOIN product p "
-            "ON p.offering_id = pr.offering_id WHERE p.id = ? AND pr.valid_from < ? "
-            "AND (pr.valid_to IS NULL OR pr.valid_to > ?) ORDER BY pr.price_type, pr.id",
-            [product_id, period.end, period.start],
-        ).fetchall()
-        recurring_total = 0
-        discounts = []
-        for price_id, name, kind, amount, share, price_currency, valid_from, valid_to in prices:
-            if kind in ("recurring", "oneTime") and price_currency != currency:
-                raise BillingError(
-                    f"price {price_id} is in {price_currency}, account {account_id} bills "
-                    f"in {currency}"
-                )
-            if kind == "recurring":
-                lo = max(start, valid_from)
-                hi = end if valid_to is None else valid_to if end is None else min(end, valid_to)
-                days = _days_active(lo, hi, period)
-                if days == 0:
-                    continue
-                micros = mul_ratio_half_even(to_micros(amount), days, period.days)
-                recurring_total += micros
-                label = f"{offering_name}: {name}"
-                if days != period.days:
-                    label += f" ({days}/{period.days} days)"
-                lines.append(_Line("recurring", product_id, label, days, "day", micros))
-            elif kind == "discount":
-                discounts.append((name, Decimal(share)))
-            elif kind == "oneTime" and start < period.end:
-                billed = conn.execute(
-                    "SELECT 1 FROM billed_one_time WHERE product_id = ? AND price_id = ?",
-                    [product_id, price_id],
-                ).fetchone()
-                if billed is None:
-                    lines.append(
-                        _Line(
-                            "oneTime",
-                            product_id,
-                            f"{offering_name}: {name}",
-                            1,
-                            "",
-                            to_micros(amount),
-                        )
-                    )
-                    one_time.append((product_id, price_id))
-        for name, share in discounts:
-            ppm = int(share * 1_000_000)
-            credit = mul_ratio_half_even(recurring_total, ppm, 1_000_000)
-            if credit:
-                lines.append(
-                    _Line("credit", product_id, f"{offering_name}: {name}", 1, "", -credit)
-                )
-    return lines, one_time
-
-
-def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dict[int, list[_Line]]:
+def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dict[int, list[Line]]:
     """Per account: one line per subscription and service, late usage on its own line."""
     if rated.num_rows == 0:
         return {}
@@ -163,7 +73,7 @@ def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dic
         .sort_by([("account_id", "ascending"), ("subscription_id", "ascending"),
                   ("service", "ascending"), ("late", "ascending")])
     )  # fmt: skip
-    out: dict[int, list[_Line]] = defaultdict(list)
+    out: dict[int, list[Line]] = defaultdict(list)
     for row in grouped.to_pylist():
         unit = _UNITS.get(row["service"], "")
         notes = [f"{row['record_id_count']} records"]
@@ -176,7 +86,7 @@ def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dic
             + f" ({', '.join(notes)})"
         )
         out[row["account_id"]].append(
-            _Line("usage", row["subscription_id"], what, row["billed_units_sum"], unit,
+            Line("usage", row["subscription_id"], what, row["billed_units_sum"], unit,
                   row["cost_sum"])
         )  # fmt: skip
     return out
@@ -200,37 +110,80 @@ def _bill_no_prefix(period: Period) -> str:
     return f"B{period.name.replace('-', '')}-"
 
 
-def _insert_bill(
-    conn: duckdb.DuckDBPyConnection, account: tuple, period: Period, lines: list[_Line]
+def _write_bills(
+    conn: duckdb.DuckDBPyConnection,
+    period: Period,
+    accounts: list[tuple[int, str, int, Decimal]],
+    lines: dict[int, list[Line]],
 ) -> None:
-    account_id, _, currency, terms, rate = account
-    bill_no = _bill_no(period, account_id)
-    excl = sum(line.micros for line in lines)
-    rate_ppm = to_micros(rate)
-    tax = mul_ratio_half_even(excl, rate_ppm, 1_000_000)
-    incl = excl + tax
-    conn.execute(
-        "INSERT INTO bill VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'final')",
-        [bill_no, account_id, period.name, period.start, period.end, period.bill_date,
-         period.bill_date + timedelta(days=terms), currency, str(from_micros(excl)), str(rate),
-         str(from_micros(tax)), str(from_micros(incl)),
-         str(from_micros(round_to_minor(incl, currency)))],
-    )  # fmt: skip
-    conn.executemany(
-        "INSERT INTO bill_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [[bill_no, n, ln.line_type, ln.product_id, ln.description, ln.quantity, ln.unit,
-          str(from_micros(ln.micros))] for n, ln in enumerate(lines, 1)],
-    )  # fmt: skip
+    """Insert every bill and line of the run in bulk (through Arrow, not row by row)."""
+    bills: dict[str, list[Any]] = defaultdict(list)
+    rows: dict[str, list[Any]] = defaultdict(list)
+    for account_id, currency, terms, rate in accounts:
+        mine = lines.get(account_id)
+        if not mine:
+            continue
+        bill_no = _bill_no(period, account_id)
+        excl = sum(line.micros for line in mine)
+        tax = mul_ratio_half_even(excl, to_micros(rate), 1_000_000)
+        bill: dict[str, Any] = {
+            "bill_no": bill_no, "account_id": account_id, "currency": currency,
+            "due_date": period.bill_date + timedelta(days=terms), "tax_rate": rate,
+            "excl": excl, "tax": tax, "incl": excl + tax,
+            "due": round_to_minor(excl + tax, currency),
+        }  # fmt: skip
+        for key, value in bill.items():
+            bills[key].append(value)
+        for n, line in enumerate(mine, 1):
+            row: dict[str, Any] = {
+                "bill_no": bill_no, "line_no": n, "line_type": line.line_type,
+                "product_id": line.product_id, "description": line.description,
+                "quantity": line.quantity, "unit": line.unit, "amount": line.micros,
+            }  # fmt: skip
+            for key, value in row.items():
+                rows[key].append(value)
+    if not bills:
+        return
+    money = {k: micros_to_decimal_array(pa.array(bills[k], pa.int64()))
+             for k in ("excl", "tax", "incl", "due")}  # fmt: skip
+    bill_table = pa.table({
+        "bill_no": bills["bill_no"], "account_id": pa.array(bills["account_id"], pa.int64()),
+        "currency": bills["currency"], "due_date": pa.array(bills["due_date"], pa.date32()),
+        "tax_rate": pa.array(bills["tax_rate"], pa.decimal128(9, 6)),
+        **money,
+    })  # fmt: skip
+    line_table = pa.table({
+        **{k: rows[k] for k in ("bill_no", "line_type", "description", "unit")},
+        "line_no": pa.array(rows["line_no"], pa.int32()),
+        "product_id": pa.array(rows["product_id"], pa.int64()),
+        "quantity": pa.array(rows["quantity"], pa.int64()),
+        "amount": micros_to_decimal_array(pa.array(rows["amount"], pa.int64())),
+    })  # fmt: skip
+    conn.register("_bills", bill_table)
+    conn.register("_lines", line_table)
+    try:
+        conn.execute(
+            "INSERT INTO bill SELECT bill_no, account_id, $period, $start, $end, $bill_date, "
+            "due_date, currency, excl, tax_rate, tax, incl, due, 'final' FROM _bills",
+            {"period": period.name, "start": period.start, "end": period.end,
+             "bill_date": period.bill_date},
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO bill_line SELECT bill_no, line_no, line_type, product_id, description, "
+            "quantity, unit, amount FROM _lines"
+        )
+    finally:
+        conn.unregister("_bills")
+        conn.unregister("_lines")
 
 
 def _summary(
-    conn: duckdb.DuckDBPyConnection,
+    bills: list[dict[str, Any]],
     period: str,
     changed: bool,
     outcome: RatingOutcome | None,
     exports: Path | None,
 ) -> BillingRunResult:
-    bills = bills_for_period(conn, period)
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for bill in bills:
         totals[bill["currency"]] += Decimal(bill["amount_incl_tax"])
@@ -240,7 +193,7 @@ def _summary(
         total=sum(totals.values(), Decimal(0)),
         currency_totals={k: str(v) for k, v in sorted(totals.items())},
         changed=changed,
-        bills_sha256=bills_sha256(conn, period),
+        bills_sha256=sha256_of(bills),
         rated=outcome.rated.num_rows if outcome else 0,
         suspense=outcome.suspense.num_rows if outcome else 0,
         suspense_by_reason=outcome.suspense_by_reason() if outcome else {},
@@ -263,41 +216,47 @@ def run_billing(
     exports = workspace.reports / "bills" / period.name
     done = conn.execute("SELECT 1 FROM billing_run WHERE period = ?", [period.name]).fetchone()
     if done is not None:
+        bills = bills_for_period(conn, period.name)
         if export and not exports.exists():
-            export_bills(conn, period.name, exports)
-        return _summary(conn, period.name, False, None, exports if export else None)
+            export_bills(conn, period.name, exports, bills)
+        return _summary(bills, period.name, False, None, exports if export else None)
 
     subscriptions = subscription_table(conn, period.end)
     billed = conn.sql("SELECT record_id FROM billed_usage").to_arrow_table()
     outcome = rate_period(workspace, period, subscriptions, billed.column("record_id"))
     accounts = conn.execute(
-        "SELECT a.id, a.external_id, a.currency, a.payment_terms_days, t.rate "
+        "SELECT a.id, a.currency, a.payment_terms_days, t.rate "
         "FROM billing_account a JOIN tax_rate t ON t.jurisdiction = a.tax_jurisdiction "
         "ORDER BY a.id"
     ).fetchall()
-    usage = _usage_lines(outcome.rated, period, _product_labels(conn))
+    charges, one_time = product_charges(conn, period)
+    for account_id, usage_lines in _usage_lines(
+        outcome.rated, period, _product_labels(conn)
+    ).items():
+        charges[account_id].extend(usage_lines)
     with transaction(conn):
-        for account in accounts:
-            lines, one_time = _product_charges(conn, account[0], account[2], period)
-            lines += usage.get(account[0], [])
-            if not lines:
-                continue
-            _insert_bill(conn, account, period, lines)
-            bill_no = _bill_no(period, account[0])
-            for product_id, price_id in one_time:
-                conn.execute(
-                    "INSERT INTO billed_one_time VALUES (?, ?, ?)", [product_id, price_id, bill_no]
-                )
+        _write_bills(conn, period, accounts, charges)
+        for product_id, price_id in one_time:
+            conn.execute(
+                "INSERT INTO billed_one_time VALUES (?, ?, ?)",
+                [product_id, price_id, _bill_no(period, _account_of(conn, product_id))],
+            )
         _record_billed_usage(conn, outcome.rated, period)
+        bills = bills_for_period(conn, period.name)
         conn.execute(
             "INSERT INTO billing_run VALUES (?, ?, ?, ?, ?, ?)",
-            [period.name, utc_now(), len(bills_for_period(conn, period.name)),
-             outcome.rated.num_rows, outcome.suspense.num_rows,
-             bills_sha256(conn, period.name)],
+            [period.name, utc_now(), len(bills), outcome.rated.num_rows,
+             outcome.suspense.num_rows, sha256_of(bills)],
         )  # fmt: skip
     if export:
-        export_bills(conn, period.name, exports)
-    return _summary(conn, period.name, True, outcome, exports if export else None)
+        export_bills(conn, period.name, exports, bills)
+    return _summary(bills, period.name, True, outcome, exports if export else None)
+
+
+def _account_of(conn: duckdb.DuckDBPyConnection, product_id: int) -> int:
+    row = conn.execute("SELECT account_id FROM product WHERE id = ?", [product_id]).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def _record_billed_usage(conn: duckdb.DuckDBPyConnection, rated: pa.Table, period: Period) -> None:
