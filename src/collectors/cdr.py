@@ -22,6 +22,7 @@ in the same pass as the content hash); otherwise such a file is refused as ``not
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,19 +362,36 @@ def read_cdr_file(
             if "Empty CSV file" in str(exc):
                 return
             raise CdrRefusedError("not_csv", f"{path}: not readable as CSV: {exc}") from exc
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                batch = None
-            except (pa.ArrowException, UnicodeDecodeError) as exc:
-                reason = "bad_encoding" if "UTF8" in str(exc) or "decode" in str(exc) else "not_csv"
-                raise CdrRefusedError(reason, f"{path}: cannot read CSV: {exc}") from exc
-            if batch is None and not invalid and not blank[0]:
-                break
-            yield _chunk(batch, numbering, transformer, raw_lines, invalid, blank, is_duplicate)
-            if batch is None:
-                break
+        # The CSV reader (this thread) runs one batch ahead of the transform (a worker thread;
+        # Arrow compute and the Numba kernels release the GIL). Chunks stay in file order:
+        # one worker, and record numbers and malformed rows are taken here, in read order.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-transform") as pool:
+            pending: Future[CdrChunk] | None = None
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    batch = None
+                except (pa.ArrowException, UnicodeDecodeError) as exc:
+                    text = str(exc)
+                    reason = "bad_encoding" if "UTF8" in text or "decode" in text else "not_csv"
+                    raise CdrRefusedError(reason, f"{path}: cannot read CSV: {exc}") from exc
+                lines = numbering.good(batch.num_rows) if batch is not None else None
+                bad_rows, blanks = list(invalid), blank[0]
+                invalid.clear()
+                blank[0] = 0
+                future = None
+                if batch is not None or bad_rows or blanks:
+                    future = pool.submit(
+                        _chunk, batch, lines, transformer, raw_lines, bad_rows, blanks, is_duplicate
+                    )
+                if pending is not None:
+                    yield pending.result()
+                pending = future
+                if batch is None:
+                    break
+            if pending is not None:
+                yield pending.result()
     finally:
         raw_lines.close()
 
@@ -422,23 +440,22 @@ def _duplicates(usage: pa.Table, dup: np.ndarray) -> pa.Table:
 
 def _chunk(
     batch: pa.RecordBatch | None,
-    numbering: RecordNumbering,
+    lines: np.ndarray | None,
     transformer: _BatchTransformer,
     raw_lines: RawLines,
     invalid: list[tuple[int, bytes | None, str]],
-    blank: list[int],
+    blank_lines: int,
     is_duplicate: Callable[[np.ndarray], np.ndarray] | None,
 ) -> CdrChunk:
-    """Transform one batch and collect the malformed rows reported so far."""
+    """Transform one batch (record numbers ``lines``) and add the malformed rows given."""
     parts: list[pa.Table] = []
     skipped: dict[str, int] = {}
     rows_read = len(invalid)
     usage = USAGE_SCHEMA.empty_table()
-    if batch is not None and batch.num_rows:
-        lines = numbering.good(batch.num_rows)
+    if batch is not None and lines is not None and batch.num_rows:
         batch, lines, blank_rows = _drop_blank_lines(batch, lines, raw_lines)
-        blank[0] += blank_rows
-    if batch is not None and batch.num_rows:
+        blank_lines += blank_rows
+    if batch is not None and lines is not None and batch.num_rows:
         usage, checks = transformer.run(batch, lines)
         rejects, skipped = _rejects_from_checks(batch, lines, checks)
         if is_duplicate is not None and usage.num_rows:
@@ -466,13 +483,10 @@ def _chunk(
                 schema=CHUNK_REJECT_SCHEMA,
             )
         )
-        invalid.clear()
-    chunk = CdrChunk(
+    return CdrChunk(
         usage=usage,
         rejects=pa.concat_tables(parts) if parts else CHUNK_REJECT_SCHEMA.empty_table(),
         rows_read=rows_read,
         skipped=skipped,
-        blank_lines=blank[0],
+        blank_lines=blank_lines,
     )
-    blank[0] = 0
-    return chunk
