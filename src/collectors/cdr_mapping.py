@@ -321,7 +321,7 @@ def _service_spec(t: _Table) -> ServiceSpec:
             if service not in SERVICES:
                 values_t.fail(service, f"is not one of {', '.join(SERVICES)}")
             for raw in values_t.strings(service, required=True) or ():
-                key = raw.strip().casefold()
+                key = raw.strip().lower()  # matched with Arrow utf8_lower
                 if lookup.get(key, service) != service:
                     values_t.fail(service, f"value {raw!r} is mapped to two services")
                 lookup[key] = service

@@ -264,7 +264,10 @@ def test_random_files_with_faults(tmp_path: Path, files: list[list[str]], crlf: 
                 lines.append(FAULTS[kind](key, line_no))
                 expected_bad.add((name, line_no, kind))
             else:
-                lines.append(_row(key, line_no, start=f"2026-01-{1 + line_no % 28:02d} 08:00:00"))
+                row = _row(key, line_no, start=f"2026-01-{1 + line_no % 28:02d} 08:00:00")
+                # quoted values with a delimiter or a line break must not shift record numbers
+                cell = ["cell", '"c,ell"', '"multi\nline"'][line_no % 3]
+                lines.append(row.removesuffix(",cell") + "," + cell)
                 expected_good[key] = (name, line_no)
         path = root / name
         path.write_bytes(("\r\n" if crlf else "\n").join(lines).encode() + b"\n")
