@@ -67,6 +67,7 @@ __all__ = [
     "ServiceSpec",
     "SubscriberSpec",
     "TimeSpec",
+    "find_mapping",
     "load_mapping",
     "parse_mapping",
 ]
@@ -78,6 +79,8 @@ DURATION_UNITS = ("s", "ms", "hms")
 AMBIGUOUS_CHOICES = ("earliest", "latest", "reject")
 TIME_KEYWORDS = ("iso8601", "epoch_s", "epoch_ms", "epoch_us")
 FILTER_ACTIONS = ("reject", "skip")
+# the shipped mappings, when running from a source checkout (editable install)
+_PROJECT_MAPPINGS = Path(__file__).resolve().parents[2] / "data" / "mappings"
 
 
 @dataclass(frozen=True)
@@ -497,9 +500,24 @@ def parse_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> CdrM
     return mapping
 
 
+def find_mapping(name_or_path: str | Path) -> Path:
+    """A mapping file: the path itself if it exists, else ``<name>.toml`` in
+    ``./data/mappings`` or in the project's ``data/mappings`` (so ``generic`` and ``asterisk``
+    name the shipped mappings)."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix:
+        return path
+    for folder in (Path("data") / "mappings", _PROJECT_MAPPINGS):
+        candidate = folder / f"{path.name}.toml"
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_mapping(path: str | Path, *, country_code: str | None = None) -> CdrMapping:
-    """Read and validate a mapping file; ``country_code`` overrides ``numbers.country_code``."""
-    path = Path(path)
+    """Read and validate a mapping file (a path, or a shipped mapping's name such as
+    ``generic``); ``country_code`` overrides ``numbers.country_code``."""
+    path = find_mapping(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

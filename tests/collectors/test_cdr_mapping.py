@@ -11,6 +11,7 @@ import pytest
 from collectors.cdr_mapping import (
     CdrMapping,
     NumberRules,
+    find_mapping,
     load_mapping,
     parse_mapping,
 )
@@ -72,6 +73,18 @@ def test_asterisk_mapping_loads() -> None:
     assert [(f.column, f.accept, f.reason, f.action) for f in m.filters] == [
         ("disposition", ("ANSWERED",), "not_answered", "reject")
     ]
+
+
+def test_shipped_mappings_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # found in the project's data/mappings from anywhere
+    assert find_mapping("generic") == MAPPINGS / "generic.toml"
+    assert load_mapping("asterisk").name == "asterisk"
+    local = tmp_path / "data" / "mappings"
+    local.mkdir(parents=True)
+    (local / "generic.toml").write_text(MINIMAL)
+    assert find_mapping("generic") == Path("data/mappings/generic.toml")  # ./data first
+    with pytest.raises(IngestError, match="nosuch"):
+        load_mapping("nosuch")
 
 
 def test_country_code_override() -> None:
