@@ -52,6 +52,7 @@ __all__ = [
     "CdrIngestSummary",
     "ingest_cdr_file",
     "ingest_cdr_files",
+    "recover_cdr_ingest",
     "write_by_day",
 ]
 
@@ -374,6 +375,14 @@ def ingest_cdr_file(
     ledger.put(LedgerEntry(**{**asdict(entry), "status": "done"}))
     ids.add(file_ids.keys())
     return result
+
+
+def recover_cdr_ingest(workspace: WorkspacePaths) -> tuple[int, int]:
+    """Finish or undo an interrupted CDR ingest without ingesting anything (e.g. before a
+    rating run reads ``W/usage``). Returns (files rolled forward, files rolled back)."""
+    workspace.ensure()
+    with ingest_lock(workspace):
+        return recover(workspace, IngestLedger(workspace))
 
 
 def ingest_cdr_files(

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collectors import ingest_ledger
-from collectors.cdr_ingest import ingest_cdr_files, write_by_day
+from collectors.cdr_ingest import ingest_cdr_files, recover_cdr_ingest, write_by_day
 from collectors.cdr_kernels import record_id_reference
 from collectors.cdr_mapping import load_mapping
 from collectors.dataset import dataset_files, read_dataset
@@ -135,8 +135,9 @@ def test_interrupted_before_commit_then_rerun_is_exactly_once(
     assert ingest_cdr_files([SAMPLE], GENERIC, ws).ingested == 0
 
 
+@pytest.mark.parametrize("use_recover", [False, True])
 def test_interrupted_while_publishing_is_rolled_forward(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_recover: bool
 ) -> None:
     ws = WorkspacePaths(tmp_path / "w")
     real_replace = ingest_ledger.os.replace
@@ -156,8 +157,11 @@ def test_interrupted_while_publishing_is_rolled_forward(
     partially = _usage(ws).num_rows
     assert 0 < partially < 40
     monkeypatch.setattr(ingest_ledger.os, "replace", real_replace)
+    if use_recover:
+        assert recover_cdr_ingest(ws) == (1, 0)
+        assert _usage(ws).num_rows == 40
     summary = ingest_cdr_files([path], GENERIC, ws)
-    assert summary.rolled_forward == 1
+    assert summary.rolled_forward == (0 if use_recover else 1)
     assert summary.files[0].refused_reason == "already_ingested"
     usage = _usage(ws)
     assert usage.num_rows == 40
