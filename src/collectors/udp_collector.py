@@ -57,6 +57,8 @@ from .sflow import COUNTER_SCHEMA
 from .workspace import WorkspacePaths
 
 __all__ = [
+    "FLOW_DICTIONARY_COLUMNS",
+    "FLOW_STATISTICS_COLUMNS",
     "CollectorSummary",
     "UdpCollector",
     "load_decoder_state",
@@ -68,6 +70,25 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _MAX_DATAGRAM = 65535
+#: Columns that repeat enough for dictionary encoding to pay; the rest are written plain.
+FLOW_DICTIONARY_COLUMNS = [
+    "exporter",
+    "observation_domain",
+    "protocol",
+    "tcp_flags",
+    "tos",
+    "input_if",
+    "output_if",
+    "src_as",
+    "dst_as",
+    "next_hop",
+    "vlan",
+    "sampling_interval",
+    "direction",
+    "source_format",
+]
+#: Min/max statistics where readers prune on them: the times.
+FLOW_STATISTICS_COLUMNS = ["flow_start", "flow_end"]
 _V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
 
 
@@ -208,6 +229,7 @@ class UdpCollector:
         chunk_bytes: int = 2 << 20,
         chunks: int = 8,
         rcvbuf: int = 32 << 20,
+        compression: str = "zstd",
     ) -> None:
         if not listen:
             raise CollectorError("collect needs at least one --listen HOST:PORT")
@@ -229,6 +251,9 @@ class UdpCollector:
             prefix=self.prefix,
             rotate_seconds=rotate_seconds,
             rotate_bytes=rotate_bytes,
+            compression=compression,
+            dictionary_columns=FLOW_DICTIONARY_COLUMNS,
+            statistics_columns=FLOW_STATISTICS_COLUMNS,
         )
         self.counters = RotatingWriter(
             workspace.counters,
@@ -262,6 +287,12 @@ class UdpCollector:
         for _ in range(max(chunks, 2)):
             self._free.put(_Chunk(self._chunk_bytes))
         self._full: queue.Queue[_Chunk | None] = queue.Queue()
+        # Decoded batches for the writer thread; bounded, so a slow disk stalls the worker
+        # (and then the socket buffers) instead of growing memory.
+        self._to_write: queue.Queue[tuple[RotatingWriter, pa.RecordBatch] | None] = queue.Queue(
+            maxsize=8
+        )
+        self._writer_error: BaseException | None = None
         self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
         self._by_fd = {s.fileno(): s for s in self._sockets}
         self._peer_cache: dict[str, tuple[bytes, bool]] = {}
@@ -389,9 +420,9 @@ class UdpCollector:
             return
         exporters = [self._peer(peer[0])[0] for peer in chunk.peers]
         outcome = self.decoder.decode_many(datagrams, exporters, chunk.times, source="udp")
-        self.flows.add(outcome.flows)
+        self._hand_to_writer(self.flows, outcome.flows)
         if outcome.counters is not None and outcome.counters.num_rows:
-            self.counters.add(outcome.counters)
+            self._hand_to_writer(self.counters, outcome.counters)
         flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
         self.stats.add(outcome.stats)
         self.stats.add({"received_bytes": chunk.ends[-1], "flow_bytes": flow_bytes})
@@ -418,6 +449,41 @@ class UdpCollector:
             self.quarantine.add(quarantine_batch(rows))
             self.stats.add({"quarantined": len(rows)})
 
+    def _hand_to_writer(self, writer: RotatingWriter, batch: pa.RecordBatch) -> None:
+        if self._writer_error is not None:
+            raise CollectorError(f"writer failed: {self._writer_error!r}")
+        if batch.num_rows:
+            self._to_write.put((writer, batch))
+
+    def _write_loop(self) -> None:
+        """Writer thread: Parquet encoding and fsync overlap decoding (pyarrow drops the GIL)."""
+        try:
+            while True:
+                try:
+                    item = self._to_write.get(timeout=0.2)
+                except queue.Empty:
+                    item = None
+                    done = False
+                else:
+                    done = item is None
+                if item is not None:
+                    item[0].add(item[1])
+                now = time.monotonic()
+                self.flows.maybe_rotate(now)
+                self.counters.maybe_rotate(now)
+                if done:
+                    break
+            self.flows.flush()
+            self.counters.flush()
+        except BaseException as exc:  # surfaced by the worker and at the end of run()
+            self._writer_error = exc
+            while True:  # keep draining so the worker never blocks on a dead writer
+                try:
+                    if self._to_write.get(timeout=1) is None:
+                        break
+                except queue.Empty:
+                    continue
+
     def _close_interval(self, seconds: float) -> None:
         self.stats.sequence_update(self.decoder.sequence.totals())
         log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
@@ -431,7 +497,9 @@ class UdpCollector:
         receiver = threading.Thread(
             target=self._receive, args=(stop,), name="udp-receiver", daemon=True
         )
+        writer = threading.Thread(target=self._write_loop, name="flow-writer", daemon=True)
         receiver.start()
+        writer.start()
         log.info("collecting on %s into %s", self.addresses, self.workspace.root)
         last_stats = last_state = time.monotonic()
         try:
@@ -451,8 +519,6 @@ class UdpCollector:
                         chunk.reset()
                         self._free.put(chunk)
                 now = time.monotonic()
-                self.flows.maybe_rotate(now)
-                self.counters.maybe_rotate(now)
                 self.stats_writer.maybe_rotate(now)
                 if now - last_stats >= self.stats_interval:
                     self._close_interval(now - last_stats)
@@ -465,13 +531,15 @@ class UdpCollector:
             receiver.join(timeout=10)
             for sock in self._sockets:
                 sock.close()
-            self.flows.flush()
-            self.counters.flush()
+            self._to_write.put(None)
+            writer.join()
             save_decoder_state(self.decoder, self.state_path)
             self._close_interval(time.monotonic() - last_stats)
             self.stats_writer.flush()
         if self._receiver_error is not None:
             raise CollectorError(f"receiver failed: {self._receiver_error!r}")
+        if self._writer_error is not None:
+            raise CollectorError(f"writer failed: {self._writer_error!r}")
         totals = self.stats.totals
         summary.datagrams = totals.get("datagrams", 0)
         summary.flows = totals.get("flows", 0)

@@ -1,0 +1,238 @@
+"""Collector intake over loopback: the highest replay rate each collector takes without loss.
+
+A replayer (this process) sends recorded export datagrams - synthetic NetFlow v5 with 30
+flows each, and NetFlow v9 (template first, then data with 24 flows each) - to
+127.0.0.1 at rising rates, a bounded number per step. Each step starts a fresh
+collector process: ours (``collectors.udp_collector.run_collector``, writing Parquet
+to a temporary workspace) or nfcapd (``-B`` the same socket buffer); both are stopped
+with SIGTERM after the step and report how many flows they took. A step is lossless
+when every flow sent was received. Both collectors get the same receive buffer
+(``--rcvbuf``, default 4 MiB = this host's rmem_max), so a collector that falls behind
+for longer than the buffer lasts loses data.
+
+The sender is one Python process; where it cannot reach a target rate the step reports
+the rate achieved, and the search stops there (the limit is then the replayer's).
+
+    .venv/bin/python benchmarks/collector_intake.py            # ~1-2 minutes
+    .venv/bin/python benchmarks/collector_intake.py --rates 1e6,2e6,4e6,8e6 --step-seconds 4
+
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from collectors.export_synth import synth_template_stream, synth_v5_datagrams
+
+OUR_COLLECTOR = """
+import json, sys
+from collectors.udp_collector import run_collector
+from collectors.workspace import WorkspacePaths
+
+def ready(addresses):
+    print(addresses[0][1], flush=True)
+
+summary = run_collector(
+    [("127.0.0.1", 0)], WorkspacePaths(Path(sys.argv[1])), on_ready=ready,
+    stats_interval=3600, rcvbuf=int(sys.argv[2]),
+)
+print(json.dumps(summary.to_dict()), flush=True)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_bound(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError("collector exited at start")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing bound 127.0.0.1:{port}")
+        time.sleep(0.05)
+
+
+def replay(
+    port: int, preamble: list[bytes], data: list[bytes], rate_dps: float, count: int
+) -> float:
+    """Send ``preamble``, then ``count`` datagrams cycling ``data`` at ``rate_dps``; rate made."""
+    addr = ("127.0.0.1", port)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        for d in preamble:
+            sock.sendto(d, addr)
+        time.sleep(0.05)  # templates first
+        burst = max(1, int(rate_dps / 4000))  # a burst every 0.25 ms
+        n = len(data)
+        send = sock.sendto
+        start = time.perf_counter()
+        i = 0
+        while i < count:
+            due = start + i / rate_dps
+            now = time.perf_counter()
+            if due > now + 0.0005:
+                time.sleep(due - now - 0.0003)
+            stop = min(i + burst, count)
+            while i < stop:
+                try:
+                    send(data[i % n], addr)
+                except BlockingIOError:
+                    continue
+                i += 1
+        elapsed = time.perf_counter() - start
+    return count / elapsed if elapsed > 0 else float("inf")
+
+
+def run_ours(
+    preamble: list[bytes], data: list[bytes], rate_dps: float, count: int, rcvbuf: int
+) -> tuple[int, float]:
+    """Flows our collector took, and the send rate achieved."""
+    ws = tempfile.mkdtemp(prefix="intake-ours-")
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-c", OUR_COLLECTOR, ws, str(rcvbuf)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None
+            port = int(proc.stdout.readline())
+            sent_rate = replay(port, preamble, data, rate_dps, count)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=300)
+        summary = json.loads(out.strip().splitlines()[-1])
+        return int(summary["flows"]), sent_rate
+    finally:
+        shutil.rmtree(ws, ignore_errors=True)
+
+
+def run_nfcapd(
+    preamble: list[bytes], data: list[bytes], rate_dps: float, count: int, rcvbuf: int
+) -> tuple[int, float]:
+    """Flows nfcapd took (its exit statistics line), and the send rate achieved."""
+    folder = tempfile.mkdtemp(prefix="intake-nfcapd-")
+    port = _free_port()
+    try:
+        cmd = ["nfcapd", "-w", folder, "-b", "127.0.0.1", "-p", str(port), "-B", str(rcvbuf)]
+        with subprocess.Popen(
+            [*cmd, "-t", "3600"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ) as proc:
+            _wait_bound(port, proc)
+            sent_rate = replay(port, preamble, data, rate_dps, count)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=300)
+        match = re.search(r"Flows: (\d+)", out)
+        if match is None:
+            raise RuntimeError(f"nfcapd printed no statistics: {out[-500:]}")
+        return int(match.group(1)), sent_rate
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def search(
+    name: str,
+    runner: Any,
+    preamble: list[bytes],
+    data: list[bytes],
+    flows_per: int,
+    preamble_flows: int,
+    rates: list[float],
+    step_seconds: float,
+    max_datagrams: int,
+    rcvbuf: int,
+) -> dict[str, Any]:
+    """Rising rates until the first loss (or the replayer's limit)."""
+    steps = []
+    best = 0.0
+    for rate in rates:
+        dps = rate / flows_per
+        count = int(min(dps * step_seconds, max_datagrams))
+        got, sent_dps = runner(preamble, data, dps, count, rcvbuf)
+        expected = count * flows_per + preamble_flows
+        sent_fps = sent_dps * flows_per
+        lossless = got == expected
+        steps.append(
+            {
+                "target_flows_per_s": rate,
+                "sent_flows_per_s": round(sent_fps),
+                "flows_sent": expected,
+                "flows_received": got,
+                "lost": expected - got,
+            }
+        )
+        print(
+            f"{name:>16}: target {rate / 1e6:5.2f}M flows/s sent {sent_fps / 1e6:5.2f}M "
+            f"received {got}/{expected} {'lossless' if lossless else 'LOSS'}",
+            flush=True,
+        )
+        if not lossless:
+            break
+        best = max(best, sent_fps)
+        if sent_fps < 0.9 * rate:
+            print(f"{name:>16}: replayer limit reached", flush=True)
+            break
+    return {"max_lossless_flows_per_s": round(best), "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="2.5e5,5e5,1e6,2e6,4e6", help="flows/s steps")
+    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument("--max-datagrams", type=int, default=300_000, help="cap per step")
+    parser.add_argument("--rcvbuf", type=int, default=4 << 20, help="socket buffer, both")
+    parser.add_argument("--no-nfcapd", action="store_true")
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    v5 = synth_v5_datagrams(2000, 30, seed=1)
+    v9 = synth_template_stream("netflow_v9", 2000, 24, seed=2)
+    formats = {"v5": ([], v5, 30, 0), "v9": (v9[:1], v9[1:], 24, 0)}
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "benchmark": "collector_intake",
+        "cpus": os.cpu_count(),
+        "rcvbuf": args.rcvbuf,
+        "step_seconds": args.step_seconds,
+        "target_flows_per_s": 1_000_000,
+    }
+    have_nfcapd = shutil.which("nfcapd") is not None and not args.no_nfcapd
+    for fmt, (preamble, data, per, pre_flows) in formats.items():
+        common = (preamble, data, per, pre_flows, rates, args.step_seconds, args.max_datagrams)
+        ours = search(f"ours {fmt}", run_ours, *common, args.rcvbuf)
+        result[f"ours_{fmt}"] = ours
+        if have_nfcapd:
+            theirs = search(f"nfcapd {fmt}", run_nfcapd, *common, args.rcvbuf)
+            result[f"nfcapd_{fmt}"] = theirs
+            if theirs["max_lossless_flows_per_s"]:
+                result[f"ratio_{fmt}_ours_vs_nfcapd"] = round(
+                    ours["max_lossless_flows_per_s"] / theirs["max_lossless_flows_per_s"], 3
+                )
+    result["meets_target_v5"] = result["ours_v5"]["max_lossless_flows_per_s"] >= 1_000_000
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
