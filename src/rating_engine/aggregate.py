@@ -188,13 +188,15 @@ def bucket_traffic(
     renormalise: bool = True,
     v4_prefix: int = 24,
     v6_prefix: int = 48,
+    ordered: bool = True,
 ) -> pa.Table:
     """Bytes, packets and flows per key and epoch-aligned time bucket (UTC).
 
     ``bucket``: ``1min``, ``5min``, ``hour``, ``day``, a width in us, or None for totals.
     ``window`` = ``(start_us, end_us)`` keeps flows starting in ``[start, end)``.
     Result: key column(s), ``bucket_start`` (timestamp[us, UTC]), ``bytes``, ``packets``,
-    ``flows``; sorted by key then bucket. Flows with no subscription are left out of a
+    ``flows``; sorted by bucket then key (``ordered=False`` may leave multi-word keys in
+    hash order: cheaper for partials). Flows with no subscription are left out of a
     ``subscription`` grouping (see attribution stats for their count).
     """
     table = _as_table(flows)
@@ -220,7 +222,9 @@ def bucket_traffic(
         kw = (c + lo).view(np.uint64).reshape(-1, 1)
         return _traffic_table(kw, fields, b, p, f, start=start if width else None)
     t0 = int(t.min()) // width * width if width else 0
-    gk, gb, gp, gf = hash_aggregate_parallel(words, t, t0, width, nbytes, npk, EMPTY_U64, mult, sel)
+    gk, gb, gp, gf = hash_aggregate_parallel(
+        words, t, t0, width, nbytes, npk, EMPTY_U64, mult, sel, ordered=ordered
+    )
     starts = gk[:, -1].astype(np.int64) * width + t0 if width else None
     return _traffic_table(np.ascontiguousarray(gk[:, :-1]), fields, gb, gp, gf, start=starts)
 
@@ -282,8 +286,11 @@ def _traffic_table(
     return pa.table(cols, names=[*names, *METRICS])
 
 
-def combine_traffic(tables: Iterable[pa.Table]) -> pa.Table:
-    """Merge partial results of :func:`bucket_traffic` (or ``top_n(n=None)``): sum per key."""
+def combine_traffic(tables: Iterable[pa.Table], *, ordered: bool = True) -> pa.Table:
+    """Merge partial results of :func:`bucket_traffic` (or ``top_n(n=None)``): sum per key.
+
+    ``ordered`` sorts as :func:`bucket_traffic` does; ``False`` keeps hash order.
+    """
     parts = [t for t in tables]
     if not parts:
         raise RatingError("combine_traffic: no partial results")
@@ -309,6 +316,7 @@ def combine_traffic(tables: Iterable[pa.Table]) -> pa.Table:
         numeric_column(table.column("bytes"), np.uint64),
         numeric_column(table.column("packets"), np.uint64),
         numeric_column(table.column("flows"), np.uint64),
+        ordered=ordered,
     )
     start = gk[:, -1].astype(np.int64) + t0 if has_bucket else None
     kw = np.ascontiguousarray(gk[:, :-1])
@@ -354,7 +362,9 @@ def top_n(
     Like ``nfdump -s srcip/bytes -n 10``. ``n=None`` returns the whole partial (every
     key, unsorted) for a later :func:`combine_traffic` + :func:`finish_top_n`.
     """
-    partial = bucket_traffic(flows, by, None, index=index, window=window, renormalise=renormalise)
+    partial = bucket_traffic(
+        flows, by, None, index=index, window=window, renormalise=renormalise, ordered=False
+    )
     return partial if n is None else finish_top_n(partial, metric, n)
 
 
@@ -381,8 +391,9 @@ def top_conversations(
             table.schema.get_field_index("src_addr"), "src_addr", _addr_array(a)
         ).set_column(table.schema.get_field_index("dst_addr"), "dst_addr", _addr_array(b))
     partial = bucket_traffic(
-        table, ["src_addr", "dst_addr"], None, window=window, renormalise=renormalise
-    )
+        table, ["src_addr", "dst_addr"], None, window=window, renormalise=renormalise,
+        ordered=False,
+    )  # fmt: skip
     return finish_top_n(partial, metric, n)
 
 

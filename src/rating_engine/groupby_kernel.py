@@ -27,7 +27,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-from numba import njit
+from numba import njit, prange
 
 __all__ = [
     "BUCKET_US",
@@ -42,6 +42,7 @@ __all__ = [
     "hash_aggregate_parallel",
     "n_threads",
     "numeric_column",
+    "radix_aggregate",
 ]
 
 U64 = npt.NDArray[np.uint64]
@@ -121,19 +122,23 @@ def _mix(h: Any, x: Any) -> Any:
 
 
 @njit(cache=True, nogil=True)
-def _rehash(gkeys: U64, ngroups: int, cap: int) -> I64:
-    slots = np.full(cap, -1, dtype=np.int64)
-    mask = np.uint64(cap - 1)
-    kw = gkeys.shape[1]
-    for g in range(ngroups):
+def _grow(tab: U64, kw: int) -> U64:
+    """Double an inline hash table, reinserting its occupied slots (flows != 0)."""
+    cap = tab.shape[0] * 2
+    out = np.zeros((cap, kw + 3), dtype=np.uint64)
+    mask = cap - 1
+    for s0 in range(tab.shape[0]):
+        if tab[s0, kw + 2] == 0:
+            continue
         h = np.uint64(0)
         for j in range(kw):
-            h = _mix(h, gkeys[g, j])
-        s = np.int64(h & mask)
-        while slots[s] != -1:
-            s = (s + 1) & (cap - 1)
-        slots[s] = g
-    return slots
+            h = _mix(h, tab[s0, j])
+        s = np.int64(h & np.uint64(mask))
+        while out[s, kw + 2] != 0:
+            s = (s + 1) & mask
+        for j in range(kw + 3):
+            out[s, j] = tab[s0, j]
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -153,18 +158,15 @@ def hash_aggregate(
     """Group rows ``start:stop`` by (key words, bucket); sum bytes, packets and flows.
 
     Returns ``(group_keys, bytes, packets, flows)``; ``group_keys`` has ``w + 1`` columns,
-    the last being the bucket index (0 when ``width == 0``). Groups come out in order of
-    first appearance.
+    the last being the bucket index (0 when ``width == 0``). Groups come out in hash-table
+    order. The table is open addressing with each slot's key words and sums side by side
+    in one row (one cache line touched per input row, the cost that matters at high key
+    counts); a slot is free while its flow count is 0 (a weight of 0 is never passed).
     """
     w = keys.shape[1]
     kw = w + 1
-    cap = 1024
-    slots = np.full(cap, -1, dtype=np.int64)
-    gcap = 512
-    gkeys = np.zeros((gcap, kw), dtype=np.uint64)
-    gb = np.zeros(gcap, dtype=np.uint64)
-    gp = np.zeros(gcap, dtype=np.uint64)
-    gf = np.zeros(gcap, dtype=np.uint64)
+    tab = np.zeros((1024, kw + 3), dtype=np.uint64)
+    mask = 1023
     ngroups = 0
     use_sel = sel.shape[0] > 0
     use_mult = mult.shape[0] > 0
@@ -179,33 +181,16 @@ def hash_aggregate(
             h = _mix(h, cur[j])
         cur[w] = np.uint64((t[i] - t0) // width) if width > 0 else np.uint64(0)
         h = _mix(h, cur[w])
-        mask = cap - 1
         s = np.int64(h & np.uint64(mask))
         while True:
-            g = slots[s]
-            if g == -1:
-                # new group; grow the key store and the slot table as needed
-                if ngroups == gcap:
-                    gcap *= 2
-                    nk = np.zeros((gcap, kw), dtype=np.uint64)
-                    nk[:ngroups] = gkeys[:ngroups]
-                    gkeys = nk
-                    gb = np.concatenate((gb, np.zeros(gcap - gb.shape[0], dtype=np.uint64)))
-                    gp = np.concatenate((gp, np.zeros(gcap - gp.shape[0], dtype=np.uint64)))
-                    gf = np.concatenate((gf, np.zeros(gcap - gf.shape[0], dtype=np.uint64)))
-                g = ngroups
+            if tab[s, kw + 2] == 0:
                 for j in range(kw):
-                    gkeys[g, j] = cur[j]
+                    tab[s, j] = cur[j]
                 ngroups += 1
-                if 2 * ngroups > cap:
-                    cap *= 2
-                    slots = _rehash(gkeys, ngroups, cap)
-                else:
-                    slots[s] = g
                 break
             same = True
             for j in range(kw):
-                if gkeys[g, j] != cur[j]:
+                if tab[s, j] != cur[j]:
                     same = False
                     break
             if same:
@@ -214,10 +199,161 @@ def hash_aggregate(
         m = np.uint64(1)
         if use_mult and mult[i] > 1:
             m = np.uint64(mult[i])
-        gb[g] += nbytes[i] * m
-        gp[g] += npackets[i] * m
-        gf[g] += weight[i] if use_weight else np.uint64(1)
-    return gkeys[:ngroups].copy(), gb[:ngroups].copy(), gp[:ngroups].copy(), gf[:ngroups].copy()
+        tab[s, kw] += nbytes[i] * m
+        tab[s, kw + 1] += npackets[i] * m
+        tab[s, kw + 2] += weight[i] if use_weight else np.uint64(1)
+        if 2 * ngroups > tab.shape[0]:
+            tab = _grow(tab, kw)
+            mask = tab.shape[0] - 1
+    gk = np.empty((ngroups, kw), dtype=np.uint64)
+    gb = np.empty(ngroups, dtype=np.uint64)
+    gp = np.empty(ngroups, dtype=np.uint64)
+    gf = np.empty(ngroups, dtype=np.uint64)
+    g = 0
+    for si in range(tab.shape[0]):
+        if tab[si, kw + 2] != 0:
+            for j in range(kw):
+                gk[g, j] = tab[si, j]
+            gb[g] = tab[si, kw]
+            gp[g] = tab[si, kw + 1]
+            gf[g] = tab[si, kw + 2]
+            g += 1
+    return gk, gb, gp, gf
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def radix_aggregate(
+    keys: U64,
+    t: I64,
+    t0: int,
+    width: int,
+    nbytes: U64,
+    npackets: U64,
+    weight: U64,
+    mult: npt.NDArray[np.uint32],
+    sel: npt.NDArray[np.uint8],
+    bits: int,
+    nchunks: int,
+) -> tuple[U64, U64, U64, U64]:
+    """:func:`hash_aggregate` for many keys: radix-partition by hash, then small tables.
+
+    Rows are scattered by the top ``bits`` of their key hash into ``2**bits`` partitions
+    (sequential writes), and each partition is aggregated with a hash table that fits in
+    cache; partitions hold disjoint keys, so they run in parallel and need no combine.
+    Same result as :func:`hash_aggregate` (groups in partition, then table order).
+    """
+    n = keys.shape[0]
+    w = keys.shape[1]
+    kw = w + 1
+    nparts = 1 << bits
+    shift = np.uint64(64 - bits)
+    use_sel = sel.shape[0] > 0
+    use_mult = mult.shape[0] > 0
+    use_weight = weight.shape[0] > 0
+    hashes = np.empty(n, dtype=np.uint64)
+    counts = np.zeros((nchunks, nparts), dtype=np.int64)
+    step = (n + nchunks - 1) // nchunks
+    for c in prange(nchunks):
+        for i in range(c * step, min(n, (c + 1) * step)):
+            if use_sel and sel[i] == 0:
+                continue
+            h = np.uint64(0)
+            for j in range(w):
+                h = _mix(h, keys[i, j])
+            b = np.uint64((t[i] - t0) // width) if width > 0 else np.uint64(0)
+            h = _mix(h, b)
+            hashes[i] = h
+            counts[c, np.int64(h >> shift) if bits > 0 else 0] += 1
+    part_start = np.zeros(nparts + 1, dtype=np.int64)
+    offsets = np.zeros((nchunks, nparts), dtype=np.int64)
+    pos = 0
+    for p in range(nparts):
+        part_start[p] = pos
+        for c in range(nchunks):
+            offsets[c, p] = pos
+            pos += counts[c, p]
+    part_start[nparts] = pos
+    total = pos
+    pk = np.empty((total, kw), dtype=np.uint64)
+    pv = np.empty((total, 3), dtype=np.uint64)
+    ph = np.empty(total, dtype=np.uint64)
+    for c in prange(nchunks):
+        off = offsets[c].copy()
+        for i in range(c * step, min(n, (c + 1) * step)):
+            if use_sel and sel[i] == 0:
+                continue
+            h = hashes[i]
+            part = np.int64(h >> shift) if bits > 0 else np.int64(0)
+            o = off[part]
+            off[part] = o + 1
+            for j in range(w):
+                pk[o, j] = keys[i, j]
+            pk[o, w] = np.uint64((t[i] - t0) // width) if width > 0 else np.uint64(0)
+            m = np.uint64(1)
+            if use_mult and mult[i] > 1:
+                m = np.uint64(mult[i])
+            pv[o, 0] = nbytes[i] * m
+            pv[o, 1] = npackets[i] * m
+            pv[o, 2] = weight[i] if use_weight else np.uint64(1)
+            ph[o] = h
+    # per partition: aggregate into its own region of the output (<= its row count)
+    gk = np.empty((total, kw), dtype=np.uint64)
+    gv = np.empty((total, 3), dtype=np.uint64)
+    ngroups = np.zeros(nparts, dtype=np.int64)
+    for p in prange(nparts):
+        lo = part_start[p]
+        hi = part_start[p + 1]
+        if hi == lo:
+            continue
+        cap = 16
+        while cap < 2 * (hi - lo):
+            cap *= 2
+        mask = cap - 1
+        slot = np.full(cap, -1, dtype=np.int64)
+        g = lo
+        for r in range(lo, hi):
+            s = np.int64(ph[r] & np.uint64(mask))
+            while True:
+                q = slot[s]
+                if q == -1:
+                    slot[s] = g
+                    for j in range(kw):
+                        gk[g, j] = pk[r, j]
+                    gv[g, 0] = pv[r, 0]
+                    gv[g, 1] = pv[r, 1]
+                    gv[g, 2] = pv[r, 2]
+                    g += 1
+                    break
+                same = True
+                for j in range(kw):
+                    if gk[q, j] != pk[r, j]:
+                        same = False
+                        break
+                if same:
+                    gv[q, 0] += pv[r, 0]
+                    gv[q, 1] += pv[r, 1]
+                    gv[q, 2] += pv[r, 2]
+                    break
+                s = (s + 1) & mask
+        ngroups[p] = g - lo
+    out_n = 0
+    for p in range(nparts):
+        out_n += ngroups[p]
+    ok = np.empty((out_n, kw), dtype=np.uint64)
+    ob = np.empty(out_n, dtype=np.uint64)
+    op = np.empty(out_n, dtype=np.uint64)
+    of = np.empty(out_n, dtype=np.uint64)
+    o = 0
+    for p in range(nparts):
+        lo = part_start[p]
+        for g in range(lo, lo + ngroups[p]):
+            for j in range(kw):
+                ok[o, j] = gk[g, j]
+            ob[o] = gv[g, 0]
+            op[o] = gv[g, 1]
+            of[o] = gv[g, 2]
+            o += 1
+    return ok, ob, op, of
 
 
 def hash_aggregate_parallel(
@@ -232,15 +368,21 @@ def hash_aggregate_parallel(
     sel: npt.NDArray[np.uint8] = EMPTY_U8,
     *,
     threads: int | None = None,
+    ordered: bool = True,
 ) -> tuple[U64, U64, U64, U64]:
     """:func:`hash_aggregate` over row chunks on several threads, then one combine pass.
 
     The combine aggregates the partials again (bucket already resolved, flows as weight);
-    the result is sorted by bucket, then key words, so it does not depend on the thread
-    count.
+    with ``ordered`` the result is sorted by bucket, then key words, so it does not depend
+    on the thread count; without, groups stay in hash order (cheaper, for partials).
     """
     n = keys.shape[0]
     k = threads or n_threads()
+    if n >= _RADIX_MIN_ROWS:
+        # ~8k rows per partition keeps each partition's table in cache
+        bits = int(min(max(int(np.log2(max(n, 1) / 8192)), 1), 12))
+        res = radix_aggregate(keys, t, t0, width, nbytes, npackets, weight, mult, sel, bits, k)
+        return _sorted(*res) if ordered else res
     if n < 200_000:
         k = 1
     bounds = np.linspace(0, n, k + 1).astype(np.int64)
@@ -279,7 +421,7 @@ def hash_aggregate_parallel(
             np.ascontiguousarray(gk[:, :-1]), tb, 0, 1, gb, gp, gf, EMPTY_U32, EMPTY_U8, 0,
             gk.shape[0],
         )  # fmt: skip
-    return _sorted(gk, gb, gp, gf)
+    return _sorted(gk, gb, gp, gf) if ordered else (gk, gb, gp, gf)
 
 
 def _sorted(gk: U64, gb: U64, gp: U64, gf: U64) -> tuple[U64, U64, U64, U64]:
@@ -486,6 +628,8 @@ def _scatter(parts_cells: I64, pb: U64, pp: U64, pf: U64, ncells: int) -> tuple[
 #: Dense tables up to this many cells are built in one piece, per thread.
 _GLOBAL_MAX_CELLS = 1 << 25
 _CHUNK_ROWS = 1 << 22
+#: From this many rows the radix-partitioned aggregate is used (and threads split partitions).
+_RADIX_MIN_ROWS = 100_000
 
 
 def aggregate_by_code(

@@ -29,7 +29,12 @@ from rating_engine.aggregate import (
 )
 from rating_engine.attribution import build_prefix_index
 from rating_engine.errors import RatingError
-from rating_engine.groupby_kernel import aggregate_by_code, hash_aggregate_parallel
+from rating_engine.groupby_kernel import (
+    _sorted,
+    aggregate_by_code,
+    hash_aggregate,
+    radix_aggregate,
+)
 
 WIDTH = {"1min": 60_000_000, "5min": 300_000_000, "hour": HOUR_US, "day": 24 * HOUR_US}
 SUBS = [
@@ -100,7 +105,7 @@ KEYS = {
 }
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(flow_row, min_size=1, max_size=40),
     key=st.sampled_from(sorted(KEYS)),
@@ -157,7 +162,7 @@ def test_three_strategies_agree(monkeypatch: pytest.MonkeyPatch, limits: tuple[i
     monkeypatch.setattr(groupby_kernel, "_GLOBAL_MAX_CELLS", limits[1])
     monkeypatch.setattr(groupby_kernel, "_CHUNK_ROWS", 1 << 16)
     rng = np.random.default_rng(3)
-    n = 300_000
+    n = 150_000
     codes = rng.integers(-1, 50, n).astype(np.int64)
     t = np.sort(rng.integers(0, 10 * HOUR_US, n)).astype(np.int64)
     b = rng.integers(0, 1 << 40, n).astype(np.uint64)
@@ -181,15 +186,19 @@ def test_three_strategies_agree(monkeypatch: pytest.MonkeyPatch, limits: tuple[i
     assert list(got) == sorted(got)  # bucket-major, then code
 
 
-def test_hash_aggregate_threads_equal_single() -> None:
+@pytest.mark.parametrize(("bits", "chunks"), [(1, 1), (3, 2), (8, 2)])
+def test_radix_equals_single_table(bits: int, chunks: int) -> None:
     rng = np.random.default_rng(5)
-    n = 250_000
-    keys = rng.integers(0, 5000, (n, 2)).astype(np.uint64)
+    n = 50_000
+    keys = rng.integers(0, 3000, (n, 2)).astype(np.uint64)
     t = rng.integers(0, HOUR_US, n).astype(np.int64)
     b = rng.integers(0, 1 << 30, n).astype(np.uint64)
-    one = hash_aggregate_parallel(keys, t, 0, 300_000_000, b, b, threads=1)
-    two = hash_aggregate_parallel(keys, t, 0, 300_000_000, b, b, threads=2)
-    for x, y in zip(one, two, strict=True):
+    mult = rng.integers(0, 3, n).astype(np.uint32)
+    sel = (rng.random(n) < 0.9).astype(np.uint8)
+    e64 = np.empty(0, np.uint64)
+    one = hash_aggregate(keys, t, 0, 300_000_000, b, b, e64, mult, sel, 0, n)
+    many = radix_aggregate(keys, t, 0, 300_000_000, b, b, e64, mult, sel, bits, chunks)
+    for x, y in zip(_sorted(*one), _sorted(*many), strict=True):
         assert np.array_equal(x, y)
 
 
@@ -198,7 +207,7 @@ def _rank_twin(totals: dict[Any, list[int]], metric: int, n: int) -> list[tuple[
     return [(k, v[metric]) for k, v in order[:n]]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(flow_row, min_size=0, max_size=50),
     metric=st.sampled_from(["bytes", "packets", "flows"]),
@@ -279,7 +288,7 @@ def test_hour_of_week_profile() -> None:
     ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(flow_row, min_size=1, max_size=50), cut=st.integers(0, 50))
 def test_distinct_peers_matches_twin(rows: list[dict[str, Any]], cut: int) -> None:
     peers: dict[bytes, set[bytes]] = defaultdict(set)
