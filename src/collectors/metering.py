@@ -32,8 +32,11 @@ Differences, on purpose: time is the capture clock in microseconds (softflowd
 compares whole seconds of the wall clock, and in ``-r`` file mode does no idle
 expiry at all: ``expire_by_time=False`` reproduces that); forced expiries apply
 at the packet that triggers them (softflowd applies them at its next periodic
-check, so later packets of the same batch may still join). softflowd's
-``max_flows`` eviction is not modelled.
+check, so later packets of the same batch may still join); double-tagged
+(QinQ) frames are metered with their outer VLAN, where softflowd 1.1 skips them
+as non-IP. softflowd's ``max_flows`` eviction is not modelled. The peer test
+(``tests/collectors/test_metering_softflowd_peer.py``) checks the rest against
+softflowd 1.1 -> nfcapd -> nfdump.
 """
 
 from __future__ import annotations
