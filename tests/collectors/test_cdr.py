@@ -444,3 +444,47 @@ def test_subscriber_spellings_agree(tmp_path: Path, prefixes: list[str]) -> None
     usage, _, _ = _read(path)
     expected = ["491701234567" if p else "1701234567" for p in prefixes]
     assert usage.column("subscriber_key").to_pylist() == expected
+
+
+CUSTOM = """
+[mapping]
+name = "custom"
+[csv]
+header = true
+delimiter = ";"
+encoding = "latin-1"
+[fields]
+record_key = { columns = ["imsi", "ts"], prefix = "sw1:" }
+subscriber = { column = "imsi", type = "imsi", normalise = "digits" }
+service = { column = "kind", values = { voice = ["MOC"], sms = ["SMS-MO"] } }
+start_time = { column = "ts", format = "epoch_ms" }
+duration = { column = "dur", unit = "hms" }
+location = { constant = "site-7" }
+destination = { column = "called", normalise = "digits" }
+"""
+
+
+def test_custom_dialect_latin1_epoch_ms_hms_imsi(tmp_path: Path) -> None:
+    mapping = parse_mapping(tomllib.loads(CUSTOM), source="custom.toml")
+    path = tmp_path / "sw1.csv"
+    rows = [
+        "imsi;ts;kind;dur;called;note",
+        "262011234567890;1767225600000;MOC;0:01:05;+49 30 1;café",
+        "262011234567891;1767225600500;sms-mo;0:00:00;030 2;naïve",
+        "262011234567892;1767225601000;MOC;1:99:00;030 3;déjà",
+    ]
+    path.write_bytes("\r\n".join(rows).encode("latin-1") + b"\r\n")
+    usage, rejects, read = _read(path, mapping)
+    assert read == 3
+    got = usage.to_pylist()
+    assert [r["subscriber_key"] for r in got] == ["262011234567890", "262011234567891"]
+    assert [r["subscriber_key_type"] for r in got] == ["imsi", "imsi"]
+    assert [r["service"] for r in got] == ["voice", "sms"]
+    assert [r["duration_ms"] for r in got] == [65_000, 0]
+    assert got[1]["start_time"] == dt.datetime(2026, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)
+    assert [r["location"] for r in got] == ["site-7", "site-7"]
+    assert got[0]["destination"] == "49301"
+    assert got[0]["record_key"] == "sw1:262011234567890|1767225600000"
+    (bad,) = rejects.to_pylist()
+    assert (bad["record_no"], bad["reason"], bad["field"]) == (4, "bad_number", "duration")
+    assert bad["raw"] == rows[3].encode("latin-1")  # the file's own bytes
