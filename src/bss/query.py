@@ -161,10 +161,17 @@ def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def addresses_as_text(table: pa.Table) -> pa.Table:
-    """Every 16-byte address column of ``table`` replaced by its text form (same name)."""
+    """Every 16-byte address column of ``table`` replaced by its text form (same name).
+
+    Prefix columns (``src_prefix``, ``dst_prefix``) get their length: ``192.0.2.0/24``.
+    """
     for i, field in enumerate(table.schema):
         if field.type == _ADDR:
-            table = table.set_column(i, field.name, address_text(table.column(i)))
+            text = address_text(table.column(i))
+            if field.name.endswith("_prefix"):
+                v4 = pc.match_substring(text, ".")
+                text = pc.binary_join_element_wise(text, pc.if_else(v4, "24", "48"), "/")
+            table = table.set_column(i, field.name, text)
     return table
 
 
