@@ -230,10 +230,17 @@ def run_billing(
         "ORDER BY a.id"
     ).fetchall()
     charges, one_time = product_charges(conn, period)
-    for account_id, usage_lines in _usage_lines(
-        outcome.rated, period, _product_labels(conn)
-    ).items():
+    labels = _product_labels(conn)
+    for account_id, usage_lines in _usage_lines(outcome.rated, period, labels).items():
         charges[account_id].extend(usage_lines)
+    for row in outcome.period_charges.to_pylist():
+        if row["charge"]:
+            what = f"{row['service']} {row['mode']} pricing {row['pricing']} "
+            what += f"{labels.get(row['subscription_id'], '')}: {row['detail']}"
+            charges[row["account_id"]].append(
+                Line("usage", row["subscription_id"], what, row["quantity"],
+                     _UNITS.get(row["service"], ""), row["charge"])
+            )  # fmt: skip
     with transaction(conn):
         _write_bills(conn, period, accounts, charges)
         for product_id, price_id in one_time:

@@ -58,16 +58,29 @@ def demo(ctx: typer.Context) -> None:
 def ingest_cdr(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="CSV CDR files")],
-    mapping: Annotated[Path, typer.Option(help="column mapping TOML (see data/mappings/)")],
+    mapping: Annotated[
+        str, typer.Option(help="column mapping: a TOML file or a shipped name (generic, asterisk)")
+    ],
+    country_code: Annotated[
+        str | None, typer.Option(help="override the mapping's country code for E.164")
+    ] = None,
 ) -> None:
-    """CDR CSV files to usage records (duplicates and bad rows kept aside, counted)."""
+    """CDR CSV files to usage records (duplicates and bad rows kept aside, counted).
+
+    A file whose content was ingested before (under any name) is refused and adds
+    nothing; the command then exits 6 after reporting the other files.
+    """
     from collectors.cdr_ingest import ingest_cdr_files
     from collectors.cdr_mapping import load_mapping
+    from collectors.errors import IngestError
 
     state = get_state(ctx)
+    rules = load_mapping(mapping, country_code=country_code)
     with progress(state, "ingesting CDRs"):
-        summary = ingest_cdr_files(files, load_mapping(mapping), state.workspace.ensure())
-    _report(state, "CDR ingest", summary.to_dict())
+        summary = ingest_cdr_files(files, rules, state.workspace.ensure())
+    emit(state, summary.to_dict(), summary.format_text())
+    if summary.refused:
+        raise IngestError(f"{len(summary.refused)} of {len(files)} files refused (see above)")
 
 
 @ingest_app.command("pcap")

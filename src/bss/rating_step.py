@@ -18,6 +18,7 @@ from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA, USAGE_SCHEMA
 from collectors.workspace import WorkspacePaths
 from rating_engine.allowances import AllowanceState
 from rating_engine.attribution import build_prefix_index
+from rating_engine.period_pricing import apply_period_pricing
 from rating_engine.rating import RatingPlan, compile_plan, load_tariffs, rate_usage
 from rating_engine.schemas import RATED_SCHEMA
 from rating_engine.usage_from_flows import usage_from_flows
@@ -35,6 +36,7 @@ class RatingOutcome:
     rated: pa.Table  # RATED_SCHEMA
     suspense: pa.Table  # REJECT_SCHEMA, stage "rating"
     allowance_ledger: pa.Table
+    period_charges: pa.Table  # PERIOD_CHARGE_SCHEMA: tiered/volume pricing of the period
 
     def suspense_by_reason(self) -> dict[str, int]:
         if self.suspense.num_rows == 0:
@@ -104,4 +106,13 @@ def rate_period(
     ):
         remove_parts(root, part)
         write_partitioned(table, root, time_column=column, part_name=part)
-    return RatingOutcome(rated, suspense, result.allowance_ledger)
+    # Tiers price the period's own usage; late records of earlier periods were (or will
+    # be) priced with their own period, never moved into another period's tiers.
+    in_period = rated.filter(
+        pc.greater_equal(
+            rated.column("start_time"),
+            pa.scalar(period.start, rated.schema.field("start_time").type),
+        )
+    )
+    charges = apply_period_pricing(in_period, plan)
+    return RatingOutcome(rated, suspense, result.allowance_ledger, charges)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -71,25 +73,28 @@ def write_partitioned(
 ) -> list[Path]:
     """Split ``table`` by the UTC date (and hour) of ``time_column`` and write one file each.
 
-    Returns the files written. An empty table writes nothing.
+    Returns the files written. An empty table writes nothing. Rows keep their order
+    within a partition.
     """
     if table.num_rows == 0:
         return []
-    times = table.column(time_column)
-    day_key = pc.strftime(times, format="%Y-%m-%d", locale="C")
-    keys = (
-        pc.binary_join_element_wise(day_key, pc.strftime(times, format="%H", locale="C"), "/")
-        if hourly
-        else day_key
-    )
+    # Integer bucketing: formatting every timestamp as text costs ~0.5 s per million rows.
+    column = table.column(time_column)
+    if column.null_count:
+        raise ValueError(f"{time_column} has nulls; cannot partition")
+    micros = column.cast(pa.int64()).to_numpy()
+    step = 3_600_000_000 if hourly else 86_400_000_000
+    keys = np.floor_divide(micros, step)
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    bounds = np.flatnonzero(np.diff(ordered)) + 1
     written: list[Path] = []
-    for key in sorted(k for k in pc.unique(keys).to_pylist() if k is not None):
-        part = table.filter(pc.equal(keys, key))
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(ordered)], strict=True):
+        start = datetime.fromtimestamp(int(ordered[lo]) * (step // 1_000_000), UTC)
+        folder = root / f"date={start:%Y-%m-%d}"
         if hourly:
-            day, hour = key.split("/")
-            folder = root / f"date={day}" / f"hour={hour}"
-        else:
-            folder = root / f"date={key}"
+            folder = folder / f"hour={start:%H}"
+        part = table.take(pa.array(order[lo:hi]))
         written.append(atomic_write_table(part, folder / f"part-{part_name}.parquet"))
     return written
 

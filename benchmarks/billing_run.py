@@ -1,0 +1,142 @@
+"""Billing-run benchmark: N accounts, M usage records, wall time and peak memory per size.
+
+    python benchmarks/billing_run.py [--accounts 100000] [--records 1000000,10000000]
+
+Each size runs in a fresh subprocess (so peak RSS is that run's own): a workspace with
+`accounts` customers/accounts, one mobile subscription each (MSISDN), the demo mobile
+tariff, and `records` voice/SMS/data CDRs spread over October 2026, written as usage
+Parquet. Set-up is bulk SQL and is not timed; the timed part is `run_billing` for
+2026-10: read usage, rate, charge, write bills and the billed-usage ledger. The last line
+is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _setup(ws_root: Path, accounts: int, records: int) -> None:
+    from bss.db import connect
+    from bss.seed import apply_seed, load_seed_file
+    from collectors.dataset import write_partitioned
+    from collectors.schemas import USAGE_SCHEMA
+    from collectors.workspace import WorkspacePaths
+
+    ws = WorkspacePaths(ws_root).ensure()
+    shutil.copytree(ROOT / "data" / "demo" / "tariffs", ws.tariffs)
+    conn = connect(ws)
+    seed = load_seed_file(ROOT / "data" / "demo" / "bss.toml")
+    apply_seed(conn, {k: seed[k] for k in ("tax_rate", "specification", "offering")}, "bench")
+    conn.execute(
+        """
+        INSERT INTO customer (id, external_id, name, created_at)
+        SELECT i, 'C' || i, 'Customer ' || i, TIMESTAMPTZ '2026-01-01' FROM range(1, $n + 1) t(i);
+        INSERT INTO billing_account (id, external_id, customer_id, name, currency,
+            tax_jurisdiction, created_at)
+        SELECT i, 'A' || i, i, 'Account ' || i, 'EUR', 'DE', TIMESTAMPTZ '2026-01-01'
+        FROM range(1, $n + 1) t(i);
+        INSERT INTO product (id, account_id, offering_id, status, start_date)
+        SELECT i, i, 'mobile-business-m', 'active', TIMESTAMPTZ '2026-09-01'
+        FROM range(1, $n + 1) t(i);
+        INSERT INTO service_identifier
+        SELECT i, 'msisdn', (4915000000000 + i)::VARCHAR, TIMESTAMPTZ '2026-09-01', NULL
+        FROM range(1, $n + 1) t(i);
+        """.replace("$n", str(accounts))
+    )
+    conn.close()
+    rng = np.random.default_rng(7)
+    start = int(datetime(2026, 10, 1, tzinfo=UTC).timestamp() * 1e6)
+    chunk = 2_000_000
+    for part, lo in enumerate(range(0, records, chunk)):
+        n = min(chunk, records - lo)
+        ids = np.arange(lo, lo + n, dtype=np.int64)
+        service = rng.choice(np.array(["voice", "sms", "data"]), n, p=[0.5, 0.3, 0.2])
+        dest_pool = np.array(["4930", "4989", "49151", "49176", "33", "1212", "44"])
+        dest = np.char.add(rng.choice(dest_pool, n), rng.integers(1_000_000, 9_999_999, n)
+                           .astype(str))  # fmt: skip
+        is_data = service == "data"
+        table = pa.table(
+            {
+                "record_id": ids * 2654435761 % (1 << 62),
+                "record_key": pa.array(np.char.add("bench-", ids.astype(str))),
+                "source_file": pa.array(np.full(n, "bench.csv")),
+                "source_line": ids + 2,
+                "subscriber_key": pa.array(
+                    (4915000000001 + rng.integers(0, accounts, n)).astype(str)
+                ),
+                "subscriber_key_type": pa.array(np.full(n, "msisdn")),
+                "service": pa.array(service),
+                "start_time": pa.array(
+                    start + rng.integers(0, 31 * 86_400 * 10**6, n), pa.timestamp("us", tz="UTC")
+                ),
+                "duration_ms": np.where(service == "voice", rng.integers(1_000, 600_000, n), 0),
+                "volume_up": np.where(is_data, rng.integers(0, 10**7, n), 0).astype(np.uint64),
+                "volume_down": np.where(is_data, rng.integers(0, 10**8, n), 0).astype(np.uint64),
+                "destination": pa.array(np.where(is_data, None, dest)),
+                "origin": pa.array(np.full(n, None), pa.string()),
+                "location": pa.array(np.full(n, None), pa.string()),
+            }
+        ).cast(USAGE_SCHEMA)
+        write_partitioned(table, ws.usage, time_column="start_time", part_name=f"bench-{part}")
+
+
+def _child(ws_root: str) -> None:
+    """Timed: one billing run; prints its numbers as JSON."""
+    from bss.billing_run import run_billing
+    from bss.db import connect
+    from collectors.workspace import WorkspacePaths
+
+    ws = WorkspacePaths(Path(ws_root))
+    conn = connect(ws)
+    t0 = time.perf_counter()
+    result = run_billing(conn, ws, "2026-10", export=False)
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"seconds": round(elapsed, 2), "peak_rss_mb": round(peak / 2**20),
+                      "bills": result.accounts, "rated": result.rated,
+                      "suspense": result.suspense}))  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--records", default="1000000", help="comma-separated sizes")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child)
+        return
+    results = []
+    for records in (int(x) for x in args.records.split(",")):
+        with tempfile.TemporaryDirectory(prefix="bench-billing-") as tmp:
+            ws = Path(tmp) / "ws"
+            t0 = time.perf_counter()
+            _setup(ws, args.accounts, records)
+            setup_s = time.perf_counter() - t0
+            out = subprocess.run([sys.executable, __file__, "--child", str(ws)],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            run.update(records=records, accounts=args.accounts, setup_s=round(setup_s, 1),
+                       records_per_s=round(records / run["seconds"]))  # fmt: skip
+            print(f"{records:>11,} records, {args.accounts:,} accounts: {run['seconds']} s, "
+                  f"peak {run['peak_rss_mb']} MB, {run['records_per_s']:,} records/s")  # fmt: skip
+            results.append(run)
+    print(json.dumps({"benchmark": "billing_run", "runs": results}))
+
+
+if __name__ == "__main__":
+    main()
