@@ -38,6 +38,7 @@ from collectors.export_synth import synth_template_stream, synth_v5_datagrams
 
 OUR_COLLECTOR = """
 import json, sys
+from pathlib import Path
 from collectors.udp_collector import run_collector
 from collectors.workspace import WorkspacePaths
 

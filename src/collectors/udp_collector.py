@@ -47,13 +47,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .addresses import address_to_bytes
 from .collector_stats import STATS_SCHEMA, CollectorStats
 from .errors import CollectorError, DecodeError
 from .flow_decoder import FlowDecoder
 from .flow_writer import RotatingWriter, default_prefix
 from .schemas import FLOW_SCHEMA, REJECT_SCHEMA
 from .sflow import COUNTER_SCHEMA
+from .udp_receive import PeerTable, ReceiveChunk, make_receiver
 from .workspace import WorkspacePaths
 
 __all__ = [
@@ -191,25 +191,6 @@ class CollectorSummary:
         }
 
 
-class _Chunk:
-    """Datagrams received back to back into one preallocated buffer."""
-
-    __slots__ = ("buf", "ends", "not_allowed", "peers", "times")
-
-    def __init__(self, size: int) -> None:
-        self.buf = bytearray(size)
-        self.ends: list[int] = []
-        self.peers: list[tuple[str, int]] = []
-        self.times: list[int] = []
-        self.not_allowed: Counter[str] = Counter()
-
-    def reset(self) -> None:
-        self.ends.clear()
-        self.peers.clear()
-        self.times.clear()
-        self.not_allowed.clear()
-
-
 class UdpCollector:
     """Receive export datagrams on one or more UDP sockets and land them in a workspace."""
 
@@ -229,6 +210,7 @@ class UdpCollector:
         chunk_bytes: int = 2 << 20,
         chunks: int = 8,
         rcvbuf: int = 32 << 20,
+        max_datagram: int = 9216,
         compression: str = "zstd",
     ) -> None:
         if not listen:
@@ -282,11 +264,14 @@ class UdpCollector:
             rotate_bytes=rotate_bytes,
         )
         self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
-        self._chunk_bytes = max(chunk_bytes, 2 * _MAX_DATAGRAM)
-        self._free: queue.Queue[_Chunk] = queue.Queue()
+        self.peers = PeerTable(self.allowlist)
+        self.receiver = make_receiver(
+            self.peers, chunk_bytes=chunk_bytes, max_datagram=max_datagram
+        )
+        self._free: queue.Queue[ReceiveChunk] = queue.Queue()
         for _ in range(max(chunks, 2)):
-            self._free.put(_Chunk(self._chunk_bytes))
-        self._full: queue.Queue[_Chunk | None] = queue.Queue()
+            self._free.put(self.receiver.new_chunk())
+        self._full: queue.Queue[ReceiveChunk | None] = queue.Queue()
         # Decoded batches for the writer thread; bounded, so a slow disk stalls the worker
         # (and then the socket buffers) instead of growing memory.
         self._to_write: queue.Queue[tuple[RotatingWriter, pa.RecordBatch] | None] = queue.Queue(
@@ -295,8 +280,23 @@ class UdpCollector:
         self._writer_error: BaseException | None = None
         self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
         self._by_fd = {s.fileno(): s for s in self._sockets}
-        self._peer_cache: dict[str, tuple[bytes, bool]] = {}
         self._receiver_error: BaseException | None = None
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the decoders' compiled kernels before traffic arrives.
+
+        The first decode of each kind loads Numba code (and pyarrow's compute kernels);
+        doing it on live traffic would stall the worker for a moment and overflow the
+        socket buffers. A throwaway decoder keeps the real state untouched.
+        """
+        from .export_synth import synth_template_stream, synth_v5_datagrams
+
+        sample = synth_v5_datagrams(2, 2)
+        sample += synth_template_stream("netflow_v9", 1, 2)
+        sample += synth_template_stream("ipfix", 1, 2)
+        out = FlowDecoder().decode_many(sample, [bytes(16)] * len(sample), [0] * len(sample))
+        pc.sum(out.flows.column("bytes"))
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -324,20 +324,6 @@ class UdpCollector:
         sock.setblocking(False)
         return sock
 
-    def _peer(self, host: str) -> tuple[bytes, bool]:
-        """(16-byte address, allowed?) per source host, cached."""
-        hit = self._peer_cache.get(host)
-        if hit is None:
-            ip = ipaddress.ip_address(host.split("%", 1)[0])
-            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-                ip = ip.ipv4_mapped
-            allowed = self.allowlist is None or any(ip in net for net in self.allowlist)
-            hit = (address_to_bytes(ip), allowed)
-            if len(self._peer_cache) > 65536:  # spoofed floods must not grow it forever
-                self._peer_cache.clear()
-            self._peer_cache[host] = hit
-        return hit
-
     # -- receiver thread ---------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> None:
         try:
@@ -346,31 +332,6 @@ class UdpCollector:
             self._receiver_error = exc
         finally:
             self._full.put(None)
-
-    def _fill(self, chunk: _Chunk, sock: socket.socket) -> bool:
-        """Read ``sock`` into ``chunk`` until it is empty (True) or the chunk is full (False)."""
-        view = memoryview(chunk.buf)
-        pos = chunk.ends[-1] if chunk.ends else 0
-        limit = len(chunk.buf) - _MAX_DATAGRAM
-        while pos <= limit:
-            try:
-                n, peer = sock.recvfrom_into(view[pos:], _MAX_DATAGRAM)
-            except (BlockingIOError, InterruptedError):
-                return True
-            except ConnectionRefusedError:  # ICMP errors from earlier sends; ignore
-                continue
-            host = peer[0]
-            allowed = self._peer_cache.get(host)
-            if allowed is None:
-                allowed = self._peer(host)
-            if not allowed[1]:
-                chunk.not_allowed[host] += 1
-                continue
-            pos += n
-            chunk.ends.append(pos)
-            chunk.peers.append(peer)
-            chunk.times.append(time.time_ns() // 1000)
-        return False
 
     def _receive_loop(self, stop: threading.Event) -> None:
         sel = selectors.DefaultSelector()
@@ -387,14 +348,14 @@ class UdpCollector:
             )
             drained = True
             for sock in ready:
-                while not self._fill(chunk, sock):
+                while not self.receiver.fill(chunk, sock):
                     self._full.put(chunk)
                     chunk = self._free.get()
                     last_push = time.monotonic()
                     drained = False
             # Hand over partial chunks often enough that idle periods still flush.
             now = time.monotonic()
-            if (chunk.ends or chunk.not_allowed) and (now - last_push > 0.05 or stopping):
+            if chunk.has_news() and (now - last_push > 0.05 or stopping):
                 self._full.put(chunk)
                 chunk = self._free.get()
                 last_push = now
@@ -404,38 +365,35 @@ class UdpCollector:
         self._free.put(chunk)
 
     # -- worker ------------------------------------------------------------------------------
-    def _process(self, chunk: _Chunk) -> None:
-        view = memoryview(chunk.buf)
-        datagrams: list[bytes] = []
-        start = 0
-        for end in chunk.ends:
-            datagrams.append(bytes(view[start:end]))
-            start = end
-        view.release()
-        for host, count in chunk.not_allowed.items():
+    def _process(self, chunk: ReceiveChunk) -> None:
+        for host, count in chunk.refused.items():
             self.stats.add({"not_allowed": count}, exporter=host)
             if self.stats.should_log(host, "not_allowed"):
                 log.warning("datagrams from %s refused: not in the allowlist", host)
-        if not datagrams:
+        for host, count in chunk.oversize.items():
+            self.stats.add({"malformed:oversize": count, "rejected": count}, exporter=host)
+            if self.stats.should_log(host, "oversize"):
+                log.warning("datagrams from %s dropped: larger than max_datagram", host)
+        if not len(chunk):
             return
-        exporters = [self._peer(peer[0])[0] for peer in chunk.peers]
-        outcome = self.decoder.decode_many(datagrams, exporters, chunk.times, source="udp")
+        datagrams = chunk.datagrams()
+        outcome = self.decoder.decode_many(datagrams, chunk.exporters, chunk.times, source="udp")
         self._hand_to_writer(self.flows, outcome.flows)
         if outcome.counters is not None and outcome.counters.num_rows:
             self._hand_to_writer(self.counters, outcome.counters)
         flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
         self.stats.add(outcome.stats)
-        self.stats.add({"received_bytes": chunk.ends[-1], "flow_bytes": flow_bytes})
-        per_host = Counter(peer[0] for peer in chunk.peers)
-        for host, count in per_host.items():
+        self.stats.add({"received_bytes": sum(chunk.lengths), "flow_bytes": flow_bytes})
+        for host, count in Counter(chunk.hosts).items():
             self.stats.add_exporter(host, {"datagrams": count})
         if outcome.rejected:
             rows: list[tuple[str, int | None, str, str, bytes, int]] = []
             for idx, reason, message in outcome.rejected:
-                host, port = chunk.peers[idx][:2]
+                host, port = chunk.hosts[idx], chunk.ports[idx]
+                where = f"[{host}]" if ":" in host else host
                 rows.append(
                     (
-                        f"udp://{host}:{port}",
+                        f"udp://{where}:{port}",
                         None,
                         reason,
                         message,
@@ -594,6 +552,7 @@ def run_collector(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _handler)
     try:
+        collector.warm_up()
         if on_ready is not None:
             on_ready(collector.addresses)
         return collector.run(stop)

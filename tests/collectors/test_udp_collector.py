@@ -200,6 +200,46 @@ def test_many_datagrams_two_sockets_rotation(tmp_path: Path) -> None:
     assert len(summary.flow_files) > 1  # rotated by size
 
 
+@pytest.mark.parametrize("max_datagram", [9216, 65535])  # recvmmsg, recvfrom_into
+def test_both_receivers_take_every_datagram(tmp_path: Path, max_datagram: int) -> None:
+    ws = WorkspacePaths(tmp_path / "w")
+    v5 = cap("goflow2/netflowlegacy_data.bin")
+    big = cap("python-netflow-v9-softflowd/packet_v5.bin") + bytes(12_000)  # trailing junk
+    with collecting(ws, max_datagram=max_datagram, chunk_bytes=1 << 16) as (port, out):
+        send(port, [v5] * 300 + [big])
+    summary = out["summary"]
+    if max_datagram == 9216:  # larger than a slot: dropped and counted, never half-decoded
+        assert summary.datagrams == 300
+        assert summary.stats["malformed:oversize"] == 1
+    else:
+        assert summary.datagrams == 301
+    assert summary.flows == 300 * 6 + (3 if max_datagram == 65535 else 0)
+    received = read_dataset(ws.flows, FLOW_SCHEMA)
+    assert received.num_rows == summary.flows
+
+
+def test_ipv6_listener(tmp_path: Path) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    ws = WorkspacePaths(tmp_path / "w")
+    collector = UdpCollector([("::1", 0)], ws)
+    port = collector.addresses[0][1]
+    stop = threading.Event()
+    result: dict[str, CollectorSummary] = {}
+    thread = threading.Thread(target=lambda: result.update(s=collector.run(stop)))
+    thread.start()
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.sendto(cap("python-netflow-v9-softflowd/packet_v5.bin"), ("::1", port))
+        s.sendto(b"junk", ("::1", port))
+    stop.set()
+    thread.join(60)
+    assert result["s"].flows == 3
+    rows = read_dataset(ws.flows, FLOW_SCHEMA).to_pylist()
+    assert {r["exporter"] for r in rows} == {bytes(15) + b"\x01"}
+    quarantined = read_dataset(ws.quarantine, REJECT_SCHEMA).to_pylist()
+    assert quarantined[0]["source_file"].startswith("udp://[::1]:")
+
+
 def test_sigterm_flushes_and_exits_zero(tmp_path: Path) -> None:
     ws = tmp_path / "w"
     code = (
