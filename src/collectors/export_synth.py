@@ -211,12 +211,16 @@ def ipfix_template_set(templates: Sequence[tuple[int, Sequence[tuple[int, int, i
 
 
 def ipfix_options_template_set(
-    tid: int, scopes: Sequence[tuple[int, int, int]], options: Sequence[tuple[int, int, int]]
+    tid: int,
+    scopes: Sequence[tuple[int, int, int]],
+    options: Sequence[tuple[int, int, int]],
+    *,
+    pad: bool = False,
 ) -> bytes:
-    """An IPFIX options template set (id 3)."""
+    """An IPFIX options template set (id 3), padded to 4 bytes only if ``pad``."""
     body = struct.pack(">HHH", tid, len(scopes) + len(options), len(scopes))
     body += b"".join(_ipfix_field(*f) for f in (*scopes, *options))
-    return data_set(3, body, pad=True)
+    return data_set(3, body, pad=pad)
 
 
 def encode_ipfix(sets: Sequence[bytes], *, domain: int, sequence: int, export_time: int) -> bytes:
@@ -235,6 +239,8 @@ def synth_template_stream(
     unix_secs: int = 1_700_000_000,
 ) -> list[bytes]:
     """A template datagram followed by ``n_datagrams`` data datagrams (``V9_FLOW_TEMPLATE``).
+
+    For IPFIX a message with the system init time (options data) comes second.
 
     ``protocol`` is ``netflow_v9`` or ``ipfix``; records are built with numpy, so large
     streams are cheap to make.
@@ -280,7 +286,10 @@ def synth_template_stream(
         init = unix_secs * 1000 - uptime
         opt = ipfix_options_template_set(template_id + 1, [(149, 4, 0)], [(160, 8, 0)])
         opt_data = data_set(template_id + 1, struct.pack(">IQ", 1, init))
-        out.append(encode_ipfix([tpl, opt, opt_data], domain=1, sequence=0, export_time=unix_secs))
+        # Options data in a message of its own: scapy mis-parses a set after an options
+        # template set, and the benchmark feeds scapy these same datagrams.
+        out.append(encode_ipfix([tpl, opt], domain=1, sequence=0, export_time=unix_secs))
+        out.append(encode_ipfix([opt_data], domain=1, sequence=0, export_time=unix_secs))
         for i in range(n_datagrams):
             ds = data_set(template_id, raw[i * size : (i + 1) * size], pad=False)
             out.append(

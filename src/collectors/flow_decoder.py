@@ -107,9 +107,13 @@ class FlowDecoder:
         rejected: list[tuple[int, str, str]] = []
         if n == 0:
             return DecodeOutcome(empty_flow_batch(), None, rejected, dict(stats))
-        exp_list = [_exporter_bytes(e) for e in exporters]
+        if set(map(len, exporters)) == {16}:
+            exp_list = [bytes(e) for e in exporters]
+        else:
+            exp_list = [_exporter_bytes(e) for e in exporters]
+        exp_arr = np.frombuffer(b"".join(exp_list), np.uint8).reshape(n, 16)
         received = np.asarray(received_at_us, dtype=np.int64)
-        data = [bytes(d) for d in datagrams]
+        data = datagrams if isinstance(datagrams, list) else list(datagrams)
         buf, offsets = pack_datagrams(data)
         starts, sizes = offsets[:-1], np.diff(offsets)
         head = np.zeros((n, 4), np.uint32)  # first 4 bytes of each datagram, 0 past its end
@@ -133,7 +137,7 @@ class FlowDecoder:
         counters: list[pa.RecordBatch] = []
         legacy = np.nonzero(is_legacy)[0]
         if legacy.size:
-            batches.append(self._legacy(buf, offsets, legacy, exp_list, stats, rejected, source))
+            batches.append(self._legacy(buf, offsets, legacy, exp_arr, stats, rejected, source))
         tmpl = np.nonzero(is_tmpl)[0]
         if tmpl.size:
             try:
@@ -149,7 +153,7 @@ class FlowDecoder:
         for i in np.nonzero(is_sflow)[0].tolist():
             self._sflow_one(
                 i,
-                data[i],
+                bytes(data[i]),
                 exp_list[i],
                 int(received[i]),
                 batches,
@@ -173,13 +177,12 @@ class FlowDecoder:
         buf: np.ndarray,
         offsets: np.ndarray,
         idx: np.ndarray,
-        exp_list: list[bytes],
+        exp_arr: np.ndarray,
         stats: Counter[str],
         rejected: list[tuple[int, str, str]],
         source: str,
     ) -> pa.RecordBatch:
-        exporters = np.frombuffer(b"".join(exp_list[i] for i in idx.tolist()), np.uint8)
-        exporters = exporters.reshape(-1, 16)
+        exporters = np.take(exp_arr, idx, axis=0)
         res = decode_legacy_many(buf, offsets[idx], offsets[idx + 1], exporters)
         bad = np.nonzero(res.status)[0]
         for j in bad.tolist():

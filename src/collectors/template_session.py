@@ -303,7 +303,7 @@ class TemplateSession:
         rejected: list[tuple[int, str, str]],
     ) -> bool:
         """Full parse of message ``j`` (templates, options, padding, errors)."""
-        datagram = datagrams[index]
+        datagram = bytes(datagrams[index])
         try:
             msg = (parse_v9 if datagram[1] == 9 else parse_ipfix)(datagram, exporter)
         except DecodeError as exc:
@@ -415,7 +415,7 @@ class TemplateSession:
                 else:
                     self.default_sampling[key] = interval
             init = rec.get("systemInitTimeMilliseconds")
-            if isinstance(init, int):
+            if isinstance(init, int) and init < 1 << 53:  # beyond that it is not a time
                 self.sysinit_ms[key] = init
 
     # -- bulk record decode ------------------------------------------------------------------
@@ -510,6 +510,7 @@ class TemplateSession:
             addrs[:n],
             set_row[rec_set[:n]],
             self._row_meta(call),
+            np.logical_and.reduce([t.sure_slots for t in tpl_list]),
         )
         return cols, row_records
 
@@ -583,12 +584,12 @@ class TemplateSession:
 
 
 def _interval(rec: dict[str, int | bytes]) -> int | None:
-    """1-in-N from a record's sampling elements, or None if it carries none."""
+    """1-in-N from a record's sampling elements (clamped to uint32), or None if none."""
     for name in ("samplingInterval", "samplerRandomInterval"):
         v = rec.get(name)
         if isinstance(v, int) and v > 0:
-            return v
+            return min(v, 0xFFFFFFFF)
     pi, ps = rec.get("samplingPacketInterval"), rec.get("samplingPacketSpace")
     if isinstance(pi, int) and pi > 0 and isinstance(ps, int):
-        return max((pi + ps) // pi, 1)
+        return min(max((pi + ps) // pi, 1), 0xFFFFFFFF)
     return None

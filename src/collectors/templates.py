@@ -82,6 +82,8 @@ class Template:
     lengths: np.ndarray = field(init=False, repr=False)
     min_length: int = field(init=False)
     fixed_length: int | None = field(init=False)
+    #: value slots every record of this template carries (fixed length 1..8)
+    sure_slots: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.fields)
@@ -105,6 +107,9 @@ class Template:
                 self.kinds[i], self.slots[i] = _KIND_ADDRESS, ADDRESS_SLOTS[key]
         self.min_length = min_len
         self.fixed_length = None if variable else min_len
+        self.sure_slots = np.zeros(N_VALUE_SLOTS, np.bool_)
+        fixed = (self.kinds == _KIND_VALUE) & (self.lengths >= 1) & (self.lengths <= 8)
+        self.sure_slots[self.slots[fixed]] = True
 
     @property
     def key(self) -> tuple[bytes, int, int]:
@@ -337,6 +342,8 @@ def decode_records(
             if not ok:
                 set_status[s] = 1
                 break
+            if q == o:
+                break  # a record of zero bytes cannot advance: stop rather than spin
             present[r] = mask
             rec_set[r] = s
             r += 1

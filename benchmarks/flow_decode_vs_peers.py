@@ -1,0 +1,244 @@
+"""Flow decode throughput on one core: ours vs the ``netflow`` package, scapy and nfdump.
+
+Same synthetic datagrams for everyone: NetFlow v5 with 30 records each, NetFlow v9 and
+IPFIX with a fixed-length 16-field IPv4 template and 24 records each. Rates are flows
+per second of CPU time of this process (the machine is shared, so wall-clock rates are
+printed too). Numba warm-up is not measured; the first call's time is reported.
+
+nfdump: the v5 and v9 datagrams are replayed over loopback into ``nfcapd``; then
+``nfdump -r FILE -q -s srcip/bytes`` is timed (CPU time of the child, and wall) on the
+flows nfcapd stored.
+
+Usage: python benchmarks/flow_decode_vs_peers.py [--scale 1.0] [--no-nfdump]
+The last line of output is one JSON object with the rates and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from collectors.export_synth import synth_template_stream, synth_v5_datagrams
+from collectors.flow_decoder import FlowDecoder
+
+EXP = b"\x00" * 10 + b"\xff\xff" + bytes([127, 0, 0, 1])
+
+
+def _timed(fn: Callable[[], int], repeat: int = 3) -> tuple[float, float, int]:
+    """Best (cpu seconds, wall seconds, flows) over ``repeat`` runs."""
+    best_cpu, best_wall, flows = float("inf"), float("inf"), 0
+    for _ in range(repeat):
+        c0, w0 = time.process_time(), time.perf_counter()
+        flows = fn()
+        best_cpu = min(best_cpu, time.process_time() - c0)
+        best_wall = min(best_wall, time.perf_counter() - w0)
+    return best_cpu, best_wall, flows
+
+
+def ours(datagrams: list[bytes], chunk: int) -> Callable[[], int]:
+    """Decode ``datagrams[1:]`` in chunks (the first one, a template for v9/IPFIX, is primed)."""
+    received = np.zeros(chunk, np.int64)
+    exps = [EXP] * chunk
+
+    def run() -> int:
+        dec = FlowDecoder()
+        dec.decode(datagrams[0], EXP, 0)
+        n = 0
+        body = datagrams[1:]
+        for i in range(0, len(body), chunk):
+            part = body[i : i + chunk]
+            out = dec.decode_many(part, exps[: len(part)], received[: len(part)])
+            n += out.flows.num_rows
+        return n
+
+    return run
+
+
+def netflow_pkg(datagrams: list[bytes]) -> Callable[[], int]:
+    import netflow
+
+    def run() -> int:
+        templates: dict = {"netflow": {}, "ipfix": {}}
+        netflow.parse_packet(datagrams[0], templates)
+        return sum(len(netflow.parse_packet(d, templates).flows) for d in datagrams[1:])
+
+    return run
+
+
+def scapy_peer(datagrams: list[bytes], version: int) -> Callable[[], int]:
+    from scapy.layers.netflow import NetflowHeader, netflowv9_defragment
+
+    def run() -> int:
+        pkts = [NetflowHeader(d) for d in datagrams]
+        if version == 5:
+            return sum(int(p.payload.count) for p in pkts[1:])
+        pkts = netflowv9_defragment(pkts)
+        n = 0
+        for p in pkts[1:]:
+            layer = p
+            while layer:
+                if layer.__class__.__name__ == "NetflowDataflowsetV9":
+                    n += len(layer.records)
+                layer = layer.payload
+        return n
+
+    return run
+
+
+def nfdump_peer(datagrams: list[bytes], workdir: Path) -> dict[str, float] | None:
+    """Replay into nfcapd over loopback, then time ``nfdump -r`` on the stored flows."""
+    if not (shutil.which("nfcapd") and shutil.which("nfdump")):
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        ["nfcapd", "-w", str(workdir), "-p", str(port), "-b", "127.0.0.1", "-B", "8000000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(1.0)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for i, d in enumerate(datagrams):
+            tx.sendto(d, ("127.0.0.1", port))
+            if i % 100 == 99:
+                time.sleep(0.003)  # stay well under what nfcapd can take: lossless replay
+        tx.close()
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    files = sorted(p for p in workdir.rglob("nfcapd.*") if not p.name.startswith("nfcapd.current"))
+    if not files:
+        return None
+    path = files[-1]
+    info = subprocess.run(["nfdump", "-r", str(path), "-I"], capture_output=True, text=True)
+    flows = 0
+    for line in info.stdout.splitlines():
+        if line.startswith("Flows:"):
+            flows = int(line.split(":")[1])
+    best_cpu, best_wall = float("inf"), float("inf")
+    for _ in range(3):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w0 = time.perf_counter()
+        subprocess.run(
+            ["nfdump", "-r", str(path), "-q", "-s", "srcip/bytes"],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        wall = time.perf_counter() - w0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        best_cpu, best_wall = min(best_cpu, cpu), min(best_wall, wall)
+    return {
+        "flows_stored": flows,
+        "flows_sent": 0,
+        "rate_cpu": flows / best_cpu if best_cpu else 0.0,
+        "rate_wall": flows / best_wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the sample sizes")
+    ap.add_argument("--chunk", type=int, default=2000, help="datagrams per decode_many call")
+    ap.add_argument("--no-nfdump", action="store_true")
+    args = ap.parse_args()
+    s = args.scale
+    streams = {
+        "v5": synth_v5_datagrams(int(20_000 * s) + 1, 30, seed=1),
+        "v9": synth_template_stream("netflow_v9", int(10_000 * s), 24, seed=2),
+        "ipfix": synth_template_stream("ipfix", int(10_000 * s), 24, seed=3),
+    }
+    # Warm-up: the first call compiles (or loads cached) Numba kernels.
+    c0 = time.perf_counter()
+    for ds in streams.values():
+        FlowDecoder().decode_many(ds[:3], [EXP] * 3, [0, 0, 0])
+    first_call = time.perf_counter() - c0
+    print(f"first calls (Numba compile or cache load): {first_call:.2f} s")
+
+    result: dict[str, dict[str, float]] = {"ours": {}, "ours_wall": {}, "netflow": {}, "scapy": {}}
+    peer_n = {"v5": int(300 * s) + 1, "v9": int(200 * s) + 1, "ipfix": int(40 * s) + 1}
+    for name, ds in streams.items():
+        cpu, wall, flows = _timed(ours(ds, args.chunk))
+        result["ours"][name] = flows / cpu
+        result["ours_wall"][name] = flows / wall
+        print(
+            f"ours    {name:6s} {flows:9d} flows  {flows / cpu / 1e6:8.2f} M/s cpu  "
+            f"{flows / wall / 1e6:8.2f} M/s wall"
+        )
+        sample = ds[: peer_n[name]]
+        cpu, wall, flows = _timed(netflow_pkg(sample), repeat=1)
+        result["netflow"][name] = flows / cpu
+        print(f"netflow {name:6s} {flows:9d} flows  {flows / cpu / 1e3:8.1f} k/s cpu")
+        sample = ds[: max(peer_n[name] // 4, 11)]
+        cpu, wall, flows = _timed(scapy_peer(sample, 5 if name == "v5" else 9), repeat=1)
+        result["scapy"][name] = flows / cpu if flows else 0.0
+        print(f"scapy   {name:6s} {flows:9d} flows  {flows / cpu / 1e3:8.1f} k/s cpu")
+
+    nfdump: dict[str, dict[str, float]] = {}
+    if not args.no_nfdump:
+        for name in ("v5", "v9"):
+            ds = streams[name][: int(20_000 * s) + 1]
+            with tempfile.TemporaryDirectory() as tmp:
+                got = nfdump_peer(ds, Path(tmp))
+            if got is None:
+                print(f"nfdump  {name}: not available")
+                continue
+            got["flows_sent"] = (
+                sum(int.from_bytes(d[2:4], "big") for d in ds)
+                if name == "v5"
+                else 24 * (len(ds) - 1)
+            )
+            nfdump[name] = got
+            print(
+                f"nfdump  {name:6s} {int(got['flows_stored']):9d} flows stored of "
+                f"{int(got['flows_sent'])} sent; -s srcip/bytes "
+                f"{got['rate_cpu'] / 1e6:8.2f} M/s cpu  {got['rate_wall'] / 1e6:8.2f} M/s wall"
+            )
+
+    ratios: dict[str, float] = {}
+    for name in streams:
+        for peer in ("netflow", "scapy"):
+            if result[peer].get(name):
+                ratios[f"{name}_vs_{peer}"] = result["ours"][name] / result[peer][name]
+        if name in nfdump and nfdump[name]["rate_cpu"]:
+            ratios[f"{name}_vs_nfdump"] = result["ours"][name] / nfdump[name]["rate_cpu"]
+    targets = {
+        "v5_20M": result["ours"]["v5"] >= 20e6,
+        "v9_5M": result["ours"]["v9"] >= 5e6,
+        "ipfix_5M": result["ours"]["ipfix"] >= 5e6,
+        "all_50x_netflow": all(ratios.get(f"{n}_vs_netflow", 0) >= 50 for n in streams),
+    }
+    summary = {
+        "benchmark": "flow_decode_vs_peers",
+        "unit": "flows/s (cpu time, one core)",
+        "first_call_s": round(first_call, 3),
+        "pid": os.getpid(),
+        "ours": {k: round(v) for k, v in result["ours"].items()},
+        "ours_wall": {k: round(v) for k, v in result["ours_wall"].items()},
+        "netflow": {k: round(v) for k, v in result["netflow"].items()},
+        "scapy": {k: round(v) for k, v in result["scapy"].items()},
+        "nfdump": {k: {kk: round(vv) for kk, vv in v.items()} for k, v in nfdump.items()},
+        "ratios": {k: round(v, 1) for k, v in ratios.items()},
+        "targets_met": targets,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
