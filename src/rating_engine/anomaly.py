@@ -303,9 +303,20 @@ def _slot_baseline(
     return _SlotBaseline(median, mad, samples, weeks)
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    names: list[str]
+    codes: I64  # every row of the series
+    t: I64
+    v: F64
+    hist: npt.NDArray[np.bool_]  # rows in the history window
+    first_seen: I64  # per series, first bucket in history (int64 max: never)
+    grid: I64  # every aligned bucket start of the history window
+
+
 def _prepare(
     series: pa.Table, objects: pa.Array, metric: str, bucket_us: int, history: tuple[int, int]
-) -> tuple[I64, list[str], I64, F64, I64, I64]:
+) -> _Prepared:
     if bucket_us <= 0 or HOUR_US % bucket_us:
         raise RatingError(f"seasonal baseline: bucket of {bucket_us} us does not divide an hour")
     if metric not in series.schema.names:
@@ -316,12 +327,18 @@ def _prepare(
     if np.any(t % bucket_us):
         raise RatingError(f"seasonal baseline: field bucket_start not aligned to {bucket_us} us")
     h0, h1 = history
-    in_hist = (t >= h0) & (t < h1)
+    hist = (t >= h0) & (t < h1)
     first_seen = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_seen, codes[in_hist], t[in_hist])
+    np.minimum.at(first_seen, codes[hist], t[hist])
     grid = np.arange(-(-h0 // bucket_us) * bucket_us, h1, bucket_us, dtype=np.int64)
-    keep = in_hist
-    return codes[keep], names, t[keep], v[keep], first_seen, grid
+    return _Prepared(names, codes, t, v, hist, first_seen, grid)
+
+
+def _baseline_of(pr: _Prepared, slot: int) -> _SlotBaseline:
+    h = pr.hist
+    return _slot_baseline(
+        pr.codes[h], pr.t[h], pr.v[h], len(pr.names), pr.first_seen, pr.grid, slot
+    )
 
 
 def hour_of_week_baseline(
@@ -335,13 +352,14 @@ def hour_of_week_baseline(
 ) -> pa.Table:
     """Baseline of every series for each slot: ``object``, ``hour_of_week``, ``median``,
     ``mad``, ``samples``, ``weeks`` (series never seen in ``history`` are left out)."""
-    codes, names, t, v, first_seen, grid = _prepare(series, objects, metric, bucket_us, history)
-    seen = np.flatnonzero(first_seen < np.iinfo(np.int64).max)
+    pr = _prepare(series, objects, metric, bucket_us, history)
+    names = pr.names
+    seen = np.flatnonzero(pr.first_seen < np.iinfo(np.int64).max)
     out: dict[str, list[object]] = {
         k: [] for k in ("object", "hour_of_week", "median", "mad", "samples", "weeks")
     }
     for slot in sorted(set(slots)):
-        b = _slot_baseline(codes, t, v, len(names), first_seen, grid, slot)
+        b = _baseline_of(pr, slot)
         for i in seen:
             if b.samples[i] == 0:
                 continue
@@ -380,22 +398,20 @@ def seasonal_detections(
     """
     p = params or BaselineParams()
     e0, e1 = evaluate
-    codes, names, t, v, first_seen, grid = _prepare(
-        series, objects, metric, bucket_us, (history_start, e0)
-    )
-    all_codes, _n = _encode(objects)
-    all_t = _times(series, "bucket_start")
-    all_v = np.asarray(series.column(metric).to_numpy(), dtype=np.float64)
+    pr = _prepare(series, objects, metric, bucket_us, (history_start, e0))
+    names = pr.names
+    judged_rows = np.flatnonzero((pr.t >= e0) & (pr.t < e1))
+    ev_codes, ev_t, ev_v = pr.codes[judged_rows], pr.t[judged_rows], pr.v[judged_rows]
     parts: list[pa.Table] = []
     cache: dict[int, _SlotBaseline] = {}
     for start in range(-(-e0 // bucket_us) * bucket_us, e1, bucket_us):
         slot = int(hour_of_week(np.array([start]))[0])
         if slot not in cache:
-            cache[slot] = _slot_baseline(codes, t, v, len(names), first_seen, grid, slot)
+            cache[slot] = _baseline_of(pr, slot)
         b = cache[slot]
         x = np.zeros(len(names))
-        at = all_t == start
-        x[all_codes[at]] = all_v[at]
+        at = ev_t == start
+        x[ev_codes[at]] = ev_v[at]
         judged = np.flatnonzero(b.weeks >= p.min_weeks)
         if judged.size == 0:
             continue
