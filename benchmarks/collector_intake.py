@@ -11,7 +11,8 @@ when every flow sent was received. Both collectors get the same receive buffer
 for longer than the buffer lasts loses data.
 
 The sender is one Python process; where it cannot reach a target rate the step reports
-the rate achieved, and the search stops there (the limit is then the replayer's).
+the rate achieved, and the search stops there (the limit is then the replayer's). One
+trial per step: on a shared machine the load average (printed) moves the numbers.
 
     .venv/bin/python benchmarks/collector_intake.py            # ~1-2 minutes
     .venv/bin/python benchmarks/collector_intake.py --rates 1e6,2e6,4e6,8e6 --step-seconds 4
@@ -47,7 +48,7 @@ def ready(addresses):
 
 summary = run_collector(
     [("127.0.0.1", 0)], WorkspacePaths(Path(sys.argv[1])), on_ready=ready,
-    stats_interval=3600, rcvbuf=int(sys.argv[2]),
+    stats_interval=3600, rcvbuf=int(sys.argv[2]), compression=sys.argv[3],
 )
 print(json.dumps(summary.to_dict()), flush=True)
 """
@@ -105,6 +106,9 @@ def replay(
     return count / elapsed if elapsed > 0 else float("inf")
 
 
+COMPRESSION = ["zstd"]
+
+
 def run_ours(
     preamble: list[bytes], data: list[bytes], rate_dps: float, count: int, rcvbuf: int
 ) -> tuple[int, float]:
@@ -112,7 +116,7 @@ def run_ours(
     ws = tempfile.mkdtemp(prefix="intake-ours-")
     try:
         with subprocess.Popen(
-            [sys.executable, "-c", OUR_COLLECTOR, ws, str(rcvbuf)],
+            [sys.executable, "-c", OUR_COLLECTOR, ws, str(rcvbuf), COMPRESSION[0]],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -200,13 +204,17 @@ def search(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rates", default="2.5e5,5e5,1e6,2e6,4e6", help="flows/s steps")
-    parser.add_argument("--step-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--rates", default="2.5e5,5e5,7.5e5,1e6,1.5e6,2e6,3e6,4e6", help="flows/s steps"
+    )
+    parser.add_argument("--step-seconds", type=float, default=1.5)
+    parser.add_argument("--compression", default="zstd", help="our Parquet compression")
     parser.add_argument("--max-datagrams", type=int, default=300_000, help="cap per step")
     parser.add_argument("--rcvbuf", type=int, default=4 << 20, help="socket buffer, both")
     parser.add_argument("--no-nfcapd", action="store_true")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    COMPRESSION[0] = args.compression
     v5 = synth_v5_datagrams(2000, 30, seed=1)
     v9 = synth_template_stream("netflow_v9", 2000, 24, seed=2)
     formats = {"v5": ([], v5, 30, 0), "v9": (v9[:1], v9[1:], 24, 0)}
@@ -217,6 +225,8 @@ def main() -> None:
         "rcvbuf": args.rcvbuf,
         "step_seconds": args.step_seconds,
         "target_flows_per_s": 1_000_000,
+        "compression": args.compression,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
     have_nfcapd = shutil.which("nfcapd") is not None and not args.no_nfcapd
     for fmt, (preamble, data, per, pre_flows) in formats.items():
@@ -231,6 +241,7 @@ def main() -> None:
                     ours["max_lossless_flows_per_s"] / theirs["max_lossless_flows_per_s"], 3
                 )
     result["meets_target_v5"] = result["ours_v5"]["max_lossless_flows_per_s"] >= 1_000_000
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 

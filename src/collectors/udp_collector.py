@@ -1,11 +1,16 @@
 """The UDP flow collector service behind ``rating-engine collect --listen HOST:PORT``.
 
-Two threads. The *receiver* runs a tight loop over non-blocking sockets and a
-selector, ``recvfrom_into`` preallocated chunk buffers (a small pool, so memory is
-bounded and a slow writer makes the kernel socket buffer absorb bursts, which we
-enlarge to ``rcvbuf``), drops datagrams from exporters outside the allowlist, and
-hands full chunks to the *worker* (the caller's thread). The worker decodes a chunk
-with one :meth:`FlowDecoder.decode_many` call and feeds:
+Three threads. The *receiver* runs a tight loop over non-blocking sockets and a
+selector and fills preallocated chunks (``recvmmsg`` many datagrams per system call,
+or ``recvfrom_into``; see :mod:`collectors.udp_receive`), drops datagrams from
+exporters outside the allowlist, and hands full chunks to the *worker* (the caller's
+thread). The worker decodes a chunk with one :meth:`FlowDecoder.decode_many` call and
+passes the batches to the *writer* thread. Memory is bounded: ``chunks`` x
+``chunk_bytes`` of receive buffers (64 MiB by default), at most 8 decoded batches
+waiting for the writer, the rotation buffer (``rotate_bytes``), and the decoder's own
+per-exporter limits (templates, held bytes). When the worker or the writer falls
+behind, the kernel socket buffer (``rcvbuf``) absorbs the rest; beyond that the kernel
+drops, which the exporters' sequence numbers then report. Outputs:
 
 * flows to ``W/flows/`` and sFlow counter records to ``W/counters/`` through
   :class:`collectors.flow_writer.RotatingWriter` (hive ``date=/hour=``, atomic,
@@ -63,6 +68,7 @@ __all__ = [
     "UdpCollector",
     "load_decoder_state",
     "parse_allowlist",
+    "parse_listen",
     "quarantine_batch",
     "run_collector",
     "save_decoder_state",
@@ -105,6 +111,15 @@ def parse_allowlist(
         except ValueError as exc:
             raise CollectorError(f"allowlist entry {entry!r} is not an address: {exc}") from exc
     return nets
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all IPv4 addresses) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CollectorError(f"--listen {text!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
 
 
 def save_decoder_state(decoder: FlowDecoder, path: Path) -> None:
@@ -208,7 +223,7 @@ class UdpCollector:
         max_templates_per_exporter: int = 1024,
         max_pending_bytes_per_exporter: int = 1 << 20,
         chunk_bytes: int = 2 << 20,
-        chunks: int = 8,
+        chunks: int = 32,
         rcvbuf: int = 32 << 20,
         max_datagram: int = 9216,
         compression: str = "zstd",

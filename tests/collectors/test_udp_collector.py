@@ -19,10 +19,11 @@ import pytest
 
 from collectors.collector_stats import STATS_SCHEMA
 from collectors.dataset import dataset_files, read_dataset
+from collectors.errors import CollectorError
 from collectors.flow_decoder import FlowDecoder
 from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA
 from collectors.sflow import COUNTER_SCHEMA
-from collectors.udp_collector import CollectorSummary, UdpCollector, run_collector
+from collectors.udp_collector import CollectorSummary, UdpCollector, parse_listen, run_collector
 from collectors.workspace import WorkspacePaths
 
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
@@ -264,3 +265,12 @@ def test_sigterm_flushes_and_exits_zero(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
     assert read_dataset(WorkspacePaths(ws).flows, FLOW_SCHEMA).num_rows == 12
+
+
+def test_parse_listen() -> None:
+    assert parse_listen("127.0.0.1:2055") == ("127.0.0.1", 2055)
+    assert parse_listen("[::1]:6343") == ("::1", 6343)
+    assert parse_listen(":9995") == ("0.0.0.0", 9995)
+    for bad in ("localhost", "1.2.3.4:x", "1.2.3.4:70000"):
+        with pytest.raises(CollectorError):
+            parse_listen(bad)
