@@ -55,7 +55,7 @@ def test_analyst_tour_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("RATING_ENGINE_WORKSPACE", str(ws))
 
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
     assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code"), (
         "commit the notebook without outputs"
     )
