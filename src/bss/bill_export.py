@@ -26,10 +26,14 @@ __all__ = [
     "sha256_of",
 ]
 
+# Values come out of DuckDB already as text (decimals exact, dates ISO 8601), so the
+# canonical export needs no per-value conversion in Python.
 _BILL_COLUMNS = (
-    "bill_no, b.account_id, a.external_id, a.name, period, period_start, period_end, bill_date, "
-    "due_date, b.currency, amount_excl_tax, tax_rate, tax_amount, amount_incl_tax, amount_due, "
-    "b.state"
+    "bill_no, b.account_id, a.external_id, a.name, period, "
+    "strftime(period_start, '%Y-%m-%dT%H:%M:%S+00:00'), "
+    "strftime(period_end, '%Y-%m-%dT%H:%M:%S+00:00'), bill_date::VARCHAR, due_date::VARCHAR, "
+    "b.currency, amount_excl_tax::VARCHAR, tax_rate::VARCHAR, tax_amount::VARCHAR, "
+    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state"
 )
 _BILL_KEYS = (
     "bill_no", "account_id", "account", "account_name", "period", "period_start", "period_end",
@@ -37,14 +41,6 @@ _BILL_KEYS = (
     "amount_incl_tax", "amount_due", "state",
 )  # fmt: skip
 _LINE_KEYS = ("line_no", "line_type", "product_id", "description", "quantity", "unit", "amount")
-
-
-def _text(value: Any) -> Any:
-    if value is None or isinstance(value, int | str):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)  # Decimal: exact text, never a float
 
 
 def bills_for_period(conn: duckdb.DuckDBPyConnection, period: str) -> list[dict[str, Any]]:
@@ -55,19 +51,17 @@ def bills_for_period(conn: duckdb.DuckDBPyConnection, period: str) -> list[dict[
         [period],
     ).fetchall()
     lines = conn.execute(
-        "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, amount "
-        "FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no WHERE b.period = ? "
-        "ORDER BY l.bill_no, line_no",
+        "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, "
+        "amount::VARCHAR FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no "
+        "WHERE b.period = ? ORDER BY l.bill_no, line_no",
         [period],
     ).fetchall()
     by_bill: dict[str, list[dict[str, Any]]] = {}
     for bill_no, group in groupby(lines, key=lambda ln: ln[0]):
-        by_bill[bill_no] = [
-            {k: _text(v) for k, v in zip(_LINE_KEYS, ln[1:], strict=True)} for ln in group
-        ]
+        by_bill[bill_no] = [dict(zip(_LINE_KEYS, ln[1:], strict=True)) for ln in group]
     bills = []
     for row in rows:
-        bill = {k: _text(v) for k, v in zip(_BILL_KEYS, row, strict=True)}
+        bill = dict(zip(_BILL_KEYS, row, strict=True))
         bill["lines"] = by_bill.get(bill["bill_no"], [])
         bills.append(bill)
     return bills

@@ -103,11 +103,7 @@ def _product_labels(conn: duckdb.DuckDBPyConnection) -> dict[int, str]:
 
 def _bill_no(period: Period, account_id: int) -> str:
     """Deterministic, so a rerun of an interrupted run writes the same numbers."""
-    return f"{_bill_no_prefix(period)}{account_id:06d}"
-
-
-def _bill_no_prefix(period: Period) -> str:
-    return f"B{period.name.replace('-', '')}-"
+    return f"B{period.name.replace('-', '')}-{account_id:06d}"
 
 
 def _write_bills(
@@ -183,6 +179,7 @@ def _summary(
     changed: bool,
     outcome: RatingOutcome | None,
     exports: Path | None,
+    sha256: str | None = None,
 ) -> BillingRunResult:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for bill in bills:
@@ -193,7 +190,7 @@ def _summary(
         total=sum(totals.values(), Decimal(0)),
         currency_totals={k: str(v) for k, v in sorted(totals.items())},
         changed=changed,
-        bills_sha256=sha256_of(bills),
+        bills_sha256=sha256 or sha256_of(bills),
         rated=outcome.rated.num_rows if outcome else 0,
         suspense=outcome.suspense.num_rows if outcome else 0,
         suspense_by_reason=outcome.suspense_by_reason() if outcome else {},
@@ -229,6 +226,12 @@ def run_billing(
         "FROM billing_account a JOIN tax_rate t ON t.jurisdiction = a.tax_jurisdiction "
         "ORDER BY a.id"
     ).fetchall()
+    distinct = pc.count_distinct(outcome.rated.column("record_id")).as_py()
+    if distinct != outcome.rated.num_rows:
+        raise BillingError(
+            f"period {period.name}: {outcome.rated.num_rows - distinct} rated records repeat a "
+            "record_id; refusing to bill any record twice (check the usage dataset)"
+        )
     charges, one_time = product_charges(conn, period)
     labels = _product_labels(conn)
     for account_id, usage_lines in _usage_lines(outcome.rated, period, labels).items():
@@ -250,14 +253,15 @@ def run_billing(
             )
         _record_billed_usage(conn, outcome.rated, period)
         bills = bills_for_period(conn, period.name)
+        digest = sha256_of(bills)
         conn.execute(
             "INSERT INTO billing_run VALUES (?, ?, ?, ?, ?, ?)",
             [period.name, utc_now(), len(bills), outcome.rated.num_rows,
-             outcome.suspense.num_rows, sha256_of(bills)],
+             outcome.suspense.num_rows, digest],
         )  # fmt: skip
     if export:
         export_bills(conn, period.name, exports, bills)
-    return _summary(bills, period.name, True, outcome, exports if export else None)
+    return _summary(bills, period.name, True, outcome, exports if export else None, digest)
 
 
 def _account_of(conn: duckdb.DuckDBPyConnection, product_id: int) -> int:
@@ -272,16 +276,15 @@ def _record_billed_usage(conn: duckdb.DuckDBPyConnection, rated: pa.Table, perio
     ledger = pa.table(
         {
             "record_id": rated.column("record_id"),
-            "bill_no": pc.binary_join_element_wise(
-                _bill_no_prefix(period),
-                pc.utf8_lpad(pc.cast(rated.column("account_id"), pa.string()), 6, "0"),
-                "",
-            ),
+            "account_id": rated.column("account_id"),
             "cost": micros_to_decimal_array(rated.column("cost")),
         }
     )
     conn.register("_billed_ledger", ledger)
     try:
-        conn.execute("INSERT INTO billed_usage SELECT record_id, bill_no, cost FROM _billed_ledger")
+        conn.execute(
+            "INSERT INTO billed_usage SELECT record_id, account_id, ?, cost FROM _billed_ledger",
+            [period.name],
+        )
     finally:
         conn.unregister("_billed_ledger")

@@ -94,6 +94,7 @@ def connect(workspace: WorkspacePaths, *, read_only: bool = False) -> duckdb.Duc
             ) from exc
         raise BssError(f"cannot open {path}: {text}") from exc
     conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("SET enable_progress_bar = false")  # ours is rich's, on stderr
     if not read_only:
         _migrate(conn)
     return conn
