@@ -290,7 +290,7 @@ def _check(data: bytes) -> None:
         assert counters.schema == COUNTER_SCHEMA
 
 
-@settings(max_examples=7000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.sampled_from(SEEDS),
     edits=st.lists(st.tuples(st.integers(0, 4095), st.integers(0, 255)), max_size=8),
@@ -303,7 +303,7 @@ def test_fuzz_mutated_captures(seed: bytes, edits: list[tuple[int, int]], cut: i
     _check(bytes(data[: max(cut, 0)] if cut < len(data) else data))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=4000, deadline=None)
 @given(
     st.one_of(
         st.binary(max_size=300),

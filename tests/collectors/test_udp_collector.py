@@ -274,3 +274,26 @@ def test_parse_listen() -> None:
     for bad in ("localhost", "1.2.3.4:x", "1.2.3.4:70000"):
         with pytest.raises(CollectorError):
             parse_listen(bad)
+
+
+def test_sequence_gaps_reach_the_log_and_the_stats_dataset(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from collectors.export_synth import synth_v5_datagrams
+
+    ws = WorkspacePaths(tmp_path / "w")
+    first, _lost, third = synth_v5_datagrams(3, 30)
+    with (
+        caplog.at_level("INFO", logger="collectors.udp_collector"),
+        collecting(ws) as (port, _out),
+    ):
+        send(port, [first, third])
+    stats = read_dataset(ws.collector_stats, STATS_SCHEMA).to_pylist()
+    totals: dict[str, int] = {}
+    for r in stats:
+        if r["exporter"] is None:
+            totals[r["metric"]] = totals.get(r["metric"], 0) + r["value"]
+    assert totals["sequence_missing"] == 30  # v5 sequence numbers count flows
+    assert totals["flows"] == 60
+    lines = [r.getMessage() for r in caplog.records if "collector stats" in r.getMessage()]
+    assert any("sequence{missing=30}" in line for line in lines)
