@@ -107,8 +107,8 @@ class FlowDecoder:
         rejected: list[tuple[int, str, str]] = []
         if n == 0:
             return DecodeOutcome(empty_flow_batch(), None, rejected, dict(stats))
-        if set(map(len, exporters)) == {16}:
-            exp_list = [bytes(e) for e in exporters]
+        if set(map(type, exporters)) == {bytes} and set(map(len, exporters)) == {16}:
+            exp_list = exporters if isinstance(exporters, list) else list(exporters)
         else:
             exp_list = [_exporter_bytes(e) for e in exporters]
         exp_arr = np.frombuffer(b"".join(exp_list), np.uint8).reshape(n, 16)

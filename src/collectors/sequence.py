@@ -135,9 +135,14 @@ class SequenceTracker:
         raw = np.empty((n, 20), np.uint8)
         raw[:, :16] = exporters
         raw[:, 16:] = domains.astype(">u4").view(np.uint8).reshape(n, 4)
-        uniq, inverse = np.unique(raw.view("V20").ravel(), return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        if bool((raw == raw[0]).all()):  # the usual batch: one exporter and domain
+            uniq = raw[:1].view("V20").ravel()
+            order = np.arange(n)
+            bounds = np.array([0, n])
+        else:
+            uniq, inverse = np.unique(raw.view("V20").ravel(), return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         seq_all = sequences.astype(np.int64)
         cnt_all = counts.astype(np.int64)
         for u in range(len(uniq)):
@@ -146,7 +151,14 @@ class SequenceTracker:
             key = (key_raw[:16], int.from_bytes(key_raw[16:], "big"), kind)
             s, c = seq_all[idx], cnt_all[idx]
             st = self._states.get(key)
-            if st is not None and st.expected is not None and bool((c >= 0).all()):
+            if st is None or st.expected is None:
+                # The first datagram (re)starts the count; the rest may still be in order.
+                self.observe(key[0], key[1], kind, int(s[0]), int(c[0]) if c[0] >= 0 else None)
+                s, c = s[1:], c[1:]
+                st = self._states[key]
+            if not len(s):
+                continue
+            if st.expected is not None and bool((c >= 0).all()):
                 prev = np.empty_like(s)
                 prev[0] = st.expected
                 prev[1:] = (s[:-1] + c[:-1]) % _MOD

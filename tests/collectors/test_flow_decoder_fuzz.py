@@ -160,5 +160,5 @@ def test_state_after_fuzzing_still_decodes() -> None:
     blob = dec.save_state()
     again = FlowDecoder.load_state(blob)
     good = synth_template_stream("ipfix", 1, 5, template_id=900)
-    out = again.decode_many(good, [EXP] * 2, [0, 0])
+    out = again.decode_many(good, [EXP] * len(good), [0] * len(good))
     assert out.flows.num_rows == 5
