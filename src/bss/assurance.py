@@ -1,10 +1,10 @@
 """One assurance run: flows -> traffic series -> detections -> alarms -> tickets.
 
 :func:`run_assurance` reads the workspace's flows for ``[window_end - lookback,
-window_end)`` one day partition at a time (each read with
-:func:`collectors.dataset.read_dataset`), aggregates each into partial series with the
-group-by kernels and combines them (so memory holds series, not weeks of flows), then
-judges the last ``policy.window`` against the history:
+window_end)`` by day partition (:func:`collectors.dataset.read_dataset`), aggregates
+chunks of a few million flows into partial series with the group-by kernels and combines
+them (memory holds series, not weeks of flows), then judges the last ``policy.window``
+against the history:
 
 - hour-of-week baseline on ``policy.metric`` per subscription and per exporter;
 - exporter silence; interface utilisation (when ``policy.interface_speeds`` is given);
@@ -61,6 +61,7 @@ __all__ = ["AssurancePolicy", "AssuranceSummary", "run_assurance", "served_objec
 
 log = logging.getLogger(__name__)
 _DAY_US = 86_400_000_000
+_CHUNK_ROWS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -155,18 +156,26 @@ def _day_folders(workspace: WorkspacePaths, start_us: int, end_us: int) -> list[
 def _read_flows(
     workspace: WorkspacePaths, start_us: int, end_us: int, each: Callable[[pa.Table], None]
 ) -> int:
-    """Call ``each`` with the flows of each day partition in the range; returns rows read."""
+    """Call ``each`` with the range's flows, day partitions gathered into chunks of about
+    ``_CHUNK_ROWS`` (few kernel calls on small data, bounded memory on big); returns rows."""
     col = pc.field("flow_start")
     lo, hi = pa.scalar(start_us, pa.int64()).cast(TIMESTAMP), pa.scalar(end_us).cast(TIMESTAMP)
     rows = 0
+    pending: list[pa.Table] = []
+    held = 0
     for day in _day_folders(workspace, start_us, end_us):
         folder = workspace.flows / f"date={day}"
         if not folder.exists():
             continue
         table = read_dataset(folder, FLOW_SCHEMA, filter=(col >= lo) & (col < hi))
-        if table.num_rows:
-            rows += table.num_rows
-            each(table)
+        rows += table.num_rows
+        pending.append(table)
+        held += table.num_rows
+        if held >= _CHUNK_ROWS:
+            each(pa.concat_tables(pending).combine_chunks())
+            pending, held = [], 0
+    if held:
+        each(pa.concat_tables(pending).combine_chunks())
     return rows
 
 
