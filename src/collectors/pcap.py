@@ -130,6 +130,8 @@ def _scan_pcap(
 
 @njit(cache=True, nogil=True, inline="always")
 def _ticks_to_us(ticks: int, kind: int, exp: int) -> int:
+    if (kind == 0 and exp > 24) or (kind != 0 and exp > 62):
+        return 0  # a resolution no capture uses: not representable, keep 0
     if kind == 0:  # 10^-exp seconds per tick
         if exp == 6:
             return int(ticks)
@@ -191,6 +193,13 @@ def _scan_pcapng(
             return pos, i, _CORRUPT
         if pos + blen > end:
             return pos, i, _NEED_MORE
+        # The fixed part of each block must fit inside it.
+        if (
+            (btype == 1 and blen < 20)
+            or ((btype == 6 or btype == 2) and blen < 32)
+            or (btype == 3 and blen < 16)
+        ):
+            return pos, i, _CORRUPT
         if btype == 1:  # Interface Description Block
             k = st[1]
             if k < ifs.shape[0]:
@@ -204,7 +213,7 @@ def _scan_pcapng(
                 while q + 4 <= oend:
                     code = _rd16(buf, q, be)
                     olen = _rd16(buf, q + 2, be)
-                    if code == 0:
+                    if code == 0 or q + 4 + olen > oend:
                         break
                     if code == 9 and olen >= 1:
                         v = int(buf[q + 4])

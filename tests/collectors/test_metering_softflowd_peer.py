@@ -146,9 +146,9 @@ def our_flows(pcap: Path) -> dict[Key, tuple[int, int, int, int, int]]:
     dsts = addresses_to_strings(table.column("dst_addr"))
     starts = table.column("flow_start").cast(pa.int64()).to_pylist()
     ends = table.column("flow_end").cast(pa.int64()).to_pylist()
-    flows = {}
+    flows: dict[Key, tuple[int, int, int, int, int]] = {}
     for i, r in enumerate(table.select(["src_port", "dst_port", "protocol"]).to_pylist()):
-        key = (srcs[i], dsts[i], r["src_port"], r["dst_port"], r["protocol"])
+        key = (str(srcs[i]), str(dsts[i]), r["src_port"], r["dst_port"], r["protocol"])
         row = table.slice(i, 1).to_pylist()[0]
         value = (
             row["packets"],

@@ -182,3 +182,28 @@ def test_empty_frames_are_rejected_not_fatal(tmp_path: Path, linktype: int) -> N
     rows = read_packets(path)
     assert rows.num_rows == 1
     assert rows.column("ip_version").to_pylist() == [0]
+
+
+@pytest.mark.parametrize(
+    ("linktype", "v4_header", "v6_header"),
+    [
+        (276, b"\x08\x00" + bytes(18), b"\x86\xdd" + bytes(18)),  # Linux SLL2
+        (0, (2).to_bytes(4, "little"), (10).to_bytes(4, "little")),  # BSD null, host order
+        (0, (2).to_bytes(4, "big"), (30).to_bytes(4, "big")),
+        (108, (2).to_bytes(4, "big"), (24).to_bytes(4, "big")),  # OpenBSD loop
+        (228, b"", None),  # bare IPv4
+        (229, None, b""),  # bare IPv6
+    ],
+)
+def test_other_link_types_equal_raw_ip(
+    tmp_path: Path, linktype: int, v4_header: bytes | None, v6_header: bytes | None
+) -> None:
+    packets = []
+    if v4_header is not None:
+        packets.append((v4_header, bytes(IP(src="3.3.3.3", tos=4) / TCP(sport=7, flags="PA"))))
+    if v6_header is not None:
+        packets.append((v6_header, bytes(IPv6(src="::3") / IPv6ExtHdrHopByHop() / UDP(dport=9))))
+    recs = [(T0, h + ip, len(h) + len(ip)) for h, ip in packets]
+    rows = read_packets(write_pcap(tmp_path / "l.pcap", recs, linktype=linktype)).to_pylist()
+    for row, (_, ip) in zip(rows, packets, strict=True):
+        assert {k: row[k] for k in FIELDS} == scapy_fields(ip, 101)

@@ -37,7 +37,7 @@ def records(n: int) -> list[tuple[int, bytes, int]]:
 
 
 def times_us(table: pa.Table) -> list[int]:
-    return table.column("time").cast(pa.int64()).to_pylist()
+    return [int(t) for t in table.column("time").cast(pa.int64()).to_pylist()]
 
 
 @pytest.mark.parametrize("big_endian", [False, True])
@@ -173,3 +173,90 @@ def test_windows_and_batches_do_not_change_the_result(
     assert got.equals(whole)
     assert reader.truncated_at is None
     assert not reader.warnings
+
+
+FUZZ = """
+import sys, numpy as np
+from pathlib import Path
+from collectors.packet_kernel import N_U8, N_U16, N_U32, decode_frames
+from collectors.pcap import CaptureReader
+rng = np.random.default_rng(int(sys.argv[3]))
+frames = [np.frombuffer(f, np.uint8) for f in Path(sys.argv[1]).read_bytes().split(b"@@SEP@@")]
+n = 64
+cols = (np.empty((n, 16), np.uint8), np.empty((n, 16), np.uint8), np.empty((N_U32, n), np.uint32),
+        np.empty((N_U16, n), np.uint16), np.empty((N_U8, n), np.uint8))
+for lt in (0, 1, 12, 101, 108, 113, 228, 229, 276, 4242):
+    for _ in range(40):
+        parts = []
+        for _ in range(n):
+            f = frames[rng.integers(len(frames))].copy()
+            for _ in range(rng.integers(0, 4)):
+                f[rng.integers(len(f))] = rng.integers(256)
+            start = 0 if lt in (1, 113, 276) else rng.choice([0, 14, 18])  # IP first for raw
+            parts.append(f[start:][: rng.integers(0, len(f) + 1)])
+        lens = np.array([len(p) for p in parts], np.int64)
+        offs = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        buf = np.concatenate(parts) if lens.sum() else np.zeros(0, np.uint8)
+        decode_frames(buf, offs, lens, lens, lt, *cols)
+for name in sys.argv[2].split(","):
+    data = np.frombuffer(Path(name).read_bytes(), np.uint8)
+    for _ in range(100):
+        d = data.copy()
+        for _ in range(rng.integers(1, 6)):
+            d[rng.integers(len(d))] = rng.integers(256)
+        d = d[: rng.integers(len(d) // 2, len(d) + 1)]
+        out = Path(name + ".m")
+        out.write_bytes(d.tobytes())
+        try:
+            r = CaptureReader(out, batch_size=7, window_bytes=1 << 16)
+        except Exception as exc:
+            assert type(exc).__name__ == "IngestError", exc
+            continue
+        sum(len(b) for b in r.batches())
+print("ok")
+"""
+
+
+def test_fuzz_never_reads_out_of_bounds(tmp_path: Path) -> None:
+    """Mutated and cut frames and files, with Numba bounds checks compiled in."""
+    import os
+    import subprocess
+    import sys
+
+    from test_packet_kernel import sample_frames
+
+    samples = [bytes(p) for p in sample_frames()]
+    (tmp_path / "frames.bin").write_bytes(b"@@SEP@@".join(samples))
+    recs = [(T0 + i, f, len(f)) for i, f in enumerate(samples)]
+    write_pcap(tmp_path / "a.pcap", recs, big_endian=True)
+    ifs = [(1, None, 0), (101, 9, 0)]
+    pk = [(0, 10**15, f, len(f)) for f in samples] + [(1, 10**18, bytes(IP() / UDP()), 28)]
+    (tmp_path / "b.pcapng").write_bytes(pcapng_bytes(ifs, pk, simple=[(samples[0], 99)]))
+    (tmp_path / "c.pcap.gz").write_bytes(gzip.compress(pcap_bytes(recs)))
+    files = ",".join(str(tmp_path / n) for n in ("a.pcap", "b.pcapng", "c.pcap.gz"))
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "nc")}
+    proc = subprocess.run(
+        [sys.executable, "-c", FUZZ, str(tmp_path / "frames.bin"), files, "3"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+def test_pcapng_obsolete_packet_block(tmp_path: Path) -> None:
+    import struct
+
+    frame = bytes(eth() / IP(src="4.4.4.4") / UDP(sport=44, dport=45))
+    base = pcapng_bytes([(1, None, 0)], [])
+    body = struct.pack("<HHIIII", 0, 0, 395_812, 1_700_000_000_000_001 & 0xFFFFFFFF, len(frame), 90)
+    body += frame + b"\0" * ((-len(frame)) % 4)
+    block = struct.pack("<II", 2, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    (tmp_path / "o.pcapng").write_bytes(base + block)
+    row = read_packets(tmp_path / "o.pcapng").to_pylist()[0]
+    assert row["src_port"] == 44
+    assert row["wire_len"] == 90
+    ticks = (395_812 << 32) | (1_700_000_000_000_001 & 0xFFFFFFFF)
+    assert int(pa.scalar(row["time"]).cast(pa.int64()).as_py()) == ticks
