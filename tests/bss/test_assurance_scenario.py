@@ -94,7 +94,8 @@ def test_spike_and_silent_exporter(
         "thresholdCrossed",
         "above",
     )
-    assert spike.observed_value is not None and spike.threshold_value is not None
+    assert spike.observed_value is not None
+    assert spike.threshold_value is not None
     assert spike.observed_value > spike.threshold_value
     # one ticket: the exporter's drop, with the subscription it carries correlated into it
     assert len(s2.tickets.opened) == 1
@@ -103,7 +104,11 @@ def test_spike_and_silent_exporter(
     low_2 = alarms[(f"subscription:{sub2}", "traffic_low/bytes")]
     assert ticket.alarm_ids == tuple(sorted((low_b.id, low_2.id)))
     assert ticket.customer_ids == (2,)
-    assert (ticket.status, ticket.severity, ticket.resolvable) == ("acknowledged", "critical", False)
+    assert (ticket.status, ticket.severity, ticket.resolvable) == (
+        "acknowledged",
+        "critical",
+        False,
+    )
 
     # 3. the spike is over; exporter B has now been silent for 10 minutes
     s3 = run_assurance(conn, workspace, window_end=R + timedelta(minutes=10),
