@@ -34,9 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
+from numba import njit
 
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.attribution import PrefixIndex, flow_entries
+from rating_engine.blake2b_kernel import blake2b_ids_arrow
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
     EMPTY_U32,
@@ -74,14 +77,11 @@ def record_id_for_key(key: str) -> int:
 
 
 def record_ids_for_keys(keys: Sequence[str] | pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    """:func:`record_id_for_key` over many keys, as an int64 array (one BLAKE2b per key)."""
-    items = keys.to_pylist() if isinstance(keys, pa.Array | pa.ChunkedArray) else keys
-    out = bytearray(8 * len(items))
-    for i, key in enumerate(items):
-        if key is None:
-            raise RatingError(f"record key {i} is null")
-        out[8 * i : 8 * i + 8] = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return np.frombuffer(bytes(out), dtype="<i8").astype(np.int64)
+    """:func:`record_id_for_key` over many keys, as an int64 array (Numba BLAKE2b kernel)."""
+    arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys, pa.string())
+    if arr.null_count:
+        raise RatingError(f"record keys: {arr.null_count} null key(s)")
+    return blake2b_ids_arrow(arr)
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,34 @@ def usage_from_flows(
     return usage_and_stats(flows, index, bucket=bucket, source_file=source_file)[0]
 
 
+@njit(cache=True, nogil=True)
+def _merge_sides(
+    up_cell: npt.NDArray[np.int64],
+    up_vol: npt.NDArray[np.uint64],
+    down_cell: npt.NDArray[np.int64],
+    down_vol: npt.NDArray[np.uint64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Outer merge of two ascending cell lists: (cell, volume_up, volume_down)."""
+    nu, nd = up_cell.shape[0], down_cell.shape[0]
+    cell = np.empty(nu + nd, dtype=np.int64)
+    vu = np.zeros(nu + nd, dtype=np.uint64)
+    vd = np.zeros(nu + nd, dtype=np.uint64)
+    i = j = k = 0
+    while i < nu or j < nd:
+        if j >= nd or (i < nu and up_cell[i] < down_cell[j]):
+            cell[k], vu[k] = up_cell[i], up_vol[i]
+            i += 1
+        elif i >= nu or down_cell[j] < up_cell[i]:
+            cell[k], vd[k] = down_cell[j], down_vol[j]
+            j += 1
+        else:
+            cell[k], vu[k], vd[k] = up_cell[i], up_vol[i], down_vol[j]
+            i += 1
+            j += 1
+        k += 1
+    return cell[:k], vu[:k], vd[:k]
+
+
 def _records(
     index: PrefixIndex,
     width: int,
@@ -181,59 +209,58 @@ def _records(
     down: tuple[np.ndarray, ...],
     source_file: str,
 ) -> pa.Table:
-    # union of (entry, bucket) groups of both directions; volumes default to 0
-    entry = np.concatenate([up[0], down[0]])
-    start = np.concatenate([up[1], down[1]])
-    if entry.shape[0] == 0:
+    """One record per (entry, bucket) with traffic either way, in the documented order."""
+    nk = max(index.n_entries, 1)
+    both = np.concatenate([up[1], down[1]])
+    if both.shape[0] == 0:
         return USAGE_SCHEMA.empty_table()
-    pairs = np.stack([entry, start], axis=1)
-    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    vol_up = np.zeros(uniq.shape[0], dtype=np.uint64)
-    vol_down = np.zeros(uniq.shape[0], dtype=np.uint64)
-    nu = up[0].shape[0]
-    vol_up[inv[:nu]] = up[2]
-    vol_down[inv[nu:]] = down[2]
-    e = uniq[:, 0]
-    b = uniq[:, 1]
-    keys = [
-        f"flows:{index.subscription_id[ei]}:{index.key[ei]}:{bi}:{width}"
-        for ei, bi in zip(e.tolist(), b.tolist(), strict=True)
-    ]
-    return _usage_table(
-        keys,
-        source_file,
-        [index.key[ei] for ei in e.tolist()],
-        b,
-        width,
-        vol_up,
-        vol_down,
-    ).sort_by(_ORDER)
+    t0 = int(both.min())
+    # aggregate_by_code output is bucket-major, so these cell ids are ascending
+    cell, vol_up, vol_down = _merge_sides(
+        (up[1] - t0) // width * nk + up[0], up[2], (down[1] - t0) // width * nk + down[0], down[2]
+    )
+    e = cell % nk
+    b = cell // nk * width + t0
+    # order (subscriber_key, start_time, record_key): rank the few entries by their text
+    prefixes = [f"flows:{index.subscription_id[i]}:{index.key[i]}:" for i in range(nk)]
+    key_rank = np.argsort(np.argsort(np.array(index.key, dtype=object), kind="stable"))
+    prefix_rank = np.argsort(np.argsort(np.array(prefixes, dtype=object), kind="stable"))
+    order = np.lexsort((prefix_rank[e], b, key_rank[e]))
+    e, b, vol_up, vol_down = e[order], b[order], vol_up[order], vol_down[order]
+    take = pa.array(e.astype(np.int64))
+    subscriber = pa.array(index.key, pa.string()).take(take)
+    record_key = pc.binary_join_element_wise(
+        pa.array([x[:-1] for x in prefixes], pa.string()).take(take),
+        pc.cast(pa.array(b), pa.string()),
+        pa.scalar(str(width)),
+        ":",
+    )
+    return _usage_table(record_key, source_file, subscriber, b, width, vol_up, vol_down)
 
 
 def _usage_table(
-    keys: list[str],
-    source_file: str | list[str],
-    subscriber: list[str],
+    keys: pa.Array,
+    source_file: str | pa.Array,
+    subscriber: pa.Array,
     start_us: np.ndarray,
     width: int | np.ndarray,
     vol_up: np.ndarray,
     vol_down: np.ndarray,
 ) -> pa.Table:
     m = len(keys)
-    files = [source_file] * m if isinstance(source_file, str) else source_file
+    files = pa.repeat(pa.scalar(source_file), m) if isinstance(source_file, str) else source_file
     duration = np.broadcast_to(np.asarray(width, dtype=np.int64) // 1000, (m,))
     nulls = pa.nulls(m, pa.string())
     return pa.table(
         [
             pa.array(record_ids_for_keys(keys), pa.int64()),
-            pa.array(keys, pa.string()),
-            pa.array(files, pa.string()),
+            keys,
+            files,
             # derived records have no line of their own in a file
             pa.array(np.zeros(m, dtype=np.int64)),
-            pa.array(subscriber, pa.string()),
-            pa.array(["ip"] * m, pa.string()),
-            pa.array(["data"] * m, pa.string()),
+            subscriber,
+            pa.repeat(pa.scalar("ip"), m),
+            pa.repeat(pa.scalar("data"), m),
             pa.array(start_us, pa.int64()).cast(USAGE_SCHEMA.field("start_time").type),
             pa.array(np.ascontiguousarray(duration)),
             pa.array(vol_up, pa.uint64()),
@@ -269,9 +296,9 @@ def combine_usage(tables: Iterable[pa.Table]) -> pa.Table:
     g = grouped
     start = numeric_column(g.column("start_time_first"), np.int64)
     return _usage_table(
-        g.column("record_key").to_pylist(),
-        g.column("source_file_first").to_pylist(),
-        g.column("subscriber_key_first").to_pylist(),
+        g.column("record_key").combine_chunks(),
+        g.column("source_file_first").combine_chunks(),
+        g.column("subscriber_key_first").combine_chunks(),
         start,
         numeric_column(g.column("duration_ms_first"), np.int64) * 1000,
         numeric_column(g.column("volume_up_sum"), np.uint64),

@@ -34,6 +34,16 @@ def test_record_id_definition() -> None:
     assert record_ids_for_keys(pa.array(keys)).tolist() == [record_id_for_key(k) for k in keys]
 
 
+@settings(max_examples=200, deadline=None)
+@given(keys=st.lists(st.text(max_size=300), max_size=20), start=st.integers(0, 3))
+def test_vectorised_ids_equal_hashlib(keys: list[str], start: int) -> None:
+    keys = [*keys, "a" * 127, "b" * 128, "c" * 129, "d" * 256, "e" * 257]
+    arr = pa.array(keys, pa.string()).slice(min(start, len(keys)))
+    expected = [record_id_for_key(k) for k in keys[min(start, len(keys)) :]]
+    assert record_ids_for_keys(arr).tolist() == expected
+    assert record_ids_for_keys(arr.cast(pa.large_string())).tolist() == expected
+
+
 def test_hand_case_hourly() -> None:
     subs = subscriptions([(7, "10.0.0.0/24", None, None), (8, "2001:db8::/64", None, None)])
     idx = build_prefix_index(subs)
