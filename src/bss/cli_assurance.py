@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
@@ -16,13 +19,26 @@ from rating_engine.anomaly import INTERFACE_SPEED_SCHEMA
 
 from . import alarms, tickets
 from .assurance import AssurancePolicy, run_assurance
-from .cli_support import database, emit, get_state, table
-from .errors import ValidationError
+from .cli_support import CliState, database, emit, get_state, table
+from .db import schema_version
+from .errors import BssError, ValidationError
 
 __all__ = ["alarms_app", "register_assurance", "tickets_app"]
 
 alarms_app = typer.Typer(help="Alarms (TMF642 / X.733): list, acknowledge, comment, clear, detect.")
 tickets_app = typer.Typer(help="Trouble tickets (TMF621): open, move along, comment.")
+
+
+@contextmanager
+def _reading(state: CliState) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Read-only database that has the assurance tables (read-only opens never migrate)."""
+    with _reading(state) as conn:
+        if schema_version(conn) < 2:
+            raise BssError(
+                f"workspace {state.workspace.root}: database predates alarms and tickets; "
+                "run a writing command (e.g. `alarms detect`) to upgrade it"
+            )
+        yield conn
 
 
 def _user() -> str:
@@ -68,7 +84,7 @@ def alarms_list(
 ) -> None:
     """Open alarms (or all), most recently changed first."""
     state = get_state(ctx)
-    with database(state, read_only=True) as conn:
+    with _reading(state) as conn:
         found = alarms.list_alarms(
             conn, open_only=not all_, alarmed_object=alarmed_object, severity=severity
         )
@@ -82,7 +98,7 @@ def alarms_list(
 def alarms_show(ctx: typer.Context, alarm_id: int) -> None:
     """One alarm with its measurements, comments and history."""
     state = get_state(ctx)
-    with database(state, read_only=True) as conn:
+    with _reading(state) as conn:
         alarm = alarms.get_alarm(conn, alarm_id)
         comments = alarms.alarm_comments(conn, alarm_id)
         history = conn.execute(
@@ -185,7 +201,7 @@ def tickets_list(
 ) -> None:
     """Open tickets (or all), newest first."""
     state = get_state(ctx)
-    with database(state, read_only=True) as conn:
+    with _reading(state) as conn:
         found = tickets.list_tickets(conn, open_only=not all_)
     if state.json:
         emit(state, {"tickets": [asdict(t) for t in found]})
@@ -198,7 +214,7 @@ def tickets_list(
 def tickets_show(ctx: typer.Context, ticket_id: int) -> None:
     """One ticket with its notes and history."""
     state = get_state(ctx)
-    with database(state, read_only=True) as conn:
+    with _reading(state) as conn:
         ticket = tickets.get_ticket(conn, ticket_id)
         notes = tickets.ticket_notes(conn, ticket_id)
         history = conn.execute(

@@ -12,7 +12,7 @@ from bss.alarms import raise_alarm
 from bss.cli_assurance import register_assurance
 from bss.cli_support import CliState
 from bss.db import connect
-from bss.errors import IllegalTransitionError, ValidationError
+from bss.errors import BssError, IllegalTransitionError, ValidationError
 from collectors.workspace import WorkspacePaths
 
 
@@ -81,3 +81,13 @@ def test_detect_on_empty_workspace_and_speeds(workspace: WorkspacePaths, tmp_pat
              "--speeds", str(speeds))  # fmt: skip
     with pytest.raises(ValidationError, match="ISO 8601"):
         _run(workspace, "alarms", "detect", "--window-end", "yesterday")
+
+
+def test_read_commands_refuse_a_database_without_assurance(workspace: WorkspacePaths) -> None:
+    conn = connect(workspace)
+    conn.execute("DELETE FROM schema_migrations WHERE version >= 2")  # as if made before 0002
+    conn.close()
+    with pytest.raises(BssError, match="predates"):
+        _run(workspace, "alarms", "list")
+    with pytest.raises(BssError, match="predates"):
+        _run(workspace, "tickets", "list")
