@@ -32,7 +32,7 @@ tickets_app = typer.Typer(help="Trouble tickets (TMF621): open, move along, comm
 @contextmanager
 def _reading(state: CliState) -> Iterator[duckdb.DuckDBPyConnection]:
     """Read-only database that has the assurance tables (read-only opens never migrate)."""
-    with _reading(state) as conn:
+    with database(state, read_only=True) as conn:
         if schema_version(conn) < 2:
             raise BssError(
                 f"workspace {state.workspace.root}: database predates alarms and tickets; "
