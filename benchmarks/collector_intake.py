@@ -54,6 +54,26 @@ print(json.dumps(summary.to_dict()), flush=True)
 """
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) from /proc; 0 elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop_and_reap(proc: subprocess.Popen[str], cpu_at_ready: float) -> tuple[str, float]:
+    """SIGTERM, read its output, reap it: (output, CPU seconds since ready incl. the flush)."""
+    proc.send_signal(signal.SIGTERM)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return out, usage.ru_utime + usage.ru_stime - cpu_at_ready
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -111,8 +131,8 @@ COMPRESSION = ["zstd"]
 
 def run_ours(
     preamble: list[bytes], data: list[bytes], rate_dps: float, count: int, rcvbuf: int
-) -> tuple[int, float]:
-    """Flows our collector took, and the send rate achieved."""
+) -> tuple[int, float, float]:
+    """Flows our collector took, the send rate achieved, its CPU seconds during the step."""
     ws = tempfile.mkdtemp(prefix="intake-ours-")
     try:
         with subprocess.Popen(
@@ -123,20 +143,20 @@ def run_ours(
         ) as proc:
             assert proc.stdout is not None
             port = int(proc.stdout.readline())
+            cpu0 = _cpu_seconds(proc.pid)
             sent_rate = replay(port, preamble, data, rate_dps, count)
             time.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=300)
+            out, cpu = _stop_and_reap(proc, cpu0)
         summary = json.loads(out.strip().splitlines()[-1])
-        return int(summary["flows"]), sent_rate
+        return int(summary["flows"]), sent_rate, cpu
     finally:
         shutil.rmtree(ws, ignore_errors=True)
 
 
 def run_nfcapd(
     preamble: list[bytes], data: list[bytes], rate_dps: float, count: int, rcvbuf: int
-) -> tuple[int, float]:
-    """Flows nfcapd took (its exit statistics line), and the send rate achieved."""
+) -> tuple[int, float, float]:
+    """Flows nfcapd took (its exit statistics line), the send rate, its CPU seconds."""
     folder = tempfile.mkdtemp(prefix="intake-nfcapd-")
     port = _free_port()
     try:
@@ -145,14 +165,14 @@ def run_nfcapd(
             [*cmd, "-t", "3600"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
             _wait_bound(port, proc)
+            cpu0 = _cpu_seconds(proc.pid)
             sent_rate = replay(port, preamble, data, rate_dps, count)
             time.sleep(0.3)
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=300)
+            out, cpu = _stop_and_reap(proc, cpu0)
         match = re.search(r"Flows: (\d+)", out)
         if match is None:
             raise RuntimeError(f"nfcapd printed no statistics: {out[-500:]}")
-        return int(match.group(1)), sent_rate
+        return int(match.group(1)), sent_rate, cpu
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -171,11 +191,12 @@ def search(
 ) -> dict[str, Any]:
     """Rising rates until the first loss (or the replayer's limit)."""
     steps = []
+    per_flow: list[float] = []
     best = 0.0
     for rate in rates:
         dps = rate / flows_per
         count = int(min(dps * step_seconds, max_datagrams))
-        got, sent_dps = runner(preamble, data, dps, count, rcvbuf)
+        got, sent_dps, cpu = runner(preamble, data, dps, count, rcvbuf)
         expected = count * flows_per + preamble_flows
         sent_fps = sent_dps * flows_per
         lossless = got == expected
@@ -186,11 +207,15 @@ def search(
                 "flows_sent": expected,
                 "flows_received": got,
                 "lost": expected - got,
+                "cpu_s": round(cpu, 2),
+                "cpu_us_per_flow": round(cpu * 1e6 / got, 3) if got else None,
             }
         )
+        if got:
+            per_flow.append(cpu * 1e6 / got)
         print(
             f"{name:>16}: target {rate / 1e6:5.2f}M flows/s sent {sent_fps / 1e6:5.2f}M "
-            f"received {got}/{expected} {'lossless' if lossless else 'LOSS'}",
+            f"received {got}/{expected} {'lossless' if lossless else 'LOSS'} cpu {cpu:.2f}s",
             flush=True,
         )
         if not lossless:
@@ -199,7 +224,17 @@ def search(
         if sent_fps < 0.9 * rate:
             print(f"{name:>16}: replayer limit reached", flush=True)
             break
-    return {"max_lossless_flows_per_s": round(best), "steps": steps}
+    # CPU per flow changes less with the machine's load than the lossless rate: 1e6 / it
+    # is what one idle core would sustain (receive + decode + write Parquet for us,
+    # receive + store for nfcapd). It counts the process from "ready" to its exit, so
+    # the final flush and the interpreter's exit are in it (a fixed cost per step).
+    us = sorted(per_flow)[len(per_flow) // 2] if per_flow else None
+    return {
+        "max_lossless_flows_per_s": round(best),
+        "cpu_us_per_flow_median": round(us, 3) if us else None,
+        "one_core_cpu_bound_flows_per_s": round(1e6 / us) if us else None,
+        "steps": steps,
+    }
 
 
 def main() -> None:
