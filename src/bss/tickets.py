@@ -10,8 +10,9 @@ held). Anything else raises :class:`IllegalTransitionError`; every change is wri
 is service-affecting and critical or major (by default) and not yet on a ticket either
 joins an open alarm-ticket it correlates with - one with an alarm on the same object, or
 on an exporter / interface that carried the alarmed subscription's traffic - or opens a
-new one. When every alarm linked to an open ticket has cleared, the ticket is marked
-*resolvable* (column ``resolvable`` and a ``state_history`` note); with
+new one. An open alarm-ticket takes the severity of its worst open alarm when that is
+higher (never lowered). When every alarm linked to an open ticket has cleared, the
+ticket is marked *resolvable* (column ``resolvable`` and a ``state_history`` note); with
 ``auto_resolve`` an alarm-opened ticket then moves on to ``resolved``.
 
 Affected customers: ``subscription:N`` -> product N -> billing account -> customer. For
@@ -109,6 +110,7 @@ class TicketSyncSummary:
     linked: tuple[tuple[int, int], ...] = ()  # (ticket, alarm) joined to an existing ticket
     resolvable: tuple[int, ...] = ()
     resolved: tuple[int, ...] = ()
+    escalated: tuple[int, ...] = ()  # severity raised to a linked alarm's
 
 
 _COLUMNS = (
@@ -375,8 +377,36 @@ def sync_tickets(
                 origin="alarm", at=at,
             )  # fmt: skip
             opened.append(ticket.id)
+        escalated = _escalate(conn, at)
         resolvable, resolved = _mark_resolvable(conn, at, p)
-    return TicketSyncSummary(tuple(opened), tuple(linked), tuple(resolvable), tuple(resolved))
+    return TicketSyncSummary(
+        tuple(opened), tuple(linked), tuple(resolvable), tuple(resolved), tuple(escalated)
+    )
+
+
+def _escalate(conn: duckdb.DuckDBPyConnection, at: datetime) -> list[int]:
+    """Raise an open alarm-ticket's severity (and priority) to its worst open alarm's."""
+    rows = conn.execute(
+        "SELECT t.id, t.status, t.severity, min(CASE a.perceived_severity WHEN 'critical' "
+        "THEN 1 WHEN 'major' THEN 2 WHEN 'minor' THEN 3 WHEN 'warning' THEN 4 END) "
+        "FROM trouble_ticket t JOIN ticket_alarm l ON l.ticket_id = t.id JOIN alarm a "
+        "ON a.id = l.alarm_id WHERE t.origin = 'alarm' AND t.status IN ('acknowledged', "
+        "'inProgress', 'pending', 'held') AND a.state <> 'cleared' GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    out: list[int] = []
+    for ticket_id, status, severity, worst in rows:
+        if worst is None or worst >= _PRIORITY[severity]:
+            continue
+        to = _SEVERITIES[worst - 1]
+        conn.execute(
+            "UPDATE trouble_ticket SET severity = ?, priority = ?, updated_at = "
+            "greatest(updated_at, ?) WHERE id = ?",
+            [to, worst, at, ticket_id],
+        )
+        reason = f"severity {severity} -> {to}: a linked alarm is {to}"
+        record_transition(conn, "trouble_ticket", ticket_id, status, status, reason, at=at)
+        out.append(ticket_id)
+    return out
 
 
 def _mark_resolvable(

@@ -126,11 +126,13 @@ def test_sync_opens_correlates_and_resolves(conn: duckdb.DuckDBPyConnection) -> 
     assert len(s.opened) == 1
     tid = s.opened[0]
     assert s.linked == ((tid, low.id),)
+    assert s.escalated == (tid,)  # opened major, joined by a critical alarm
     t = get_ticket(conn, tid)
-    assert (t.alarm_ids, t.customer_ids, t.severity, t.origin) == (
+    assert (t.alarm_ids, t.customer_ids, t.severity, t.priority, t.origin) == (
         (silent.id, low.id),
         (2,),
-        "major",
+        "critical",
+        1,
         "alarm",
     )
     assert sync_tickets(conn, at=T, served=served).opened == ()  # idempotent
@@ -143,11 +145,13 @@ def test_sync_opens_correlates_and_resolves(conn: duckdb.DuckDBPyConnection) -> 
     assert (t.status, t.resolvable) == ("resolved", True)
     assert [h[1] for h in _history(conn, tid)] == [
         "acknowledged",
+        "acknowledged",  # the escalation note
         "acknowledged",  # the resolvable note
         "inProgress",
         "resolved",
     ]
-    assert "resolvable" in _history(conn, tid)[1][2]
+    assert "major -> critical" in _history(conn, tid)[1][2]
+    assert "resolvable" in _history(conn, tid)[2][2]
     assert transition_ticket(conn, tid, "closed").status == "closed"
 
 
