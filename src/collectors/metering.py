@@ -473,7 +473,7 @@ class FlowMeter:
         old = (self._state, self._keys, self._times, self._counts, self._attrs)
         used = int(self._st[_S_USED])
         cap = old[0].shape[0]
-        while (used + 1) * 4 > cap:  # leave room: rehash to at most a quarter full
+        while (used + 1) * 3 > cap:  # rehash to at most a third full (grows again at half)
             cap *= 2
         self._alloc(cap)
         _rehash(*old, self._state, self._keys, self._times, self._counts, self._attrs)

@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -67,6 +68,7 @@ _CORRUPT = 2
 _MAX_RECORD = 1 << 20  # no link type captures frames beyond 1 MiB
 _MAX_BLOCK = 16 << 20  # pcapng blocks beyond this are taken as corruption
 _MAX_IF = 256
+_INFLATE_STEP = 16 << 20
 _PCAPNG_SHB = 0x0A0D0D0A
 
 
@@ -522,6 +524,29 @@ class CaptureReader:
                     window *= 2  # one record larger than the window
                 pos_abs = new_abs
 
+    @staticmethod
+    def _inflate(fh: BinaryIO, d: Any, pending: bytearray) -> tuple[Any, bool, str]:
+        """Append at most ``_INFLATE_STEP`` inflated bytes to ``pending``.
+
+        Bounded steps keep memory flat even for data that compresses 1000:1.
+        Returns (decompressor, at end of file, problem or "").
+        """
+        if d.unconsumed_tail:
+            pending += d.decompress(d.unconsumed_tail, _INFLATE_STEP)
+            return d, False, ""
+        if d.eof:  # a member ended: the next one (concatenated gzip) or the end
+            rest = d.unused_data or fh.read(1 << 20)
+            if not rest:
+                return d, True, ""
+            d = zlib.decompressobj(wbits=47)
+            pending += d.decompress(rest, _INFLATE_STEP)
+            return d, False, ""
+        chunk = fh.read(1 << 20)
+        if not chunk:
+            return d, True, "compressed stream ends early"
+        pending += d.decompress(chunk, _INFLATE_STEP)
+        return d, False, ""
+
     def _batches_gzip(self) -> Iterator[PacketBatch]:
         d = zlib.decompressobj(wbits=47)
         pending = bytearray()
@@ -534,18 +559,8 @@ class CaptureReader:
         with open(self.path, "rb") as fh:
             while True:
                 if not eof:
-                    chunk = fh.read(1 << 20)
                     try:
-                        if chunk:
-                            pending += d.decompress(chunk)
-                            while d.eof and d.unused_data:  # concatenated gzip members
-                                rest = d.unused_data
-                                d = zlib.decompressobj(wbits=47)
-                                pending += d.decompress(rest)
-                        else:
-                            eof = True
-                            if not d.eof:
-                                broken = "compressed stream ends early"
+                        d, eof, broken = self._inflate(fh, d, pending)
                     except zlib.error as exc:
                         eof = True
                         broken = f"bad gzip data ({exc})"
