@@ -126,7 +126,7 @@ def replay(
     return count / elapsed if elapsed > 0 else float("inf")
 
 
-COMPRESSION = ["zstd"]
+COMPRESSION = ["lz4"]
 
 
 def run_ours(
@@ -243,7 +243,7 @@ def main() -> None:
         "--rates", default="2.5e5,5e5,7.5e5,1e6,1.5e6,2e6,3e6,4e6", help="flows/s steps"
     )
     parser.add_argument("--step-seconds", type=float, default=1.5)
-    parser.add_argument("--compression", default="zstd", help="our Parquet compression")
+    parser.add_argument("--compression", default="lz4", help="our Parquet compression")
     parser.add_argument("--max-datagrams", type=int, default=300_000, help="cap per step")
     parser.add_argument("--rcvbuf", type=int, default=4 << 20, help="socket buffer, both")
     parser.add_argument("--no-nfcapd", action="store_true")
