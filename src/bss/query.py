@@ -61,6 +61,8 @@ _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
 #: Merge the accumulated partials once they hold this many rows (bounds memory).
 _MERGE_ROWS = 4_000_000
+#: Rows handed to the kernels at once.
+_CHUNK_ROWS = 2_000_000
 
 #: ``--by`` names (nfdump's words and ours) -> group key of :mod:`rating_engine.aggregate`.
 BY_KEYS: dict[str, tuple[str, ...]] = {
@@ -213,7 +215,24 @@ def _batches(
     return scan_flows(paths.flows, cols, window)
 
 
-def _batch_totals(batch: pa.RecordBatch, renormalise: bool) -> tuple[int, int, int]:
+def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Batches gathered into tables of at least ``_CHUNK_ROWS`` rows (fewer, larger kernel
+    calls and partials: one hourly file is often only a few 100k flows)."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= _CHUNK_ROWS:
+            yield pa.Table.from_batches(held).combine_chunks()
+            held, rows = [], 0
+    if held:
+        yield pa.Table.from_batches(held).combine_chunks()
+
+
+def _batch_totals(batch: pa.Table, renormalise: bool) -> tuple[int, int, int]:
     nbytes = batch.column("bytes")
     npk = batch.column("packets")
     if renormalise:
@@ -244,17 +263,15 @@ def _aggregate(
     partials: list[pa.Table] = []
     rows = 0
     tf = tp = tb = 0
-    for batch in _batches(paths, _columns(key, renormalise), window):
-        if batch.num_rows == 0:
-            continue
-        f, p, b = _batch_totals(batch, renormalise)
+    for chunk in _chunks(_batches(paths, _columns(key, renormalise), window)):
+        f, p, b = _batch_totals(chunk, renormalise)
         tf, tp, tb = tf + f, tp + p, tb + b
         if by == "conversation":
-            # all pairs of this batch, ordered A<B so A->B and B->A meet across batches too
-            part = top_conversations(batch, "bytes", batch.num_rows, renormalise=renormalise)
+            # all pairs of this chunk, ordered A<B so A->B and B->A meet across chunks too
+            part = top_conversations(chunk, "bytes", chunk.num_rows, renormalise=renormalise)
             part = part.drop_columns(["rank"])
         else:
-            part = bucket_traffic(batch, group, bucket, index=index, renormalise=renormalise)
+            part = bucket_traffic(chunk, group, bucket, index=index, renormalise=renormalise)
         partials.append(part)
         rows += part.num_rows
         if rows > _MERGE_ROWS and len(partials) > 1:

@@ -203,7 +203,8 @@ def test_streaming_merge_equals_one_shot(
     flows_ws: tuple[WorkspacePaths, pa.Table], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths, flows = flows_ws
-    monkeypatch.setattr(query, "_MERGE_ROWS", 1)  # merge partials after every batch
+    monkeypatch.setattr(query, "_CHUNK_ROWS", 1)  # one partial per batch (per file here)
+    monkeypatch.setattr(query, "_MERGE_ROWS", 1)  # merged after every batch
     got = top_talkers(paths, "conversation", "bytes", 10)
     _compare(got, reference(flows, "conversation", "bytes", 10), "conversation")
 
