@@ -219,14 +219,20 @@ def run_assurance(
     policy: AssurancePolicy | None = None,
 ) -> AssuranceSummary:
     """Detect over ``[window_end - policy.window, window_end)`` against ``lookback`` of
-    history, sync alarms and tickets (atomically) and summarise."""
+    history, sync alarms and tickets (atomically) and summarise. ``window_end`` is rounded
+    down to the bucket (a partly elapsed bucket would look like a drop in traffic)."""
     p = policy or AssurancePolicy()
-    end = _us(window_end)
     width = bucket_width_us(p.bucket)
+    # judged buckets must be complete: the window ends on a bucket boundary
+    end = _us(window_end) // width * width
+    window_end = pa.scalar(end, pa.int64()).cast(TIMESTAMP).as_py()
     eval_start = end - int(p.window.total_seconds() * 1_000_000)
     hist_start = end - int(lookback.total_seconds() * 1_000_000)
-    if not hist_start < eval_start < end:
-        raise ValidationError("assurance: need lookback > window > 0")
+    if not hist_start < eval_start <= end - width:
+        raise ValidationError(
+            f"assurance: need lookback > window >= one bucket ({p.bucket}); got lookback "
+            f"{lookback}, window {p.window}"
+        )
     index = _ip_index(conn, window_end)
     parts: dict[str, list[pa.Table]] = {}
     recent: list[pa.Table] = []

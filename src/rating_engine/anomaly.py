@@ -391,7 +391,7 @@ def seasonal_detections(
     history_start: int,
     params: BaselineParams | None = None,
 ) -> pa.Table:
-    """Judge every bucket in ``evaluate`` against the hour-of-week baseline built from
+    """Judge every complete bucket in ``evaluate`` against the hour-of-week baseline from
     ``[history_start, evaluate[0])``; ``objects`` names each row of ``series``.
 
     A series with a baseline but no row in an evaluated bucket is judged at 0.
@@ -404,7 +404,8 @@ def seasonal_detections(
     ev_codes, ev_t, ev_v = pr.codes[judged_rows], pr.t[judged_rows], pr.v[judged_rows]
     parts: list[pa.Table] = []
     cache: dict[int, _SlotBaseline] = {}
-    for start in range(-(-e0 // bucket_us) * bucket_us, e1, bucket_us):
+    # complete buckets only: a bucket cut by the window's end would look like a drop
+    for start in range(-(-e0 // bucket_us) * bucket_us, e1 - bucket_us + 1, bucket_us):
         slot = int(hour_of_week(np.array([start]))[0])
         if slot not in cache:
             cache[slot] = _baseline_of(pr, slot)

@@ -160,6 +160,10 @@ def test_needs_aware_times_and_a_window(
         run_assurance(conn, workspace, window_end=datetime(2026, 3, 23, 12))
     with pytest.raises(ValidationError, match="lookback"):
         run_assurance(conn, workspace, window_end=R, lookback=timedelta(minutes=1))
+    with pytest.raises(ValidationError, match="one bucket"):
+        run_assurance(conn, workspace, window_end=R,
+                      policy=AssurancePolicy(window=timedelta(minutes=1)))  # fmt: skip
     # an empty workspace: no flows, no detections, nothing raised
-    empty = run_assurance(conn, workspace, window_end=R)
+    empty = run_assurance(conn, workspace, window_end=R + timedelta(minutes=3, seconds=1))
     assert (empty.flows_read, empty.detections, empty.alarms.raised) == (0, {}, ())
+    assert (empty.window_start, empty.window_end) == (R - timedelta(minutes=5), R)
