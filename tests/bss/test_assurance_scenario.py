@@ -16,8 +16,11 @@ from bss.alarms import Alarm, list_alarms
 from bss.assurance import AssurancePolicy, run_assurance
 from bss.errors import ValidationError
 from bss.tickets import get_ticket, list_tickets
+from collectors.collector_stats import STATS_SCHEMA
 from collectors.dataset import write_partitioned
+from collectors.schemas import TIMESTAMP
 from collectors.workspace import WorkspacePaths
+from rating_engine.anomaly import INTERFACE_SPEED_SCHEMA
 
 R = datetime(2026, 3, 23, 12, 0, tzinfo=UTC)  # a Monday noon
 R_US = int(R.timestamp()) * 1_000_000
@@ -167,3 +170,45 @@ def test_needs_aware_times_and_a_window(
     empty = run_assurance(conn, workspace, window_end=R + timedelta(minutes=3, seconds=1))
     assert (empty.flows_read, empty.detections, empty.alarms.raised) == (0, {}, ())
     assert (empty.window_start, empty.window_end) == (R - timedelta(minutes=5), R)
+
+
+def test_utilisation_and_sequence_loss_paths(
+    workspace: WorkspacePaths, conn: duckdb.DuckDBPyConnection
+) -> None:
+    (sub1,) = customers_with_ip_blocks(conn, ["198.51.100.0/28"])
+    start = R_US - B_US + 1_000_000
+    # 1 Gbit/s interface 3 carrying 36 GB in five minutes: 96 % -> major (critical from 98 %)
+    big = flow_table(np.array([start]), "203.0.113.5", SUB1_HOST, np.array([36_000_000_000]),
+                     EXP_A, input_if=3)  # fmt: skip
+    write_partitioned(big, workspace.flows, time_column="flow_start", part_name="synth")
+    stats = pa.table(
+        {
+            "interval_start": pa.array([R_US - B_US] * 3).cast(TIMESTAMP),
+            "interval_end": pa.array([R_US] * 3).cast(TIMESTAMP),
+            "collector": ["c1"] * 3,
+            "exporter": [EXP_A, EXP_A, None],
+            "metric": ["datagrams", "sequence_missing", "datagrams"],
+            "value": pa.array([900, 100, 5000], pa.int64()),
+        },
+        schema=STATS_SCHEMA,
+    )
+    write_partitioned(stats, workspace.collector_stats, time_column="interval_start",
+                      part_name="c1")  # fmt: skip
+    speeds = pa.table(
+        {"exporter": [EXP_A], "if_index": pa.array([3], pa.uint32()),
+         "speed_bps": pa.array([10**9], pa.uint64())},
+        schema=INTERFACE_SPEED_SCHEMA,
+    )  # fmt: skip
+    out = run_assurance(conn, workspace, window_end=R, lookback=timedelta(days=1),
+                        policy=AssurancePolicy(interface_speeds=speeds))  # fmt: skip
+    alarms = _open(conn)
+    util = alarms[(f"interface:{EXP_A}/3", "interface_utilisation/in_utilisation")]
+    loss = alarms[(f"exporter:{EXP_A}", "sequence_loss/loss_rate")]
+    assert (util.perceived_severity, util.probable_cause) == ("major", "congestion")
+    assert util.observed_value == pytest.approx(0.96)
+    assert (loss.perceived_severity, loss.observed_value) == ("major", pytest.approx(0.1))
+    # the congested interface carried sub 1's traffic: its customer is on the ticket
+    (tid,) = out.tickets.opened
+    assert get_ticket(conn, tid).customer_ids == (1,)
+    assert get_ticket(conn, tid).alarm_ids == (util.id,)
+    assert sub1 == 1
