@@ -113,47 +113,41 @@ def _write_bills(
     lines: dict[int, list[Line]],
 ) -> None:
     """Insert every bill and line of the run in bulk (through Arrow, not row by row)."""
-    bills: dict[str, list[Any]] = defaultdict(list)
-    rows: dict[str, list[Any]] = defaultdict(list)
-    for account_id, currency, terms, rate in accounts:
-        mine = lines.get(account_id)
-        if not mine:
-            continue
-        bill_no = _bill_no(period, account_id)
-        excl = sum(line.micros for line in mine)
-        tax = mul_ratio_half_even(excl, to_micros(rate), 1_000_000)
-        bill: dict[str, Any] = {
-            "bill_no": bill_no, "account_id": account_id, "currency": currency,
-            "due_date": period.bill_date + timedelta(days=terms), "tax_rate": rate,
-            "excl": excl, "tax": tax, "incl": excl + tax,
-            "due": round_to_minor(excl + tax, currency),
-        }  # fmt: skip
-        for key, value in bill.items():
-            bills[key].append(value)
-        for n, line in enumerate(mine, 1):
-            row: dict[str, Any] = {
-                "bill_no": bill_no, "line_no": n, "line_type": line.line_type,
-                "product_id": line.product_id, "description": line.description,
-                "quantity": line.quantity, "unit": line.unit, "amount": line.micros,
-            }  # fmt: skip
-            for key, value in row.items():
-                rows[key].append(value)
-    if not bills:
+    billed = [(a, cur, terms, rate) for a, cur, terms, rate in accounts if lines.get(a)]
+    if not billed:
         return
-    money = {k: micros_to_decimal_array(pa.array(bills[k], pa.int64()))
-             for k in ("excl", "tax", "incl", "due")}  # fmt: skip
+    bill_nos = [_bill_no(period, a) for a, _, _, _ in billed]
+    all_lines = [lines[a] for a, _, _, _ in billed]
+    excl = [sum(line.micros for line in mine) for mine in all_lines]
+    tax = [
+        mul_ratio_half_even(e, to_micros(b[3]), 1_000_000)
+        for e, b in zip(excl, billed, strict=True)
+    ]
+    incl = [e + t for e, t in zip(excl, tax, strict=True)]
     bill_table = pa.table({
-        "bill_no": bills["bill_no"], "account_id": pa.array(bills["account_id"], pa.int64()),
-        "currency": bills["currency"], "due_date": pa.array(bills["due_date"], pa.date32()),
-        "tax_rate": pa.array(bills["tax_rate"], pa.decimal128(9, 6)),
-        **money,
+        "bill_no": bill_nos,
+        "account_id": pa.array([b[0] for b in billed], pa.int64()),
+        "currency": [b[1] for b in billed],
+        "due_date": pa.array([period.bill_date + timedelta(days=b[2]) for b in billed],
+                             pa.date32()),
+        "tax_rate": pa.array([b[3] for b in billed], pa.decimal128(9, 6)),
+        "excl": micros_to_decimal_array(pa.array(excl, pa.int64())),
+        "tax": micros_to_decimal_array(pa.array(tax, pa.int64())),
+        "incl": micros_to_decimal_array(pa.array(incl, pa.int64())),
+        "due": micros_to_decimal_array(pa.array(
+            [round_to_minor(i, b[1]) for i, b in zip(incl, billed, strict=True)], pa.int64())),
     })  # fmt: skip
+    flat = [line for mine in all_lines for line in mine]
     line_table = pa.table({
-        **{k: rows[k] for k in ("bill_no", "line_type", "description", "unit")},
-        "line_no": pa.array(rows["line_no"], pa.int32()),
-        "product_id": pa.array(rows["product_id"], pa.int64()),
-        "quantity": pa.array(rows["quantity"], pa.int64()),
-        "amount": micros_to_decimal_array(pa.array(rows["amount"], pa.int64())),
+        "bill_no": [no for no, mine in zip(bill_nos, all_lines, strict=True) for _ in mine],
+        "line_no": pa.array([n for mine in all_lines for n in range(1, len(mine) + 1)],
+                            pa.int32()),
+        "line_type": [ln.line_type for ln in flat],
+        "product_id": pa.array([ln.product_id for ln in flat], pa.int64()),
+        "description": [ln.description for ln in flat],
+        "quantity": pa.array([ln.quantity for ln in flat], pa.int64()),
+        "unit": [ln.unit for ln in flat],
+        "amount": micros_to_decimal_array(pa.array([ln.micros for ln in flat], pa.int64())),
     })  # fmt: skip
     conn.register("_bills", bill_table)
     conn.register("_lines", line_table)
