@@ -105,7 +105,7 @@ def numeric_column(column: pa.Array | pa.ChunkedArray, dtype: npt.DTypeLike) -> 
     """A numeric (or timestamp) column as a numpy array, zero-copy when it has no nulls."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_timestamp(arr.type):
-        arr = arr.cast(pa.int64())
+        arr = arr.view(pa.int64())  # same buffer, no cast
     if arr.null_count:
         raise ValueError("column has nulls")
     out: np.ndarray = arr.to_numpy(zero_copy_only=True)

@@ -225,7 +225,13 @@ def _records(
     prefixes = [f"flows:{index.subscription_id[i]}:{index.key[i]}:" for i in range(nk)]
     key_rank = np.argsort(np.argsort(np.array(index.key, dtype=object), kind="stable"))
     prefix_rank = np.argsort(np.argsort(np.array(prefixes, dtype=object), kind="stable"))
-    order = np.lexsort((prefix_rank[e], b, key_rank[e]))
+    bidx = cell // nk
+    span = int(bidx.max()) + 1
+    if nk * nk * span < (1 << 62):
+        # one int64 sort key instead of a three-key lexsort
+        order = np.argsort((key_rank[e] * span + bidx) * nk + prefix_rank[e], kind="stable")
+    else:
+        order = np.lexsort((prefix_rank[e], bidx, key_rank[e]))
     e, b, vol_up, vol_down = e[order], b[order], vol_up[order], vol_down[order]
     take = pa.array(e.astype(np.int64))
     subscriber = pa.array(index.key, pa.string()).take(take)
