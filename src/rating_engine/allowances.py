@@ -51,22 +51,21 @@ class AllowanceState:
 def consume_allowances(
     plan: RatingPlan,
     state: AllowanceState,
-    elig: np.ndarray,
+    rec: tuple,
+    subs: tuple,
+    out: tuple,
     sub_id: np.ndarray,
     record_id: np.ndarray,
-    start_us: np.ndarray,
-    svc: np.ndarray,
-    ver: np.ndarray,
-    col: np.ndarray,
-    qty: np.ndarray,
-    cost: np.ndarray,
-    used: np.ndarray,
 ) -> pa.Table:
-    """Re-price eligible records drawing on ``state``; updates cost/used in place.
+    """Re-price a batch's allowance-eligible records drawing on ``state``.
 
-    Arrays are per record of the batch (``sub_id`` already resolved); returns the ledger.
+    ``rec``/``subs``/``out`` are the kernel's inputs and outputs for the batch (see
+    :func:`rating_engine.rate_kernel.rate_batch`); ``out``'s cost and allowance units are
+    updated in place. ``sub_id`` is each record's subscription id. Returns the ledger.
     """
     a = plan.arrays
+    start_us = rec[0]
+    svc, ver, col, elig = out[2], out[3], out[4], out[12]
     idx = np.flatnonzero(elig)
     if len(idx) == 0 or len(plan.allowance_ids) == 0:
         return LEDGER_SCHEMA.empty_table()
@@ -83,8 +82,8 @@ def consume_allowances(
     np.cumsum(counts, out=slot_ptr[1:])
     within = np.arange(slot_ptr[-1], dtype=np.int64) - np.repeat(slot_ptr[:-1], counts)
     allow = a["elig"][np.repeat(lo, counts) + within]
-    subs = np.repeat(sub_id[order], counts)
-    pairs = np.stack([subs, allow], axis=1)
+    subs_of = np.repeat(sub_id[order], counts)
+    pairs = np.stack([subs_of, allow], axis=1)
     uniq, slot_ix = np.unique(pairs, axis=0, return_inverse=True)
     slot_ix = slot_ix.reshape(-1).astype(np.int64)
     remaining = np.empty(len(uniq), np.int64)
@@ -92,22 +91,21 @@ def consume_allowances(
         scale = 1000 if int(a["allow_svc"][ai]) == SVC_VOICE else 1
         full = plan.allowance_units[ai] * scale
         remaining[s] = state.remaining.get((sid, plan.allowance_ids[ai]), full)
-    led_rec, led_slot, led_units = apply_allowances(
-        order, start_us, svc, ver, col, qty, slot_ptr, slot_ix, remaining, cost, used,
-        plan.kernel_args(),
-    )  # fmt: skip
+    ledger = apply_allowances(
+        order, slot_ptr, slot_ix, remaining, rec, subs, plan.kernel_args(), out
+    )
     for s, (sid, ai) in enumerate(uniq.tolist()):
         state.remaining[(sid, plan.allowance_ids[ai])] = int(remaining[s])
-    led_allow = uniq[led_slot, 1]
+    led_allow = uniq[ledger[:, 1], 1]
     led_scale = np.where(a["allow_svc"][led_allow] == SVC_VOICE, 1000, 1)
     return pa.table(
         {
-            "subscription_id": pa.array(uniq[led_slot, 0], pa.int64()),
-            "record_id": pa.array(record_id[led_rec], pa.int64()),
+            "subscription_id": pa.array(uniq[ledger[:, 1], 0], pa.int64()),
+            "record_id": pa.array(record_id[ledger[:, 0]], pa.int64()),
             "allowance_id": pa.array(
                 [plan.allowance_ids[i] for i in led_allow.tolist()], pa.string()
             ),
-            "units": pa.array(led_units // led_scale, pa.int64()),
+            "units": pa.array(ledger[:, 2] // led_scale, pa.int64()),
         },
         schema=LEDGER_SCHEMA,
     )

@@ -16,12 +16,13 @@ would pass 2^62 makes the record a ``cost_overflow`` rejection instead of a wron
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, parallel_chunksize, prange
 
 __all__ = [
     "REASONS",
     "apply_allowances",
-    "gather_strings",
+    "assemble_rated",
+    "build_key_table",
     "key_hash",
     "rate_batch",
 ]
@@ -54,6 +55,9 @@ NO_DEST, NO_RATE, NO_BAND, UNKNOWN_SERVICE, OVERFLOW, VOLUME_RANGE, UNKNOWN_KEY 
 )
 
 DAY_US = 86_400_000_000
+#: Destinations' first digits are resolved by one table look-up (see tariff_compile).
+JUMP_DIGITS = 4
+JUMP_SIZE = 10**JUMP_DIGITS
 I64MAX = 9_223_372_036_854_775_807
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
@@ -72,280 +76,91 @@ def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def _is(data: np.ndarray, lo: int, hi: int, word: bytes) -> bool:
-    if hi - lo != len(word):
-        return False
-    for j in range(hi - lo):  # noqa: SIM110 - a plain loop compiles to tight code in Numba
-        if data[lo + j] != word[j]:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def _service(data: np.ndarray, lo: int, hi: int) -> int:
-    if _is(data, lo, hi, b"voice"):
-        return 0
-    if _is(data, lo, hi, b"sms"):
-        return 1
-    if _is(data, lo, hi, b"data"):
+    # byte-wise on purpose: "voice", "sms", "data" without building bytes objects
+    n = hi - lo
+    if n == 5:
+        if (
+            data[lo] == 118
+            and data[lo + 1] == 111
+            and data[lo + 2] == 105
+            and data[lo + 3] == 99
+            and data[lo + 4] == 101
+        ):
+            return 0
+    elif n == 3:
+        if data[lo] == 115 and data[lo + 1] == 109 and data[lo + 2] == 115:
+            return 1
+    elif n == 4 and (
+        data[lo] == 100 and data[lo + 1] == 97 and data[lo + 2] == 116 and data[lo + 3] == 97
+    ):
         return 2
     return -1
 
 
 @njit(cache=True, nogil=True)
 def _key_type(data: np.ndarray, lo: int, hi: int) -> int:
-    if _is(data, lo, hi, b"msisdn"):
-        return 0
-    if _is(data, lo, hi, b"imsi"):
-        return 1
-    if _is(data, lo, hi, b"ip"):
+    # "msisdn", "imsi", "ip"
+    n = hi - lo
+    if n == 6:
+        if (
+            data[lo] == 109
+            and data[lo + 1] == 115
+            and data[lo + 2] == 105
+            and data[lo + 3] == 115
+            and data[lo + 4] == 100
+            and data[lo + 5] == 110
+        ):
+            return 0
+    elif n == 4:
+        if data[lo] == 105 and data[lo + 1] == 109 and data[lo + 2] == 115 and data[lo + 3] == 105:
+            return 1
+    elif n == 2 and data[lo] == 105 and data[lo + 1] == 112:
         return 2
     return -1
 
 
 @njit(cache=True, nogil=True)
-def _find_key(
-    kt: int,
-    data: np.ndarray,
+def _rate_records(
+    idx: np.ndarray,
     lo: int,
     hi: int,
-    slots: np.ndarray,
-    k_type: np.ndarray,
-    k_off: np.ndarray,
-    k_data: np.ndarray,
-) -> int:
-    mask = len(slots) - 1
-    s = np.int64(key_hash(kt, data, lo, hi) & np.uint64(mask))
-    while True:
-        k = slots[s]
-        if k < 0:
-            return -1
-        if k_type[k] == kt and k_off[k + 1] - k_off[k] == hi - lo:
-            same = True
-            base = k_off[k]
-            for j in range(hi - lo):
-                if k_data[base + j] != data[lo + j]:
-                    same = False
-                    break
-            if same:
-                return int(k)
-        s = (s + 1) & mask
-
-
-@njit(cache=True, nogil=True)
-def _band_at(vi: int, t: int, plan: tuple) -> int:
-    """Index into the version's band timeline of the interval holding ``t``; -1 if outside."""
-    ver_bt_first, ver_dix_first, bt_start, day_ix, day_range = (
-        plan[7],
-        plan[9],
-        plan[11],
-        plan[13],
-        plan[14],
-    )
-    d = t // DAY_US - day_range[0]
-    if d < 0 or d >= day_range[1]:
-        return -1
-    k = day_ix[ver_dix_first[vi] + d]
-    if k < 0:
-        return -1
-    base = ver_bt_first[vi]
-    while bt_start[base + k + 1] <= t:
-        k += 1
-        if plan[12][base + k] == -2:
-            return -1
-    return int(k)
-
-
-@njit(cache=True, nogil=True)
-def _price(
-    svc: int, t0: int, qty: int, vi: int, col: int, free: int, plan: tuple
-) -> tuple[int, int, int, int, int, int]:
-    """Price one record: (status, cost µ, billed base units, allowance units, band, rate)."""
-    ver_bt_first = plan[7]
-    bt_start, bt_band = plan[11], plan[12]
-    ver_n_sets, ver_band_n, ver_price_first, price, ver_Q = (
-        plan[4],
-        plan[6],
-        plan[15],
-        plan[16],
-        plan[17],
-    )
-    rate_g0, rate_ng, rate_conn, rate_rm, rate_rd, rate_compat, rate_min, rate_max = (
-        plan[18],
-        plan[19],
-        plan[20],
-        plan[21],
-        plan[22],
-        plan[23],
-        plan[24],
-        plan[25],
-    )
-    grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost = (
-        plan[26],
-        plan[27],
-        plan[28],
-        plan[29],
-        plan[30],
-        plan[31],
-    )
-    k = _band_at(vi, t0, plan)
-    if k < 0:
-        return TIME_RANGE, 0, 0, 0, -1, -1
-    base = ver_bt_first[vi]
-    b0 = bt_band[base + k]
-    if b0 < 0:
-        return NO_BAND, 0, 0, 0, -1, -1
-    n_bands = ver_band_n[vi]
-    pf = ver_price_first[vi] + (svc * (ver_n_sets[vi] + 1) + col) * n_bands
-    r0 = price[pf + b0]
-    if r0 < 0:
-        return NO_RATE, 0, 0, 0, b0, -1
-    Q = ver_Q[vi * 3 + svc]
-    band_end = bt_start[base + k + 1]
-    W = 0
-    R = 0
-    p = 0
-    free_left = free
-    used = 0
-    priced = False
-    stop = free <= 0
-    r = r0
-    while p < qty:
-        lim_band = I64MAX
-        if svc == 0:
-            # voice: each increment is rated in the band in force at its first instant
-            t = t0 + p * 1000
-            while t >= band_end:
-                k += 1
-                if bt_band[base + k] == -2:
-                    return TIME_RANGE, 0, 0, 0, b0, r0
-                band_end = bt_start[base + k + 1]
-            b = bt_band[base + k]
-            if b < 0:
-                return NO_BAND, 0, 0, 0, b0, r0
-            r = price[pf + b]
-            if r < 0:
-                return NO_RATE, 0, 0, 0, b0, r0
-            lim_band = (band_end - t0 + 999) // 1000
-        g0 = rate_g0[r]
-        g_end = g0 + rate_ng[r]
-        g = g0
-        while g + 1 < g_end and grp_start[g + 1] <= p:
-            g += 1
-        lim = qty
-        if lim_band < lim:
-            lim = lim_band
-        if g + 1 < g_end and grp_start[g + 1] < lim:
-            lim = grp_start[g + 1]
-        inc = grp_inc[g]
-        n = (lim - p + inc - 1) // inc
-        m = 0
-        if not stop:
-            m = free_left // inc
-            if m >= n:
-                m = n
-            else:
-                stop = True  # the next increment does not fit: the rest of the record is priced
-            free_left -= m * inc
-            used += m * inc
-        kp = n - m
-        if kp > 0:
-            priced = True
-            if rate_compat[r] != 0:
-                c = grp_inc_cost[g]
-                if c > 0 and kp > (LIMIT - W) // c:
-                    return OVERFLOW, 0, 0, 0, b0, r0
-                W += kp * c
-            else:
-                A = kp * inc
-                pp = grp_p[g]
-                qq = grp_q[g]
-                whole = A // qq
-                if pp > 0 and whole > (LIMIT - W) // pp:
-                    return OVERFLOW, 0, 0, 0, b0, r0
-                W += whole * pp
-                x = (A % qq) * pp
-                W += x // qq
-                R += (x % qq) * grp_qmul[g]
-                if R >= Q:
-                    W += R // Q
-                    R = R % Q
-                if W >= LIMIT:
-                    return OVERFLOW, 0, 0, 0, b0, r0
-        p += n * inc
-    if used > 0 and not priced:
-        return OK, 0, p, used, b0, r0  # wholly covered by an allowance: no fee, no minimum
-    W += rate_conn[r0]
-    dec = rate_rd[r0]
-    s = 1
-    for _ in range(9 - dec):
-        s *= 10
-    qt = W // s
-    numer = (W % s) * Q + R
-    den = s * Q
-    method = rate_rm[r0]
-    if numer > 0:
-        if method == 0:  # up
-            qt += 1
-        elif method == 2:  # half-up
-            if 2 * numer >= den:
-                qt += 1
-        elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
-            qt += 1  # half-even
-    cost = qt
-    for _ in range(6 - dec):
-        cost *= 10
-    if rate_min[r0] >= 0 and cost < rate_min[r0]:
-        cost = rate_min[r0]
-    if rate_max[r0] >= 0 and cost > rate_max[r0]:
-        cost = rate_max[r0]
-    return OK, cost, p, used, b0, r0
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def rate_batch(
-    start_us: np.ndarray,
-    dur_ms: np.ndarray,
-    vol_up: np.ndarray,
-    vol_down: np.ndarray,
-    svc_off: np.ndarray,
-    svc_data: np.ndarray,
-    kt_off: np.ndarray,
-    kt_data: np.ndarray,
-    key_off: np.ndarray,
-    key_data: np.ndarray,
-    dst_off: np.ndarray,
-    dst_data: np.ndarray,
-    dst_valid: np.ndarray,
-    dst_bit0: int,
+    allow: bool,
+    slot_ptr: np.ndarray,
+    slot_ix: np.ndarray,
+    remaining: np.ndarray,
+    ledger: np.ndarray,
+    rec: tuple,
     subs: tuple,
     plan: tuple,
-) -> tuple:
-    """Rate every record of a batch in parallel (allowances applied later, see module doc).
+    out: tuple,
+) -> None:
+    """Rate records ``idx[lo:hi]`` (or ``lo:hi`` when ``idx`` is empty) into ``out``.
 
-    Returns arrays: status, binding, service, version, destination column, set, prefix,
-    band (local), quantity, billed, cost, allowance-eligible.
+    One function holds the whole per-record path and is called once per chunk: handing the
+    plan's arrays to a helper per record would cost a reference-count round trip per array
+    per record. With ``allow``, each record (o-th of ``idx``) draws free units from its
+    allowance slots ``slot_ix[slot_ptr[o]:slot_ptr[o + 1]]`` and the ledger
+    (record, slot, units; row 0 column 0 counts rows) is appended to.
     """
+    (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
+     key_data, dst_off, dst_data, dst_valid, dst_bit0) = rec  # fmt: skip
     slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff = subs
-    tariff_first_ver, tariff_n_ver, ver_active_from = plan[0], plan[1], plan[2]
-    ver_trie_root, ver_n_sets, ver_set_first = plan[3], plan[4], plan[5]
-    trie_child, trie_set, trie_prefix = plan[8], plan[10], plan[32]
-    ver_elig_first, elig_ptr = plan[33], plan[34]
-    n = len(start_us)
-    status = np.zeros(n, np.int8)
-    bind = np.full(n, -1, np.int64)
-    svc_o = np.full(n, -1, np.int8)
-    ver = np.full(n, -1, np.int32)
-    col_o = np.zeros(n, np.int32)
-    set_o = np.full(n, -1, np.int32)
-    prefix_o = np.full(n, -1, np.int32)
-    band_o = np.full(n, -1, np.int32)
-    qty_o = np.zeros(n, np.int64)
-    billed = np.zeros(n, np.int64)
-    cost = np.zeros(n, np.int64)
-    elig = np.zeros(n, np.int8)
+    (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
+     ver_band_n, ver_bt_first, trie_child, ver_dix_first, trie_set, bt_start, bt_band, day_ix,
+     day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
+     rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
+     trie_prefix, ver_elig_first, elig_ptr, jump_node, jump_set, jump_prefix, rate_conn_q,
+     grp_mulinc, grp_safe) = plan  # fmt: skip
+    (status, bind, svc_o, ver_o, col_o, set_o, prefix_o, band_o, qty_o, billed_o, cost_o,
+     used_o, elig_o) = out  # fmt: skip
     has_valid = len(dst_valid) > 0
-    for i in prange(n):
+    mask = len(slots) - 1
+    day0 = day_range[0]
+    ndays = day_range[1]
+    for o in range(lo, hi):
+        i = idx[o] if len(idx) > 0 else o
+        # --- service, subscriber, binding, version --------------------------------------
         svc = _service(svc_data, svc_off[i], svc_off[i + 1])
         if svc < 0:
             status[i] = UNKNOWN_SERVICE
@@ -357,8 +172,24 @@ def rate_batch(
             continue
         t0 = start_us[i]
         key = -1
-        if len(slots) > 0:
-            key = _find_key(kt, key_data, key_off[i], key_off[i + 1], slots, k_type, k_off, k_data)
+        if mask > 0:
+            klo = key_off[i]
+            khi = key_off[i + 1]
+            h = key_hash(kt, key_data, klo, khi)
+            sl = np.int64(h & np.uint64(mask))
+            while slots[sl] >= 0:
+                k = slots[sl]
+                if k_type[k] == kt and k_off[k + 1] - k_off[k] == khi - klo:
+                    base = k_off[k]
+                    same = True
+                    for j in range(khi - klo):
+                        if k_data[base + j] != key_data[klo + j]:
+                            same = False
+                            break
+                    if same:
+                        key = k
+                        break
+                sl = (sl + 1) & mask
         b = -1
         if key >= 0:
             for j in range(key_first[key], key_first[key] + key_n[key]):
@@ -380,13 +211,12 @@ def rate_batch(
         if vi < 0:
             status[i] = NO_VERSION
             continue
-        ver[i] = vi
-        d = dur_ms[i]
-        if d < 0:
+        ver_o[i] = vi
+        if dur_ms[i] < 0:
             status[i] = NEG_DURATION
             continue
         if svc == 0:
-            qty = d
+            qty = dur_ms[i]
         elif svc == 1:
             qty = 1
         else:
@@ -397,6 +227,7 @@ def rate_batch(
                 continue
             qty = np.int64(up) + np.int64(down)
         qty_o[i] = qty
+        # --- destination: walk the digit trie, the last set seen is the longest prefix ----
         n_sets = ver_n_sets[vi]
         col = n_sets
         if svc != 2:
@@ -406,103 +237,402 @@ def rate_batch(
                 valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
             if valid:
                 node = ver_trie_root[vi]
-                for j in range(dst_off[i], dst_off[i + 1]):
-                    digit = np.int64(dst_data[j]) - 48
-                    if digit < 0 or digit > 9:
-                        break
-                    node = trie_child[node, digit]
-                    if node < 0:
-                        break
-                    if trie_set[node] >= 0:
-                        col = trie_set[node]
-                        prefix_o[i] = trie_prefix[node]
+                j0 = dst_off[i]
+                if dst_off[i + 1] - j0 >= JUMP_DIGITS:
+                    # the first digits in one look-up instead of a walk of dependent loads
+                    d4 = 0
+                    for j in range(j0, j0 + JUMP_DIGITS):
+                        dg = int(dst_data[j]) - 48
+                        if dg < 0 or dg > 9:
+                            d4 = -1
+                            break
+                        d4 = d4 * 10 + dg
+                    if d4 >= 0:
+                        jx = vi * JUMP_SIZE + d4
+                        if jump_set[jx] >= 0:
+                            col = jump_set[jx]
+                            prefix_o[i] = jump_prefix[jx]
+                        node = jump_node[jx]
+                        j0 += JUMP_DIGITS
+                if node >= 0:
+                    for j in range(j0, dst_off[i + 1]):
+                        digit = np.int64(dst_data[j]) - 48
+                        if digit < 0 or digit > 9:
+                            break
+                        node = trie_child[node, digit]
+                        if node < 0:
+                            break
+                        if trie_set[node] >= 0:
+                            col = trie_set[node]
+                            prefix_o[i] = trie_prefix[node]
             if col < n_sets:
                 set_o[i] = ver_set_first[vi] + col
         col_o[i] = col
-        st, c, bu, _, band, _ = _price(svc, t0, qty, vi, col, 0, plan)
-        band_o[i] = band
-        if st == NO_RATE and col == n_sets and svc != 2:
-            st = NO_DEST
-        status[i] = st
-        if st == OK:
-            cost[i] = c
-            billed[i] = bu
+        # --- allowance slots -------------------------------------------------------------
+        free = 0
+        if allow:
+            for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                free += remaining[slot_ix[s]]
+            if free <= 0:
+                continue
+        # --- band at the start -----------------------------------------------------------
+        base = ver_bt_first[vi]
+        d = t0 // DAY_US - day0
+        k = -1
+        if 0 <= d < ndays:
+            k = day_ix[ver_dix_first[vi] + d]
+        if k >= 0:
+            while bt_start[base + k + 1] <= t0:
+                k += 1
+            if bt_band[base + k] == -2:
+                k = -1
+        if k < 0:
+            status[i] = TIME_RANGE
+            continue
+        b0 = bt_band[base + k]
+        if b0 < 0:
+            status[i] = NO_BAND
+            continue
+        band_o[i] = b0
+        n_bands = ver_band_n[vi]
+        pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
+        r0 = price[pf + b0]
+        if r0 < 0:
+            status[i] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
+            continue
+        # --- walk increments segment by segment (band, group constant in a segment) ------
+        Q = ver_Q[vi * 3 + svc]
+        band_end = bt_start[base + k + 1]
+        # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
+        N = 0
+        fast = True
+        W = 0
+        R = 0
+        p = 0
+        free_left = free
+        used = 0
+        priced = False
+        stop = free <= 0
+        st = OK
+        r = r0
+        while p < qty:
+            lim_band = I64MAX
+            if svc == 0:
+                # voice: each increment is rated in the band in force at its first instant
+                t = t0 + p * 1000
+                while t >= band_end:
+                    k += 1
+                    if bt_band[base + k] == -2:
+                        st = TIME_RANGE
+                        break
+                    band_end = bt_start[base + k + 1]
+                if st != OK:
+                    break
+                bb = bt_band[base + k]
+                if bb < 0:
+                    st = NO_BAND
+                    break
+                r = price[pf + bb]
+                if r < 0:
+                    st = NO_RATE
+                    break
+                lim_band = (band_end - t0 + 999) // 1000
+            g0 = rate_g0[r]
+            g_end = g0 + rate_ng[r]
+            g = g0
+            while g + 1 < g_end and grp_start[g + 1] <= p:
+                g += 1
+            lim = qty
+            if lim_band < lim:
+                lim = lim_band
+            if g + 1 < g_end and grp_start[g + 1] < lim:
+                lim = grp_start[g + 1]
+            inc = grp_inc[g]
+            n = (lim - p + inc - 1) // inc
+            m = 0
+            if not stop:
+                m = free_left // inc
+                if m >= n:
+                    m = n
+                else:
+                    stop = True  # the next increment does not fit: the rest is priced
+                free_left -= m * inc
+                used += m * inc
+            kp = n - m
+            if kp > 0:
+                priced = True
+                if fast:
+                    # the common case: N += kp x (one increment's cost in nano/Q), no division
+                    if kp <= grp_safe[g]:
+                        add = kp * grp_mulinc[g]  # <= 2^62 and N < 2^62: cannot wrap
+                        if N + add < LIMIT:
+                            N += add
+                            p += n * inc
+                            continue
+                    fast = False  # too big for the fast form: continue as W + R/Q exactly
+                    W = N // Q
+                    R = N % Q
+                    N = 0
+                if rate_compat[r] != 0:
+                    c = grp_inc_cost[g]
+                    if c > 0 and kp > (LIMIT - W) // c:
+                        st = OVERFLOW
+                        break
+                    W += kp * c
+                else:
+                    A = kp * inc
+                    pp = grp_p[g]
+                    qq = grp_q[g]
+                    whole = A // qq
+                    if pp > 0 and whole > (LIMIT - W) // pp:
+                        st = OVERFLOW
+                        break
+                    W += whole * pp
+                    x = (A % qq) * pp
+                    W += x // qq
+                    R += (x % qq) * grp_qmul[g]
+                    if R >= Q:
+                        W += R // Q
+                        R = R % Q
+                    if W >= LIMIT:
+                        st = OVERFLOW
+                        break
+            p += n * inc
+        if st != OK:
+            status[i] = st
+            continue
+        # --- total: one rounding, then minimum charge and maximum cost --------------------
+        if used > 0 and not priced:
+            cost = 0  # wholly covered by an allowance: no fee, no minimum
+        else:
+            dec = rate_rd[r0]
+            sc = 1
+            for _ in range(9 - dec):
+                sc *= 10
+            den = sc * Q
+            if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
+                N += rate_conn_q[r0]
+                qt = N // den
+                numer = N - qt * den
+            else:
+                if fast:
+                    W = N // Q
+                    R = N % Q
+                W += rate_conn[r0]
+                qt = W // sc
+                numer = (W % sc) * Q + R
+            method = rate_rm[r0]
+            if numer > 0:
+                if method == 0:  # up
+                    qt += 1
+                elif method == 2:  # half-up
+                    if 2 * numer >= den:
+                        qt += 1
+                elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
+                    qt += 1  # half-even
+            cost = qt
+            for _ in range(6 - dec):
+                cost *= 10
+            if rate_min[r0] >= 0 and cost < rate_min[r0]:
+                cost = rate_min[r0]
+            if rate_max[r0] >= 0 and cost > rate_max[r0]:
+                cost = rate_max[r0]
+        status[i] = OK
+        billed_o[i] = p
+        if not allow:
+            cost_o[i] = cost
             e = ver_elig_first[vi] + svc * (n_sets + 1) + col
             if elig_ptr[e + 1] > elig_ptr[e]:
-                elig[i] = 1
-    return status, bind, svc_o, ver, col_o, set_o, prefix_o, band_o, qty_o, billed, cost, elig
+                elig_o[i] = 1
+        elif used > 0:
+            cost_o[i] = cost
+            used_o[i] = used
+            left = used
+            for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                if left == 0:
+                    break
+                take = min(left, remaining[slot_ix[s]])
+                if take > 0:
+                    remaining[slot_ix[s]] -= take
+                    left -= take
+                    n_led = ledger[0, 0] + 1
+                    ledger[0, 0] = n_led
+                    ledger[n_led, 0] = i
+                    ledger[n_led, 1] = slot_ix[s]
+                    ledger[n_led, 2] = take
 
 
-@njit(cache=True, nogil=True)
-def apply_allowances(
-    order: np.ndarray,
-    start_us: np.ndarray,
-    svc: np.ndarray,
-    ver: np.ndarray,
-    col: np.ndarray,
-    qty: np.ndarray,
-    slot_ptr: np.ndarray,
-    slot_ix: np.ndarray,
-    remaining: np.ndarray,
-    cost: np.ndarray,
-    used_o: np.ndarray,
-    plan: tuple,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Re-price ``order``'s records in that order, drawing free units from ``remaining``.
-
-    ``slot_ptr``/``slot_ix`` (CSR, parallel to ``order``) list each record's allowance slots
-    in consumption order. Updates ``remaining``, ``cost`` and ``used_o`` in place and returns
-    the ledger as (record index, slot, units).
-    """
-    led_rec = np.empty(len(slot_ix), np.int64)
-    led_slot = np.empty(len(slot_ix), np.int64)
-    led_units = np.empty(len(slot_ix), np.int64)
-    n_led = 0
-    for o in range(len(order)):
-        i = order[o]
-        free = 0
-        for s in range(slot_ptr[o], slot_ptr[o + 1]):
-            free += remaining[slot_ix[s]]
-        if free <= 0:
-            continue
-        st, c, _, used, _, _ = _price(svc[i], start_us[i], qty[i], ver[i], col[i], free, plan)
-        if st != OK or used == 0:
-            continue
-        cost[i] = c
-        used_o[i] = used
-        left = used
-        for s in range(slot_ptr[o], slot_ptr[o + 1]):
-            if left == 0:
-                break
-            take = min(left, remaining[slot_ix[s]])
-            if take > 0:
-                remaining[slot_ix[s]] -= take
-                left -= take
-                led_rec[n_led] = i
-                led_slot[n_led] = slot_ix[s]
-                led_units[n_led] = take
-                n_led += 1
-    return led_rec[:n_led], led_slot[:n_led], led_units[:n_led]
+def _outputs(n: int) -> tuple:
+    return (
+        np.zeros(n, np.int8),
+        np.full(n, -1, np.int64),
+        np.full(n, -1, np.int8),
+        np.full(n, -1, np.int32),
+        np.zeros(n, np.int32),
+        np.full(n, -1, np.int32),
+        np.full(n, -1, np.int32),
+        np.full(n, -1, np.int32),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int64),
+        np.zeros(n, np.int8),
+    )
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def gather_strings(
-    codes: np.ndarray, d_off: np.ndarray, d_data: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Arrow string buffers (int32 offsets, bytes) of ``dictionary[codes]``; code < 0 -> ""."""
-    n = len(codes)
-    lens = np.zeros(n + 1, np.int64)
-    for i in prange(n):
-        c = codes[i]
-        if c >= 0:
-            lens[i + 1] = d_off[c + 1] - d_off[c]
-    off = np.cumsum(lens)
-    out = np.empty(off[n], np.uint8)
-    for i in prange(n):
-        c = codes[i]
-        if c >= 0:
-            base = off[i]
-            src = d_off[c]
-            for j in range(d_off[c + 1] - src):
-                out[base + j] = d_data[src + j]
-    return off.astype(np.int32), out
+def _rate_chunks(rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, n_chunks: int) -> None:
+    none = np.zeros(0, np.int64)
+    led = np.zeros((1, 3), np.int64)
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out)
+
+
+def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
+    """Rate every record of a batch in parallel (allowances applied later, see module doc).
+
+    ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
+    key type, subscriber key, destination, destination validity bitmap and bit offset).
+    Returns arrays: status, binding, service, version, destination column, set, prefix, band
+    (local), quantity, billed, cost, allowance units, allowance-eligible.
+    """
+    n = len(rec[0])
+    out = _outputs(n)
+    if n:
+        # chunks handed out one at a time: on a shared machine a descheduled thread must not
+        # hold a static half of the batch hostage
+        with parallel_chunksize(1):
+            _rate_chunks(rec, subs, plan, out, n, max(1, min(256, n // 2048)))
+    return out
+
+
+def apply_allowances(
+    order: np.ndarray,
+    slot_ptr: np.ndarray,
+    slot_ix: np.ndarray,
+    remaining: np.ndarray,
+    rec: tuple,
+    subs: tuple,
+    plan: tuple,
+    out: tuple,
+) -> np.ndarray:
+    """Re-price ``order``'s records in that order, drawing free units from ``remaining``.
+
+    ``slot_ptr``/``slot_ix`` (CSR, parallel to ``order``) list each record's allowance slots
+    in consumption order. Updates ``remaining`` and ``out``'s cost/used in place; returns the
+    ledger rows (record index, slot, units).
+    """
+    ledger = np.zeros((len(slot_ix) + 1, 3), np.int64)
+    scratch = _outputs(len(rec[0]))
+    # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
+    target = (*scratch[:10], out[10], out[11], scratch[12])
+    _rate_records(
+        order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan, target
+    )
+    return ledger[1 : ledger[0, 0] + 1]
+
+
+@njit(cache=True, nogil=True)
+def assemble_rated(
+    out: tuple,
+    start_us: np.ndarray,
+    record_id: np.ndarray,
+    sub_ids: np.ndarray,
+    acc_ids: np.ndarray,
+    ver_tariff: np.ndarray,
+    ver_band_first: np.ndarray,
+    dict_base: np.ndarray,
+    d_off: np.ndarray,
+    d_data: np.ndarray,
+) -> tuple:
+    """The rated rows' columns in two passes over the kernel's outputs (rated records only).
+
+    String columns (service, tariff, version, set, prefix, band, currency) come back as
+    int32 offsets (7, n + 1), their bytes and each column's start; code < 0 is null.
+    """
+    status, bind, svc, ver = out[0], out[1], out[2], out[3]
+    set_g, prefix, band, billed, cost, used = out[5], out[6], out[7], out[9], out[10], out[11]
+    n_all = len(status)
+    n = 0
+    for i in range(n_all):
+        if status[i] == 0:
+            n += 1
+    rid = np.empty(n, np.int64)
+    sid = np.empty(n, np.int64)
+    aid = np.empty(n, np.int64)
+    st = np.empty(n, np.int64)
+    bu = np.empty(n, np.int64)
+    uu = np.empty(n, np.int64)
+    co = np.empty(n, np.int64)
+    valid = np.ones((2, n), np.bool_)
+    codes = np.empty((n, 7), np.int32)  # row-major: one cache line per record
+    d_len = d_off[1:] - d_off[:-1]
+    lens = np.zeros((n, 7), np.int32)
+    j = 0
+    for i in range(n_all):
+        if status[i] != 0:
+            continue
+        b = bind[i]
+        vi = ver[i]
+        ti = ver_tariff[vi]
+        rid[j] = record_id[i]
+        sid[j] = sub_ids[b]
+        aid[j] = acc_ids[b]
+        st[j] = start_us[i]
+        if svc[i] == 0:  # voice is billed in ms internally
+            bu[j] = billed[i] // 1000
+            uu[j] = used[i] // 1000
+        else:
+            bu[j] = billed[i]
+            uu[j] = used[i]
+        co[j] = cost[i]
+        codes[j, 0] = dict_base[0] + svc[i]
+        codes[j, 1] = dict_base[1] + ti
+        codes[j, 2] = dict_base[2] + vi
+        codes[j, 3] = dict_base[3] + set_g[i] if set_g[i] >= 0 else -1
+        codes[j, 4] = dict_base[4] + prefix[i] if prefix[i] >= 0 else -1
+        codes[j, 5] = dict_base[5] + ver_band_first[vi] + band[i]
+        codes[j, 6] = dict_base[6] + ti
+        for c in range(7):
+            y = codes[j, c]
+            lens[j, c] = d_len[y] if y >= 0 else 0
+        valid[0, j] = set_g[i] >= 0
+        valid[1, j] = prefix[i] >= 0
+        j += 1
+    offs = np.empty((7, n + 1), np.int32)
+    starts = np.zeros(8, np.int64)
+    for c in range(7):
+        total = 0
+        offs[c, 0] = 0
+        for r in range(n):
+            total += lens[r, c]
+            offs[c, r + 1] = total
+        starts[c + 1] = starts[c] + total
+    data = np.empty(max(starts[7], 1), np.uint8)
+    for c in range(7):
+        base = starts[c]
+        for r in range(n):
+            y = codes[r, c]
+            if y >= 0:
+                src = d_off[y]
+                dst = base + offs[c, r]
+                for k in range(lens[r, c]):
+                    data[dst + k] = d_data[src + k]
+    return rid, sid, aid, st, bu, uu, co, offs, data, starts, valid
+
+
+@njit(cache=True, nogil=True)
+def build_key_table(
+    k_type: np.ndarray, k_off: np.ndarray, k_data: np.ndarray, size: int
+) -> np.ndarray:
+    """Open-addressing slots (power-of-two ``size``) of key ids, hashed like the kernel."""
+    slots = np.full(size, -1, np.int64)
+    mask = size - 1
+    for k in range(len(k_type)):
+        sl = np.int64(key_hash(k_type[k], k_data, k_off[k], k_off[k + 1]) & np.uint64(mask))
+        while slots[sl] >= 0:
+            sl = (sl + 1) & mask
+        slots[sl] = k
+    return slots

@@ -26,10 +26,10 @@ import pyarrow.compute as pc
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
 from rating_engine.errors import RatingError, TariffError
-from rating_engine.rate_kernel import REASONS, gather_strings, key_hash, rate_batch
+from rating_engine.rate_kernel import REASONS, assemble_rated, build_key_table, rate_batch
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff import Tariff, load_tariff_file
-from rating_engine.tariff_compile import SVC_VOICE, RatingPlan, compile_tariffs
+from rating_engine.tariff_compile import RatingPlan, compile_tariffs
 
 __all__ = [
     "AllowanceState",
@@ -183,13 +183,11 @@ class SubscriptionIndex:
         key_first = np.searchsorted(sorted_keys, np.arange(n_keys)).astype(np.int64)
         key_n = np.bincount(sorted_keys, minlength=n_keys).astype(np.int64)
         b_from, b_to = f_us[order], t_us[order]
-        for k in range(n_keys):
-            a, n = key_first[k], key_n[k]
-            if n > 1 and np.any(b_to[a : a + n - 1] > b_from[a + 1 : a + n]):
-                key = next(x for x, i in keys.items() if i == k)
-                raise RatingError(
-                    f"subscriptions overlap in time for key {key[1]} (field active_to)"
-                )
+        same_key = sorted_keys[1:] == sorted_keys[:-1]
+        clash = np.flatnonzero(same_key & (b_to[:-1] > b_from[1:]))
+        if len(clash):
+            key = next(x for x, i in keys.items() if i == sorted_keys[clash[0]])
+            raise RatingError(f"subscriptions overlap in time for key {key[1]} (field active_to)")
         b_tariff = np.array(
             [plan.tariff_index(cols["tariff_id"][r]) for r in order.tolist()], dtype=np.int64
         )
@@ -204,12 +202,7 @@ class SubscriptionIndex:
         size = 8
         while size < 2 * n_keys:
             size *= 2
-        slots = np.full(size, -1, np.int64)
-        for k in range(n_keys):
-            s = int(key_hash(int(k_type[k]), k_data, int(k_off[k]), int(k_off[k + 1]))) & (size - 1)
-            while slots[s] >= 0:
-                s = (s + 1) & (size - 1)
-            slots[s] = k
+        slots = build_key_table(k_type, k_off, k_data, size)
         sub_id = np.asarray(cols["subscription_id"], dtype=np.int64)[order]
         acc_id = np.asarray(cols["account_id"], dtype=np.int64)[order]
         arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff)
@@ -234,33 +227,34 @@ def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return off, data, valid, arr.offset
 
 
-def _dictionary(plan: RatingPlan, name: str, values: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    memo = plan.memo.get(name)
+#: Output string columns: name in RATED_SCHEMA, plan dictionary, nullable.
+_STRING_COLUMNS = (
+    ("service", "services", False),
+    ("tariff_id", "tariff_ids", False),
+    ("tariff_version", "version_names", False),
+    ("destination_set", "set_names", True),
+    ("matched_prefix", "prefixes", True),
+    ("band", "band_names", False),
+    ("currency", "currencies", False),
+)
+
+
+def _dictionaries(plan: RatingPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All output dictionaries concatenated: (base per column, offsets, bytes), memoised."""
+    memo = plan.memo.get("string_columns")
     if memo is None:
-        blobs = [v.encode() for v in values]
+        bases: list[int] = []
+        blobs: list[bytes] = []
+        for _, attr, _ in _STRING_COLUMNS:
+            values = list(_SERVICES) if attr == "services" else getattr(plan, attr)
+            bases.append(len(blobs))
+            blobs.extend(v.encode() for v in values)
         off = np.zeros(len(blobs) + 1, np.int64)
         off[1:] = np.cumsum([len(b) for b in blobs])
         data = np.frombuffer(b"".join(blobs) or b"\0", dtype=np.uint8).copy()
-        memo = plan.memo[name] = (off, data)
+        memo = plan.memo["string_columns"] = (np.array(bases, np.int64), off, data)
     assert isinstance(memo, tuple)
     return memo
-
-
-def _string_column(
-    plan: RatingPlan, name: str, values: list[str], codes: np.ndarray, nullable: bool
-) -> pa.Array:
-    off, data = _dictionary(plan, name, values)
-    o, d = gather_strings(codes, off, data)
-    validity = None
-    n_null = 0
-    if nullable:
-        ok = codes >= 0
-        n_null = int(len(codes) - ok.sum())
-        if n_null:
-            validity = pa.py_buffer(np.packbits(ok, bitorder="little"))
-    return pa.Array.from_buffers(
-        pa.string(), len(codes), [validity, pa.py_buffer(o), pa.py_buffer(d)], null_count=n_null
-    )
 
 
 def _rate_batch(
@@ -282,50 +276,54 @@ def _rate_batch(
     k_off, k_data, _, _ = _strings(col("subscriber_key"))
     d_off, d_data, d_valid, d_bit0 = _strings(col("destination"))
     a = plan.arrays
-    (status, bind, svc, ver, dcol, set_g, prefix, band, qty, billed, cost, elig) = rate_batch(
-        start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
-        d_off, d_data, d_valid, d_bit0, subs.arrays, plan.kernel_args(),
-    )  # fmt: skip
+    rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
+           d_off, d_data, d_valid, d_bit0)  # fmt: skip
+    out = rate_batch(rec, subs.arrays, plan.kernel_args())
+    status, bind, elig = out[0], out[1], out[12]
     record_id = _num(col("record_id"), np.int64)
-    used = np.zeros(len(batch), np.int64)
     ledger = LEDGER_SCHEMA.empty_table()
     if a["elig"].size and elig.any():
         sub_id_rec = np.where(bind >= 0, subs.subscription_id[np.maximum(bind, 0)], -1)
-        ledger = consume_allowances(
-            plan, state, elig, sub_id_rec, record_id, start_us, svc, ver, dcol, qty, cost, used
-        )
-    ok = status == 0
-    all_ok = bool(ok.all())
-    sel = slice(None) if all_ok else np.flatnonzero(ok)
-    b, v = bind[sel], ver[sel].astype(np.int64)
-    ti = a["ver_tariff"][v]
-    voice = svc[sel] == SVC_VOICE
-    billed_u = np.where(voice, billed[sel] // 1000, billed[sel])
-    used_u = np.where(voice, used[sel] // 1000, used[sel])
-    n = len(b)
-    start_sel = np.ascontiguousarray(start_us[sel])
-    band_g = a["ver_band_first"][v] + band[sel]
+        ledger = consume_allowances(plan, state, rec, subs.arrays, out, sub_id_rec, record_id)
+    bases, d_off_all, d_data_all = _dictionaries(plan)
+    rid, sid, aid, st, bu, uu, co, offs, data, starts, valid = assemble_rated(
+        out, start_us, record_id, subs.subscription_id, subs.account_id, a["ver_tariff"],
+        a["ver_band_first"], bases, d_off_all, d_data_all,
+    )  # fmt: skip
+    n = len(rid)
+    strings = []
+    for c, (_, _, nullable) in enumerate(_STRING_COLUMNS):
+        validity = None
+        n_null = 0
+        if nullable:
+            n_null = int(n - np.count_nonzero(valid[c - 3]))
+            if n_null:
+                validity = pa.py_buffer(np.packbits(valid[c - 3], bitorder="little"))
+        buffers = [validity, pa.py_buffer(offs[c]), pa.py_buffer(data[starts[c] : starts[c + 1]])]
+        strings.append(pa.Array.from_buffers(pa.string(), n, buffers, null_count=n_null))
+    s_svc, s_tariff, s_version, s_set, s_prefix, s_band, s_currency = strings
     rated = pa.Table.from_arrays(
         [
-            pa.array(record_id[sel], pa.int64()),
-            pa.array(subs.subscription_id[b], pa.int64()),
-            pa.array(subs.account_id[b], pa.int64()),
-            _string_column(plan, "service", list(_SERVICES), svc[sel].astype(np.int64), False),
-            pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(start_sel)]),
-            _string_column(plan, "tariff", plan.tariff_ids, ti, False),
-            _string_column(plan, "version", plan.version_names, v, False),
-            _string_column(plan, "set", plan.set_names, set_g[sel].astype(np.int64), True),
-            _string_column(plan, "prefix", plan.prefixes, prefix[sel].astype(np.int64), True),
-            _string_column(plan, "band", plan.band_names, band_g, False),
-            pa.array(billed_u, pa.int64()),
-            pa.array(used_u, pa.int64()),
-            pa.array(cost[sel], pa.int64()),
-            _string_column(plan, "currency", plan.currencies, ti, False),
+            pa.array(rid, pa.int64()),
+            pa.array(sid, pa.int64()),
+            pa.array(aid, pa.int64()),
+            s_svc,
+            pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(st)]),
+            s_tariff,
+            s_version,
+            s_set,
+            s_prefix,
+            s_band,
+            pa.array(bu, pa.int64()),
+            pa.array(uu, pa.int64()),
+            pa.array(co, pa.int64()),
+            s_currency,
         ],
         schema=RATED_SCHEMA,
-    )  # fmt: skip
+    )
+    ok = status == 0
     rejected = REJECT_SCHEMA.empty_table()
-    if not all_ok:
+    if n < len(ok):
         rejected = _rejected(batch, np.flatnonzero(~ok), status)
     return RatingResult(rated, rejected, ledger)
 

@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v1"
+_LAYOUT = "plan-v3"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -92,7 +92,15 @@ KERNEL_FIELDS = (
     "trie_prefix",
     "ver_elig_first",
     "elig_ptr",
+    "jump_node",
+    "jump_set",
+    "jump_prefix",
+    "rate_conn_q",
+    "grp_mulinc",
+    "grp_safe",
 )
+#: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
+JUMP_DIGITS = 4
 
 
 @dataclass
@@ -376,9 +384,20 @@ class _Builder:
             self.push("ver_Q", q_all)
             for (s_i, _), ri in rate_ix.items():
                 if s_i == svc_i:
+                    conn_q = self.a["rate_conn"][ri] * q_all
+                    self.a["rate_conn_q"][ri] = conn_q if conn_q < _MAX_PQ else -1
                     g0, ng = self.a["rate_g0"][ri], self.a["rate_ng"][ri]
                     for g in range(g0, g0 + ng):
-                        self.a["grp_qmul"][g] = q_all // self.a["grp_q"][g]
+                        qmul = q_all // self.a["grp_q"][g]
+                        self.a["grp_qmul"][g] = qmul
+                        # fast path: the exact cost of one increment in nano/Q units
+                        if self.a["rate_compat"][ri]:
+                            mul = self.a["grp_inc_cost"][g] * q_all
+                        else:
+                            mul = self.a["grp_p"][g] * qmul * self.a["grp_inc"][g]
+                        ok = mul < _MAX_PQ
+                        self.a["grp_mulinc"][g] = mul if ok else -1
+                        self.a["grp_safe"][g] = (_MAX_PQ // mul if mul else _MAX_PQ) if ok else 0
         self.push("price", *price.ravel().tolist())
         # allowances eligible per (service, destination column), as CSR
         self.push("ver_elig_first", len(self.a.get("elig_ptr", [])))
@@ -398,6 +417,7 @@ class _Builder:
         self.push("rate_g0", len(self.a.get("grp_start", [])))
         self.push("rate_ng", len(r.groups))
         self.push("rate_conn", _nano(r.connect_fee))
+        self.push("rate_conn_q", -1)
         self.push("rate_round_method", ROUNDING_METHODS.index(r.rounding.method))
         self.push("rate_round_dec", r.rounding.decimals)
         self.push("rate_compat", 0 if r.increment_rounding is None else 1)
@@ -422,6 +442,8 @@ class _Builder:
             self.push("grp_q", q)
             self.push("grp_qmul", 1)
             self.push("grp_inc_cost", inc_cost)
+            self.push("grp_mulinc", -1)
+            self.push("grp_safe", 0)
         return ri
 
     def finish(self, content_hash: str, tariffs: dict[str, Tariff]) -> RatingPlan:
@@ -439,6 +461,9 @@ class _Builder:
             "grp_q",
             "grp_qmul",
             "grp_inc_cost",
+            "grp_mulinc",
+            "grp_safe",
+            "rate_conn_q",
             "rate_g0",
             "rate_ng",
             "rate_conn",
@@ -452,6 +477,9 @@ class _Builder:
         arrays["trie_child"] = np.asarray(self.trie, dtype=np.int32).reshape(-1, 10)
         arrays["trie_set"] = np.asarray(self.trie_set, dtype=np.int32)
         arrays["trie_prefix"] = np.asarray(self.trie_prefix, dtype=np.int32)
+        jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
+        for i, name in enumerate(("jump_node", "jump_set", "jump_prefix")):
+            arrays[name] = np.concatenate([j[i] for j in jumps]) if jumps else np.zeros(0, np.int32)
         arrays["bt_start"] = (
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
         )
@@ -475,6 +503,24 @@ class _Builder:
             content_hash=content_hash,
             tariffs=tariffs,
         )
+
+
+def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, ...]:
+    """For every JUMP_DIGITS-digit start: trie node reached (-1 = fell off), longest set and
+    prefix matched on the way (-1 = none)."""
+    child, tset, tprefix = arrays["trie_child"], arrays["trie_set"], arrays["trie_prefix"]
+    starts = np.arange(10**JUMP_DIGITS)
+    node = np.full(len(starts), root, np.int32)
+    best_set = np.full(len(starts), -1, np.int32)
+    best_prefix = np.full(len(starts), -1, np.int32)
+    for depth in range(JUMP_DIGITS):
+        digit = starts // 10 ** (JUMP_DIGITS - 1 - depth) % 10
+        alive = node >= 0
+        node = np.where(alive, child[np.maximum(node, 0), digit], -1).astype(np.int32)
+        hit = (node >= 0) & (tset[np.maximum(node, 0)] >= 0)
+        best_set = np.where(hit, tset[np.maximum(node, 0)], best_set)
+        best_prefix = np.where(hit, tprefix[np.maximum(node, 0)], best_prefix)
+    return node, best_set.astype(np.int32), best_prefix.astype(np.int32)
 
 
 def _content_hash(tariffs: Mapping[str, Tariff], years: tuple[int, int]) -> str:
