@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit, prange
 
+from collectors.addresses import addresses_to_strings
 from rating_engine.attribution import PrefixIndex, flow_entries
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
@@ -45,6 +46,7 @@ from rating_engine.groupby_kernel import (
 )
 
 __all__ = [
+    "KEY_ALIASES",
     "METRICS",
     "bucket_traffic",
     "combine_peer_pairs",
@@ -56,6 +58,7 @@ __all__ = [
     "peer_pairs",
     "top_conversations",
     "top_n",
+    "with_address_text",
 ]
 
 METRICS = ("bytes", "packets", "flows")
@@ -73,10 +76,24 @@ def _as_table(flows: Table) -> pa.Table:
     return flows if isinstance(flows, pa.Table) else pa.Table.from_batches([flows])
 
 
+#: nfdump-style names accepted as keys.
+KEY_ALIASES = {
+    "src_ip": "src_addr",
+    "dst_ip": "dst_addr",
+    "srcip": "src_addr",
+    "dstip": "dst_addr",
+    "proto": "protocol",
+    "srcport": "src_port",
+    "dstport": "dst_port",
+    "srcas": "src_as",
+    "dstas": "dst_as",
+}
+
+
 def _expand(key: str | Sequence[str]) -> list[str]:
     names = [key] if isinstance(key, str) else list(key)
     out: list[str] = []
-    for name in names:
+    for name in (KEY_ALIASES.get(n, n) for n in names):
         if name in ("input_if", "output_if"):
             out += ["exporter", name]
         else:
@@ -501,3 +518,16 @@ def distinct_peers(
 ) -> pa.Table:
     """Exact number of distinct ``peer`` values per ``by`` value (no HyperLogLog error)."""
     return count_peers(peer_pairs(flows, by, peer, window))
+
+
+def with_address_text(table: pa.Table) -> pa.Table:
+    """Copy of ``table`` with every 16-byte address column as text (IPv4 unmapped).
+
+    For people: CLI tables, ``--json`` output and notebooks.
+    """
+    cols = []
+    for col in table.columns:
+        if col.type == _ADDR:
+            col = pa.array(addresses_to_strings(col), pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.schema.names)

@@ -40,6 +40,7 @@ from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import address_words, numeric_column
 
 __all__ = [
+    "ATTRIBUTION_COLUMNS",
     "DIRECTION_BOTH",
     "DIRECTION_DOWNLOAD",
     "DIRECTION_NAMES",
@@ -58,6 +59,16 @@ DIRECTION_NONE = 0
 DIRECTION_DOWNLOAD = 1
 DIRECTION_UPLOAD = 2
 DIRECTION_BOTH = 3
+#: Columns :func:`attribute_flows` adds.
+ATTRIBUTION_COLUMNS = (
+    "src_entry",
+    "dst_entry",
+    "src_subscription_id",
+    "dst_subscription_id",
+    "subscription_id",
+    "account_id",
+    "traffic_direction",
+)
 #: Text of the ``traffic_direction`` column by code (code 0 is written as null).
 DIRECTION_NAMES = ("", "download", "upload", "both")
 
@@ -411,6 +422,8 @@ def attribute_flows(flows: pa.Table | pa.RecordBatch, index: PrefixIndex) -> pa.
     ``FLOW_SCHEMA`` already has ``direction``, the exporter's ingress/egress flag).
     """
     table = flows if isinstance(flows, pa.Table) else pa.Table.from_batches([flows])
+    # attributing again replaces an earlier attribution
+    table = table.drop_columns([c for c in ATTRIBUTION_COLUMNS if c in table.column_names])
     es, ed = entries_for(table, index)
     code = (ed >= 0).astype(np.uint8) * DIRECTION_DOWNLOAD + (es >= 0).astype(
         np.uint8

@@ -19,6 +19,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from rating_engine.aggregate import (
+    KEY_ALIASES,
     METRICS,
     bucket_traffic,
     combine_traffic,
@@ -39,7 +40,7 @@ _ADDRESS_KEYS = {"src_prefix": "src_addr", "dst_prefix": "dst_addr"}
 def _columns_for(key: str | Sequence[str], renormalise: bool) -> list[str]:
     names = [key] if isinstance(key, str) else list(key)
     cols: list[str] = []
-    for name in names:
+    for name in (KEY_ALIASES.get(n, n) for n in names):
         if name == "subscription":
             cols += ["src_addr", "dst_addr"]
         elif name in ("input_if", "output_if"):

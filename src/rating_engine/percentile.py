@@ -35,7 +35,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from numba import njit
 
-from rating_engine.attribution import PrefixIndex, entries_for
+from rating_engine.attribution import PrefixIndex, flow_entries
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import EMPTY_U32, aggregate_by_code, numeric_column
 
@@ -188,7 +188,7 @@ def percentile_samples(
     ids, _acc, code_of = _sub_codes(index, period_start_us, period_end_us)
     if flows.num_rows == 0 or ids.shape[0] == 0:
         return SAMPLES_SCHEMA.empty_table()
-    es, ed = entries_for(flows, index)
+    es, ed = flow_entries(flows, index)
     start = numeric_column(flows.column("flow_start"), np.int64)
     end = numeric_column(flows.column("flow_end"), np.int64)
     nbytes = numeric_column(flows.column("bytes"), np.uint64)

@@ -26,6 +26,7 @@ from rating_engine.aggregate import (
     peer_pairs,
     top_conversations,
     top_n,
+    with_address_text,
 )
 from rating_engine.attribution import build_prefix_index
 from rating_engine.errors import RatingError
@@ -316,3 +317,15 @@ def test_errors_name_the_problem() -> None:
         top_n(table, metric="octets")
     with pytest.raises(ValueError, match="unknown bucket"):
         bucket_traffic(table, "protocol", "week")
+
+
+def test_aliases_and_address_text() -> None:
+    rows = [
+        {"src": "10.0.0.1", "dst": "2001:db8::1", "bytes": 5},
+        {"src": "10.0.0.1", "dst": "2001:db8::2", "bytes": 6},
+        {"src": "2001:db8::9", "dst": "10.0.0.2", "bytes": 7},
+    ]
+    table = flows(rows)
+    assert top_n(table, "src_ip").equals(top_n(table, "src_addr"))
+    text = with_address_text(top_n(table, "srcip", n=2)).to_pylist()
+    assert [(r["src_addr"], r["bytes"]) for r in text] == [("10.0.0.1", 11), ("2001:db8::9", 7)]

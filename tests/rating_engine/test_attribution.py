@@ -183,3 +183,10 @@ def test_kernel_matches_reference(
     for i, r in enumerate(flow_rows):
         assert got_src[i] == _reference(bindings, r["src"], r["start"]), r
         assert got_dst[i] == _reference(bindings, r["dst"], r["start"]), r
+
+
+def test_attributing_again_replaces_columns() -> None:
+    idx = build_prefix_index(subscriptions([(1, "10.0.0.0/24", None, None)]))
+    once = attribute_flows(flows([{"src": "10.0.0.1", "dst": "::1"}]), idx)
+    twice = attribute_flows(once, idx)
+    assert twice.equals(once)
