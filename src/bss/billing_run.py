@@ -26,7 +26,7 @@ from collectors.workspace import WorkspacePaths
 
 from .bill_export import bills_for_period, export_bills, sha256_of
 from .charges import Line, product_charges
-from .db import transaction, utc_now
+from .db import arrow_query, transaction, utc_now
 from .errors import BillingError
 from .money import (
     micros_to_decimal_array,
@@ -213,7 +213,7 @@ def run_billing(
         return _summary(bills, period.name, False, None, exports if export else None)
 
     subscriptions = subscription_table(conn, period.end)
-    billed = conn.sql("SELECT record_id FROM billed_usage").to_arrow_table()
+    billed = arrow_query(conn, "SELECT record_id FROM billed_usage")
     outcome = rate_period(workspace, period, subscriptions, billed.column("record_id"))
     accounts = conn.execute(
         "SELECT a.id, a.currency, a.payment_terms_days, t.rate "

@@ -14,6 +14,7 @@ from collectors.errors import CollectorError, IngestError, RatingEngineError
 from collectors.workspace import WORKSPACE_ENV
 from rating_engine.errors import RatingError
 
+from .cli_assurance import register_assurance
 from .cli_business import register_business
 from .cli_data import register_data
 from .cli_support import CliState, get_state
@@ -74,6 +75,7 @@ def _root(
 
 register_business(app)
 register_data(app)
+register_assurance(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -167,6 +167,7 @@ def rate(
     ] = None,
 ) -> None:
     """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
+    from .db import arrow_query
     from .period import parse_period
     from .rating_step import rate_period
     from .subscriptions import subscription_table
@@ -175,7 +176,7 @@ def rate(
     bounds = parse_period(period)
     with database(state) as conn:
         subs = subscription_table(conn, bounds.end)
-        billed = conn.sql("SELECT record_id FROM billed_usage").to_arrow_table()
+        billed = arrow_query(conn, "SELECT record_id FROM billed_usage")
         if what_if is not None:
             from .what_if import compare_tariffs
 

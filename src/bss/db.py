@@ -11,12 +11,20 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from collectors.workspace import WorkspacePaths
 
 from .errors import BssError, WorkspaceLockedError
 
-__all__ = ["connect", "record_transition", "schema_version", "transaction", "utc_now"]
+__all__ = [
+    "arrow_query",
+    "connect",
+    "record_transition",
+    "schema_version",
+    "transaction",
+    "utc_now",
+]
 
 _LOCK_PID = re.compile(r"PID (\d+)")
 
@@ -132,6 +140,18 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConn
         conn.execute("COMMIT")
     finally:
         del _DEPTH[key]
+
+
+def arrow_query(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, object] | None = None
+) -> pa.Table:
+    """Run ``sql`` and return an Arrow table without the DB-API result's extra copy.
+
+    DuckDB 2 refuses a relation query while an ``execute()`` result is unfinished (a
+    ``fetchone`` that left rows behind); such a leftover is discarded first.
+    """
+    conn.abort()
+    return conn.sql(sql, params=params).to_arrow_table()
 
 
 def record_transition(

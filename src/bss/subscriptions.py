@@ -9,6 +9,8 @@ import pyarrow as pa
 
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA
 
+from .db import arrow_query
+
 __all__ = ["subscription_table"]
 
 
@@ -20,7 +22,8 @@ def subscription_table(conn: duckdb.DuckDBPyConnection, until: datetime) -> pa.T
     its own tariff. Identifiers of products without a usage price are left out: their
     usage is rejected by rating as ``unknown_subscription``.
     """
-    table = conn.sql(
+    table = arrow_query(
+        conn,
         """
         SELECT p.id AS subscription_id, p.account_id, s.key_type, s.key, pr.tariff_id,
                greatest(s.active_from, pr.valid_from) AS active_from,
@@ -31,11 +34,11 @@ def subscription_table(conn: duckdb.DuckDBPyConnection, until: datetime) -> pa.T
         JOIN product p ON p.id = s.product_id
         JOIN product_offering_price pr
           ON pr.offering_id = p.offering_id AND pr.price_type = 'usage'
-        WHERE s.active_from < ?
+        WHERE s.active_from < $until
           AND (s.active_to IS NULL OR pr.valid_from < s.active_to)
           AND (pr.valid_to IS NULL OR s.active_from < pr.valid_to)
         ORDER BY subscription_id, key_type, key, active_from
         """,
-        params=[until],
-    ).to_arrow_table()
+        {"until": until},
+    )
     return table.cast(SUBSCRIPTION_SCHEMA)
