@@ -264,8 +264,10 @@ def _aggregate(
     rows = 0
     tf = tp = tb = 0
     for chunk in _chunks(_batches(paths, _columns(key, renormalise), window)):
-        f, p, b = _batch_totals(chunk, renormalise)
-        tf, tp, tb = tf + f, tp + p, tb + b
+        if key == ("subscription",):
+            # flows outside every subscription are left out of the groups, not the totals
+            f, p, b = _batch_totals(chunk, renormalise)
+            tf, tp, tb = tf + f, tp + p, tb + b
         if by == "conversation":
             # all pairs of this chunk, ordered A<B so A->B and B->A meet across chunks too
             part = top_conversations(chunk, "bytes", chunk.num_rows, renormalise=renormalise)
@@ -281,6 +283,11 @@ def _aggregate(
         empty = _empty_flows(key, renormalise)
         partials = [bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)]
     total = partials[0] if len(partials) == 1 else combine_traffic(partials)
+    if key != ("subscription",):
+        # every flow is in exactly one group: the groups add up to the window's totals
+        tf, tp, tb = (
+            int(pc.sum(total.column(m)).as_py() or 0) for m in ("flows", "packets", "bytes")
+        )
     return total, Totals(tf, tp, tb)
 
 

@@ -229,6 +229,15 @@ def test_bucket_traffic_and_profile_equal_a_python_attribution(ws: Workspace) ->
     per_sub = buckets.group_by("subscription_id").agg(pl.col("bytes").sum())
     assert dict(per_sub.iter_rows()) == primary
     assert set(buckets["bucket_start"].dt.hour().to_list()) == {0}
+    top = ws.arrow.top_n("subscription", "bytes", 10)
+    assert dict(zip(top.column("subscription_id").to_pylist(), top.column("bytes").to_pylist(),
+                    strict=True)) == primary  # fmt: skip
+    # shares are of every flow in the window, attributed or not
+    assert int(top.schema.metadata[b"total_flows"]) == len(flows)
+    total_bytes = sum(f["bytes"] for f in flows)
+    assert top.column("bytes_pct").to_pylist() == pytest.approx(
+        [b * 100 / total_bytes for b in top.column("bytes").to_pylist()]
+    )
 
 
 def test_distinct_peers_and_percentile(ws: Workspace) -> None:
