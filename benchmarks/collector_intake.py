@@ -127,6 +127,7 @@ def replay(
 
 
 COMPRESSION = ["lz4"]
+REPORTED_DROPS: list[int] = []  # our collector's own count of kernel drops, per step
 
 
 def run_ours(
@@ -148,6 +149,7 @@ def run_ours(
             time.sleep(0.3)
             out, cpu = _stop_and_reap(proc, cpu0)
         summary = json.loads(out.strip().splitlines()[-1])
+        REPORTED_DROPS.append(int(summary.get("socket_drops", 0)))
         return int(summary["flows"]), sent_rate, cpu
     finally:
         shutil.rmtree(ws, ignore_errors=True)
@@ -191,11 +193,11 @@ def search(
 ) -> dict[str, Any]:
     """Rising rates until the first loss (or the replayer's limit)."""
     steps = []
-    per_flow: list[float] = []
     best = 0.0
     for rate in rates:
         dps = rate / flows_per
         count = int(min(dps * step_seconds, max_datagrams))
+        REPORTED_DROPS.clear()
         got, sent_dps, cpu = runner(preamble, data, dps, count, rcvbuf)
         expected = count * flows_per + preamble_flows
         sent_fps = sent_dps * flows_per
@@ -211,8 +213,8 @@ def search(
                 "cpu_us_per_flow": round(cpu * 1e6 / got, 3) if got else None,
             }
         )
-        if got:
-            per_flow.append(cpu * 1e6 / got)
+        if REPORTED_DROPS:  # ours says how many datagrams the kernel dropped
+            steps[-1]["datagrams_dropped_reported"] = REPORTED_DROPS[0]
         print(
             f"{name:>16}: target {rate / 1e6:5.2f}M flows/s sent {sent_fps / 1e6:5.2f}M "
             f"received {got}/{expected} {'lossless' if lossless else 'LOSS'} cpu {cpu:.2f}s",
@@ -224,17 +226,31 @@ def search(
         if sent_fps < 0.9 * rate:
             print(f"{name:>16}: replayer limit reached", flush=True)
             break
-    # CPU per flow changes less with the machine's load than the lossless rate: 1e6 / it
-    # is what one idle core would sustain (receive + decode + write Parquet for us,
-    # receive + store for nfcapd). It counts the process from "ready" to its exit, so
-    # the final flush and the interpreter's exit are in it (a fixed cost per step).
-    us = sorted(per_flow)[len(per_flow) // 2] if per_flow else None
+    # CPU per flow changes less with the machine's load than the lossless rate does. The
+    # CPU is counted from "ready" to the process's exit, so each step also pays a fixed
+    # cost (final flush, state save, interpreter exit): a least-squares line through
+    # (flows, CPU seconds) of the steps separates the two; 1e6 / slope is what one idle
+    # core would sustain (receive + decode + write Parquet for us, receive + store for
+    # nfcapd).
+    slope, fixed = _line([s["flows_received"] for s in steps], [s["cpu_s"] for s in steps])
     return {
         "max_lossless_flows_per_s": round(best),
-        "cpu_us_per_flow_median": round(us, 3) if us else None,
-        "one_core_cpu_bound_flows_per_s": round(1e6 / us) if us else None,
+        "cpu_us_per_flow_marginal": round(slope * 1e6, 3) if slope else None,
+        "cpu_s_fixed_per_step": round(fixed, 2) if slope else None,
+        "one_core_cpu_bound_flows_per_s": round(1 / slope) if slope and slope > 0 else None,
         "steps": steps,
     }
+
+
+def _line(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope and intercept; (0, 0) with fewer than two distinct x."""
+    n = len(xs)
+    if n < 2 or len(set(xs)) < 2:
+        return 0.0, 0.0
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    return slope, my - slope * mx
 
 
 def main() -> None:

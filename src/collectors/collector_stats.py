@@ -5,7 +5,8 @@ exporter and metric, so new metrics (``malformed:<reason>``, per-format counts)
 need no schema change. ``exporter`` is null on the rows that total all exporters.
 Metrics are the decoder's counts (``datagrams``, ``flows``, ``malformed:<reason>``,
 ``unknown_template``...), the collector's own (``received_bytes``, ``flow_bytes``,
-``not_allowed``, ``quarantined``) and the loss accounting deltas of the interval
+``not_allowed``, ``quarantined``, ``socket_drops`` = datagrams the kernel dropped
+because the receive buffer was full) and the loss accounting deltas of the interval
 (``sequence_missing``, ``sequence_duplicated``, ``sequence_out_of_order``,
 ``sequence_resets``).
 """
@@ -49,6 +50,7 @@ _LOGGED = (
     "rejected",
     "unknown_template",
     "not_allowed",
+    "socket_drops",
 )
 
 

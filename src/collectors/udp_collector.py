@@ -74,6 +74,7 @@ __all__ = [
     "quarantine_batch",
     "run_collector",
     "save_decoder_state",
+    "socket_drops",
 ]
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,33 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise CollectorError(f"--listen {text!r} is not HOST:PORT")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
+
+
+def socket_drops(sockets: list[socket.socket]) -> int | None:
+    """Datagrams the kernel dropped on these sockets (Linux ``/proc/net/udp*``), else None.
+
+    These are the losses no exporter sequence number can attribute to the network: the
+    receive buffer was full because the collector fell behind.
+    """
+    inodes = set()
+    for sock in sockets:
+        try:
+            inodes.add(str(os.fstat(sock.fileno()).st_ino))
+        except OSError:
+            continue
+    total, found = 0, False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] in inodes:
+                        total += int(fields[-1])
+                        found = True
+        except OSError:
+            continue
+    return total if found else None
 
 
 def save_decoder_state(decoder: FlowDecoder, path: Path) -> None:
@@ -185,6 +213,7 @@ class CollectorSummary:
     received_bytes: int = 0
     rejected: int = 0
     not_allowed: int = 0
+    socket_drops: int = 0
     flow_files: list[Path] = field(default_factory=list)
     counter_files: list[Path] = field(default_factory=list)
     quarantine_files: list[Path] = field(default_factory=list)
@@ -200,6 +229,7 @@ class CollectorSummary:
             "received_bytes": self.received_bytes,
             "rejected": self.rejected,
             "not_allowed": self.not_allowed,
+            "socket_drops": self.socket_drops,
             "flow_files": len(self.flow_files),
             "counter_files": len(self.counter_files),
             "quarantine_files": len(self.quarantine_files),
@@ -296,6 +326,7 @@ class UdpCollector:
         )
         self._writer_error: BaseException | None = None
         self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
+        self._drops_seen = socket_drops(self._sockets) or 0
         self._by_fd = {s.fileno(): s for s in self._sockets}
         self._receiver_error: BaseException | None = None
 
@@ -459,8 +490,13 @@ class UdpCollector:
                 except queue.Empty:
                     continue
 
-    def _close_interval(self, seconds: float) -> None:
+    def _close_interval(self, seconds: float, drops: int | None) -> None:
         self.stats.sequence_update(self.decoder.sequence.totals())
+        if drops is not None and drops > self._drops_seen:
+            lost = drops - self._drops_seen
+            self.stats.add({"socket_drops": lost})
+            log.warning("the kernel dropped %d datagrams: receive buffer full", lost)
+            self._drops_seen = drops
         log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
         self.stats_writer.add(self.stats.close_interval(time.time_ns() // 1000))
         self.quarantine.flush()  # one quarantine file per interval
@@ -496,7 +532,7 @@ class UdpCollector:
                 now = time.monotonic()
                 self.stats_writer.maybe_rotate(now)
                 if now - last_stats >= self.stats_interval:
-                    self._close_interval(now - last_stats)
+                    self._close_interval(now - last_stats, socket_drops(self._sockets))
                     last_stats = now
                 if now - last_state >= self.state_interval:
                     save_decoder_state(self.decoder, self.state_path)
@@ -504,12 +540,13 @@ class UdpCollector:
         finally:
             stop.set()
             receiver.join(timeout=10)
+            final_drops = socket_drops(self._sockets)
             for sock in self._sockets:
                 sock.close()
             self._to_write.put(None)
             writer.join()
             save_decoder_state(self.decoder, self.state_path)
-            self._close_interval(time.monotonic() - last_stats)
+            self._close_interval(time.monotonic() - last_stats, final_drops)
             self.stats_writer.flush()
         if self._receiver_error is not None:
             raise CollectorError(f"receiver failed: {self._receiver_error!r}")
@@ -521,6 +558,7 @@ class UdpCollector:
         summary.received_bytes = totals.get("received_bytes", 0)
         summary.rejected = totals.get("rejected", 0)
         summary.not_allowed = totals.get("not_allowed", 0)
+        summary.socket_drops = totals.get("socket_drops", 0)
         summary.flow_files = list(self.flows.written)
         summary.counter_files = list(self.counters.written)
         summary.quarantine_files = list(self.quarantine.written)

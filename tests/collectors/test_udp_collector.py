@@ -297,3 +297,22 @@ def test_sequence_gaps_reach_the_log_and_the_stats_dataset(
     assert totals["flows"] == 60
     lines = [r.getMessage() for r in caplog.records if "collector stats" in r.getMessage()]
     assert any("sequence{missing=30}" in line for line in lines)
+
+
+def test_kernel_drops_are_counted(tmp_path: Path) -> None:
+    if not Path("/proc/net/udp").exists():
+        pytest.skip("needs Linux /proc/net/udp")
+    ws = WorkspacePaths(tmp_path / "w")
+    collector = UdpCollector([("127.0.0.1", 0)], ws, rcvbuf=16384)
+    port = collector.addresses[0][1]
+    v5 = cap("goflow2/netflowlegacy_data.bin")
+    send(port, [v5] * 400, pause_every=10_000)  # nobody reads yet: the buffer overflows
+    stop = threading.Event()
+    stop.set()  # drain what the kernel kept, then stop
+    summary = collector.run(stop)
+    assert summary.socket_drops > 0
+    assert summary.datagrams + summary.socket_drops == 400
+    stats = read_dataset(ws.collector_stats, STATS_SCHEMA).to_pylist()
+    assert {r["metric"]: r["value"] for r in stats if r["exporter"] is None}[
+        "socket_drops"
+    ] == summary.socket_drops
