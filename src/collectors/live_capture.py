@@ -55,7 +55,7 @@ _PACKET_OUTGOING = 4
 _ARPHRD_ETHER = 1
 _ARPHRD_LOOPBACK = 772
 _ARPHRD_NONE = 65534
-_SNAPLEN = 65535
+_SNAPLEN = 262144  # above any MTU (loopback is 64 KiB)
 
 
 @dataclass
@@ -79,9 +79,10 @@ def _linktype(hatype: int, interface: str) -> int:
     raise CollectorError(f"interface {interface}: unsupported hardware type {hatype}")
 
 
-def _decode(frames: list[bytes], stamps: list[int], linktype: int) -> PacketBatch:
+def _decode(frames: list[bytes], wire: list[int], stamps: list[int], linktype: int) -> PacketBatch:
     n = len(frames)
     lens = np.fromiter((len(f) for f in frames), np.int64, n)
+    wirelens = np.array(wire, np.int64)
     offsets = np.zeros(n, np.int64)
     if n:
         offsets[1:] = np.cumsum(lens)[:-1]
@@ -96,7 +97,16 @@ def _decode(frames: list[bytes], stamps: list[int], linktype: int) -> PacketBatc
         np.empty((N_U8, n), np.uint8),
     )
     decode_frames(
-        buf, offsets, lens, lens, linktype, batch.src, batch.dst, batch.u32c, batch.u16c, batch.u8c
+        buf,
+        offsets,
+        lens,
+        wirelens,
+        linktype,
+        batch.src,
+        batch.dst,
+        batch.u32c,
+        batch.u16c,
+        batch.u8c,
     )
     return batch
 
@@ -109,8 +119,12 @@ def run_live_capture(
     rotate_seconds: float = 60.0,
     stop_event: threading.Event | None = None,
     batch_packets: int = 4096,
+    ready: threading.Event | None = None,
 ) -> LiveCaptureSummary:
-    """Capture on ``interface`` until ``stop_event`` is set (or SIGTERM/SIGINT)."""
+    """Capture on ``interface`` until ``stop_event`` is set (or SIGTERM/SIGINT).
+
+    ``ready`` (optional) is set once the socket is bound and the kernels loaded.
+    """
     stop = stop_event or threading.Event()
     workspace.ensure()
     meter = FlowMeter(options or MeteringOptions())
@@ -123,7 +137,7 @@ def run_live_capture(
     except OSError as exc:
         raise CollectorError(f"cannot capture on {interface}: {exc.strerror}") from exc
     # Load the compiled kernels before capturing, so no packet waits on the compiler.
-    meter.add(_decode([b""], [0], LINKTYPE_ETHERNET))
+    meter.add(_decode([b""], [0], [0], LINKTYPE_ETHERNET))
     meter.flush()
     try:
         # A large buffer rides out bursts while a batch is metered (FORCE needs root).
@@ -138,6 +152,8 @@ def run_live_capture(
         sock.close()
         raise CollectorError(f"cannot capture on {interface}: {exc.strerror}") from exc
     sock.settimeout(0.1)
+    if ready is not None:
+        ready.set()
     old_handlers: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
 
@@ -149,7 +165,10 @@ def run_live_capture(
 
     pending: list[pa.Table] = []
     frames: list[bytes] = []
+    wire: list[int] = []
     stamps: list[int] = []
+    rx = bytearray(_SNAPLEN)
+    view = memoryview(rx)
     linktype = -1
     next_rotate = time.monotonic() + rotate_seconds
 
@@ -166,27 +185,29 @@ def run_live_capture(
 
     def drain() -> None:
         if frames:
-            batch = _decode(frames, stamps, linktype)
+            batch = _decode(frames, wire, stamps, linktype)
             summary.packets += len(batch)
             summary.ip_packets += int(batch.ip_mask.sum())
             pending.append(meter.add(batch))
             frames.clear()
+            wire.clear()
             stamps.clear()
 
     try:
         while not stop.is_set():
             try:
-                data, addr = sock.recvfrom(_SNAPLEN)
+                # MSG_TRUNC: the return value is the frame's real length even when cut
+                size, addr = sock.recvfrom_into(rx, 0, socket.MSG_TRUNC)
             except TimeoutError:
-                data = b""
-                addr = None
+                size, addr = -1, None
             if addr is not None:
                 if linktype < 0:
                     linktype = _linktype(addr[3], interface)
                 if not (addr[2] == _PACKET_OUTGOING and addr[3] == _ARPHRD_LOOPBACK):
-                    frames.append(data)
+                    frames.append(bytes(view[: min(size, _SNAPLEN)]))
+                    wire.append(size)
                     stamps.append(time.time_ns() // 1000)
-            if len(frames) >= batch_packets or (not data and frames):
+            if len(frames) >= batch_packets or (addr is None and frames):
                 drain()
             if time.monotonic() >= next_rotate:
                 drain()

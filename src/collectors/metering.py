@@ -12,6 +12,7 @@ How softflowd 1.1 meters (``softflowd.c``), and so how we do by default:
   (softflowd ``-T vlan``) also the outer VLAN. TCP and UDP carry ports; ICMP and
   ICMPv6 put ``type*256 + code`` in the destination port and 0 in the source
   port, as Cisco does; every other protocol (and non-first fragments) has ports 0.
+* TCP flags are the OR of the 9-bit flags (NS included; softflowd keeps 8 bits).
 * Bytes are the IP length of each packet (IPv4 total length, IPv6 40 + payload).
   softflowd counts the captured frame length minus the link header, which is the
   same except for Ethernet padding of runt frames, which we do not count.

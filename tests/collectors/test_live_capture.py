@@ -35,13 +35,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _send(port: int, count: int, size: int = 100) -> int:
-    """Send ``count`` datagrams from one socket; returns the source port."""
+def _send(port: int, count: int, size: int = 100, big: int = 0) -> int:
+    """Send ``count`` datagrams (and one of ``big`` bytes) from one socket; returns its port."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         for _ in range(count):
             s.sendto(b"x" * size, ("127.0.0.1", port))
             time.sleep(0.01)
+        if big:
+            s.sendto(b"y" * big, ("127.0.0.1", port))
         return int(s.getsockname()[1])
 
 
@@ -56,14 +58,18 @@ def test_loopback_udp_becomes_a_flow(tmp_path: Path) -> None:
     stop = threading.Event()
     result: dict[str, object] = {}
 
+    ready = threading.Event()
+
     def run() -> None:
-        result["summary"] = run_live_capture("lo", ws, rotate_seconds=0.3, stop_event=stop)
+        result["summary"] = run_live_capture(
+            "lo", ws, rotate_seconds=0.3, stop_event=stop, ready=ready
+        )
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    time.sleep(0.5)  # socket bound
+    assert ready.wait(timeout=60)
     dport = _free_port()
-    sport = _send(dport, 5)
+    sport = _send(dport, 5, big=60_000)  # loopback MTU is 64 KiB: one frame, no fragments
     time.sleep(0.5)  # at least one rotation while running
     stop.set()
     worker.join(timeout=20)
@@ -72,7 +78,7 @@ def test_loopback_udp_becomes_a_flow(tmp_path: Path) -> None:
     rows = _our_flow(ws, sport, dport)
     assert len(rows) == 1, (sport, dport, summary)
     row = rows[0]
-    assert (row["packets"], row["bytes"], row["protocol"]) == (5, 5 * (100 + 28), 17)
+    assert (row["packets"], row["bytes"], row["protocol"]) == (6, 5 * 128 + 60_028, 17)
     assert row["src_addr"] == LOOPBACK
     assert row["source_format"] == "pcap"
     assert summary.flows >= 1  # type: ignore[attr-defined]
@@ -89,20 +95,23 @@ def test_sigterm_flushes(tmp_path: Path) -> None:
         from collectors.workspace import WorkspacePaths
         import threading
         ev = threading.Event()
-        t = threading.Timer(0.3, lambda: pathlib.Path({str(ready)!r}).touch())
-        t.start()
-        s = run_live_capture("lo", WorkspacePaths(pathlib.Path({str(ws)!r})), rotate_seconds=3600)
+        def announce():
+            ev.wait()
+            pathlib.Path({str(ready)!r}).touch()
+        threading.Thread(target=announce, daemon=True).start()
+        s = run_live_capture(
+            "lo", WorkspacePaths(pathlib.Path({str(ws)!r})), rotate_seconds=3600, ready=ev
+        )
         print("flows", s.flows)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not ready.exists():
             assert time.monotonic() < deadline, "capture did not start"
             assert proc.poll() is None, "capture process died"
             time.sleep(0.05)
-        time.sleep(0.2)
         dport = _free_port()
         sport = _send(dport, 3, size=10)
         time.sleep(0.3)
