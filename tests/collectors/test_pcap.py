@@ -260,3 +260,48 @@ def test_pcapng_obsolete_packet_block(tmp_path: Path) -> None:
     assert row["wire_len"] == 90
     ticks = (395_812 << 32) | (1_700_000_000_000_001 & 0xFFFFFFFF)
     assert int(pa.scalar(row["time"]).cast(pa.int64()).as_py()) == ticks
+
+
+@st.composite
+def pcapng_files(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, int, int]]]:
+    """Random interfaces (resolution, offset) and packets; expected (time us, cap, wire)."""
+    ifs = []
+    for _ in range(draw(st.integers(1, 3))):
+        binary = draw(st.booleans())
+        exp = draw(st.integers(0, 30)) if binary else draw(st.integers(0, 9))
+        ifs.append((1, (0x80 | exp) if binary else exp, draw(st.integers(-1000, 1000))))
+    frame = bytes(eth() / IP() / UDP())
+    pkts, expected = [], []
+    for _ in range(draw(st.integers(0, 12))):
+        k = draw(st.integers(0, len(ifs) - 1))
+        _, res, offset = ifs[k]
+        exp = res & 0x7F
+        unit = 2**exp if res & 0x80 else 10**exp
+        ticks = draw(st.integers(0, 1_800_000_000 * unit))
+        cap = draw(st.integers(0, len(frame)))
+        wire = draw(st.integers(cap, 9000))
+        pkts.append((k, ticks, frame[:cap], wire))
+        expected.append((ticks * 10**6 // unit + offset * 10**6, cap, wire))
+    data = pcapng_bytes(ifs, pkts, big_endian=draw(st.booleans()))
+    return data, expected
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=pcapng_files())
+def test_pcapng_times_and_lengths_equal_reference(
+    tmp_path: Path, case: tuple[bytes, list[tuple[int, int, int]]]
+) -> None:
+    data, expected = case
+    (tmp_path / "r.pcapng").write_bytes(data)
+    table = read_packets(tmp_path / "r.pcapng")
+    got = list(
+        zip(
+            times_us(table),
+            table.column("cap_len").to_pylist(),
+            table.column("wire_len").to_pylist(),
+            strict=True,
+        )
+    )
+    assert got == expected
