@@ -9,8 +9,10 @@ The same synthetic IPv4 flows are
 - sent as NetFlow v5 datagrams over loopback to a real ``nfcapd``, which writes its own
   files (uncompressed, its fastest to read); then ``nfdump -R dir -s srcip/bytes -n 10``.
 The received flow count is checked against what was sent, and the top-10 lists of all
-engines are compared. Times are wall clock, best of ``--repeat`` warm runs; Numba's
-compile is warmed up first. Last line: one JSON object.
+engines are compared. Times are wall clock, best of ``--repeat`` warm runs (Numba's
+compile warmed up first); the CPU seconds of each best run are reported too, since on a
+shared machine the wall clock depends on the load (also reported). Last line: one JSON
+object.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -138,13 +141,23 @@ def build_nfcapd_files(flows: pa.Table, nfdir: Path, rate: float) -> dict[str, A
     return {"sent": flows.num_rows, "received": summary["flows"], "send_s": send_s, **summary}
 
 
-def _best(fn: Any, repeat: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (nfdump runs as a child)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _best(fn: Any, repeat: int) -> tuple[float, Any, float]:
+    """(best wall seconds, last result, CPU seconds of that best run)."""
+    best, result, cpu_best = float("inf"), None, float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        c, t = _cpu(), time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
+        wall, cpu = time.perf_counter() - t, _cpu() - c
+        if wall < best:
+            best, cpu_best = wall, cpu
+    return best, result, cpu_best
 
 
 def _ip(b: bytes) -> str:
@@ -183,11 +196,13 @@ def main() -> None:
         t = time.perf_counter()
         top_n_dataset(pq_dir, "src_addr", "bytes", 10)
         warm_s = time.perf_counter() - t
-        ours_s, ours = _best(lambda: top_n_dataset(pq_dir, "src_addr", "bytes", 10), args.repeat)
+        ours_s, ours, ours_cpu = _best(
+            lambda: top_n_dataset(pq_dir, "src_addr", "bytes", 10), args.repeat
+        )
         ours_top = [(_ip(r["src_addr"]), r["bytes"]) for r in ours.to_pylist()]
 
         nf_cmd = ["nfdump", "-R", str(nf_dir), "-s", "srcip/bytes", "-n", "10", "-o", "csv"]
-        nf_s, nf_out = _best(
+        nf_s, nf_out, nf_cpu = _best(
             lambda: subprocess.run(nf_cmd, capture_output=True, text=True, check=True).stdout,
             args.repeat,
         )
@@ -205,7 +220,7 @@ def main() -> None:
             f"SELECT src_addr, sum(bytes)::UBIGINT AS b FROM read_parquet('{glob}', "
             "hive_partitioning = true) GROUP BY src_addr ORDER BY b DESC, src_addr LIMIT 10"
         )
-        duck_s, duck = _best(lambda: con.execute(sql).fetchall(), args.repeat)
+        duck_s, duck, duck_cpu = _best(lambda: con.execute(sql).fetchall(), args.repeat)
         duck_top = [(_ip(bytes(a)), int(b)) for a, b in duck]
 
         lazy = (
@@ -215,7 +230,7 @@ def main() -> None:
             .sort(["bytes", "src_addr"], descending=[True, False])
             .head(10)
         )
-        pol_s, pol = _best(lambda: lazy.collect(), args.repeat)
+        pol_s, pol, pol_cpu = _best(lambda: lazy.collect(), args.repeat)
         pol_top = [(_ip(a), int(b)) for a, b in pol.iter_rows()]
 
         n = args.flows
@@ -235,6 +250,14 @@ def main() -> None:
             "ratio_vs_duckdb": round(duck_s / ours_s, 2),
             "ratio_vs_polars": round(pol_s / ours_s, 2),
             "target_ratio_vs_nfdump": 2.0,
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "cpu_s": {
+                "ours": round(ours_cpu, 3),
+                "nfdump": round(nf_cpu, 3),
+                "duckdb": round(duck_cpu, 3),
+                "polars": round(pol_cpu, 3),
+            },
+            "cpu_ratio_vs_nfdump": round(nf_cpu / ours_cpu, 2),
             "top_agree_ours_duckdb_polars": agree,
             "top_agree_nfdump": nf_top == ours_top,
             "ours_first_run_s": round(warm_s, 3),

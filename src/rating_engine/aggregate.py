@@ -178,9 +178,14 @@ def _columns_from_words(words: U64, fields: list[pa.Field]) -> list[pa.Array]:
 
 
 def _metrics(
-    table: pa.Table, renormalise: bool
+    table: pa.Table, renormalise: bool, need_time: bool = True
 ) -> tuple[npt.NDArray[np.int64], U64, U64, npt.NDArray[np.uint32]]:
-    t = numeric_column(table.column("flow_start"), np.int64)
+    # totals without a window never look at time, so flow_start need not even be read
+    t = (
+        numeric_column(table.column("flow_start"), np.int64)
+        if need_time
+        else np.empty(0, dtype=np.int64)
+    )
     nbytes = numeric_column(table.column("bytes"), np.uint64)
     npk = numeric_column(table.column("packets"), np.uint64)
     mult = EMPTY_U32
@@ -219,7 +224,7 @@ def bucket_traffic(
     table = _as_table(flows)
     width = bucket_width_us(bucket)
     names = _expand(key)
-    t, nbytes, npk, mult = _metrics(table, renormalise)
+    t, nbytes, npk, mult = _metrics(table, renormalise, bool(width) or window is not None)
     sel = _window_mask(t, window)
     if names == ["subscription"]:
         return _by_subscription(table, index, t, width, nbytes, npk, mult, sel)

@@ -309,25 +309,25 @@ def _lookup(
         top = a >> 16
         i = v4_l1[top]
         j = v4_l1[top + 1] if top < 65535 else v4_bounds.shape[0] - 1
-        # largest k in [i, j] with bounds[k] <= a
-        while i < j:
-            m = (i + j + 1) >> 1
-            if v4_bounds[m] <= a:
-                i = m
-            else:
-                j = m - 1
+        # largest k in [i, j] with bounds[k] <= a (bounds[i] <= a holds); branch-free
+        # halving: the select compiles to a conditional move, no mispredictions
+        length = j - i + 1
+        while length > 1:
+            half = length >> 1
+            i = i + half if v4_bounds[i + half] <= a else i
+            length -= half
         return _pick(i, v4_cand_off, v4_cand, active_from, active_to, ts)
     n6 = v6_hi.shape[0]
     top = np.int64(hi >> np.uint64(48))
     i = v6_l1[top]
     j = v6_l1[top + 1] if top < 65535 else n6 - 1
-    while i < j:
-        m = (i + j + 1) >> 1
-        bh = v6_hi[m]
-        if bh < hi or (bh == hi and v6_lo[m] <= lo):
-            i = m
-        else:
-            j = m - 1
+    length = j - i + 1
+    while length > 1:
+        half = length >> 1
+        bh = v6_hi[i + half]
+        le = (bh < hi) | ((bh == hi) & (v6_lo[i + half] <= lo))
+        i = i + half if le else i
+        length -= half
     return _pick(i, v6_cand_off, v6_cand, active_from, active_to, ts)
 
 

@@ -37,17 +37,18 @@ _DAY_US = 86_400_000_000
 _ADDRESS_KEYS = {"src_prefix": "src_addr", "dst_prefix": "dst_addr"}
 
 
-def _columns_for(key: str | Sequence[str], renormalise: bool) -> list[str]:
+def _columns_for(key: str | Sequence[str], renormalise: bool, timed: bool) -> list[str]:
     names = [key] if isinstance(key, str) else list(key)
     cols: list[str] = []
     for name in (KEY_ALIASES.get(n, n) for n in names):
         if name == "subscription":
             cols += ["src_addr", "dst_addr"]
+            timed = True  # bindings are matched at each flow's start
         elif name in ("input_if", "output_if"):
             cols += ["exporter", name]
         else:
             cols.append(_ADDRESS_KEYS.get(name, name))
-    cols += ["flow_start", "bytes", "packets"]
+    cols += ["flow_start", "bytes", "packets"] if timed else ["bytes", "packets"]
     if renormalise:
         cols.append("sampling_interval")
     return list(dict.fromkeys(cols))
@@ -166,7 +167,7 @@ def top_n_dataset(
     """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style)."""
     if metric not in METRICS:
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
-    cols = _columns_for(by, renormalise)
+    cols = _columns_for(by, renormalise, False)
     total = _stream(scan_flows(source, cols, window), by, None, index, renormalise, False)
     if total is None:
         empty = _open(source).schema.empty_table().select(cols)
@@ -184,7 +185,7 @@ def bucket_traffic_dataset(
     renormalise: bool = True,
 ) -> pa.Table:
     """:func:`rating_engine.aggregate.bucket_traffic` over a Parquet flows dataset."""
-    cols = _columns_for(key, renormalise)
+    cols = _columns_for(key, renormalise, bucket is not None)
     total = _stream(scan_flows(source, cols, window), key, bucket, index, renormalise, True)
     if total is None:
         raise RatingError(f"flows dataset {source}: no flows in the window")

@@ -58,6 +58,8 @@ def test_bucket_traffic_dataset_equals_in_memory(dataset: Path) -> None:
     )
     got = bucket_traffic_dataset(dataset, "subscription", "hour", index=idx)
     assert got.equals(bucket_traffic(_table(), "subscription", "hour", index=idx))
+    got = bucket_traffic_dataset(dataset, "subscription", None, index=idx)
+    assert got.equals(bucket_traffic(_table(), "subscription", None, index=idx))
     got = bucket_traffic_dataset(dataset, ["exporter", "protocol"], "day")
     assert got.equals(bucket_traffic(_table(), ["exporter", "protocol"], "day"))
 
