@@ -222,10 +222,13 @@ def first_compile_seconds(path: Path) -> float:
 
 def child_peak_rss_mb(path: Path) -> float:
     """Peak RSS of a child that only reads ``path`` (shows memory stays flat)."""
+    # VmHWM belongs to the new address space (ru_maxrss would include the parent's
+    # high-water mark, which survives fork + exec).
     code = (
-        "import resource; from collectors.pcap import CaptureReader;"
+        "from collectors.pcap import CaptureReader;"
         f"n = sum(len(b) for b in CaptureReader({str(path)!r}).batches());"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
+        "print(int(hwm.split()[1]) / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
