@@ -207,3 +207,26 @@ def test_other_link_types_equal_raw_ip(
     rows = read_packets(write_pcap(tmp_path / "l.pcap", recs, linktype=linktype)).to_pylist()
     for row, (_, ip) in zip(rows, packets, strict=True):
         assert {k: row[k] for k in FIELDS} == scapy_fields(ip, 101)
+
+
+@pytest.mark.parametrize("variant", ["big_endian", "nanos", "pcapng", "pcapng_be", "gzip"])
+def test_every_container_equals_scapy(tmp_path: Path, variant: str) -> None:
+    """The same frames in each container decode to scapy's fields."""
+    import gzip
+
+    from pcap_craft import pcap_bytes, pcapng_bytes
+
+    frames = [bytes(p) for p in sample_frames()]
+    recs = [(T0 + i * 1001, f, len(f)) for i, f in enumerate(frames)]
+    if variant.startswith("pcapng"):
+        pkts = [(0, t // 1000, f, n) for t, f, n in recs]
+        data = pcapng_bytes([(1, None, 0)], pkts, big_endian=variant.endswith("be"))
+    elif variant == "gzip":
+        data = gzip.compress(pcap_bytes(recs))
+    else:
+        data = pcap_bytes(recs, **{variant: True})
+    path = tmp_path / f"v.{variant}"
+    path.write_bytes(data)
+    rows = read_packets(path).to_pylist()
+    for row, frame in zip(rows, frames, strict=True):
+        assert {k: row[k] for k in FIELDS} == scapy_fields(frame)
