@@ -265,7 +265,7 @@ def test_pcapng_obsolete_packet_block(tmp_path: Path) -> None:
 @st.composite
 def pcapng_files(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, int, int]]]:
     """Random interfaces (resolution, offset) and packets; expected (time us, cap, wire)."""
-    ifs = []
+    ifs: list[tuple[int, int | None, int]] = []
     for _ in range(draw(st.integers(1, 3))):
         binary = draw(st.booleans())
         exp = draw(st.integers(0, 30)) if binary else draw(st.integers(0, 9))
@@ -275,6 +275,7 @@ def pcapng_files(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, int, int]]]:
     for _ in range(draw(st.integers(0, 12))):
         k = draw(st.integers(0, len(ifs) - 1))
         _, res, offset = ifs[k]
+        assert res is not None
         exp = res & 0x7F
         unit = 2**exp if res & 0x80 else 10**exp
         ticks = draw(st.integers(0, 1_800_000_000 * unit))
