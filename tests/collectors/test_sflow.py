@@ -314,6 +314,42 @@ def test_fuzz_random_datagrams(data: bytes) -> None:
     _check(data)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    picks=st.lists(
+        st.tuples(st.sampled_from(SEEDS), st.integers(0, 4096), st.integers(0, 255)), max_size=12
+    )
+)
+def test_decode_many_equals_decode_one_by_one(picks: list[tuple[bytes, int, int]]) -> None:
+    datagrams = []
+    for seed, pos, value in picks:
+        data = bytearray(seed)
+        if pos < 2 * len(data):  # about half the datagrams mutated, some of them broken
+            data[pos % len(data)] = value
+        datagrams.append(bytes(data))
+    times = [NOW_US + i for i in range(len(datagrams))]
+    dec = SflowDecoder()
+    flows, counters, stats, rejected = dec.decode_many(
+        datagrams, [EXPORTER] * len(datagrams), times
+    )
+    want_flows, want_counters, want_rejected = [], [], []
+    want_stats: dict[str, int] = {}
+    for i, (d, t) in enumerate(zip(datagrams, times, strict=True)):
+        try:
+            f, c, st_ = dec.decode(d, EXPORTER, t)
+        except DecodeError as exc:
+            want_rejected.append((i, exc.reason))
+            continue
+        want_flows += f.to_pylist()
+        want_counters += c.to_pylist() if c is not None else []
+        for k, v in st_.items():
+            want_stats[k] = want_stats.get(k, 0) + v
+    assert flows.to_pylist() == want_flows
+    assert (counters.to_pylist() if counters is not None else []) == want_counters
+    assert [(i, r) for i, r, _ in rejected] == want_rejected
+    assert {k: v for k, v in stats.items() if v} == {k: v for k, v in want_stats.items() if v}
+
+
 @pytest.mark.slow
 @settings(max_examples=30000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
