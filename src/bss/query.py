@@ -16,6 +16,7 @@ Keys (``by``): ``src_ip``, ``dst_ip``, ``src_port``, ``dst_port``, ``proto``,
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,10 +34,10 @@ from rating_engine.aggregate import (
     bucket_traffic,
     combine_traffic,
     finish_top_n,
-    top_conversations,
 )
 from rating_engine.attribution import PrefixIndex, build_prefix_index
 from rating_engine.flow_query import scan_flows
+from rating_engine.groupby_kernel import address_words
 
 from .errors import ValidationError
 
@@ -232,6 +233,30 @@ def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(held).combine_chunks()
 
 
+def _ordered_pairs(chunk: pa.Table) -> pa.Table:
+    """Each flow's two addresses put in byte order (A <= B), so A->B and B->A group together.
+
+    Same pairing as :func:`rating_engine.aggregate.top_conversations`, done per chunk so
+    the pairs can be grouped as partials and merged across chunks.
+    """
+    src = address_words(chunk.column("src_addr"))
+    dst = address_words(chunk.column("dst_addr"))
+    # big-endian words compare like the bytes
+    sb = src.byteswap() if sys.byteorder == "little" else src
+    db = dst.byteswap() if sys.byteorder == "little" else dst
+    swap = (sb[:, 0] > db[:, 0]) | ((sb[:, 0] == db[:, 0]) & (sb[:, 1] > db[:, 1]))
+    a = np.where(swap[:, None], dst, src)
+    b = np.where(swap[:, None], src, dst)
+    i = chunk.schema.get_field_index
+    chunk = chunk.set_column(i("src_addr"), "src_addr", _addresses(a))
+    return chunk.set_column(i("dst_addr"), "dst_addr", _addresses(b))
+
+
+def _addresses(words: np.ndarray) -> pa.Array:
+    raw = pa.py_buffer(np.ascontiguousarray(words).tobytes())
+    return pa.FixedSizeBinaryArray.from_buffers(_ADDR, words.shape[0], [None, raw])
+
+
 def _batch_totals(batch: pa.Table, renormalise: bool) -> tuple[int, int, int]:
     nbytes = batch.column("bytes")
     npk = batch.column("packets")
@@ -269,11 +294,8 @@ def _aggregate(
             f, p, b = _batch_totals(chunk, renormalise)
             tf, tp, tb = tf + f, tp + p, tb + b
         if by == "conversation":
-            # all pairs of this chunk, ordered A<B so A->B and B->A meet across chunks too
-            part = top_conversations(chunk, "bytes", chunk.num_rows, renormalise=renormalise)
-            part = part.drop_columns(["rank"])
-        else:
-            part = bucket_traffic(chunk, group, bucket, index=index, renormalise=renormalise)
+            chunk = _ordered_pairs(chunk)
+        part = bucket_traffic(chunk, group, bucket, index=index, renormalise=renormalise)
         partials.append(part)
         rows += part.num_rows
         if rows > _MERGE_ROWS and len(partials) > 1:
