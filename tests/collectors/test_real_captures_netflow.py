@@ -342,3 +342,40 @@ def test_flows_equal_tshark(case: str, tmp_path: Path) -> None:
     out = FlowDecoder().decode_many(list(payloads), list(exps), list(ts))
     assert out.rejected == []
     _compare(out.flows, _tshark_flows(pcap, port))
+
+
+def test_pcap_reader_link_layers_and_filtering(tmp_path: Path) -> None:
+    """VLAN-tagged IPv4 and IPv6 UDP are read; TCP and non-first fragments are skipped."""
+
+    def udp4(payload: bytes, frag: int = 0) -> dpkt.ip.IP:
+        udp = dpkt.udp.UDP(sport=1, dport=2055, data=payload)
+        udp.ulen = 8 + len(payload)
+        ip = dpkt.ip.IP(src=bytes([10, 0, 0, 9]), dst=bytes([10, 0, 0, 1]), p=17, data=udp)
+        ip.offset = frag
+        ip.len = 20 + udp.ulen
+        return ip
+
+    udp6 = dpkt.udp.UDP(sport=1, dport=4739, data=b"v6")
+    udp6.ulen = 10
+    ip6 = dpkt.ip6.IP6(
+        src=address_to_bytes("2001:db8::9"), dst=address_to_bytes("2001:db8::1"), nxt=17, hlim=64
+    )
+    ip6.data, ip6.plen = udp6, 10
+    tcp = dpkt.ip.IP(src=bytes(4), dst=bytes(4), p=6, data=dpkt.tcp.TCP())
+    vlan = b"\x81\x00\x00\x07" + b"\x08\x00"
+    frames = [
+        b"\x00" * 12 + vlan + bytes(udp4(b"v4")),
+        bytes(dpkt.ethernet.Ethernet(type=0x86DD, data=ip6)),
+        bytes(dpkt.ethernet.Ethernet(type=0x0800, data=tcp)),
+        bytes(dpkt.ethernet.Ethernet(type=0x0800, data=udp4(b"frag", frag=64))),
+    ]
+    path = tmp_path / "mixed.pcap"
+    with open(path, "wb") as fh:
+        w = dpkt.pcap.Writer(fh)
+        for i, f in enumerate(frames):
+            w.writepkt(f, ts=1_700_000_000.25 + i)
+    got = list(iter_datagrams_from_pcap(path))
+    assert [g[0] for g in got] == [b"v4", b"v6"]
+    assert got[0][1] == address_to_bytes("10.0.0.9")
+    assert got[1][1] == address_to_bytes("2001:db8::9")
+    assert got[0][2] == 1_700_000_000_250_000
