@@ -49,6 +49,7 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from .errors import CollectorError
 from .packet_kernel import (
     U8_ICMP_CODE,
     U8_ICMP_TYPE,
@@ -108,7 +109,9 @@ class MeteringOptions:
 
     def params(self) -> np.ndarray:
         if self.general_timeout <= 0:
-            raise ValueError("general_timeout must be greater than zero (as in softflowd)")
+            raise CollectorError(
+                "metering option general_timeout must be greater than zero (as in softflowd)"
+            )
         return np.array(
             [
                 self.tcp_timeout * _US,

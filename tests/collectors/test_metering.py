@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.addresses import address_to_bytes
+from collectors.errors import CollectorError
 from collectors.metering import FlowMeter, MeteringOptions, meter_batches
 from collectors.packet_kernel import (
     N_U8,
@@ -214,7 +215,7 @@ def test_softflowd_defaults() -> None:
     assert (o.tcp_timeout, o.tcp_rst_timeout, o.tcp_fin_timeout) == (3600, 120, 300)
     assert (o.udp_timeout, o.icmp_timeout, o.general_timeout) == (300, 300, 3600)
     assert (o.max_lifetime, o.sweep_interval, o.max_flow_bytes) == (604800, 60, 1 << 31)
-    with pytest.raises(ValueError, match="general_timeout"):
+    with pytest.raises(CollectorError, match="general_timeout"):
         replace(o, general_timeout=0).params()
 
 
