@@ -334,5 +334,14 @@ def test_empty_workspace(tmp_path: Path) -> None:
         assert empty.sql("SELECT count(*) AS n FROM flows")["n"][0] == 0
         assert empty.top_n().height == 0
     assert not (root / "bss.duckdb").exists()  # reading created nothing
+    # datasets without a fixed schema get a view once they appear
+    stats = root / "collector_stats" / "date=2026-10-05"
+    stats.mkdir(parents=True)
+    pq.write_table(pa.table({"exporter": ["192.0.2.1", "192.0.2.2"], "datagrams": [5, 7]}),
+                   stats / "part-a.parquet")  # fmt: skip
+    with Workspace.open(root) as later:
+        assert "collector_stats" in later.tables()
+        got = later.sql("SELECT sum(datagrams) AS n, min(date) AS d FROM collector_stats")
+        assert got.row(0) == (12, datetime(2026, 10, 5).date())
     with pytest.raises(ValidationError, match="does not exist"):
         Workspace.open(tmp_path / "missing")
