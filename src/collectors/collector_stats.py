@@ -13,9 +13,10 @@ because the receive buffer was full) and the loss accounting deltas of the inter
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import pyarrow as pa
 
@@ -54,6 +55,15 @@ _LOGGED = (
 )
 
 
+def _exporter_text(hex16: str) -> str:
+    """32 hex digits of a 16-byte address -> its text (IPv4-mapped shown as IPv4)."""
+    try:
+        ip = ipaddress.IPv6Address(bytes.fromhex(hex16))
+    except ValueError:
+        return hex16
+    return str(ip.ipv4_mapped or ip)
+
+
 class CollectorStats:
     """Interval and running totals; decides which rejections get logged."""
 
@@ -63,7 +73,7 @@ class CollectorStats:
         self.interval: Counter[str] = Counter()
         self.per_exporter: dict[str, Counter[str]] = {}
         self.totals: Counter[str] = Counter()
-        self._sequence_seen: dict[str, int] = dict.fromkeys(_SEQUENCE_KEYS, 0)
+        self._sequence_seen: dict[str, Counter[str]] = {}
         self._logged: set[tuple[str, str]] = set()
 
     def add(self, counts: Mapping[str, int], exporter: str | None = None) -> None:
@@ -90,15 +100,30 @@ class CollectorStats:
         self._logged.add(key)
         return True
 
-    def sequence_update(self, totals: Mapping[str, int]) -> None:
-        """Turn the loss tracker's running totals into this interval's deltas."""
-        for key in _SEQUENCE_KEYS:
-            now = int(totals.get(key, 0))
-            delta = now - self._sequence_seen[key]
-            self._sequence_seen[key] = now
-            if delta:
-                self.interval[f"sequence_{key}"] += delta
-                self.totals[f"sequence_{key}"] += delta
+    def sequence_update(self, snapshot: Iterable[Mapping[str, object]]) -> None:
+        """Turn the loss tracker's running counters into this interval's deltas.
+
+        ``snapshot`` is :meth:`collectors.sequence.SequenceTracker.snapshot` (one row per
+        exporter, domain and format, the exporter as 32 hex digits); deltas are added to
+        the totals and to each exporter's counts (``sequence_missing`` ...).
+        """
+        now: dict[str, Counter[str]] = {}
+        for row in snapshot:
+            exporter = _exporter_text(str(row.get("exporter", "")))
+            bucket = now.setdefault(exporter, Counter())
+            for key in _SEQUENCE_KEYS:
+                value = row.get(key, 0)
+                bucket[key] += value if isinstance(value, int) else 0
+        for exporter, counts in now.items():
+            seen = self._sequence_seen.setdefault(exporter, Counter())
+            for key in _SEQUENCE_KEYS:
+                delta = counts[key] - seen[key]
+                if delta:
+                    metric = f"sequence_{key}"
+                    self.interval[metric] += delta
+                    self.totals[metric] += delta
+                    self.per_exporter.setdefault(exporter, Counter())[metric] += delta
+            self._sequence_seen[exporter] = counts
 
     def log_line(self, seconds: float) -> str:
         """A one-line summary of the interval for the log."""

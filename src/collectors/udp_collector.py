@@ -491,7 +491,7 @@ class UdpCollector:
                     continue
 
     def _close_interval(self, seconds: float, drops: int | None) -> None:
-        self.stats.sequence_update(self.decoder.sequence.totals())
+        self.stats.sequence_update(self.decoder.sequence.snapshot())
         if drops is not None and drops > self._drops_seen:
             lost = drops - self._drops_seen
             self.stats.add({"socket_drops": lost})

@@ -295,6 +295,8 @@ def test_sequence_gaps_reach_the_log_and_the_stats_dataset(
             totals[r["metric"]] = totals.get(r["metric"], 0) + r["value"]
     assert totals["sequence_missing"] == 30  # v5 sequence numbers count flows
     assert totals["flows"] == 60
+    per_exporter = [r for r in stats if r["exporter"] == "127.0.0.1"]
+    assert {r["metric"]: r["value"] for r in per_exporter}["sequence_missing"] == 30
     lines = [r.getMessage() for r in caplog.records if "collector stats" in r.getMessage()]
     assert any("sequence{missing=30}" in line for line in lines)
 
