@@ -188,7 +188,8 @@ def test_three_strategies_agree(monkeypatch: pytest.MonkeyPatch, limits: tuple[i
 
 
 @pytest.mark.parametrize(("bits", "chunks"), [(1, 1), (3, 2), (8, 2)])
-def test_radix_equals_single_table(bits: int, chunks: int) -> None:
+@pytest.mark.parametrize("width", [0, 300_000_000])
+def test_radix_equals_single_table(bits: int, chunks: int, width: int) -> None:
     rng = np.random.default_rng(5)
     n = 50_000
     keys = rng.integers(0, 3000, (n, 2)).astype(np.uint64)
@@ -197,8 +198,8 @@ def test_radix_equals_single_table(bits: int, chunks: int) -> None:
     mult = rng.integers(0, 3, n).astype(np.uint32)
     sel = (rng.random(n) < 0.9).astype(np.uint8)
     e64 = np.empty(0, np.uint64)
-    one = hash_aggregate(keys, t, 0, 300_000_000, b, b, e64, mult, sel, 0, n)
-    many = radix_aggregate(keys, t, 0, 300_000_000, b, b, e64, mult, sel, bits, chunks)
+    one = hash_aggregate(keys, t, 0, width, b, b, e64, mult, sel, 0, n)
+    many = radix_aggregate(keys, t, 0, width, b, b, e64, mult, sel, bits, chunks)
     for x, y in zip(_sorted(*one), _sorted(*many), strict=True):
         assert np.array_equal(x, y)
 
