@@ -193,16 +193,19 @@ def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
     return build_prefix_index(subs)
 
 
-def _columns(key: tuple[str, ...], renormalise: bool) -> list[str]:
+def _columns(key: tuple[str, ...], renormalise: bool, *, timed: bool = True) -> list[str]:
+    """Columns to read; ``flow_start`` only for time buckets and subscriptions (the window
+    filter reads it by itself)."""
     cols: list[str] = []
     for name in key:
         if name == "subscription":
             cols += ["src_addr", "dst_addr"]
+            timed = True  # bindings are matched at each flow's start
         elif name in ("input_if", "output_if"):
             cols += ["exporter", name]
         else:
             cols.append({"src_prefix": "src_addr", "dst_prefix": "dst_addr"}.get(name, name))
-    cols += ["flow_start", "bytes", "packets"]
+    cols += ["flow_start", "bytes", "packets"] if timed else ["bytes", "packets"]
     if renormalise:
         cols.append("sampling_interval")
     return list(dict.fromkeys(cols))
@@ -288,23 +291,27 @@ def _aggregate(
     partials: list[pa.Table] = []
     rows = 0
     tf = tp = tb = 0
-    for chunk in _chunks(_batches(paths, _columns(key, renormalise), window)):
+    cols = _columns(key, renormalise, timed=bucket is not None)
+    for chunk in _chunks(_batches(paths, cols, window)):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
             f, p, b = _batch_totals(chunk, renormalise)
             tf, tp, tb = tf + f, tp + p, tb + b
         if by == "conversation":
             chunk = _ordered_pairs(chunk)
-        part = bucket_traffic(chunk, group, bucket, index=index, renormalise=renormalise)
+        # hash order is enough: callers rank (finish_top_n) or sort the result themselves
+        part = bucket_traffic(
+            chunk, group, bucket, index=index, renormalise=renormalise, ordered=False
+        )
         partials.append(part)
         rows += part.num_rows
         if rows > _MERGE_ROWS and len(partials) > 1:
-            partials = [combine_traffic(partials)]
+            partials = [combine_traffic(partials, ordered=False)]
             rows = partials[0].num_rows
     if not partials:
         empty = _empty_flows(key, renormalise)
         partials = [bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)]
-    total = partials[0] if len(partials) == 1 else combine_traffic(partials)
+    total = partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=False)
     if key != ("subscription",):
         # every flow is in exactly one group: the groups add up to the window's totals
         tf, tp, tb = (
