@@ -32,7 +32,7 @@ __all__ = ["bucket_traffic_dataset", "scan_flows", "top_n_dataset"]
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Rows aggregated at a time (bounds memory: only this many rows are decoded at once).
-_BLOCK_ROWS = 4_000_000
+_BLOCK_ROWS = 8_000_000
 _DAY_US = 86_400_000_000
 _ADDRESS_KEYS = {"src_prefix": "src_addr", "dst_prefix": "dst_addr"}
 
