@@ -15,6 +15,13 @@ would pass 2^62 makes the record a ``cost_overflow`` rejection instead of a wron
 
 from __future__ import annotations
 
+import os
+
+# OpenMP threads that spin after each parallel region steal the second core from the serial
+# steps between kernels (and from other processes); let them sleep unless told otherwise.
+# Must be set before Numba's OpenMP layer starts, i.e. before the first parallel kernel runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import numpy as np
 from numba import njit, parallel_chunksize, prange
 
@@ -23,6 +30,7 @@ __all__ = [
     "apply_allowances",
     "assemble_rated",
     "build_key_table",
+    "key_code",
     "key_hash",
     "rate_batch",
 ]
@@ -73,6 +81,33 @@ def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int) -> np.uint64:
     for j in range(lo, hi):
         h = (h ^ np.uint64(data[j])) * FNV_PRIME
     return h
+
+
+@njit(cache=True, nogil=True)
+def key_code(type_code: int, data: np.ndarray, lo: int, hi: int) -> tuple[int, np.uint64]:
+    """(value, hash) of a subscriber key; value -1 unless it is 1..18 digits.
+
+    Digit keys (MSISDN, IMSI) hash by value (one multiply) and compare as integers with
+    their length; anything else hashes its bytes with FNV-1a and compares bytes.
+    """
+    n = hi - lo
+    if 0 < n <= 18:
+        v = 0
+        for j in range(lo, hi):
+            dg = int(data[j]) - 48
+            if dg < 0 or dg > 9:
+                v = -1
+                break
+            v = v * 10 + dg
+        if v >= 0:
+            x = (
+                np.uint64(v)
+                ^ (np.uint64(n) << np.uint64(56))
+                ^ (np.uint64(type_code) << np.uint64(61))
+            )
+            h = x * np.uint64(0x9E3779B97F4A7C15)
+            return v, h ^ (h >> np.uint64(32))
+    return -1, key_hash(type_code, data, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -145,12 +180,12 @@ def _rate_records(
     """
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
      key_data, dst_off, dst_data, dst_valid, dst_bit0) = rec  # fmt: skip
-    slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff = subs
+    slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num = subs
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
-     ver_band_n, ver_bt_first, trie_child, ver_dix_first, trie_set, bt_start, bt_band, day_ix,
+     ver_band_n, ver_bt_first, trie_child, ver_dix_first, _trie_set, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
-     trie_prefix, ver_elig_first, elig_ptr, jump_node, jump_set, jump_prefix, rate_conn_q,
+     _trie_prefix, ver_elig_first, elig_ptr, jump_node, jump_set, jump_prefix, rate_conn_q,
      grp_mulinc, grp_safe) = plan  # fmt: skip
     (status, bind, svc_o, ver_o, col_o, set_o, prefix_o, band_o, qty_o, billed_o, cost_o,
      used_o, elig_o) = out  # fmt: skip
@@ -175,20 +210,25 @@ def _rate_records(
         if mask > 0:
             klo = key_off[i]
             khi = key_off[i + 1]
-            h = key_hash(kt, key_data, klo, khi)
+            num, h = key_code(kt, key_data, klo, khi)
             sl = np.int64(h & np.uint64(mask))
             while slots[sl] >= 0:
                 k = slots[sl]
                 if k_type[k] == kt and k_off[k + 1] - k_off[k] == khi - klo:
-                    base = k_off[k]
-                    same = True
-                    for j in range(khi - klo):
-                        if k_data[base + j] != key_data[klo + j]:
-                            same = False
+                    if num >= 0:
+                        if k_num[k] == num:
+                            key = k
                             break
-                    if same:
-                        key = k
-                        break
+                    else:
+                        base = k_off[k]
+                        same = True
+                        for j in range(khi - klo):
+                            if k_data[base + j] != key_data[klo + j]:
+                                same = False
+                                break
+                        if same:
+                            key = k
+                            break
                 sl = (sl + 1) & mask
         b = -1
         if key >= 0:
@@ -262,9 +302,9 @@ def _rate_records(
                         node = trie_child[node, digit]
                         if node < 0:
                             break
-                        if trie_set[node] >= 0:
-                            col = trie_set[node]
-                            prefix_o[i] = trie_prefix[node]
+                        if trie_child[node, 10] >= 0:
+                            col = trie_child[node, 10]
+                            prefix_o[i] = trie_child[node, 11]
             if col < n_sets:
                 set_o[i] = ver_set_first[vi] + col
         col_o[i] = col
@@ -534,7 +574,7 @@ def apply_allowances(
     return ledger[1 : ledger[0, 0] + 1]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def assemble_rated(
     out: tuple,
     start_us: np.ndarray,
@@ -543,22 +583,29 @@ def assemble_rated(
     acc_ids: np.ndarray,
     ver_tariff: np.ndarray,
     ver_band_first: np.ndarray,
-    dict_base: np.ndarray,
-    d_off: np.ndarray,
-    d_data: np.ndarray,
 ) -> tuple:
-    """The rated rows' columns in two passes over the kernel's outputs (rated records only).
+    """The rated rows' numeric columns and string codes from the kernel's outputs.
 
-    String columns (service, tariff, version, set, prefix, band, currency) come back as
-    int32 offsets (7, n + 1), their bytes and each column's start; code < 0 is null.
+    Returns record id, subscription, account, start, billed and allowance units (voice in
+    seconds), cost, and int32 codes (rows: service, tariff, version, set, prefix, band) into
+    the plan's dictionaries; -1 marks a null set / prefix. Parallel over chunks: each chunk
+    counts its rated rows, a prefix sum places it.
     """
     status, bind, svc, ver = out[0], out[1], out[2], out[3]
     set_g, prefix, band, billed, cost, used = out[5], out[6], out[7], out[9], out[10], out[11]
     n_all = len(status)
-    n = 0
-    for i in range(n_all):
-        if status[i] == 0:
-            n += 1
+    n_chunks = max(1, min(64, n_all // 16384))
+    counts = np.zeros(n_chunks + 1, np.int64)
+    for c in prange(n_chunks):
+        lo = c * n_all // n_chunks
+        hi = (c + 1) * n_all // n_chunks
+        k = 0
+        for i in range(lo, hi):
+            if status[i] == 0:
+                k += 1
+        counts[c + 1] = k
+    first = np.cumsum(counts)
+    n = first[n_chunks]
     rid = np.empty(n, np.int64)
     sid = np.empty(n, np.int64)
     aid = np.empty(n, np.int64)
@@ -566,73 +613,51 @@ def assemble_rated(
     bu = np.empty(n, np.int64)
     uu = np.empty(n, np.int64)
     co = np.empty(n, np.int64)
-    valid = np.ones((2, n), np.bool_)
-    codes = np.empty((n, 7), np.int32)  # row-major: one cache line per record
-    d_len = d_off[1:] - d_off[:-1]
-    lens = np.zeros((n, 7), np.int32)
-    j = 0
-    for i in range(n_all):
-        if status[i] != 0:
-            continue
-        b = bind[i]
-        vi = ver[i]
-        ti = ver_tariff[vi]
-        rid[j] = record_id[i]
-        sid[j] = sub_ids[b]
-        aid[j] = acc_ids[b]
-        st[j] = start_us[i]
-        if svc[i] == 0:  # voice is billed in ms internally
-            bu[j] = billed[i] // 1000
-            uu[j] = used[i] // 1000
-        else:
-            bu[j] = billed[i]
-            uu[j] = used[i]
-        co[j] = cost[i]
-        codes[j, 0] = dict_base[0] + svc[i]
-        codes[j, 1] = dict_base[1] + ti
-        codes[j, 2] = dict_base[2] + vi
-        codes[j, 3] = dict_base[3] + set_g[i] if set_g[i] >= 0 else -1
-        codes[j, 4] = dict_base[4] + prefix[i] if prefix[i] >= 0 else -1
-        codes[j, 5] = dict_base[5] + ver_band_first[vi] + band[i]
-        codes[j, 6] = dict_base[6] + ti
-        for c in range(7):
-            y = codes[j, c]
-            lens[j, c] = d_len[y] if y >= 0 else 0
-        valid[0, j] = set_g[i] >= 0
-        valid[1, j] = prefix[i] >= 0
-        j += 1
-    offs = np.empty((7, n + 1), np.int32)
-    starts = np.zeros(8, np.int64)
-    for c in range(7):
-        total = 0
-        offs[c, 0] = 0
-        for r in range(n):
-            total += lens[r, c]
-            offs[c, r + 1] = total
-        starts[c + 1] = starts[c] + total
-    data = np.empty(max(starts[7], 1), np.uint8)
-    for c in range(7):
-        base = starts[c]
-        for r in range(n):
-            y = codes[r, c]
-            if y >= 0:
-                src = d_off[y]
-                dst = base + offs[c, r]
-                for k in range(lens[r, c]):
-                    data[dst + k] = d_data[src + k]
-    return rid, sid, aid, st, bu, uu, co, offs, data, starts, valid
+    codes = np.empty((6, n), np.int32)
+    for c in prange(n_chunks):
+        lo = c * n_all // n_chunks
+        hi = (c + 1) * n_all // n_chunks
+        j = first[c]
+        for i in range(lo, hi):
+            if status[i] != 0:
+                continue
+            b = bind[i]
+            vi = ver[i]
+            rid[j] = record_id[i]
+            sid[j] = sub_ids[b]
+            aid[j] = acc_ids[b]
+            st[j] = start_us[i]
+            if svc[i] == 0:  # voice is billed in ms internally
+                bu[j] = billed[i] // 1000
+                uu[j] = used[i] // 1000
+            else:
+                bu[j] = billed[i]
+                uu[j] = used[i]
+            co[j] = cost[i]
+            codes[0, j] = svc[i]
+            codes[1, j] = ver_tariff[vi]
+            codes[2, j] = vi
+            codes[3, j] = set_g[i]
+            codes[4, j] = prefix[i]
+            codes[5, j] = ver_band_first[vi] + band[i]
+            j += 1
+    return rid, sid, aid, st, bu, uu, co, codes
 
 
 @njit(cache=True, nogil=True)
 def build_key_table(
     k_type: np.ndarray, k_off: np.ndarray, k_data: np.ndarray, size: int
-) -> np.ndarray:
-    """Open-addressing slots (power-of-two ``size``) of key ids, hashed like the kernel."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Open-addressing slots (power-of-two ``size``) of key ids, hashed like the kernel,
+    and each key's value (:func:`key_code`)."""
     slots = np.full(size, -1, np.int64)
+    k_num = np.full(len(k_type), -1, np.int64)
     mask = size - 1
     for k in range(len(k_type)):
-        sl = np.int64(key_hash(k_type[k], k_data, k_off[k], k_off[k + 1]) & np.uint64(mask))
+        num, h = key_code(k_type[k], k_data, k_off[k], k_off[k + 1])
+        k_num[k] = num
+        sl = np.int64(h & np.uint64(mask))
         while slots[sl] >= 0:
             sl = (sl + 1) & mask
         slots[sl] = k
-    return slots
+    return slots, k_num

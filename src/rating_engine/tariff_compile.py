@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v3"
+_LAYOUT = "plan-v4"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -474,9 +474,14 @@ class _Builder:
             "rate_max",
         ):
             arrays.setdefault(k, np.zeros(0, dtype=np.int64))
-        arrays["trie_child"] = np.asarray(self.trie, dtype=np.int32).reshape(-1, 10)
         arrays["trie_set"] = np.asarray(self.trie_set, dtype=np.int32)
         arrays["trie_prefix"] = np.asarray(self.trie_prefix, dtype=np.int32)
+        # one row per node: 10 children, then the node's set and prefix, so a step of the
+        # walk touches one cache line
+        child = np.asarray(self.trie, dtype=np.int32).reshape(-1, 10)
+        arrays["trie_child"] = np.concatenate(
+            [child, arrays["trie_set"][:, None], arrays["trie_prefix"][:, None]], axis=1
+        )
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
         for i, name in enumerate(("jump_node", "jump_set", "jump_prefix")):
             arrays[name] = np.concatenate([j[i] for j in jumps]) if jumps else np.zeros(0, np.int32)
