@@ -6,8 +6,7 @@ Heavy modules (Numba kernels, decoders) are imported inside the commands, so
 
 from __future__ import annotations
 
-import signal
-import threading
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,43 +119,44 @@ def _report(state: CliState, what: str, payload: dict[str, Any]) -> None:
     emit(state, payload)
 
 
-def _parse_listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValidationError(f"--listen {text!r}: expected HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
 def collect(
     ctx: typer.Context,
     listen: Annotated[
         list[str] | None, typer.Option(help="HOST:PORT for NetFlow/IPFIX/sFlow over UDP")
     ] = None,
     interface: Annotated[str | None, typer.Option(help="live capture on an interface")] = None,
-    allow: Annotated[list[str] | None, typer.Option(help="exporter allowlist (addresses)")] = None,
-    rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation")] = 60,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="exporter allowlist (addresses or CIDR)")
+    ] = None,
+    rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation, seconds")] = 60,
+    rotate_bytes: Annotated[int, typer.Option(help="Parquet file rotation, bytes")] = 64 << 20,
+    stats_interval: Annotated[int, typer.Option(help="stats log/dataset interval, s")] = 10,
 ) -> None:
     """Run a collector in the foreground until SIGTERM/SIGINT, then flush and exit 0."""
     state = get_state(ctx)
     if bool(listen) == bool(interface):
         raise ValidationError("give either --listen HOST:PORT (repeatable) or --interface IFACE")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    # Both collectors install their own SIGTERM/SIGINT handlers, flush and return.
     if interface:
         from collectors.live_capture import run_live_capture
 
         live = run_live_capture(interface, state.workspace.ensure(),
-                                rotate_seconds=rotate_seconds, stop_event=stop)  # fmt: skip
-        emit(state, asdict(live), f"capture on {interface} stopped: {live}")
+                                rotate_seconds=rotate_seconds)  # fmt: skip
+        payload = {k: [str(p) for p in v] if k == "files" else v for k, v in asdict(live).items()}
+        emit(state, payload, f"capture on {interface} stopped: {live.packets} packets, "
+             f"{live.flows} flows, {len(live.files)} files")  # fmt: skip
         return
-    from collectors.udp_collector import run_collector
+    from collectors.udp_collector import parse_listen, run_collector
 
     summary = run_collector(
-        [_parse_listen(x) for x in listen or []], state.workspace.ensure(),
-        allowlist=allow or None, rotate_seconds=rotate_seconds, stop_event=stop,
+        [parse_listen(x) for x in listen or []], state.workspace.ensure(),
+        allowlist=allow or None, rotate_seconds=rotate_seconds, rotate_bytes=rotate_bytes,
+        stats_interval=stats_interval,
+        on_ready=lambda bound: print(
+            "listening on " + " ".join(f"{h}:{p}" for h, p in bound), file=sys.stderr, flush=True
+        ),
     )  # fmt: skip
-    emit(state, asdict(summary), f"collector stopped: {summary}")
+    emit(state, summary.to_dict(), f"collector stopped: {summary.to_dict()}")
 
 
 def rate(
