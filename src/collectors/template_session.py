@@ -463,6 +463,7 @@ class TemplateSession:
         prog_off = np.zeros(len(tpl_list), np.int32)
         np.cumsum(prog_n[:-1], out=prog_off[1:])
         prog_min = np.array([max(t.min_length, 1) for t in tpl_list], np.int32)
+        prog_fixed = np.array([t.fixed_length is not None for t in tpl_list], np.bool_)
         f_kind = np.concatenate([t.kinds for t in tpl_list])
         f_slot = np.concatenate([t.slots for t in tpl_list]).astype(np.int32)
         # Compact the value matrix to the slots these templates use.
@@ -487,6 +488,7 @@ class TemplateSession:
             prog_off,
             prog_n,
             prog_min,
+            prog_fixed,
             f_kind,
             f_slot,
             f_row,

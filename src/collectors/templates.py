@@ -268,6 +268,7 @@ def decode_records(
     prog_off: np.ndarray,
     prog_n: np.ndarray,
     prog_min: np.ndarray,
+    prog_fixed: np.ndarray,
     f_kind: np.ndarray,
     f_slot: np.ndarray,
     f_row: np.ndarray,
@@ -282,7 +283,8 @@ def decode_records(
     """Decode every record of every data set into ``vals``/``addrs``; return the record count.
 
     Set ``s`` is ``buf[set_start[s]:set_start[s]+set_len[s]]`` (the body, after the set
-    header) under program ``set_prog[s]``. A value field with slot ``f_slot[f]`` lands in
+    header) under program ``set_prog[s]`` (``prog_fixed[t]``: no variable-length field,
+    so one bounds check per record suffices). A value field with slot ``f_slot[f]`` lands in
     ``vals[f_row[f], record]`` (rows are compacted to the slots the call's templates use)
     and sets bit ``f_slot[f]`` of ``present[record]``. ``set_status[s]`` becomes 1 when a record
     overruns its set (the rest of that set is dropped, the other sets are unaffected).
@@ -297,13 +299,16 @@ def decode_records(
         nf = prog_n[t]
         ml = max(prog_min[t], 1)
         cnt = 0
+        fixed = prog_fixed[t]
         while end - o >= ml and r < cap:
             q = o
             ok = True
             mask = np.uint64(0)
             for f in range(p0, p0 + nf):
                 length = np.int64(f_len[f])
-                if length == 65535:
+                if fixed:
+                    pass  # ``end - o >= ml`` already covers the whole record
+                elif length == 65535:
                     if q >= end:
                         ok = False
                         break
@@ -315,7 +320,10 @@ def decode_records(
                             break
                         length = (np.int64(buf[q]) << 8) | np.int64(buf[q + 1])
                         q += 2
-                if q + length > end:
+                    if q + length > end:
+                        ok = False
+                        break
+                elif q + length > end:
                     ok = False
                     break
                 kind = f_kind[f]
@@ -328,7 +336,7 @@ def decode_records(
                 elif kind == 2 and (length == 4 or length == 16):
                     a = f_slot[f]
                     if length == 4:
-                        for j in range(10):
+                        for j in range(10):  # another field may have filled this slot
                             addrs[r, a, j] = 0
                         addrs[r, a, 10] = 0xFF
                         addrs[r, a, 11] = 0xFF

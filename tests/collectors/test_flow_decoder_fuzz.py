@@ -3,11 +3,13 @@
 Mutations start from the real captures (../shared/data/captures) so they reach deep into
 template, options and data parsing. The default run does ``FUZZ_EXAMPLES`` (2,500) per
 decoder so the file stays near a minute on a loaded 2-core machine (10**4 took 40-56 s per
-decoder there); ``-m slow`` runs ``SLOW_EXAMPLES`` (20,000) per decoder.
+decoder there); ``-m slow`` runs ``SLOW_EXAMPLES`` (20,000) per decoder. Both can be set
+with the environment variables FLOW_FUZZ_EXAMPLES and FLOW_FUZZ_SLOW_EXAMPLES.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,8 @@ from collectors.schemas import FLOW_SCHEMA
 
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 EXP = b"\x00" * 10 + b"\xff\xff" + bytes([203, 0, 113, 5])
-FUZZ_EXAMPLES = 2_500
-SLOW_EXAMPLES = 20_000
+FUZZ_EXAMPLES = int(os.environ.get("FLOW_FUZZ_EXAMPLES", "2500"))
+SLOW_EXAMPLES = int(os.environ.get("FLOW_FUZZ_SLOW_EXAMPLES", "20000"))
 KNOWN_REASONS = {
     "truncated",
     "unsupported_version",

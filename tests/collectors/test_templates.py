@@ -37,6 +37,7 @@ def run_kernel(tpl: Template, body: bytes) -> tuple[np.ndarray, np.ndarray, np.n
         np.zeros(1, np.int32),
         np.array([len(tpl.fields)], np.int32),
         np.array([max(tpl.min_length, 1)], np.int32),
+        np.array([tpl.fixed_length is not None]),
         tpl.kinds,
         tpl.slots.astype(np.int32),
         f_row,
