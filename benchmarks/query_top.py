@@ -34,6 +34,8 @@ from bss.query import top_talkers
 from collectors.dataset import write_partitioned
 from collectors.workspace import WorkspacePaths
 
+__all__ = ["main"]
+
 
 def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     best, out = float("inf"), None
