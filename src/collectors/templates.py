@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -176,7 +177,7 @@ class Template:
         }
 
     @classmethod
-    def from_json(cls, doc: dict) -> Template:
+    def from_json(cls, doc: dict[str, Any]) -> Template:
         """Inverse of :meth:`to_json`."""
         return cls(
             exporter=base64.b64decode(doc["exporter"]),
