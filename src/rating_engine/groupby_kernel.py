@@ -60,8 +60,9 @@ BUCKET_US = {
     "day": 86_400_000_000,
 }
 
-#: Above this many cells (keys x buckets) the dense kernel gives way to the hash kernel.
-DENSE_MAX_CELLS = 1 << 22
+#: Above this many cells (keys x buckets) the dense kernel gives way to the chunked and
+#: hash kernels. Its scratch memory is cells x 24 bytes per thread (<= 192 MiB each).
+DENSE_MAX_CELLS = 1 << 23
 
 
 def bucket_width_us(bucket: str | int | None) -> int:
