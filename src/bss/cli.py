@@ -17,6 +17,7 @@ from rating_engine.errors import RatingError
 from .cli_assurance import register_assurance
 from .cli_business import register_business
 from .cli_data import register_data
+from .cli_query import register_query
 from .cli_support import CliState, get_state
 from .errors import (
     BillingError,
@@ -76,6 +77,7 @@ def _root(
 register_business(app)
 register_data(app)
 register_assurance(app)
+register_query(app)
 
 
 def main(argv: list[str] | None = None) -> None:
