@@ -67,6 +67,7 @@ DAY_US = 86_400_000_000
 JUMP_DIGITS = 4
 JUMP_SIZE = 10**JUMP_DIGITS
 I64MAX = 9_223_372_036_854_775_807
+POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
@@ -185,16 +186,31 @@ def _rate_records(
      ver_band_n, ver_bt_first, trie_child, ver_dix_first, _trie_set, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
-     _trie_prefix, ver_elig_first, elig_ptr, jump_node, jump_set, jump_prefix, rate_conn_q,
+     _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe) = plan  # fmt: skip
     (status, bind, svc_o, ver_o, col_o, set_o, prefix_o, band_o, qty_o, billed_o, cost_o,
      used_o, elig_o) = out  # fmt: skip
     has_valid = len(dst_valid) > 0
+    has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
     mask = len(slots) - 1
     day0 = day_range[0]
     ndays = day_range[1]
     for o in range(lo, hi):
         i = idx[o] if len(idx) > 0 else o
+        # outputs start uninitialised (one pass less over memory): every field set here
+        bind[i] = -1
+        svc_o[i] = -1
+        ver_o[i] = -1
+        col_o[i] = 0
+        set_o[i] = -1
+        prefix_o[i] = -1
+        band_o[i] = -1
+        qty_o[i] = 0
+        billed_o[i] = 0
+        elig_o[i] = 0
+        if not allow:  # in allowance mode cost and used are the batch's, already set
+            cost_o[i] = 0
+            used_o[i] = 0
         # --- service, subscriber, binding, version --------------------------------------
         svc = _service(svc_data, svc_off[i], svc_off[i + 1])
         if svc < 0:
@@ -289,10 +305,10 @@ def _rate_records(
                         d4 = d4 * 10 + dg
                     if d4 >= 0:
                         jx = vi * JUMP_SIZE + d4
-                        if jump_set[jx] >= 0:
-                            col = jump_set[jx]
-                            prefix_o[i] = jump_prefix[jx]
-                        node = jump_node[jx]
+                        if jump[jx, 1] >= 0:
+                            col = jump[jx, 1]
+                            prefix_o[i] = jump[jx, 2]
+                        node = jump[jx, 0]
                         j0 += JUMP_DIGITS
                 if node >= 0:
                     for j in range(j0, dst_off[i + 1]):
@@ -446,9 +462,7 @@ def _rate_records(
             cost = 0  # wholly covered by an allowance: no fee, no minimum
         else:
             dec = rate_rd[r0]
-            sc = 1
-            for _ in range(9 - dec):
-                sc *= 10
+            sc = POW10[9 - dec]
             den = sc * Q
             if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
                 N += rate_conn_q[r0]
@@ -470,9 +484,7 @@ def _rate_records(
                         qt += 1
                 elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
                     qt += 1  # half-even
-            cost = qt
-            for _ in range(6 - dec):
-                cost *= 10
+            cost = qt * POW10[6 - dec]
             if rate_min[r0] >= 0 and cost < rate_min[r0]:
                 cost = rate_min[r0]
             if rate_max[r0] >= 0 and cost > rate_max[r0]:
@@ -481,9 +493,10 @@ def _rate_records(
         billed_o[i] = p
         if not allow:
             cost_o[i] = cost
-            e = ver_elig_first[vi] + svc * (n_sets + 1) + col
-            if elig_ptr[e + 1] > elig_ptr[e]:
-                elig_o[i] = 1
+            if has_elig:
+                e = ver_elig_first[vi] + svc * (n_sets + 1) + col
+                if elig_ptr[e + 1] > elig_ptr[e]:
+                    elig_o[i] = 1
         elif used > 0:
             cost_o[i] = cost
             used_o[i] = used
@@ -503,20 +516,21 @@ def _rate_records(
 
 
 def _outputs(n: int) -> tuple:
+    # uninitialised: _rate_records writes every field of every record it visits
     return (
-        np.zeros(n, np.int8),
-        np.full(n, -1, np.int64),
-        np.full(n, -1, np.int8),
-        np.full(n, -1, np.int32),
-        np.zeros(n, np.int32),
-        np.full(n, -1, np.int32),
-        np.full(n, -1, np.int32),
-        np.full(n, -1, np.int32),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int64),
-        np.zeros(n, np.int8),
+        np.empty(n, np.int8),
+        np.empty(n, np.int64),
+        np.empty(n, np.int8),
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.int32),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n, np.int8),
     )
 
 

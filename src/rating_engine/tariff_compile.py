@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v4"
+_LAYOUT = "plan-v5"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -92,9 +92,7 @@ KERNEL_FIELDS = (
     "trie_prefix",
     "ver_elig_first",
     "elig_ptr",
-    "jump_node",
-    "jump_set",
-    "jump_prefix",
+    "jump",
     "rate_conn_q",
     "grp_mulinc",
     "grp_safe",
@@ -483,8 +481,12 @@ class _Builder:
             [child, arrays["trie_set"][:, None], arrays["trie_prefix"][:, None]], axis=1
         )
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
-        for i, name in enumerate(("jump_node", "jump_set", "jump_prefix")):
-            arrays[name] = np.concatenate([j[i] for j in jumps]) if jumps else np.zeros(0, np.int32)
+        # (node, set, prefix, pad) per entry: one look-up reads one 16-byte row
+        arrays["jump"] = (
+            np.concatenate([np.stack([*j, np.zeros_like(j[0])], axis=1) for j in jumps])
+            if jumps
+            else np.zeros((0, 4), np.int32)
+        )
         arrays["bt_start"] = (
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
         )
