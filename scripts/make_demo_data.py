@@ -47,12 +47,25 @@ def _frame(l3: Packet, vlan: int | None) -> Packet:
     return eth / Dot1Q(vlan=vlan) / l3 if vlan else eth / l3
 
 
-def _tcp_session(rng: random.Random, t: float, client: str, server: str, down_bytes: int,
-                 vlan: int | None) -> list[tuple[float, Packet]]:
+def _tcp_session(
+    rng: random.Random, t: float, client: str, server: str, down_bytes: int, vlan: int | None
+) -> list[tuple[float, Packet]]:
     sport, out = rng.randint(20000, 60000), []
-    c2s = lambda flags, payload=b"": _frame(_ip(client, server) / TCP(sport=sport, dport=443, flags=flags) / Raw(payload), vlan)  # noqa: E731,E501
-    s2c = lambda flags, payload=b"": _frame(_ip(server, client) / TCP(sport=443, dport=sport, flags=flags) / Raw(payload), vlan)  # noqa: E731,E501
-    out += [(t, c2s("S")), (t + 0.02, s2c("SA")), (t + 0.04, c2s("A")), (t + 0.05, c2s("PA", b"G" * 300))]
+
+    def c2s(flags: str, payload: bytes = b"") -> Packet:
+        tcp = TCP(sport=sport, dport=443, flags=flags)
+        return _frame(_ip(client, server) / tcp / Raw(payload), vlan)
+
+    def s2c(flags: str, payload: bytes = b"") -> Packet:
+        tcp = TCP(sport=443, dport=sport, flags=flags)
+        return _frame(_ip(server, client) / tcp / Raw(payload), vlan)
+
+    out += [
+        (t, c2s("S")),
+        (t + 0.02, s2c("SA")),
+        (t + 0.04, c2s("A")),
+        (t + 0.05, c2s("PA", b"G" * 300)),
+    ]
     t += 0.06
     while down_bytes > 0:
         size = min(1200, down_bytes)
@@ -78,8 +91,12 @@ def _ping(t: float, client: str) -> list[tuple[float, Packet]]:
         return []
     out = []
     for seq in range(3):
-        out.append((t + seq, _frame(IP(src=client, dst="192.0.2.10") / ICMP(type=8, seq=seq), None)))
-        out.append((t + seq + 0.01, _frame(IP(src="192.0.2.10", dst=client) / ICMP(type=0, seq=seq), None)))
+        out.append(
+            (t + seq, _frame(IP(src=client, dst="192.0.2.10") / ICMP(type=8, seq=seq), None))
+        )
+        out.append(
+            (t + seq + 0.01, _frame(IP(src="192.0.2.10", dst=client) / ICMP(type=0, seq=seq), None))
+        )
     return out
 
 
@@ -97,7 +114,9 @@ def make_pcap(path: Path) -> int:
                     t = base + rng.uniform(0, 3000)
                     remote = rng.choice(REMOTES_V6 if ":" in client else REMOTES_V4)
                     vlan = 100 if name == "lumen" else None
-                    packets += _tcp_session(rng, t, client, remote, rng.randint(1_000, 12_000), vlan)
+                    packets += _tcp_session(
+                        rng, t, client, remote, rng.randint(1_000, 12_000), vlan
+                    )
                     packets += _dns(rng, t - 0.1, client)
                 if hour == 12:
                     packets += _ping(base + 1800, hosts[0])
