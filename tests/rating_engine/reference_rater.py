@@ -273,7 +273,7 @@ def _canon(key: str) -> str | None:
     except ValueError:
         return None
     if net.num_addresses != 1:
-        return None
+        return str(net)  # a block: flow attribution keys its usage by the block's text
     a = net.network_address
     if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
         return str(a.ipv4_mapped)

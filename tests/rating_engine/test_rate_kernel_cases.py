@@ -480,10 +480,14 @@ def test_ip_keys_match_single_address_subscriptions() -> None:
          "subscriber_key": "10.0.0.1", "subscriber_key_type": "ip"},
         {"service": "data", "start_time": WINTER, "volume_up": 1000,
          "subscriber_key": "10.1.2.3", "subscriber_key_type": "ip"},
-    ]
+        {"service": "data", "start_time": WINTER, "volume_up": 2000,
+         "subscriber_key": "10.1.0.0/16", "subscriber_key_type": "ip"},
+    ]  # fmt: skip
     plan = compile_plan({t.id: t}, years=YEARS)
     r = rate_usage(usage_table(rows), subs, plan)
-    assert costs(r) == [10_000]
+    # a single address matches its /32; a block's usage (from flow attribution) its text
+    assert costs(r) == [10_000, 20_000]
+    assert r.rated.column("subscription_id").to_pylist() == [100, 7]
     assert r.rejected.column("reason").to_pylist() == ["unknown_subscription"]
 
 
