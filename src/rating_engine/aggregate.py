@@ -33,13 +33,13 @@ from numba import njit, prange
 
 from collectors.addresses import addresses_to_strings
 from rating_engine.attribution import PrefixIndex, flow_entries
+from rating_engine.bucket_kernel import aggregate_by_code
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
     EMPTY_U8,
     EMPTY_U32,
     EMPTY_U64,
     address_words,
-    aggregate_by_code,
     bucket_width_us,
     hash_aggregate_parallel,
     numeric_column,

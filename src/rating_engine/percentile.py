@@ -36,8 +36,9 @@ import pyarrow as pa
 from numba import njit
 
 from rating_engine.attribution import PrefixIndex, flow_entries
+from rating_engine.bucket_kernel import aggregate_by_code
 from rating_engine.errors import RatingError
-from rating_engine.groupby_kernel import EMPTY_U32, aggregate_by_code, numeric_column
+from rating_engine.groupby_kernel import EMPTY_U32, numeric_column
 
 __all__ = [
     "INTERVAL_US",

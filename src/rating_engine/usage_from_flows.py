@@ -40,10 +40,10 @@ from numba import njit
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.attribution import PrefixIndex, flow_entries
 from rating_engine.blake2b_kernel import blake2b_ids_arrow
+from rating_engine.bucket_kernel import aggregate_by_code
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
     EMPTY_U32,
-    aggregate_by_code,
     bucket_width_us,
     numeric_column,
 )

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ip_flow_builders import HOUR_US, T0_US, address, flows, subscriptions
 
 from collectors.addresses import address_from_bytes, address_to_bytes
-from rating_engine import groupby_kernel
+from rating_engine import bucket_kernel
 from rating_engine.aggregate import (
     bucket_traffic,
     combine_peer_pairs,
@@ -29,10 +29,10 @@ from rating_engine.aggregate import (
     with_address_text,
 )
 from rating_engine.attribution import build_prefix_index
+from rating_engine.bucket_kernel import aggregate_by_code
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
     _sorted,
-    aggregate_by_code,
     hash_aggregate,
     radix_aggregate,
 )
@@ -159,9 +159,9 @@ def test_bucket_by_subscription_matches_twin(rows: list[dict[str, Any]], bucket:
 @pytest.mark.parametrize("limits", [(1 << 22, 1 << 25), (4, 1 << 25), (4, 8)])
 def test_three_strategies_agree(monkeypatch: pytest.MonkeyPatch, limits: tuple[int, int]) -> None:
     """Dense, chunked-dense and hash paths of aggregate_by_code give identical results."""
-    monkeypatch.setattr(groupby_kernel, "DENSE_MAX_CELLS", limits[0])
-    monkeypatch.setattr(groupby_kernel, "_GLOBAL_MAX_CELLS", limits[1])
-    monkeypatch.setattr(groupby_kernel, "_CHUNK_ROWS", 1 << 16)
+    monkeypatch.setattr(bucket_kernel, "DENSE_MAX_CELLS", limits[0])
+    monkeypatch.setattr(bucket_kernel, "_GLOBAL_MAX_CELLS", limits[1])
+    monkeypatch.setattr(bucket_kernel, "_CHUNK_ROWS", 1 << 16)
     rng = np.random.default_rng(3)
     n = 150_000
     codes = rng.integers(-1, 50, n).astype(np.int64)
