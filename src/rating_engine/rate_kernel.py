@@ -126,7 +126,7 @@ def _div_pos(a: int, b: int) -> int:
     while r >= b:
         q += 1
         r -= b
-    return q
+    return int(q)
 
 
 @njit(cache=True, nogil=True)
