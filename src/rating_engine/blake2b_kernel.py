@@ -1,10 +1,10 @@
 """BLAKE2b (RFC 7693) in Numba, for record ids over Arrow string columns.
 
-``record_id(key) = int.from_bytes(blake2b(key.utf8, digest_size=8).digest(), "little",
-signed=True)`` - with an 8-byte digest that is exactly the first state word ``h[0]``
-after the final compression, read as int64. The kernel hashes every string of an
-Arrow ``string`` / ``large_string`` array straight from its offsets and data buffers;
-the tests check it against :mod:`hashlib` byte for byte.
+``record_id(key) = int.from_bytes(blake2b(key.utf8, digest_size=D).digest()[:8], "little",
+signed=True)`` - the first 8 digest bytes are exactly the first state word ``h[0]``
+after the final compression, read as int64, for any digest size ``D`` (8..64). The
+kernel hashes every string of an Arrow ``string`` / ``large_string`` array straight
+from its offsets and data buffers; the tests check it against :mod:`hashlib`.
 """
 
 from __future__ import annotations
@@ -107,8 +107,9 @@ def blake2b_ids(
     offsets: npt.NDArray[np.int64],
     iv: npt.NDArray[np.uint64],
     sigma: npt.NDArray[np.int64],
+    digest_size: int,
 ) -> npt.NDArray[np.int64]:
-    """First 8 digest bytes (as int64 LE) of BLAKE2b-64 over ``data[offsets[i]:offsets[i+1]]``."""
+    """First 8 digest bytes (int64 LE) of BLAKE2b(``digest_size``) over each string."""
     n = offsets.shape[0] - 1
     out = np.empty(n, dtype=np.int64)
     nchunks = 64
@@ -119,7 +120,8 @@ def blake2b_ids(
         for i in range(c * step, min(n, (c + 1) * step)):
             for k in range(8):
                 h[k] = iv[k]
-            h[0] ^= np.uint64(0x01010008)  # digest length 8, no key, fanout 1, depth 1
+            # parameter block: digest length, no key, fanout 1, depth 1
+            h[0] ^= np.uint64(0x01010000) | np.uint64(digest_size)
             lo = offsets[i]
             ln = offsets[i + 1] - lo
             done = 0
@@ -139,8 +141,16 @@ def blake2b_ids(
     return out
 
 
-def blake2b_ids_arrow(keys: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    """Record ids of a (non-null) Arrow string column, zero-copy from its buffers."""
+def blake2b_ids_arrow(
+    keys: pa.Array | pa.ChunkedArray, digest_size: int = 8
+) -> npt.NDArray[np.int64]:
+    """Record ids of a (non-null) Arrow string column, zero-copy from its buffers.
+
+    The id is the first 8 bytes of the BLAKE2b digest of ``digest_size`` bytes (8 to 64;
+    the digest size is part of BLAKE2b's parameter block, so 8 and 64 give different ids).
+    """
+    if not 8 <= digest_size <= 64:
+        raise ValueError(f"digest_size must be 8..64, got {digest_size}")
     arr = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
     if arr.null_count:
         raise ValueError("record keys must not be null")
@@ -157,4 +167,4 @@ def blake2b_ids_arrow(keys: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]
     offsets = np.frombuffer(bufs[1], dtype=off_type, count=n + 1, offset=arr.offset * np.dtype(
         off_type).itemsize).astype(np.int64)  # fmt: skip
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(1, np.uint8)
-    return blake2b_ids(data, offsets, _IV, _SIGMA)
+    return blake2b_ids(data, offsets, _IV, _SIGMA, digest_size)

@@ -49,6 +49,7 @@ from rating_engine.groupby_kernel import (
 )
 
 __all__ = [
+    "RECORD_ID_DIGEST_SIZE",
     "USAGE_BUCKETS",
     "UsageStats",
     "combine_usage",
@@ -70,10 +71,16 @@ _ORDER = [
 USAGE_BUCKETS = ("5min", "hour", "day")
 
 
+#: BLAKE2b digest size of the record id. 8 as specified for flow usage; note that
+#: ``collectors.cdr_kernels`` takes the first 8 bytes of the default 64-byte digest,
+#: which gives different ids for the same key (set this to 64 to match it).
+RECORD_ID_DIGEST_SIZE = 8
+
+
 def record_id_for_key(key: str) -> int:
     """Stable record id: first 8 bytes of BLAKE2b(key, digest_size=8) as signed LE int64."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=RECORD_ID_DIGEST_SIZE).digest()
+    return int.from_bytes(digest[:8], "little", signed=True)
 
 
 def record_ids_for_keys(keys: Sequence[str] | pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
@@ -81,7 +88,7 @@ def record_ids_for_keys(keys: Sequence[str] | pa.Array | pa.ChunkedArray) -> npt
     arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys, pa.string())
     if arr.null_count:
         raise RatingError(f"record keys: {arr.null_count} null key(s)")
-    return blake2b_ids_arrow(arr)
+    return blake2b_ids_arrow(arr, RECORD_ID_DIGEST_SIZE)
 
 
 @dataclass(frozen=True)

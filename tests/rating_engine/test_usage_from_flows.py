@@ -13,6 +13,7 @@ from ip_flow_builders import HOUR_US, T0_US, address, block, contains, flows, su
 
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.attribution import attribute_flows, build_prefix_index
+from rating_engine.blake2b_kernel import blake2b_ids_arrow
 from rating_engine.errors import RatingError
 from rating_engine.usage_from_flows import (
     combine_usage,
@@ -42,6 +43,12 @@ def test_vectorised_ids_equal_hashlib(keys: list[str], start: int) -> None:
     expected = [record_id_for_key(k) for k in keys[min(start, len(keys)) :]]
     assert record_ids_for_keys(arr).tolist() == expected
     assert record_ids_for_keys(arr.cast(pa.large_string())).tolist() == expected
+    # the kernel also reproduces the CDR reader's variant (first 8 of the 64-byte digest)
+    cdr = [
+        int.from_bytes(hashlib.blake2b(k.encode()).digest()[:8], "little", signed=True)
+        for k in keys[min(start, len(keys)) :]
+    ]
+    assert blake2b_ids_arrow(arr, 64).tolist() == cdr
 
 
 def test_hand_case_hourly() -> None:
