@@ -92,7 +92,7 @@ class PrefixIndex:
 
     subscription_id: I64
     account_id: I64
-    key: tuple[str, ...]
+    key: tuple[str, ...]  # canonical CIDR text of each binding's block
     tariff_id: tuple[str, ...]
     prefix_len: npt.NDArray[np.int16]
     active_from: I64
@@ -211,7 +211,8 @@ def build_prefix_index(subscriptions: pa.Table, *, at: int | datetime | None = N
             (
                 fam,
                 first,
-                r["key"],
+                # canonical text (as ipaddress writes it): what the rater matches usage on
+                str(ipaddress.ip_network(r["key"].strip(), strict=True)),
                 str(r.get("tariff_id") or ""),
                 plen,
                 frm,

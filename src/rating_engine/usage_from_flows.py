@@ -3,7 +3,9 @@
 For every binding (subscription + CIDR block) and every epoch-aligned bucket (5 min,
 hour or day, UTC) with traffic, one ``USAGE_SCHEMA`` record is produced:
 ``service = "data"``, ``subscriber_key_type = "ip"``, ``subscriber_key`` = the block's
-key text exactly as in the subscription (the rater matches it verbatim),
+key text in canonical form (``str(ipaddress.ip_network(key))``: the subscription's text
+when it is already canonical; the rater canonicalises subscription keys and matches
+usage keys as text),
 ``start_time`` = bucket start, ``duration_ms`` = bucket length, ``volume_up`` = bytes
 the block sent (flow source in the block), ``volume_down`` = bytes it received
 (destination in the block). A flow inside one block counts both ways.

@@ -200,3 +200,12 @@ def test_matches_reference_and_partitions_combine(
         usage_from_flows(table.slice(cut), idx, bucket=bucket),
     ]
     assert combine_usage(parts).equals(usage)
+
+
+def test_subscriber_key_is_canonical_block_text() -> None:
+    idx = build_prefix_index(
+        subscriptions([(1, " 2001:DB8:0::/48", None, None), (2, "::ffff:10.0.0.0/120", None, None)])
+    )
+    table = flows([{"src": "2001:db8::1", "dst": "10.0.0.7"}])
+    keys = usage_from_flows(table, idx).column("subscriber_key").to_pylist()
+    assert sorted(keys) == ["2001:db8::/48", "::ffff:a00:0/120"]
