@@ -28,7 +28,6 @@ from numba import njit, parallel_chunksize, prange
 __all__ = [
     "REASONS",
     "apply_allowances",
-    "assemble_rated",
     "build_key_table",
     "key_code",
     "key_hash",
@@ -199,15 +198,16 @@ def _rate_records(
     """
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
      key_data, dst_off, dst_data, dst_valid, dst_bit0) = rec  # fmt: skip
-    slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num = subs
+    (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num, b_sub,
+     b_acc) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
      ver_band_n, ver_bt_first, trie_child, ver_dix_first, _trie_set, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
-     grp_mulinc, grp_safe) = plan  # fmt: skip
+     grp_mulinc, grp_safe, ver_band_first) = plan  # fmt: skip
     (status, bind, svc_o, ver_o, col_o, set_o, prefix_o, band_o, qty_o, billed_o, cost_o,
-     used_o, elig_o) = out  # fmt: skip
+     used_o, elig_o, sub_o, acc_o, ti_o) = out  # fmt: skip
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
     mask = len(slots) - 1
@@ -226,6 +226,9 @@ def _rate_records(
         qty_o[i] = 0
         billed_o[i] = 0
         elig_o[i] = 0
+        sub_o[i] = -1
+        acc_o[i] = -1
+        ti_o[i] = -1
         if not allow:  # in allowance mode cost and used are the batch's, already set
             cost_o[i] = 0
             used_o[i] = 0
@@ -274,6 +277,8 @@ def _rate_records(
             status[i] = UNKNOWN_SUB
             continue
         bind[i] = b
+        sub_o[i] = b_sub[b]
+        acc_o[i] = b_acc[b]
         ti = b_tariff[b]
         if ti < 0:
             status[i] = UNKNOWN_TARIFF
@@ -286,6 +291,7 @@ def _rate_records(
             status[i] = NO_VERSION
             continue
         ver_o[i] = vi
+        ti_o[i] = ti
         if dur_ms[i] < 0:
             status[i] = NEG_DURATION
             continue
@@ -367,7 +373,7 @@ def _rate_records(
         if b0 < 0:
             status[i] = NO_BAND
             continue
-        band_o[i] = b0
+        band_o[i] = ver_band_first[vi] + b0  # global band index
         n_bands = ver_band_n[vi]
         pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
         r0 = price[pf + b0]
@@ -508,7 +514,7 @@ def _rate_records(
             if rate_max[r0] >= 0 and cost > rate_max[r0]:
                 cost = rate_max[r0]
         status[i] = OK
-        billed_o[i] = p
+        billed_o[i] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
         if not allow:
             cost_o[i] = cost
             if has_elig:
@@ -517,7 +523,7 @@ def _rate_records(
                     elig_o[i] = 1
         elif used > 0:
             cost_o[i] = cost
-            used_o[i] = used
+            used_o[i] = used // 1000 if svc == 0 else used
             left = used
             for s in range(slot_ptr[o], slot_ptr[o + 1]):
                 if left == 0:
@@ -549,6 +555,9 @@ def _outputs(n: int) -> tuple:
         np.empty(n, np.int64),
         np.empty(n, np.int64),
         np.empty(n, np.int8),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64),
+        np.empty(n, np.int32),
     )
 
 
@@ -567,8 +576,10 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
 
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
     key type, subscriber key, destination, destination validity bitmap and bit offset).
-    Returns arrays: status, binding, service, version, destination column, set, prefix, band
-    (local), quantity, billed, cost, allowance units, allowance-eligible.
+    Returns arrays: status, binding, service, version, destination column, set, prefix,
+    band (global), quantity, billed units, cost, allowance units, allowance-eligible,
+    subscription id, account id, tariff index. Billed and allowance units are seconds for
+    voice, events, bytes.
     """
     n = len(rec[0])
     out = _outputs(n)
@@ -599,81 +610,11 @@ def apply_allowances(
     ledger = np.zeros((len(slot_ix) + 1, 3), np.int64)
     scratch = _outputs(len(rec[0]))
     # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
-    target = (*scratch[:10], out[10], out[11], scratch[12])
+    target = (*scratch[:10], out[10], out[11], *scratch[12:])
     _rate_records(
         order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan, target
     )
     return ledger[1 : ledger[0, 0] + 1]
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def assemble_rated(
-    out: tuple,
-    start_us: np.ndarray,
-    record_id: np.ndarray,
-    sub_ids: np.ndarray,
-    acc_ids: np.ndarray,
-    ver_tariff: np.ndarray,
-    ver_band_first: np.ndarray,
-) -> tuple:
-    """The rated rows' numeric columns and string codes from the kernel's outputs.
-
-    Returns record id, subscription, account, start, billed and allowance units (voice in
-    seconds), cost, and int32 codes (rows: service, tariff, version, set, prefix, band) into
-    the plan's dictionaries; -1 marks a null set / prefix. Parallel over chunks: each chunk
-    counts its rated rows, a prefix sum places it.
-    """
-    status, bind, svc, ver = out[0], out[1], out[2], out[3]
-    set_g, prefix, band, billed, cost, used = out[5], out[6], out[7], out[9], out[10], out[11]
-    n_all = len(status)
-    n_chunks = max(1, min(64, n_all // 16384))
-    counts = np.zeros(n_chunks + 1, np.int64)
-    for c in prange(n_chunks):
-        lo = c * n_all // n_chunks
-        hi = (c + 1) * n_all // n_chunks
-        k = 0
-        for i in range(lo, hi):
-            if status[i] == 0:
-                k += 1
-        counts[c + 1] = k
-    first = np.cumsum(counts)
-    n = first[n_chunks]
-    rid = np.empty(n, np.int64)
-    sid = np.empty(n, np.int64)
-    aid = np.empty(n, np.int64)
-    st = np.empty(n, np.int64)
-    bu = np.empty(n, np.int64)
-    uu = np.empty(n, np.int64)
-    co = np.empty(n, np.int64)
-    codes = np.empty((6, n), np.int32)
-    for c in prange(n_chunks):
-        lo = c * n_all // n_chunks
-        hi = (c + 1) * n_all // n_chunks
-        j = first[c]
-        for i in range(lo, hi):
-            if status[i] != 0:
-                continue
-            b = bind[i]
-            vi = ver[i]
-            rid[j] = record_id[i]
-            sid[j] = sub_ids[b]
-            aid[j] = acc_ids[b]
-            st[j] = start_us[i]
-            if svc[i] == 0:  # voice is billed in ms internally
-                bu[j] = billed[i] // 1000
-                uu[j] = used[i] // 1000
-            else:
-                bu[j] = billed[i]
-                uu[j] = used[i]
-            co[j] = cost[i]
-            codes[0, j] = svc[i]
-            codes[1, j] = ver_tariff[vi]
-            codes[2, j] = vi
-            codes[3, j] = set_g[i]
-            codes[4, j] = prefix[i]
-            codes[5, j] = ver_band_first[vi] + band[i]
-            j += 1
-    return rid, sid, aid, st, bu, uu, co, codes
 
 
 @njit(cache=True, nogil=True)

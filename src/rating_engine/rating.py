@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
 from rating_engine.errors import RatingError, TariffError
-from rating_engine.rate_kernel import REASONS, assemble_rated, build_key_table, rate_batch
+from rating_engine.rate_kernel import REASONS, build_key_table, rate_batch
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff import Tariff, load_tariff_file
 from rating_engine.tariff_compile import RatingPlan, compile_tariffs
@@ -209,7 +209,8 @@ class SubscriptionIndex:
         slots, k_num = build_key_table(k_type, k_off, k_data, size)
         sub_id = np.asarray(cols["subscription_id"], dtype=np.int64)[order]
         acc_id = np.asarray(cols["account_id"], dtype=np.int64)[order]
-        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num)
+        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num,
+                  sub_id, acc_id)  # fmt: skip
         return cls(arrays, sub_id, acc_id)
 
 
@@ -253,8 +254,8 @@ def _take(dictionary: pa.Array, codes: np.ndarray, nullable: bool = False) -> pa
     if nullable:
         missing = codes < 0
         if missing.any():
-            return dictionary.take(pa.array(codes, pa.int32(), mask=missing))
-    return dictionary.take(pa.array(codes, pa.int32()))
+            return dictionary.take(pa.array(codes, mask=missing))
+    return dictionary.take(pa.array(codes))
 
 
 def _rate_batch(
@@ -279,26 +280,41 @@ def _rate_batch(
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
            d_off, d_data, d_valid, d_bit0)  # fmt: skip
     out = rate_batch(rec, subs.arrays, plan.kernel_args())
-    status, bind, elig = out[0], out[1], out[12]
+    status, elig = out[0], out[12]
     record_id = _num(col("record_id"), np.int64)
     ledger = LEDGER_SCHEMA.empty_table()
     if a["elig"].size and elig.any():
-        sub_id_rec = np.where(bind >= 0, subs.subscription_id[np.maximum(bind, 0)], -1)
-        ledger = consume_allowances(plan, state, rec, subs.arrays, out, sub_id_rec, record_id)
-    rid, sid, aid, st, bu, uu, co, codes = assemble_rated(
-        out, start_us, record_id, subs.subscription_id, subs.account_id, a["ver_tariff"],
-        a["ver_band_first"],
-    )  # fmt: skip
-    n = len(rid)
+        ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[13], record_id)
+    ok = status == 0
+    n = int(np.count_nonzero(ok))
+    if n == len(ok):
+        # every record rated: the kernel's arrays and the input's id and time columns are
+        # the rated columns as they are (no copy)
+        def pick(x: np.ndarray) -> np.ndarray:
+            return x
+
+        rid_col: pa.Array = col("record_id")
+        start_col: pa.Array = start_arr
+    else:
+        sel = np.flatnonzero(ok)
+
+        def pick(x: np.ndarray) -> np.ndarray:
+            return x[sel]
+
+        rid_col = pa.array(record_id[sel], pa.int64())
+        start_col = pa.Array.from_buffers(
+            TIMESTAMP, n, [None, pa.py_buffer(np.ascontiguousarray(start_us[sel]))]
+        )
     d = _dictionaries(plan)
+    ti = pick(out[15])
     jobs = [
-        (d["service"], codes[0], False),
-        (d["tariff"], codes[1], False),
-        (d["version"], codes[2], False),
-        (d["set"], codes[3], True),
-        (d["prefix"], codes[4], True),
-        (d["band"], codes[5], False),
-        (d["currency"], codes[1], False),
+        (d["service"], pick(out[2]), False),
+        (d["tariff"], ti, False),
+        (d["version"], pick(out[3]), False),
+        (d["set"], pick(out[5]), True),
+        (d["prefix"], pick(out[6]), True),
+        (d["band"], pick(out[7]), False),
+        (d["currency"], ti, False),
     ]
     # Arrow's take releases the GIL: the seven string columns build side by side
     s_svc, s_tariff, s_version, s_set, s_prefix, s_band, s_currency = _POOL.map(
@@ -306,24 +322,23 @@ def _rate_batch(
     )
     rated = pa.Table.from_arrays(
         [
-            pa.array(rid, pa.int64()),
-            pa.array(sid, pa.int64()),
-            pa.array(aid, pa.int64()),
+            rid_col,
+            pa.array(pick(out[13]), pa.int64()),
+            pa.array(pick(out[14]), pa.int64()),
             s_svc,
-            pa.Array.from_buffers(TIMESTAMP, n, [None, pa.py_buffer(st)]),
+            start_col,
             s_tariff,
             s_version,
             s_set,
             s_prefix,
             s_band,
-            pa.array(bu, pa.int64()),
-            pa.array(uu, pa.int64()),
-            pa.array(co, pa.int64()),
+            pa.array(pick(out[9]), pa.int64()),
+            pa.array(pick(out[11]), pa.int64()),
+            pa.array(pick(out[10]), pa.int64()),
             s_currency,
         ],
         schema=RATED_SCHEMA,
     )
-    ok = status == 0
     rejected = REJECT_SCHEMA.empty_table()
     if n < len(ok):
         rejected = _rejected(batch, np.flatnonzero(~ok), status)

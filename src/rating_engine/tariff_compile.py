@@ -96,6 +96,7 @@ KERNEL_FIELDS = (
     "rate_conn_q",
     "grp_mulinc",
     "grp_safe",
+    "ver_band_first",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
