@@ -253,11 +253,11 @@ def bucket_traffic(
 
 @njit(cache=True, nogil=True, parallel=True)
 def _primary_codes(
-    es: npt.NDArray[np.int32], ed: npt.NDArray[np.int32], code_of: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
+    es: npt.NDArray[np.int32], ed: npt.NDArray[np.int32], code_of: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int32]:
     """Subscription code of each flow's primary side (destination first), -1 if none."""
     n = es.shape[0]
-    out = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int32)
     for i in prange(n):
         e = ed[i] if ed[i] >= 0 else es[i]
         out[i] = code_of[e] if e >= 0 else -1
@@ -277,7 +277,7 @@ def _by_subscription(
     if index is None:
         raise RatingError("key subscription: pass index= (a PrefixIndex)")
     ids = np.unique(index.subscription_id)
-    code_of = np.searchsorted(ids, index.subscription_id).astype(np.int64)
+    code_of = np.searchsorted(ids, index.subscription_id).astype(np.int32)
     es, ed = flow_entries(table, index)
     codes = _primary_codes(es, ed, code_of)
     if sel.size:

@@ -28,6 +28,8 @@ __all__ = ["DENSE_MAX_CELLS", "aggregate_by_code", "dense_aggregate"]
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
+#: Codes may be int32 (half the memory traffic for big inputs) or int64.
+Codes = npt.NDArray[np.int32] | npt.NDArray[np.int64]
 
 #: Above this many cells (keys x buckets) the dense kernel gives way to the chunked and
 #: hash kernels. Its scratch memory is cells x 24 bytes per thread (<= 192 MiB each).
@@ -41,7 +43,7 @@ _CHUNK_ROWS = 1 << 22
 
 @njit(cache=True, nogil=True, parallel=True)
 def dense_aggregate(
-    codes: I64,
+    codes: Codes,
     nkeys: int,
     t: I64,
     t0: int,
@@ -98,7 +100,7 @@ def dense_aggregate(
 
 
 @njit(cache=True, nogil=True)
-def _valid_range(codes: I64, nkeys: int, t: I64) -> tuple[int, int, int]:
+def _valid_range(codes: Codes, nkeys: int, t: I64) -> tuple[int, int, int]:
     """(valid rows, min t, max t) over rows with a code in ``[0, nkeys)``."""
     cnt = 0
     lo = np.iinfo(np.int64).max
@@ -115,7 +117,7 @@ def _valid_range(codes: I64, nkeys: int, t: I64) -> tuple[int, int, int]:
 
 @njit(cache=True, nogil=True)
 def _chunk_sparse(
-    codes: I64,
+    codes: Codes,
     nkeys: int,
     t: I64,
     t0: int,
@@ -232,7 +234,7 @@ def _scatter(parts_cells: I64, pb: U64, pp: U64, pf: U64, ncells: int) -> tuple[
 
 
 def aggregate_by_code(
-    codes: I64,
+    codes: Codes,
     nkeys: int,
     t: I64,
     width: int,
