@@ -519,3 +519,33 @@ def test_increment_band_is_decided_at_the_microsecond() -> None:
     start = datetime(2026, 2, 3, 22, 58, 59, 999_500, tzinfo=UTC)
     assert costs(rate(t, [voice(start, 61_000)])) == [1_220_000]
     assert costs(rate(t, [voice(start, 62_000)])) == [1_230_000]
+
+
+def test_exact_slow_path_for_huge_products() -> None:
+    # 1 nano-unit per 2^31 - 1 bytes: the common denominator is 2^31 - 1, so N = cost x Q
+    # passes 2^62 and the kernel continues in the split W + R/Q form; the reference agrees
+    t = tariff_from_toml(
+        """
+[tariff]
+id = "t"
+currency = "EUR"
+timezone = "UTC"
+version = "1"
+active_from = 2026-01-01T00:00:00
+[bands.all]
+weekdays = [1, 2, 3, 4, 5, 6, 7]
+[rates.d]
+connect_fee = "1"
+groups = [{ start = 0, rate = "0.000000001", unit = 2147483647, increment = 1 }]
+[[pricing]]
+service = "data"
+rate = "d"
+"""
+    )
+    big = 3_000_000_000_000_000_000
+    rows = [
+        {"service": "data", "start_time": WINTER, "volume_up": big, "volume_down": big},
+        {"service": "data", "start_time": WINTER, "volume_up": 4_500_000_000_000_000_000},
+    ]
+    # 6e18 / (2^31 - 1) nano = 2.793967724 -> + 1 = 3.793968; 4.5e18 / .. = 2.095475793 + 1
+    assert costs(rate(t, rows)) == [3_793_968, 3_095_476]
