@@ -18,8 +18,8 @@ A flow is bucketed by its start time (its whole volume lands in one bucket), so 
 sum over buckets equals the flows' total exactly - what billing needs.
 
 Record identity: ``record_key = f"flows:{subscription_id}:{block}:{bucket_start_us}:{bucket_us}"``
-and ``record_id`` = the first 8 bytes of BLAKE2b (``digest_size=8``) over the utf-8 key,
-as a signed little-endian int64 - the same definition the CDR reader uses, so re-running
+and ``record_id`` = the first 8 bytes of BLAKE2b over the utf-8 key, as a signed
+little-endian int64 - the CDR reader's definition and kernel, so re-running
 over the same flows yields the same ids (duplicates are detectable).
 
 Partitions: ``usage_from_flows`` on each partition, then :func:`combine_usage`, equals
@@ -28,7 +28,6 @@ the one-shot result exactly (volumes are summed per record key).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
+from collectors.cdr_kernels import record_id_reference, record_ids
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.attribution import PrefixIndex, flow_entries
-from rating_engine.blake2b_kernel import blake2b_ids_arrow
 from rating_engine.bucket_kernel import aggregate_by_code
 from rating_engine.errors import RatingError
 from rating_engine.groupby_kernel import (
@@ -51,7 +50,6 @@ from rating_engine.groupby_kernel import (
 )
 
 __all__ = [
-    "RECORD_ID_DIGEST_SIZE",
     "USAGE_BUCKETS",
     "UsageStats",
     "combine_usage",
@@ -73,24 +71,20 @@ _ORDER = [
 USAGE_BUCKETS = ("5min", "hour", "day")
 
 
-#: BLAKE2b digest size of the record id. 8 as specified for flow usage; note that
-#: ``collectors.cdr_kernels`` takes the first 8 bytes of the default 64-byte digest,
-#: which gives different ids for the same key (set this to 64 to match it).
-RECORD_ID_DIGEST_SIZE = 8
-
-
 def record_id_for_key(key: str) -> int:
-    """Stable record id: first 8 bytes of BLAKE2b(key, digest_size=8) as signed LE int64."""
-    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=RECORD_ID_DIGEST_SIZE).digest()
-    return int.from_bytes(digest[:8], "little", signed=True)
+    """Stable record id: the CDR reader's definition (first 8 bytes of BLAKE2b, signed LE)."""
+    return record_id_reference(key)
 
 
 def record_ids_for_keys(keys: Sequence[str] | pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    """:func:`record_id_for_key` over many keys, as an int64 array (Numba BLAKE2b kernel)."""
+    """:func:`record_id_for_key` over many keys, as an int64 array (one Numba BLAKE2b kernel,
+    shared with the CDR reader so usage from flows and from CDRs is keyed alike)."""
     arr = keys if isinstance(keys, pa.Array | pa.ChunkedArray) else pa.array(keys, pa.string())
     if arr.null_count:
         raise RatingError(f"record keys: {arr.null_count} null key(s)")
-    return blake2b_ids_arrow(arr, RECORD_ID_DIGEST_SIZE)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.string())
+    return record_ids(arr)
 
 
 @dataclass(frozen=True)
