@@ -6,10 +6,10 @@ The public API is listed in ``__all__``. Names are imported on first use (PEP 56
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import CollectorError, DecodeError, IngestError, RatingEngineError, WorkspaceError
+from .lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from .addresses import address_from_bytes, address_to_bytes
@@ -115,13 +115,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this hook
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -17,6 +17,7 @@ __all__ = [
     "TIMESTAMP",
     "USAGE_SCHEMA",
     "describe",
+    "documented_field",
     "empty_table",
 ]
 
@@ -27,8 +28,12 @@ ADDRESS = pa.binary(16)
 SOURCE_FORMATS = ("netflow_v1", "netflow_v5", "netflow_v7", "netflow_v9", "ipfix", "sflow", "pcap")
 
 
-def _f(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:
+def documented_field(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:
+    """An Arrow field whose documentation travels with it (metadata key ``doc``)."""
     return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+
+
+_f = documented_field
 
 
 FLOW_SCHEMA = pa.schema(

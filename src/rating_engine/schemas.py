@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from collectors.schemas import TIMESTAMP
+from collectors.schemas import TIMESTAMP, documented_field
 
 __all__ = ["MICROS_PER_UNIT", "RATED_SCHEMA", "SUBSCRIPTION_SCHEMA"]
 
@@ -16,8 +16,7 @@ __all__ = ["MICROS_PER_UNIT", "RATED_SCHEMA", "SUBSCRIPTION_SCHEMA"]
 MICROS_PER_UNIT = 1_000_000
 
 
-def _f(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:
-    return pa.field(name, type_, nullable=nullable, metadata={"doc": doc})
+_f = documented_field
 
 
 SUBSCRIPTION_SCHEMA = pa.schema(
