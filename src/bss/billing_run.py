@@ -12,7 +12,7 @@ a final bill.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +36,7 @@ from .money import (
 )
 from .period import Period, parse_period
 from .rating_step import RatingOutcome, rate_period
+from .rerating import record_adjustments, rerate_final_periods
 from .subscriptions import subscription_table
 
 __all__ = ["BillingRunResult", "run_billing"]
@@ -55,6 +56,7 @@ class BillingRunResult:
     suspense: int = 0
     suspense_by_reason: dict[str, int] = field(default_factory=dict)
     exports: Path | None = None
+    adjusted_records: int = 0
 
 
 def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dict[int, list[Line]]:
@@ -227,6 +229,7 @@ def run_billing(
             "record_id; refusing to bill any record twice (check the usage dataset)"
         )
     charges, one_time = product_charges(conn, period)
+    adjustments = rerate_final_periods(conn, workspace, period, subscriptions, outcome.plan)
     labels = _product_labels(conn)
     for account_id, usage_lines in _usage_lines(outcome.rated, period, labels).items():
         charges[account_id].extend(usage_lines)
@@ -238,8 +241,11 @@ def run_billing(
                 Line("usage", row["subscription_id"], what, row["quantity"],
                      _UNITS.get(row["service"], ""), row["charge"])
             )  # fmt: skip
+    for account_id, lines in adjustments.lines().items():
+        charges[account_id].extend(lines)
     with transaction(conn):
         _write_bills(conn, period, accounts, charges)
+        record_adjustments(conn, adjustments, period, outcome.plan)
         for product_id, price_id in one_time:
             conn.execute(
                 "INSERT INTO billed_one_time VALUES (?, ?, ?)",
@@ -249,13 +255,15 @@ def run_billing(
         bills = bills_for_period(conn, period.name)
         digest = sha256_of(bills)
         conn.execute(
-            "INSERT INTO billing_run VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO billing_run (period, finished_at, bills, rated_records, "
+            "suspense_records, bills_sha256) VALUES (?, ?, ?, ?, ?, ?)",
             [period.name, utc_now(), len(bills), outcome.rated.num_rows,
              outcome.suspense.num_rows, digest],
         )  # fmt: skip
     if export:
         export_bills(conn, period.name, exports, bills)
-    return _summary(bills, period.name, True, outcome, exports if export else None, digest)
+    result = _summary(bills, period.name, True, outcome, exports if export else None, digest)
+    return replace(result, adjusted_records=adjustments.deltas.num_rows)
 
 
 def _account_of(conn: duckdb.DuckDBPyConnection, product_id: int) -> int:

@@ -37,6 +37,7 @@ class RatingOutcome:
     suspense: pa.Table  # REJECT_SCHEMA, stage "rating"
     allowance_ledger: pa.Table
     period_charges: pa.Table  # PERIOD_CHARGE_SCHEMA: tiered/volume pricing of the period
+    plan: RatingPlan  # the compiled tariffs that priced it
 
     def suspense_by_reason(self) -> dict[str, int]:
         if self.suspense.num_rows == 0:
@@ -115,4 +116,4 @@ def rate_period(
         )
     )
     charges = apply_period_pricing(in_period, plan)
-    return RatingOutcome(rated, suspense, result.allowance_ledger, charges)
+    return RatingOutcome(rated, suspense, result.allowance_ledger, charges, plan)

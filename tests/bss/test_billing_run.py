@@ -133,3 +133,28 @@ def test_open_period_is_refused(conn: duckdb.DuckDBPyConnection, billed_ws: Work
         run_billing(conn, billed_ws, "2026-12", now=NOW)
     assert conn.execute("SELECT count(*) FROM bill").fetchone() == (0,)
     assert not billed_ws.rated.exists()
+
+
+def test_corrected_tariff_adjusts_on_the_next_bill_once(
+    conn: duckdb.DuckDBPyConnection, billed_ws: WorkspacePaths
+) -> None:
+    october = run_billing(conn, billed_ws, "2026-10", now=NOW)
+    billed_before = dict(
+        conn.execute("SELECT record_id, cost FROM billed_usage WHERE period = '2026-10'").fetchall()
+    )
+    assert run_billing(conn, billed_ws, "2026-11", now=NOW).adjusted_records == 0
+    tariff = billed_ws.tariffs / "mobile-2026.toml"
+    # the world rate's cap was wrong: 15.00 -> 10.00 (a correction after October was final)
+    tariff.write_text(tariff.read_text().replace('max_cost = "15.00"', 'max_cost = "10.00"'))
+    december = run_billing(conn, billed_ws, "2026-12", now=datetime(2027, 1, 5, tzinfo=UTC))
+    assert bills_sha256(conn, "2026-10") == october.bills_sha256  # final bills never change
+    assert december.adjusted_records == 1  # only the call to 1212... was priced by that rate
+    (nordwind,) = [b for b in bills_for_period(conn, "2026-12") if b["account"] == "A001"]
+    (line,) = [ln for ln in nordwind["lines"] if ln["description"].startswith("re-rating")]
+    # 3601 s at 0.79 per started minute = 48.19, capped: 15.00 then, 10.00 now
+    assert (line["line_type"], Decimal(line["amount"])) == ("credit", Decimal("-5"))
+    delta = conn.execute("SELECT record_id, delta FROM usage_adjustment").fetchall()
+    assert len(delta) == 1
+    assert (billed_before[delta[0][0]], delta[0][1]) == (Decimal(15), Decimal(-5))
+    january = run_billing(conn, billed_ws, "2027-01", now=datetime(2027, 2, 5, tzinfo=UTC))
+    assert january.adjusted_records == 0  # a correction is applied exactly once
