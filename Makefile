@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian tools the tests use as peers and oracles.
-DEBIAN_TOOLS := softflowd nfdump tshark
+# Debian tools the tests use as peers and oracles (nfcapd comes with nfdump, softflowctl
+# with softflowd).
+DEBIAN_TOOLS := softflowd softflowctl nfdump nfcapd tshark
 DEBIAN_PKGS := softflowd nfdump tshark
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PYTHONDONTWRITEBYTECODE := 1
@@ -35,7 +36,8 @@ debian-tools:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian tools:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_PKGS) >/dev/null; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(DEBIAN_PKGS) >/dev/null; \
 	fi
 
 demo: $(VENV)/.installed-runtime
