@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from shared_data import CAPTURES
 
 from collectors.dataset import dataset_files
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 V5 = CAPTURES / "goflow2" / "netflowlegacy_data.bin"
 
 

@@ -10,18 +10,17 @@ with the environment variables FLOW_FUZZ_EXAMPLES and FLOW_FUZZ_SLOW_EXAMPLES.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from shared_data import CAPTURES
 
 from collectors.export_synth import synth_template_stream, synth_v5_datagrams
 from collectors.flow_decoder import DecodeOutcome, FlowDecoder
 from collectors.schemas import FLOW_SCHEMA
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 EXP = b"\x00" * 10 + b"\xff\xff" + bytes([203, 0, 113, 5])
 FUZZ_EXAMPLES = int(os.environ.get("FLOW_FUZZ_EXAMPLES", "10000"))
 SLOW_EXAMPLES = int(os.environ.get("FLOW_FUZZ_SLOW_EXAMPLES", "20000"))

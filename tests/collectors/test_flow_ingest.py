@@ -10,6 +10,7 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
+from shared_data import CAPTURES
 
 from collectors.datagram_files import iter_datagrams_from_pcap
 from collectors.dataset import dataset_files, read_dataset
@@ -24,7 +25,6 @@ from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA
 from collectors.sflow import COUNTER_SCHEMA
 from collectors.workspace import WorkspacePaths
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 SOFT = CAPTURES / "python-netflow-v9-softflowd"
 V9 = [
     SOFT / "packet_v9_template.bin",

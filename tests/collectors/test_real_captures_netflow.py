@@ -11,12 +11,12 @@ from pathlib import Path
 import dpkt
 import pyarrow as pa
 import pytest
+from shared_data import CAPTURES
 
 from collectors.addresses import address_from_bytes, address_to_bytes
 from collectors.datagram_files import iter_datagrams_from_pcap
 from collectors.flow_decoder import DecodeOutcome, FlowDecoder
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 SOFT = CAPTURES / "python-netflow-v9-softflowd"
 GOFLOW = CAPTURES / "goflow2"
 SCAPY = CAPTURES / "scapy"

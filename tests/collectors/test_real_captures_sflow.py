@@ -13,11 +13,11 @@ from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
+from shared_data import CAPTURES
 
 from collectors.addresses import address_from_bytes, address_to_bytes
 from collectors.sflow import SflowDecoder, datagram_sequence
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 FULL_FRAMES = {"gopacket_SFlowTestPacket1.bin", "gopacket_SFlowTestPacket2.bin"}
 NOW_US = 1_764_000_000_000_000
 ALL = sorted((CAPTURES / "goflow2").glob("sflow*.bin")) + sorted(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,13 +12,13 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1Q, Ether
 from scapy.packet import Raw
+from shared_data import CAPTURES
 
 from collectors.addresses import address_from_bytes, address_to_bytes
 from collectors.errors import DecodeError
 from collectors.schemas import FLOW_SCHEMA
 from collectors.sflow import COUNTER_SCHEMA, SflowDecoder, datagram_sequence
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 NOW_US = 1_764_000_000_123_456
 EXPORTER = address_to_bytes("192.0.2.1")
 MAC = "02:00:00:00:00:01"  # explicit MACs: scapy would otherwise resolve them via ARP

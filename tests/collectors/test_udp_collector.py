@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from shared_data import CAPTURES
 
 from collectors.collector_stats import STATS_SCHEMA
 from collectors.dataset import dataset_files, read_dataset
@@ -26,7 +27,6 @@ from collectors.sflow import COUNTER_SCHEMA
 from collectors.udp_collector import CollectorSummary, UdpCollector, parse_listen, run_collector
 from collectors.workspace import WorkspacePaths
 
-CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"
 SOFTFLOWD = CAPTURES / "python-netflow-v9-softflowd"
 LOCAL = bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1])
 
