@@ -165,6 +165,9 @@ def rate(
     what_if: Annotated[
         Path | None, typer.Option("--what-if", help="another tariff folder or file to compare")
     ] = None,
+    replace: Annotated[
+        str | None, typer.Option(help="with --what-if: the tariff id the alternative replaces")
+    ] = None,
 ) -> None:
     """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
     from .db import arrow_query
@@ -180,7 +183,7 @@ def rate(
         if what_if is not None:
             from .what_if import compare_tariffs
 
-            report = compare_tariffs(conn, state.workspace, bounds, subs, what_if)
+            report = compare_tariffs(conn, state.workspace, bounds, subs, what_if, replace=replace)
             if not state.json:
                 table(state, f"what-if {period}: {what_if}", list(report.columns),
                       report.rows)  # fmt: skip

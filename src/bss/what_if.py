@@ -46,18 +46,34 @@ def compare_tariffs(
     subscriptions: pa.Table,
     alternative: Path,
     *,
-    tariff_map: dict[str, str] | None = None,
+    replace: str | None = None,
 ) -> WhatIfReport:
     """Revenue per subscription and product under the workspace's tariffs and ``alternative``.
 
     The period's usage (CDRs and flow-derived usage already in the workspace) is rated
-    twice in memory; nothing is written. ``alternative`` is a tariff file or folder; with
-    one tariff in it every subscription moves to it, else tariffs keep their ids.
+    twice in memory; nothing is written. ``alternative`` (a tariff file or folder) is laid
+    over the workspace's tariffs: a tariff with an id already in force replaces it (a
+    correction); ``replace=ID`` moves the subscriptions of tariff ``ID`` to the single
+    alternative tariff; with neither, a single alternative tariff takes every subscription.
     """
     if not alternative.exists():
         raise ValidationError(f"what-if tariff {alternative} does not exist")
+    current = load_tariffs(workspace.tariffs)
+    proposed = load_tariffs(alternative)
+    mapping: dict[str, str] = {}
+    if replace is not None:
+        if replace not in current:
+            raise ValidationError(f"--replace {replace}: no such tariff in {workspace.tariffs}")
+        if len(proposed) != 1:
+            raise ValidationError(f"--replace needs one alternative tariff, {alternative} has "
+                                  f"{len(proposed)}")  # fmt: skip
+        mapping = {replace: next(iter(proposed))}
+    elif not set(proposed) & set(current) and len(proposed) == 1:
+        only = next(iter(proposed))
+        mapping = {tariff: only for tariff in current}
+    cache = workspace.state / "tariff_cache"
     plan_a = tariff_plan(workspace)
-    plan_b = compile_plan(load_tariffs(alternative), cache_dir=workspace.state / "tariff_cache")
+    plan_b = compile_plan({**current, **proposed}, cache_dir=cache)
     start = pa.scalar(period.start, USAGE_SCHEMA.field("start_time").type)
     end = pa.scalar(period.end, USAGE_SCHEMA.field("start_time").type)
     usage = read_dataset(
@@ -65,7 +81,7 @@ def compare_tariffs(
         USAGE_SCHEMA,
         filter=(pc.field("start_time") >= start) & (pc.field("start_time") < end),
     ).sort_by([("start_time", "ascending"), ("record_id", "ascending")])
-    table = what_if(usage, subscriptions, plan_a, plan_b, tariff_map=tariff_map)
+    table = what_if(usage, subscriptions, plan_a, plan_b, tariff_map=mapping)
     products = dict(
         conn.execute(
             "SELECT p.id, o.name || ' (' || a.external_id || ')' FROM product p "
@@ -73,11 +89,11 @@ def compare_tariffs(
             "JOIN billing_account a ON a.id = p.account_id"
         ).fetchall()
     )
-    columns = ("product", "subscription", "tariff_a", "tariff_b", "revenue_a", "revenue_b",
-               "difference", "currency")  # fmt: skip
+    columns = ("product", "tariffs", "revenue_a", "revenue_b", "difference", "currency")
     rows = [
-        (products.get(r["subscription_id"], ""), r["subscription_id"], r["tariff_a"],
-         r["tariff_b"], str(from_micros(r["revenue_a"])), str(from_micros(r["revenue_b"])),
+        (f"{r['subscription_id']}: {products.get(r['subscription_id'], '')}",
+         r["tariff_a"] if r["tariff_a"] == r["tariff_b"] else f"{r['tariff_a']} -> {r['tariff_b']}",
+         str(from_micros(r["revenue_a"])), str(from_micros(r["revenue_b"])),
          None if r["difference"] is None else str(from_micros(r["difference"])), r["currency"])
         for r in table.to_pylist()
     ]  # fmt: skip
