@@ -5,14 +5,15 @@ the period, so a rerun replaces them; every database write of a run (bills, line
 billed-usage ledger, the run record) happens in one DuckDB transaction, so a run killed
 at any moment leaves either nothing or everything. A period that has a run record is
 final: running it again changes nothing. Usage that arrives after its period was billed
-is billed on the next period's bill as a separately described line, never by rewriting
-a final bill.
+is billed on the next period's bill as a separately described line, and a tariff corrected
+after a period was billed re-rates that period's records and bills the difference on the
+next bill (``rerating``) - a final bill is never rewritten.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -176,6 +177,7 @@ def _summary(
     outcome: RatingOutcome | None,
     exports: Path | None,
     sha256: str | None = None,
+    adjusted_records: int = 0,
 ) -> BillingRunResult:
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for bill in bills:
@@ -191,6 +193,7 @@ def _summary(
         suspense=outcome.suspense.num_rows if outcome else 0,
         suspense_by_reason=outcome.suspense_by_reason() if outcome else {},
         exports=exports,
+        adjusted_records=adjusted_records,
     )
 
 
@@ -246,10 +249,10 @@ def run_billing(
     with transaction(conn):
         _write_bills(conn, period, accounts, charges)
         record_adjustments(conn, adjustments, period, outcome.plan)
-        for product_id, price_id in one_time:
+        for account_id, product_id, price_id in one_time:
             conn.execute(
                 "INSERT INTO billed_one_time VALUES (?, ?, ?)",
-                [product_id, price_id, _bill_no(period, _account_of(conn, product_id))],
+                [product_id, price_id, _bill_no(period, account_id)],
             )
         _record_billed_usage(conn, outcome.rated, period)
         bills = bills_for_period(conn, period.name)
@@ -262,14 +265,8 @@ def run_billing(
         )  # fmt: skip
     if export:
         export_bills(conn, period.name, exports, bills)
-    result = _summary(bills, period.name, True, outcome, exports if export else None, digest)
-    return replace(result, adjusted_records=adjustments.deltas.num_rows)
-
-
-def _account_of(conn: duckdb.DuckDBPyConnection, product_id: int) -> int:
-    row = conn.execute("SELECT account_id FROM product WHERE id = ?", [product_id]).fetchone()
-    assert row is not None
-    return int(row[0])
+    return _summary(bills, period.name, True, outcome, exports if export else None, digest,
+                    adjustments.deltas.num_rows)  # fmt: skip
 
 
 def _record_billed_usage(conn: duckdb.DuckDBPyConnection, rated: pa.Table, period: Period) -> None:

@@ -59,8 +59,9 @@ ORDER BY p.account_id, p.id, pr.price_type DESC, pr.id
 
 def product_charges(
     conn: duckdb.DuckDBPyConnection, period: Period
-) -> tuple[dict[int, list[Line]], list[tuple[int, str]]]:
-    """Per account, its recurring, one-time and discount lines; and the one-time fees billed.
+) -> tuple[dict[int, list[Line]], list[tuple[int, int, str]]]:
+    """Per account, its recurring, one-time and discount lines; and the one-time fees billed
+    as (account, product, price).
 
     Recurring fees prorate by :func:`days_active` within the overlap of the product and
     the price validity, ``amount * days / days_in_period`` rounded half-even. Discounts
@@ -69,7 +70,7 @@ def product_charges(
     """
     rows = conn.execute(_QUERY, {"start": period.start, "end": period.end}).fetchall()
     lines: dict[int, list[Line]] = defaultdict(list)
-    one_time: list[tuple[int, str]] = []
+    one_time: list[tuple[int, int, str]] = []
     for (account_id, product_id), group in groupby(rows, key=lambda r: (r[0], r[2])):
         recurring_total = 0
         out = lines[account_id]
@@ -95,7 +96,7 @@ def product_charges(
                 out.append(Line("recurring", product_id, label, days, "day", micros))
             elif kind == "oneTime" and not billed:
                 out.append(Line("oneTime", product_id, label, 1, "", to_micros(amount)))
-                one_time.append((product_id, price_id))
+                one_time.append((account_id, product_id, price_id))
             elif kind == "discount":
                 ppm = to_micros(Decimal(share))
                 credit = mul_ratio_half_even(recurring_total, ppm, 1_000_000)
