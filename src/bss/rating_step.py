@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -46,9 +45,9 @@ class RatingOutcome:
         return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
 
 
-def tariff_plan(workspace: WorkspacePaths, tariffs: Path | None = None) -> RatingPlan:
-    """Compile the workspace's tariffs (or another folder's, for what-if), cached on disk."""
-    folder = tariffs or workspace.tariffs
+def tariff_plan(workspace: WorkspacePaths) -> RatingPlan:
+    """Compile the workspace's tariffs, cached on disk by content hash."""
+    folder = workspace.tariffs
     if not folder.exists() or not any(folder.glob("*.toml")):
         raise BillingError(f"no tariffs in {folder} (add TOML tariff files there)")
     return compile_plan(load_tariffs(folder), cache_dir=workspace.state / "tariff_cache")
@@ -93,8 +92,8 @@ def rate_period(
     usage = read_dataset(workspace.usage, USAGE_SCHEMA, filter=pc.field("start_time") < end)
     if len(billed_record_ids):
         usage = usage.filter(pc.invert(pc.is_in(usage.column("record_id"), billed_record_ids)))
-    # Allowances are consumed in time order; the rater orders within the call.
-    usage = usage.sort_by([("start_time", "ascending"), ("record_id", "ascending")])
+    # No sort needed: rate_usage consumes allowances in (start_time, record_id) order per
+    # subscription over the whole call.
     log.info("rating %d usage records (%d derived from flows)", usage.num_rows, derived)
     plan = tariff_plan(workspace)
     result = rate_usage(usage, subscriptions, plan, allowances=AllowanceState())
