@@ -69,6 +69,8 @@ I64MAX = 9_223_372_036_854_775_807
 POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
+#: Records per block whose look-ups run in their own loops (see _rate_records).
+_BLOCK = 64
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
@@ -213,330 +215,371 @@ def _rate_records(
     mask = len(slots) - 1
     day0 = day_range[0]
     ndays = day_range[1]
-    for o in range(lo, hi):
-        i = idx[o] if len(idx) > 0 else o
-        # outputs start uninitialised (one pass less over memory): every field set here
-        bind[i] = -1
-        svc_o[i] = -1
-        ver_o[i] = -1
-        col_o[i] = 0
-        set_o[i] = -1
-        prefix_o[i] = -1
-        band_o[i] = -1
-        qty_o[i] = 0
-        billed_o[i] = 0
-        elig_o[i] = 0
-        sub_o[i] = -1
-        acc_o[i] = -1
-        ti_o[i] = -1
-        if not allow:  # in allowance mode cost and used are the batch's, already set
-            cost_o[i] = 0
-            used_o[i] = 0
-        # --- service, subscriber, binding, version --------------------------------------
-        svc = _service(svc_data, svc_off[i], svc_off[i + 1])
-        if svc < 0:
-            status[i] = UNKNOWN_SERVICE
-            continue
-        svc_o[i] = svc
-        kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
-        if kt < 0:
-            status[i] = UNKNOWN_KEY
-            continue
-        t0 = start_us[i]
-        key = -1
-        if mask > 0:
-            klo = key_off[i]
-            khi = key_off[i + 1]
-            num, h = key_code(kt, key_data, klo, khi)
-            sl = np.int64(h & np.uint64(mask))
-            while slots[sl] >= 0:
-                k = slots[sl]
-                if k_type[k] == kt and k_off[k + 1] - k_off[k] == khi - klo:
-                    if num >= 0:
-                        if k_num[k] == num:
-                            key = k
+    bk = np.empty(_BLOCK, np.int64)
+    dcol = np.empty(_BLOCK, np.int64)
+    dpre = np.empty(_BLOCK, np.int64)
+    for blo in range(lo, hi, _BLOCK):
+        bhi = min(blo + _BLOCK, hi)
+        # Phase A, B: the look-ups of a block of records in tight loops of their own, so the
+        # CPU overlaps the cache misses of many records instead of waiting on each in turn.
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            b = -1
+            kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
+            if kt >= 0:
+                t0 = start_us[i]
+                key = -1
+                if mask > 0:
+                    klo = key_off[i]
+                    khi = key_off[i + 1]
+                    num, h = key_code(kt, key_data, klo, khi)
+                    sl = np.int64(h & np.uint64(mask))
+                    while slots[sl] >= 0:
+                        k = slots[sl]
+                        if k_type[k] == kt and k_off[k + 1] - k_off[k] == khi - klo:
+                            if num >= 0:
+                                if k_num[k] == num:
+                                    key = k
+                                    break
+                            else:
+                                base = k_off[k]
+                                same = True
+                                for j in range(khi - klo):
+                                    if k_data[base + j] != key_data[klo + j]:
+                                        same = False
+                                        break
+                                if same:
+                                    key = k
+                                    break
+                        sl = (sl + 1) & mask
+                b = -1
+                if key >= 0:
+                    for j in range(key_first[key], key_first[key] + key_n[key]):
+                        if b_from[j] <= t0 and t0 < b_to[j]:
+                            b = j
                             break
-                    else:
-                        base = k_off[k]
-                        same = True
-                        for j in range(khi - klo):
-                            if k_data[base + j] != key_data[klo + j]:
-                                same = False
-                                break
-                        if same:
-                            key = k
-                            break
-                sl = (sl + 1) & mask
-        b = -1
-        if key >= 0:
-            for j in range(key_first[key], key_first[key] + key_n[key]):
-                if b_from[j] <= t0 and t0 < b_to[j]:
-                    b = j
-                    break
-        if b < 0:
-            status[i] = UNKNOWN_SUB
-            continue
-        bind[i] = b
-        sub_o[i] = b_sub[b]
-        acc_o[i] = b_acc[b]
-        ti = b_tariff[b]
-        if ti < 0:
-            status[i] = UNKNOWN_TARIFF
-            continue
-        vi = -1
-        for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
-            if ver_active_from[v] <= t0:
-                vi = v
-        if vi < 0:
-            status[i] = NO_VERSION
-            continue
-        ver_o[i] = vi
-        ti_o[i] = ti
-        if dur_ms[i] < 0:
-            status[i] = NEG_DURATION
-            continue
-        if svc == 0:
-            qty = dur_ms[i]
-        elif svc == 1:
-            qty = 1
-        else:
-            up = vol_up[i]
-            down = vol_down[i]
-            if up >= np.uint64(LIMIT) or down >= np.uint64(LIMIT):
-                status[i] = VOLUME_RANGE
+            bk[o - blo] = b
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            dcol[o - blo] = -1
+            b = bk[o - blo]
+            if b < 0 or b_tariff[b] < 0:
                 continue
-            qty = np.int64(up) + np.int64(down)
-        qty_o[i] = qty
-        # --- destination: walk the digit trie, the last set seen is the longest prefix ----
-        n_sets = ver_n_sets[vi]
-        col = n_sets
-        if svc != 2:
+            ti = b_tariff[b]
+            t0 = start_us[i]
+            vi = -1
+            for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
+                if ver_active_from[v] <= t0:
+                    vi = v
+            if vi < 0:
+                continue
             valid = True
             if has_valid:
                 bit = dst_bit0 + i
                 valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
-            if valid:
-                node = ver_trie_root[vi]
-                j0 = dst_off[i]
-                if dst_off[i + 1] - j0 >= JUMP_DIGITS:
-                    # the first digits in one look-up instead of a walk of dependent loads
-                    d4 = 0
-                    for j in range(j0, j0 + JUMP_DIGITS):
-                        dg = int(dst_data[j]) - 48
-                        if dg < 0 or dg > 9:
-                            d4 = -1
-                            break
-                        d4 = d4 * 10 + dg
-                    if d4 >= 0:
-                        jx = vi * JUMP_SIZE + d4
-                        if jump[jx, 1] >= 0:
-                            col = jump[jx, 1]
-                            prefix_o[i] = jump[jx, 2]
-                        node = jump[jx, 0]
-                        j0 += JUMP_DIGITS
-                if node >= 0:
-                    for j in range(j0, dst_off[i + 1]):
-                        digit = np.int64(dst_data[j]) - 48
-                        if digit < 0 or digit > 9:
-                            break
-                        node = trie_child[node, digit]
-                        if node < 0:
-                            break
-                        if trie_child[node, 10] >= 0:
-                            col = trie_child[node, 10]
-                            prefix_o[i] = trie_child[node, 11]
-            if col < n_sets:
-                set_o[i] = ver_set_first[vi] + col
-        col_o[i] = col
-        # --- allowance slots -------------------------------------------------------------
-        free = 0
-        if allow:
-            for s in range(slot_ptr[o], slot_ptr[o + 1]):
-                free += remaining[slot_ix[s]]
-            if free <= 0:
+            if not valid:
                 continue
-        # --- band at the start -----------------------------------------------------------
-        base = ver_bt_first[vi]
-        d = t0 // DAY_US - day0
-        k = -1
-        if 0 <= d < ndays:
-            k = day_ix[ver_dix_first[vi] + d]
-        if k >= 0:
-            while bt_start[base + k + 1] <= t0:
-                k += 1
-            if bt_band[base + k] == -2:
-                k = -1
-        if k < 0:
-            status[i] = TIME_RANGE
-            continue
-        b0 = bt_band[base + k]
-        if b0 < 0:
-            status[i] = NO_BAND
-            continue
-        band_o[i] = ver_band_first[vi] + b0  # global band index
-        n_bands = ver_band_n[vi]
-        pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
-        r0 = price[pf + b0]
-        if r0 < 0:
-            status[i] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
-            continue
-        # --- walk increments segment by segment (band, group constant in a segment) ------
-        Q = ver_Q[vi * 3 + svc]
-        band_end = bt_start[base + k + 1]
-        # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
-        N = 0
-        fast = True
-        W = 0
-        R = 0
-        p = 0
-        free_left = free
-        used = 0
-        priced = False
-        stop = free <= 0
-        st = OK
-        r = r0
-        while p < qty:
-            lim_band = I64MAX
+            col = -1
+            pre = -1
+            node = ver_trie_root[vi]
+            j0 = dst_off[i]
+            if dst_off[i + 1] - j0 >= JUMP_DIGITS:
+                # the first digits in one look-up instead of a walk of dependent loads
+                d4 = 0
+                for j in range(j0, j0 + JUMP_DIGITS):
+                    dg = int(dst_data[j]) - 48
+                    if dg < 0 or dg > 9:
+                        d4 = -1
+                        break
+                    d4 = d4 * 10 + dg
+                if d4 >= 0:
+                    jx = vi * JUMP_SIZE + d4
+                    if jump[jx, 1] >= 0:
+                        col = jump[jx, 1]
+                        pre = jump[jx, 2]
+                    node = jump[jx, 0]
+                    j0 += JUMP_DIGITS
+            if node >= 0:
+                for j in range(j0, dst_off[i + 1]):
+                    digit = np.int64(dst_data[j]) - 48
+                    if digit < 0 or digit > 9:
+                        break
+                    node = trie_child[node, digit]
+                    if node < 0:
+                        break
+                    if trie_child[node, 10] >= 0:
+                        col = trie_child[node, 10]
+                        pre = trie_child[node, 11]
+            dcol[o - blo] = col
+            dpre[o - blo] = pre
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            # outputs start uninitialised (one pass less over memory): every field set here
+            bind[i] = -1
+            svc_o[i] = -1
+            ver_o[i] = -1
+            col_o[i] = 0
+            set_o[i] = -1
+            prefix_o[i] = -1
+            band_o[i] = -1
+            qty_o[i] = 0
+            billed_o[i] = 0
+            elig_o[i] = 0
+            sub_o[i] = -1
+            acc_o[i] = -1
+            ti_o[i] = -1
+            if not allow:  # in allowance mode cost and used are the batch's, already set
+                cost_o[i] = 0
+                used_o[i] = 0
+            # --- service, subscriber, binding, version --------------------------------------
+            svc = _service(svc_data, svc_off[i], svc_off[i + 1])
+            if svc < 0:
+                status[i] = UNKNOWN_SERVICE
+                continue
+            svc_o[i] = svc
+            kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
+            if kt < 0:
+                status[i] = UNKNOWN_KEY
+                continue
+            t0 = start_us[i]
+            b = bk[o - blo]
+            if b < 0:
+                status[i] = UNKNOWN_SUB
+                continue
+            bind[i] = b
+            sub_o[i] = b_sub[b]
+            acc_o[i] = b_acc[b]
+            ti = b_tariff[b]
+            if ti < 0:
+                status[i] = UNKNOWN_TARIFF
+                continue
+            vi = -1
+            for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
+                if ver_active_from[v] <= t0:
+                    vi = v
+            if vi < 0:
+                status[i] = NO_VERSION
+                continue
+            ver_o[i] = vi
+            ti_o[i] = ti
+            if dur_ms[i] < 0:
+                status[i] = NEG_DURATION
+                continue
             if svc == 0:
-                # voice: each increment is rated in the band in force at its first instant
-                t = t0 + p * 1000
-                while t >= band_end:
-                    k += 1
-                    if bt_band[base + k] == -2:
-                        st = TIME_RANGE
-                        break
-                    band_end = bt_start[base + k + 1]
-                if st != OK:
-                    break
-                bb = bt_band[base + k]
-                if bb < 0:
-                    st = NO_BAND
-                    break
-                r = price[pf + bb]
-                if r < 0:
-                    st = NO_RATE
-                    break
-                lim_band = (band_end - t0 + 999) // 1000
-            g0 = rate_g0[r]
-            g_end = g0 + rate_ng[r]
-            g = g0
-            while g + 1 < g_end and grp_start[g + 1] <= p:
-                g += 1
-            lim = qty
-            if lim_band < lim:
-                lim = lim_band
-            if g + 1 < g_end and grp_start[g + 1] < lim:
-                lim = grp_start[g + 1]
-            inc = grp_inc[g]
-            n = _div_pos(lim - p + inc - 1, inc)
-            m = 0
-            if not stop:
-                m = free_left // inc
-                if m >= n:
-                    m = n
-                else:
-                    stop = True  # the next increment does not fit: the rest is priced
-                free_left -= m * inc
-                used += m * inc
-            kp = n - m
-            if kp > 0:
-                priced = True
-                if fast:
-                    # the common case: N += kp x (one increment's cost in nano/Q), no division
-                    if kp <= grp_safe[g]:
-                        add = kp * grp_mulinc[g]  # <= 2^62 and N < 2^62: cannot wrap
-                        if N + add < LIMIT:
-                            N += add
-                            p += n * inc
-                            continue
-                    fast = False  # too big for the fast form: continue as W + R/Q exactly
-                    W = N // Q
-                    R = N % Q
-                    N = 0
-                if rate_compat[r] != 0:
-                    c = grp_inc_cost[g]
-                    if c > 0 and kp > (LIMIT - W) // c:
-                        st = OVERFLOW
-                        break
-                    W += kp * c
-                else:
-                    A = kp * inc
-                    pp = grp_p[g]
-                    qq = grp_q[g]
-                    whole = A // qq
-                    if pp > 0 and whole > (LIMIT - W) // pp:
-                        st = OVERFLOW
-                        break
-                    W += whole * pp
-                    x = (A % qq) * pp
-                    W += x // qq
-                    R += (x % qq) * grp_qmul[g]
-                    if R >= Q:
-                        W += R // Q
-                        R = R % Q
-                    if W >= LIMIT:
-                        st = OVERFLOW
-                        break
-            p += n * inc
-        if st != OK:
-            status[i] = st
-            continue
-        # --- total: one rounding, then minimum charge and maximum cost --------------------
-        if used > 0 and not priced:
-            cost = 0  # wholly covered by an allowance: no fee, no minimum
-        else:
-            dec = rate_rd[r0]
-            sc = POW10[9 - dec]
-            den = sc * Q
-            if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
-                N += rate_conn_q[r0]
-                qt = _div_pos(N, den)
-                numer = N - qt * den
+                qty = dur_ms[i]
+            elif svc == 1:
+                qty = 1
             else:
-                if fast:
-                    W = N // Q
-                    R = N % Q
-                W += rate_conn[r0]
-                qt = W // sc
-                numer = (W % sc) * Q + R
-            method = rate_rm[r0]
-            if numer > 0:
-                if method == 0:  # up
-                    qt += 1
-                elif method == 2:  # half-up
-                    if 2 * numer >= den:
+                up = vol_up[i]
+                down = vol_down[i]
+                if up >= np.uint64(LIMIT) or down >= np.uint64(LIMIT):
+                    status[i] = VOLUME_RANGE
+                    continue
+                qty = np.int64(up) + np.int64(down)
+            qty_o[i] = qty
+            # --- destination: walk the digit trie, the last set seen is the longest prefix ----
+            n_sets = ver_n_sets[vi]
+            col = n_sets
+            if svc != 2:
+                valid = True
+                if has_valid:
+                    bit = dst_bit0 + i
+                    valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
+                if valid and dcol[o - blo] >= 0:
+                    col = dcol[o - blo]
+                    prefix_o[i] = dpre[o - blo]
+                if col < n_sets:
+                    set_o[i] = ver_set_first[vi] + col
+            col_o[i] = col
+            # --- allowance slots -------------------------------------------------------------
+            free = 0
+            if allow:
+                for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                    free += remaining[slot_ix[s]]
+                if free <= 0:
+                    continue
+            # --- band at the start -----------------------------------------------------------
+            base = ver_bt_first[vi]
+            d = t0 // DAY_US - day0
+            k = -1
+            if 0 <= d < ndays:
+                k = day_ix[ver_dix_first[vi] + d]
+            if k >= 0:
+                while bt_start[base + k + 1] <= t0:
+                    k += 1
+                if bt_band[base + k] == -2:
+                    k = -1
+            if k < 0:
+                status[i] = TIME_RANGE
+                continue
+            b0 = bt_band[base + k]
+            if b0 < 0:
+                status[i] = NO_BAND
+                continue
+            band_o[i] = ver_band_first[vi] + b0  # global band index
+            n_bands = ver_band_n[vi]
+            pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
+            r0 = price[pf + b0]
+            if r0 < 0:
+                status[i] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
+                continue
+            # --- walk increments segment by segment (band, group constant in a segment) ------
+            Q = ver_Q[vi * 3 + svc]
+            band_end = bt_start[base + k + 1]
+            # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
+            N = 0
+            fast = True
+            W = 0
+            R = 0
+            p = 0
+            free_left = free
+            used = 0
+            priced = False
+            stop = free <= 0
+            st = OK
+            r = r0
+            while p < qty:
+                lim_band = I64MAX
+                if svc == 0:
+                    # voice: each increment is rated in the band in force at its first instant
+                    t = t0 + p * 1000
+                    while t >= band_end:
+                        k += 1
+                        if bt_band[base + k] == -2:
+                            st = TIME_RANGE
+                            break
+                        band_end = bt_start[base + k + 1]
+                    if st != OK:
+                        break
+                    bb = bt_band[base + k]
+                    if bb < 0:
+                        st = NO_BAND
+                        break
+                    r = price[pf + bb]
+                    if r < 0:
+                        st = NO_RATE
+                        break
+                    lim_band = (band_end - t0 + 999) // 1000
+                g0 = rate_g0[r]
+                g_end = g0 + rate_ng[r]
+                g = g0
+                while g + 1 < g_end and grp_start[g + 1] <= p:
+                    g += 1
+                lim = qty
+                if lim_band < lim:
+                    lim = lim_band
+                if g + 1 < g_end and grp_start[g + 1] < lim:
+                    lim = grp_start[g + 1]
+                inc = grp_inc[g]
+                n = _div_pos(lim - p + inc - 1, inc)
+                m = 0
+                if not stop:
+                    m = free_left // inc
+                    if m >= n:
+                        m = n
+                    else:
+                        stop = True  # the next increment does not fit: the rest is priced
+                    free_left -= m * inc
+                    used += m * inc
+                kp = n - m
+                if kp > 0:
+                    priced = True
+                    if fast:
+                        # the common case: N += kp x (one increment's cost in nano/Q), no division
+                        if kp <= grp_safe[g]:
+                            add = kp * grp_mulinc[g]  # <= 2^62 and N < 2^62: cannot wrap
+                            if N + add < LIMIT:
+                                N += add
+                                p += n * inc
+                                continue
+                        fast = False  # too big for the fast form: continue as W + R/Q exactly
+                        W = N // Q
+                        R = N % Q
+                        N = 0
+                    if rate_compat[r] != 0:
+                        c = grp_inc_cost[g]
+                        if c > 0 and kp > (LIMIT - W) // c:
+                            st = OVERFLOW
+                            break
+                        W += kp * c
+                    else:
+                        A = kp * inc
+                        pp = grp_p[g]
+                        qq = grp_q[g]
+                        whole = A // qq
+                        if pp > 0 and whole > (LIMIT - W) // pp:
+                            st = OVERFLOW
+                            break
+                        W += whole * pp
+                        x = (A % qq) * pp
+                        W += x // qq
+                        R += (x % qq) * grp_qmul[g]
+                        if R >= Q:
+                            W += R // Q
+                            R = R % Q
+                        if W >= LIMIT:
+                            st = OVERFLOW
+                            break
+                p += n * inc
+            if st != OK:
+                status[i] = st
+                continue
+            # --- total: one rounding, then minimum charge and maximum cost --------------------
+            if used > 0 and not priced:
+                cost = 0  # wholly covered by an allowance: no fee, no minimum
+            else:
+                dec = rate_rd[r0]
+                sc = POW10[9 - dec]
+                den = sc * Q
+                if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
+                    N += rate_conn_q[r0]
+                    qt = _div_pos(N, den)
+                    numer = N - qt * den
+                else:
+                    if fast:
+                        W = N // Q
+                        R = N % Q
+                    W += rate_conn[r0]
+                    qt = W // sc
+                    numer = (W % sc) * Q + R
+                method = rate_rm[r0]
+                if numer > 0:
+                    if method == 0:  # up
                         qt += 1
-                elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
-                    qt += 1  # half-even
-            cost = qt * POW10[6 - dec]
-            if rate_min[r0] >= 0 and cost < rate_min[r0]:
-                cost = rate_min[r0]
-            if rate_max[r0] >= 0 and cost > rate_max[r0]:
-                cost = rate_max[r0]
-        status[i] = OK
-        billed_o[i] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
-        if not allow:
-            cost_o[i] = cost
-            if has_elig:
-                e = ver_elig_first[vi] + svc * (n_sets + 1) + col
-                if elig_ptr[e + 1] > elig_ptr[e]:
-                    elig_o[i] = 1
-        elif used > 0:
-            cost_o[i] = cost
-            used_o[i] = used // 1000 if svc == 0 else used
-            left = used
-            for s in range(slot_ptr[o], slot_ptr[o + 1]):
-                if left == 0:
-                    break
-                take = min(left, remaining[slot_ix[s]])
-                if take > 0:
-                    remaining[slot_ix[s]] -= take
-                    left -= take
-                    n_led = ledger[0, 0] + 1
-                    ledger[0, 0] = n_led
-                    ledger[n_led, 0] = i
-                    ledger[n_led, 1] = slot_ix[s]
-                    ledger[n_led, 2] = take
+                    elif method == 2:  # half-up
+                        if 2 * numer >= den:
+                            qt += 1
+                    elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
+                        qt += 1  # half-even
+                cost = qt * POW10[6 - dec]
+                if rate_min[r0] >= 0 and cost < rate_min[r0]:
+                    cost = rate_min[r0]
+                if rate_max[r0] >= 0 and cost > rate_max[r0]:
+                    cost = rate_max[r0]
+            status[i] = OK
+            billed_o[i] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
+            if not allow:
+                cost_o[i] = cost
+                if has_elig:
+                    e = ver_elig_first[vi] + svc * (n_sets + 1) + col
+                    if elig_ptr[e + 1] > elig_ptr[e]:
+                        elig_o[i] = 1
+            elif used > 0:
+                cost_o[i] = cost
+                used_o[i] = used // 1000 if svc == 0 else used
+                left = used
+                for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                    if left == 0:
+                        break
+                    take = min(left, remaining[slot_ix[s]])
+                    if take > 0:
+                        remaining[slot_ix[s]] -= take
+                        left -= take
+                        n_led = ledger[0, 0] + 1
+                        ledger[0, 0] = n_led
+                        ledger[n_led, 0] = i
+                        ledger[n_led, 1] = slot_ix[s]
+                        ledger[n_led, 2] = take
 
 
 def _outputs(n: int) -> tuple:
