@@ -65,7 +65,7 @@ def consume_allowances(
     """
     a = plan.arrays
     start_us = rec[0]
-    svc, ver, col, elig = out[2], out[3], out[4], out[12]
+    svc, ver, col, elig = out[1], out[2], out[3], out[10]
     idx = np.flatnonzero(elig)
     if len(idx) == 0 or len(plan.allowance_ids) == 0:
         return LEDGER_SCHEMA.empty_table()

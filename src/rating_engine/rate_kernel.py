@@ -208,8 +208,8 @@ def _rate_records(
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, ver_band_first) = plan  # fmt: skip
-    (status, bind, svc_o, ver_o, col_o, set_o, prefix_o, band_o, qty_o, billed_o, cost_o,
-     used_o, elig_o, sub_o, acc_o, ti_o) = out  # fmt: skip
+    (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
+     sub_o, acc_o, ti_o) = out  # fmt: skip
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
     mask = len(slots) - 1
@@ -315,22 +315,18 @@ def _rate_records(
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             # outputs start uninitialised (one pass less over memory): every field set here
-            bind[i] = -1
             svc_o[i] = -1
             ver_o[i] = -1
             col_o[i] = 0
             set_o[i] = -1
             prefix_o[i] = -1
             band_o[i] = -1
-            qty_o[i] = 0
             billed_o[i] = 0
-            elig_o[i] = 0
             sub_o[i] = -1
             acc_o[i] = -1
             ti_o[i] = -1
-            if not allow:  # in allowance mode cost and used are the batch's, already set
+            if not allow:  # in allowance mode cost is the batch's, already set
                 cost_o[i] = 0
-                used_o[i] = 0
             # --- service, subscriber, binding, version --------------------------------------
             svc = _service(svc_data, svc_off[i], svc_off[i + 1])
             if svc < 0:
@@ -346,7 +342,6 @@ def _rate_records(
             if b < 0:
                 status[i] = UNKNOWN_SUB
                 continue
-            bind[i] = b
             sub_o[i] = b_sub[b]
             acc_o[i] = b_acc[b]
             ti = b_tariff[b]
@@ -376,7 +371,6 @@ def _rate_records(
                     status[i] = VOLUME_RANGE
                     continue
                 qty = np.int64(up) + np.int64(down)
-            qty_o[i] = qty
             # --- destination: walk the digit trie, the last set seen is the longest prefix ----
             n_sets = ver_n_sets[vi]
             col = n_sets
@@ -583,24 +577,24 @@ def _rate_records(
 
 
 def _outputs(n: int) -> tuple:
-    # uninitialised: _rate_records writes every field of every record it visits
+    # Uninitialised where _rate_records writes every record it visits; allowance units and
+    # the eligible flag are zero for most records, so they start as zero pages (calloc)
+    # and only the exceptions are written: fewer bytes per record through memory.
     return (
-        np.empty(n, np.int8),
-        np.empty(n, np.int64),
-        np.empty(n, np.int8),
-        np.empty(n, np.int32),
-        np.empty(n, np.int32),
-        np.empty(n, np.int32),
-        np.empty(n, np.int32),
-        np.empty(n, np.int32),
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n, np.int8),
-        np.empty(n, np.int64),
-        np.empty(n, np.int64),
-        np.empty(n, np.int32),
+        np.empty(n, np.int8),  # status
+        np.empty(n, np.int8),  # service
+        np.empty(n, np.int32),  # version
+        np.empty(n, np.int32),  # destination column
+        np.empty(n, np.int32),  # set
+        np.empty(n, np.int32),  # prefix
+        np.empty(n, np.int32),  # band
+        np.empty(n, np.int64),  # billed units
+        np.empty(n, np.int64),  # cost
+        np.zeros(n, np.int64),  # allowance units
+        np.zeros(n, np.int8),  # allowance-eligible
+        np.empty(n, np.int64),  # subscription id
+        np.empty(n, np.int64),  # account id
+        np.empty(n, np.int32),  # tariff index
     )
 
 
@@ -619,8 +613,8 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
 
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
     key type, subscriber key, destination, destination validity bitmap and bit offset).
-    Returns arrays: status, binding, service, version, destination column, set, prefix,
-    band (global), quantity, billed units, cost, allowance units, allowance-eligible,
+    Returns arrays: status, service, version, destination column, set, prefix, band
+    (global), billed units, cost, allowance units, allowance-eligible,
     subscription id, account id, tariff index. Billed and allowance units are seconds for
     voice, events, bytes.
     """
@@ -653,7 +647,7 @@ def apply_allowances(
     ledger = np.zeros((len(slot_ix) + 1, 3), np.int64)
     scratch = _outputs(len(rec[0]))
     # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
-    target = (*scratch[:10], out[10], out[11], *scratch[12:])
+    target = (*scratch[:8], out[8], out[9], *scratch[10:])
     _rate_records(
         order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan, target
     )

@@ -280,11 +280,11 @@ def _rate_batch(
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
            d_off, d_data, d_valid, d_bit0)  # fmt: skip
     out = rate_batch(rec, subs.arrays, plan.kernel_args())
-    status, elig = out[0], out[12]
+    status, elig = out[0], out[10]
     record_id = _num(col("record_id"), np.int64)
     ledger = LEDGER_SCHEMA.empty_table()
     if a["elig"].size and elig.any():
-        ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[13], record_id)
+        ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id)
     ok = status == 0
     n = int(np.count_nonzero(ok))
     if n == len(ok):
@@ -306,14 +306,14 @@ def _rate_batch(
             TIMESTAMP, n, [None, pa.py_buffer(np.ascontiguousarray(start_us[sel]))]
         )
     d = _dictionaries(plan)
-    ti = pick(out[15])
+    ti = pick(out[13])
     jobs = [
-        (d["service"], pick(out[2]), False),
+        (d["service"], pick(out[1]), False),
         (d["tariff"], ti, False),
-        (d["version"], pick(out[3]), False),
-        (d["set"], pick(out[5]), True),
-        (d["prefix"], pick(out[6]), True),
-        (d["band"], pick(out[7]), False),
+        (d["version"], pick(out[2]), False),
+        (d["set"], pick(out[4]), True),
+        (d["prefix"], pick(out[5]), True),
+        (d["band"], pick(out[6]), False),
         (d["currency"], ti, False),
     ]
     # Arrow's take releases the GIL: the seven string columns build side by side
@@ -323,8 +323,8 @@ def _rate_batch(
     rated = pa.Table.from_arrays(
         [
             rid_col,
-            pa.array(pick(out[13]), pa.int64()),
-            pa.array(pick(out[14]), pa.int64()),
+            pa.array(pick(out[11]), pa.int64()),
+            pa.array(pick(out[12]), pa.int64()),
             s_svc,
             start_col,
             s_tariff,
@@ -332,9 +332,9 @@ def _rate_batch(
             s_set,
             s_prefix,
             s_band,
+            pa.array(pick(out[7]), pa.int64()),
             pa.array(pick(out[9]), pa.int64()),
-            pa.array(pick(out[11]), pa.int64()),
-            pa.array(pick(out[10]), pa.int64()),
+            pa.array(pick(out[8]), pa.int64()),
             s_currency,
         ],
         schema=RATED_SCHEMA,
