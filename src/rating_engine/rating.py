@@ -206,11 +206,11 @@ class SubscriptionIndex:
         size = 8
         while size < 2 * n_keys:
             size *= 2
-        slots, k_num = build_key_table(k_type, k_off, k_data, size)
+        slots, k_w0, k_w1 = build_key_table(k_type, k_off, k_data, size)
         sub_id = np.asarray(cols["subscription_id"], dtype=np.int64)[order]
         acc_id = np.asarray(cols["account_id"], dtype=np.int64)[order]
-        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_num,
-                  sub_id, acc_id)  # fmt: skip
+        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff,
+                  k_w0, k_w1, sub_id, acc_id)  # fmt: skip
         return cls(arrays, sub_id, acc_id)
 
 

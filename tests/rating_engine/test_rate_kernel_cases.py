@@ -549,3 +549,37 @@ rate = "d"
     ]
     # 6e18 / (2^31 - 1) nano = 2.793967724 -> + 1 = 3.793968; 4.5e18 / .. = 2.095475793 + 1
     assert costs(rate(t, rows)) == [3_793_968, 3_095_476]
+
+
+def test_subscriber_keys_match_exactly_by_type_length_and_every_byte() -> None:
+    t = tariff('groups = [{ start = 0, rate = "0.01", unit = 1000, increment = 1 }]')
+    # keys up to 16 bytes compare as two words, longer ones byte by byte: cover both, keys
+    # that differ only after byte 8 or in their last byte, and equal text under two types
+    keys = [
+        ("msisdn", "491701234567", 1),
+        ("msisdn", "491701234568", 2),
+        ("msisdn", "4917012345670", 3),
+        ("imsi", "491701234567", 4),
+        ("msisdn", "1234567890123456", 5),
+        ("msisdn", "1234567890123457", 6),
+        ("msisdn", "12345678901234567890", 7),
+        ("msisdn", "12345678901234567891", 8),
+        ("ip", "2001:db8::1:0:0:1", 9),
+        ("ip", "2001:db8::1:0:0:2", 10),
+    ]
+    subs = subscriptions_table(
+        [{"key_type": kt, "key": k, "subscription_id": sid} for kt, k, sid in keys]
+    )
+
+    def use(kt: str, key: str) -> dict[str, Any]:
+        return {"service": "data", "start_time": WINTER, "volume_up": 1000,
+                "subscriber_key": key, "subscriber_key_type": kt}  # fmt: skip
+
+    rows = [use(kt, k) for kt, k, _ in reversed(keys)]
+    rows += [use("msisdn", "491701234569"), use("imsi", "491701234568"),
+             use("msisdn", "12345678901234567892"), use("ip", "2001:db8::1:0:0:3"),
+             use("msisdn", "49170123456")]  # fmt: skip
+    plan = compile_plan({t.id: t}, years=YEARS)
+    r = rate_usage(usage_table(rows), subs, plan)
+    assert r.rated.column("subscription_id").to_pylist() == [sid for _, _, sid in reversed(keys)]
+    assert r.rejected.column("reason").to_pylist() == ["unknown_subscription"] * 5
