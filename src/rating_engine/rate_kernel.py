@@ -218,10 +218,14 @@ def _rate_records(
     bk = np.empty(_BLOCK, np.int64)
     dcol = np.empty(_BLOCK, np.int64)
     dpre = np.empty(_BLOCK, np.int64)
+    vv = np.empty(_BLOCK, np.int64)
+    dk = np.empty(_BLOCK, np.int64)
     for blo in range(lo, hi, _BLOCK):
         bhi = min(blo + _BLOCK, hi)
-        # Phase A, B: the look-ups of a block of records in tight loops of their own, so the
-        # CPU overlaps the cache misses of many records instead of waiting on each in turn.
+        # Phase A (subscriber), B (version, band entry, destination): the look-ups of a block
+        # of records in tight loops of their own, so the CPU overlaps the cache misses of many
+        # records instead of waiting on each in turn. Phase B also writes the subscription
+        # and account of every record with a binding.
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             b = -1
@@ -263,7 +267,10 @@ def _rate_records(
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             dcol[o - blo] = -1
+            vv[o - blo] = -1
             b = bk[o - blo]
+            sub_o[i] = b_sub[b] if b >= 0 else -1
+            acc_o[i] = b_acc[b] if b >= 0 else -1
             if b < 0 or b_tariff[b] < 0:
                 continue
             ti = b_tariff[b]
@@ -274,6 +281,20 @@ def _rate_records(
                     vi = v
             if vi < 0:
                 continue
+            vv[o - blo] = vi
+            # the band timeline entry in force at t0: the day's first entry, then usually
+            # zero to two steps (taken without branches), rarely more
+            kb = -1
+            d = t0 // DAY_US - day0
+            if 0 <= d < ndays:
+                kb = day_ix[ver_dix_first[vi] + d]
+            if kb >= 0:
+                base = ver_bt_first[vi]
+                kb += int(bt_start[base + kb + 1] <= t0)
+                kb += int(bt_start[base + kb + 1] <= t0)
+                while bt_start[base + kb + 1] <= t0:
+                    kb += 1
+            dk[o - blo] = kb
             valid = True
             if has_valid:
                 bit = dst_bit0 + i
@@ -323,8 +344,6 @@ def _rate_records(
             prefix_o[i] = -1
             band_o[i] = -1
             billed_o[i] = 0
-            sub_o[i] = -1
-            acc_o[i] = -1
             ti_o[i] = -1
             if not allow:  # in allowance mode cost is the batch's, already set
                 cost_o[i] = 0
@@ -343,16 +362,11 @@ def _rate_records(
             if b < 0:
                 status[i] = UNKNOWN_SUB
                 continue
-            sub_o[i] = b_sub[b]
-            acc_o[i] = b_acc[b]
             ti = b_tariff[b]
             if ti < 0:
                 status[i] = UNKNOWN_TARIFF
                 continue
-            vi = -1
-            for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
-                if ver_active_from[v] <= t0:
-                    vi = v
+            vi = vv[o - blo]
             if vi < 0:
                 status[i] = NO_VERSION
                 continue
@@ -395,15 +409,9 @@ def _rate_records(
                     continue
             # --- band at the start -----------------------------------------------------------
             base = ver_bt_first[vi]
-            d = t0 // DAY_US - day0
-            k = -1
-            if 0 <= d < ndays:
-                k = day_ix[ver_dix_first[vi] + d]
-            if k >= 0:
-                while bt_start[base + k + 1] <= t0:
-                    k += 1
-                if bt_band[base + k] == -2:
-                    k = -1
+            k = dk[o - blo]
+            if k >= 0 and bt_band[base + k] == -2:
+                k = -1
             if k < 0:
                 status[i] = TIME_RANGE
                 continue
