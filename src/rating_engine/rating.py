@@ -250,6 +250,12 @@ def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
 
 
 def _take(dictionary: pa.Array, codes: np.ndarray, nullable: bool = False) -> pa.Array:
+    # a column with one value (one tariff, version, currency, service per batch is the
+    # common case) is a repeated scalar: half the cost of a take
+    if len(codes) and codes.min() == codes.max():
+        if codes[0] < 0:
+            return pa.nulls(len(codes), dictionary.type)
+        return pa.repeat(dictionary[int(codes[0])], len(codes))
     # Arrow's take on a small dictionary: a few ns per row, C++ and cache-resident
     if nullable:
         missing = codes < 0
