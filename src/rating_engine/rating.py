@@ -121,6 +121,10 @@ def compile_plan(
     return compile_tariffs(tariffs, cache_dir=cache_dir, years=years)
 
 
+def _int64s(col: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.cast(col, pa.int64()).to_numpy(), dtype=np.int64)
+
+
 def _canonical_ip(key: str) -> str | None:
     try:
         net = ipaddress.ip_network(key.strip(), strict=True)
@@ -162,7 +166,8 @@ class SubscriptionIndex:
             raise RatingError(
                 f"subscriptions lack columns {sorted(missing)} (field {min(missing)})"
             )
-        cols = subscriptions.select(SUBSCRIPTION_SCHEMA.names).to_pydict()
+        # only the text columns become Python objects (not 2 datetimes per row)
+        cols = subscriptions.select(["key_type", "key", "tariff_id"]).to_pydict()
         f_us = pc.cast(subscriptions["active_from"], TIMESTAMP).cast(pa.int64()).to_numpy()
         to_col = pc.cast(subscriptions["active_to"], TIMESTAMP).cast(pa.int64())
         t_us = to_col.fill_null(_I64MAX).to_numpy()
@@ -192,8 +197,9 @@ class SubscriptionIndex:
         if len(clash):
             key = next(x for x, i in keys.items() if i == sorted_keys[clash[0]])
             raise RatingError(f"subscriptions overlap in time for key {key[1]} (field active_to)")
+        tariff_ix = {t: plan.tariff_index(t) for t in set(cols["tariff_id"])}
         b_tariff = np.array(
-            [plan.tariff_index(cols["tariff_id"][r]) for r in order.tolist()], dtype=np.int64
+            [tariff_ix[cols["tariff_id"][r]] for r in order.tolist()], dtype=np.int64
         )
         k_type = np.zeros(n_keys, np.int64)
         k_off = np.zeros(n_keys + 1, np.int64)
@@ -207,8 +213,8 @@ class SubscriptionIndex:
         while size < 2 * n_keys:
             size *= 2
         slots, k_w0, k_w1 = build_key_table(k_type, k_off, k_data, size)
-        sub_id = np.asarray(cols["subscription_id"], dtype=np.int64)[order]
-        acc_id = np.asarray(cols["account_id"], dtype=np.int64)[order]
+        sub_id = _int64s(subscriptions["subscription_id"])[order]
+        acc_id = _int64s(subscriptions["account_id"])[order]
         arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff,
                   k_w0, k_w1, sub_id, acc_id)  # fmt: skip
         return cls(arrays, sub_id, acc_id)
