@@ -131,6 +131,21 @@ def _div_pos(a: int, b: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _div_inv(a: int, b: int, inv_b: float) -> int:
+    """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b: as :func:`_div_pos`, with a
+    multiply for the estimate (the corrections make it exact whatever the rounding)."""
+    q = np.int64(np.float64(a) * inv_b)
+    r = a - q * b
+    while r < 0:
+        q -= 1
+        r += b
+    while r >= b:
+        q += 1
+        r -= b
+    return int(q)
+
+
+@njit(cache=True, nogil=True)
 def _service(data: np.ndarray, lo: int, hi: int) -> int:
     # byte-wise on purpose: "voice", "sms", "data" without building bytes objects
     n = hi - lo
@@ -207,7 +222,7 @@ def _rate_records(
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
-     grp_mulinc, grp_safe, ver_band_first) = plan  # fmt: skip
+     grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv) = plan  # fmt: skip
     (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     has_valid = len(dst_valid) > 0
@@ -474,7 +489,7 @@ def _rate_records(
                 if g + 1 < g_end and grp_start[g + 1] < lim:
                     lim = grp_start[g + 1]
                 inc = grp_inc[g]
-                n = _div_pos(lim - p + inc - 1, inc)
+                n = _div_inv(lim - p + inc - 1, inc, grp_inc_inv[g])
                 m = 0
                 if not stop:
                     m = free_left // inc
@@ -536,7 +551,7 @@ def _rate_records(
                 den = sc * Q
                 if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
                     N += rate_conn_q[r0]
-                    qt = _div_pos(N, den)
+                    qt = _div_inv(N, den, rate_den_inv[r0])
                     numer = N - qt * den
                 else:
                     if fast:

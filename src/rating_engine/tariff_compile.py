@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v5"
+_LAYOUT = "plan-v6"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -97,6 +97,8 @@ KERNEL_FIELDS = (
     "grp_mulinc",
     "grp_safe",
     "ver_band_first",
+    "grp_inc_inv",
+    "rate_den_inv",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
@@ -260,6 +262,8 @@ class _Builder:
     def __init__(self, years: tuple[int, int]) -> None:
         self.years = years
         self.a: dict[str, list[int]] = {}
+        #: float arrays: reciprocals the kernels multiply by (then correct exactly)
+        self.f: dict[str, list[float]] = {}
         self.trie: list[list[int]] = []
         self.trie_set: list[int] = []
         self.trie_prefix: list[int] = []
@@ -384,6 +388,10 @@ class _Builder:
             for (s_i, _), ri in rate_ix.items():
                 if s_i == svc_i:
                     conn_q = self.a["rate_conn"][ri] * q_all
+                    # the rounding divisor of a total (scale to the decimals x Q), inverted
+                    # once so the kernel multiplies instead of dividing
+                    den = 10 ** (9 - self.a["rate_round_dec"][ri]) * q_all
+                    self.f["rate_den_inv"][ri] = 1.0 / den
                     self.a["rate_conn_q"][ri] = conn_q if conn_q < _MAX_PQ else -1
                     g0, ng = self.a["rate_g0"][ri], self.a["rate_ng"][ri]
                     for g in range(g0, g0 + ng):
@@ -417,6 +425,7 @@ class _Builder:
         self.push("rate_ng", len(r.groups))
         self.push("rate_conn", _nano(r.connect_fee))
         self.push("rate_conn_q", -1)
+        self.f.setdefault("rate_den_inv", []).append(0.0)
         self.push("rate_round_method", ROUNDING_METHODS.index(r.rounding.method))
         self.push("rate_round_dec", r.rounding.decimals)
         self.push("rate_compat", 0 if r.increment_rounding is None else 1)
@@ -437,6 +446,7 @@ class _Builder:
                 inc_cost = _round_int(exact_num, g.unit * step, r.increment_rounding.method) * step
             self.push("grp_start", g.start * scale)
             self.push("grp_inc", g.increment * scale)
+            self.f.setdefault("grp_inc_inv", []).append(1.0 / (g.increment * scale))
             self.push("grp_p", p)
             self.push("grp_q", q)
             self.push("grp_qmul", 1)
@@ -473,6 +483,8 @@ class _Builder:
             "rate_max",
         ):
             arrays.setdefault(k, np.zeros(0, dtype=np.int64))
+        for k in ("grp_inc_inv", "rate_den_inv"):
+            arrays[k] = np.asarray(self.f.get(k, []), dtype=np.float64)
         arrays["trie_set"] = np.asarray(self.trie_set, dtype=np.int32)
         arrays["trie_prefix"] = np.asarray(self.trie_prefix, dtype=np.int32)
         # one row per node: 10 children, then the node's set and prefix, so a step of the
