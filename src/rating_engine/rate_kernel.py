@@ -235,6 +235,7 @@ def _rate_records(
     dpre = np.empty(_BLOCK, np.int64)
     vv = np.empty(_BLOCK, np.int64)
     dk = np.empty(_BLOCK, np.int64)
+    kts = np.empty(_BLOCK, np.int64)
     for blo in range(lo, hi, _BLOCK):
         bhi = min(blo + _BLOCK, hi)
         # Phase A (subscriber), B (version, band entry, destination): the look-ups of a block
@@ -245,6 +246,7 @@ def _rate_records(
             i = idx[o] if len(idx) > 0 else o
             b = -1
             kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
+            kts[o - blo] = kt
             if kt >= 0:
                 t0 = start_us[i]
                 key = -1
@@ -368,7 +370,7 @@ def _rate_records(
                 status[i] = UNKNOWN_SERVICE
                 continue
             svc_o[i] = svc
-            kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
+            kt = kts[o - blo]
             if kt < 0:
                 status[i] = UNKNOWN_KEY
                 continue
