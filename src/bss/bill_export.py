@@ -7,6 +7,7 @@ import hashlib
 import html
 import io
 import json
+from decimal import Decimal
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,8 @@ def sha256_of(bills: list[dict[str, Any]]) -> str:
 
 
 def _money(amount: str, currency: str) -> str:
-    value = float(amount)  # display only; stored amounts stay exact
-    return f"{value:,.{max(minor_units(currency), 2)}f} {currency}"
+    # Decimal formatting rounds half-even, never through a float.
+    return f"{Decimal(amount):,.{max(minor_units(currency), 2)}f} {currency}"
 
 
 def render_html(bill: dict[str, Any]) -> str:

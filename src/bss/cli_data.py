@@ -27,7 +27,7 @@ def demo(ctx: typer.Context) -> None:
     from .demo import DEMO_PERIOD, run_demo
 
     state = get_state(ctx)
-    with database(state) as conn, progress(state, "demo") as _:
+    with database(state) as conn, progress(state, "demo"):
         result = run_demo(conn, state.workspace, step=lambda s: state.console.log(s))
         bills = bills_for_period(conn, DEMO_PERIOD)
     b = result.billing

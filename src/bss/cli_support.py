@@ -77,19 +77,16 @@ def table(
 
 
 @contextmanager
-def progress(state: CliState, what: str, total: int | None = None) -> Iterator[Any]:
-    """A progress bar on long steps (silent with --quiet); yields ``advance(n)``."""
+def progress(state: CliState, what: str) -> Iterator[None]:
+    """A pulsing bar with elapsed time on long steps (silent with --quiet, on stderr under
+    --json); the steps report their own counts when done."""
     bar = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
         console=state.console, transient=True, disable=state.quiet,
     )  # fmt: skip
     with bar:
-        task = bar.add_task(what, total=total)
-
-        def advance(n: int = 1) -> None:
-            bar.advance(task, n)
-
-        yield advance
+        bar.add_task(what, total=None)
+        yield
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from .errors import ValidationError
 
@@ -27,9 +27,6 @@ class Period:
     def bill_date(self) -> date:
         """Bills are dated the first day after the period."""
         return self.end.date()
-
-    def previous(self) -> Period:
-        return parse_period((self.start - timedelta(days=1)).strftime("%Y-%m"))
 
     def start_us(self) -> int:
         return int(self.start.timestamp()) * 1_000_000

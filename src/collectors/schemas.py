@@ -18,7 +18,6 @@ __all__ = [
     "USAGE_SCHEMA",
     "describe",
     "documented_field",
-    "empty_table",
 ]
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -147,11 +146,6 @@ REJECT_SCHEMA = pa.schema(
         _f("rejected_at", TIMESTAMP, False, "when it was refused"),
     ]
 )
-
-
-def empty_table(schema: pa.Schema) -> pa.Table:
-    """A zero-row table of ``schema``."""
-    return schema.empty_table()
 
 
 def describe(schema: pa.Schema) -> list[tuple[str, str, bool, str]]:
