@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.workspace import WorkspacePaths
+from rating_engine.schemas import decode_labels
 
 from .bill_export import bills_for_period, export_bills, sha256_of
 from .charges import Line, product_charges
@@ -66,16 +67,15 @@ def _usage_lines(rated: pa.Table, period: Period, labels: dict[int, str]) -> dic
         return {}
     start = rated.schema.field("start_time").type
     late = pc.less(rated.column("start_time"), pa.scalar(period.start, start))
-    grouped = (
+    grouped = decode_labels(
         rated.append_column("late", late)
         .group_by(["account_id", "subscription_id", "service", "late"])
         .aggregate(
             [("billed_units", "sum"), ("allowance_units", "sum"), ("cost", "sum"),
              ("record_id", "count")]
         )
-        .sort_by([("account_id", "ascending"), ("subscription_id", "ascending"),
-                  ("service", "ascending"), ("late", "ascending")])
-    )  # fmt: skip
+    ).sort_by([("account_id", "ascending"), ("subscription_id", "ascending"),
+                  ("service", "ascending"), ("late", "ascending")])  # fmt: skip
     out: dict[int, list[Line]] = defaultdict(list)
     for row in grouped.to_pylist():
         unit = _UNITS.get(row["service"], "")

@@ -31,6 +31,7 @@ __all__ = [
     "build_key_table",
     "key_code",
     "key_hash",
+    "key_tag",
     "rate_batch",
 ]
 
@@ -70,12 +71,16 @@ POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
 #: Records per block whose look-ups run in their own loops (see _rate_records).
-_BLOCK = 64
+_BLOCK = 128
+#: Helpers called per record that take arrays but never keep them: compiled without
+#: reference counting, a call costs no atomic increment and decrement per array argument
+#: (~10 ns a call with them, measured).
+_leaf = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@njit(cache=True, nogil=True)
+@_leaf
 def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int) -> np.uint64:
     """FNV-1a over the key type and the key's bytes ``data[lo:hi]``."""
     h = FNV_OFFSET
@@ -85,16 +90,24 @@ def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int) -> np.uint64:
     return h
 
 
-@njit(cache=True, nogil=True)
+@_leaf
+def _mix(w0: np.uint64, w1: np.uint64, n: int, type_code: int) -> np.uint64:
+    meta = np.uint64(n) | (np.uint64(type_code) << np.uint64(8))
+    h = w0 * np.uint64(0x9E3779B97F4A7C15) ^ (w1 ^ meta) * np.uint64(0xC2B2AE3D27D4EB4F)
+    h ^= h >> np.uint64(32)
+    h *= np.uint64(0x165667B19E3779F9)
+    return h ^ (h >> np.uint64(29))
+
+
+@_leaf
 def key_code(
     type_code: int, data: np.ndarray, lo: int, hi: int
 ) -> tuple[np.uint64, np.uint64, np.uint64]:
     """(bytes 0-7, bytes 8-15, hash) of a subscriber key, the words little-endian.
 
     A key of 1..16 bytes (MSISDN, IMSI, IPv4 text) is identified by its type, length and
-    the two words, compared as integers and hashed with a few multiplies: independent
-    byte loads, no per-byte dependency chain. A longer key hashes its bytes with FNV-1a
-    and is compared byte by byte.
+    the two words, compared as integers and hashed with a few multiplies. A longer key
+    hashes its bytes with FNV-1a and is compared byte by byte.
     """
     n = hi - lo
     w0 = np.uint64(0)
@@ -104,36 +117,49 @@ def key_code(
             w0 |= np.uint64(data[lo + j]) << np.uint64(8 * j)
         for j in range(8, n):
             w1 |= np.uint64(data[lo + j]) << np.uint64(8 * (j - 8))
-        meta = np.uint64(n) | (np.uint64(type_code) << np.uint64(8))
-        h = w0 * np.uint64(0x9E3779B97F4A7C15) ^ (w1 ^ meta) * np.uint64(0xC2B2AE3D27D4EB4F)
-        h ^= h >> np.uint64(32)
-        h *= np.uint64(0x165667B19E3779F9)
-        return w0, w1, h ^ (h >> np.uint64(29))
+        return w0, w1, _mix(w0, w1, n, type_code)
     return w0, w1, key_hash(type_code, data, lo, hi)
 
 
-@njit(cache=True, nogil=True)
-def _div_pos(a: int, b: int) -> int:
-    """a // b for 0 <= a < 2^62, 0 < b: a float estimate corrected exactly.
+@_leaf
+def _low_bytes(w: np.uint64, n: int) -> np.uint64:
+    """The ``n`` (0..8) low bytes of ``w``."""
+    if n >= 8:
+        return w
+    return w & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
 
-    A 64-bit integer division costs tens of cycles on the hot path; the float quotient is
+
+@njit(cache=True, nogil=True)
+def _join(a: np.uint64, b: np.uint64, lo: int) -> np.uint64:
+    """Bytes ``lo .. lo+7`` of a buffer from its aligned words ``a`` (holding ``lo``) and
+    ``b`` (the next): (b << 1) << (63 - sh) is b << (64 - sh) without a shift by 64."""
+    sh = np.uint64(8 * (lo & 7))
+    return (a >> sh) | ((b << np.uint64(1)) << (np.uint64(63) - sh))
+
+
+@njit(cache=True, nogil=True)
+def _key_code_words(
+    a: np.uint64, b: np.uint64, c: np.uint64, lo: int, n: int, type_code: int
+) -> tuple[np.uint64, np.uint64, np.uint64]:
+    """:func:`key_code` of a 1..16-byte key at ``lo`` from the buffer's aligned words
+    ``a, b, c`` starting at word ``lo >> 3``: three loads instead of one per byte."""
+    w0 = _join(a, b, lo)
+    w1 = _join(b, c, lo)
+    if n <= 8:
+        w0 = _low_bytes(w0, n)
+        w1 = np.uint64(0)
+    else:
+        w1 = _low_bytes(w1, n - 8)
+    return w0, w1, _mix(w0, w1, n, type_code)
+
+
+@_leaf
+def _div_inv(a: int, b: int, inv_b: float) -> int:
+    """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b.
+
+    A 64-bit integer division costs tens of cycles on the hot path; the float estimate is
     within a few units of the truth and the loops make the result exact in every case.
     """
-    q = np.int64(np.float64(a) / np.float64(b))
-    r = a - q * b
-    while r < 0:
-        q -= 1
-        r += b
-    while r >= b:
-        q += 1
-        r -= b
-    return int(q)
-
-
-@njit(cache=True, nogil=True)
-def _div_inv(a: int, b: int, inv_b: float) -> int:
-    """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b: as :func:`_div_pos`, with a
-    multiply for the estimate (the corrections make it exact whatever the rounding)."""
     q = np.int64(np.float64(a) * inv_b)
     r = a - q * b
     while r < 0:
@@ -145,47 +171,52 @@ def _div_inv(a: int, b: int, inv_b: float) -> int:
     return int(q)
 
 
+def _word(text: bytes) -> np.uint64:
+    return np.uint64(int.from_bytes(text, "little"))
+
+
+_W_VOICE, _W_SMS, _W_DATA = _word(b"voice"), _word(b"sms"), _word(b"data")
+_W_MSISDN, _W_IMSI, _W_IP = _word(b"msisdn"), _word(b"imsi"), _word(b"ip")
+
+
+@_leaf
+def _short_text(words: np.ndarray, data: np.ndarray, lo: int, hi: int) -> np.uint64:
+    """The first (up to 8) bytes of ``data[lo:hi]`` as a little-endian word, 0-padded.
+
+    Two aligned loads from ``words`` (``data`` viewed as uint64) and a shift; near the
+    buffer's end, or when the buffer is not 8-aligned, byte by byte.
+    """
+    n = min(hi - lo, 8)
+    wi = lo >> 3
+    w: np.uint64 = np.uint64(0)
+    if wi + 1 < len(words):
+        w = _low_bytes(_join(words[wi], words[wi + 1], lo), max(n, 0))
+        return w
+    for j in range(n):
+        w |= np.uint64(data[lo + j]) << np.uint64(8 * j)
+    return w
+
+
 @njit(cache=True, nogil=True)
-def _service(data: np.ndarray, lo: int, hi: int) -> int:
-    # byte-wise on purpose: "voice", "sms", "data" without building bytes objects
-    n = hi - lo
-    if n == 5:
-        if (
-            data[lo] == 118
-            and data[lo + 1] == 111
-            and data[lo + 2] == 105
-            and data[lo + 3] == 99
-            and data[lo + 4] == 101
-        ):
-            return 0
-    elif n == 3:
-        if data[lo] == 115 and data[lo + 1] == 109 and data[lo + 2] == 115:
-            return 1
-    elif n == 4 and (
-        data[lo] == 100 and data[lo + 1] == 97 and data[lo + 2] == 116 and data[lo + 3] == 97
-    ):
+def _service(w: np.uint64, n: int) -> int:
+    """0 voice, 1 sms, 2 data, -1 otherwise, from the text's first word and length."""
+    if n == 5 and w == _W_VOICE:
+        return 0
+    if n == 3 and w == _W_SMS:
+        return 1
+    if n == 4 and w == _W_DATA:
         return 2
     return -1
 
 
 @njit(cache=True, nogil=True)
-def _key_type(data: np.ndarray, lo: int, hi: int) -> int:
-    # "msisdn", "imsi", "ip"
-    n = hi - lo
-    if n == 6:
-        if (
-            data[lo] == 109
-            and data[lo + 1] == 115
-            and data[lo + 2] == 105
-            and data[lo + 3] == 115
-            and data[lo + 4] == 100
-            and data[lo + 5] == 110
-        ):
-            return 0
-    elif n == 4:
-        if data[lo] == 105 and data[lo + 1] == 109 and data[lo + 2] == 115 and data[lo + 3] == 105:
-            return 1
-    elif n == 2 and data[lo] == 105 and data[lo + 1] == 112:
+def _key_type(w: np.uint64, n: int) -> int:
+    """0 msisdn, 1 imsi, 2 ip, -1 otherwise."""
+    if n == 6 and w == _W_MSISDN:
+        return 0
+    if n == 4 and w == _W_IMSI:
+        return 1
+    if n == 2 and w == _W_IP:
         return 2
     return -1
 
@@ -214,20 +245,24 @@ def _rate_records(
     (record, slot, units; row 0 column 0 counts rows) is appended to.
     """
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
-     key_data, dst_off, dst_data, dst_valid, dst_bit0) = rec  # fmt: skip
-    (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff, k_w0, k_w1,
-     b_sub, b_acc) = subs  # fmt: skip
+     key_data, dst_off, dst_data, dst_valid, dst_bit0, key_words, svc_words,
+     kt_words) = rec  # fmt: skip
+    (ktab, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
      ver_band_n, ver_bt_first, trie_child, ver_dix_first, _trie_set, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
-     grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv) = plan  # fmt: skip
+     grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
+     prefix_col) = plan  # fmt: skip
     (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
+    if lo < 0 or hi > len(start_us):
+        return  # also tells the compiler record indices are >= 0: no negative-index fix-ups
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
-    mask = len(slots) - 1
+    mask = len(ktab) - 1
+    dead = len(trie_child) - 1  # the trie's dead-end row (see tariff_compile)
     day0 = day_range[0]
     ndays = day_range[1]
     bk = np.empty(_BLOCK, np.int64)
@@ -245,52 +280,59 @@ def _rate_records(
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             b = -1
-            kt = _key_type(kt_data, kt_off[i], kt_off[i + 1])
+            kt = _key_type(
+                _short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]), kt_off[i + 1] - kt_off[i]
+            )
             kts[o - blo] = kt
             if kt >= 0:
                 t0 = start_us[i]
-                key = -1
-                if mask > 0:
-                    klo = key_off[i]
-                    khi = key_off[i + 1]
+                klo = key_off[i]
+                khi = key_off[i + 1]
+                wi = klo >> 3
+                if 0 < khi - klo <= 16 and wi + 2 < len(key_words):
+                    w0, w1, h = _key_code_words(
+                        key_words[wi], key_words[wi + 1], key_words[wi + 2], klo, khi - klo, kt
+                    )
+                else:  # long keys; keys in the buffer's last words; unaligned buffers
                     w0, w1, h = key_code(kt, key_data, klo, khi)
-                    short = khi - klo <= 16
-                    sl = np.int64(h & np.uint64(mask))
-                    while slots[sl] >= 0:
-                        k = slots[sl]
-                        if k_type[k] == kt and k_off[k + 1] - k_off[k] == khi - klo:
-                            if short:
-                                if k_w0[k] == w0 and k_w1[k] == w1:
-                                    key = k
+                tag = np.int64(key_tag(khi - klo, kt))
+                iw0 = np.int64(w0)
+                iw1 = np.int64(w1)
+                sl = np.int64(h & np.uint64(mask))
+                while True:
+                    tg = ktab[sl, 2]
+                    if tg == 0:
+                        break
+                    if tg == tag and ktab[sl, 0] == iw0 and ktab[sl, 1] == iw1:
+                        same = True
+                        if khi - klo > 16:  # a long key: its words are 0, compare bytes
+                            base = k_off[ktab[sl, 3]]
+                            for j in range(khi - klo):
+                                if k_data[base + j] != key_data[klo + j]:
+                                    same = False
                                     break
+                        if same:
+                            if ktab[sl, 4] <= t0 and t0 < ktab[sl, 5]:
+                                b = ktab[sl, 6]
                             else:
-                                base = k_off[k]
-                                same = True
-                                for j in range(khi - klo):
-                                    if k_data[base + j] != key_data[klo + j]:
-                                        same = False
+                                j0 = ktab[sl, 6]
+                                for j in range(j0 + 1, j0 + ktab[sl, 7]):
+                                    if b_from[j] <= t0 and t0 < b_to[j]:
+                                        b = j
                                         break
-                                if same:
-                                    key = k
-                                    break
-                        sl = (sl + 1) & mask
-                b = -1
-                if key >= 0:
-                    for j in range(key_first[key], key_first[key] + key_n[key]):
-                        if b_from[j] <= t0 and t0 < b_to[j]:
-                            b = j
                             break
+                    sl = (sl + 1) & mask
             bk[o - blo] = b
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             dcol[o - blo] = -1
             vv[o - blo] = -1
             b = bk[o - blo]
-            sub_o[i] = b_sub[b] if b >= 0 else -1
-            acc_o[i] = b_acc[b] if b >= 0 else -1
-            if b < 0 or b_tariff[b] < 0:
+            sub_o[i] = bind[b, 1] if b >= 0 else -1
+            acc_o[i] = bind[b, 2] if b >= 0 else -1
+            if b < 0 or bind[b, 0] < 0:
                 continue
-            ti = b_tariff[b]
+            ti = bind[b, 0]
             t0 = start_us[i]
             vi = -1
             for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
@@ -320,31 +362,42 @@ def _rate_records(
                 continue
             col = -1
             pre = -1
-            node = ver_trie_root[vi]
             j0 = dst_off[i]
-            if dst_off[i + 1] - j0 >= JUMP_DIGITS:
+            j1 = dst_off[i + 1]
+            bad = j1 - j0 < JUMP_DIGITS
+            if not bad:
                 # the first digits in one look-up instead of a walk of dependent loads
                 d4 = 0
                 for j in range(j0, j0 + JUMP_DIGITS):
                     dg = int(dst_data[j]) - 48
-                    if dg < 0 or dg > 9:
-                        d4 = -1
-                        break
+                    bad |= (dg < 0) | (dg > 9)
                     d4 = d4 * 10 + dg
-                if d4 >= 0:
-                    jx = vi * JUMP_SIZE + d4
-                    if jump[jx, 1] >= 0:
-                        col = jump[jx, 1]
-                        pre = jump[jx, 2]
-                    node = jump[jx, 0]
-                    j0 += JUMP_DIGITS
-            if node >= 0:
-                for j in range(j0, dst_off[i + 1]):
+            if not bad:
+                jx = vi * JUMP_SIZE + d4
+                col = jump[jx, 1]
+                pre = jump[jx, 2]
+                node = jump[jx, 0]
+                # a fixed number of steps (the version's longest prefix), without branches:
+                # a non-digit or the end of the number leads to the dead-end row, which
+                # stays there and carries no set
+                for j in range(j0 + JUMP_DIGITS, j0 + ver_depth[vi]):
+                    dg = int(dst_data[min(j, j1 - 1)]) - 48
+                    ok = (j < j1) & (dg >= 0) & (dg <= 9)
+                    nx = trie_child[node, dg if ok else 0]
+                    node = nx if ok else dead
+                    # one select only: two on one condition become an unpredictable branch
+                    pr = trie_child[node, 11]
+                    pre = pr if pr >= 0 else pre
+                if pre >= 0:
+                    col = prefix_col[pre]
+            else:
+                node = ver_trie_root[vi]
+                for j in range(j0, j1):
                     digit = np.int64(dst_data[j]) - 48
                     if digit < 0 or digit > 9:
                         break
                     node = trie_child[node, digit]
-                    if node < 0:
+                    if node == dead:
                         break
                     if trie_child[node, 10] >= 0:
                         col = trie_child[node, 10]
@@ -365,7 +418,10 @@ def _rate_records(
             if not allow:  # in allowance mode cost is the batch's, already set
                 cost_o[i] = 0
             # --- service, subscriber, binding, version --------------------------------------
-            svc = _service(svc_data, svc_off[i], svc_off[i + 1])
+            svc = _service(
+                _short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
+                svc_off[i + 1] - svc_off[i],
+            )
             if svc < 0:
                 status[i] = UNKNOWN_SERVICE
                 continue
@@ -379,7 +435,7 @@ def _rate_records(
             if b < 0:
                 status[i] = UNKNOWN_SUB
                 continue
-            ti = b_tariff[b]
+            ti = bind[b, 0]
             if ti < 0:
                 status[i] = UNKNOWN_TARIFF
                 continue
@@ -680,22 +736,62 @@ def apply_allowances(
     return ledger[1 : ledger[0, 0] + 1]
 
 
-@njit(cache=True, nogil=True)
+@_leaf
+def key_tag(n: int, type_code: int) -> np.uint64:
+    """A key table slot's tag: key length and type; never 0 (0 marks an empty slot)."""
+    return np.uint64(n) | (np.uint64(type_code) << np.uint64(32)) | (np.uint64(1) << np.uint64(40))
+
+
 def build_key_table(
-    k_type: np.ndarray, k_off: np.ndarray, k_data: np.ndarray, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Open-addressing slots (power-of-two ``size``) of key ids, hashed like the kernel,
-    and each key's two words (:func:`key_code`)."""
-    slots = np.full(size, -1, np.int64)
-    k_w0 = np.zeros(len(k_type), np.uint64)
-    k_w1 = np.zeros(len(k_type), np.uint64)
-    mask = size - 1
+    k_type: np.ndarray,
+    k_off: np.ndarray,
+    k_data: np.ndarray,
+    key_first: np.ndarray,
+    key_n: np.ndarray,
+    b_from: np.ndarray,
+    b_to: np.ndarray,
+) -> np.ndarray:
+    """Open-addressing key table (linear probing, load <= 1/2), hashed like the kernel.
+
+    Slot row (int64, one 64-byte cache line): bytes 0-7, bytes 8-15, tag, key id, then the
+    key's first binding's from, to, index and the number of bindings - one probe finds
+    the key and, for the usual single binding, its period without further look-ups.
+    """
+    size = 8
+    while size < 2 * len(k_type):
+        size *= 2
+    raw = np.zeros(size * 8 + 8, np.int64)
+    skip = (-raw.ctypes.data % 64) // 8  # rows start on cache lines
+    table = raw[skip : skip + size * 8].reshape(size, 8)
+    _fill_key_table(table, k_type, k_off, k_data, key_first, key_n, b_from, b_to)
+    return table
+
+
+@njit(cache=True, nogil=True)
+def _fill_key_table(
+    table: np.ndarray,
+    k_type: np.ndarray,
+    k_off: np.ndarray,
+    k_data: np.ndarray,
+    key_first: np.ndarray,
+    key_n: np.ndarray,
+    b_from: np.ndarray,
+    b_to: np.ndarray,
+) -> None:
+    mask = len(table) - 1
     for k in range(len(k_type)):
-        w0, w1, h = key_code(k_type[k], k_data, k_off[k], k_off[k + 1])
-        k_w0[k] = w0
-        k_w1[k] = w1
+        lo = k_off[k]
+        hi = k_off[k + 1]
+        w0, w1, h = key_code(k_type[k], k_data, lo, hi)
         sl = np.int64(h & np.uint64(mask))
-        while slots[sl] >= 0:
+        while table[sl, 2] != 0:
             sl = (sl + 1) & mask
-        slots[sl] = k
-    return slots, k_w0, k_w1
+        j = key_first[k]
+        table[sl, 0] = np.int64(w0)
+        table[sl, 1] = np.int64(w1)
+        table[sl, 2] = np.int64(key_tag(hi - lo, k_type[k]))
+        table[sl, 3] = k
+        table[sl, 4] = b_from[j]
+        table[sl, 5] = b_to[j]
+        table[sl, 6] = j
+        table[sl, 7] = key_n[k]

@@ -14,9 +14,7 @@ the subscription's block text, which is matched here as text.
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,8 +44,6 @@ __all__ = [
 ]
 
 _I64MAX = np.iinfo(np.int64).max
-#: Threads for Arrow work that releases the GIL (string columns); sized to the cores.
-_POOL = ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2)))
 _KEY_TYPES = ("msisdn", "imsi", "ip")
 _SERVICES = ("voice", "sms", "data")
 _FIELD = {
@@ -209,14 +205,13 @@ class SubscriptionIndex:
             blobs[k] = key.encode()
         k_off[1:] = np.cumsum([len(b) for b in blobs])
         k_data = np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()
-        size = 8
-        while size < 2 * n_keys:
-            size *= 2
-        slots, k_w0, k_w1 = build_key_table(k_type, k_off, k_data, size)
+        ktab = build_key_table(k_type, k_off, k_data, key_first, key_n, b_from, b_to)
         sub_id = _int64s(subscriptions["subscription_id"])[order]
         acc_id = _int64s(subscriptions["account_id"])[order]
-        arrays = (slots, k_type, k_off, k_data, key_first, key_n, b_from, b_to, b_tariff,
-                  k_w0, k_w1, sub_id, acc_id)  # fmt: skip
+        # a binding's tariff, subscription and account side by side: one cache line
+        bind = np.zeros((len(order), 4), np.int64)
+        bind[:, 0], bind[:, 1], bind[:, 2] = b_tariff, sub_id, acc_id
+        arrays = (ktab, k_off, k_data, b_from, b_to, bind)
         return cls(arrays, sub_id, acc_id)
 
 
@@ -238,6 +233,14 @@ def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return off, data, valid, arr.offset
 
 
+def _words(data: np.ndarray) -> np.ndarray:
+    """``data`` viewed as aligned little-endian uint64 words (empty if not 8-aligned: the
+    kernel then reads key bytes one by one)."""
+    if data.ctypes.data % 8 or len(data) < 8:
+        return np.zeros(0, np.uint64)
+    return data[: len(data) // 8 * 8].view(np.uint64)
+
+
 def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
     """The output string columns' dictionaries as Arrow arrays (memoised on the plan)."""
     memo = plan.memo.get("dictionaries")
@@ -255,19 +258,12 @@ def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
     return memo
 
 
-def _take(dictionary: pa.Array, codes: np.ndarray, nullable: bool = False) -> pa.Array:
-    # a column with one value (one tariff, version, currency, service per batch is the
-    # common case) is a repeated scalar: half the cost of a take
-    if len(codes) and codes.min() == codes.max():
-        if codes[0] < 0:
-            return pa.nulls(len(codes), dictionary.type)
-        return pa.repeat(dictionary[int(codes[0])], len(codes))
-    # Arrow's take on a small dictionary: a few ns per row, C++ and cache-resident
-    if nullable:
-        missing = codes < 0
-        if missing.any():
-            return dictionary.take(pa.array(codes, mask=missing))
-    return dictionary.take(pa.array(codes))
+def _labels(dictionary: pa.Array, codes: np.ndarray) -> pa.DictionaryArray:
+    """A dictionary column from the kernel's codes (no copy); code -1 is null."""
+    codes = codes.astype(np.int32, copy=False)
+    mask = codes < 0
+    indices = pa.array(codes, mask=mask) if mask.any() else pa.array(codes)
+    return pa.DictionaryArray.from_arrays(indices, dictionary)
 
 
 def _rate_batch(
@@ -290,7 +286,8 @@ def _rate_batch(
     d_off, d_data, d_valid, d_bit0 = _strings(col("destination"))
     a = plan.arrays
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
-           d_off, d_data, d_valid, d_bit0)  # fmt: skip
+           d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
+           _words(kt_data))  # fmt: skip
     out = rate_batch(rec, subs.arrays, plan.kernel_args())
     status, elig = out[0], out[10]
     record_id = _num(col("record_id"), np.int64)
@@ -319,19 +316,13 @@ def _rate_batch(
         )
     d = _dictionaries(plan)
     ti = pick(out[13])
-    jobs = [
-        (d["service"], pick(out[1]), False),
-        (d["tariff"], ti, False),
-        (d["version"], pick(out[2]), False),
-        (d["set"], pick(out[4]), True),
-        (d["prefix"], pick(out[5]), True),
-        (d["band"], pick(out[6]), False),
-        (d["currency"], ti, False),
-    ]
-    # Arrow's take releases the GIL: the seven string columns build side by side
-    s_svc, s_tariff, s_version, s_set, s_prefix, s_band, s_currency = _POOL.map(
-        lambda job: _take(*job), jobs
-    )
+    s_svc = _labels(d["service"], pick(out[1]))
+    s_tariff = _labels(d["tariff"], ti)
+    s_version = _labels(d["version"], pick(out[2]))
+    s_set = _labels(d["set"], pick(out[4]))
+    s_prefix = _labels(d["prefix"], pick(out[5]))
+    s_band = _labels(d["band"], pick(out[6]))
+    s_currency = _labels(d["currency"], ti)
     rated = pa.Table.from_arrays(
         [
             rid_col,

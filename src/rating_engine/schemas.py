@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from collectors.schemas import TIMESTAMP, documented_field
 
-__all__ = ["MICROS_PER_UNIT", "RATED_SCHEMA", "SUBSCRIPTION_SCHEMA"]
+__all__ = ["LABEL", "MICROS_PER_UNIT", "RATED_SCHEMA", "SUBSCRIPTION_SCHEMA", "decode_labels"]
 
 #: Money is carried as integer micro-units of the currency.
 MICROS_PER_UNIT = 1_000_000
@@ -36,18 +36,22 @@ SUBSCRIPTION_SCHEMA = pa.schema(
     ]
 )
 
+#: Text columns of rated usage repeat a handful of values (services, tariffs, bands,
+#: prefixes): dictionary-encoded, as Parquet stores them, the kernel's codes are the column.
+LABEL = pa.dictionary(pa.int32(), pa.string())
+
 RATED_SCHEMA = pa.schema(
     [
         _f("record_id", pa.int64(), False, "usage record id (collectors' USAGE_SCHEMA)"),
         _f("subscription_id", pa.int64(), False, "subscription the usage was attributed to"),
         _f("account_id", pa.int64(), False, "billing account of the subscription"),
-        _f("service", pa.string(), False, "voice, sms or data"),
+        _f("service", LABEL, False, "voice, sms or data"),
         _f("start_time", TIMESTAMP, False, "usage start, UTC"),
-        _f("tariff_id", pa.string(), False, "tariff used"),
-        _f("tariff_version", pa.string(), False, "version of the tariff in force at start_time"),
-        _f("destination_set", pa.string(), True, "destination set matched (voice/sms)"),
-        _f("matched_prefix", pa.string(), True, "longest destination prefix that matched"),
-        _f("band", pa.string(), False, "time band (first band for a split call)"),
+        _f("tariff_id", LABEL, False, "tariff used"),
+        _f("tariff_version", LABEL, False, "version of the tariff in force at start_time"),
+        _f("destination_set", LABEL, True, "destination set matched (voice/sms)"),
+        _f("matched_prefix", LABEL, True, "longest destination prefix that matched"),
+        _f("band", LABEL, False, "time band (first band for a split call)"),
         _f(
             "billed_units",
             pa.int64(),
@@ -56,6 +60,16 @@ RATED_SCHEMA = pa.schema(
         ),
         _f("allowance_units", pa.int64(), False, "of billed_units, how many an allowance covered"),
         _f("cost", pa.int64(), False, "cost in micro-units of currency, rounded per the tariff"),
-        _f("currency", pa.string(), False, "ISO 4217 code"),
+        _f("currency", LABEL, False, "ISO 4217 code"),
     ]
 )
+
+
+def decode_labels(table: pa.Table) -> pa.Table:
+    """``table`` with its dictionary-encoded columns as plain values (for Arrow kernels,
+    such as sorting, that do not take dictionaries)."""
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            plain = table.column(i).cast(field.type.value_type)
+            table = table.set_column(i, field.with_type(field.type.value_type), plain)
+    return table

@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v6"
+_LAYOUT = "plan-v7"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -99,6 +99,8 @@ KERNEL_FIELDS = (
     "ver_band_first",
     "grp_inc_inv",
     "rate_den_inv",
+    "ver_depth",
+    "prefix_col",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
@@ -316,6 +318,7 @@ class _Builder:
         self.push("ver_trie_root", root)
         self.push("ver_set_first", set_first)
         self.push("ver_n_sets", n_sets)
+        depth = 0  # the longest prefix: the kernel walks at most this deep
         for si, ds in enumerate(v.destinations):
             self.names["set"].append(ds.name)
             for prefix in ds.prefixes:
@@ -328,6 +331,8 @@ class _Builder:
                 self.trie_set[n] = si
                 self.trie_prefix[n] = len(self.names["prefix"])
                 self.names["prefix"].append(prefix)
+                depth = max(depth, len(prefix))
+        self.push("ver_depth", depth)
         # bands: timeline shared between versions with identical bands and zone
         band_first = len(self.names["band"])
         self.names["band"].extend(b.name for b in v.bands)
@@ -488,11 +493,24 @@ class _Builder:
         arrays["trie_set"] = np.asarray(self.trie_set, dtype=np.int32)
         arrays["trie_prefix"] = np.asarray(self.trie_prefix, dtype=np.int32)
         # one row per node: 10 children, then the node's set and prefix, so a step of the
-        # walk touches one cache line
+        # walk touches one cache line. A missing child is the last row, a dead end whose
+        # children are itself: the kernel walks a fixed number of steps without branching
+        # on falling off the trie.
+        dead = len(self.trie)
         child = np.asarray(self.trie, dtype=np.int32).reshape(-1, 10)
+        child = np.concatenate([np.where(child < 0, dead, child), np.full((1, 10), dead)])
         arrays["trie_child"] = np.concatenate(
-            [child, arrays["trie_set"][:, None], arrays["trie_prefix"][:, None]], axis=1
-        )
+            [
+                child,
+                np.append(arrays["trie_set"], -1)[:, None],
+                np.append(arrays["trie_prefix"], -1)[:, None],
+            ],
+            axis=1,
+        ).astype(np.int32)
+        # each prefix's destination-set column in its version: the walk tracks the prefix only
+        arrays["prefix_col"] = np.full(len(self.names["prefix"]), -1, np.int32)
+        ends = arrays["trie_prefix"] >= 0
+        arrays["prefix_col"][arrays["trie_prefix"][ends]] = arrays["trie_set"][ends]
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
         # (node, set, prefix, pad) per entry: one look-up reads one 16-byte row
         arrays["jump"] = (
@@ -526,20 +544,19 @@ class _Builder:
 
 
 def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, ...]:
-    """For every JUMP_DIGITS-digit start: trie node reached (-1 = fell off), longest set and
-    prefix matched on the way (-1 = none)."""
-    child, tset, tprefix = arrays["trie_child"], arrays["trie_set"], arrays["trie_prefix"]
+    """For every JUMP_DIGITS-digit start: trie node reached (the dead-end row if it fell
+    off), longest set and prefix matched on the way (-1 = none)."""
+    child = arrays["trie_child"]
     starts = np.arange(10**JUMP_DIGITS)
     node = np.full(len(starts), root, np.int32)
     best_set = np.full(len(starts), -1, np.int32)
     best_prefix = np.full(len(starts), -1, np.int32)
     for depth in range(JUMP_DIGITS):
         digit = starts // 10 ** (JUMP_DIGITS - 1 - depth) % 10
-        alive = node >= 0
-        node = np.where(alive, child[np.maximum(node, 0), digit], -1).astype(np.int32)
-        hit = (node >= 0) & (tset[np.maximum(node, 0)] >= 0)
-        best_set = np.where(hit, tset[np.maximum(node, 0)], best_set)
-        best_prefix = np.where(hit, tprefix[np.maximum(node, 0)], best_prefix)
+        node = child[node, digit]
+        hit = child[node, 10] >= 0
+        best_set = np.where(hit, child[node, 10], best_set)
+        best_prefix = np.where(hit, child[node, 11], best_prefix)
     return node, best_set.astype(np.int32), best_prefix.astype(np.int32)
 
 

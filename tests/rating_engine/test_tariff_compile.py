@@ -60,14 +60,15 @@ def walk(plan: RatingPlan, number: str) -> tuple[str | None, str | None]:
     a = plan.arrays
     node = int(a["ver_trie_root"][0])
     found: tuple[str | None, str | None] = (None, None)
+    dead = len(a["trie_child"]) - 1  # missing children point at the dead-end row
     for ch in number:
         node = int(a["trie_child"][node, int(ch)])
-        if node < 0:
+        if node == dead:
             break
-        if a["trie_set"][node] >= 0:
+        if a["trie_child"][node, 10] >= 0:
             found = (
-                plan.set_names[int(a["ver_set_first"][0] + a["trie_set"][node])],
-                plan.prefixes[int(a["trie_prefix"][node])],
+                plan.set_names[int(a["ver_set_first"][0] + a["trie_child"][node, 10])],
+                plan.prefixes[int(a["trie_child"][node, 11])],
             )
     return found
 
