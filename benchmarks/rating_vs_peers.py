@@ -11,6 +11,10 @@ converted back to UTC, increments with ceil, integer arithmetic for exact money.
 engines must agree on the total and on every record's cost.
 
     python benchmarks/rating_vs_peers.py --rows 2000000 [--threads 2] [--batch 1000000] [--repeat 3]
+    python benchmarks/rating_vs_peers.py --rows 100000000 --stream   # ours only, memory
+
+``--stream`` generates the CDRs batch by batch while ours rates them (no peers: they take
+the whole table): peak memory must stay flat in ``--rows``.
 
 Last line: one JSON object with the measurements.
 """
@@ -24,6 +28,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 THREADS = "2"
@@ -40,6 +45,7 @@ import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 
 from collectors.schemas import TIMESTAMP, USAGE_SCHEMA  # noqa: E402
 from rating_engine.rating import compile_plan, rate_stream  # noqa: E402
@@ -128,7 +134,9 @@ def constant_strings(value: str, n: int) -> pa.Array:
     return fixed_strings(np.tile(np.frombuffer(value.encode(), np.uint8), (n, 1)))
 
 
-def make_usage(rng: np.random.Generator, n: int, tables: dict[str, np.ndarray]) -> pa.Table:
+def make_usage(
+    rng: np.random.Generator, n: int, tables: dict[str, np.ndarray], first_id: int = 0
+) -> pa.Table:
     width = 12
     plist = tables["prefix"]
     pmat = np.zeros((len(plist), width), np.uint8)
@@ -144,10 +152,10 @@ def make_usage(rng: np.random.Generator, n: int, tables: dict[str, np.ndarray]) 
     dur = rng.integers(0, 600_000, n)
     zeros = pa.array(np.zeros(n, np.uint64))
     cols = {
-        "record_id": pa.array(np.arange(n, dtype=np.int64)),
+        "record_id": pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
         "record_key": fixed_strings(subs),
         "source_file": constant_strings("bench.csv", n),
-        "source_line": pa.array(np.arange(n, dtype=np.int64) + 2),
+        "source_line": pa.array(np.arange(first_id, first_id + n, dtype=np.int64) + 2),
         "subscriber_key": fixed_strings(subs),
         "subscriber_key_type": constant_strings("msisdn", n),
         "service": constant_strings("voice", n),
@@ -336,6 +344,41 @@ def rate_polars(usage: pa.Table, subs: pa.Table, tables: dict[str, np.ndarray]) 
     return q.collect()
 
 
+def stream(
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    tables: dict[str, np.ndarray],
+    subs: pa.Table,
+    plan: object,
+) -> None:
+    """Rate ``--rows`` CDRs generated batch by batch; report throughput and peak memory."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for first in range(0, args.rows, args.batch):
+            n = min(args.batch, args.rows - first)
+            yield make_usage(rng, n, tables, first).to_batches()[0]
+
+    rated = total = 0
+    t_all = time.perf_counter()
+    for res in rate_stream(batches(), subs, plan):  # type: ignore[arg-type]
+        rated += res.rated.num_rows
+        total += int(pc.sum(res.rated["cost"]).as_py() or 0)
+    wall = time.perf_counter() - t_all
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "mode": "stream",
+                "batch": args.batch,
+                "rated": rated,
+                "total_micro": total,
+                "wall_s_with_generation": round(wall, 3),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2_000_000)
@@ -344,6 +387,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs per engine")
     ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--stream", action="store_true", help="generate batches lazily; ours only")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     doc, tables = make_tariff(rng)
@@ -355,8 +399,11 @@ def main() -> None:
         t0 = time.perf_counter()
         compile_plan({"bench": tariff}, cache_dir=Path(cache))
         cached_compile = time.perf_counter() - t0
-    usage = make_usage(rng, args.rows, tables)
     subs = make_subscriptions()
+    if args.stream:
+        stream(args, rng, tables, subs, plan)
+        return
+    usage = make_usage(rng, args.rows, tables)
     print(f"generated {args.rows:,} CDRs, {N_PREFIXES} prefixes", file=sys.stderr)
 
     t0 = time.perf_counter()  # kernel JIT (or load from Numba's cache) on a tiny batch

@@ -618,15 +618,15 @@ def _rate_records(
                     W += rate_conn[r0]
                     qt = W // sc
                     numer = (W % sc) * Q + R
+                # up (0), down (1), half-up (2), half-even (3) on the remainder numer/den,
+                # as arithmetic: which way a remainder goes is data, a branch would guess
                 method = rate_rm[r0]
-                if numer > 0:
-                    if method == 0:  # up
-                        qt += 1
-                    elif method == 2:  # half-up
-                        if 2 * numer >= den:
-                            qt += 1
-                    elif method == 3 and (2 * numer > den or (2 * numer == den and qt % 2 == 1)):
-                        qt += 1  # half-even
+                twice = 2 * numer
+                qt += (
+                    ((method == 0) & (numer > 0))
+                    | ((method == 2) & (twice >= den))
+                    | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
+                )
                 cost = qt * POW10[6 - dec]
                 if rate_min[r0] >= 0 and cost < rate_min[r0]:
                     cost = rate_min[r0]
@@ -664,7 +664,7 @@ def _outputs(n: int) -> tuple:
     # and only the exceptions are written: fewer bytes per record through memory.
     return (
         np.empty(n, np.int8),  # status
-        np.empty(n, np.int8),  # service
+        np.empty(n, np.int32),  # service
         np.empty(n, np.int32),  # version
         np.empty(n, np.int32),  # destination column
         np.empty(n, np.int32),  # set

@@ -258,12 +258,15 @@ def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
     return memo
 
 
-def _labels(dictionary: pa.Array, codes: np.ndarray) -> pa.DictionaryArray:
-    """A dictionary column from the kernel's codes (no copy); code -1 is null."""
-    codes = codes.astype(np.int32, copy=False)
-    mask = codes < 0
-    indices = pa.array(codes, mask=mask) if mask.any() else pa.array(codes)
-    return pa.DictionaryArray.from_arrays(indices, dictionary)
+def _labels(dictionary: pa.Array, codes: np.ndarray, nullable: bool = False) -> pa.DictionaryArray:
+    """A dictionary column from the kernel's int32 codes (no copy); in a ``nullable``
+    column code -1 is null (a rated record has every other code set)."""
+    indices = pa.array(codes)
+    if nullable:
+        mask = codes < 0
+        if mask.any():
+            indices = pa.array(codes, mask=mask)
+    return pa.DictionaryArray.from_arrays(indices, dictionary, safe=False)  # codes are valid
 
 
 def _rate_batch(
@@ -319,8 +322,8 @@ def _rate_batch(
     s_svc = _labels(d["service"], pick(out[1]))
     s_tariff = _labels(d["tariff"], ti)
     s_version = _labels(d["version"], pick(out[2]))
-    s_set = _labels(d["set"], pick(out[4]))
-    s_prefix = _labels(d["prefix"], pick(out[5]))
+    s_set = _labels(d["set"], pick(out[4]), nullable=True)
+    s_prefix = _labels(d["prefix"], pick(out[5]), nullable=True)
     s_band = _labels(d["band"], pick(out[6]))
     s_currency = _labels(d["currency"], ti)
     rated = pa.Table.from_arrays(
