@@ -406,17 +406,9 @@ def _rate_records(
             dpre[o - blo] = pre
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
-            # outputs start uninitialised (one pass less over memory): every field set here
-            svc_o[i] = -1
-            ver_o[i] = -1
-            col_o[i] = 0
-            set_o[i] = -1
-            prefix_o[i] = -1
-            band_o[i] = -1
-            billed_o[i] = 0
-            ti_o[i] = -1
-            if not allow:  # in allowance mode cost is the batch's, already set
-                cost_o[i] = 0
+            # outputs start uninitialised (one pass less over memory): a rated record's
+            # fields are all set below; a rejected record's are left undefined (only its
+            # status, subscription and account are read)
             # --- service, subscriber, binding, version --------------------------------------
             svc = _service(
                 _short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
@@ -462,6 +454,7 @@ def _rate_records(
             # --- destination: walk the digit trie, the last set seen is the longest prefix ----
             n_sets = ver_n_sets[vi]
             col = n_sets
+            pre = -1
             if svc != 2:
                 valid = True
                 if has_valid:
@@ -469,9 +462,9 @@ def _rate_records(
                     valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
                 if valid and dcol[o - blo] >= 0:
                     col = dcol[o - blo]
-                    prefix_o[i] = dpre[o - blo]
-                if col < n_sets:
-                    set_o[i] = ver_set_first[vi] + col
+                    pre = dpre[o - blo]
+            prefix_o[i] = pre
+            set_o[i] = ver_set_first[vi] + col if col < n_sets else -1
             col_o[i] = col
             # --- allowance slots -------------------------------------------------------------
             free = 0
@@ -694,11 +687,13 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
     """Rate every record of a batch in parallel (allowances applied later, see module doc).
 
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
-    key type, subscriber key, destination, destination validity bitmap and bit offset).
+    key type, subscriber key, destination, destination validity bitmap and bit offset, then
+    the subscriber key, service and key type data viewed as aligned uint64 words, or empty).
     Returns arrays: status, service, version, destination column, set, prefix, band
     (global), billed units, cost, allowance units, allowance-eligible,
     subscription id, account id, tariff index. Billed and allowance units are seconds for
-    voice, events, bytes.
+    voice, events, bytes. A rejected record (status > 0) has only its status, subscription
+    and account id set; its other fields are undefined.
     """
     n = len(rec[0])
     out = _outputs(n)
