@@ -4,7 +4,8 @@ The kernels read Arrow buffers directly (timestamps, durations, volumes as numpy
 strings as offsets + data bytes) and the compiled plan's arrays (see
 :mod:`rating_engine.tariff_compile`). ``rate_batch`` runs in parallel over records;
 ``apply_allowances`` re-prices, sequentially in time order, the records an allowance
-may cover. Both price through ``_price`` so the arithmetic is one code path.
+may cover. Both run the same per-record function, so the arithmetic is one code path.
+Subscriber keys are found through :mod:`rating_engine.key_table`.
 
 Exactness: a group's price is the reduced fraction p/q nano-units per base unit (ms,
 event, byte). A record's exact cost is ``W + R/Q`` nano-units, W and R integers and Q the
@@ -25,15 +26,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 from numba import njit, parallel_chunksize, prange
 
-__all__ = [
-    "REASONS",
-    "apply_allowances",
-    "build_key_table",
-    "key_code",
-    "key_hash",
-    "key_tag",
-    "rate_batch",
-]
+from .key_table import (
+    key_code,
+    key_code_words,
+    key_tag,
+    key_type_code,
+    leaf,
+    service_code,
+    short_text,
+)
+
+__all__ = ["REASONS", "apply_allowances", "rate_batch"]
 
 #: Status codes written by the kernels (index = code); 0 is "rated".
 REASONS = (
@@ -72,88 +75,9 @@ POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 LIMIT = 1 << 62
 #: Records per block whose look-ups run in their own loops (see _rate_records).
 _BLOCK = 128
-#: Helpers called per record that take arrays but never keep them: compiled without
-#: reference counting, a call costs no atomic increment and decrement per array argument
-#: (~10 ns a call with them, measured).
-_leaf = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
-FNV_OFFSET = np.uint64(0xCBF29CE484222325)
-FNV_PRIME = np.uint64(0x100000001B3)
 
 
-@_leaf
-def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int) -> np.uint64:
-    """FNV-1a over the key type and the key's bytes ``data[lo:hi]``."""
-    h = FNV_OFFSET
-    h = (h ^ np.uint64(type_code)) * FNV_PRIME
-    for j in range(lo, hi):
-        h = (h ^ np.uint64(data[j])) * FNV_PRIME
-    return h
-
-
-@_leaf
-def _mix(w0: np.uint64, w1: np.uint64, n: int, type_code: int) -> np.uint64:
-    meta = np.uint64(n) | (np.uint64(type_code) << np.uint64(8))
-    h = w0 * np.uint64(0x9E3779B97F4A7C15) ^ (w1 ^ meta) * np.uint64(0xC2B2AE3D27D4EB4F)
-    h ^= h >> np.uint64(32)
-    h *= np.uint64(0x165667B19E3779F9)
-    return h ^ (h >> np.uint64(29))
-
-
-@_leaf
-def key_code(
-    type_code: int, data: np.ndarray, lo: int, hi: int
-) -> tuple[np.uint64, np.uint64, np.uint64]:
-    """(bytes 0-7, bytes 8-15, hash) of a subscriber key, the words little-endian.
-
-    A key of 1..16 bytes (MSISDN, IMSI, IPv4 text) is identified by its type, length and
-    the two words, compared as integers and hashed with a few multiplies. A longer key
-    hashes its bytes with FNV-1a and is compared byte by byte.
-    """
-    n = hi - lo
-    w0 = np.uint64(0)
-    w1 = np.uint64(0)
-    if 0 < n <= 16:
-        for j in range(min(n, 8)):
-            w0 |= np.uint64(data[lo + j]) << np.uint64(8 * j)
-        for j in range(8, n):
-            w1 |= np.uint64(data[lo + j]) << np.uint64(8 * (j - 8))
-        return w0, w1, _mix(w0, w1, n, type_code)
-    return w0, w1, key_hash(type_code, data, lo, hi)
-
-
-@_leaf
-def _low_bytes(w: np.uint64, n: int) -> np.uint64:
-    """The ``n`` (0..8) low bytes of ``w``."""
-    if n >= 8:
-        return w
-    return w & ((np.uint64(1) << np.uint64(8 * n)) - np.uint64(1))
-
-
-@njit(cache=True, nogil=True)
-def _join(a: np.uint64, b: np.uint64, lo: int) -> np.uint64:
-    """Bytes ``lo .. lo+7`` of a buffer from its aligned words ``a`` (holding ``lo``) and
-    ``b`` (the next): (b << 1) << (63 - sh) is b << (64 - sh) without a shift by 64."""
-    sh = np.uint64(8 * (lo & 7))
-    return (a >> sh) | ((b << np.uint64(1)) << (np.uint64(63) - sh))
-
-
-@njit(cache=True, nogil=True)
-def _key_code_words(
-    a: np.uint64, b: np.uint64, c: np.uint64, lo: int, n: int, type_code: int
-) -> tuple[np.uint64, np.uint64, np.uint64]:
-    """:func:`key_code` of a 1..16-byte key at ``lo`` from the buffer's aligned words
-    ``a, b, c`` starting at word ``lo >> 3``: three loads instead of one per byte."""
-    w0 = _join(a, b, lo)
-    w1 = _join(b, c, lo)
-    if n <= 8:
-        w0 = _low_bytes(w0, n)
-        w1 = np.uint64(0)
-    else:
-        w1 = _low_bytes(w1, n - 8)
-    return w0, w1, _mix(w0, w1, n, type_code)
-
-
-@_leaf
+@leaf
 def _div_inv(a: int, b: int, inv_b: float) -> int:
     """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b.
 
@@ -169,56 +93,6 @@ def _div_inv(a: int, b: int, inv_b: float) -> int:
         q += 1
         r -= b
     return int(q)
-
-
-def _word(text: bytes) -> np.uint64:
-    return np.uint64(int.from_bytes(text, "little"))
-
-
-_W_VOICE, _W_SMS, _W_DATA = _word(b"voice"), _word(b"sms"), _word(b"data")
-_W_MSISDN, _W_IMSI, _W_IP = _word(b"msisdn"), _word(b"imsi"), _word(b"ip")
-
-
-@_leaf
-def _short_text(words: np.ndarray, data: np.ndarray, lo: int, hi: int) -> np.uint64:
-    """The first (up to 8) bytes of ``data[lo:hi]`` as a little-endian word, 0-padded.
-
-    Two aligned loads from ``words`` (``data`` viewed as uint64) and a shift; near the
-    buffer's end, or when the buffer is not 8-aligned, byte by byte.
-    """
-    n = min(hi - lo, 8)
-    wi = lo >> 3
-    w: np.uint64 = np.uint64(0)
-    if wi + 1 < len(words):
-        w = _low_bytes(_join(words[wi], words[wi + 1], lo), max(n, 0))
-        return w
-    for j in range(n):
-        w |= np.uint64(data[lo + j]) << np.uint64(8 * j)
-    return w
-
-
-@njit(cache=True, nogil=True)
-def _service(w: np.uint64, n: int) -> int:
-    """0 voice, 1 sms, 2 data, -1 otherwise, from the text's first word and length."""
-    if n == 5 and w == _W_VOICE:
-        return 0
-    if n == 3 and w == _W_SMS:
-        return 1
-    if n == 4 and w == _W_DATA:
-        return 2
-    return -1
-
-
-@njit(cache=True, nogil=True)
-def _key_type(w: np.uint64, n: int) -> int:
-    """0 msisdn, 1 imsi, 2 ip, -1 otherwise."""
-    if n == 6 and w == _W_MSISDN:
-        return 0
-    if n == 4 and w == _W_IMSI:
-        return 1
-    if n == 2 and w == _W_IP:
-        return 2
-    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -280,8 +154,8 @@ def _rate_records(
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             b = -1
-            kt = _key_type(
-                _short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]), kt_off[i + 1] - kt_off[i]
+            kt = key_type_code(
+                short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]), kt_off[i + 1] - kt_off[i]
             )
             kts[o - blo] = kt
             if kt >= 0:
@@ -290,7 +164,7 @@ def _rate_records(
                 khi = key_off[i + 1]
                 wi = klo >> 3
                 if 0 < khi - klo <= 16 and wi + 2 < len(key_words):
-                    w0, w1, h = _key_code_words(
+                    w0, w1, h = key_code_words(
                         key_words[wi], key_words[wi + 1], key_words[wi + 2], klo, khi - klo, kt
                     )
                 else:  # long keys; keys in the buffer's last words; unaligned buffers
@@ -410,8 +284,8 @@ def _rate_records(
             # fields are all set below; a rejected record's are left undefined (only its
             # status, subscription and account are read)
             # --- service, subscriber, binding, version --------------------------------------
-            svc = _service(
-                _short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
+            svc = service_code(
+                short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
                 svc_off[i + 1] - svc_off[i],
             )
             if svc < 0:
@@ -729,64 +603,3 @@ def apply_allowances(
         order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan, target
     )
     return ledger[1 : ledger[0, 0] + 1]
-
-
-@_leaf
-def key_tag(n: int, type_code: int) -> np.uint64:
-    """A key table slot's tag: key length and type; never 0 (0 marks an empty slot)."""
-    return np.uint64(n) | (np.uint64(type_code) << np.uint64(32)) | (np.uint64(1) << np.uint64(40))
-
-
-def build_key_table(
-    k_type: np.ndarray,
-    k_off: np.ndarray,
-    k_data: np.ndarray,
-    key_first: np.ndarray,
-    key_n: np.ndarray,
-    b_from: np.ndarray,
-    b_to: np.ndarray,
-) -> np.ndarray:
-    """Open-addressing key table (linear probing, load <= 1/2), hashed like the kernel.
-
-    Slot row (int64, one 64-byte cache line): bytes 0-7, bytes 8-15, tag, key id, then the
-    key's first binding's from, to, index and the number of bindings - one probe finds
-    the key and, for the usual single binding, its period without further look-ups.
-    """
-    size = 8
-    while size < 2 * len(k_type):
-        size *= 2
-    raw = np.zeros(size * 8 + 8, np.int64)
-    skip = (-raw.ctypes.data % 64) // 8  # rows start on cache lines
-    table = raw[skip : skip + size * 8].reshape(size, 8)
-    _fill_key_table(table, k_type, k_off, k_data, key_first, key_n, b_from, b_to)
-    return table
-
-
-@njit(cache=True, nogil=True)
-def _fill_key_table(
-    table: np.ndarray,
-    k_type: np.ndarray,
-    k_off: np.ndarray,
-    k_data: np.ndarray,
-    key_first: np.ndarray,
-    key_n: np.ndarray,
-    b_from: np.ndarray,
-    b_to: np.ndarray,
-) -> None:
-    mask = len(table) - 1
-    for k in range(len(k_type)):
-        lo = k_off[k]
-        hi = k_off[k + 1]
-        w0, w1, h = key_code(k_type[k], k_data, lo, hi)
-        sl = np.int64(h & np.uint64(mask))
-        while table[sl, 2] != 0:
-            sl = (sl + 1) & mask
-        j = key_first[k]
-        table[sl, 0] = np.int64(w0)
-        table[sl, 1] = np.int64(w1)
-        table[sl, 2] = np.int64(key_tag(hi - lo, k_type[k]))
-        table[sl, 3] = k
-        table[sl, 4] = b_from[j]
-        table[sl, 5] = b_to[j]
-        table[sl, 6] = j
-        table[sl, 7] = key_n[k]

@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
 from rating_engine.errors import RatingError, TariffError
-from rating_engine.rate_kernel import REASONS, build_key_table, rate_batch
+from rating_engine.key_table import build_key_table
+from rating_engine.rate_kernel import REASONS, rate_batch
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff import Tariff, load_tariff_file
 from rating_engine.tariff_compile import RatingPlan, compile_tariffs
