@@ -128,7 +128,7 @@ def _rate_records(
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
-     prefix_col) = plan  # fmt: skip
+     prefix_col, step2) = plan  # fmt: skip
     (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
@@ -251,10 +251,21 @@ def _rate_records(
                 col = jump[jx, 1]
                 pre = jump[jx, 2]
                 node = jump[jx, 0]
-                # a fixed number of steps (the version's longest prefix), without branches:
-                # a non-digit or the end of the number leads to the dead-end row, which
-                # stays there and carries no set
-                for j in range(j0 + JUMP_DIGITS, j0 + ver_depth[vi]):
+                # the next two digits in one more look-up (a dead-end block when the jump
+                # entry has no deeper prefixes), then single digits up to the version's
+                # longest prefix, a fixed number of steps without branches: a non-digit or
+                # the end of the number leads to the dead-end row, which stays there
+                walk = j0 + JUMP_DIGITS
+                if walk + 2 <= j1:
+                    d5 = int(dst_data[walk]) - 48
+                    d6 = int(dst_data[walk + 1]) - 48
+                    if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
+                        e = jump[jx, 3] * 100 + d5 * 10 + d6
+                        pr = step2[e, 0]
+                        pre = pr if pr >= 0 else pre
+                        node = step2[e, 1]
+                        walk += 2
+                for j in range(walk, j0 + ver_depth[vi]):
                     dg = int(dst_data[min(j, j1 - 1)]) - 48
                     ok = (j < j1) & (dg >= 0) & (dg <= 9)
                     nx = trie_child[node, dg if ok else 0]

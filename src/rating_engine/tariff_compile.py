@@ -48,7 +48,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v7"
+_LAYOUT = "plan-v8"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -101,6 +101,7 @@ KERNEL_FIELDS = (
     "rate_den_inv",
     "ver_depth",
     "prefix_col",
+    "step2",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
@@ -512,12 +513,13 @@ class _Builder:
         ends = arrays["trie_prefix"] >= 0
         arrays["prefix_col"][arrays["trie_prefix"][ends]] = arrays["trie_set"][ends]
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
-        # (node, set, prefix, pad) per entry: one look-up reads one 16-byte row
-        arrays["jump"] = (
+        # (node, set, prefix, two-digit block) per entry: one look-up reads one 16-byte row
+        jump = (
             np.concatenate([np.stack([*j, np.zeros_like(j[0])], axis=1) for j in jumps])
             if jumps
             else np.zeros((0, 4), np.int32)
         )
+        arrays["jump"], arrays["step2"] = _two_digit_blocks(arrays["trie_child"], jump)
         arrays["bt_start"] = (
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
         )
@@ -558,6 +560,27 @@ def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, .
         best_set = np.where(hit, child[node, 10], best_set)
         best_prefix = np.where(hit, child[node, 11], best_prefix)
     return node, best_set.astype(np.int32), best_prefix.astype(np.int32)
+
+
+def _two_digit_blocks(child: np.ndarray, jump: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two digits after the jump table's in one look-up: for each trie node a jump
+    entry reaches, a block of 100 rows (longest prefix over those two digits or -1, node
+    reached). Block 0 is the dead end's; a jump entry names its block in column 3."""
+    dead = len(child) - 1
+    nodes = np.unique(jump[:, 0]) if len(jump) else np.zeros(0, np.int32)
+    nodes = nodes[nodes != dead]
+    block_of = np.zeros(len(child), np.int32)
+    block_of[nodes] = np.arange(1, len(nodes) + 1, dtype=np.int32)
+    jump = jump.copy()
+    if len(jump):
+        jump[:, 3] = block_of[jump[:, 0]]
+    starts = np.concatenate([[dead], nodes]).astype(np.int64)
+    dd = np.arange(100)
+    n1 = child[starts[:, None], dd[None, :] // 10]
+    n2 = child[n1, dd[None, :] % 10]
+    pre = np.where(child[n2, 11] >= 0, child[n2, 11], child[n1, 11])
+    step2 = np.stack([pre.reshape(-1), n2.reshape(-1)], axis=1).astype(np.int32)
+    return jump, step2
 
 
 def _content_hash(tariffs: Mapping[str, Tariff], years: tuple[int, int]) -> str:
