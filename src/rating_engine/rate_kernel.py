@@ -73,6 +73,8 @@ I64MAX = 9_223_372_036_854_775_807
 POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
+#: Quantities below this take the one-step path (no product below can pass 2^62).
+_FAST_QTY = 1 << 40
 #: Records per block whose look-ups run in their own loops (see _rate_records).
 _BLOCK = 128
 
@@ -392,6 +394,17 @@ def _rate_records(
             stop = free <= 0
             st = OK
             r = r0
+            if not allow and rate_ng[r0] == 1 and qty < _FAST_QTY:
+                # the common case in one step: one group, no allowance, and (voice) no
+                # increment starting in a later band - the loop below gives the same
+                g = rate_g0[r0]
+                inc = grp_inc[g]
+                n = _div_inv(qty + inc - 1, inc, grp_inc_inv[g])
+                one_band = svc != 0 or n == 0 or t0 + (n - 1) * inc * 1000 < band_end
+                if one_band and n <= grp_safe[g] and n * grp_mulinc[g] < LIMIT:
+                    N = n * grp_mulinc[g]
+                    p = n * inc
+                    priced = n > 0
             while p < qty:
                 lim_band = I64MAX
                 if svc == 0:
