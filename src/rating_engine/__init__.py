@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from collectors.lazy import lazy_getattr
 
 from .errors import RatingError, TariffError
-from .schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
+from .schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
 
 if TYPE_CHECKING:
     from .aggregate import (
@@ -111,6 +111,7 @@ __all__ = [
     "build_prefix_index",
     "combine_traffic",
     "compile_plan",
+    "decode_labels",
     "distinct_peers",
     "exporter_silence",
     "hour_of_week_profile",
