@@ -5,7 +5,11 @@ Layout (every index is global across the plan):
 * versions ``v``: tariff, activation time, trie root, band-timeline slice, pricing slice,
   and one common denominator ``Q`` per (version, service) for exact rational costs;
 * a digit trie (``trie_child[node, digit]``) per version; a node carries the destination
-  set and the prefix it ends, so the last such node on the walk is the longest prefix;
+  set and the prefix it ends, so the last such node on the walk is the longest prefix; a
+  missing child is the last row, a dead end, so walks take a fixed number of steps
+  (``ver_depth``, the longest prefix) without branching. The first four digits resolve in
+  one look-up (``jump``), the next two in one more (``step2``: blocks of 100 per node the
+  jump reaches), single steps after that;
 * a band timeline per version: UTC instants where the winning band changes, precomputed
   from the tariff's IANA zone for a range of years (DST-correct), plus a per-day index so
   finding the band of an instant is O(1);
