@@ -236,7 +236,7 @@ def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 
 def _words(data: np.ndarray) -> np.ndarray:
     """``data`` viewed as aligned little-endian uint64 words (empty if not 8-aligned: the
-    kernel then reads key bytes one by one)."""
+    kernel then reads the text bytes one by one)."""
     if data.ctypes.data % 8 or len(data) < 8:
         return np.zeros(0, np.uint64)
     return data[: len(data) // 8 * 8].view(np.uint64)
