@@ -73,7 +73,8 @@ I64MAX = 9_223_372_036_854_775_807
 POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
 #: Exact sums stay below this so that adding fees and carries can never wrap.
 LIMIT = 1 << 62
-#: Quantities below this take the one-step path (no product below can pass 2^62).
+#: Quantities below this may take the one-step path: its band check
+#: ``t0 + (n - 1) * increment * 1000`` (µs) then stays far below 2^63.
 _FAST_QTY = 1 << 40
 #: Records per block whose look-ups run in their own loops (see _rate_records).
 _BLOCK = 128
