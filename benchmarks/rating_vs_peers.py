@@ -48,7 +48,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 from collectors.schemas import TIMESTAMP, USAGE_SCHEMA  # noqa: E402
-from rating_engine.rating import compile_plan, rate_stream  # noqa: E402
+from rating_engine.rating import RatingPlan, compile_plan, rate_stream  # noqa: E402
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA  # noqa: E402
 from rating_engine.tariff import parse_tariff  # noqa: E402
 
@@ -349,7 +349,7 @@ def stream(
     rng: np.random.Generator,
     tables: dict[str, np.ndarray],
     subs: pa.Table,
-    plan: object,
+    plan: RatingPlan,
 ) -> None:
     """Rate ``--rows`` CDRs generated batch by batch; report throughput and peak memory."""
 
@@ -360,7 +360,7 @@ def stream(
 
     rated = total = 0
     t_all = time.perf_counter()
-    for res in rate_stream(batches(), subs, plan):  # type: ignore[arg-type]
+    for res in rate_stream(batches(), subs, plan):
         rated += res.rated.num_rows
         total += int(pc.sum(res.rated["cost"]).as_py() or 0)
     wall = time.perf_counter() - t_all

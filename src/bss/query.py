@@ -36,7 +36,7 @@ from rating_engine.aggregate import (
     finish_top_n,
 )
 from rating_engine.attribution import PrefixIndex, build_prefix_index
-from rating_engine.flow_query import scan_flows
+from rating_engine.flow_query import flow_columns, scan_flows
 from rating_engine.groupby_kernel import address_words
 
 from .errors import ValidationError
@@ -193,24 +193,6 @@ def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
     return build_prefix_index(subs)
 
 
-def _columns(key: tuple[str, ...], renormalise: bool, *, timed: bool = True) -> list[str]:
-    """Columns to read; ``flow_start`` only for time buckets and subscriptions (the window
-    filter reads it by itself)."""
-    cols: list[str] = []
-    for name in key:
-        if name == "subscription":
-            cols += ["src_addr", "dst_addr"]
-            timed = True  # bindings are matched at each flow's start
-        elif name in ("input_if", "output_if"):
-            cols += ["exporter", name]
-        else:
-            cols.append({"src_prefix": "src_addr", "dst_prefix": "dst_addr"}.get(name, name))
-    cols += ["flow_start", "bytes", "packets"] if timed else ["bytes", "packets"]
-    if renormalise:
-        cols.append("sampling_interval")
-    return list(dict.fromkeys(cols))
-
-
 def _batches(
     paths: WorkspacePaths, cols: list[str], window: tuple[int, int] | None
 ) -> Iterator[pa.RecordBatch]:
@@ -291,7 +273,7 @@ def _aggregate(
     partials: list[pa.Table] = []
     rows = 0
     tf = tp = tb = 0
-    cols = _columns(key, renormalise, timed=bucket is not None)
+    cols = flow_columns(key, renormalise, timed=bucket is not None)
     for chunk in _chunks(_batches(paths, cols, window)):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
@@ -323,7 +305,7 @@ def _aggregate(
 def _empty_flows(key: tuple[str, ...], renormalise: bool) -> pa.Table:
     from collectors.schemas import FLOW_SCHEMA
 
-    return FLOW_SCHEMA.empty_table().select(_columns(key, renormalise))
+    return FLOW_SCHEMA.empty_table().select(flow_columns(key, renormalise))
 
 
 def _pct(values: pa.ChunkedArray | pa.Array, total: int) -> pa.Array:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,12 +50,15 @@ def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     return path
 
 
-def atomic_write_table(table: pa.Table, path: Path, *, compression: str = "zstd") -> Path:
-    """Write ``table`` to ``path`` through a temporary file and a rename."""
+def atomic_write_table(
+    table: pa.Table, path: Path, *, compression: str = "zstd", **options: Any
+) -> Path:
+    """Write ``table`` to ``path`` through a temporary file, fsync and a rename;
+    ``options`` go to :func:`pyarrow.parquet.write_table`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, compression=compression)
+        pq.write_table(table, tmp, compression=compression, **options)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

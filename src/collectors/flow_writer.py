@@ -25,13 +25,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-__all__ = ["RotatingWriter", "WriterStats", "default_prefix", "split_by_hour", "write_atomic"]
+from .dataset import atomic_write_table
+
+__all__ = ["RotatingWriter", "WriterStats", "default_prefix", "split_by_hour"]
 
 _HOUR_US = 3_600_000_000
 _DAY_US = 24 * _HOUR_US
@@ -64,20 +66,6 @@ def split_by_hour(
     for key in np.unique(keys).tolist():
         out.append((folder(int(key)), table.filter(pc.equal(key_array, key))))
     return out
-
-
-def write_atomic(table: pa.Table, path: Path, **options: object) -> Path:
-    """Write Parquet through a hidden temporary file, fsync and rename (as atomic_write_table)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, **options)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def default_prefix(kind: str) -> str:
@@ -122,7 +110,7 @@ class RotatingWriter:
         self.rotate_bytes = rotate_bytes
         self.hourly = hourly
         names = set(schema.names)
-        self._options: dict[str, object] = {
+        self._options: dict[str, Any] = {
             "compression": compression,
             "use_dictionary": [c for c in dictionary_columns if c in names]
             if dictionary_columns is not None
@@ -181,7 +169,7 @@ class RotatingWriter:
         self.stats.rotations += 1
         part = f"{self.prefix}-{self.stats.rotations:06d}"
         files = [
-            write_atomic(rows, self.root / folder / f"part-{part}.parquet", **self._options)
+            atomic_write_table(rows, self.root / folder / f"part-{part}.parquet", **self._options)
             for folder, rows in split_by_hour(table, self.time_column, hourly=self.hourly)
         ]
         self.stats.files += len(files)

@@ -35,6 +35,7 @@ queued, writes every buffer and the state, and :func:`run_collector` returns.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import os
@@ -273,42 +274,36 @@ class UdpCollector:
         }
         self.decoder = load_decoder_state(self.state_path, **limits)
         self.prefix = default_prefix("udp")
-        self.flows = RotatingWriter(
+        # every output rotates by size under this collector's file prefix
+        writer = functools.partial(RotatingWriter, prefix=self.prefix, rotate_bytes=rotate_bytes)
+        self.flows = writer(
             workspace.flows,
             FLOW_SCHEMA,
             time_column="flow_start",
-            prefix=self.prefix,
             rotate_seconds=rotate_seconds,
-            rotate_bytes=rotate_bytes,
             compression=compression,
             dictionary_columns=FLOW_DICTIONARY_COLUMNS,
             statistics_columns=FLOW_STATISTICS_COLUMNS,
         )
-        self.counters = RotatingWriter(
+        self.counters = writer(
             workspace.counters,
             COUNTER_SCHEMA,
             time_column="received_at",
-            prefix=self.prefix,
             rotate_seconds=rotate_seconds,
-            rotate_bytes=rotate_bytes,
         )
-        self.quarantine = RotatingWriter(
+        self.quarantine = writer(
             workspace.quarantine,
             REJECT_SCHEMA,
             time_column="rejected_at",
-            prefix=self.prefix,
             rotate_seconds=max(stats_interval, 1e-3),
-            rotate_bytes=rotate_bytes,
             hourly=False,
         )
-        self.stats_writer = RotatingWriter(
+        self.stats_writer = writer(
             workspace.collector_stats,
             STATS_SCHEMA,
             time_column="interval_end",
-            prefix=self.prefix,
-            hourly=False,
             rotate_seconds=rotate_seconds,
-            rotate_bytes=rotate_bytes,
+            hourly=False,
         )
         self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
         self.peers = PeerTable(self.allowlist)

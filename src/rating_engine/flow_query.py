@@ -28,7 +28,7 @@ from rating_engine.aggregate import (
 from rating_engine.attribution import PrefixIndex
 from rating_engine.errors import RatingError
 
-__all__ = ["bucket_traffic_dataset", "scan_flows", "top_n_dataset"]
+__all__ = ["bucket_traffic_dataset", "flow_columns", "scan_flows", "top_n_dataset"]
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Rows aggregated at a time (bounds memory: only this many rows are decoded at once).
@@ -37,7 +37,9 @@ _DAY_US = 86_400_000_000
 _ADDRESS_KEYS = {"src_prefix": "src_addr", "dst_prefix": "dst_addr"}
 
 
-def _columns_for(key: str | Sequence[str], renormalise: bool, timed: bool) -> list[str]:
+def flow_columns(key: str | Sequence[str], renormalise: bool, timed: bool = True) -> list[str]:
+    """Flow columns a group-by on ``key`` reads; ``flow_start`` only for time buckets and
+    subscriptions (a window filter reads it by itself)."""
     names = [key] if isinstance(key, str) else list(key)
     cols: list[str] = []
     for name in (KEY_ALIASES.get(n, n) for n in names):
@@ -167,7 +169,7 @@ def top_n_dataset(
     """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style)."""
     if metric not in METRICS:
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
-    cols = _columns_for(by, renormalise, False)
+    cols = flow_columns(by, renormalise, False)
     total = _stream(scan_flows(source, cols, window), by, None, index, renormalise, False)
     if total is None:
         empty = _open(source).schema.empty_table().select(cols)
@@ -185,7 +187,7 @@ def bucket_traffic_dataset(
     renormalise: bool = True,
 ) -> pa.Table:
     """:func:`rating_engine.aggregate.bucket_traffic` over a Parquet flows dataset."""
-    cols = _columns_for(key, renormalise, bucket is not None)
+    cols = flow_columns(key, renormalise, bucket is not None)
     total = _stream(scan_flows(source, cols, window), key, bucket, index, renormalise, True)
     if total is None:
         raise RatingError(f"flows dataset {source}: no flows in the window")

@@ -14,14 +14,12 @@ from numba import njit
 
 __all__ = [
     "build_key_table",
-    "join_words",
     "key_code",
     "key_code_words",
     "key_hash",
     "key_tag",
     "key_type_code",
     "leaf",
-    "low_bytes",
     "service_code",
     "short_text",
 ]
@@ -76,7 +74,7 @@ def key_code(
 
 
 @leaf
-def low_bytes(w: np.uint64, n: int) -> np.uint64:
+def _low_bytes(w: np.uint64, n: int) -> np.uint64:
     """The ``n`` (0..8) low bytes of ``w``."""
     if n >= 8:
         return w
@@ -84,7 +82,7 @@ def low_bytes(w: np.uint64, n: int) -> np.uint64:
 
 
 @njit(cache=True, nogil=True)
-def join_words(a: np.uint64, b: np.uint64, lo: int) -> np.uint64:
+def _join_words(a: np.uint64, b: np.uint64, lo: int) -> np.uint64:
     """Bytes ``lo .. lo+7`` of a buffer from its aligned words ``a`` (holding ``lo``) and
     ``b`` (the next): (b << 1) << (63 - sh) is b << (64 - sh) without a shift by 64."""
     sh = np.uint64(8 * (lo & 7))
@@ -97,13 +95,13 @@ def key_code_words(
 ) -> tuple[np.uint64, np.uint64, np.uint64]:
     """:func:`key_code` of a 1..16-byte key at ``lo`` from the buffer's aligned words
     ``a, b, c`` starting at word ``lo >> 3``: three loads instead of one per byte."""
-    w0 = join_words(a, b, lo)
-    w1 = join_words(b, c, lo)
+    w0 = _join_words(a, b, lo)
+    w1 = _join_words(b, c, lo)
     if n <= 8:
-        w0 = low_bytes(w0, n)
+        w0 = _low_bytes(w0, n)
         w1 = np.uint64(0)
     else:
-        w1 = low_bytes(w1, n - 8)
+        w1 = _low_bytes(w1, n - 8)
     return w0, w1, _mix(w0, w1, n, type_code)
 
 
@@ -126,7 +124,7 @@ def short_text(words: np.ndarray, data: np.ndarray, lo: int, hi: int) -> np.uint
     wi = lo >> 3
     w: np.uint64 = np.uint64(0)
     if wi + 1 < len(words):
-        w = low_bytes(join_words(words[wi], words[wi + 1], lo), max(n, 0))
+        w = _low_bytes(_join_words(words[wi], words[wi + 1], lo), max(n, 0))
         return w
     for j in range(n):
         w |= np.uint64(data[lo + j]) << np.uint64(8 * j)

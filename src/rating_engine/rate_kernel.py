@@ -126,10 +126,10 @@ def _rate_records(
      kt_words) = rec  # fmt: skip
     (ktab, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
-     ver_band_n, ver_bt_first, trie_child, ver_dix_first, _trie_set, bt_start, bt_band, day_ix,
+     ver_band_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
-     _trie_prefix, ver_elig_first, elig_ptr, jump, rate_conn_q,
+     ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
      prefix_col, step2) = plan  # fmt: skip
     (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,

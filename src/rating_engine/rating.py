@@ -151,9 +151,9 @@ def _canonical_block(key: str) -> str | None:
 class SubscriptionIndex:
     """Subscriptions as a hash table over (key type, key) plus time-sorted bindings."""
 
+    #: (key table, key offsets, key bytes, binding from, binding to, binding rows of
+    #: tariff / subscription / account): the kernel's ``subs`` argument
     arrays: tuple[np.ndarray, ...]
-    subscription_id: np.ndarray
-    account_id: np.ndarray
 
     @classmethod
     def build(cls, subscriptions: pa.Table, plan: RatingPlan) -> SubscriptionIndex:
@@ -213,7 +213,7 @@ class SubscriptionIndex:
         bind = np.zeros((len(order), 4), np.int64)
         bind[:, 0], bind[:, 1], bind[:, 2] = b_tariff, sub_id, acc_id
         arrays = (ktab, k_off, k_data, b_from, b_to, bind)
-        return cls(arrays, sub_id, acc_id)
+        return cls(arrays)
 
 
 def _num(arr: pa.Array, dtype: type) -> np.ndarray:

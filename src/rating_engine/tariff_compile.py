@@ -52,7 +52,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v8"
+_LAYOUT = "plan-v9"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -71,7 +71,6 @@ KERNEL_FIELDS = (
     "ver_bt_first",
     "trie_child",
     "ver_dix_first",
-    "trie_set",
     "bt_start",
     "bt_band",
     "day_ix",
@@ -93,7 +92,6 @@ KERNEL_FIELDS = (
     "grp_q",
     "grp_qmul",
     "grp_inc_cost",
-    "trie_prefix",
     "ver_elig_first",
     "elig_ptr",
     "jump",
@@ -495,8 +493,8 @@ class _Builder:
             arrays.setdefault(k, np.zeros(0, dtype=np.int64))
         for k in ("grp_inc_inv", "rate_den_inv"):
             arrays[k] = np.asarray(self.f.get(k, []), dtype=np.float64)
-        arrays["trie_set"] = np.asarray(self.trie_set, dtype=np.int32)
-        arrays["trie_prefix"] = np.asarray(self.trie_prefix, dtype=np.int32)
+        trie_set = np.asarray(self.trie_set, dtype=np.int32)
+        trie_prefix = np.asarray(self.trie_prefix, dtype=np.int32)
         # one row per node: 10 children, then the node's set and prefix, so a step of the
         # walk touches one cache line. A missing child is the last row, a dead end whose
         # children are itself: the kernel walks a fixed number of steps without branching
@@ -507,15 +505,15 @@ class _Builder:
         arrays["trie_child"] = np.concatenate(
             [
                 child,
-                np.append(arrays["trie_set"], -1)[:, None],
-                np.append(arrays["trie_prefix"], -1)[:, None],
+                np.append(trie_set, -1)[:, None],
+                np.append(trie_prefix, -1)[:, None],
             ],
             axis=1,
         ).astype(np.int32)
         # each prefix's destination-set column in its version: the walk tracks the prefix only
         arrays["prefix_col"] = np.full(len(self.names["prefix"]), -1, np.int32)
-        ends = arrays["trie_prefix"] >= 0
-        arrays["prefix_col"][arrays["trie_prefix"][ends]] = arrays["trie_set"][ends]
+        ends = trie_prefix >= 0
+        arrays["prefix_col"][trie_prefix[ends]] = trie_set[ends]
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
         # (node, set, prefix, two-digit block) per entry: one look-up reads one 16-byte row
         jump = (
