@@ -34,6 +34,7 @@ from .key_table import (
     leaf,
     service_code,
     short_text,
+    uniform_text,
 )
 
 __all__ = ["REASONS", "apply_allowances", "rate_batch"]
@@ -78,6 +79,8 @@ LIMIT = 1 << 62
 _FAST_QTY = 1 << 40
 #: Records per block whose look-ups run in their own loops (see _rate_records).
 _BLOCK = 128
+#: "Service / key type differ within the range: decode each record's text."
+_MIXED = -2
 
 
 @leaf
@@ -112,8 +115,13 @@ def _rate_records(
     subs: tuple,
     plan: tuple,
     out: tuple,
+    svc_c: int,
+    kt_c: int,
 ) -> None:
     """Rate records ``idx[lo:hi]`` (or ``lo:hi`` when ``idx`` is empty) into ``out``.
+
+    ``svc_c``/``kt_c``: the service / key type code of every record in the range when the
+    caller found it uniform (see :func:`_text_code`), else ``_MIXED``: decode per record.
 
     One function holds the whole per-record path and is called once per chunk: handing the
     plan's arrays to a helper per record would cost a reference-count round trip per array
@@ -157,9 +165,12 @@ def _rate_records(
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             b = -1
-            kt = key_type_code(
-                short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]), kt_off[i + 1] - kt_off[i]
-            )
+            kt = kt_c
+            if kt_c == _MIXED:
+                kt = key_type_code(
+                    short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]),
+                    kt_off[i + 1] - kt_off[i],
+                )
             kts[o - blo] = kt
             if kt >= 0:
                 t0 = start_us[i]
@@ -298,10 +309,12 @@ def _rate_records(
             # fields are all set below; a rejected record's are left undefined (only its
             # status, subscription and account are read)
             # --- service, subscriber, binding, version --------------------------------------
-            svc = service_code(
-                short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
-                svc_off[i + 1] - svc_off[i],
-            )
+            svc = svc_c
+            if svc_c == _MIXED:
+                svc = service_code(
+                    short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
+                    svc_off[i + 1] - svc_off[i],
+                )
             if svc < 0:
                 status[i] = UNKNOWN_SERVICE
                 continue
@@ -572,6 +585,19 @@ def _outputs(n: int) -> tuple:
     )
 
 
+@njit(cache=True, nogil=True)
+def _text_code(
+    off: np.ndarray, data: np.ndarray, words: np.ndarray, lo: int, hi: int, svc: bool
+) -> int:
+    """The service (``svc``) or key type code shared by records ``lo..hi-1``, or _MIXED."""
+    if hi <= lo or not uniform_text(off, data, lo, hi):
+        return _MIXED
+    w = short_text(words, data, off[lo], off[lo + 1])
+    if svc:
+        return service_code(w, off[lo + 1] - off[lo])
+    return key_type_code(w, off[lo + 1] - off[lo])
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _rate_chunks(rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, n_chunks: int) -> None:
     none = np.zeros(0, np.int64)
@@ -579,7 +605,9 @@ def _rate_chunks(rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, n_chu
     for c in prange(n_chunks):
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
-        _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out)
+        svc_c = _text_code(rec[4], rec[5], rec[15], lo, hi, True)
+        kt_c = _text_code(rec[6], rec[7], rec[16], lo, hi, False)
+        _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
 
 
 def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
@@ -625,6 +653,7 @@ def apply_allowances(
     # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
     target = (*scratch[:8], out[8], out[9], *scratch[10:])
     _rate_records(
-        order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan, target
-    )
+        order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan,
+        target, _MIXED, _MIXED,
+    )  # fmt: skip
     return ledger[1 : ledger[0, 0] + 1]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_rater import subscriptions_table, usage_table
 
+from rating_engine.key_table import uniform_text
 from rating_engine.rating import compile_plan, load_tariffs, rate_usage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "tariffs"
@@ -105,3 +107,46 @@ def test_unaligned_buffer_and_key_at_buffer_end() -> None:
         res = rate_usage(table, subs, _PLAN)
         assert res.rated["subscription_id"].to_pylist() == [100]
         assert res.rejected["reason"].to_pylist() == ["unknown_subscription"]
+
+
+texts = st.lists(st.sampled_from(["voice", "sms", "data", "voicE", "", "vo", "ice"]), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.data())
+def test_uniform_text_matches_reference(values: list[str], data: st.DataObject) -> None:
+    arr = pa.array(["pad", *values]).slice(1)  # offsets not starting at 0
+    off = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset : arr.offset + len(arr) + 1]
+    raw = np.frombuffer(arr.buffers()[2], np.uint8) if len(values) else np.zeros(1, np.uint8)
+    lo = data.draw(st.integers(0, len(values)))
+    hi = data.draw(st.integers(lo, len(values)))
+    assert uniform_text(off, raw, lo, hi) == (len(set(values[lo:hi])) <= 1)
+
+
+def test_chunks_of_one_service_and_mixed_chunks_rate_alike() -> None:
+    """A batch large enough for many kernel chunks: runs of one service (decoded once per
+    chunk) beside chunks with mixed and misspelt services (decoded per record)."""
+    n = 40_000
+    svc = ["voice"] * (n // 2) + ["sms"] * (n // 4) + ["voice", "vocie"] * (n // 16)
+    svc += ["sms", "voice", "data"] * ((n - len(svc)) // 3)
+    svc += ["data"] * (n - len(svc))
+    kt = ["msisdn"] * (n - 3) + ["imsi", "msisdn", "msisdn "]
+    subs = subscriptions_table([{"key": "491700000001", "tariff_id": "mobile-classic"}])
+    rows = [
+        {"subscriber_key_type": k, "subscriber_key": "491700000001", "service": s,
+         "destination": "4930123", "start_time": T0, "duration_ms": 61_000}
+        for s, k in zip(svc, kt, strict=True)
+    ]  # fmt: skip
+    res = rate_usage(usage_table(rows), subs, _PLAN)
+    reasons = dict(zip(res.rejected["record_id"].to_pylist(), res.rejected["reason"].to_pylist(),
+                       strict=True))  # fmt: skip
+    got_svc = dict(zip(res.rated["record_id"].to_pylist(), res.rated["service"].to_pylist(),
+                       strict=True))  # fmt: skip
+    for r, (s, k) in enumerate(zip(svc, kt, strict=True)):
+        rid = r + 1  # usage_table numbers records from 1
+        if s == "vocie":
+            assert reasons[rid] == "unknown_service"
+        elif k != "msisdn":  # the subscription's key is an msisdn
+            assert reasons[rid] == ("unknown_subscription" if k == "imsi" else "unknown_key_type")
+        else:
+            assert got_svc[rid] == s, (r, s)
