@@ -27,13 +27,21 @@ import numpy as np
 from numba import njit, parallel_chunksize, prange
 
 from .key_table import (
+    ROW_ACC,
+    ROW_BIND,
+    ROW_FROM,
+    ROW_SUB,
+    ROW_TAG,
+    ROW_TO,
     key_code,
     key_code_words,
     key_tag,
     key_type_code,
     leaf,
+    seed_of,
     service_code,
     short_text,
+    slot_of,
     uniform_text,
 )
 
@@ -132,7 +140,7 @@ def _rate_records(
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
      key_data, dst_off, dst_data, dst_valid, dst_bit0, key_words, svc_words,
      kt_words) = rec  # fmt: skip
-    (ktab, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
+    (ktab, kdisp, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
      ver_band_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
@@ -146,7 +154,7 @@ def _rate_records(
         return  # also tells the compiler record indices are >= 0: no negative-index fix-ups
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
-    mask = len(ktab) - 1
+    seed = seed_of(kdisp)
     dead = len(trie_child) - 1  # the trie's dead-end row (see tariff_compile)
     day0 = day_range[0]
     ndays = day_range[1]
@@ -156,6 +164,9 @@ def _rate_records(
     vv = np.empty(_BLOCK, np.int64)
     dk = np.empty(_BLOCK, np.int64)
     kts = np.empty(_BLOCK, np.int64)
+    bti = np.empty(_BLOCK, np.int64)  # the binding's tariff, subscription, account
+    bsub = np.empty(_BLOCK, np.int64)
+    bacc = np.empty(_BLOCK, np.int64)
     for blo in range(lo, hi, _BLOCK):
         bhi = min(blo + _BLOCK, hi)
         # Phase A (subscriber), B (version, band entry, destination): the look-ups of a block
@@ -173,54 +184,56 @@ def _rate_records(
                 )
             kts[o - blo] = kt
             if kt >= 0:
-                t0 = start_us[i]
                 klo = key_off[i]
                 khi = key_off[i + 1]
                 wi = klo >> 3
                 if 0 < khi - klo <= 16 and wi + 2 < len(key_words):
                     w0, w1, h = key_code_words(
-                        key_words[wi], key_words[wi + 1], key_words[wi + 2], klo, khi - klo, kt
-                    )
+                        key_words[wi], key_words[wi + 1], key_words[wi + 2], klo, khi - klo, kt,
+                        seed,
+                    )  # fmt: skip
                 else:  # long keys; keys in the buffer's last words; unaligned buffers
-                    w0, w1, h = key_code(kt, key_data, klo, khi)
-                tag = np.int64(key_tag(khi - klo, kt))
-                iw0 = np.int64(w0)
-                iw1 = np.int64(w1)
-                sl = np.int64(h & np.uint64(mask))
-                while True:
-                    tg = ktab[sl, 2]
-                    if tg == 0:
-                        break
-                    if tg == tag and ktab[sl, 0] == iw0 and ktab[sl, 1] == iw1:
-                        same = True
-                        if khi - klo > 16:  # a long key: its words are 0, compare bytes
-                            base = k_off[ktab[sl, 3]]
-                            for j in range(khi - klo):
-                                if k_data[base + j] != key_data[klo + j]:
-                                    same = False
-                                    break
-                        if same:
-                            if ktab[sl, 4] <= t0 and t0 < ktab[sl, 5]:
-                                b = ktab[sl, 6]
-                            else:
-                                j0 = ktab[sl, 6]
-                                for j in range(j0 + 1, j0 + ktab[sl, 7]):
-                                    if b_from[j] <= t0 and t0 < b_to[j]:
-                                        b = j
-                                        break
+                    w0, w1, h = key_code(kt, key_data, klo, khi, seed)
+                # the one row the key can be in (perfect hash): no probe loop
+                sl = slot_of(h, kdisp)
+                hit = (
+                    (ktab[sl, ROW_TAG] & 0xFFFFFFFF) == key_tag(khi - klo, kt)
+                    and ktab[sl, 0] == np.int64(w0)
+                    and ktab[sl, 1] == np.int64(w1)
+                )
+                if hit and khi - klo > 16:  # a long key: its words are 0, compare bytes
+                    base = k_off[bind[ktab[sl, ROW_BIND] & 0xFFFFFFFF, 3]]
+                    for j in range(khi - klo):
+                        if k_data[base + j] != key_data[klo + j]:
+                            hit = False
                             break
-                    sl = (sl + 1) & mask
+                if hit:
+                    t0 = start_us[i]
+                    if ktab[sl, ROW_FROM] <= t0 and t0 < ktab[sl, ROW_TO]:
+                        b = ktab[sl, ROW_BIND] & 0xFFFFFFFF
+                        bti[o - blo] = ktab[sl, ROW_BIND] >> 32
+                        bsub[o - blo] = ktab[sl, ROW_SUB]
+                        bacc[o - blo] = ktab[sl, ROW_ACC]
+                    else:  # a later binding of the key
+                        j0 = ktab[sl, ROW_BIND] & 0xFFFFFFFF
+                        for j in range(j0 + 1, j0 + (ktab[sl, ROW_TAG] >> 32)):
+                            if b_from[j] <= t0 and t0 < b_to[j]:
+                                b = j
+                                bti[o - blo] = bind[j, 0]
+                                bsub[o - blo] = bind[j, 1]
+                                bacc[o - blo] = bind[j, 2]
+                                break
             bk[o - blo] = b
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             dcol[o - blo] = -1
             vv[o - blo] = -1
             b = bk[o - blo]
-            sub_o[i] = bind[b, 1] if b >= 0 else -1
-            acc_o[i] = bind[b, 2] if b >= 0 else -1
-            if b < 0 or bind[b, 0] < 0:
+            sub_o[i] = bsub[o - blo] if b >= 0 else -1
+            acc_o[i] = bacc[o - blo] if b >= 0 else -1
+            if b < 0 or bti[o - blo] < 0:
                 continue
-            ti = bind[b, 0]
+            ti = bti[o - blo]
             t0 = start_us[i]
             vi = -1
             for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
@@ -328,7 +341,7 @@ def _rate_records(
             if b < 0:
                 status[i] = UNKNOWN_SUB
                 continue
-            ti = bind[b, 0]
+            ti = bti[o - blo]
             if ti < 0:
                 status[i] = UNKNOWN_TARIFF
                 continue

@@ -149,10 +149,10 @@ def _canonical_block(key: str) -> str | None:
 
 @dataclass
 class SubscriptionIndex:
-    """Subscriptions as a hash table over (key type, key) plus time-sorted bindings."""
+    """Subscriptions as a perfect-hash table over (key type, key) plus time-sorted bindings."""
 
-    #: (key table, key offsets, key bytes, binding from, binding to, binding rows of
-    #: tariff / subscription / account): the kernel's ``subs`` argument
+    #: (key table, its pilots, key offsets, key bytes, binding from, binding to, binding
+    #: rows of tariff / subscription / account / key): the kernel's ``subs`` argument
     arrays: tuple[np.ndarray, ...]
 
     @classmethod
@@ -206,14 +206,17 @@ class SubscriptionIndex:
             blobs[k] = key.encode()
         k_off[1:] = np.cumsum([len(b) for b in blobs])
         k_data = np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()
-        ktab = build_key_table(k_type, k_off, k_data, key_first, key_n, b_from, b_to)
         sub_id = _int64s(subscriptions["subscription_id"])[order]
         acc_id = _int64s(subscriptions["account_id"])[order]
-        # a binding's tariff, subscription and account side by side: one cache line
+        # a binding's tariff, subscription, account and key side by side: one cache line
         bind = np.zeros((len(order), 4), np.int64)
-        bind[:, 0], bind[:, 1], bind[:, 2] = b_tariff, sub_id, acc_id
-        arrays = (ktab, k_off, k_data, b_from, b_to, bind)
-        return cls(arrays)
+        bind[:, 0], bind[:, 1], bind[:, 2], bind[:, 3] = b_tariff, sub_id, acc_id, sorted_keys
+        try:
+            ktab, kdisp = build_key_table(k_type, k_off, k_data, key_first, key_n, b_from, b_to,
+                                          bind)  # fmt: skip
+        except ValueError as exc:
+            raise RatingError(f"subscriptions: {exc} (field key)") from None
+        return cls((ktab, kdisp, k_off, k_data, b_from, b_to, bind))
 
 
 def _num(arr: pa.Array, dtype: type) -> np.ndarray:

@@ -16,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_rater import subscriptions_table, usage_table
 
-from rating_engine.key_table import uniform_text
+from rating_engine.key_table import (
+    ROW_FROM,
+    build_key_table,
+    key_code,
+    seed_of,
+    slot_of,
+    uniform_text,
+)
 from rating_engine.rating import compile_plan, load_tariffs, rate_usage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "tariffs"
@@ -150,3 +157,70 @@ def test_chunks_of_one_service_and_mixed_chunks_rate_alike() -> None:
             assert reasons[rid] == ("unknown_subscription" if k == "imsi" else "unknown_key_type")
         else:
             assert got_svc[rid] == s, (r, s)
+
+
+def test_unknown_keys_that_share_words_with_known_ones() -> None:
+    """Every key not in the table lands on some row (perfect hash, no probing): the row's
+    comparison must tell apart keys that differ only in bytes 8-15, only in bytes 0-7,
+    only in type, or (long keys) only in their last byte."""
+    known = [("msisdn", f"49170000{i:04d}") for i in range(0, 400, 2)]  # share bytes 0-7
+    known += [("msisdn", f"{i:04d}55551234") for i in range(0, 400, 2)]  # share bytes 8-15
+    known += [("imsi", f"26201{i:010d}") for i in range(50)]
+    known += [("msisdn", "x" * 30 + f"{i:03d}") for i in range(0, 100, 2)]  # long keys
+    unknown = [("msisdn", f"49170000{i:04d}") for i in range(1, 400, 2)]
+    unknown += [("msisdn", f"{i:04d}55551234") for i in range(1, 400, 2)]
+    unknown += [("msisdn", f"26201{i:010d}") for i in range(50)]  # an imsi's text as msisdn
+    unknown += [("msisdn", "x" * 30 + f"{i:03d}") for i in range(1, 100, 2)]
+    subs = subscriptions_table(
+        [{"key_type": kt, "key": k, "tariff_id": "mobile-classic"} for kt, k in known]
+    )
+    rows = [
+        {"subscriber_key_type": kt, "subscriber_key": k, "service": "sms",
+         "destination": "4930123", "start_time": T0}
+        for kt, k in known + unknown
+    ]  # fmt: skip
+    res = rate_usage(usage_table(rows), subs, _PLAN)
+    sub_of = dict(
+        zip(res.rated["record_id"].to_pylist(), res.rated["subscription_id"].to_pylist(),
+            strict=True)
+    )  # fmt: skip
+    assert sub_of == {r + 1: 100 + r for r in range(len(known))}
+    assert sorted(res.rejected["record_id"].to_pylist()) == list(
+        range(len(known) + 1, len(known) + len(unknown) + 1)
+    )
+    assert set(res.rejected["reason"].to_pylist()) == {"unknown_subscription"}
+
+
+def test_every_key_has_its_own_row() -> None:
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 2, 5, 1000, 20_000):
+        lengths = rng.integers(1, 25, n)
+        k_off = np.zeros(n + 1, np.int64)
+        k_off[1:] = np.cumsum(lengths)
+        k_data = rng.integers(48, 58, int(k_off[-1])).astype(np.uint8)
+        first = np.arange(n, dtype=np.int64)
+        bind = np.zeros((n, 4), np.int64)
+        bind[:, 1] = first
+        types = rng.integers(0, 3, n)
+        # keys drawn at random may repeat: keep the first of each (type, bytes)
+        seen: dict[tuple[int, bytes], int] = {}
+        for k in range(n):
+            seen.setdefault((int(types[k]), k_data[k_off[k] : k_off[k + 1]].tobytes()), k)
+        keep = np.array(sorted(seen.values()), np.int64)
+        k_off2 = np.zeros(len(keep) + 1, np.int64)
+        k_off2[1:] = np.cumsum(lengths[keep])
+        k_data2 = np.concatenate([k_data[k_off[k] : k_off[k + 1]] for k in keep] or [k_data[:0]])
+        first = np.arange(len(keep), dtype=np.int64)
+        table, kdisp = build_key_table(types[keep], k_off2, k_data2, first,
+                                       np.ones(len(keep), np.int64), first, first + 1,
+                                       bind[: len(keep)])  # fmt: skip
+        assert len(table) >= len(keep)
+        seed = np.uint64(seed_of(kdisp))
+        hashes = [
+            np.uint64(key_code(int(types[k]), k_data2, int(k_off2[j]), int(k_off2[j + 1]), seed)[2])
+            for j, k in enumerate(keep.tolist())
+        ]
+        rows = [slot_of(h, kdisp) for h in hashes]
+        assert len(set(rows)) == len(keep)
+        assert all(0 <= r < len(table) for r in rows)
+        assert [int(table[r, ROW_FROM]) for r in rows] == list(range(len(keep)))
