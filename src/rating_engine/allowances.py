@@ -65,17 +65,12 @@ def consume_allowances(
     """
     a = plan.arrays
     start_us = rec[0]
-    svc, ver, col, elig = out[1], out[2], out[3], out[10]
+    elig = out[10]  # the record's entry in elig_ptr + 1, 0 if none
     idx = np.flatnonzero(elig)
     if len(idx) == 0 or len(plan.allowance_ids) == 0:
         return LEDGER_SCHEMA.empty_table()
     order = idx[np.lexsort((record_id[idx], start_us[idx], sub_id[idx]))]
-    vi = ver[order].astype(np.int64)
-    e = (
-        a["ver_elig_first"][vi]
-        + svc[order].astype(np.int64) * (a["ver_n_sets"][vi] + 1)
-        + col[order].astype(np.int64)
-    )
+    e = elig[order].astype(np.int64) - 1
     lo = a["elig_ptr"][e]
     counts = a["elig_ptr"][e + 1] - lo
     slot_ptr = np.zeros(len(order) + 1, np.int64)

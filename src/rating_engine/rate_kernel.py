@@ -147,8 +147,8 @@ def _rate_records(
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
-     prefix_col, step2) = plan  # fmt: skip
-    (status, svc_o, ver_o, col_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
+     prefix_col, step2, step2_node, ver_label, set_label, band_label, cur_label) = plan  # fmt: skip
+    (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
         return  # also tells the compiler record indices are >= 0: no negative-index fix-ups
@@ -288,9 +288,10 @@ def _rate_records(
                     d6 = int(dst_data[walk + 1]) - 48
                     if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
                         e = jump[jx, 3] * 100 + d5 * 10 + d6
-                        pr = step2[e, 0]
+                        pr = step2[e]
                         pre = pr if pr >= 0 else pre
-                        node = step2[e, 1]
+                        if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
+                            node = step2_node[e]
                         walk += 2
                 for j in range(walk, j0 + ver_depth[vi]):
                     dg = int(dst_data[min(j, j1 - 1)]) - 48
@@ -301,7 +302,7 @@ def _rate_records(
                     pr = trie_child[node, 11]
                     pre = pr if pr >= 0 else pre
                 if pre >= 0:
-                    col = prefix_col[pre]
+                    col = prefix_col[pre, 0]
             else:
                 node = ver_trie_root[vi]
                 for j in range(j0, j1):
@@ -349,8 +350,9 @@ def _rate_records(
             if vi < 0:
                 status[i] = NO_VERSION
                 continue
-            ver_o[i] = vi
+            ver_o[i] = ver_label[vi]
             ti_o[i] = ti
+            cur_o[i] = cur_label[ti]
             if dur_ms[i] < 0:
                 status[i] = NEG_DURATION
                 continue
@@ -377,9 +379,9 @@ def _rate_records(
                 if valid and dcol[o - blo] >= 0:
                     col = dcol[o - blo]
                     pre = dpre[o - blo]
-            prefix_o[i] = pre
-            set_o[i] = ver_set_first[vi] + col if col < n_sets else -1
-            col_o[i] = col
+            # output labels: codes among the distinct texts (see tariff_compile)
+            prefix_o[i] = prefix_col[pre, 1] if pre >= 0 else -1
+            set_o[i] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
             # --- allowance slots -------------------------------------------------------------
             free = 0
             if allow:
@@ -399,7 +401,7 @@ def _rate_records(
             if b0 < 0:
                 status[i] = NO_BAND
                 continue
-            band_o[i] = ver_band_first[vi] + b0  # global band index
+            band_o[i] = band_label[ver_band_first[vi] + b0]
             n_bands = ver_band_n[vi]
             pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
             r0 = price[pf + b0]
@@ -557,7 +559,7 @@ def _rate_records(
                 if has_elig:
                     e = ver_elig_first[vi] + svc * (n_sets + 1) + col
                     if elig_ptr[e + 1] > elig_ptr[e]:
-                        elig_o[i] = 1
+                        elig_o[i] = e + 1
             elif used > 0:
                 cost_o[i] = cost
                 used_o[i] = used // 1000 if svc == 0 else used
@@ -583,15 +585,15 @@ def _outputs(n: int) -> tuple:
     return (
         np.empty(n, np.int8),  # status
         np.empty(n, np.int32),  # service
-        np.empty(n, np.int32),  # version
-        np.empty(n, np.int32),  # destination column
-        np.empty(n, np.int32),  # set
-        np.empty(n, np.int32),  # prefix
-        np.empty(n, np.int32),  # band
+        np.empty(n, np.int32),  # version label
+        np.empty(n, np.int32),  # currency label
+        np.empty(n, np.int32),  # set label
+        np.empty(n, np.int32),  # prefix label
+        np.empty(n, np.int32),  # band label
         np.empty(n, np.int64),  # billed units
         np.empty(n, np.int64),  # cost
         np.zeros(n, np.int64),  # allowance units
-        np.zeros(n, np.int8),  # allowance-eligible
+        np.zeros(n, np.int32),  # allowance-eligible: entry in elig_ptr + 1, 0 if none
         np.empty(n, np.int64),  # subscription id
         np.empty(n, np.int64),  # account id
         np.empty(n, np.int32),  # tariff index
@@ -629,11 +631,12 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
     key type, subscriber key, destination, destination validity bitmap and bit offset, then
     the subscriber key, service and key type data viewed as aligned uint64 words, or empty).
-    Returns arrays: status, service, version, destination column, set, prefix, band
-    (global), billed units, cost, allowance units, allowance-eligible,
-    subscription id, account id, tariff index. Billed and allowance units are seconds for
-    voice, events, bytes. A rejected record (status > 0) has only its status, subscription
-    and account id set; its other fields are undefined.
+    Returns arrays: status, service, then the labels (codes among the distinct texts, see
+    tariff_compile) of version, currency, set, prefix, band; billed units, cost, allowance
+    units, allowance eligibility (the record's entry in the plan's ``elig_ptr`` + 1, 0 when
+    no allowance applies), subscription id, account id, tariff index. Billed and allowance
+    units are seconds for voice, events, bytes. A rejected record (status > 0) has only
+    its status, subscription and account id set; its other fields are undefined.
     """
     n = len(rec[0])
     out = _outputs(n)

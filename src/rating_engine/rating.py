@@ -30,7 +30,7 @@ from rating_engine.key_table import build_key_table
 from rating_engine.rate_kernel import REASONS, rate_batch
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff import Tariff, load_tariff_file
-from rating_engine.tariff_compile import RatingPlan, compile_tariffs
+from rating_engine.tariff_compile import RatingPlan, compile_tariffs, labels
 
 __all__ = [
     "AllowanceState",
@@ -251,18 +251,21 @@ def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
     if memo is None:
         memo = plan.memo["dictionaries"] = {
             "service": pa.array(list(_SERVICES), pa.string()),
+            # tariff ids are distinct; the other names repeat across tariffs and versions
             "tariff": pa.array(plan.tariff_ids, pa.string()),
-            "currency": pa.array(plan.currencies, pa.string()),
-            "version": pa.array(plan.version_names, pa.string()),
-            "set": pa.array(plan.set_names, pa.string()),
-            "prefix": pa.array(plan.prefixes, pa.string()),
-            "band": pa.array(plan.band_names, pa.string()),
+            "currency": pa.array(labels(plan.currencies), pa.string()),
+            "version": pa.array(labels(plan.version_names), pa.string()),
+            "set": pa.array(labels(plan.set_names), pa.string()),
+            "prefix": pa.array(labels(plan.prefixes), pa.string()),
+            "band": pa.array(labels(plan.band_names), pa.string()),
         }
     assert isinstance(memo, dict)
     return memo
 
 
-def _labels(dictionary: pa.Array, codes: np.ndarray, nullable: bool = False) -> pa.DictionaryArray:
+def _label_column(
+    dictionary: pa.Array, codes: np.ndarray, nullable: bool = False
+) -> pa.DictionaryArray:
     """A dictionary column from the kernel's int32 codes (no copy); in a ``nullable``
     column code -1 is null (a rated record has every other code set)."""
     indices = pa.array(codes)
@@ -323,13 +326,13 @@ def _rate_batch(
         )
     d = _dictionaries(plan)
     ti = pick(out[13])
-    s_svc = _labels(d["service"], pick(out[1]))
-    s_tariff = _labels(d["tariff"], ti)
-    s_version = _labels(d["version"], pick(out[2]))
-    s_set = _labels(d["set"], pick(out[4]), nullable=True)
-    s_prefix = _labels(d["prefix"], pick(out[5]), nullable=True)
-    s_band = _labels(d["band"], pick(out[6]))
-    s_currency = _labels(d["currency"], ti)
+    s_svc = _label_column(d["service"], pick(out[1]))
+    s_tariff = _label_column(d["tariff"], ti)
+    s_version = _label_column(d["version"], pick(out[2]))
+    s_set = _label_column(d["set"], pick(out[4]), nullable=True)
+    s_prefix = _label_column(d["prefix"], pick(out[5]), nullable=True)
+    s_band = _label_column(d["band"], pick(out[6]))
+    s_currency = _label_column(d["currency"], pick(out[3]))
     rated = pa.Table.from_arrays(
         [
             rid_col,

@@ -9,13 +9,17 @@ Layout (every index is global across the plan):
   missing child is the last row, a dead end, so walks take a fixed number of steps
   (``ver_depth``, the longest prefix) without branching. The first four digits resolve in
   one look-up (``jump``), the next two in one more (``step2``: blocks of 100 per node the
-  jump reaches), single steps after that;
+  jump reaches, the prefix matched; ``step2_node``, the node reached, is read only by
+  versions with longer prefixes), single steps after that;
 * a band timeline per version: UTC instants where the winning band changes, precomputed
   from the tariff's IANA zone for a range of years (DST-correct), plus a per-day index so
   finding the band of an instant is O(1);
 * rates (per version, service, name) and their groups, with each group's price as the
   reduced fraction ``p/q`` nano-units per base unit (ms for voice, events, bytes);
-* allowances eligible per (version, service, destination set) as a CSR list.
+* allowances eligible per (version, service, destination set) as a CSR list;
+* output labels: version names, set names, band names, prefixes and currencies repeat
+  across tariffs and versions; ``*_label`` (and ``prefix_col[:, 1]``) give each its code
+  among the distinct texts, so the rated columns' dictionaries hold every text once.
 
 Plans are cached on disk by a hash of the tariffs' content (``np.savez``).
 """
@@ -46,13 +50,15 @@ __all__ = [
     "RatingPlan",
     "band_timeline",
     "compile_tariffs",
+    "label_codes",
+    "labels",
 ]
 
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v9"
+_LAYOUT = "plan-v10"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _MAX_PQ = 2**62
@@ -104,6 +110,11 @@ KERNEL_FIELDS = (
     "ver_depth",
     "prefix_col",
     "step2",
+    "step2_node",
+    "ver_label",
+    "set_label",
+    "band_label",
+    "cur_label",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
@@ -510,10 +521,20 @@ class _Builder:
             ],
             axis=1,
         ).astype(np.int32)
-        # each prefix's destination-set column in its version: the walk tracks the prefix only
-        arrays["prefix_col"] = np.full(len(self.names["prefix"]), -1, np.int32)
+        # per prefix: its destination-set column in its version (the walk tracks the prefix
+        # only) and its output label, side by side
+        n = self.names
+        prefix_col = np.full((len(n["prefix"]), 2), -1, np.int32)
         ends = trie_prefix >= 0
-        arrays["prefix_col"][trie_prefix[ends]] = trie_set[ends]
+        prefix_col[trie_prefix[ends], 0] = trie_set[ends]
+        prefix_col[:, 1] = label_codes(n["prefix"])
+        arrays["prefix_col"] = prefix_col
+        # output labels: versions, sets, bands (per version) and currencies (per tariff)
+        # repeat across the plan, the rated columns' dictionaries hold each text once
+        arrays["ver_label"] = label_codes(n["version"])
+        arrays["set_label"] = label_codes(n["set"])
+        arrays["band_label"] = label_codes(n["band"])
+        arrays["cur_label"] = label_codes(n["currency"])
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
         # (node, set, prefix, two-digit block) per entry: one look-up reads one 16-byte row
         jump = (
@@ -521,7 +542,9 @@ class _Builder:
             if jumps
             else np.zeros((0, 4), np.int32)
         )
-        arrays["jump"], arrays["step2"] = _two_digit_blocks(arrays["trie_child"], jump)
+        arrays["jump"], arrays["step2"], arrays["step2_node"] = _two_digit_blocks(
+            arrays["trie_child"], jump
+        )
         arrays["bt_start"] = (
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
         )
@@ -529,7 +552,6 @@ class _Builder:
         arrays["day_ix"] = np.concatenate(self.day_ix) if self.day_ix else np.zeros(0, np.int32)
         arrays["day_range"] = np.array([self.day0, self.ndays], dtype=np.int64)
         arrays["allow_units"] = np.asarray(self.allow_units, dtype=np.int64)
-        n = self.names
         return RatingPlan(
             arrays=arrays,
             tariff_ids=n["tariff"],
@@ -545,6 +567,17 @@ class _Builder:
             content_hash=content_hash,
             tariffs=tariffs,
         )
+
+
+def label_codes(names: list[str]) -> np.ndarray:
+    """Each name's index among the distinct names in first-seen order (see :func:`labels`)."""
+    first: dict[str, int] = {}
+    return np.array([first.setdefault(x, len(first)) for x in names], dtype=np.int32)
+
+
+def labels(names: list[str]) -> list[str]:
+    """The distinct names in first-seen order: the dictionary :func:`label_codes` index."""
+    return list(dict.fromkeys(names))
 
 
 def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, ...]:
@@ -564,10 +597,13 @@ def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, .
     return node, best_set.astype(np.int32), best_prefix.astype(np.int32)
 
 
-def _two_digit_blocks(child: np.ndarray, jump: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _two_digit_blocks(
+    child: np.ndarray, jump: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The two digits after the jump table's in one look-up: for each trie node a jump
-    entry reaches, a block of 100 rows (longest prefix over those two digits or -1, node
-    reached). Block 0 is the dead end's; a jump entry names its block in column 3."""
+    entry reaches, a block of 100 entries: longest prefix over those two digits or -1, and
+    (a second array) the node reached. Block 0 is the dead end's; a jump entry names its
+    block in column 3. Returns the jump table with its blocks, prefixes, nodes."""
     dead = len(child) - 1
     nodes = np.unique(jump[:, 0]) if len(jump) else np.zeros(0, np.int32)
     nodes = nodes[nodes != dead]
@@ -581,8 +617,7 @@ def _two_digit_blocks(child: np.ndarray, jump: np.ndarray) -> tuple[np.ndarray, 
     n1 = child[starts[:, None], dd[None, :] // 10]
     n2 = child[n1, dd[None, :] % 10]
     pre = np.where(child[n2, 11] >= 0, child[n2, 11], child[n1, 11])
-    step2 = np.stack([pre.reshape(-1), n2.reshape(-1)], axis=1).astype(np.int32)
-    return jump, step2
+    return jump, pre.reshape(-1).astype(np.int32), n2.reshape(-1).astype(np.int32)
 
 
 def _content_hash(tariffs: Mapping[str, Tariff], years: tuple[int, int]) -> str:
