@@ -264,16 +264,22 @@ def _dictionaries(plan: RatingPlan) -> dict[str, pa.Array]:
 
 
 def _label_column(
-    dictionary: pa.Array, codes: np.ndarray, nullable: bool = False
+    dictionary: pa.Array, codes: np.ndarray, nulls: np.ndarray | None = None
 ) -> pa.DictionaryArray:
-    """A dictionary column from the kernel's int32 codes (no copy); in a ``nullable``
-    column code -1 is null (a rated record has every other code set)."""
-    indices = pa.array(codes)
-    if nullable:
-        mask = codes < 0
-        if mask.any():
-            indices = pa.array(codes, mask=mask)
+    """A dictionary column from the kernel's int32 codes (no copy); ``nulls``, if any
+    is set, marks the null rows (code -1)."""
+    indices = pa.array(codes) if nulls is None else pa.array(codes, mask=nulls)
     return pa.DictionaryArray.from_arrays(indices, dictionary, safe=False)  # codes are valid
+
+
+_ZEROS = [pa.array(np.zeros(0, np.int64))]
+
+
+def _zero_column(n: int) -> pa.Array:
+    """``n`` int64 zeros, a slice of one shared (immutable) array."""
+    if len(_ZEROS[0]) < n:
+        _ZEROS[0] = pa.array(np.zeros(n, np.int64))  # calloc: pages stay the zero page
+    return _ZEROS[0].slice(0, n)
 
 
 def _rate_batch(
@@ -299,10 +305,13 @@ def _rate_batch(
            d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
            _words(kt_data))  # fmt: skip
     out = rate_batch(rec, subs.arrays, plan.kernel_args())
-    status, elig = out[0], out[10]
+    status = out[0]
     record_id = _num(col("record_id"), np.int64)
     ledger = LEDGER_SCHEMA.empty_table()
-    if a["elig"].size and elig.any():
+    # without allowances in the plan the kernel leaves eligibility and allowance units
+    # unwritten: the units are all zero
+    allowances = a["elig"].size > 0
+    if allowances and out[10].any():
         ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id)
     ok = status == 0
     n = int(np.count_nonzero(ok))
@@ -329,8 +338,12 @@ def _rate_batch(
     s_svc = _label_column(d["service"], pick(out[1]))
     s_tariff = _label_column(d["tariff"], ti)
     s_version = _label_column(d["version"], pick(out[2]))
-    s_set = _label_column(d["set"], pick(out[4]), nullable=True)
-    s_prefix = _label_column(d["prefix"], pick(out[5]), nullable=True)
+    # no prefix matched (data; a catch-all rate) <=> no destination set: one null mask
+    prefix_codes = pick(out[5])
+    nulls = prefix_codes < 0
+    no_nulls = not nulls.any()
+    s_set = _label_column(d["set"], pick(out[4]), None if no_nulls else nulls)
+    s_prefix = _label_column(d["prefix"], prefix_codes, None if no_nulls else nulls)
     s_band = _label_column(d["band"], pick(out[6]))
     s_currency = _label_column(d["currency"], pick(out[3]))
     rated = pa.Table.from_arrays(
@@ -346,7 +359,7 @@ def _rate_batch(
             s_prefix,
             s_band,
             pa.array(pick(out[7]), pa.int64()),
-            pa.array(pick(out[9]), pa.int64()),
+            pa.array(pick(out[9]), pa.int64()) if allowances else _zero_column(n),
             pa.array(pick(out[8]), pa.int64()),
             s_currency,
         ],

@@ -58,9 +58,10 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v10"
+_LAYOUT = "plan-v11"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
+_I64MAX = 2**63 - 1
 _MAX_PQ = 2**62
 _EPOCH = date(1970, 1, 1)
 
@@ -448,8 +449,10 @@ class _Builder:
         self.push("rate_round_method", ROUNDING_METHODS.index(r.rounding.method))
         self.push("rate_round_dec", r.rounding.decimals)
         self.push("rate_compat", 0 if r.increment_rounding is None else 1)
+        # as bounds the kernel clamps to without a test: none is -1 (costs are >= 0) and
+        # the largest int64
         self.push("rate_min", -1 if r.min_charge is None else int(r.min_charge * 1_000_000))
-        self.push("rate_max", -1 if r.max_cost is None else int(r.max_cost * 1_000_000))
+        self.push("rate_max", _I64MAX if r.max_cost is None else int(r.max_cost * 1_000_000))
         for gi, g in enumerate(r.groups):
             p, q = _frac(_nano(g.rate), g.unit * scale)
             if p * q >= _MAX_PQ:
