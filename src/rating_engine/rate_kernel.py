@@ -90,6 +90,11 @@ _FAST_QTY = 1 << 40
 _BLOCK = 128
 #: "Service / key type differ within the range: decode each record's text."
 _MIXED = -2
+#: SWAR digit tests on a little-endian word of text (see the destination look-up)
+_ASCII_0 = np.uint64(0x3030303030303030)
+_DIGIT_CARRY = np.uint64(0x7676767676767676)
+_TOP6 = np.uint64(0x808080808080)
+_BYTE = np.uint64(0xFF)
 
 
 @leaf
@@ -140,7 +145,7 @@ def _rate_records(
     """
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
      key_data, dst_off, dst_data, dst_valid, dst_bit0, key_words, svc_words,
-     kt_words) = rec  # fmt: skip
+     kt_words, dst_words) = rec  # fmt: skip
     (ktab, kdisp, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
      ver_band_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
@@ -152,7 +157,10 @@ def _rate_records(
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
-        return  # also tells the compiler record indices are >= 0: no negative-index fix-ups
+        return
+    # Arrays are indexed by unsigned copies of the record index (u, u1 = u + 1) and the
+    # position in the block (ob): Numba adds a negative-index fix-up to every access with
+    # a signed index, ~5 ns a record in all (measured).
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
     seed = seed_of(kdisp)
@@ -176,17 +184,18 @@ def _rate_records(
         # and account of every record with a binding.
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             b = -1
             kt = kt_c
             if kt_c == _MIXED:
                 kt = key_type_code(
-                    short_text(kt_words, kt_data, kt_off[i], kt_off[i + 1]),
-                    kt_off[i + 1] - kt_off[i],
+                    short_text(kt_words, kt_data, kt_off[u], kt_off[u1]),
+                    kt_off[u1] - kt_off[u],
                 )
-            kts[o - blo] = kt
+            kts[ob] = kt
             if kt >= 0:
-                klo = key_off[i]
-                khi = key_off[i + 1]
+                klo = key_off[u]
+                khi = key_off[u1]
                 wi = klo >> 3
                 if 0 < khi - klo <= 16 and wi + 2 < len(key_words):
                     w0, w1, h = key_code_words(
@@ -209,42 +218,43 @@ def _rate_records(
                             hit = False
                             break
                 if hit:
-                    t0 = start_us[i]
+                    t0 = start_us[u]
                     if ktab[sl, ROW_FROM] <= t0 and t0 < ktab[sl, ROW_TO]:
                         b = ktab[sl, ROW_BIND] & 0xFFFFFFFF
-                        bti[o - blo] = ktab[sl, ROW_BIND] >> 32
-                        bsub[o - blo] = ktab[sl, ROW_SUB]
-                        bacc[o - blo] = ktab[sl, ROW_ACC]
+                        bti[ob] = ktab[sl, ROW_BIND] >> 32
+                        bsub[ob] = ktab[sl, ROW_SUB]
+                        bacc[ob] = ktab[sl, ROW_ACC]
                     else:  # a later binding of the key
                         j0 = ktab[sl, ROW_BIND] & 0xFFFFFFFF
                         for j in range(j0 + 1, j0 + (ktab[sl, ROW_TAG] >> 32)):
                             if b_from[j] <= t0 and t0 < b_to[j]:
                                 b = j
-                                bti[o - blo] = bind[j, 0]
-                                bsub[o - blo] = bind[j, 1]
-                                bacc[o - blo] = bind[j, 2]
+                                bti[ob] = bind[j, 0]
+                                bsub[ob] = bind[j, 1]
+                                bacc[ob] = bind[j, 2]
                                 break
-            bk[o - blo] = b
+            bk[ob] = b
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
-            dcol[o - blo] = -1
-            vv[o - blo] = -1
-            b = bk[o - blo]
-            sub_o[i] = bsub[o - blo] if b >= 0 else -1
-            acc_o[i] = bacc[o - blo] if b >= 0 else -1
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            dcol[ob] = -1
+            vv[ob] = -1
+            b = bk[ob]
+            sub_o[u] = bsub[ob] if b >= 0 else -1
+            acc_o[u] = bacc[ob] if b >= 0 else -1
             if has_elig:  # allowances look at every record's: set it for the rejected too
-                elig_o[i] = 0
-            if b < 0 or bti[o - blo] < 0:
+                elig_o[u] = 0
+            if b < 0 or bti[ob] < 0:
                 continue
-            ti = bti[o - blo]
-            t0 = start_us[i]
+            ti = bti[ob]
+            t0 = start_us[u]
             vi = -1
             for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
                 if ver_active_from[v] <= t0:
                     vi = v
             if vi < 0:
                 continue
-            vv[o - blo] = vi
+            vv[ob] = vi
             # the band timeline entry in force at t0: the day's first entry, then usually
             # zero to two steps (taken without branches), rarely more
             kb = -1
@@ -257,7 +267,7 @@ def _rate_records(
                 kb += int(bt_start[base + kb + 1] <= t0)
                 while bt_start[base + kb + 1] <= t0:
                     kb += 1
-            dk[o - blo] = kb
+            dk[ob] = kb
             valid = True
             if has_valid:
                 bit = dst_bit0 + i
@@ -266,16 +276,30 @@ def _rate_records(
                 continue
             col = -1
             pre = -1
-            j0 = dst_off[i]
-            j1 = dst_off[i + 1]
+            j0 = dst_off[u]
+            j1 = dst_off[u1]
             bad = j1 - j0 < JUMP_DIGITS
-            if not bad:
+            d4 = np.int64(0)
+            d56 = np.int64(-1)  # the two digits after the jump's, if both are digits
+            if j1 - j0 >= JUMP_DIGITS + 2:
+                # six digits from one word (SWAR): a byte is a digit when neither it minus
+                # '0' nor that plus 0x76 has its top bit set; then pairs of digits
+                x = short_text(dst_words, dst_data, j0, j1) - _ASCII_0
+                if ((x + _DIGIT_CARRY) | x) & _TOP6 == 0:
+                    y = x * np.uint64(10) + (x >> np.uint64(8))  # bytes 0, 2, 4: the pairs
+                    d4 = np.int64(y & _BYTE) * 100 + np.int64((y >> np.uint64(16)) & _BYTE)
+                    d56 = np.int64((y >> np.uint64(32)) & _BYTE)
+            if not bad and d56 < 0:
                 # the first digits in one look-up instead of a walk of dependent loads
-                d4 = 0
                 for j in range(j0, j0 + JUMP_DIGITS):
                     dg = int(dst_data[j]) - 48
                     bad |= (dg < 0) | (dg > 9)
                     d4 = d4 * 10 + dg
+                if not bad and j0 + JUMP_DIGITS + 2 <= j1:
+                    d5 = int(dst_data[j0 + JUMP_DIGITS]) - 48
+                    d6 = int(dst_data[j0 + JUMP_DIGITS + 1]) - 48
+                    if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
+                        d56 = np.int64(d5 * 10 + d6)
             if not bad:
                 jx = vi * JUMP_SIZE + d4
                 col = jump[jx, 1]
@@ -286,16 +310,13 @@ def _rate_records(
                 # longest prefix, a fixed number of steps without branches: a non-digit or
                 # the end of the number leads to the dead-end row, which stays there
                 walk = j0 + JUMP_DIGITS
-                if walk + 2 <= j1:
-                    d5 = int(dst_data[walk]) - 48
-                    d6 = int(dst_data[walk + 1]) - 48
-                    if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
-                        e = jump[jx, 3] * 100 + d5 * 10 + d6
-                        pr = step2[e]
-                        pre = pr if pr >= 0 else pre
-                        if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
-                            node = step2_node[e]
-                        walk += 2
+                if d56 >= 0:
+                    e = jump[jx, 3] * 100 + d56
+                    pr = step2[e]
+                    pre = pr if pr >= 0 else pre
+                    if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
+                        node = step2_node[e]
+                    walk += 2
                 for j in range(walk, j0 + ver_depth[vi]):
                     dg = int(dst_data[min(j, j1 - 1)]) - 48
                     ok = (j < j1) & (dg >= 0) & (dg <= 9)
@@ -318,10 +339,11 @@ def _rate_records(
                     if trie_child[node, 10] >= 0:
                         col = trie_child[node, 10]
                         pre = trie_child[node, 11]
-            dcol[o - blo] = col
-            dpre[o - blo] = pre
+            dcol[ob] = col
+            dpre[ob] = pre
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             # outputs start uninitialised (one pass less over memory): a rated record's
             # fields are all set below; a rejected record's are left undefined (only its
             # status, subscription and account are read)
@@ -329,45 +351,45 @@ def _rate_records(
             svc = svc_c
             if svc_c == _MIXED:
                 svc = service_code(
-                    short_text(svc_words, svc_data, svc_off[i], svc_off[i + 1]),
-                    svc_off[i + 1] - svc_off[i],
+                    short_text(svc_words, svc_data, svc_off[u], svc_off[u1]),
+                    svc_off[u1] - svc_off[u],
                 )
             if svc < 0:
-                status[i] = UNKNOWN_SERVICE
+                status[u] = UNKNOWN_SERVICE
                 continue
-            svc_o[i] = svc
-            kt = kts[o - blo]
+            svc_o[u] = svc
+            kt = kts[ob]
             if kt < 0:
-                status[i] = UNKNOWN_KEY
+                status[u] = UNKNOWN_KEY
                 continue
-            t0 = start_us[i]
-            b = bk[o - blo]
+            t0 = start_us[u]
+            b = bk[ob]
             if b < 0:
-                status[i] = UNKNOWN_SUB
+                status[u] = UNKNOWN_SUB
                 continue
-            ti = bti[o - blo]
+            ti = bti[ob]
             if ti < 0:
-                status[i] = UNKNOWN_TARIFF
+                status[u] = UNKNOWN_TARIFF
                 continue
-            vi = vv[o - blo]
+            vi = vv[ob]
             if vi < 0:
-                status[i] = NO_VERSION
+                status[u] = NO_VERSION
                 continue
-            ver_o[i] = ver_label[vi]
-            ti_o[i] = ti
-            cur_o[i] = cur_label[ti]
-            if dur_ms[i] < 0:
-                status[i] = NEG_DURATION
+            ver_o[u] = ver_label[vi]
+            ti_o[u] = ti
+            cur_o[u] = cur_label[ti]
+            if dur_ms[u] < 0:
+                status[u] = NEG_DURATION
                 continue
             if svc == 0:
-                qty = dur_ms[i]
+                qty = dur_ms[u]
             elif svc == 1:
                 qty = 1
             else:
-                up = vol_up[i]
-                down = vol_down[i]
+                up = vol_up[u]
+                down = vol_down[u]
                 if up >= np.uint64(LIMIT) or down >= np.uint64(LIMIT):
-                    status[i] = VOLUME_RANGE
+                    status[u] = VOLUME_RANGE
                     continue
                 qty = np.int64(up) + np.int64(down)
             # --- destination: walk the digit trie, the last set seen is the longest prefix ----
@@ -379,12 +401,12 @@ def _rate_records(
                 if has_valid:
                     bit = dst_bit0 + i
                     valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
-                if valid and dcol[o - blo] >= 0:
-                    col = dcol[o - blo]
-                    pre = dpre[o - blo]
+                if valid and dcol[ob] >= 0:
+                    col = dcol[ob]
+                    pre = dpre[ob]
             # output labels: codes among the distinct texts (see tariff_compile)
-            prefix_o[i] = prefix_col[pre, 1] if pre >= 0 else -1
-            set_o[i] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
+            prefix_o[u] = prefix_col[pre, 1] if pre >= 0 else -1
+            set_o[u] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
             # --- allowance slots -------------------------------------------------------------
             free = 0
             if allow:
@@ -394,22 +416,22 @@ def _rate_records(
                     continue
             # --- band at the start -----------------------------------------------------------
             base = ver_bt_first[vi]
-            k = dk[o - blo]
+            k = dk[ob]
             if k >= 0 and bt_band[base + k] == -2:
                 k = -1
             if k < 0:
-                status[i] = TIME_RANGE
+                status[u] = TIME_RANGE
                 continue
             b0 = bt_band[base + k]
             if b0 < 0:
-                status[i] = NO_BAND
+                status[u] = NO_BAND
                 continue
-            band_o[i] = band_label[ver_band_first[vi] + b0]
+            band_o[u] = band_label[ver_band_first[vi] + b0]
             n_bands = ver_band_n[vi]
             pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
             r0 = price[pf + b0]
             if r0 < 0:
-                status[i] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
+                status[u] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
                 continue
             # --- walk increments segment by segment (band, group constant in a segment) ------
             Q = ver_Q[vi * 3 + svc]
@@ -521,7 +543,7 @@ def _rate_records(
                             break
                 p += n * inc
             if st != OK:
-                status[i] = st
+                status[u] = st
                 continue
             # --- total: one rounding, then minimum charge and maximum cost --------------------
             if used > 0 and not priced:
@@ -553,18 +575,18 @@ def _rate_records(
                 cost = qt * POW10[6 - dec]
                 # minimum charge, then maximum cost (no bound: -1 and the largest int64)
                 cost = min(max(cost, rate_min[r0]), rate_max[r0])
-            status[i] = OK
-            billed_o[i] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
+            status[u] = OK
+            billed_o[u] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
             if not allow:
-                cost_o[i] = cost
+                cost_o[u] = cost
                 if has_elig:
-                    used_o[i] = 0
+                    used_o[u] = 0
                     e = ver_elig_first[vi] + svc * (n_sets + 1) + col
                     if elig_ptr[e + 1] > elig_ptr[e]:
-                        elig_o[i] = e + 1
+                        elig_o[u] = e + 1
             elif used > 0:
-                cost_o[i] = cost
-                used_o[i] = used // 1000 if svc == 0 else used
+                cost_o[u] = cost
+                used_o[u] = used // 1000 if svc == 0 else used
                 left = used
                 for s in range(slot_ptr[o], slot_ptr[o + 1]):
                     if left == 0:
@@ -639,7 +661,8 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
 
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
     key type, subscriber key, destination, destination validity bitmap and bit offset, then
-    the subscriber key, service and key type data viewed as aligned uint64 words, or empty).
+    the subscriber key, service, key type and destination data viewed as aligned uint64
+    words, or empty).
     Returns arrays: status, service, then the labels (codes among the distinct texts, see
     tariff_compile) of version, currency, set, prefix, band; billed units, cost, allowance
     units, allowance eligibility (the record's entry in the plan's ``elig_ptr`` + 1, 0 when

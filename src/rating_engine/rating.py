@@ -303,7 +303,7 @@ def _rate_batch(
     a = plan.arrays
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
            d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
-           _words(kt_data))  # fmt: skip
+           _words(kt_data), _words(d_data))  # fmt: skip
     out = rate_batch(rec, subs.arrays, plan.kernel_args())
     status = out[0]
     record_id = _num(col("record_id"), np.int64)
