@@ -90,6 +90,8 @@ _FAST_QTY = 1 << 40
 _BLOCK = 128
 #: "Service / key type differ within the range: decode each record's text."
 _MIXED = -2
+#: "The destination look-up finished in phase B1" (see _rate_records)
+_DONE = -2
 #: SWAR digit tests on a little-endian word of text (see the destination look-up)
 _ASCII_0 = np.uint64(0x3030303030303030)
 _DIGIT_CARRY = np.uint64(0x7676767676767676)
@@ -176,16 +178,22 @@ def _rate_records(
     bti = np.empty(_BLOCK, np.int64)  # the binding's tariff, subscription, account
     bsub = np.empty(_BLOCK, np.int64)
     bacc = np.empty(_BLOCK, np.int64)
+    dnode = np.empty(_BLOCK, np.int64)  # the jump's node, and step2 entry (or -1, _DONE)
+    dje = np.empty(_BLOCK, np.int64)
+    ksl = np.empty(_BLOCK, np.int64)  # the key's row (-1: no key type), words and tag
+    kw0 = np.empty(_BLOCK, np.int64)
+    kw1 = np.empty(_BLOCK, np.int64)
+    ktg = np.empty(_BLOCK, np.int64)
     for blo in range(lo, hi, _BLOCK):
         bhi = min(blo + _BLOCK, hi)
         # Phase A (subscriber), B (version, band entry, destination): the look-ups of a block
         # of records in tight loops of their own, so the CPU overlaps the cache misses of many
         # records instead of waiting on each in turn. Phase B also writes the subscription
         # and account of every record with a binding.
+        # A1: each key's words and its one row in the table (perfect hash: no probe loop)
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
-            b = -1
             kt = kt_c
             if kt_c == _MIXED:
                 kt = key_type_code(
@@ -193,6 +201,7 @@ def _rate_records(
                     kt_off[u1] - kt_off[u],
                 )
             kts[ob] = kt
+            ksl[ob] = -1
             if kt >= 0:
                 klo = key_off[u]
                 khi = key_off[u1]
@@ -204,13 +213,24 @@ def _rate_records(
                     )  # fmt: skip
                 else:  # long keys; keys in the buffer's last words; unaligned buffers
                     w0, w1, h = key_code(kt, key_data, klo, khi, seed)
-                # the one row the key can be in (perfect hash): no probe loop
-                sl = slot_of(h, kdisp)
+                ksl[ob] = slot_of(h, kdisp)
+                kw0[ob] = np.int64(w0)
+                kw1[ob] = np.int64(w1)
+                ktg[ob] = key_tag(khi - klo, kt)
+        # A2: the rows, in a loop of few instructions: many records' cache misses in flight
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            b = -1
+            sl = ksl[ob]
+            if sl >= 0:
                 hit = (
-                    (ktab[sl, ROW_TAG] & 0xFFFFFFFF) == key_tag(khi - klo, kt)
-                    and ktab[sl, 0] == np.int64(w0)
-                    and ktab[sl, 1] == np.int64(w1)
+                    (ktab[sl, ROW_TAG] & 0xFFFFFFFF) == ktg[ob]
+                    and ktab[sl, 0] == kw0[ob]
+                    and ktab[sl, 1] == kw1[ob]
                 )
+                klo = key_off[u]
+                khi = key_off[u1]
                 if hit and khi - klo > 16:  # a long key: its words are 0, compare bytes
                     base = k_off[bind[ktab[sl, ROW_BIND] & 0xFFFFFFFF, 3]]
                     for j in range(khi - klo):
@@ -238,6 +258,7 @@ def _rate_records(
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             dcol[ob] = -1
+            dje[ob] = _DONE
             vv[ob] = -1
             b = bk[ob]
             sub_o[u] = bsub[ob] if b >= 0 else -1
@@ -301,32 +322,12 @@ def _rate_records(
                     if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
                         d56 = np.int64(d5 * 10 + d6)
             if not bad:
+                # the first digits in one look-up; the rest in B2
                 jx = vi * JUMP_SIZE + d4
-                col = jump[jx, 1]
-                pre = jump[jx, 2]
-                node = jump[jx, 0]
-                # the next two digits in one more look-up (a dead-end block when the jump
-                # entry has no deeper prefixes), then single digits up to the version's
-                # longest prefix, a fixed number of steps without branches: a non-digit or
-                # the end of the number leads to the dead-end row, which stays there
-                walk = j0 + JUMP_DIGITS
-                if d56 >= 0:
-                    e = jump[jx, 3] * 100 + d56
-                    pr = step2[e]
-                    pre = pr if pr >= 0 else pre
-                    if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
-                        node = step2_node[e]
-                    walk += 2
-                for j in range(walk, j0 + ver_depth[vi]):
-                    dg = int(dst_data[min(j, j1 - 1)]) - 48
-                    ok = (j < j1) & (dg >= 0) & (dg <= 9)
-                    nx = trie_child[node, dg if ok else 0]
-                    node = nx if ok else dead
-                    # one select only: two on one condition become an unpredictable branch
-                    pr = trie_child[node, 11]
-                    pre = pr if pr >= 0 else pre
-                if pre >= 0:
-                    col = prefix_col[pre, 0]
+                dpre[ob] = jump[jx, 2]
+                dnode[ob] = jump[jx, 0]
+                dje[ob] = jump[jx, 3] * 100 + d56 if d56 >= 0 else -1
+                continue
             else:
                 node = ver_trie_root[vi]
                 for j in range(j0, j1):
@@ -340,6 +341,39 @@ def _rate_records(
                         col = trie_child[node, 10]
                         pre = trie_child[node, 11]
             dcol[ob] = col
+            dpre[ob] = pre
+        # B2: the two digits after the jump's in one more look-up (a dead-end block when
+        # the jump entry has no deeper prefixes), then single digits up to the version's
+        # longest prefix, a fixed number of steps without branches: a non-digit or the end
+        # of the number leads to the dead-end row, which stays there. A loop of its own,
+        # like A2, so that many records' look-ups are in flight.
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            e = dje[ob]
+            if e == _DONE:
+                continue
+            vi = vv[ob]
+            j0 = dst_off[u]
+            j1 = dst_off[u1]
+            pre = dpre[ob]
+            node = dnode[ob]
+            walk = j0 + JUMP_DIGITS
+            if e >= 0:
+                pr = step2[e]
+                pre = pr if pr >= 0 else pre
+                if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
+                    node = step2_node[e]
+                walk += 2
+            for j in range(walk, j0 + ver_depth[vi]):
+                dg = int(dst_data[min(j, j1 - 1)]) - 48
+                ok = (j < j1) & (dg >= 0) & (dg <= 9)
+                nx = trie_child[node, dg if ok else 0]
+                node = nx if ok else dead
+                # one select only: two on one condition become an unpredictable branch
+                pr = trie_child[node, 11]
+                pre = pr if pr >= 0 else pre
+            dcol[ob] = prefix_col[pre, 0] if pre >= 0 else -1
             dpre[ob] = pre
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
@@ -645,18 +679,31 @@ def _text_code(
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _rate_chunks(rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, n_chunks: int) -> None:
+def _rate_chunks(
+    rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, counts: np.ndarray
+) -> None:
+    """Rate records ``0..n-1`` in ``len(counts)`` chunks; ``counts[c]`` = (rejected, rated
+    without a prefix) of chunk ``c``: the caller needs no pass over the outputs for them."""
     none = np.zeros(0, np.int64)
     led = np.zeros((1, 3), np.int64)
+    n_chunks = len(counts)
+    status, prefix = out[0], out[5]
     for c in prange(n_chunks):
         lo = c * n // n_chunks
         hi = (c + 1) * n // n_chunks
         svc_c = _text_code(rec[4], rec[5], rec[15], lo, hi, True)
         kt_c = _text_code(rec[6], rec[7], rec[16], lo, hi, False)
         _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
+        rejected = 0
+        no_prefix = 0
+        for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
+            rejected += status[i] != OK
+            no_prefix += (status[i] == OK) & (prefix[i] < 0)
+        counts[c, 0] = rejected
+        counts[c, 1] = no_prefix
 
 
-def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
+def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
     """Rate every record of a batch in parallel (allowances applied later, see module doc).
 
     ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
@@ -668,16 +715,18 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple:
     units, allowance eligibility (the record's entry in the plan's ``elig_ptr`` + 1, 0 when
     no allowance applies), subscription id, account id, tariff index. Billed and allowance
     units are seconds for voice, events, bytes. A rejected record (status > 0) has only
-    its status, subscription and account id set; its other fields are undefined.
+    its status, subscription and account id set; its other fields are undefined. Also
+    returns the numbers of rejected records and of rated records without a prefix.
     """
     n = len(rec[0])
     out = _outputs(n)
+    counts = np.zeros((max(1, min(256, n // 2048)), 2), np.int64)
     if n:
         # chunks handed out one at a time: on a shared machine a descheduled thread must not
         # hold a static half of the batch hostage
         with parallel_chunksize(1):
-            _rate_chunks(rec, subs, plan, out, n, max(1, min(256, n // 2048)))
-    return out
+            _rate_chunks(rec, subs, plan, out, n, counts)
+    return out, int(counts[:, 0].sum()), int(counts[:, 1].sum())
 
 
 def apply_allowances(

@@ -304,7 +304,7 @@ def _rate_batch(
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
            d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
            _words(kt_data), _words(d_data))  # fmt: skip
-    out = rate_batch(rec, subs.arrays, plan.kernel_args())
+    out, n_rejected, n_no_prefix = rate_batch(rec, subs.arrays, plan.kernel_args())
     status = out[0]
     record_id = _num(col("record_id"), np.int64)
     ledger = LEDGER_SCHEMA.empty_table()
@@ -313,9 +313,8 @@ def _rate_batch(
     allowances = a["elig"].size > 0
     if allowances and out[10].any():
         ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id)
-    ok = status == 0
-    n = int(np.count_nonzero(ok))
-    if n == len(ok):
+    n = len(status) - n_rejected
+    if n_rejected == 0:
         # every record rated: the kernel's arrays and the input's id and time columns are
         # the rated columns as they are (no copy)
         def pick(x: np.ndarray) -> np.ndarray:
@@ -324,7 +323,7 @@ def _rate_batch(
         rid_col: pa.Array = col("record_id")
         start_col: pa.Array = start_arr
     else:
-        sel = np.flatnonzero(ok)
+        sel = np.flatnonzero(status == 0)
 
         def pick(x: np.ndarray) -> np.ndarray:
             return x[sel]
@@ -340,10 +339,9 @@ def _rate_batch(
     s_version = _label_column(d["version"], pick(out[2]))
     # no prefix matched (data; a catch-all rate) <=> no destination set: one null mask
     prefix_codes = pick(out[5])
-    nulls = prefix_codes < 0
-    no_nulls = not nulls.any()
-    s_set = _label_column(d["set"], pick(out[4]), None if no_nulls else nulls)
-    s_prefix = _label_column(d["prefix"], prefix_codes, None if no_nulls else nulls)
+    nulls = prefix_codes < 0 if n_no_prefix else None
+    s_set = _label_column(d["set"], pick(out[4]), nulls)
+    s_prefix = _label_column(d["prefix"], prefix_codes, nulls)
     s_band = _label_column(d["band"], pick(out[6]))
     s_currency = _label_column(d["currency"], pick(out[3]))
     rated = pa.Table.from_arrays(
@@ -366,8 +364,8 @@ def _rate_batch(
         schema=RATED_SCHEMA,
     )
     rejected = REJECT_SCHEMA.empty_table()
-    if n < len(ok):
-        rejected = _rejected(batch, np.flatnonzero(~ok), status)
+    if n_rejected:
+        rejected = _rejected(batch, np.flatnonzero(status != 0), status)
     return RatingResult(rated, rejected, ledger)
 
 
