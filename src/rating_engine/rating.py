@@ -163,49 +163,54 @@ class SubscriptionIndex:
             raise RatingError(
                 f"subscriptions lack columns {sorted(missing)} (field {min(missing)})"
             )
-        # only the text columns become Python objects (not 2 datetimes per row)
-        cols = subscriptions.select(["key_type", "key", "tariff_id"]).to_pydict()
         f_us = pc.cast(subscriptions["active_from"], TIMESTAMP).cast(pa.int64()).to_numpy()
         to_col = pc.cast(subscriptions["active_to"], TIMESTAMP).cast(pa.int64())
         t_us = to_col.fill_null(_I64MAX).to_numpy()
-        keys: dict[tuple[int, str], int] = {}
-        key_of_row = []
-        for r, (kt, key) in enumerate(zip(cols["key_type"], cols["key"], strict=True)):
-            if kt not in _KEY_TYPES:
-                raise RatingError(f"subscription row {r}: key_type {kt!r} (field key_type)")
-            if kt == "ip":
-                canon = _canonical_ip(key) or _canonical_block(key)
+        kt_col = pc.cast(subscriptions["key_type"], pa.string()).combine_chunks()
+        key_col = pc.cast(subscriptions["key"], pa.string()).combine_chunks()
+        kt_code = pc.index_in(kt_col, value_set=pa.array(_KEY_TYPES))
+        if kt_code.null_count:
+            r = int(np.flatnonzero(kt_code.is_null().to_numpy(zero_copy_only=False))[0])
+            raise RatingError(f"subscription row {r}: key_type {kt_col[r]} (field key_type)")
+        if key_col.null_count:
+            r = int(np.flatnonzero(key_col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise RatingError(f"subscription row {r}: key is null (field key)")
+        code = kt_code.to_numpy(zero_copy_only=False)
+        ip_rows = np.flatnonzero(code == _KEY_TYPES.index("ip"))
+        if len(ip_rows):  # IP keys in canonical form (Python, for those rows only)
+            texts = key_col.to_pylist()
+            for r in ip_rows.tolist():
+                canon = _canonical_ip(texts[r]) or _canonical_block(texts[r])
                 if canon is None:
                     raise RatingError(
-                        f"subscription row {r}: key {key!r} is no IP address or prefix (field key)"
+                        f"subscription row {r}: key {texts[r]!r} is no IP address or prefix"
+                        " (field key)"
                     )
-                key = canon
-            key_of_row.append(keys.setdefault((_KEY_TYPES.index(kt), key), len(keys)))
-        rows = np.array(key_of_row, dtype=np.int64)
-        keep = np.flatnonzero(rows >= 0)
-        order = keep[np.lexsort((f_us[keep], rows[keep]))]
+                texts[r] = canon
+            key_col = pa.array(texts, pa.string())
+        # the distinct (key type, key) pairs, numbered in order of first appearance
+        typed = pc.binary_join_element_wise(pc.cast(kt_code, pa.string()), key_col, "|")
+        enc = pc.dictionary_encode(typed)
+        rows = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        distinct = enc.dictionary
+        n_keys = len(distinct)
+        order = np.lexsort((f_us, rows))
         sorted_keys = rows[order]
-        n_keys = len(keys)
         key_first = np.searchsorted(sorted_keys, np.arange(n_keys)).astype(np.int64)
         key_n = np.bincount(sorted_keys, minlength=n_keys).astype(np.int64)
         b_from, b_to = f_us[order], t_us[order]
         same_key = sorted_keys[1:] == sorted_keys[:-1]
         clash = np.flatnonzero(same_key & (b_to[:-1] > b_from[1:]))
         if len(clash):
-            key = next(x for x, i in keys.items() if i == sorted_keys[clash[0]])
-            raise RatingError(f"subscriptions overlap in time for key {key[1]} (field active_to)")
-        tariff_ix = {t: plan.tariff_index(t) for t in set(cols["tariff_id"])}
-        b_tariff = np.array(
-            [tariff_ix[cols["tariff_id"][r]] for r in order.tolist()], dtype=np.int64
-        )
-        k_type = np.zeros(n_keys, np.int64)
-        k_off = np.zeros(n_keys + 1, np.int64)
-        blobs = [b""] * n_keys
-        for (kt, key), k in keys.items():
-            k_type[k] = kt
-            blobs[k] = key.encode()
-        k_off[1:] = np.cumsum([len(b) for b in blobs])
-        k_data = np.frombuffer(b"".join(blobs), dtype=np.uint8).copy()
+            key = distinct[int(sorted_keys[clash[0]])].as_py()[2:]
+            raise RatingError(f"subscriptions overlap in time for key {key} (field active_to)")
+        tariff_of_row = pc.index_in(subscriptions["tariff_id"], value_set=pa.array(plan.tariff_ids))
+        b_tariff = tariff_of_row.fill_null(-1).to_numpy().astype(np.int64)[order]
+        k_type = pc.cast(pc.utf8_slice_codeunits(distinct, 0, 1), pa.int64()).to_numpy()
+        k_text = pc.utf8_slice_codeunits(distinct, 2)  # after "<type>|"
+        t_off, t_data, _, _ = _strings(k_text)
+        k_off = (t_off - t_off[0]).astype(np.int64)
+        k_data = t_data[t_off[0] : t_off[-1]].copy()
         sub_id = _int64s(subscriptions["subscription_id"])[order]
         acc_id = _int64s(subscriptions["account_id"])[order]
         # a binding's tariff, subscription, account and key side by side: one cache line

@@ -7,15 +7,18 @@ in time, and usage batches sliced at arbitrary offsets (unaligned string data).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_rater import subscriptions_table, usage_table
 
+from rating_engine.errors import RatingError
 from rating_engine.key_table import (
     ROW_FROM,
     build_key_table,
@@ -24,7 +27,7 @@ from rating_engine.key_table import (
     slot_of,
     uniform_text,
 )
-from rating_engine.rating import compile_plan, load_tariffs, rate_usage
+from rating_engine.rating import SubscriptionIndex, compile_plan, load_tariffs, rate_usage
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "tariffs"
 T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
@@ -224,3 +227,40 @@ def test_every_key_has_its_own_row() -> None:
         assert len(set(rows)) == len(keep)
         assert all(0 <= r < len(table) for r in rows)
         assert [int(table[r, ROW_FROM]) for r in rows] == list(range(len(keep)))
+
+
+def _bad_subscriptions(**change: object) -> pa.Table:
+    rows = [{"key": "491700000001", "tariff_id": "mobile-classic"},
+            {"key": "491700000002", "tariff_id": "mobile-classic"}]  # fmt: skip
+    rows[1].update(change)
+    return subscriptions_table(rows)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"key_type": "email"}, "subscription row 1: key_type email (field key_type)"),
+        ({"key_type": "ip", "key": "10.0.0.300"}, "subscription row 1: key '10.0.0.300' is no IP"),
+        ({"key": "491700000001", "active_from": T0 - timedelta(days=1)},
+         "subscriptions overlap in time for key 491700000001 (field active_to)"),
+    ],
+)  # fmt: skip
+def test_subscription_errors_name_row_and_field(change: dict, message: str) -> None:
+    with pytest.raises(RatingError, match=re.escape(message)):
+        SubscriptionIndex.build(_bad_subscriptions(**change), _PLAN)
+
+
+def test_ip_keys_are_matched_in_canonical_form() -> None:
+    subs = subscriptions_table(
+        [{"key_type": "ip", "key": "2001:DB8::1", "tariff_id": "mobile-classic"},
+         {"key_type": "ip", "key": "198.51.100.0/28", "tariff_id": "mobile-classic",
+          "subscription_id": 101}]
+    )  # fmt: skip
+    rows = [
+        {"subscriber_key_type": "ip", "subscriber_key": k, "service": "sms",
+         "destination": "4930123", "start_time": T0}
+        for k in ("2001:db8::1", "198.51.100.0/28", "2001:DB8::1")
+    ]  # fmt: skip
+    res = rate_usage(usage_table(rows), subs, _PLAN)
+    assert res.rated["subscription_id"].to_pylist() == [100, 101]
+    assert res.rejected["reason"].to_pylist() == ["unknown_subscription"]
