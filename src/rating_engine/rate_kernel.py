@@ -87,7 +87,7 @@ LIMIT = 1 << 62
 #: ``t0 + (n - 1) * increment * 1000`` (µs) then stays far below 2^63.
 _FAST_QTY = 1 << 40
 #: Records per block whose look-ups run in their own loops (see _rate_records).
-_BLOCK = 128
+_BLOCK = 512
 #: "Service / key type differ within the range: decode each record's text."
 _MIXED = -2
 #: "The destination look-up finished in phase B1" (see _rate_records)
