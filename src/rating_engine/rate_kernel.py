@@ -117,6 +117,19 @@ def _div_inv(a: int, b: int, inv_b: float) -> int:
     return int(q)
 
 
+@leaf
+def _round_total(qt: int, numer: int, den: int, method: int) -> int:
+    """``qt + numer/den`` (0 <= numer < den) rounded up (0), down (1), half-up (2) or
+    half-even (3), as arithmetic: which way a remainder goes is data, a branch would
+    guess."""
+    twice = 2 * numer
+    return qt + int(
+        ((method == 0) & (numer > 0))
+        | ((method == 2) & (twice >= den))
+        | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
+    )
+
+
 @njit(cache=True, nogil=True)
 def _rate_records(
     idx: np.ndarray,
@@ -155,7 +168,8 @@ def _rate_records(
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
-     prefix_col, step2, step2_node, ver_label, set_label, band_label, cur_label) = plan  # fmt: skip
+     prefix_col, step2, step2_node, ver_label, set_label, band_label, cur_label, rate_fast,
+     rate_fast_inv) = plan  # fmt: skip
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
@@ -482,17 +496,31 @@ def _rate_records(
             stop = free <= 0
             st = OK
             r = r0
-            if not allow and rate_ng[r0] == 1 and qty < _FAST_QTY:
+            if not allow and rate_fast[r0, 0] >= 0 and qty < _FAST_QTY:
                 # the common case in one step: one group, no allowance, and (voice) no
-                # increment starting in a later band - the loop below gives the same
-                g = rate_g0[r0]
-                inc = grp_inc[g]
-                n = _div_inv(qty + inc - 1, inc, grp_inc_inv[g])
+                # increment starting in a later band - the loop below gives the same. What
+                # it reads of the rate is one row (see tariff_compile._one_step_rows).
+                inc = rate_fast[r0, 1]
+                n = _div_inv(qty + inc - 1, inc, rate_fast_inv[r0, 0])
                 one_band = svc != 0 or n == 0 or t0 + (n - 1) * inc * 1000 < band_end
-                if one_band and n <= grp_safe[g] and n * grp_mulinc[g] < LIMIT:
-                    N = n * grp_mulinc[g]
-                    p = n * inc
-                    priced = n > 0
+                if one_band and n <= rate_fast[r0, 2]:
+                    N = n * rate_fast[r0, 3] + rate_fast[r0, 4]  # increments + connect fee
+                    if N < LIMIT:
+                        den = rate_fast[r0, 5]
+                        qt = _div_inv(N, den, rate_fast_inv[r0, 1])
+                        qt = _round_total(qt, N - qt * den, den, rate_fast[r0, 6])
+                        # minimum charge, then maximum cost
+                        cost_o[u] = min(max(qt * rate_fast[r0, 7], rate_fast[r0, 8]),
+                                        rate_fast[r0, 9])  # fmt: skip
+                        status[u] = OK
+                        p = n * inc
+                        billed_o[u] = p // 1000 if svc == 0 else p
+                        if has_elig:
+                            used_o[u] = 0
+                            e = ver_elig_first[vi] + svc * (n_sets + 1) + col
+                            if elig_ptr[e + 1] > elig_ptr[e]:
+                                elig_o[u] = e + 1
+                        continue
             while p < qty:
                 lim_band = I64MAX
                 if svc == 0:
@@ -597,16 +625,7 @@ def _rate_records(
                     W += rate_conn[r0]
                     qt = W // sc
                     numer = (W % sc) * Q + R
-                # up (0), down (1), half-up (2), half-even (3) on the remainder numer/den,
-                # as arithmetic: which way a remainder goes is data, a branch would guess
-                method = rate_rm[r0]
-                twice = 2 * numer
-                qt += (
-                    ((method == 0) & (numer > 0))
-                    | ((method == 2) & (twice >= den))
-                    | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
-                )
-                cost = qt * POW10[6 - dec]
+                cost = _round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]
                 # minimum charge, then maximum cost (no bound: -1 and the largest int64)
                 cost = min(max(cost, rate_min[r0]), rate_max[r0])
             status[u] = OK

@@ -58,7 +58,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v11"
+_LAYOUT = "plan-v12"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _I64MAX = 2**63 - 1
@@ -116,6 +116,8 @@ KERNEL_FIELDS = (
     "set_label",
     "band_label",
     "cur_label",
+    "rate_fast",
+    "rate_fast_inv",
 )
 #: Digits resolved by the per-version jump table (must equal rate_kernel.JUMP_DIGITS).
 JUMP_DIGITS = 4
@@ -412,6 +414,7 @@ class _Builder:
                     # once so the kernel multiplies instead of dividing
                     den = 10 ** (9 - self.a["rate_round_dec"][ri]) * q_all
                     self.f["rate_den_inv"][ri] = 1.0 / den
+                    self.a["rate_den"][ri] = den
                     self.a["rate_conn_q"][ri] = conn_q if conn_q < _MAX_PQ else -1
                     g0, ng = self.a["rate_g0"][ri], self.a["rate_ng"][ri]
                     for g in range(g0, g0 + ng):
@@ -445,6 +448,7 @@ class _Builder:
         self.push("rate_ng", len(r.groups))
         self.push("rate_conn", _nano(r.connect_fee))
         self.push("rate_conn_q", -1)
+        self.push("rate_den", 0)
         self.f.setdefault("rate_den_inv", []).append(0.0)
         self.push("rate_round_method", ROUNDING_METHODS.index(r.rounding.method))
         self.push("rate_round_dec", r.rounding.decimals)
@@ -503,10 +507,12 @@ class _Builder:
             "rate_compat",
             "rate_min",
             "rate_max",
+            "rate_den",
         ):
             arrays.setdefault(k, np.zeros(0, dtype=np.int64))
         for k in ("grp_inc_inv", "rate_den_inv"):
             arrays[k] = np.asarray(self.f.get(k, []), dtype=np.float64)
+        arrays["rate_fast"], arrays["rate_fast_inv"] = _one_step_rows(arrays)
         trie_set = np.asarray(self.trie_set, dtype=np.int32)
         trie_prefix = np.asarray(self.trie_prefix, dtype=np.int32)
         # one row per node: 10 children, then the node's set and prefix, so a step of the
@@ -570,6 +576,33 @@ class _Builder:
             content_hash=content_hash,
             tariffs=tariffs,
         )
+
+
+def _one_step_rows(a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per rate, what the kernel's one-step path reads, side by side in one row: the group
+    (-1 if the rate needs the segment loop: several groups, a group or connect fee too
+    large for the fast sums), increment, largest safe increment count, one increment's
+    cost and the connect fee in nano/Q, the rounding divisor, method and scale, minimum
+    charge, maximum cost; and the increment's and divisor's inverses (floats)."""
+    g = np.asarray(a.get("rate_g0", np.zeros(0)), dtype=np.int64)
+    rows = np.zeros((len(g), 10), np.int64)
+    inv = np.zeros((len(g), 2), np.float64)
+    if len(g) == 0:
+        return rows, inv
+    one = (a["rate_ng"] == 1) & (a["grp_mulinc"][g] >= 0) & (a["rate_conn_q"] >= 0)
+    rows[:, 0] = np.where(one, g, -1)
+    rows[:, 1] = a["grp_inc"][g]
+    rows[:, 2] = a["grp_safe"][g]
+    rows[:, 3] = a["grp_mulinc"][g]
+    rows[:, 4] = a["rate_conn_q"]
+    rows[:, 5] = a["rate_den"]
+    rows[:, 6] = a["rate_round_method"]
+    rows[:, 7] = 10 ** (6 - a["rate_round_dec"].astype(np.int64))
+    rows[:, 8] = a["rate_min"]
+    rows[:, 9] = a["rate_max"]
+    inv[:, 0] = a["grp_inc_inv"][g]
+    inv[:, 1] = a["rate_den_inv"]
+    return rows, inv
 
 
 def label_codes(names: list[str]) -> np.ndarray:
