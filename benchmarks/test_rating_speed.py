@@ -21,7 +21,7 @@ from rating_engine.rating import RatingPlan, compile_plan, rate_stream
 from rating_engine.tariff import parse_tariff
 
 ROWS = 2_000_000
-FLOOR = 3.5
+FLOOR = 7.0
 
 
 @pytest.fixture(scope="module")
