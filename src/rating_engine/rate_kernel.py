@@ -739,7 +739,9 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
     """
     n = len(rec[0])
     out = _outputs(n)
-    counts = np.zeros((max(1, min(256, n // 2048)), 2), np.int64)
+    # up to 64 chunks of >= 8,192 records: enough to balance the threads, few enough that
+    # each chunk's set-up (its block buffers) stays negligible
+    counts = np.zeros((max(1, min(64, n // 8192)), 2), np.int64)
     if n:
         # chunks handed out one at a time: on a shared machine a descheduled thread must not
         # hold a static half of the batch hostage
