@@ -118,6 +118,17 @@ def _div_inv(a: int, b: int, inv_b: float) -> int:
 
 
 @leaf
+def _record_code(
+    words: np.ndarray, data: np.ndarray, off: np.ndarray, u: np.uint64, u1: np.uint64, svc: bool
+) -> int:
+    """Record ``u``'s service (``svc``) or key type code from its text ``off[u]:off[u1]``."""
+    w = short_text(words, data, off[u], off[u1])
+    if svc:
+        return service_code(w, off[u1] - off[u])
+    return key_type_code(w, off[u1] - off[u])
+
+
+@leaf
 def _round_total(qt: int, numer: int, den: int, method: int) -> int:
     """``qt + numer/den`` (0 <= numer < den) rounded up (0), down (1), half-up (2) or
     half-even (3), as arithmetic: which way a remainder goes is data, a branch would
@@ -210,10 +221,7 @@ def _rate_records(
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             kt = kt_c
             if kt_c == _MIXED:
-                kt = key_type_code(
-                    short_text(kt_words, kt_data, kt_off[u], kt_off[u1]),
-                    kt_off[u1] - kt_off[u],
-                )
+                kt = _record_code(kt_words, kt_data, kt_off, u, u1, False)
             kts[ob] = kt
             ksl[ob] = -1
             if kt >= 0:
@@ -398,10 +406,7 @@ def _rate_records(
             # --- service, subscriber, binding, version --------------------------------------
             svc = svc_c
             if svc_c == _MIXED:
-                svc = service_code(
-                    short_text(svc_words, svc_data, svc_off[u], svc_off[u1]),
-                    svc_off[u1] - svc_off[u],
-                )
+                svc = _record_code(svc_words, svc_data, svc_off, u, u1, True)
             if svc < 0:
                 status[u] = UNKNOWN_SERVICE
                 continue
@@ -691,10 +696,7 @@ def _text_code(
     """The service (``svc``) or key type code shared by records ``lo..hi-1``, or _MIXED."""
     if hi <= lo or not uniform_text(off, data, lo, hi):
         return _MIXED
-    w = short_text(words, data, off[lo], off[lo + 1])
-    if svc:
-        return service_code(w, off[lo + 1] - off[lo])
-    return key_type_code(w, off[lo + 1] - off[lo])
+    return int(_record_code(words, data, off, np.uint64(lo), np.uint64(lo + 1), svc))
 
 
 @njit(cache=True, nogil=True, parallel=True)
