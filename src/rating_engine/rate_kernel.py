@@ -211,10 +211,11 @@ def _rate_records(
     ktg = np.empty(_BLOCK, np.int64)
     for blo in range(lo, hi, _BLOCK):
         bhi = min(blo + _BLOCK, hi)
-        # Phase A (subscriber), B (version, band entry, destination): the look-ups of a block
-        # of records in tight loops of their own, so the CPU overlaps the cache misses of many
-        # records instead of waiting on each in turn. Phase B also writes the subscription
-        # and account of every record with a binding.
+        # Phases A (subscriber: A1, A2) and B (version, band entry, destination: B1, B2) run
+        # the look-ups of a block of records in tight loops of their own, so the CPU overlaps
+        # the cache misses of many records instead of waiting on each in turn; phase C
+        # checks, prices and writes each record. B1 also writes the subscription and account
+        # of every record with a binding.
         # A1: each key's words and its one row in the table (perfect hash: no probe loop)
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
@@ -276,6 +277,7 @@ def _rate_records(
                                 bacc[ob] = bind[j, 2]
                                 break
             bk[ob] = b
+        # B1: version, band timeline entry, the destination's first digits and jump entry
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
@@ -397,6 +399,7 @@ def _rate_records(
                 pre = pr if pr >= 0 else pre
             dcol[ob] = prefix_col[pre, 0] if pre >= 0 else -1
             dpre[ob] = pre
+        # C: per record, the checks in reason order, pricing and the outputs
         for o in range(blo, bhi):
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)

@@ -15,7 +15,8 @@ Layout (every index is global across the plan):
   from the tariff's IANA zone for a range of years (DST-correct), plus a per-day index so
   finding the band of an instant is O(1);
 * rates (per version, service, name) and their groups, with each group's price as the
-  reduced fraction ``p/q`` nano-units per base unit (ms for voice, events, bytes);
+  reduced fraction ``p/q`` nano-units per base unit (ms for voice, events, bytes), and
+  per rate one packed row (``rate_fast``) of all the kernel's one-step path reads;
 * allowances eligible per (version, service, destination set) as a CSR list;
 * output labels: version names, set names, band names, prefixes and currencies repeat
   across tariffs and versions; ``*_label`` (and ``prefix_col[:, 1]``) give each its code
