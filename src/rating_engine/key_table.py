@@ -6,12 +6,12 @@ hashes with FNV-1a and is compared byte by byte. The rating kernel reads keys (a
 short service and key-type texts) with aligned 8-byte loads from the Arrow string data
 viewed as uint64 words, falling back to byte loads near a buffer's end.
 
-The table is a minimal-ish perfect hash in the manner of PTHash (Pibiri and Trani, 2021):
-keys fall into buckets by their hash's top bits; each bucket has a *pilot*, chosen when
-the table is built, that sends its keys to free rows. A look-up is then one pilot read and
-one row read, with no probe loop: nothing for the branch predictor to get wrong, and the
-CPU can overlap the look-ups of many records. A key that is not in the table lands on some
-row and fails the comparison.
+The table is a perfect hash (rows for 1.25x the keys) in the manner of PTHash (Pibiri and
+Trani, 2021): keys fall into buckets by their hash's top bits; each bucket has a *pilot*,
+chosen when the table is built, that sends its keys to free rows. A look-up is then one
+pilot read and one row read, with no probe loop: nothing for the branch predictor to get
+wrong, and the CPU can overlap the look-ups of many records. A key that is not in the
+table lands on some row and fails the comparison.
 """
 
 from __future__ import annotations
