@@ -29,7 +29,6 @@ __all__ = [
     "build_key_table",
     "key_code",
     "key_code_words",
-    "key_hash",
     "key_tag",
     "key_type_code",
     "leaf",
@@ -62,7 +61,7 @@ _MAX_PILOT = 1 << 22  # a bucket that finds no free rows within this many pilots
 
 
 @leaf
-def key_hash(type_code: int, data: np.ndarray, lo: int, hi: int, seed: np.uint64) -> np.uint64:
+def _key_hash(type_code: int, data: np.ndarray, lo: int, hi: int, seed: np.uint64) -> np.uint64:
     """FNV-1a (offset basis xor ``seed``) over the key type and the bytes ``data[lo:hi]``."""
     h = FNV_OFFSET ^ np.uint64(seed)  # a Python int would type as int64: mixed -> float
     h = (h ^ np.uint64(type_code)) * FNV_PRIME
@@ -101,7 +100,7 @@ def key_code(
         for j in range(8, n):
             w1 |= np.uint64(data[lo + j]) << np.uint64(8 * (j - 8))
         return w0, w1, _mix(w0, w1, n, type_code, seed)
-    return w0, w1, key_hash(type_code, data, lo, hi, seed)
+    return w0, w1, _key_hash(type_code, data, lo, hi, seed)
 
 
 @leaf

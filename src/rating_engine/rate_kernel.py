@@ -252,11 +252,10 @@ def _rate_records(
                     and ktab[sl, 0] == kw0[ob]
                     and ktab[sl, 1] == kw1[ob]
                 )
-                klo = key_off[u]
-                khi = key_off[u1]
-                if hit and khi - klo > 16:  # a long key: its words are 0, compare bytes
+                if hit and (ktg[ob] & 0xFFFFFF) > 16:  # a long key (the tag's length):
+                    klo = key_off[u]  # its words are 0, compare bytes
                     base = k_off[bind[ktab[sl, ROW_BIND] & 0xFFFFFFFF, 3]]
-                    for j in range(khi - klo):
+                    for j in range(ktg[ob] & 0xFFFFFF):
                         if k_data[base + j] != key_data[klo + j]:
                             hit = False
                             break
@@ -348,9 +347,9 @@ def _rate_records(
             if not bad:
                 # the first digits in one look-up; the rest in B2
                 jx = vi * JUMP_SIZE + d4
-                dpre[ob] = jump[jx, 2]
+                dpre[ob] = jump[jx, 1]
                 dnode[ob] = jump[jx, 0]
-                dje[ob] = jump[jx, 3] * 100 + d56 if d56 >= 0 else -1
+                dje[ob] = jump[jx, 2] * 100 + d56 if d56 >= 0 else -1
                 continue
             else:
                 node = ver_trie_root[vi]
@@ -452,14 +451,9 @@ def _rate_records(
             n_sets = ver_n_sets[vi]
             col = n_sets
             pre = -1
-            if svc != 2:
-                valid = True
-                if has_valid:
-                    bit = dst_bit0 + i
-                    valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
-                if valid and dcol[ob] >= 0:
-                    col = dcol[ob]
-                    pre = dpre[ob]
+            if svc != 2 and dcol[ob] >= 0:  # B1 left -1 for a null destination
+                col = dcol[ob]
+                pre = dpre[ob]
             # output labels: codes among the distinct texts (see tariff_compile)
             prefix_o[u] = prefix_col[pre, 1] if pre >= 0 else -1
             set_o[u] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
@@ -490,7 +484,6 @@ def _rate_records(
                 status[u] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
                 continue
             # --- walk increments segment by segment (band, group constant in a segment) ------
-            Q = ver_Q[vi * 3 + svc]
             band_end = bt_start[base + k + 1]
             # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
             N = 0
@@ -529,6 +522,7 @@ def _rate_records(
                             if elig_ptr[e + 1] > elig_ptr[e]:
                                 elig_o[u] = e + 1
                         continue
+            Q = ver_Q[vi * 3 + svc]  # the segment loop's common denominator
             while p < qty:
                 lim_band = I64MAX
                 if svc == 0:

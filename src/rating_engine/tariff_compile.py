@@ -59,7 +59,7 @@ SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 DAY_US = 86_400_000_000
 NANO = 1_000_000_000
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v12"
+_LAYOUT = "plan-v13"
 _DEFAULT_YEARS = (2015, 2040)
 _MAX_Q = 2**31
 _I64MAX = 2**63 - 1
@@ -514,6 +514,7 @@ class _Builder:
         for k in ("grp_inc_inv", "rate_den_inv"):
             arrays[k] = np.asarray(self.f.get(k, []), dtype=np.float64)
         arrays["rate_fast"], arrays["rate_fast_inv"] = _one_step_rows(arrays)
+        del arrays["rate_den"]  # kept in the one-step rows only
         trie_set = np.asarray(self.trie_set, dtype=np.int32)
         trie_prefix = np.asarray(self.trie_prefix, dtype=np.int32)
         # one row per node: 10 children, then the node's set and prefix, so a step of the
@@ -546,9 +547,12 @@ class _Builder:
         arrays["band_label"] = label_codes(n["band"])
         arrays["cur_label"] = label_codes(n["currency"])
         jumps = [_jump_table(arrays, int(root)) for root in arrays["ver_trie_root"]]
-        # (node, set, prefix, two-digit block) per entry: one look-up reads one 16-byte row
+        # (node, prefix, two-digit block, 0) per entry: one look-up reads one 16-byte row,
+        # never split across cache lines (the prefix gives the set: prefix_col)
         jump = (
-            np.concatenate([np.stack([*j, np.zeros_like(j[0])], axis=1) for j in jumps])
+            np.concatenate(
+                [np.stack([*j, np.zeros_like(j[0]), np.zeros_like(j[0])], axis=1) for j in jumps]
+            )
             if jumps
             else np.zeros((0, 4), np.int32)
         )
@@ -619,19 +623,16 @@ def labels(names: list[str]) -> list[str]:
 
 def _jump_table(arrays: dict[str, np.ndarray], root: int) -> tuple[np.ndarray, ...]:
     """For every JUMP_DIGITS-digit start: trie node reached (the dead-end row if it fell
-    off), longest set and prefix matched on the way (-1 = none)."""
+    off) and longest prefix matched on the way (-1 = none)."""
     child = arrays["trie_child"]
     starts = np.arange(10**JUMP_DIGITS)
     node = np.full(len(starts), root, np.int32)
-    best_set = np.full(len(starts), -1, np.int32)
     best_prefix = np.full(len(starts), -1, np.int32)
     for depth in range(JUMP_DIGITS):
         digit = starts // 10 ** (JUMP_DIGITS - 1 - depth) % 10
         node = child[node, digit]
-        hit = child[node, 10] >= 0
-        best_set = np.where(hit, child[node, 10], best_set)
-        best_prefix = np.where(hit, child[node, 11], best_prefix)
-    return node, best_set.astype(np.int32), best_prefix.astype(np.int32)
+        best_prefix = np.where(child[node, 10] >= 0, child[node, 11], best_prefix)
+    return node, best_prefix.astype(np.int32)
 
 
 def _two_digit_blocks(
@@ -640,7 +641,7 @@ def _two_digit_blocks(
     """The two digits after the jump table's in one look-up: for each trie node a jump
     entry reaches, a block of 100 entries: longest prefix over those two digits or -1, and
     (a second array) the node reached. Block 0 is the dead end's; a jump entry names its
-    block in column 3. Returns the jump table with its blocks, prefixes, nodes."""
+    block in column 2. Returns the jump table with its blocks, prefixes, nodes."""
     dead = len(child) - 1
     nodes = np.unique(jump[:, 0]) if len(jump) else np.zeros(0, np.int32)
     nodes = nodes[nodes != dead]
@@ -648,7 +649,7 @@ def _two_digit_blocks(
     block_of[nodes] = np.arange(1, len(nodes) + 1, dtype=np.int32)
     jump = jump.copy()
     if len(jump):
-        jump[:, 3] = block_of[jump[:, 0]]
+        jump[:, 2] = block_of[jump[:, 0]]
     starts = np.concatenate([[dead], nodes]).astype(np.int64)
     dd = np.arange(100)
     n1 = child[starts[:, None], dd[None, :] // 10]
