@@ -6,7 +6,7 @@
 - detection: ``seasonal_detections`` judging one 5-minute window of ``--series``
   subscription series against ``--days`` of hour-of-week history (series rows =
   series x days x 288), plus ``object_names`` for those rows; rows/s and series/s;
-- run: ``bss.assurance.run_assurance`` end to end (read Parquet flows per day, bucket per
+- run: ``bss.assurance.run.run_assurance`` end to end (read Parquet flows per day, bucket per
   subscription and exporter, detect, sync alarms and tickets) on a temporary workspace
   with ``--run-subs`` subscriptions sending one flow per 5 minutes for ``--run-days``.
 Warm-up (Numba compile, first DuckDB open) is excluded. Last line: one JSON object.
@@ -25,16 +25,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "bss"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "bss" / "assurance"))
 
 from assurance_builders import customers_with_ip_blocks, flow_table
 
-from bss.assurance import AssurancePolicy, run_assurance
+from bss.assurance.run import AssurancePolicy, run_assurance
 from bss.db import connect
 from collectors.dataset import write_partitioned
 from collectors.schemas import TIMESTAMP
 from collectors.workspace import WorkspacePaths
-from rating_engine.anomaly import object_names, seasonal_detections
+from rating_engine.traffic.anomaly import object_names, seasonal_detections
 
 FIVE = 300_000_000
 DAY = 86_400_000_000

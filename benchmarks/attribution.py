@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_ip_flows import make_flows, make_subscriptions
 
-from rating_engine.aggregate import bucket_traffic
-from rating_engine.attribution import attribute_flows, build_prefix_index, entries_for
-from rating_engine.groupby_kernel import n_threads
-from rating_engine.usage_from_flows import usage_from_flows
+from rating_engine.traffic.aggregate import bucket_traffic
+from rating_engine.traffic.attribution import attribute_flows, build_prefix_index, entries_for
+from rating_engine.traffic.groupby_kernel import n_threads
+from rating_engine.traffic.usage_from_flows import usage_from_flows
 
 
 def _best(fn, repeat: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]

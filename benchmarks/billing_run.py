@@ -96,7 +96,7 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
 
 def _child(ws_root: str) -> None:
     """Timed: one billing run; prints its numbers as JSON."""
-    from bss.billing_run import run_billing
+    from bss.billing.run import run_billing
     from bss.db import connect
     from collectors.workspace import WorkspacePaths
 

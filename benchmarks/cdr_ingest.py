@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from collectors.cdr_ingest import ingest_cdr_files
-from collectors.cdr_mapping import load_mapping
+from collectors.cdr.ingest import ingest_cdr_files
+from collectors.cdr.mapping import load_mapping
 from collectors.workspace import WorkspacePaths
 
 MAPPING = Path(__file__).resolve().parents[1] / "data" / "mappings" / "generic.toml"

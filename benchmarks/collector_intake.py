@@ -3,7 +3,7 @@
 A replayer (this process) sends recorded export datagrams - synthetic NetFlow v5 with 30
 flows each, and NetFlow v9 (template first, then data with 24 flows each) - to
 127.0.0.1 at rising rates, a bounded number per step. Each step starts a fresh
-collector process: ours (``collectors.udp_collector.run_collector``, writing Parquet
+collector process: ours (``collectors.udp.service.run_collector``, writing Parquet
 to a temporary workspace) or nfcapd (``-B`` the same socket buffer); both are stopped
 with SIGTERM after the step and report how many flows they took. A step is lossless
 when every flow sent was received. Both collectors get the same receive buffer
@@ -35,12 +35,12 @@ import tempfile
 import time
 from typing import Any
 
-from collectors.export_synth import synth_template_stream, synth_v5_datagrams
+from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
 
 OUR_COLLECTOR = """
 import json, sys
 from pathlib import Path
-from collectors.udp_collector import run_collector
+from collectors.udp.service import run_collector
 from collectors.workspace import WorkspacePaths
 
 def ready(addresses):

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collectors.export_synth import synth_template_stream, synth_v5_datagrams
-from collectors.flow_decoder import FlowDecoder
+from collectors.flows.decoder import FlowDecoder
+from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
 
 EXP = b"\x00" * 10 + b"\xff\xff" + bytes([127, 0, 0, 1])
 

@@ -127,7 +127,7 @@ def _timed(fn: Callable[[], int], repeat: int = 1) -> tuple[float, float]:
 
 
 def bench_ours(path: Path, rates: Rates, repeat: int = 3) -> int:
-    from collectors.pcap import CaptureReader
+    from collectors.pcap.reader import CaptureReader
 
     def columns() -> int:
         return sum(len(b) for b in CaptureReader(path).batches())
@@ -141,8 +141,8 @@ def bench_ours(path: Path, rates: Rates, repeat: int = 3) -> int:
 
 
 def bench_metering(path: Path, rates: Rates, repeat: int = 3) -> int:
-    from collectors.metering import FlowMeter
-    from collectors.pcap import CaptureReader
+    from collectors.pcap.metering import FlowMeter
+    from collectors.pcap.reader import CaptureReader
 
     batches = list(CaptureReader(path).batches())
     flows = 0
@@ -208,7 +208,8 @@ def first_compile_seconds(path: Path) -> float:
     """Read a small file in a child with an empty Numba cache: import + compile + read."""
     code = (
         "import time; t=time.perf_counter();"
-        "from collectors.pcap import CaptureReader; from collectors.metering import FlowMeter;"
+        "from collectors.pcap.reader import CaptureReader;"
+        "from collectors.pcap.metering import FlowMeter;"
         f"m=FlowMeter(); [m.add(b) for b in CaptureReader({str(path)!r}).batches()]; m.flush();"
         "print(time.perf_counter()-t)"
     )
@@ -225,7 +226,7 @@ def child_peak_rss_mb(path: Path) -> float:
     # VmHWM belongs to the new address space (ru_maxrss would include the parent's
     # high-water mark, which survives fork + exec).
     code = (
-        "from collectors.pcap import CaptureReader;"
+        "from collectors.pcap.reader import CaptureReader;"
         f"n = sum(len(b) for b in CaptureReader({str(path)!r}).batches());"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0];"
         "print(int(hwm.split()[1]) / 1024)"

@@ -1,4 +1,4 @@
-"""Benchmark: ``rating-engine query top`` (bss.query.top_talkers) vs polars and DuckDB.
+"""Benchmark: ``rating-engine query top`` (bss.analyst.query.top_talkers) vs polars and DuckDB.
 
     python benchmarks/query_top.py [--flows 3000000] [--repeat 3] [--demo DIR]
 
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_ip_flows import make_flows, make_subscriptions
 
-from bss.query import top_talkers
+from bss.analyst.query import top_talkers
 from collectors.dataset import write_partitioned
 from collectors.workspace import WorkspacePaths
 
@@ -120,7 +120,7 @@ def main() -> None:
     if args.demo is not None:
         if not (args.demo / "flows").exists():
             subprocess.run(
-                [sys.executable, "-c", "from bss.cli import main; main()",
+                [sys.executable, "-c", "from bss.cli.main import main; main()",
                  "--workspace", str(args.demo), "--quiet", "demo"],
                 check=True,
             )  # fmt: skip

@@ -48,9 +48,9 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
 from collectors.schemas import TIMESTAMP, USAGE_SCHEMA  # noqa: E402
-from rating_engine.rating import RatingPlan, compile_plan, rate_stream  # noqa: E402
+from rating_engine.rating.rate import RatingPlan, compile_plan, rate_stream  # noqa: E402
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA  # noqa: E402
-from rating_engine.tariff import parse_tariff  # noqa: E402
+from rating_engine.tariff.model import parse_tariff  # noqa: E402
 
 N_PREFIXES = 2000
 N_SETS = 100

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pytest
 import rating_vs_peers as peers
 
-from rating_engine.rating import RatingPlan, compile_plan, rate_stream
-from rating_engine.tariff import parse_tariff
+from rating_engine.rating.rate import RatingPlan, compile_plan, rate_stream
+from rating_engine.tariff.model import parse_tariff
 
 ROWS = 2_000_000
 FLOOR = 7.0

@@ -4,7 +4,7 @@
 
 The same synthetic IPv4 flows are
 - written as the project's flows dataset (``collectors.dataset.write_partitioned``,
-  Parquet + zstd) and queried by ``rating_engine.flow_query.top_n_dataset`` (ours),
+  Parquet + zstd) and queried by ``rating_engine.traffic.flow_query.top_n_dataset`` (ours),
   by DuckDB SQL and by polars (lazy scan), each from that Parquet;
 - sent as NetFlow v5 datagrams over loopback to a real ``nfcapd``, which writes its own
   files (uncompressed, its fastest to read); then ``nfdump -R dir -s srcip/bytes -n 10``.
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_ip_flows import T0_US, make_flows, make_subscriptions
 
 from collectors.dataset import write_partitioned
-from rating_engine.flow_query import top_n_dataset
+from rating_engine.traffic.flow_query import top_n_dataset
 
 V5_HEADER = np.dtype(
     [("version", ">u2"), ("count", ">u2"), ("uptime", ">u4"), ("secs", ">u4"),

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from collectors.lazy import lazy_getattr
-
-from .errors import (
+from bss.errors import (
     BillingError,
     BssError,
     IllegalTransitionError,
@@ -18,33 +16,34 @@ from .errors import (
     ValidationError,
     WorkspaceLockedError,
 )
+from collectors.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .alarms import apply_detections, list_alarms, raise_alarm
-    from .analyst import Workspace
-    from .assurance import run_assurance
-    from .bill_export import bills_for_period, export_bills
-    from .billing_run import BillingRunResult, run_billing
-    from .catalog import add_offering, add_price, add_specification
-    from .customers import create_account, create_customer, set_tax_rate
-    from .db import connect
-    from .demo import run_demo
-    from .orders import OrderItem, create_order, process_order, transition_order
-    from .query import top_talkers
-    from .seed import apply_seed, load_seed_file
-    from .tickets import open_ticket, transition_ticket
-    from .what_if import compare_tariffs
+    from bss.analyst.api import Workspace
+    from bss.analyst.query import top_talkers
+    from bss.assurance.alarms import apply_detections, list_alarms, raise_alarm
+    from bss.assurance.run import run_assurance
+    from bss.assurance.tickets import open_ticket, transition_ticket
+    from bss.billing.export import bills_for_period, export_bills
+    from bss.billing.run import BillingRunResult, run_billing
+    from bss.billing.what_if import compare_tariffs
+    from bss.catalog import add_offering, add_price, add_specification
+    from bss.cli.demo import run_demo
+    from bss.customers import create_account, create_customer, set_tax_rate
+    from bss.db import connect
+    from bss.orders import OrderItem, create_order, process_order, transition_order
+    from bss.seed import apply_seed, load_seed_file
 
 _LAZY = {
-    "apply_detections": "alarms",
-    "list_alarms": "alarms",
-    "raise_alarm": "alarms",
-    "Workspace": "analyst",
-    "run_assurance": "assurance",
-    "bills_for_period": "bill_export",
-    "export_bills": "bill_export",
-    "BillingRunResult": "billing_run",
-    "run_billing": "billing_run",
+    "apply_detections": "assurance.alarms",
+    "list_alarms": "assurance.alarms",
+    "raise_alarm": "assurance.alarms",
+    "Workspace": "analyst.api",
+    "run_assurance": "assurance.run",
+    "bills_for_period": "billing.export",
+    "export_bills": "billing.export",
+    "BillingRunResult": "billing.run",
+    "run_billing": "billing.run",
     "add_offering": "catalog",
     "add_price": "catalog",
     "add_specification": "catalog",
@@ -52,17 +51,17 @@ _LAZY = {
     "create_customer": "customers",
     "set_tax_rate": "customers",
     "connect": "db",
-    "run_demo": "demo",
+    "run_demo": "cli.demo",
     "OrderItem": "orders",
     "create_order": "orders",
     "process_order": "orders",
     "transition_order": "orders",
-    "top_talkers": "query",
+    "top_talkers": "analyst.query",
     "apply_seed": "seed",
     "load_seed_file": "seed",
-    "open_ticket": "tickets",
-    "transition_ticket": "tickets",
-    "compare_tariffs": "what_if",
+    "open_ticket": "assurance.tickets",
+    "transition_ticket": "assurance.tickets",
+    "compare_tariffs": "billing.what_if",
 }
 
 __all__ = [

@@ -15,8 +15,8 @@ from decimal import Decimal, InvalidOperation
 
 import duckdb
 
-from .db import record_transition, transaction
-from .errors import IllegalTransitionError, NotFoundError, ValidationError
+from bss.db import record_transition, transaction
+from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
 
 __all__ = [
     "Offering",

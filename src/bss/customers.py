@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import duckdb
 
-from .db import record_transition, transaction, utc_now
-from .errors import IllegalTransitionError, NotFoundError, ValidationError
+from bss.db import record_transition, transaction, utc_now
+from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
 
 __all__ = [
     "Account",

@@ -13,9 +13,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from bss.errors import BssError, WorkspaceLockedError
 from collectors.workspace import WorkspacePaths
-
-from .errors import BssError, WorkspaceLockedError
 
 __all__ = [
     "arrow_query",

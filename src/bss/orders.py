@@ -16,10 +16,10 @@ from datetime import datetime
 
 import duckdb
 
-from .catalog import get_offering
-from .customers import get_account
-from .db import record_transition, transaction, utc_now
-from .errors import BssError, IllegalTransitionError, NotFoundError, ValidationError
+from bss.catalog import get_offering
+from bss.customers import get_account
+from bss.db import record_transition, transaction, utc_now
+from bss.errors import BssError, IllegalTransitionError, NotFoundError, ValidationError
 
 __all__ = [
     "ORDER_TRANSITIONS",

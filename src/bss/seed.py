@@ -15,9 +15,9 @@ from typing import Any
 
 import duckdb
 
-from . import catalog, customers, orders
-from .db import transaction
-from .errors import BssError, ValidationError
+from bss import catalog, customers, orders
+from bss.db import transaction
+from bss.errors import BssError, ValidationError
 
 __all__ = ["SeedSummary", "apply_seed", "load_seed_file"]
 

@@ -7,9 +7,8 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from bss.db import arrow_query
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA
-
-from .db import arrow_query
 
 __all__ = ["subscription_table"]
 

@@ -8,64 +8,70 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import CollectorError, DecodeError, IngestError, RatingEngineError, WorkspaceError
-from .lazy import lazy_getattr
+from collectors.errors import (
+    CollectorError,
+    DecodeError,
+    IngestError,
+    RatingEngineError,
+    WorkspaceError,
+)
+from collectors.lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from .addresses import address_from_bytes, address_to_bytes
-    from .cdr_ingest import CdrIngestSummary, ingest_cdr_files, recover_cdr_ingest
-    from .cdr_mapping import CdrMapping, load_mapping
-    from .collector_stats import STATS_SCHEMA
-    from .datagram_files import iter_datagram_files, iter_datagrams_from_pcap
-    from .dataset import atomic_write_table, read_dataset, write_partitioned
-    from .flow_decoder import DecodeOutcome, FlowDecoder
-    from .flow_ingest import FlowIngestSummary, ingest_flow_files
-    from .live_capture import LiveCaptureSummary, run_live_capture
-    from .metering import FlowMeter, MeteringOptions
-    from .packet_kernel import PACKET_SCHEMA
-    from .pcap import CaptureReader, read_packets
-    from .pcap_ingest import PcapIngestSummary, ingest_pcap_files
-    from .schemas import FLOW_SCHEMA, REJECT_SCHEMA, USAGE_SCHEMA
-    from .sequence import SequenceTracker
-    from .sflow import COUNTER_SCHEMA, SflowDecoder
-    from .udp_collector import CollectorSummary, run_collector
-    from .workspace import WorkspacePaths, resolve_workspace
+    from collectors.addresses import address_from_bytes, address_to_bytes
+    from collectors.cdr.ingest import CdrIngestSummary, ingest_cdr_files, recover_cdr_ingest
+    from collectors.cdr.mapping import CdrMapping, load_mapping
+    from collectors.dataset import atomic_write_table, read_dataset, write_partitioned
+    from collectors.flows.datagram_files import iter_datagram_files, iter_datagrams_from_pcap
+    from collectors.flows.decoder import DecodeOutcome, FlowDecoder
+    from collectors.flows.ingest import FlowIngestSummary, ingest_flow_files
+    from collectors.flows.sequence import SequenceTracker
+    from collectors.pcap.ingest import PcapIngestSummary, ingest_pcap_files
+    from collectors.pcap.live_capture import LiveCaptureSummary, run_live_capture
+    from collectors.pcap.metering import FlowMeter, MeteringOptions
+    from collectors.pcap.packet_kernel import PACKET_SCHEMA
+    from collectors.pcap.reader import CaptureReader, read_packets
+    from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA, USAGE_SCHEMA
+    from collectors.sflow.datagram import COUNTER_SCHEMA, SflowDecoder
+    from collectors.udp.service import CollectorSummary, run_collector
+    from collectors.udp.stats import STATS_SCHEMA
+    from collectors.workspace import WorkspacePaths, resolve_workspace
 
 _LAZY = {
     "address_from_bytes": "addresses",
     "address_to_bytes": "addresses",
-    "CdrIngestSummary": "cdr_ingest",
-    "ingest_cdr_files": "cdr_ingest",
-    "recover_cdr_ingest": "cdr_ingest",
-    "CdrMapping": "cdr_mapping",
-    "load_mapping": "cdr_mapping",
-    "STATS_SCHEMA": "collector_stats",
+    "CdrIngestSummary": "cdr.ingest",
+    "ingest_cdr_files": "cdr.ingest",
+    "recover_cdr_ingest": "cdr.ingest",
+    "CdrMapping": "cdr.mapping",
+    "load_mapping": "cdr.mapping",
+    "STATS_SCHEMA": "udp.stats",
     "atomic_write_table": "dataset",
     "read_dataset": "dataset",
     "write_partitioned": "dataset",
-    "iter_datagram_files": "datagram_files",
-    "iter_datagrams_from_pcap": "datagram_files",
-    "DecodeOutcome": "flow_decoder",
-    "FlowDecoder": "flow_decoder",
-    "FlowIngestSummary": "flow_ingest",
-    "ingest_flow_files": "flow_ingest",
-    "LiveCaptureSummary": "live_capture",
-    "run_live_capture": "live_capture",
-    "FlowMeter": "metering",
-    "MeteringOptions": "metering",
-    "PACKET_SCHEMA": "packet_kernel",
-    "CaptureReader": "pcap",
-    "read_packets": "pcap",
-    "PcapIngestSummary": "pcap_ingest",
-    "ingest_pcap_files": "pcap_ingest",
+    "iter_datagram_files": "flows.datagram_files",
+    "iter_datagrams_from_pcap": "flows.datagram_files",
+    "DecodeOutcome": "flows.decoder",
+    "FlowDecoder": "flows.decoder",
+    "FlowIngestSummary": "flows.ingest",
+    "ingest_flow_files": "flows.ingest",
+    "LiveCaptureSummary": "pcap.live_capture",
+    "run_live_capture": "pcap.live_capture",
+    "FlowMeter": "pcap.metering",
+    "MeteringOptions": "pcap.metering",
+    "PACKET_SCHEMA": "pcap.packet_kernel",
+    "CaptureReader": "pcap.reader",
+    "read_packets": "pcap.reader",
+    "PcapIngestSummary": "pcap.ingest",
+    "ingest_pcap_files": "pcap.ingest",
     "FLOW_SCHEMA": "schemas",
     "REJECT_SCHEMA": "schemas",
     "USAGE_SCHEMA": "schemas",
-    "SequenceTracker": "sequence",
-    "COUNTER_SCHEMA": "sflow",
-    "SflowDecoder": "sflow",
-    "CollectorSummary": "udp_collector",
-    "run_collector": "udp_collector",
+    "SequenceTracker": "flows.sequence",
+    "COUNTER_SCHEMA": "sflow.datagram",
+    "SflowDecoder": "sflow.datagram",
+    "CollectorSummary": "udp.service",
+    "run_collector": "udp.service",
     "WorkspacePaths": "workspace",
     "resolve_workspace": "workspace",
 }

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WorkspaceError
+from collectors.errors import WorkspaceError
 
 __all__ = ["DEFAULT_WORKSPACE", "WORKSPACE_ENV", "WorkspacePaths", "resolve_workspace"]
 

@@ -12,12 +12,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from collectors.lazy import lazy_getattr
-
-from .errors import RatingError, TariffError
-from .schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
+from rating_engine.errors import RatingError, TariffError
+from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
 
 if TYPE_CHECKING:
-    from .aggregate import (
+    from rating_engine.rating.period_pricing import apply_period_pricing
+    from rating_engine.rating.rate import (
+        RatingResult,
+        compile_plan,
+        load_tariff,
+        load_tariffs,
+        rate_stream,
+        rate_usage,
+    )
+    from rating_engine.rating.what_if import what_if, what_if_by_tariff
+    from rating_engine.tariff.allowances import AllowanceState
+    from rating_engine.tariff.compile import RatingPlan
+    from rating_engine.tariff.model import Tariff
+    from rating_engine.traffic.aggregate import (
         bucket_traffic,
         combine_traffic,
         distinct_peers,
@@ -26,8 +38,7 @@ if TYPE_CHECKING:
         top_n,
         with_address_text,
     )
-    from .allowances import AllowanceState
-    from .anomaly import (
+    from rating_engine.traffic.anomaly import (
         DETECTION_SCHEMA,
         BaselineParams,
         exporter_silence,
@@ -36,59 +47,52 @@ if TYPE_CHECKING:
         seasonal_detections,
         sequence_loss,
     )
-    from .attribution import PrefixIndex, attribute_batches, attribute_flows, build_prefix_index
-    from .flow_query import bucket_traffic_dataset, top_n_dataset
-    from .percentile import percentile_95
-    from .period_pricing import apply_period_pricing
-    from .rating import (
-        RatingResult,
-        compile_plan,
-        load_tariff,
-        load_tariffs,
-        rate_stream,
-        rate_usage,
+    from rating_engine.traffic.attribution import (
+        PrefixIndex,
+        attribute_batches,
+        attribute_flows,
+        build_prefix_index,
     )
-    from .tariff import Tariff
-    from .tariff_compile import RatingPlan
-    from .usage_from_flows import record_id_for_key, usage_from_flows
-    from .what_if import what_if, what_if_by_tariff
+    from rating_engine.traffic.flow_query import bucket_traffic_dataset, top_n_dataset
+    from rating_engine.traffic.percentile import percentile_95
+    from rating_engine.traffic.usage_from_flows import record_id_for_key, usage_from_flows
 
 _LAZY = {
-    "bucket_traffic": "aggregate",
-    "combine_traffic": "aggregate",
-    "distinct_peers": "aggregate",
-    "hour_of_week_profile": "aggregate",
-    "top_conversations": "aggregate",
-    "top_n": "aggregate",
-    "with_address_text": "aggregate",
-    "AllowanceState": "allowances",
-    "DETECTION_SCHEMA": "anomaly",
-    "BaselineParams": "anomaly",
-    "exporter_silence": "anomaly",
-    "interface_utilisation": "anomaly",
-    "scan_detections": "anomaly",
-    "seasonal_detections": "anomaly",
-    "sequence_loss": "anomaly",
-    "PrefixIndex": "attribution",
-    "attribute_batches": "attribution",
-    "attribute_flows": "attribution",
-    "build_prefix_index": "attribution",
-    "bucket_traffic_dataset": "flow_query",
-    "top_n_dataset": "flow_query",
-    "percentile_95": "percentile",
-    "apply_period_pricing": "period_pricing",
-    "RatingResult": "rating",
-    "compile_plan": "rating",
-    "load_tariff": "rating",
-    "load_tariffs": "rating",
-    "rate_stream": "rating",
-    "rate_usage": "rating",
-    "Tariff": "tariff",
-    "RatingPlan": "tariff_compile",
-    "record_id_for_key": "usage_from_flows",
-    "usage_from_flows": "usage_from_flows",
-    "what_if": "what_if",
-    "what_if_by_tariff": "what_if",
+    "bucket_traffic": "traffic.aggregate",
+    "combine_traffic": "traffic.aggregate",
+    "distinct_peers": "traffic.aggregate",
+    "hour_of_week_profile": "traffic.aggregate",
+    "top_conversations": "traffic.aggregate",
+    "top_n": "traffic.aggregate",
+    "with_address_text": "traffic.aggregate",
+    "AllowanceState": "tariff.allowances",
+    "DETECTION_SCHEMA": "traffic.anomaly",
+    "BaselineParams": "traffic.anomaly",
+    "exporter_silence": "traffic.anomaly",
+    "interface_utilisation": "traffic.anomaly",
+    "scan_detections": "traffic.anomaly",
+    "seasonal_detections": "traffic.anomaly",
+    "sequence_loss": "traffic.anomaly",
+    "PrefixIndex": "traffic.attribution",
+    "attribute_batches": "traffic.attribution",
+    "attribute_flows": "traffic.attribution",
+    "build_prefix_index": "traffic.attribution",
+    "bucket_traffic_dataset": "traffic.flow_query",
+    "top_n_dataset": "traffic.flow_query",
+    "percentile_95": "traffic.percentile",
+    "apply_period_pricing": "rating.period_pricing",
+    "RatingResult": "rating.rate",
+    "compile_plan": "rating.rate",
+    "load_tariff": "rating.rate",
+    "load_tariffs": "rating.rate",
+    "rate_stream": "rating.rate",
+    "rate_usage": "rating.rate",
+    "Tariff": "tariff.model",
+    "RatingPlan": "tariff.compile",
+    "record_id_for_key": "traffic.usage_from_flows",
+    "usage_from_flows": "traffic.usage_from_flows",
+    "what_if": "rating.what_if",
+    "what_if_by_tariff": "rating.what_if",
 }
 
 __all__ = [

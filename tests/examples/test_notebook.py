@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "analyst_tour.ipynb"
-CLI = [sys.executable, "-c", "from bss.cli import main; main()"]
+CLI = [sys.executable, "-c", "from bss.cli.main import main; main()"]
 
 
 def _kernel_name(tmp: Path) -> tuple[str, dict[str, str]]:

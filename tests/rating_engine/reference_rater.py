@@ -1,6 +1,6 @@
 """Reference twin of the rating kernels: plain Python, exact (Fraction/Decimal), slow.
 
-It reads the :class:`~rating_engine.tariff.Tariff` objects directly (never the compiled
+It reads the :class:`~rating_engine.tariff.model.Tariff` objects directly (never the compiled
 arrays) and evaluates time bands with ``zoneinfo`` instant by instant, walking voice
 calls increment by increment. Used only by tests.
 """
@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA
-from rating_engine.tariff import (
+from rating_engine.tariff.model import (
     Band,
     PricingRule,
     Rate,

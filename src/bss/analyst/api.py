@@ -1,0 +1,208 @@
+"""The notebook entry point: a workspace opened read-only, as polars DataFrames and Arrow tables.
+
+    from bss.analyst.api import Workspace
+    ws = Workspace.open()                      # $RATING_ENGINE_WORKSPACE or ./workspace
+    ws.flows("2026-10-05", "2026-10-06")       # polars, addresses as text
+    ws.arrow.flows()                           # the same as Arrow, canonical FLOW_SCHEMA
+    ws.top_n("src_ip", "bytes", 10)            # nfdump -s srcip/bytes
+    ws.sql("SELECT c.name, b.amount_due FROM bill b JOIN billing_account a ON ...")
+
+Read-only by construction (see :mod:`bss.analyst.arrow`): a notebook left open never
+holds a lock that would stop the collector, the rater or a billing run from writing.
+Polars frames show addresses as text (for people); the ``arrow`` variants keep the
+canonical types (16-byte addresses, uint64 volumes, int64 micro-units of money).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import polars as pl
+import pyarrow as pa
+
+from bss.analyst.arrow import ALARM_COLUMNS, TICKET_COLUMNS, ArrowWorkspace
+from bss.analyst.query import TimeLike, addresses_as_text
+from bss.errors import ValidationError
+from collectors.workspace import WorkspacePaths, resolve_workspace
+
+__all__ = ["ALARM_COLUMNS", "TICKET_COLUMNS", "ArrowWorkspace", "Workspace"]
+
+
+def _pl(table: pa.Table) -> pl.DataFrame:
+    return cast(pl.DataFrame, pl.from_arrow(table))
+
+
+@dataclass
+class Workspace:
+    """A workspace opened read-only for analysis; every method returns a polars DataFrame.
+
+    ``ws.arrow`` has the same methods returning Arrow tables with canonical types.
+    """
+
+    arrow: ArrowWorkspace
+    text_addresses: bool = True
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
+        """Open ``path``, else ``$RATING_ENGINE_WORKSPACE``, else ``./workspace``."""
+        paths = resolve_workspace(path)
+        if not paths.root.is_dir():
+            raise ValidationError(f"workspace {paths.root} does not exist")
+        return cls(ArrowWorkspace(paths))
+
+    @property
+    def paths(self) -> WorkspacePaths:
+        """The workspace's folder layout."""
+        return self.arrow.paths
+
+    def close(self) -> None:
+        """Release the private DuckDB connection."""
+        self.arrow.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.paths.root)!r})"
+
+    def _df(self, table: pa.Table) -> pl.DataFrame:
+        return _pl(addresses_as_text(table) if self.text_addresses else table)
+
+    def flows(
+        self,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Flows starting in ``[start, end)``; addresses as text."""
+        return self._df(self.arrow.flows(start, end, columns=columns))
+
+    def usage(
+        self,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Usage records starting in ``[start, end)``."""
+        return self._df(self.arrow.usage(start, end, columns=columns))
+
+    def rated(
+        self,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Rated usage starting in ``[start, end)`` (cost in int64 micro-units)."""
+        return self._df(self.arrow.rated(start, end, columns=columns))
+
+    def suspense(self) -> pl.DataFrame:
+        """Usage refused by rating, with reasons."""
+        return self._df(self.arrow.suspense())
+
+    def rejected(self) -> pl.DataFrame:
+        """Input refused at ingest or decode, with reasons."""
+        return self._df(self.arrow.rejected())
+
+    def bills(self, period: str | None = None) -> pl.DataFrame:
+        """Bills of a period (``YYYY-MM``) or of all periods."""
+        return self._df(self.arrow.bills(period))
+
+    def bill_lines(self, period: str | None = None) -> pl.DataFrame:
+        """Bill lines of a period or of all periods."""
+        return self._df(self.arrow.bill_lines(period))
+
+    def customers(self) -> pl.DataFrame:
+        """Customers."""
+        return self._df(self.arrow.customers())
+
+    def accounts(self) -> pl.DataFrame:
+        """Billing accounts with their customer's name."""
+        return self._df(self.arrow.accounts())
+
+    def subscriptions(self) -> pl.DataFrame:
+        """Products with their service identifiers and customers."""
+        return self._df(self.arrow.subscriptions())
+
+    def alarms(self) -> pl.DataFrame:
+        """Alarms, newest first (empty if the workspace has none)."""
+        return self._df(self.arrow.alarms())
+
+    def tickets(self) -> pl.DataFrame:
+        """Trouble tickets (empty if the workspace has none)."""
+        return self._df(self.arrow.tickets())
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> pl.DataFrame:
+        """DuckDB SQL over every dataset and bss table (see :meth:`ArrowWorkspace.sql`)."""
+        return self._df(self.arrow.sql(query, params))
+
+    def tables(self) -> list[str]:
+        """Names ``sql`` can query."""
+        return self.arrow.tables()
+
+    def top_n(
+        self,
+        by: str = "src_ip",
+        metric: str = "bytes",
+        n: int = 10,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        renormalise: bool = True,
+    ) -> pl.DataFrame:
+        """Top-N talkers with percentages of the window's totals (``nfdump -s``)."""
+        return self._df(self.arrow.top_n(by, metric, n, start, end, renormalise=renormalise))
+
+    def top_conversations(
+        self,
+        metric: str = "bytes",
+        n: int = 10,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> pl.DataFrame:
+        """Top-N conversations (address pairs, both directions merged)."""
+        return self._df(self.arrow.top_conversations(metric, n, start, end))
+
+    def bucket_traffic(
+        self,
+        key: str = "subscription",
+        bucket: str | int | None = "hour",
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        renormalise: bool = True,
+    ) -> pl.DataFrame:
+        """Bytes, packets, flows per key and time bucket."""
+        return self._df(self.arrow.bucket_traffic(key, bucket, start, end, renormalise=renormalise))
+
+    def hour_of_week_profile(
+        self, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> pl.DataFrame:
+        """Usage per subscription and hour of week (168 cells)."""
+        return self._df(self.arrow.hour_of_week_profile(start, end))
+
+    def distinct_peers(
+        self,
+        by: str = "src_ip",
+        peer: str = "dst_ip",
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+    ) -> pl.DataFrame:
+        """Distinct peers per key, largest first."""
+        return self._df(self.arrow.distinct_peers(by, peer, start, end))
+
+    def percentile_95(self, period: str) -> pl.DataFrame:
+        """95th-percentile rates per subscription for a billing period."""
+        return self._df(self.arrow.percentile_95(period))
+
+    def subscription_labels(self) -> dict[int, str]:
+        """``subscription_id -> "customer (id)"``."""
+        return self.arrow.subscription_labels()

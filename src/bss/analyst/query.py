@@ -1,0 +1,391 @@
+"""Top-N and time-bucket queries over a workspace's flows, the way ``nfdump -s`` reports them.
+
+``top_talkers(paths, by="src_ip", metric="bytes", n=10)`` is ``nfdump -s srcip/bytes -n 10``
+over the workspace's Parquet flows: the rows are streamed batch by batch through the
+Numba group-by kernels of :mod:`rating_engine.traffic.aggregate` (a partial per batch, merged with
+the associative combine), so memory is bounded by the number of distinct keys. Each row
+carries its share of the window's total flows, packets and bytes in percent, as nfdump
+prints them. Volumes are renormalised by the sampling interval unless
+``renormalise=False``.
+
+Keys (``by``): ``src_ip``, ``dst_ip``, ``src_port``, ``dst_port``, ``proto``,
+``conversation`` (address pair, A->B and B->A merged), ``pair`` (directed src->dst),
+``exporter``, ``input_if`` / ``output_if`` (with their exporter), ``src_as``, ``dst_as``,
+``src_prefix`` / ``dst_prefix`` (/24, /48) and ``subscription`` (the bss IP blocks).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bss.errors import ValidationError
+from collectors.addresses import addresses_to_strings
+from collectors.dataset import dataset_files
+from collectors.workspace import WorkspacePaths
+from rating_engine.traffic.aggregate import (
+    METRICS,
+    bucket_traffic,
+    combine_traffic,
+    finish_top_n,
+)
+from rating_engine.traffic.attribution import PrefixIndex, build_prefix_index
+from rating_engine.traffic.flow_query import flow_columns, scan_flows
+from rating_engine.traffic.groupby_kernel import address_words
+
+__all__ = [
+    "BY_KEYS",
+    "TimeLike",
+    "Totals",
+    "address_text",
+    "addresses_as_text",
+    "flow_buckets",
+    "parse_window",
+    "prefix_index",
+    "to_us",
+    "top_talkers",
+    "window_of",
+]
+
+TimeLike = datetime | str | int
+_ADDR = pa.binary(16)
+_TS = pa.timestamp("us", tz="UTC")
+_I64_MIN = -(2**63)
+_I64_MAX = 2**63 - 1
+#: Merge the accumulated partials once they hold this many rows (bounds memory).
+_MERGE_ROWS = 4_000_000
+#: Rows handed to the kernels at once.
+_CHUNK_ROWS = 2_000_000
+
+#: ``--by`` names (nfdump's words and ours) -> group key of :mod:`rating_engine.traffic.aggregate`.
+BY_KEYS: dict[str, tuple[str, ...]] = {
+    "src_ip": ("src_addr",),
+    "srcip": ("src_addr",),
+    "src_addr": ("src_addr",),
+    "dst_ip": ("dst_addr",),
+    "dstip": ("dst_addr",),
+    "dst_addr": ("dst_addr",),
+    "src_port": ("src_port",),
+    "srcport": ("src_port",),
+    "dst_port": ("dst_port",),
+    "dstport": ("dst_port",),
+    "proto": ("protocol",),
+    "protocol": ("protocol",),
+    "conversation": ("src_addr", "dst_addr"),
+    "pair": ("src_addr", "dst_addr"),
+    "exporter": ("exporter",),
+    "input_if": ("input_if",),
+    "inif": ("input_if",),
+    "output_if": ("output_if",),
+    "outif": ("output_if",),
+    "src_as": ("src_as",),
+    "srcas": ("src_as",),
+    "dst_as": ("dst_as",),
+    "dstas": ("dst_as",),
+    "src_prefix": ("src_prefix",),
+    "dst_prefix": ("dst_prefix",),
+    "subscription": ("subscription",),
+}
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Sums over every flow in the window (the denominators of the percentages)."""
+
+    flows: int
+    packets: int
+    bytes: int
+
+
+def to_us(value: TimeLike) -> int:
+    """Microseconds since the epoch from an aware/naive (= UTC) datetime, ISO text or int."""
+    if isinstance(value, bool):
+        raise ValidationError(f"time {value!r}: not a time")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise ValidationError(f"time {value!r}: not ISO 8601 ({exc})") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def parse_window(text: str | None) -> tuple[int, int] | None:
+    """``START/END`` (ISO 8601, UTC unless an offset is given; either side may be empty)."""
+    if text is None or not text.strip():
+        return None
+    if "/" not in text:
+        raise ValidationError(f"window {text!r}: expected START/END, e.g. 2026-10-05/2026-10-06")
+    start_text, end_text = text.split("/", 1)
+    start = to_us(start_text) if start_text.strip() else _I64_MIN
+    end = to_us(end_text) if end_text.strip() else _I64_MAX
+    if end <= start:
+        raise ValidationError(f"window {text!r}: end must be after start")
+    return start, end
+
+
+def window_of(start: TimeLike | None, end: TimeLike | None) -> tuple[int, int] | None:
+    """``(start_us, end_us)`` from optional bounds; None when both are open."""
+    if start is None and end is None:
+        return None
+    lo = _I64_MIN if start is None else to_us(start)
+    hi = _I64_MAX if end is None else to_us(end)
+    if hi <= lo:
+        raise ValidationError(f"window [{start}, {end}): end must be after start")
+    return lo, hi
+
+
+def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """16-byte addresses as text (``192.0.2.1``, ``2001:db8::1``); nulls and odd sizes -> null.
+
+    Converts each distinct address once (flows repeat a few addresses many times).
+    """
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], _ADDR)
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        # DuckDB hands BLOBs over as variable binary: only 16-byte values are addresses
+        ok = pc.equal(pc.binary_length(column), 16)
+        column = pc.if_else(ok, column, pa.scalar(None, column.type)).cast(_ADDR)
+    encoded = pc.dictionary_encode(column)
+    text = pa.array(addresses_to_strings(encoded.dictionary), pa.string())
+    return pc.take(text, encoded.indices)
+
+
+def addresses_as_text(table: pa.Table) -> pa.Table:
+    """Every 16-byte address column of ``table`` replaced by its text form (same name).
+
+    Prefix columns (``src_prefix``, ``dst_prefix``) get their length: ``192.0.2.0/24``.
+    """
+    for i, field in enumerate(table.schema):
+        if field.type == _ADDR:
+            text = address_text(table.column(i))
+            if field.name.endswith("_prefix"):
+                v4 = pc.match_substring(text, ".")
+                text = pc.binary_join_element_wise(text, pc.if_else(v4, "24", "48"), "/")
+            table = table.set_column(i, field.name, text)
+    return table
+
+
+def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
+    """IP-block index of every subscription binding in the workspace's bss (read-only)."""
+    from bss.subscriptions import subscription_table
+
+    if not paths.database.exists():
+        raise ValidationError(f"workspace {paths.root}: no bss database, so no subscriptions")
+    conn = duckdb.connect(str(paths.database), read_only=True)
+    try:
+        conn.execute("SET TimeZone = 'UTC'")
+        subs = subscription_table(conn, datetime(9999, 1, 1, tzinfo=UTC))
+    finally:
+        conn.close()
+    return build_prefix_index(subs)
+
+
+def _batches(
+    paths: WorkspacePaths, cols: list[str], window: tuple[int, int] | None
+) -> Iterator[pa.RecordBatch]:
+    if not dataset_files(paths.flows):
+        return iter(())
+    return scan_flows(paths.flows, cols, window)
+
+
+def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Batches gathered into tables of at least ``_CHUNK_ROWS`` rows (fewer, larger kernel
+    calls and partials: one hourly file is often only a few 100k flows)."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        held.append(batch)
+        rows += batch.num_rows
+        if rows >= _CHUNK_ROWS:
+            yield pa.Table.from_batches(held).combine_chunks()
+            held, rows = [], 0
+    if held:
+        yield pa.Table.from_batches(held).combine_chunks()
+
+
+def _ordered_pairs(chunk: pa.Table) -> pa.Table:
+    """Each flow's two addresses put in byte order (A <= B), so A->B and B->A group together.
+
+    Same pairing as :func:`rating_engine.traffic.aggregate.top_conversations`, done per chunk so
+    the pairs can be grouped as partials and merged across chunks.
+    """
+    src = address_words(chunk.column("src_addr"))
+    dst = address_words(chunk.column("dst_addr"))
+    # big-endian words compare like the bytes
+    sb = src.byteswap() if sys.byteorder == "little" else src
+    db = dst.byteswap() if sys.byteorder == "little" else dst
+    swap = (sb[:, 0] > db[:, 0]) | ((sb[:, 0] == db[:, 0]) & (sb[:, 1] > db[:, 1]))
+    a = np.where(swap[:, None], dst, src)
+    b = np.where(swap[:, None], src, dst)
+    i = chunk.schema.get_field_index
+    chunk = chunk.set_column(i("src_addr"), "src_addr", _addresses(a))
+    return chunk.set_column(i("dst_addr"), "dst_addr", _addresses(b))
+
+
+def _addresses(words: np.ndarray) -> pa.Array:
+    raw = pa.py_buffer(np.ascontiguousarray(words).tobytes())
+    return pa.FixedSizeBinaryArray.from_buffers(_ADDR, words.shape[0], [None, raw])
+
+
+def _batch_totals(batch: pa.Table, renormalise: bool) -> tuple[int, int, int]:
+    nbytes = batch.column("bytes")
+    npk = batch.column("packets")
+    if renormalise:
+        # sampling interval 0 means unsampled, as in the kernels
+        mult = pc.max_element_wise(batch.column("sampling_interval"), 1).cast(pa.uint64())
+        nbytes = pc.multiply(nbytes, mult)
+        npk = pc.multiply(npk, mult)
+    b = pc.sum(nbytes).as_py() or 0
+    p = pc.sum(npk).as_py() or 0
+    return batch.num_rows, int(p), int(b)
+
+
+def _aggregate(
+    paths: WorkspacePaths,
+    by: str,
+    bucket: str | int | None,
+    window: tuple[int, int] | None,
+    renormalise: bool,
+    index: PrefixIndex | None,
+) -> tuple[pa.Table, Totals]:
+    """The full partial (every key) over the window plus the window's totals."""
+    if by not in BY_KEYS:
+        raise ValidationError(f"group by {by!r}: use one of {', '.join(sorted(BY_KEYS))}")
+    key = BY_KEYS[by]
+    if key == ("subscription",) and index is None:
+        index = prefix_index(paths)
+    group: str | list[str] = key[0] if len(key) == 1 else list(key)
+    partials: list[pa.Table] = []
+    rows = 0
+    tf = tp = tb = 0
+    cols = flow_columns(key, renormalise, timed=bucket is not None)
+    for chunk in _chunks(_batches(paths, cols, window)):
+        if key == ("subscription",):
+            # flows outside every subscription are left out of the groups, not the totals
+            f, p, b = _batch_totals(chunk, renormalise)
+            tf, tp, tb = tf + f, tp + p, tb + b
+        if by == "conversation":
+            chunk = _ordered_pairs(chunk)
+        # hash order is enough: callers rank (finish_top_n) or sort the result themselves
+        part = bucket_traffic(
+            chunk, group, bucket, index=index, renormalise=renormalise, ordered=False
+        )
+        partials.append(part)
+        rows += part.num_rows
+        if rows > _MERGE_ROWS and len(partials) > 1:
+            partials = [combine_traffic(partials, ordered=False)]
+            rows = partials[0].num_rows
+    if not partials:
+        empty = _empty_flows(key, renormalise)
+        partials = [bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)]
+    total = partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=False)
+    if key != ("subscription",):
+        # every flow is in exactly one group: the groups add up to the window's totals
+        tf, tp, tb = (
+            int(pc.sum(total.column(m)).as_py() or 0) for m in ("flows", "packets", "bytes")
+        )
+    return total, Totals(tf, tp, tb)
+
+
+def _empty_flows(key: tuple[str, ...], renormalise: bool) -> pa.Table:
+    from collectors.schemas import FLOW_SCHEMA
+
+    return FLOW_SCHEMA.empty_table().select(flow_columns(key, renormalise))
+
+
+def _pct(values: pa.ChunkedArray | pa.Array, total: int) -> pa.Array:
+    v = np.asarray(values.to_numpy(), dtype=np.float64)
+    return pa.array(v * 100.0 / total if total else np.zeros_like(v), pa.float64())
+
+
+def top_talkers(
+    workspace_paths: WorkspacePaths,
+    by: str = "src_ip",
+    metric: str = "bytes",
+    n: int = 10,
+    window: tuple[TimeLike, TimeLike] | None = None,
+    *,
+    renormalise: bool = True,
+    index: PrefixIndex | None = None,
+    text: bool = True,
+) -> pa.Table:
+    """Top ``n`` keys by ``metric`` over the window (``[start, end)``), like ``nfdump -s``.
+
+    Columns: ``rank``, the key column(s) (addresses as text unless ``text=False``),
+    ``flows``, ``flows_pct``, ``packets``, ``packets_pct``, ``bytes``, ``bytes_pct``,
+    ``bpp`` (bytes per packet, integer). Ties: smaller key first. The window's totals
+    are in the schema metadata (``total_flows``, ``total_packets``, ``total_bytes``).
+    """
+    if metric not in METRICS:
+        raise ValidationError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
+    if n < 1:
+        raise ValidationError(f"top-N n={n}: must be at least 1")
+    win = None if window is None else window_of(window[0], window[1])
+    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index)
+    top = finish_top_n(partial, metric, n)
+    keys = [c for c in top.schema.names if c not in (*METRICS, "rank")]
+    out = top.select(["rank", *keys])
+    if text:
+        out = addresses_as_text(out)
+    for name, total in (("flows", totals.flows), ("packets", totals.packets)):
+        out = out.append_column(name, top.column(name))
+        out = out.append_column(f"{name}_pct", _pct(top.column(name), total))
+    out = out.append_column("bytes", top.column("bytes"))
+    out = out.append_column("bytes_pct", _pct(top.column("bytes"), totals.bytes))
+    pk = np.asarray(top.column("packets").to_numpy(), dtype=np.uint64)
+    by_ = np.asarray(top.column("bytes").to_numpy(), dtype=np.uint64)
+    bpp = np.where(pk > 0, by_ // np.maximum(pk, np.uint64(1)), np.uint64(0))
+    out = out.append_column("bpp", pa.array(bpp, pa.uint64()))
+    meta = {
+        "by": by,
+        "metric": metric,
+        "total_flows": str(totals.flows),
+        "total_packets": str(totals.packets),
+        "total_bytes": str(totals.bytes),
+    }
+    return out.replace_schema_metadata(meta)
+
+
+def flow_buckets(
+    workspace_paths: WorkspacePaths,
+    by: str = "subscription",
+    bucket: str | int | None = "hour",
+    window: tuple[TimeLike, TimeLike] | None = None,
+    *,
+    renormalise: bool = True,
+    index: PrefixIndex | None = None,
+    text: bool = True,
+) -> pa.Table:
+    """Bytes, packets and flows per key and time bucket (``1min``, ``5min``, ``hour``, ``day``).
+
+    Columns: key column(s) (``subscription_id`` for ``by="subscription"``),
+    ``bucket_start``, ``bytes``, ``packets``, ``flows``; sorted by bucket then key.
+    """
+    if by == "conversation":
+        raise ValidationError("time buckets by conversation: use by='pair' (directed)")
+    win = None if window is None else window_of(window[0], window[1])
+    table, _totals = _aggregate(workspace_paths, by, bucket, win, renormalise, index)
+    keys = [c for c in table.schema.names if c not in (*METRICS, "bucket_start")]
+    order: list[tuple[str, str]] = [("bucket_start", "ascending")] if bucket else []
+    sortable = pa.table(
+        [c.cast(pa.binary()) if c.type == _ADDR else c for c in table.columns],
+        names=table.schema.names,
+    )
+    order += [(k, "ascending") for k in keys]
+    if order:
+        table = table.take(pc.sort_indices(sortable, sort_keys=order))
+    return addresses_as_text(table) if text else table

@@ -1,0 +1,1 @@
+"""Assurance: alarms (TMF642), trouble tickets (TMF621) and detection runs."""

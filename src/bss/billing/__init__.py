@@ -1,0 +1,1 @@
+"""Billing: periods, money, charges, the billing run, re-rating and bill exports."""

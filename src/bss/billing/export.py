@@ -1,0 +1,154 @@
+"""Bills out of the database: canonical JSON (and its SHA-256), CSV and a readable HTML page."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import io
+import json
+from decimal import Decimal
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from bss.billing.money import minor_units
+from collectors.dataset import atomic_write_bytes
+
+__all__ = [
+    "bills_for_period",
+    "bills_sha256",
+    "canonical_json",
+    "export_bills",
+    "render_html",
+    "sha256_of",
+]
+
+# Values come out of DuckDB already as text (decimals exact, dates ISO 8601), so the
+# canonical export needs no per-value conversion in Python.
+_BILL_COLUMNS = (
+    "bill_no, b.account_id, a.external_id, a.name, period, "
+    "strftime(period_start, '%Y-%m-%dT%H:%M:%S+00:00'), "
+    "strftime(period_end, '%Y-%m-%dT%H:%M:%S+00:00'), bill_date::VARCHAR, due_date::VARCHAR, "
+    "b.currency, amount_excl_tax::VARCHAR, tax_rate::VARCHAR, tax_amount::VARCHAR, "
+    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state"
+)
+_BILL_KEYS = (
+    "bill_no", "account_id", "account", "account_name", "period", "period_start", "period_end",
+    "bill_date", "due_date", "currency", "amount_excl_tax", "tax_rate", "tax_amount",
+    "amount_incl_tax", "amount_due", "state",
+)  # fmt: skip
+_LINE_KEYS = ("line_no", "line_type", "product_id", "description", "quantity", "unit", "amount")
+
+
+def bills_for_period(conn: duckdb.DuckDBPyConnection, period: str) -> list[dict[str, Any]]:
+    """The period's bills with their lines, as plain JSON-ready dicts in canonical order."""
+    rows = conn.execute(
+        f"SELECT {_BILL_COLUMNS} FROM bill b JOIN billing_account a ON a.id = b.account_id "
+        "WHERE period = ? ORDER BY bill_no",
+        [period],
+    ).fetchall()
+    lines = conn.execute(
+        "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, "
+        "amount::VARCHAR FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no "
+        "WHERE b.period = ? ORDER BY l.bill_no, line_no",
+        [period],
+    ).fetchall()
+    by_bill: dict[str, list[dict[str, Any]]] = {}
+    for bill_no, group in groupby(lines, key=lambda ln: ln[0]):
+        by_bill[bill_no] = [dict(zip(_LINE_KEYS, ln[1:], strict=True)) for ln in group]
+    bills = []
+    for row in rows:
+        bill = dict(zip(_BILL_KEYS, row, strict=True))
+        bill["lines"] = by_bill.get(bill["bill_no"], [])
+        bills.append(bill)
+    return bills
+
+
+def canonical_json(bills: list[dict[str, Any]]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: equal bills give equal bytes."""
+    return json.dumps(bills, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bills_sha256(conn: duckdb.DuckDBPyConnection, period: str) -> str:
+    """SHA-256 over the canonical JSON export of a period's bills."""
+    return sha256_of(bills_for_period(conn, period))
+
+
+def sha256_of(bills: list[dict[str, Any]]) -> str:
+    """SHA-256 over the canonical JSON of already exported bills."""
+    return hashlib.sha256(canonical_json(bills)).hexdigest()
+
+
+def _money(amount: str, currency: str) -> str:
+    # Decimal formatting rounds half-even, never through a float.
+    return f"{Decimal(amount):,.{max(minor_units(currency), 2)}f} {currency}"
+
+
+def render_html(bill: dict[str, Any]) -> str:
+    """A self-contained HTML bill: header, lines, totals, usage summary."""
+    cur = bill["currency"]
+    rows = "\n".join(
+        f"<tr><td>{ln['line_no']}</td><td>{html.escape(ln['line_type'])}</td>"
+        f"<td>{html.escape(ln['description'])}</td><td class=n>{ln['quantity']} "
+        f"{html.escape(ln['unit'])}</td><td class=n>{_money(ln['amount'], cur)}</td></tr>"
+        for ln in bill["lines"]
+    )
+    usage = [ln for ln in bill["lines"] if ln["line_type"] == "usage"]
+    usage_rows = "\n".join(
+        f"<li>{html.escape(ln['description'])}: {ln['quantity']} {html.escape(ln['unit'])}</li>"
+        for ln in usage
+    )
+    e = html.escape
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Bill {e(bill["bill_no"])}</title>
+<style>body{{font-family:sans-serif;max-width:56rem;margin:2rem auto}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3rem}}
+.n{{text-align:right}}</style></head><body>
+<h1>Bill {e(bill["bill_no"])}</h1>
+<p>Account {e(bill["account"])} ({e(bill["account_name"])}) &middot; period {e(bill["period"])}
+&middot; bill date {e(bill["bill_date"])} &middot; due {e(bill["due_date"])}</p>
+<table><tr><th>#</th><th>type</th><th>description</th><th class=n>quantity</th>
+<th class=n>amount</th></tr>
+{rows}
+<tr><td></td><td></td><th>Total excl. tax</th><td></td>
+<td class=n>{_money(bill["amount_excl_tax"], cur)}</td></tr>
+<tr><td></td><td></td><th>Tax ({e(bill["tax_rate"])})</th><td></td>
+<td class=n>{_money(bill["tax_amount"], cur)}</td></tr>
+<tr><td></td><td></td><th>Total incl. tax</th><td></td>
+<td class=n>{_money(bill["amount_incl_tax"], cur)}</td></tr>
+<tr><td></td><td></td><th>Amount due</th><td></td>
+<td class=n><b>{_money(bill["amount_due"], cur)}</b></td></tr></table>
+<h2>Usage summary</h2><ul>{usage_rows or "<li>no usage</li>"}</ul>
+</body></html>
+"""
+
+
+def _csv(bill: dict[str, Any]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["bill_no", *_LINE_KEYS])
+    for ln in bill["lines"]:
+        writer.writerow([bill["bill_no"], *(ln[k] for k in _LINE_KEYS)])
+    for key in ("amount_excl_tax", "tax_amount", "amount_incl_tax", "amount_due"):
+        writer.writerow([bill["bill_no"], "", "total", "", key, "", "", bill[key]])
+    return out.getvalue().encode()
+
+
+def export_bills(
+    conn: duckdb.DuckDBPyConnection,
+    period: str,
+    folder: Path,
+    bills: list[dict[str, Any]] | None = None,
+) -> list[Path]:
+    """Write each bill of the period as JSON, CSV and HTML under ``folder``; returns the files."""
+    written = []
+    for bill in bills if bills is not None else bills_for_period(conn, period):
+        stem = folder / bill["bill_no"]
+        payload = json.dumps(bill, sort_keys=True, indent=2, ensure_ascii=False).encode()
+        written.append(atomic_write_bytes(stem.with_suffix(".json"), payload))
+        written.append(atomic_write_bytes(stem.with_suffix(".csv"), _csv(bill)))
+        written.append(atomic_write_bytes(stem.with_suffix(".html"), render_html(bill).encode()))
+    return written

@@ -1,0 +1,1 @@
+"""The ``rating-engine`` command line: global options, commands and the demo."""

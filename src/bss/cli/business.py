@@ -1,0 +1,245 @@
+"""CLI commands of the business layer: customers, accounts, catalog, orders, bills."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bss import catalog, customers, orders
+from bss.billing.export import bills_for_period, export_bills
+from bss.billing.run import run_billing
+from bss.cli.support import database, emit, get_state, table
+from bss.errors import ValidationError
+from bss.seed import apply_seed, load_seed_file
+
+__all__ = ["register_business"]
+
+customers_app = typer.Typer(help="Customers (TMF629) and billing accounts (TMF666).")
+catalog_app = typer.Typer(help="Product catalog (TMF620): offerings and prices.")
+orders_app = typer.Typer(help="Product orders (TMF622) and products (TMF637).")
+bills_app = typer.Typer(help="Customer bills (TMF678): show and export.")
+
+
+def _when(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValidationError(f"{text!r} is not an ISO 8601 date or time") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@customers_app.command("add")
+def customers_add(ctx: typer.Context, external_id: str, name: str) -> None:
+    """Create a customer."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        customer = customers.create_customer(conn, external_id, name)
+    emit(state, asdict(customer), f"customer {customer.external_id} created (id {customer.id})")
+
+
+@customers_app.command("list")
+def customers_list(ctx: typer.Context) -> None:
+    """Billing accounts with their customers."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        accounts = customers.list_accounts(conn)
+    if state.json:
+        emit(state, {"accounts": [asdict(a) for a in accounts]})
+        return
+    table(state, "billing accounts", ["id", "account", "customer", "name", "currency", "tax",
+          "status"], [(a.id, a.external_id, a.customer_id, a.name, a.currency,
+                       a.tax_jurisdiction, a.status) for a in accounts])  # fmt: skip
+
+
+@customers_app.command("account")
+def customers_account(
+    ctx: typer.Context,
+    external_id: str,
+    customer: str,
+    name: str,
+    currency: Annotated[str, typer.Option(help="ISO 4217 code")] = "EUR",
+    tax: Annotated[str, typer.Option(help="tax jurisdiction")] = "DE",
+    terms: Annotated[int, typer.Option(help="payment terms in days")] = 14,
+) -> None:
+    """Create a billing account for a customer."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        account = customers.create_account(
+            conn, external_id, customer, name, currency=currency, tax_jurisdiction=tax,
+            payment_terms_days=terms,
+        )  # fmt: skip
+    emit(state, asdict(account), f"account {account.external_id} created (id {account.id})")
+
+
+@customers_app.command("status")
+def customers_status(
+    ctx: typer.Context,
+    external_id: str,
+    status: str,
+    account: Annotated[bool, typer.Option(help="the id is a billing account")] = False,
+    reason: str = "",
+) -> None:
+    """Suspend, reactivate or close a customer or billing account."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        if account:
+            result = asdict(customers.set_account_status(conn, external_id, status, reason))
+        else:
+            result = asdict(customers.set_customer_status(conn, external_id, status, reason))
+    emit(state, result, f"{external_id} is now {status}")
+
+
+@customers_app.command("tax")
+def customers_tax(ctx: typer.Context, jurisdiction: str, name: str, rate: str) -> None:
+    """Set the tax rate of a jurisdiction (a decimal such as 0.19)."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        customers.set_tax_rate(conn, jurisdiction, name, rate)
+    emit(state, {"jurisdiction": jurisdiction, "rate": rate}, f"{jurisdiction}: {rate}")
+
+
+@catalog_app.command("list")
+def catalog_list(ctx: typer.Context) -> None:
+    """Offerings and their prices."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        prices = catalog.list_prices(conn)
+        offerings = {o.id: o for o in catalog.list_offerings(conn)}
+    if state.json:
+        emit(state, {"offerings": [asdict(o) for o in offerings.values()],
+                     "prices": [asdict(p) for p in prices]})  # fmt: skip
+        return
+    table(state, "prices", ["offering", "status", "price", "type", "amount", "tariff"],
+          [(p.offering_id, offerings[p.offering_id].lifecycle_status, p.name, p.price_type,
+            f"{p.amount} {p.currency}" if p.amount is not None else p.percentage or "",
+            p.tariff_id) for p in prices])  # fmt: skip
+
+
+@catalog_app.command("status")
+def catalog_status(ctx: typer.Context, offering_id: str, status: str, reason: str = "") -> None:
+    """Move an offering along inDesign -> active -> retired."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        offering = catalog.set_offering_status(conn, offering_id, status, reason)
+    emit(state, asdict(offering), f"offering {offering_id} is now {status}")
+
+
+@orders_app.command("add")
+def orders_add(
+    ctx: typer.Context,
+    external_id: str,
+    account: str,
+    offering: Annotated[str, typer.Option(help="offering to add")],
+    service_id: Annotated[
+        list[str], typer.Option("--service-id", help="msisdn:..., imsi:... or ip:CIDR")
+    ],
+    start: Annotated[str | None, typer.Option(help="requested start (ISO 8601)")] = None,
+    process: Annotated[bool, typer.Option(help="complete the order at once")] = True,
+) -> None:
+    """Order an offering for an account (one add item)."""
+    state = get_state(ctx)
+    item = orders.OrderItem("add", offering_id=offering, service_ids=tuple(service_id))
+    with database(state) as conn:
+        order = orders.create_order(
+            conn, external_id, account, [item], requested_start=_when(start)
+        )
+        if process:
+            order = orders.process_order(conn, order.id)
+    emit(state, asdict(order), f"order {order.external_id}: {order.state}")
+
+
+@orders_app.command("transition")
+def orders_transition(
+    ctx: typer.Context, external_id: str, to_state: str, reason: str = ""
+) -> None:
+    """Move an order to another TMF622 state (illegal moves are refused)."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        order = (
+            orders.process_order(conn, external_id)
+            if to_state == "completed"
+            else orders.transition_order(conn, external_id, to_state, reason)
+        )
+    emit(state, asdict(order), f"order {order.external_id}: {order.state}")
+
+
+@orders_app.command("products")
+def orders_products(ctx: typer.Context, account: str | None = None) -> None:
+    """Products (subscriptions) with their service identifiers."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        products = orders.list_products(conn, account)
+    if state.json:
+        emit(state, {"products": [asdict(p) for p in products]})
+        return
+    table(state, "products", ["id", "account", "offering", "status", "start", "end", "services"],
+          [(p.id, p.account_id, p.offering_id, p.status, f"{p.start_date:%Y-%m-%d}",
+            f"{p.termination_date:%Y-%m-%d}" if p.termination_date else "",
+            " ".join(p.service_ids)) for p in products])  # fmt: skip
+
+
+def load(ctx: typer.Context, file: Path) -> None:
+    """Apply a TOML file of tax rates, customers, accounts, catalog and orders (idempotent)."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        summary = apply_seed(conn, load_seed_file(file), str(file))
+    emit(state, asdict(summary), f"created {summary.created}, already there {summary.existing}")
+
+
+def bill(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="billing period YYYY-MM")],
+) -> None:
+    """Run billing for a period: rate, charge, tax, write bills (idempotent, atomic)."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        result = run_billing(conn, state.workspace, period)
+        rows = [(b["bill_no"], b["account"], len(b["lines"]), b["amount_incl_tax"], b["currency"])
+                for b in bills_for_period(conn, period)]  # fmt: skip
+    if not state.json:
+        table(state, f"bills {period}", ["bill", "account", "lines", "total", "currency"], rows)
+    payload = asdict(result)
+    emit(state, payload, f"period {period}: {result.accounts} bills, changed={result.changed}, "
+         f"sha256 {result.bills_sha256[:16]}…, exports in {result.exports}")  # fmt: skip
+
+
+@bills_app.command("show")
+def bills_show(ctx: typer.Context, period: str, bill_no: str | None = None) -> None:
+    """Print a period's bills (or one bill) with their lines."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        bills = [b for b in bills_for_period(conn, period) if bill_no in (None, b["bill_no"])]
+    if state.json:
+        emit(state, {"bills": bills})
+        return
+    for b in bills:
+        table(state, f"{b['bill_no']} {b['account']} {b['period']} due {b['due_date']}",
+              ["#", "type", "description", "quantity", "amount"],
+              [(ln["line_no"], ln["line_type"], ln["description"],
+                f"{ln['quantity']} {ln['unit']}", ln["amount"]) for ln in b["lines"]]
+              + [("", "", "total incl. tax", "", b["amount_incl_tax"])])  # fmt: skip
+
+
+@bills_app.command("export")
+def bills_export(ctx: typer.Context, period: str, folder: Path) -> None:
+    """Write each bill of a period as JSON, CSV and HTML into a folder."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        files = export_bills(conn, period, folder)
+    emit(state, {"files": [str(f) for f in files]}, f"{len(files)} files in {folder}")
+
+
+def register_business(app: typer.Typer) -> None:
+    """Attach the business commands to the root app."""
+    app.add_typer(customers_app, name="customers")
+    app.add_typer(catalog_app, name="catalog")
+    app.add_typer(orders_app, name="orders")
+    app.add_typer(bills_app, name="bills")
+    app.command("load")(load)
+    app.command("bill")(bill)

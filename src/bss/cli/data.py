@@ -1,0 +1,206 @@
+"""CLI commands of the data path: demo, ingest, collect, rate, query.
+
+Heavy modules (Numba kernels, decoders) are imported inside the commands, so
+``rating-engine --help`` and the business commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bss.cli.support import CliState, database, emit, get_state, progress, table
+from bss.errors import ValidationError
+
+__all__ = ["register_data"]
+
+ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captures, flow exports.")
+
+
+def demo(ctx: typer.Context) -> None:
+    """Run the whole path on the embedded data: packets and CDRs to bills and a chart."""
+    from bss.billing.export import bills_for_period
+    from bss.cli.demo import DEMO_PERIOD, run_demo
+
+    state = get_state(ctx)
+    with database(state) as conn, progress(state, "demo"):
+        result = run_demo(conn, state.workspace, step=lambda s: state.console.log(s))
+        bills = bills_for_period(conn, DEMO_PERIOD)
+    b = result.billing
+    if not state.json:
+        columns = ["bill", "account", "name", "lines", "total", "currency"]
+        rows = [(x["bill_no"], x["account"], x["account_name"], len(x["lines"]),
+                 x["amount_incl_tax"], x["currency"]) for x in bills]  # fmt: skip
+        table(state, f"bills {DEMO_PERIOD}", columns, rows)
+        table(state, "outputs", ["what", "where"], sorted(result.outputs.items()))
+        suspense = ", ".join(f"{k} {v}" for k, v in b.suspense_by_reason.items()) or "none"
+        state.console.print(
+            f"period {b.period}: {b.accounts} bills, total {b.total} "
+            f"({', '.join(f'{v} {k}' for k, v in b.currency_totals.items())}), "
+            f"rated {b.rated}, suspense {b.suspense} ({suspense}), changed={b.changed}\n"
+            f"bills_sha256 {b.bills_sha256}"
+        )
+    emit(state, {
+        "workspace": str(state.workspace.root), "period": b.period, "accounts": b.accounts,
+        "total": str(b.total), "currency_totals": b.currency_totals, "changed": b.changed,
+        "bills_sha256": b.bills_sha256, "rated": b.rated, "suspense": b.suspense,
+        "suspense_by_reason": b.suspense_by_reason, "steps": result.steps,
+        "outputs": result.outputs,
+    })  # fmt: skip
+
+
+@ingest_app.command("cdr")
+def ingest_cdr(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="CSV CDR files")],
+    mapping: Annotated[
+        str, typer.Option(help="column mapping: a TOML file or a shipped name (generic, asterisk)")
+    ],
+    country_code: Annotated[
+        str | None, typer.Option(help="override the mapping's country code for E.164")
+    ] = None,
+) -> None:
+    """CDR CSV files to usage records (duplicates and bad rows kept aside, counted).
+
+    A file whose content was ingested before (under any name) is refused and adds
+    nothing; the command then exits 6 after reporting the other files.
+    """
+    from collectors.cdr.ingest import ingest_cdr_files
+    from collectors.cdr.mapping import load_mapping
+    from collectors.errors import IngestError
+
+    state = get_state(ctx)
+    rules = load_mapping(mapping, country_code=country_code)
+    with progress(state, "ingesting CDRs"):
+        summary = ingest_cdr_files(files, rules, state.workspace.ensure())
+    emit(state, summary.to_dict(), summary.format_text())
+    if summary.refused:
+        raise IngestError(f"{len(summary.refused)} of {len(files)} files refused (see above)")
+
+
+@ingest_app.command("pcap")
+def ingest_pcap(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="pcap / pcapng files (gzip allowed)")],
+    packets: Annotated[bool, typer.Option(help="also write W/packets")] = False,
+) -> None:
+    """Packet captures to metered flows (softflowd semantics)."""
+    from collectors.pcap.ingest import ingest_pcap_files
+
+    state = get_state(ctx)
+    with progress(state, "metering packets"):
+        summary = ingest_pcap_files(files, state.workspace.ensure(), write_packets=packets)
+    _report(state, "pcap ingest", summary.to_dict())
+
+
+@ingest_app.command("flows")
+def ingest_flows(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="pcaps of export traffic or datagram files")],
+) -> None:
+    """NetFlow v5/v9, IPFIX and sFlow exports from files to flows."""
+    from collectors.flows.ingest import ingest_flow_files
+
+    state = get_state(ctx)
+    with progress(state, "decoding flow exports"):
+        summary = ingest_flow_files(files, state.workspace.ensure())
+    _report(state, "flow ingest", summary.to_dict())
+
+
+def _report(state: CliState, what: str, payload: dict[str, Any]) -> None:
+    scalars = [(k, v) for k, v in payload.items() if not isinstance(v, list | dict)]
+    nested = [(k, v) for k, v in payload.items() if isinstance(v, dict) and v]
+    if not state.json:
+        table(state, what, ["", "value"], scalars + nested)
+    emit(state, payload)
+
+
+def collect(
+    ctx: typer.Context,
+    listen: Annotated[
+        list[str] | None, typer.Option(help="HOST:PORT for NetFlow/IPFIX/sFlow over UDP")
+    ] = None,
+    interface: Annotated[str | None, typer.Option(help="live capture on an interface")] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="exporter allowlist (addresses or CIDR)")
+    ] = None,
+    rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation, seconds")] = 60,
+    rotate_bytes: Annotated[int, typer.Option(help="Parquet file rotation, bytes")] = 64 << 20,
+    stats_interval: Annotated[int, typer.Option(help="stats log/dataset interval, s")] = 10,
+) -> None:
+    """Run a collector in the foreground until SIGTERM/SIGINT, then flush and exit 0."""
+    state = get_state(ctx)
+    if bool(listen) == bool(interface):
+        raise ValidationError("give either --listen HOST:PORT (repeatable) or --interface IFACE")
+    # Both collectors install their own SIGTERM/SIGINT handlers, flush and return.
+    if interface:
+        from collectors.pcap.live_capture import run_live_capture
+
+        live = run_live_capture(interface, state.workspace.ensure(),
+                                rotate_seconds=rotate_seconds)  # fmt: skip
+        payload = {k: [str(p) for p in v] if k == "files" else v for k, v in asdict(live).items()}
+        emit(state, payload, f"capture on {interface} stopped: {live.packets} packets, "
+             f"{live.flows} flows, {len(live.files)} files")  # fmt: skip
+        return
+    from collectors.udp.service import parse_listen, run_collector
+
+    summary = run_collector(
+        [parse_listen(x) for x in listen or []], state.workspace.ensure(),
+        allowlist=allow or None, rotate_seconds=rotate_seconds, rotate_bytes=rotate_bytes,
+        stats_interval=stats_interval,
+        on_ready=lambda bound: print(
+            "listening on " + " ".join(f"{h}:{p}" for h, p in bound), file=sys.stderr, flush=True
+        ),
+    )  # fmt: skip
+    emit(state, summary.to_dict(), f"collector stopped: {summary.to_dict()}")
+
+
+def rate(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="period YYYY-MM")],
+    what_if: Annotated[
+        Path | None, typer.Option("--what-if", help="another tariff folder or file to compare")
+    ] = None,
+    replace: Annotated[
+        str | None, typer.Option(help="with --what-if: the tariff id the alternative replaces")
+    ] = None,
+) -> None:
+    """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
+    from bss.billing.period import parse_period
+    from bss.billing.rating_step import rate_period
+    from bss.db import arrow_query
+    from bss.subscriptions import subscription_table
+
+    state = get_state(ctx)
+    bounds = parse_period(period)
+    with database(state) as conn:
+        subs = subscription_table(conn, bounds.end)
+        billed = arrow_query(conn, "SELECT record_id FROM billed_usage")
+        if what_if is not None:
+            from bss.billing.what_if import compare_tariffs
+
+            report = compare_tariffs(conn, state.workspace, bounds, subs, what_if, replace=replace)
+            if not state.json:
+                table(state, f"what-if {period}: {what_if}", list(report.columns),
+                      report.rows)  # fmt: skip
+            emit(state, report.to_dict())
+            return
+    with progress(state, f"rating {period}"):
+        outcome = rate_period(state.workspace, bounds, subs, billed.column("record_id"))
+    emit(state, {"period": period, "rated": outcome.rated.num_rows,
+                 "suspense": outcome.suspense.num_rows,
+                 "suspense_by_reason": outcome.suspense_by_reason()},
+         f"{period}: rated {outcome.rated.num_rows}, suspense {outcome.suspense.num_rows} "
+         f"{outcome.suspense_by_reason()}")  # fmt: skip
+
+
+def register_data(app: typer.Typer) -> None:
+    """Attach the data-path commands to the root app."""
+    app.command("demo")(demo)
+    app.add_typer(ingest_app, name="ingest")
+    app.command("collect")(collect)
+    app.command("rate")(rate)

@@ -1,0 +1,424 @@
+"""Ingest CSV CDR files into ``W/usage``: mapping, de-duplication, rejects, exactly-once commit.
+
+For each file: its content hash is looked up in the ingest ledger (same content under any name
+is refused and adds nothing); rows stream through :func:`collectors.cdr.reader.read_cdr_file`; a
+record whose ``record_id`` is already in ``W/usage``, or earlier in the same run, goes to
+``W/rejected`` with reason ``duplicate``; parts are staged, the ledger entry is committed and
+the parts are published (:mod:`collectors.cdr.ledger`). Refusals are per file: the summary
+lists them and the other files go on.
+
+Files without any data row (empty, header only, blank lines) are reported as ``empty`` and not
+recorded in the ledger, so a later empty file is not "already ingested" - nothing is written
+for them either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import shutil
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from collectors.cdr.kernels import IdSet
+from collectors.cdr.ledger import (
+    IngestLedger,
+    LedgerEntry,
+    committed_ids,
+    file_digest,
+    ingest_lock,
+    part_prefix,
+    publish,
+    recover,
+    staging_dir,
+)
+from collectors.cdr.mapping import CdrMapping
+from collectors.cdr.reader import CdrChunk, CdrRefusedError, read_cdr_file, sniff_cdr_file
+from collectors.errors import IngestError
+from collectors.schemas import REJECT_SCHEMA, TIMESTAMP
+from collectors.workspace import WorkspacePaths
+
+__all__ = [
+    "CdrFileResult",
+    "CdrIngestSummary",
+    "ingest_cdr_file",
+    "ingest_cdr_files",
+    "recover_cdr_ingest",
+    "write_by_day",
+]
+
+_US_PER_DAY = 86_400_000_000
+# dictionary-encode only the columns with few distinct values: cheaper and smaller files
+_DICTIONARY_COLUMNS = ("source_file", "subscriber_key_type", "service", "stage", "reason", "field")
+
+
+@dataclass(frozen=True)
+class CdrFileResult:
+    """What happened to one file. ``status``: ingested, empty or refused."""
+
+    path: str
+    status: str
+    sha256: str | None = None
+    rows_read: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    blank_lines: int = 0
+    refused_reason: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class CdrIngestSummary:
+    """Per-file results of one :func:`ingest_cdr_files` call, with totals."""
+
+    files: tuple[CdrFileResult, ...]
+    rolled_forward: int = 0
+    rolled_back: int = 0
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def ingested(self) -> int:
+        return sum(f.ingested for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def refused(self) -> tuple[CdrFileResult, ...]:
+        return tuple(f for f in self.files if f.status == "refused")
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Rows kept out, per reason, ``duplicate`` included."""
+        out: dict[str, int] = {}
+        for f in self.files:
+            for reason, count in [*f.rejected.items(), ("duplicate", f.duplicates)]:
+                if count:
+                    out[reason] = out.get(reason, 0) + count
+        return dict(sorted(out.items()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for ``--json`` output."""
+        return {
+            "files": [asdict(f) for f in self.files],
+            "rows_read": self.rows_read,
+            "ingested": self.ingested,
+            "duplicates": self.duplicates,
+            "rejected_by_reason": self.rejected_by_reason(),
+            "refused": {f.path: f.refused_reason for f in self.refused},
+            "rolled_forward": self.rolled_forward,
+            "rolled_back": self.rolled_back,
+        }
+
+    def format_text(self) -> str:
+        """A short report for people, one line per file then the totals per reason."""
+        lines = []
+        for f in self.files:
+            if f.status == "refused":
+                lines.append(f"REFUSED ({f.refused_reason}): {f.message}")
+                continue
+            kept_out = ", ".join(f"{r} {c}" for r, c in sorted(f.rejected.items()))
+            lines.append(
+                f"{f.path}: {f.status}, read {f.rows_read}, ingested {f.ingested}, "
+                f"duplicates {f.duplicates}" + (f", rejected: {kept_out}" if kept_out else "")
+            )
+        reasons = ", ".join(f"{r} {c}" for r, c in self.rejected_by_reason().items())
+        lines.append(
+            f"total: read {self.rows_read}, ingested {self.ingested}, "
+            f"refused files {len(self.refused)}" + (f"; kept out: {reasons}" if reasons else "")
+        )
+        return "\n".join(lines)
+
+
+def _write_part(table: pa.Table, path: Path) -> Path:
+    """Write one staged part (invisible until published, so no temp name) and fsync it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    low_cardinality = [c for c in _DICTIONARY_COLUMNS if c in table.column_names]
+    pq.write_table(table, path, compression="zstd", use_dictionary=low_cardinality)
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+    return path
+
+
+def write_by_day(table: pa.Table, root: Path, *, time_column: str, part_name: str) -> list[Path]:
+    """Write ``table`` as ``root/date=YYYY-MM-DD/part-<part_name>.parquet`` files (UTC days).
+
+    The layout of :func:`collectors.dataset.write_partitioned`; the day comes from integer
+    division of the microsecond times (``strftime`` costs ~0.5 us a row), and rows are only
+    reordered when their days are not already in order (CDR files usually are).
+    """
+    if table.num_rows == 0:
+        return []
+    micros = pc.cast(table.column(time_column), pa.int64()).to_numpy()
+    days = np.floor_divide(micros, _US_PER_DAY)
+    if days.size > 1 and np.any(days[1:] < days[:-1]):
+        order = np.argsort(days, kind="stable")
+        table = table.take(pa.array(order))
+        days = days[order]
+    cuts = np.flatnonzero(np.diff(days)) + 1
+    bounds = [0, *cuts.tolist(), int(days.size)]
+    written = []
+    for lo, hi in itertools.pairwise(bounds):
+        day = dt.date(1970, 1, 1) + dt.timedelta(days=int(days[lo]))
+        folder = root / f"date={day.isoformat()}"
+        written.append(_write_part(table.slice(lo, hi - lo), folder / f"part-{part_name}.parquet"))
+    return written
+
+
+class _FileIngest:
+    """Stages one file's usage and reject parts while its chunks stream by."""
+
+    def __init__(
+        self,
+        path: Path,
+        sha256: str,
+        workspace: WorkspacePaths,
+        now: dt.datetime,
+        rows_per_part: int,
+    ) -> None:
+        self.path = path
+        self.stage = staging_dir(workspace, sha256)
+        self.prefix = part_prefix(sha256)
+        self.now = now
+        self.rows_per_part = rows_per_part
+        self.usage: list[pa.Table] = []
+        self.usage_rows = 0
+        self.rejects: list[pa.Table] = []
+        self.reject_rows = 0
+        self.parts = 0
+        self.reject_parts = 0
+        self.rows_read = self.ingested = self.duplicates = self.blank = 0
+        self.rejected: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-part-writer")
+        self.pending: Future[list[Path]] | None = None
+
+    def add(self, chunk: CdrChunk) -> None:
+        self.rows_read += chunk.rows_read
+        self.blank += chunk.blank_lines
+        for reason, count in chunk.skipped.items():
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+        if chunk.usage.num_rows:
+            self.usage.append(chunk.usage)
+            self.usage_rows += chunk.usage.num_rows
+            self.ingested += chunk.usage.num_rows
+        if chunk.rejects.num_rows:
+            counts = pc.value_counts(chunk.rejects.column("reason")).to_pylist()
+            for item in counts:
+                reason, count = item["values"], item["counts"]
+                if reason == "duplicate":
+                    self.duplicates += count
+                else:
+                    self.rejected[reason] = self.rejected.get(reason, 0) + count
+            self.rejects.append(chunk.rejects)
+            self.reject_rows += chunk.rejects.num_rows
+        if self.usage_rows >= self.rows_per_part:
+            self.flush_usage()
+        if self.reject_rows >= self.rows_per_part:
+            self.flush_rejects()
+
+    def flush_usage(self) -> None:
+        if not self.usage:
+            return
+        table = pa.concat_tables(self.usage)
+        self.usage, self.usage_rows = [], 0
+        # Parquet encoding releases the GIL: write on a second thread while the next rows are
+        # parsed. One part in flight at most keeps memory bounded.
+        self.wait()
+        self.pending = self.writer.submit(
+            write_by_day,
+            table,
+            self.stage / "usage",
+            time_column="start_time",
+            part_name=f"{self.prefix}-{self.parts:05d}",
+        )
+        self.parts += 1
+
+    def wait(self) -> None:
+        """Wait for the part being written; re-raises its error."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def close(self) -> None:
+        self.writer.shutdown(wait=True)
+
+    def flush_rejects(self) -> None:
+        if not self.rejects:
+            return
+        chunk = pa.concat_tables(self.rejects)
+        self.rejects, self.reject_rows = [], 0
+        n = chunk.num_rows
+        table = pa.Table.from_arrays(
+            [
+                pa.repeat(pa.scalar("ingest"), n),
+                pa.repeat(pa.scalar(self.path.name), n),
+                chunk.column("record_no"),
+                chunk.column("record_id"),
+                chunk.column("field"),
+                chunk.column("reason"),
+                chunk.column("message"),
+                chunk.column("raw"),
+                pa.repeat(pa.scalar(self.now, TIMESTAMP), n),
+            ],
+            schema=REJECT_SCHEMA,
+        ).sort_by("record_no")
+        write_by_day(
+            table,
+            self.stage / "rejected",
+            time_column="rejected_at",
+            part_name=f"{self.prefix}-r{self.reject_parts:05d}",
+        )
+        self.reject_parts += 1
+
+
+def ingest_cdr_file(
+    path: Path,
+    mapping: CdrMapping,
+    workspace: WorkspacePaths,
+    ledger: IngestLedger,
+    ids: IdSet,
+    *,
+    rows_per_part: int = 500_000,
+    block_size: int = 4 << 20,
+) -> CdrFileResult:
+    """Ingest one file (caller holds :func:`ingest_lock` and has run :func:`recover`).
+
+    Raises :class:`collectors.errors.IngestError` (a :class:`~collectors.cdr.reader.CdrRefusedError`
+    with a ``reason``) when the file is refused; nothing is written then. ``ids`` gains the
+    file's record ids once it is committed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CdrRefusedError("unreadable", f"{path}: not a readable file")
+    sniff_cdr_file(path, mapping)
+    sha, bad_at = file_digest(path, encoding=mapping.csv.encoding)
+    if bad_at is not None:
+        # checked up front: pyarrow cannot hand an undecodable malformed row to its handler
+        raise CdrRefusedError(
+            "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
+        )
+    prior = ledger.get(sha)
+    if prior is not None:
+        raise CdrRefusedError(
+            "already_ingested",
+            f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested at "
+            f"{prior.ingested_at}; refused, nothing added",
+        )
+    stage = staging_dir(workspace, sha)
+    shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    work = _FileIngest(path, sha, workspace, now, rows_per_part)
+    # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
+    file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
+
+    def is_duplicate(batch_ids: np.ndarray) -> np.ndarray:
+        earlier = ids.contains(batch_ids)
+        dup: np.ndarray = earlier | file_ids.add(batch_ids, take=~earlier)
+        return dup
+
+    try:
+        for chunk in read_cdr_file(path, mapping, block_size=block_size, is_duplicate=is_duplicate):
+            work.add(chunk)
+        work.flush_usage()
+        work.flush_rejects()
+        work.wait()
+    except Exception:
+        work.close()
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        work.close()
+    result = CdrFileResult(
+        path=str(path),
+        status="ingested" if work.rows_read else "empty",
+        sha256=sha,
+        rows_read=work.rows_read,
+        ingested=work.ingested,
+        duplicates=work.duplicates,
+        rejected=dict(sorted(work.rejected.items())),
+        skipped=dict(sorted(work.skipped.items())),
+        blank_lines=work.blank,
+    )
+    if not work.rows_read:
+        shutil.rmtree(stage, ignore_errors=True)
+        return result
+    entry = LedgerEntry(
+        sha256=sha,
+        file_name=path.name,
+        path=str(path.absolute()),
+        mapping=mapping.name,
+        rows_read=work.rows_read,
+        rows=work.ingested,
+        duplicates=work.duplicates,
+        rejected=result.rejected,
+        skipped=result.skipped,
+        ingested_at=now.isoformat(),
+        status="committing",
+    )
+    ledger.put(entry)  # the commit point
+    publish(workspace, sha)
+    ledger.put(LedgerEntry(**{**asdict(entry), "status": "done"}))
+    ids.add(file_ids.keys())
+    return result
+
+
+def recover_cdr_ingest(workspace: WorkspacePaths) -> tuple[int, int]:
+    """Finish or undo an interrupted CDR ingest without ingesting anything (e.g. before a
+    rating run reads ``W/usage``). Returns (files rolled forward, files rolled back)."""
+    workspace.ensure()
+    with ingest_lock(workspace):
+        return recover(workspace, IngestLedger(workspace))
+
+
+def ingest_cdr_files(
+    paths: Sequence[Path],
+    mapping: CdrMapping,
+    workspace: WorkspacePaths,
+    *,
+    rows_per_part: int = 500_000,
+    block_size: int = 4 << 20,
+) -> CdrIngestSummary:
+    """Ingest CSV CDR files into ``W/usage`` (see the module docstring); never raises for a
+    refused file - it is listed in the summary with its reason."""
+    workspace.ensure()
+    results: list[CdrFileResult] = []
+    with ingest_lock(workspace):
+        ledger = IngestLedger(workspace)
+        forward, back = recover(workspace, ledger)
+        ids = committed_ids(workspace)
+        for path in paths:
+            try:
+                results.append(
+                    ingest_cdr_file(
+                        Path(path),
+                        mapping,
+                        workspace,
+                        ledger,
+                        ids,
+                        rows_per_part=rows_per_part,
+                        block_size=block_size,
+                    )
+                )
+            except IngestError as exc:
+                reason = exc.reason if isinstance(exc, CdrRefusedError) else "unreadable"
+                results.append(
+                    CdrFileResult(
+                        path=str(path), status="refused", refused_reason=reason, message=str(exc)
+                    )
+                )
+    return CdrIngestSummary(tuple(results), rolled_forward=forward, rolled_back=back)

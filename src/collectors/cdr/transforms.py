@@ -1,0 +1,224 @@
+"""Vectorised value transforms for CDR columns (Arrow compute; no Python loop per row).
+
+Each parser returns an array the length of its input with null where a value cannot be read,
+so the caller can tell *missing* (input null) from *bad* (input present, output null). The
+happy path is a single Arrow cast; a batch holding bad values is split in halves until the
+bad values are isolated (:func:`cast_or_null`), so a few bad rows cost O(k log n) casts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collectors.cdr.kernels import normalise_kernel
+from collectors.cdr.mapping import NumberRules, TimeSpec
+from collectors.schemas import TIMESTAMP
+
+__all__ = [
+    "cast_or_null",
+    "compose_key",
+    "map_values",
+    "none_if_empty",
+    "normalise_numbers",
+    "normalise_numbers_reference",
+    "parse_duration_ms",
+    "parse_scaled",
+    "parse_times",
+    "parse_unsigned",
+]
+
+_NAIVE = pa.timestamp("us")
+_ZONE_SUFFIX = r"(Z|[+-]\d\d(:?\d\d)?)$"
+_US_PER_MS = 1_000
+_US_PER_S = 1_000_000
+
+
+def none_if_empty(arr: pa.Array) -> pa.Array:
+    """Trim ASCII whitespace; empty strings become null."""
+    trimmed = pc.ascii_trim_whitespace(arr)
+    empty = pc.equal(pc.binary_length(trimmed), 0)
+    if not pc.any(empty).as_py():
+        return trimmed
+    return pc.if_else(empty, pa.scalar(None, arr.type), trimmed)
+
+
+def cast_or_null(arr: pa.Array, to: pa.DataType) -> pa.Array:
+    """Cast, with null for values that do not cast (found by bisection)."""
+    try:
+        return pc.cast(arr, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    if len(arr) <= 16:
+        out = []
+        for i in range(len(arr)):
+            try:
+                out.append(pc.cast(arr.slice(i, 1), to))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                out.append(pa.nulls(1, to))
+        return pa.concat_arrays(out)
+    half = len(arr) // 2
+    return pa.concat_arrays(
+        [cast_or_null(arr.slice(0, half), to), cast_or_null(arr.slice(half), to)]
+    )
+
+
+def parse_unsigned(arr: pa.Array) -> pa.Array:
+    """Non-negative integers as uint64 (null where not one)."""
+    return cast_or_null(arr, pa.uint64())
+
+
+def parse_scaled(arr: pa.Array, digits: int) -> pa.Array:
+    """Decimal text ``[-]I[.F]`` times 10**digits as int64, extra fraction digits truncated.
+
+    Exact (no floats): integer and fraction parts are cast separately.
+    """
+    if not pc.any(pc.match_substring(arr, ".")).as_py():
+        ints = cast_or_null(arr, pa.int64())
+        return pc.multiply_checked(ints, 10**digits)
+    parts = pc.extract_regex(arr, r"^(?P<neg>-?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$")
+    whole = cast_or_null(pc.struct_field(parts, "whole"), pa.int64())
+    value = pc.multiply_checked(whole, 10**digits)
+    if digits:
+        frac_text = pc.utf8_rpad(pc.struct_field(parts, "frac"), digits, "0")
+        frac = cast_or_null(pc.utf8_slice_codeunits(frac_text, 0, digits), pa.int64())
+        value = pc.add_checked(value, frac)
+    negative = pc.equal(pc.struct_field(parts, "neg"), "-")
+    return pc.if_else(negative, pc.negate_checked(value), value)
+
+
+def parse_duration_ms(arr: pa.Array, unit: str) -> pa.Array:
+    """Durations as int64 milliseconds: ``s`` (fraction truncated to ms), ``ms``, ``hms``."""
+    if unit == "ms":
+        return parse_scaled(arr, 0)
+    if unit == "s":
+        return parse_scaled(arr, 3)
+    parts = pc.extract_regex(arr, r"^(?P<h>\d+):(?P<m>[0-5]\d):(?P<s>[0-5]\d)$")
+    h = cast_or_null(pc.struct_field(parts, "h"), pa.int64())
+    m = cast_or_null(pc.struct_field(parts, "m"), pa.int64())
+    s = cast_or_null(pc.struct_field(parts, "s"), pa.int64())
+    seconds = pc.add(pc.add(pc.multiply(h, 3600), pc.multiply(m, 60)), s)
+    return pc.multiply_checked(seconds, 1000)
+
+
+def _local_to_utc(naive: pa.Array, spec: TimeSpec) -> pa.Array:
+    """Wall-clock times in ``spec.zone`` to UTC; gap times (and ambiguous ones if asked) null."""
+    if spec.zone == "UTC":
+        return pc.cast(naive, TIMESTAMP)
+    ambiguous = "earliest" if spec.ambiguous == "reject" else spec.ambiguous
+    zoned = pc.assume_timezone(
+        naive, timezone=spec.zone, ambiguous=ambiguous, nonexistent="earliest"
+    )
+    # a wall time inside the spring-forward gap does not round-trip
+    bad = pc.not_equal(pc.local_timestamp(zoned), naive)
+    if spec.ambiguous == "reject":
+        other = pc.assume_timezone(
+            naive, timezone=spec.zone, ambiguous="latest", nonexistent="earliest"
+        )
+        bad = pc.or_(bad, pc.not_equal(zoned, other))
+    utc = pc.cast(zoned, TIMESTAMP)
+    if not pc.any(bad).as_py():
+        return utc
+    return pc.if_else(bad, pa.scalar(None, TIMESTAMP), utc)
+
+
+def _parse_iso(arr: pa.Array, spec: TimeSpec) -> pa.Array:
+    # A failing Arrow cast costs as much as a full one, so guess from the first value which
+    # of the two whole-array casts to try; mixed or bad batches take the classified path.
+    first = pc.drop_null(arr)[:1].to_pylist()
+    if first:
+        zoned_first = pc.match_substring_regex(pa.array(first), _ZONE_SUFFIX)[0].as_py()
+        try:
+            if zoned_first:
+                return pc.cast(arr, TIMESTAMP)  # every value carries an offset
+            return _local_to_utc(pc.cast(arr, _NAIVE), spec)  # every value is local time
+        except pa.ArrowInvalid:
+            pass
+    zoned = pc.match_substring_regex(arr, _ZONE_SUFFIX)
+    with_zone = cast_or_null(pc.if_else(zoned, arr, pa.scalar(None, arr.type)), TIMESTAMP)
+    naive = cast_or_null(pc.if_else(zoned, pa.scalar(None, arr.type), arr), _NAIVE)
+    return pc.if_else(zoned, with_zone, _local_to_utc(naive, spec))
+
+
+def parse_times(arr: pa.Array, spec: TimeSpec) -> pa.Array:
+    """Times as ``timestamp[us, UTC]`` per ``spec.format`` (see :mod:`collectors.cdr.mapping`)."""
+    fmt = spec.format
+    if fmt == "iso8601":
+        return _parse_iso(arr, spec)
+    if fmt in ("epoch_s", "epoch_ms", "epoch_us"):
+        digits = {"epoch_s": 6, "epoch_ms": 3, "epoch_us": 0}[fmt]
+        micros = parse_scaled(arr, digits)
+        return pc.cast(micros, pa.int64()).cast(TIMESTAMP)
+    parsed = pc.strptime(arr, format=fmt, unit="us", error_is_null=True)
+    if parsed.type.tz is not None:
+        return pc.cast(parsed, TIMESTAMP)
+    return _local_to_utc(parsed, spec)
+
+
+def _strip_prefix(digits: pa.Array, prefix: str, replacement: str | None) -> pa.Array:
+    rest = pc.utf8_slice_codeunits(digits, len(prefix))
+    return rest if replacement is None else pc.binary_join_element_wise(replacement, rest, "")
+
+
+def normalise_numbers(arr: pa.Array, mode: str, rules: NumberRules | None) -> pa.Array:
+    """Phone numbers to digits (``digits``) or E.164 digits without ``+`` (``e164``).
+
+    e164: a leading ``+`` marks an international number (kept as is); else a leading
+    international prefix is stripped; else a leading trunk prefix becomes the country code;
+    otherwise the digits stay as they are (short codes, extensions). Non-digits are dropped
+    after that decision; an empty result is null. ``none`` only trims.
+    """
+    if mode == "e164" and rules is None:
+        raise ValueError("e164 normalisation needs number rules")
+    if rules is None or mode != "e164":
+        return normalise_kernel(arr, mode)
+    return normalise_kernel(
+        arr, mode, rules.country_code, rules.trunk_prefix, rules.international_prefix
+    )
+
+
+def normalise_numbers_reference(
+    value: str | None, mode: str, rules: NumberRules | None
+) -> str | None:
+    """Pure-Python twin of :func:`normalise_numbers` for one value (tests)."""
+    if value is None:
+        return None
+    value = value.strip(" \t\r\n\v\f")
+    if not value:
+        return None
+    if mode == "none":
+        return value
+    digits = "".join(c for c in value if "0" <= c <= "9")
+    if mode == "e164" and rules is not None and not value.startswith("+"):
+        if digits.startswith(rules.international_prefix):
+            digits = digits[len(rules.international_prefix) :]
+        elif rules.trunk_prefix and digits.startswith(rules.trunk_prefix):
+            digits = rules.country_code + digits[len(rules.trunk_prefix) :]
+    return digits or None
+
+
+def map_values(arr: pa.Array, lookup: Mapping[str, str]) -> pa.Array:
+    """Case-folded, trimmed values through ``lookup``; unknown values become null."""
+    keys = list(lookup)
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
+    index = pc.index_in(folded, value_set=pa.array(keys, pa.string()))
+    return pc.take(pa.array([lookup[k] for k in keys], pa.string()), index)
+
+
+def compose_key(columns: Sequence[pa.Array], prefix: str) -> pa.Array:
+    """Record key text: one column as is; several joined by ``|`` with ``\\`` and ``|`` escaped.
+
+    Null if any part is null.
+    """
+    if len(columns) == 1:
+        key = columns[0]
+    else:
+        parts = [
+            pc.replace_substring(pc.replace_substring(c, "\\", "\\\\"), "|", "\\|") for c in columns
+        ]
+        key = pc.binary_join_element_wise(*parts, "|", null_handling="emit_null")
+    if prefix:
+        key = pc.binary_join_element_wise(prefix, key, "")
+    return key

@@ -1,0 +1,265 @@
+"""The flow decoder dispatcher: datagrams of any export format in, ``FLOW_SCHEMA`` out.
+
+:class:`FlowDecoder` looks at each datagram's version - a big-endian uint16 of 1, 5 or
+7 (NetFlow legacy, decoded in bulk by one Numba kernel), 9 or 10 (NetFlow v9 / IPFIX,
+through the template session), or a uint32 of 5 (sFlow v5, handed to
+``collectors.sflow.datagram.SflowDecoder``) - and returns one :class:`DecodeOutcome` per call.
+Bad datagrams become ``rejected`` entries and ``malformed:<reason>`` counts; no
+exception escapes a decode. Template, sampler and sequence state persist through
+:meth:`FlowDecoder.save_state` / :meth:`FlowDecoder.load_state`.
+
+Flows of one call come grouped by decoder (legacy NetFlow, then v9/IPFIX, then sFlow),
+each group in datagram order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from collectors.errors import DecodeError
+from collectors.flows.batch import concat_flow_batches, empty_flow_batch, to_record_batch
+from collectors.flows.sequence import SequenceTracker
+from collectors.netflow.template_session import TemplateSession
+from collectors.netflow.v5 import STATUS_REASONS, decode_legacy_many, pack_datagrams
+
+__all__ = ["DecodeOutcome", "FlowDecoder"]
+
+log = logging.getLogger(__name__)
+_STATE_VERSION = 1
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+@dataclass
+class DecodeOutcome:
+    """What one decode call produced."""
+
+    flows: pa.RecordBatch
+    counters: pa.RecordBatch | None
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _exporter_bytes(e: bytes) -> bytes:
+    if len(e) == 16:
+        return bytes(e)
+    if len(e) == 4:
+        return _V4_PREFIX + bytes(e)
+    raise ValueError(f"an exporter address is 16 (or 4) bytes, got {len(e)}")
+
+
+class FlowDecoder:
+    """Decode NetFlow v1/v5/v7/v9, IPFIX and sFlow v5 datagrams, keeping per-exporter state."""
+
+    def __init__(
+        self,
+        *,
+        max_templates_per_exporter: int = 1024,
+        max_pending_bytes_per_exporter: int = 1 << 20,
+    ) -> None:
+        self._limits = {
+            "max_templates_per_exporter": max_templates_per_exporter,
+            "max_pending_bytes_per_exporter": max_pending_bytes_per_exporter,
+        }
+        self._session = TemplateSession(**self._limits)
+        self._sequence = SequenceTracker()
+        self._sflow: Any = None
+
+    @property
+    def sequence(self) -> SequenceTracker:
+        """Loss accounting per (exporter, domain, format)."""
+        return self._sequence
+
+    @property
+    def session(self) -> TemplateSession:
+        """The v9/IPFIX template, sampler and pending-data state."""
+        return self._session
+
+    def decode(
+        self, datagram: bytes, exporter: bytes, received_at_us: int, *, source: str = "udp"
+    ) -> DecodeOutcome:
+        """Decode one datagram (see :meth:`decode_many`)."""
+        return self.decode_many([datagram], [exporter], [received_at_us], source=source)
+
+    def decode_many(
+        self,
+        datagrams: Sequence[bytes],
+        exporters: Sequence[bytes],
+        received_at_us: Sequence[int] | np.ndarray,
+        *,
+        source: str = "udp",
+    ) -> DecodeOutcome:
+        """Decode datagrams in arrival order; ``exporters`` are 16-byte addresses.
+
+        ``source`` names the input (``udp`` or a file name) in rejection messages.
+        """
+        n = len(datagrams)
+        if len(exporters) != n or len(received_at_us) != n:
+            raise ValueError("datagrams, exporters and received_at_us differ in length")
+        stats: Counter[str] = Counter(datagrams=n)
+        rejected: list[tuple[int, str, str]] = []
+        if n == 0:
+            return DecodeOutcome(empty_flow_batch(), None, rejected, dict(stats))
+        if set(map(type, exporters)) == {bytes} and set(map(len, exporters)) == {16}:
+            exp_list = exporters if isinstance(exporters, list) else list(exporters)
+        else:
+            exp_list = [_exporter_bytes(e) for e in exporters]
+        exp_arr = np.frombuffer(b"".join(exp_list), np.uint8).reshape(n, 16)
+        received = np.asarray(received_at_us, dtype=np.int64)
+        data = datagrams if isinstance(datagrams, list) else list(datagrams)
+        buf, offsets = pack_datagrams(data)
+        starts, sizes = offsets[:-1], np.diff(offsets)
+        head = np.zeros((n, 4), np.uint32)  # first 4 bytes of each datagram, 0 past its end
+        for k in range(4):
+            ok = sizes > k
+            head[ok, k] = buf[starts[ok] + k]
+        v16 = (head[:, 0] << 8) | head[:, 1]
+        v32 = (v16 << 16) | (head[:, 2] << 8) | head[:, 3]
+        is_sflow = (sizes >= 4) & (v32 == 5)
+        is_legacy = ~is_sflow & (sizes >= 2) & np.isin(v16, (1, 5, 7))
+        is_tmpl = ~is_sflow & (sizes >= 2) & np.isin(v16, (9, 10))
+        for i in np.nonzero(~(is_sflow | is_legacy | is_tmpl))[0].tolist():
+            reason = "truncated" if sizes[i] < 2 else "unsupported_version"
+            msg = f"{source}: datagram {i}: " + (
+                f"{sizes[i]} bytes" if sizes[i] < 2 else f"unknown version {int(v16[i])}"
+            )
+            rejected.append((i, reason, msg))
+            stats[f"malformed:{reason}"] += 1
+
+        batches: list[pa.RecordBatch] = []
+        counters: list[pa.RecordBatch] = []
+        legacy = np.nonzero(is_legacy)[0]
+        if legacy.size:
+            batches.append(self._legacy(buf, offsets, legacy, exp_arr, stats, rejected, source))
+        tmpl = np.nonzero(is_tmpl)[0]
+        if tmpl.size:
+            try:
+                cols = self._session.decode(
+                    tmpl, data, exp_list, received, buf, offsets, stats, rejected, self._sequence
+                )
+                batches.append(to_record_batch(cols))
+            except Exception as exc:  # a bug must not take the collector down
+                log.exception("%s: v9/IPFIX decode failed", source)
+                for i in tmpl.tolist():
+                    rejected.append((i, "internal_error", f"{source}: {exc!r}"))
+                    stats["malformed:internal_error"] += 1
+        for i in np.nonzero(is_sflow)[0].tolist():
+            self._sflow_one(
+                i,
+                bytes(data[i]),
+                exp_list[i],
+                int(received[i]),
+                batches,
+                counters,
+                stats,
+                rejected,
+                source,
+            )
+
+        flows = concat_flow_batches(batches)
+        stats["flows"] = flows.num_rows
+        stats["rejected"] = len(rejected)
+        rejected.sort(key=lambda r: r[0])
+        counter_batch = None
+        if counters:
+            counter_batch = counters[0] if len(counters) == 1 else pa.concat_batches(counters)
+        return DecodeOutcome(flows, counter_batch, rejected, dict(stats))
+
+    def _legacy(
+        self,
+        buf: np.ndarray,
+        offsets: np.ndarray,
+        idx: np.ndarray,
+        exp_arr: np.ndarray,
+        stats: Counter[str],
+        rejected: list[tuple[int, str, str]],
+        source: str,
+    ) -> pa.RecordBatch:
+        exporters = np.take(exp_arr, idx, axis=0)
+        res = decode_legacy_many(buf, offsets[idx], offsets[idx + 1], exporters)
+        bad = np.nonzero(res.status)[0]
+        for j in bad.tolist():
+            reason = STATUS_REASONS[int(res.status[j])]
+            i = int(idx[j])
+            rejected.append(
+                (i, reason, f"{source}: datagram {i}: NetFlow v{int(res.version[j])} {reason}")
+            )
+            stats[f"malformed:{reason}"] += 1
+        for ver, kind in ((5, "netflow_v5"), (7, "netflow_v7")):
+            sel = (res.status == 0) & (res.version == ver)
+            if sel.any():
+                self._sequence.observe_many(
+                    exporters[sel], res.domain[sel], kind, res.sequence[sel], res.count[sel]
+                )
+        return to_record_batch(res.columns)
+
+    def _sflow_one(
+        self,
+        i: int,
+        datagram: bytes,
+        exporter: bytes,
+        received: int,
+        batches: list[pa.RecordBatch],
+        counters: list[pa.RecordBatch],
+        stats: Counter[str],
+        rejected: list[tuple[int, str, str]],
+        source: str,
+    ) -> None:
+        if self._sflow is None:
+            try:
+                from collectors.sflow.datagram import SflowDecoder
+            except ImportError:
+                rejected.append((i, "unsupported_version", f"{source}: no sFlow decoder"))
+                stats["malformed:unsupported_version"] += 1
+                return
+            self._sflow = SflowDecoder()
+        try:
+            flows, ctrs, st = self._sflow.decode(datagram, exporter, received)
+        except DecodeError as exc:
+            rejected.append((i, exc.reason, f"{source}: datagram {i}: {exc}"))
+            stats[f"malformed:{exc.reason}"] += 1
+            return
+        except Exception as exc:  # a bug must not take the collector down
+            log.exception("%s: sFlow decode failed", source)
+            rejected.append((i, "internal_error", f"{source}: datagram {i}: {exc!r}"))
+            stats["malformed:internal_error"] += 1
+            return
+        batches.append(flows)
+        if ctrs is not None and ctrs.num_rows:
+            counters.append(ctrs)
+        for k, v in st.items():
+            stats[f"sflow:{k}" if k in ("datagrams", "flows") else k] += int(v)
+        # Header: version, address type (1 IPv4, 2 IPv6), agent, sub-agent id, sequence.
+        alen = 16 if int.from_bytes(datagram[4:8], "big") == 2 else 4
+        tail = datagram[8 + alen : 16 + alen]
+        if len(tail) == 8:
+            sub_agent, seq = int.from_bytes(tail[:4], "big"), int.from_bytes(tail[4:], "big")
+            self._sequence.observe(exporter, sub_agent, "sflow", seq, 1)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save_state(self) -> bytes:
+        """Templates, sampler options, held data and sequence state as UTF-8 JSON."""
+        doc = {
+            "version": _STATE_VERSION,
+            "session": self._session.to_json(),
+            "sequence": self._sequence.to_json(),
+        }
+        return json.dumps(doc).encode()
+
+    @classmethod
+    def load_state(cls, blob: bytes, **kwargs: int) -> FlowDecoder:
+        """A decoder restored from :meth:`save_state`; ``kwargs`` as for the constructor."""
+        doc = json.loads(blob.decode())
+        if doc.get("version") != _STATE_VERSION:
+            raise DecodeError("bad_state", f"decoder state version {doc.get('version')!r}")
+        dec = cls(**kwargs)
+        dec._session = TemplateSession.from_json(doc["session"], **dec._limits)
+        dec._sequence = SequenceTracker.from_json(doc["sequence"])
+        return dec

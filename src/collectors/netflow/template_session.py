@@ -1,0 +1,597 @@
+"""Template-based decoding state for NetFlow v9 and IPFIX: many messages per call.
+
+:class:`TemplateSession` owns what outlives one datagram: the template cache, data sets
+held until their template arrives (bounded bytes per exporter), sampler options
+(sampler id -> 1-in-N interval) and system init times from options data. A call to
+:meth:`TemplateSession.decode` walks the messages in order in Python (one step per set,
+never per record), then decodes all queued data sets at once with the Numba kernel
+:func:`collectors.netflow.templates.decode_records` and turns the per-record element values
+into ``FLOW_SCHEMA`` columns with vectorised numpy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from collectors.errors import DecodeError
+from collectors.flows.batch import FORMAT_CODES, FlowColumns
+from collectors.flows.sequence import SequenceTracker
+from collectors.netflow.information_elements import N_VALUE_SLOTS
+from collectors.netflow.ipfix import parse_ipfix
+from collectors.netflow.template_flows import RowMeta, assemble_flows
+from collectors.netflow.templates import Template, TemplateCache, decode_records, empty_outputs
+from collectors.netflow.v9 import ExportMessage, parse_v9
+
+__all__ = ["PendingSet", "TemplateSession"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PendingSet:
+    """A data set whose template has not arrived yet, with the context to decode it later."""
+
+    domain: int
+    template_id: int
+    body: bytes
+    protocol: str
+    export_secs: int
+    uptime_ms: int
+    received_at_us: int
+
+
+class _Call:
+    """Work of one decode call: message rows and queued data sets, as parallel lists.
+
+    Rows ``0..m-1`` are the call's messages; rows after them belong to held data sets
+    released from the pending buffer (each keeps the header values it arrived with).
+    Set bodies are ``(offset, length)`` in the call's packed datagram buffer; released
+    bodies live in ``extra`` and get offsets past the end of that buffer.
+    """
+
+    def __init__(self, m: int, buf_len: int) -> None:
+        self.m = m
+        self.buf_len = buf_len
+        self.exporter: list[bytes] = []
+        self.domain = np.zeros(m, np.uint32)
+        self.export_secs = np.zeros(m, np.int64)
+        self.uptime = np.full(m, -1, np.int64)
+        self.fmt = np.zeros(m, np.uint8)
+        self.extra_rows: list[tuple[int, int, int, int]] = []  # domain, secs, uptime, fmt
+        self.extra: list[bytes] = []
+        self.extra_len = 0
+        self.templates: list[Template] = []
+        self.set_off: list[int] = []
+        self.set_len: list[int] = []
+        self.set_row: list[int] = []
+
+    def add_extra(self, exporter: bytes, p: PendingSet, tpl: Template) -> None:
+        row = self.m + len(self.extra_rows)
+        self.exporter.append(exporter)
+        self.extra_rows.append((p.domain, p.export_secs, p.uptime_ms, FORMAT_CODES[p.protocol]))
+        self.templates.append(tpl)
+        self.set_off.append(self.buf_len + self.extra_len)
+        self.set_len.append(len(p.body))
+        self.set_row.append(row)
+        self.extra.append(p.body)
+        self.extra_len += len(p.body)
+
+
+@njit(cache=True, nogil=True)
+def _scan_messages(
+    buf: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    simple: np.ndarray,
+    header: np.ndarray,
+    set_lo: np.ndarray,
+    set_id: np.ndarray,
+    set_off: np.ndarray,
+    set_len: np.ndarray,
+) -> int:
+    """Find the messages made only of well-formed data sets (the steady state).
+
+    ``header[i]`` gets (domain, sequence, export secs, uptime or -1); sets of message
+    ``i`` are ``set_lo[i]:set_lo[i+1]``. Anything else - templates, options, padding,
+    reserved ids, bad lengths - leaves ``simple[i]`` False for the full Python parser,
+    which alone decides what is malformed.
+    """
+    k = 0
+    for i in range(starts.shape[0]):
+        set_lo[i] = k
+        o, end = starts[i], ends[i]
+        version = (np.int64(buf[o]) << 8) | np.int64(buf[o + 1])
+        if version == 9:
+            if end - o < 20:
+                continue
+            header[i, 0] = _be32(buf, o + 16)
+            header[i, 1] = _be32(buf, o + 12)
+            header[i, 2] = _be32(buf, o + 8)
+            header[i, 3] = _be32(buf, o + 4)
+            pos = o + 20
+        else:
+            if end - o < 16:
+                continue
+            length = (np.int64(buf[o + 2]) << 8) | np.int64(buf[o + 3])
+            if length < 16 or o + length > end:
+                continue
+            end = o + length
+            header[i, 0] = _be32(buf, o + 12)
+            header[i, 1] = _be32(buf, o + 8)
+            header[i, 2] = _be32(buf, o + 4)
+            header[i, 3] = -1
+            pos = o + 16
+        ok = True
+        k0 = k
+        while pos < end:
+            if end - pos < 4:
+                ok = False
+                break
+            sid = (np.int64(buf[pos]) << 8) | np.int64(buf[pos + 1])
+            slen = (np.int64(buf[pos + 2]) << 8) | np.int64(buf[pos + 3])
+            if sid < 256 or slen < 4 or pos + slen > end:
+                ok = False
+                break
+            set_id[k] = sid
+            set_off[k] = pos + 4
+            set_len[k] = slen - 4
+            k += 1
+            pos += slen
+        if ok:
+            simple[i] = True
+        else:
+            k = k0
+    set_lo[starts.shape[0]] = k
+    return k
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _be32(b: np.ndarray, o: int) -> np.int64:
+    return (
+        (np.int64(b[o]) << 24)
+        | (np.int64(b[o + 1]) << 16)
+        | (np.int64(b[o + 2]) << 8)
+        | np.int64(b[o + 3])
+    )
+
+
+class TemplateSession:
+    """Per-collector state and bulk decode for v9 / IPFIX messages."""
+
+    def __init__(
+        self,
+        *,
+        max_templates_per_exporter: int = 1024,
+        max_pending_bytes_per_exporter: int = 1 << 20,
+    ) -> None:
+        self.cache = TemplateCache(max_templates_per_exporter)
+        self.max_pending_bytes = max_pending_bytes_per_exporter
+        self.pending: dict[bytes, deque[PendingSet]] = {}
+        self.pending_bytes: dict[bytes, int] = {}
+        #: (exporter, domain) -> {sampler id: interval}
+        self.samplers: dict[tuple[bytes, int], dict[int, int]] = {}
+        #: (exporter, domain) -> interval from options data without a sampler id
+        self.default_sampling: dict[tuple[bytes, int], int] = {}
+        #: (exporter, domain) -> systemInitTimeMilliseconds from options data
+        self.sysinit_ms: dict[tuple[bytes, int], int] = {}
+        #: (exporter, domain, template id) -> the latest options records (for inspection)
+        self.options_records: dict[tuple[bytes, int, int], list[dict[str, int | bytes]]] = {}
+
+    # -- the call -----------------------------------------------------------------------
+    def decode(
+        self,
+        index: np.ndarray,
+        datagrams: list[bytes],
+        exporters: list[bytes],
+        received: np.ndarray,
+        buf: np.ndarray,
+        offsets: np.ndarray,
+        stats: Counter[str],
+        rejected: list[tuple[int, str, str]],
+        sequence: SequenceTracker,
+    ) -> FlowColumns:
+        """Decode the v9 / IPFIX datagrams ``index`` of a call, in order.
+
+        ``buf``/``offsets`` are the call's datagrams packed (see
+        :func:`collectors.netflow.v5.pack_datagrams`); ``datagrams``, ``exporters`` and
+        ``received`` are indexed by position in the call. Sampling and system init time
+        from options data are taken as they stand at the end of the call, so options sent
+        after the data in one message still apply.
+        """
+        m = int(index.shape[0])
+        call = _Call(m, int(buf.shape[0]))
+        starts, ends = offsets[index], offsets[index + 1]
+        simple = np.zeros(m, np.bool_)
+        header = np.zeros((m, 4), np.int64)
+        set_lo = np.zeros(m + 1, np.int64)
+        cap = int(((ends - starts) // 4).sum()) + 1
+        s_id = np.zeros(cap, np.int64)
+        s_off = np.zeros(cap, np.int64)
+        s_len = np.zeros(cap, np.int64)
+        k = _scan_messages(buf, starts, ends, simple, header, set_lo, s_id, s_off, s_len)
+        s_id, s_off, s_len = s_id[:k], s_off[:k], s_len[:k]
+        call.domain[:] = header[:, 0]
+        call.export_secs[:] = header[:, 2]
+        call.uptime[:] = header[:, 3]
+        is_v9 = buf[starts + 1] == 9
+        call.fmt[:] = np.where(is_v9, FORMAT_CODES["netflow_v9"], FORMAT_CODES["ipfix"])
+        ok = simple.copy()
+        options_count = np.zeros(m, np.int64)
+        unknown = np.zeros(m, np.bool_)
+        get = self.cache._templates.get  # the hot lookup, once per data set
+        idx_l = index.tolist()
+        exp_l = [exporters[i] for i in idx_l]
+        call.exporter = list(exp_l)
+        dom_l = header[:, 0].tolist()
+        lo_l, id_l, off_l, len_l = set_lo.tolist(), s_id.tolist(), s_off.tolist(), s_len.tolist()
+        q_tpl, q_off, q_len, q_row = call.templates, call.set_off, call.set_len, call.set_row
+        for j, is_simple in enumerate(simple.tolist()):
+            if is_simple:
+                exporter, domain = exp_l[j], dom_l[j]
+                for k in range(lo_l[j], lo_l[j + 1]):
+                    found = get((exporter, domain, id_l[k]))
+                    if found is not None and not found.options:
+                        q_tpl.append(found)
+                        q_off.append(off_l[k])
+                        q_len.append(len_l[k])
+                        q_row.append(j)
+                        continue
+                    body = buf[off_l[k] : off_l[k] + len_l[k]].tobytes()
+                    ex = ExportMessage(
+                        "netflow_v9" if is_v9[j] else "ipfix",
+                        domain,
+                        int(header[j, 1]),
+                        int(header[j, 2]),
+                        int(header[j, 3]),
+                    )
+                    if found is None:
+                        unknown[j] = True
+                        self._hold(exporter, ex, id_l[k], body, int(received[idx_l[j]]), stats)
+                    else:
+                        options_count[j] += self._options(found, body)
+            else:
+                ok[j] = self._slow(
+                    j,
+                    idx_l[j],
+                    datagrams,
+                    exp_l[j],
+                    received,
+                    starts,
+                    call,
+                    header,
+                    options_count,
+                    unknown,
+                    stats,
+                    rejected,
+                )
+        cols, row_records = self._decode_queue(call, buf, stats)
+        # Loss accounting: v9 counts packets, IPFIX data records (unknown: resync).
+        exp_arr = np.frombuffer(b"".join(exp_l), np.uint8).reshape(m, 16) if m else None
+        if exp_arr is not None:
+            for v9, kind in ((True, "netflow_v9"), (False, "ipfix")):
+                sel = ok & (is_v9 == v9)
+                if not sel.any():
+                    continue
+                if v9:
+                    counts = np.ones(int(sel.sum()), np.int64)
+                else:
+                    counts = options_count[sel] + row_records[: call.m][sel]
+                    counts = np.where(unknown[sel], -1, counts)
+                sequence.observe_many(exp_arr[sel], header[sel, 0], kind, header[sel, 1], counts)
+        return cols
+
+    def _slow(
+        self,
+        j: int,
+        index: int,
+        datagrams: list[bytes],
+        exporter: bytes,
+        received: np.ndarray,
+        starts: np.ndarray,
+        call: _Call,
+        header: np.ndarray,
+        options_count: np.ndarray,
+        unknown: np.ndarray,
+        stats: Counter[str],
+        rejected: list[tuple[int, str, str]],
+    ) -> bool:
+        """Full parse of message ``j`` (templates, options, padding, errors)."""
+        datagram = bytes(datagrams[index])
+        try:
+            msg = (parse_v9 if datagram[1] == 9 else parse_ipfix)(datagram, exporter)
+        except DecodeError as exc:
+            rejected.append((index, exc.reason, str(exc)))
+            stats[f"malformed:{exc.reason}"] += 1
+            return False
+        header[j] = (msg.domain, msg.sequence, msg.export_secs, msg.uptime_ms)
+        call.domain[j] = msg.domain
+        call.export_secs[j] = msg.export_secs
+        call.uptime[j] = msg.uptime_ms
+        n_sets = len(call.templates)
+        base = int(starts[j])
+        get = self.cache._templates.get
+        try:
+            for kind, set_id, off, length, tpl in msg.items:
+                if kind == "data":
+                    found = get((exporter, msg.domain, set_id))
+                    if found is None:
+                        unknown[j] = True
+                        body = datagram[off : off + length]
+                        self._hold(exporter, msg, set_id, body, int(received[index]), stats)
+                    elif found.options:
+                        options_count[j] += self._options(found, datagram[off : off + length])
+                    else:
+                        call.templates.append(found)
+                        call.set_off.append(base + off)
+                        call.set_len.append(length)
+                        call.set_row.append(j)
+                elif kind == "template":
+                    assert tpl is not None
+                    outcome = self.cache.put(tpl)
+                    stats[f"template_{outcome}"] += 1
+                    if outcome in ("new", "replaced"):
+                        options_count[j] += self._drain(tpl, call, stats)
+                else:
+                    stats["template_withdrawal_ignored"] += 1
+        except Exception as exc:  # a bug must not take the collector down
+            log.exception("datagram %d: v9/IPFIX apply failed", index)
+            del call.templates[n_sets:], call.set_off[n_sets:]
+            del call.set_len[n_sets:], call.set_row[n_sets:]
+            rejected.append((index, "internal_error", repr(exc)))
+            stats["malformed:internal_error"] += 1
+            return False
+        return True
+
+    def _options(self, tpl: Template, body: bytes) -> int:
+        records = tpl.decode_python(body)
+        self._apply_options(tpl, records)
+        return len(records)
+
+    # -- data before its template ----------------------------------------------------------
+    def _hold(
+        self,
+        exporter: bytes,
+        msg: ExportMessage,
+        set_id: int,
+        body: bytes,
+        received: int,
+        stats: Counter[str],
+    ) -> None:
+        stats["unknown_template"] += 1
+        size = len(body)
+        if size > self.max_pending_bytes:
+            stats["pending_dropped"] += 1
+            return
+        pend = PendingSet(
+            msg.domain, set_id, body, msg.protocol, msg.export_secs, msg.uptime_ms, received
+        )
+        dq = self.pending.setdefault(exporter, deque())
+        used = self.pending_bytes.get(exporter, 0) + size
+        while used > self.max_pending_bytes and dq:
+            used -= len(dq.popleft().body)  # the oldest goes first
+            stats["pending_dropped"] += 1
+        dq.append(pend)
+        self.pending_bytes[exporter] = used
+
+    def _drain(self, tpl: Template, call: _Call, stats: Counter[str]) -> int:
+        """Queue the held data sets the new template ``tpl`` decodes; return options records."""
+        exporter = tpl.exporter
+        dq = self.pending.get(exporter)
+        if not dq:
+            return 0
+        keep: deque[PendingSet] = deque()
+        options_count = 0
+        for p in dq:
+            if p.domain != tpl.domain or p.template_id != tpl.template_id:
+                keep.append(p)
+                continue
+            stats["pending_decoded"] += 1
+            self.pending_bytes[exporter] -= len(p.body)
+            if tpl.options:
+                options_count += self._options(tpl, p.body)
+                continue
+            # Its own row: the header values of the message it came in.
+            call.add_extra(exporter, p, tpl)
+        self.pending[exporter] = keep
+        return options_count
+
+    # -- options data: samplers and system init time -----------------------------------------
+    def _apply_options(self, tpl: Template, records: list[dict[str, int | bytes]]) -> None:
+        key = (tpl.exporter, tpl.domain)
+        self.options_records[(tpl.exporter, tpl.domain, tpl.template_id)] = records[-64:]
+        for rec in records:
+            interval = _interval(rec)
+            sampler = rec.get("samplerId", rec.get("selectorId"))
+            if interval is not None:
+                if isinstance(sampler, int):
+                    self.samplers.setdefault(key, {})[sampler] = interval
+                else:
+                    self.default_sampling[key] = interval
+            init = rec.get("systemInitTimeMilliseconds")
+            if isinstance(init, int) and init < 1 << 53:  # beyond that it is not a time
+                self.sysinit_ms[key] = init
+
+    # -- bulk record decode ------------------------------------------------------------------
+    def _row_meta(self, call: _Call) -> RowMeta:
+        extra = np.array(call.extra_rows, np.int64).reshape(-1, 4)
+        domain = np.concatenate([call.domain, extra[:, 0].astype(np.uint32)])
+        m = domain.shape[0]
+        sampling = np.ones(m, np.uint32)
+        sysinit = np.full(m, -1, np.int64)
+        samplers: list[dict[int, int] | None] = [None] * m
+        if self.default_sampling or self.sysinit_ms or self.samplers:
+            for i, key in enumerate(zip(call.exporter, domain.tolist(), strict=True)):
+                sampling[i] = self.default_sampling.get(key, 1)
+                sysinit[i] = self.sysinit_ms.get(key, -1)
+                samplers[i] = self.samplers.get(key)
+        return RowMeta(
+            exporter=np.frombuffer(b"".join(call.exporter), np.uint8).reshape(m, 16),
+            domain=domain,
+            export_secs=np.concatenate([call.export_secs, extra[:, 1]]),
+            uptime_ms=np.concatenate([call.uptime, extra[:, 2]]),
+            source_format=np.concatenate([call.fmt, extra[:, 3].astype(np.uint8)]),
+            sampling=sampling,
+            sysinit_ms=sysinit,
+            samplers=samplers,
+        )
+
+    def _decode_queue(
+        self, call: _Call, buf: np.ndarray, stats: Counter[str]
+    ) -> tuple[FlowColumns, np.ndarray]:
+        """Decode all queued sets; return flows and the data records per message row."""
+        n_sets = len(call.templates)
+        n_rows = call.m + len(call.extra_rows)
+        if n_sets == 0:
+            return FlowColumns.allocate(0), np.zeros(n_rows, np.int64)
+        progs: dict[int, int] = {}
+        tpl_list: list[Template] = []
+        set_prog = np.empty(n_sets, np.int32)
+        for i, t in enumerate(call.templates):
+            p = progs.get(id(t))
+            if p is None:
+                p = progs[id(t)] = len(tpl_list)
+                tpl_list.append(t)
+            set_prog[i] = p
+        prog_n = np.array([len(t.fields) for t in tpl_list], np.int32)
+        prog_off = np.zeros(len(tpl_list), np.int32)
+        np.cumsum(prog_n[:-1], out=prog_off[1:])
+        prog_min = np.array([max(t.min_length, 1) for t in tpl_list], np.int32)
+        prog_fixed = np.array([t.fixed_length is not None for t in tpl_list], np.bool_)
+        f_kind = np.concatenate([t.kinds for t in tpl_list])
+        f_slot = np.concatenate([t.slots for t in tpl_list]).astype(np.int32)
+        # Compact the value matrix to the slots these templates use.
+        used = np.unique(f_slot[f_kind == 1])
+        slot_row = np.full(N_VALUE_SLOTS, -1, np.int32)
+        slot_row[used] = np.arange(used.shape[0], dtype=np.int32)
+        f_row = np.where(f_kind == 1, slot_row[f_slot], 0).astype(np.int32)
+        f_len = np.concatenate([t.lengths for t in tpl_list])
+        set_len = np.array(call.set_len, np.int64)
+        set_start = np.array(call.set_off, np.int64)
+        if call.extra:
+            buf = np.concatenate([buf, np.frombuffer(b"".join(call.extra), np.uint8)])
+        capacity = int((set_len // prog_min[set_prog]).sum())
+        vals, present, addrs, rec_set = empty_outputs(capacity, used.shape[0])
+        set_count = np.zeros(n_sets, np.int64)
+        set_status = np.zeros(n_sets, np.int8)
+        n = decode_records(
+            buf,
+            set_start,
+            set_len,
+            set_prog,
+            prog_off,
+            prog_n,
+            prog_min,
+            prog_fixed,
+            f_kind,
+            f_slot,
+            f_row,
+            f_len,
+            vals,
+            present,
+            addrs,
+            rec_set,
+            set_count,
+            set_status,
+        )
+        overruns = int(set_status.sum())
+        if overruns:
+            stats["records_overrun"] += overruns
+        set_row = np.array(call.set_row, np.int64)
+        row_records = np.bincount(set_row, weights=set_count, minlength=n_rows).astype(np.int64)
+        cols = assemble_flows(
+            vals[:, :n],
+            slot_row,
+            present[:n],
+            addrs[:n],
+            set_row[rec_set[:n]],
+            self._row_meta(call),
+            np.logical_and.reduce([t.sure_slots for t in tpl_list]),
+        )
+        return cols, row_records
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_json(self) -> str:
+        """Templates, sampler options, init times and held data sets as JSON."""
+
+        def b64(b: bytes) -> str:
+            return base64.b64encode(b).decode()
+
+        return json.dumps(
+            {
+                "templates": self.cache.to_json(),
+                "samplers": [
+                    [b64(e), d, [[k, v] for k, v in m.items()]]
+                    for (e, d), m in self.samplers.items()
+                ],
+                "default_sampling": [[b64(e), d, v] for (e, d), v in self.default_sampling.items()],
+                "sysinit_ms": [[b64(e), d, v] for (e, d), v in self.sysinit_ms.items()],
+                "pending": [
+                    [
+                        b64(e),
+                        [
+                            [
+                                p.domain,
+                                p.template_id,
+                                b64(p.body),
+                                p.protocol,
+                                p.export_secs,
+                                p.uptime_ms,
+                                p.received_at_us,
+                            ]
+                            for p in dq
+                        ],
+                    ]
+                    for e, dq in self.pending.items()
+                ],
+            }
+        )
+
+    @classmethod
+    def from_json(
+        cls,
+        text: str,
+        *,
+        max_templates_per_exporter: int = 1024,
+        max_pending_bytes_per_exporter: int = 1 << 20,
+    ) -> TemplateSession:
+        """Inverse of :meth:`to_json` (bounds come from the arguments)."""
+        doc = json.loads(text)
+        s = cls(
+            max_templates_per_exporter=max_templates_per_exporter,
+            max_pending_bytes_per_exporter=max_pending_bytes_per_exporter,
+        )
+        s.cache = TemplateCache.from_json(doc["templates"], max_templates_per_exporter)
+        d64 = base64.b64decode
+        for e, d, items in doc["samplers"]:
+            s.samplers[(d64(e), int(d))] = {int(k): int(v) for k, v in items}
+        for e, d, v in doc["default_sampling"]:
+            s.default_sampling[(d64(e), int(d))] = int(v)
+        for e, d, v in doc["sysinit_ms"]:
+            s.sysinit_ms[(d64(e), int(d))] = int(v)
+        for e, rows in doc["pending"]:
+            dq: deque[PendingSet] = deque(
+                PendingSet(int(a), int(b), d64(c), str(p), int(x), int(u), int(r))
+                for a, b, c, p, x, u, r in rows
+            )
+            s.pending[d64(e)] = dq
+            s.pending_bytes[d64(e)] = sum(len(p.body) for p in dq)
+        return s
+
+
+def _interval(rec: dict[str, int | bytes]) -> int | None:
+    """1-in-N from a record's sampling elements (clamped to uint32), or None if none."""
+    for name in ("samplingInterval", "samplerRandomInterval"):
+        v = rec.get(name)
+        if isinstance(v, int) and v > 0:
+            return min(v, 0xFFFFFFFF)
+    pi, ps = rec.get("samplingPacketInterval"), rec.get("samplingPacketSpace")
+    if isinstance(pi, int) and pi > 0 and isinstance(ps, int):
+        return min(max((pi + ps) // pi, 1), 0xFFFFFFFF)
+    return None

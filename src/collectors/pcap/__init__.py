@@ -1,0 +1,3 @@
+"""Packet captures: pcap/pcapng reading, frame decoding, flow metering, live capture, and ingest of
+capture files.
+"""

@@ -1,0 +1,1 @@
+"""sFlow v5 datagrams: flow samples, sampled headers, counter samples."""

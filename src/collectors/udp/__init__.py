@@ -1,0 +1,1 @@
+"""The UDP flow collector service: bulk receive, decode, rotation and statistics."""

@@ -1,0 +1,611 @@
+"""The UDP flow collector service behind ``rating-engine collect --listen HOST:PORT``.
+
+Three threads. The *receiver* runs a tight loop over non-blocking sockets and a
+selector and fills preallocated chunks (``recvmmsg`` many datagrams per system call,
+or ``recvfrom_into``; see :mod:`collectors.udp.receive`), drops datagrams from
+exporters outside the allowlist, and hands full chunks to the *worker* (the caller's
+thread). The worker decodes a chunk with one :meth:`FlowDecoder.decode_many` call and
+passes the batches to the *writer* thread. Memory is bounded: ``chunks`` x
+``chunk_bytes`` of receive buffers (64 MiB by default), at most 8 decoded batches
+waiting for the writer, the rotation buffer (``rotate_bytes``), and the decoder's own
+per-exporter limits (templates, held bytes). When the worker or the writer falls
+behind, the kernel socket buffer (``rcvbuf``) absorbs the rest; beyond that the kernel
+drops, which the exporters' sequence numbers then report. Outputs:
+
+* flows to ``W/flows/`` and sFlow counter records to ``W/counters/`` through
+  :class:`collectors.flows.writer.RotatingWriter` (hive ``date=/hour=``, atomic,
+  rotated by ``rotate_seconds`` and ``rotate_bytes``); LZ4 by default (``compression``):
+  Parquet encoding is the collector's largest CPU cost and zstd doubles it, for files
+  about 40% smaller;
+* rejected datagrams to ``W/quarantine/``: Parquet in ``REJECT_SCHEMA`` (stage
+  ``decode``, ``source_file`` = ``udp://<exporter>:<port>``, reason, message, the raw
+  datagram in ``raw``, ``rejected_at`` = receive time), one file per stats interval;
+  each (exporter, reason) is logged at most once per interval;
+* statistics, logged every ``stats_interval`` seconds and appended to
+  ``W/collector_stats/`` (see :mod:`collectors.udp.stats`).
+
+The decoder state (templates, options/sampling, held data, sequence numbers) is
+saved atomically to ``W/state/<state_name>.json`` every ``state_interval`` seconds
+and at shutdown, and loaded at start, so data whose template arrived before a
+restart still decodes. One collector per state name: two collectors sharing a
+workspace need different ``state_name`` values. On stop (SIGTERM/SIGINT or the
+``stop_event``) the receiver drains its sockets, the worker decodes everything
+queued, writes every buffer and the state, and :func:`run_collector` returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import threading
+import time
+import types
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from collectors.errors import CollectorError, DecodeError
+from collectors.flows.decoder import FlowDecoder
+from collectors.flows.writer import RotatingWriter, default_prefix
+from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA
+from collectors.sflow.datagram import COUNTER_SCHEMA
+from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
+from collectors.udp.stats import STATS_SCHEMA, CollectorStats
+from collectors.workspace import WorkspacePaths
+
+__all__ = [
+    "FLOW_DICTIONARY_COLUMNS",
+    "FLOW_STATISTICS_COLUMNS",
+    "CollectorSummary",
+    "UdpCollector",
+    "load_decoder_state",
+    "parse_allowlist",
+    "parse_listen",
+    "quarantine_batch",
+    "run_collector",
+    "save_decoder_state",
+    "socket_drops",
+]
+
+log = logging.getLogger(__name__)
+_MAX_DATAGRAM = 65535
+#: Columns that repeat enough for dictionary encoding to pay; the rest are written plain.
+FLOW_DICTIONARY_COLUMNS = [
+    "exporter",
+    "observation_domain",
+    "protocol",
+    "tcp_flags",
+    "tos",
+    "input_if",
+    "output_if",
+    "src_as",
+    "dst_as",
+    "next_hop",
+    "vlan",
+    "sampling_interval",
+    "direction",
+    "source_format",
+]
+#: Min/max statistics where readers prune on them: the times.
+FLOW_STATISTICS_COLUMNS = ["flow_start", "flow_end"]
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+def parse_allowlist(
+    entries: Iterable[str] | None,
+) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
+    """Addresses or CIDR networks -> networks (IPv4 also matched in mapped form); None = all."""
+    if entries is None:
+        return None
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in entries:
+        try:
+            nets.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError as exc:
+            raise CollectorError(f"allowlist entry {entry!r} is not an address: {exc}") from exc
+    return nets
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all IPv4 addresses) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise CollectorError(f"--listen {text!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def socket_drops(sockets: list[socket.socket]) -> int | None:
+    """Datagrams the kernel dropped on these sockets (Linux ``/proc/net/udp*``), else None.
+
+    These are the losses no exporter sequence number can attribute to the network: the
+    receive buffer was full because the collector fell behind.
+    """
+    inodes = set()
+    for sock in sockets:
+        try:
+            inodes.add(str(os.fstat(sock.fileno()).st_ino))
+        except OSError:
+            continue
+    total, found = 0, False
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) >= 13 and fields[9] in inodes:
+                        total += int(fields[-1])
+                        found = True
+        except OSError:
+            continue
+    return total if found else None
+
+
+def save_decoder_state(decoder: FlowDecoder, path: Path) -> None:
+    """Write the decoder state atomically (temporary file, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(decoder.save_state())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_decoder_state(path: Path, **limits: int) -> FlowDecoder:
+    """The decoder saved at ``path``; a fresh one if there is none or it is unreadable.
+
+    An unreadable state file is renamed ``<name>.bad`` and logged, never fatal.
+    """
+    if not path.exists():
+        return FlowDecoder(**limits)
+    try:
+        return FlowDecoder.load_state(path.read_bytes(), **limits)
+    except (DecodeError, ValueError, KeyError, TypeError, OSError) as exc:
+        bad = path.with_name(path.name + ".bad")
+        log.warning("decoder state %s unreadable (%s); starting fresh, kept as %s", path, exc, bad)
+        path.replace(bad)
+        return FlowDecoder(**limits)
+
+
+def quarantine_batch(rows: list[tuple[str, int | None, str, str, bytes, int]]) -> pa.RecordBatch:
+    """Rejected datagrams as REJECT_SCHEMA rows: (source, record_no, reason, message, raw, us)."""
+    n = len(rows)
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(["decode"] * n, pa.string()),
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([r[1] for r in rows], pa.int64()),
+            pa.nulls(n, pa.int64()),
+            pa.nulls(n, pa.string()),
+            pa.array([r[2] for r in rows], pa.string()),
+            pa.array([r[3] for r in rows], pa.string()),
+            pa.array([r[4] for r in rows], pa.binary()),
+            pa.array([r[5] for r in rows], pa.int64()).cast(
+                REJECT_SCHEMA.field("rejected_at").type
+            ),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+
+
+@dataclass
+class CollectorSummary:
+    """What one run of the collector did."""
+
+    listen: list[tuple[str, int]]
+    datagrams: int = 0
+    flows: int = 0
+    received_bytes: int = 0
+    rejected: int = 0
+    not_allowed: int = 0
+    socket_drops: int = 0
+    flow_files: list[Path] = field(default_factory=list)
+    counter_files: list[Path] = field(default_factory=list)
+    quarantine_files: list[Path] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for ``--json`` output."""
+        return {
+            "listen": [f"{h}:{p}" for h, p in self.listen],
+            "datagrams": self.datagrams,
+            "flows": self.flows,
+            "received_bytes": self.received_bytes,
+            "rejected": self.rejected,
+            "not_allowed": self.not_allowed,
+            "socket_drops": self.socket_drops,
+            "flow_files": len(self.flow_files),
+            "counter_files": len(self.counter_files),
+            "quarantine_files": len(self.quarantine_files),
+            "stats": dict(self.stats),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+class UdpCollector:
+    """Receive export datagrams on one or more UDP sockets and land them in a workspace."""
+
+    def __init__(
+        self,
+        listen: list[tuple[str, int]],
+        workspace: WorkspacePaths,
+        *,
+        allowlist: Iterable[str] | None = None,
+        rotate_seconds: float = 60.0,
+        rotate_bytes: int = 64 << 20,
+        stats_interval: float = 10.0,
+        state_interval: float = 30.0,
+        state_name: str = "flow_decoder",
+        max_templates_per_exporter: int = 1024,
+        max_pending_bytes_per_exporter: int = 1 << 20,
+        chunk_bytes: int = 2 << 20,
+        chunks: int = 32,
+        rcvbuf: int = 32 << 20,
+        max_datagram: int = 9216,
+        compression: str = "lz4",
+    ) -> None:
+        if not listen:
+            raise CollectorError("collect needs at least one --listen HOST:PORT")
+        self.workspace = workspace.ensure()
+        self.allowlist = parse_allowlist(allowlist)
+        self.stats_interval = stats_interval
+        self.state_interval = state_interval
+        self.state_path = workspace.state / f"{state_name}.json"
+        limits = {
+            "max_templates_per_exporter": max_templates_per_exporter,
+            "max_pending_bytes_per_exporter": max_pending_bytes_per_exporter,
+        }
+        self.decoder = load_decoder_state(self.state_path, **limits)
+        self.prefix = default_prefix("udp")
+        # every output rotates by size under this collector's file prefix
+        writer = functools.partial(RotatingWriter, prefix=self.prefix, rotate_bytes=rotate_bytes)
+        self.flows = writer(
+            workspace.flows,
+            FLOW_SCHEMA,
+            time_column="flow_start",
+            rotate_seconds=rotate_seconds,
+            compression=compression,
+            dictionary_columns=FLOW_DICTIONARY_COLUMNS,
+            statistics_columns=FLOW_STATISTICS_COLUMNS,
+        )
+        self.counters = writer(
+            workspace.counters,
+            COUNTER_SCHEMA,
+            time_column="received_at",
+            rotate_seconds=rotate_seconds,
+        )
+        self.quarantine = writer(
+            workspace.quarantine,
+            REJECT_SCHEMA,
+            time_column="rejected_at",
+            rotate_seconds=max(stats_interval, 1e-3),
+            hourly=False,
+        )
+        self.stats_writer = writer(
+            workspace.collector_stats,
+            STATS_SCHEMA,
+            time_column="interval_end",
+            rotate_seconds=rotate_seconds,
+            hourly=False,
+        )
+        self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
+        self.peers = PeerTable(self.allowlist)
+        self.receiver = make_receiver(
+            self.peers, chunk_bytes=chunk_bytes, max_datagram=max_datagram
+        )
+        self._free: queue.Queue[ReceiveChunk] = queue.Queue()
+        for _ in range(max(chunks, 2)):
+            self._free.put(self.receiver.new_chunk())
+        self._full: queue.Queue[ReceiveChunk | None] = queue.Queue()
+        # Decoded batches for the writer thread; bounded, so a slow disk stalls the worker
+        # (and then the socket buffers) instead of growing memory.
+        self._to_write: queue.Queue[tuple[RotatingWriter, pa.RecordBatch] | None] = queue.Queue(
+            maxsize=8
+        )
+        self._writer_error: BaseException | None = None
+        self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
+        self._drops_seen = socket_drops(self._sockets) or 0
+        self._by_fd = {s.fileno(): s for s in self._sockets}
+        self._receiver_error: BaseException | None = None
+
+    @staticmethod
+    def warm_up() -> None:
+        """Load the decoders' compiled kernels before traffic arrives.
+
+        The first decode of each kind loads Numba code (and pyarrow's compute kernels);
+        doing it on live traffic would stall the worker for a moment and overflow the
+        socket buffers. A throwaway decoder keeps the real state untouched.
+        """
+        from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
+
+        sample = synth_v5_datagrams(2, 2)
+        sample += synth_template_stream("netflow_v9", 1, 2)
+        sample += synth_template_stream("ipfix", 1, 2)
+        out = FlowDecoder().decode_many(sample, [bytes(16)] * len(sample), [0] * len(sample))
+        pc.sum(out.flows.column("bytes"))
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """The bound (host, port) pairs; useful with port 0."""
+        return [s.getsockname()[:2] for s in self._sockets]
+
+    @staticmethod
+    def _bind(host: str, port: int, rcvbuf: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            # A big receive buffer absorbs bursts while the worker writes a file.
+            for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+                if opt is None:
+                    continue
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
+                    break
+                except OSError:
+                    continue
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        sock.setblocking(False)
+        return sock
+
+    # -- receiver thread ---------------------------------------------------------------------
+    def _receive(self, stop: threading.Event) -> None:
+        try:
+            self._receive_loop(stop)
+        except BaseException as exc:  # surfaced by the worker; never a silent death
+            self._receiver_error = exc
+        finally:
+            self._full.put(None)
+
+    def _receive_loop(self, stop: threading.Event) -> None:
+        sel = selectors.DefaultSelector()
+        for sock in self._sockets:
+            sel.register(sock, selectors.EVENT_READ)
+        chunk = self._free.get()
+        last_push = time.monotonic()
+        while True:
+            stopping = stop.is_set()
+            ready: list[socket.socket] = (
+                [self._by_fd[key.fd] for key, _ in sel.select(timeout=0.05)]
+                if not stopping
+                else self._sockets
+            )
+            drained = True
+            for sock in ready:
+                while not self.receiver.fill(chunk, sock):
+                    self._full.put(chunk)
+                    chunk = self._free.get()
+                    last_push = time.monotonic()
+                    drained = False
+            # Hand over partial chunks often enough that idle periods still flush.
+            now = time.monotonic()
+            if chunk.has_news() and (now - last_push > 0.05 or stopping):
+                self._full.put(chunk)
+                chunk = self._free.get()
+                last_push = now
+            if stopping and drained:
+                break
+        sel.close()
+        self._free.put(chunk)
+
+    # -- worker ------------------------------------------------------------------------------
+    def _process(self, chunk: ReceiveChunk) -> None:
+        for host, count in chunk.refused.items():
+            self.stats.add({"not_allowed": count}, exporter=host)
+            if self.stats.should_log(host, "not_allowed"):
+                log.warning("datagrams from %s refused: not in the allowlist", host)
+        for host, count in chunk.oversize.items():
+            self.stats.add({"malformed:oversize": count, "rejected": count}, exporter=host)
+            if self.stats.should_log(host, "oversize"):
+                log.warning("datagrams from %s dropped: larger than max_datagram", host)
+        if not len(chunk):
+            return
+        datagrams = chunk.datagrams()
+        outcome = self.decoder.decode_many(datagrams, chunk.exporters, chunk.times, source="udp")
+        self._hand_to_writer(self.flows, outcome.flows)
+        if outcome.counters is not None and outcome.counters.num_rows:
+            self._hand_to_writer(self.counters, outcome.counters)
+        flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
+        self.stats.add(outcome.stats)
+        self.stats.add({"received_bytes": sum(chunk.lengths), "flow_bytes": flow_bytes})
+        for host, count in Counter(chunk.hosts).items():
+            self.stats.add_exporter(host, {"datagrams": count})
+        if outcome.rejected:
+            rows: list[tuple[str, int | None, str, str, bytes, int]] = []
+            for idx, reason, message in outcome.rejected:
+                host, port = chunk.hosts[idx], chunk.ports[idx]
+                where = f"[{host}]" if ":" in host else host
+                rows.append(
+                    (
+                        f"udp://{where}:{port}",
+                        None,
+                        reason,
+                        message,
+                        datagrams[idx],
+                        chunk.times[idx],
+                    )
+                )
+                self.stats.add_exporter(host, {f"malformed:{reason}": 1})
+                if self.stats.should_log(host, reason):
+                    log.warning("exporter %s: datagram rejected (%s): %s", host, reason, message)
+            self.quarantine.add(quarantine_batch(rows))
+            self.stats.add({"quarantined": len(rows)})
+
+    def _hand_to_writer(self, writer: RotatingWriter, batch: pa.RecordBatch) -> None:
+        if self._writer_error is not None:
+            raise CollectorError(f"writer failed: {self._writer_error!r}")
+        if batch.num_rows:
+            self._to_write.put((writer, batch))
+
+    def _write_loop(self) -> None:
+        """Writer thread: Parquet encoding and fsync overlap decoding (pyarrow drops the GIL)."""
+        try:
+            while True:
+                try:
+                    item = self._to_write.get(timeout=0.2)
+                except queue.Empty:
+                    item = None
+                    done = False
+                else:
+                    done = item is None
+                if item is not None:
+                    item[0].add(item[1])
+                now = time.monotonic()
+                self.flows.maybe_rotate(now)
+                self.counters.maybe_rotate(now)
+                if done:
+                    break
+            self.flows.flush()
+            self.counters.flush()
+        except BaseException as exc:  # surfaced by the worker and at the end of run()
+            self._writer_error = exc
+            while True:  # keep draining so the worker never blocks on a dead writer
+                try:
+                    if self._to_write.get(timeout=1) is None:
+                        break
+                except queue.Empty:
+                    continue
+
+    def _close_interval(self, seconds: float, drops: int | None) -> None:
+        self.stats.sequence_update(self.decoder.sequence.snapshot())
+        if drops is not None and drops > self._drops_seen:
+            lost = drops - self._drops_seen
+            self.stats.add({"socket_drops": lost})
+            log.warning("the kernel dropped %d datagrams: receive buffer full", lost)
+            self._drops_seen = drops
+        log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
+        self.stats_writer.add(self.stats.close_interval(time.time_ns() // 1000))
+        self.quarantine.flush()  # one quarantine file per interval
+
+    def run(self, stop: threading.Event) -> CollectorSummary:
+        """Collect until ``stop`` is set; then drain, write everything and return."""
+        started = time.monotonic()
+        summary = CollectorSummary(listen=self.addresses)
+        receiver = threading.Thread(
+            target=self._receive, args=(stop,), name="udp-receiver", daemon=True
+        )
+        writer = threading.Thread(target=self._write_loop, name="flow-writer", daemon=True)
+        receiver.start()
+        writer.start()
+        log.info("collecting on %s into %s", self.addresses, self.workspace.root)
+        last_stats = last_state = time.monotonic()
+        try:
+            while True:
+                try:
+                    chunk = self._full.get(timeout=0.2)
+                except queue.Empty:
+                    chunk = None
+                    if not receiver.is_alive():  # it always ends with a None sentinel
+                        break
+                else:
+                    if chunk is None:
+                        break
+                    try:
+                        self._process(chunk)
+                    finally:
+                        chunk.reset()
+                        self._free.put(chunk)
+                now = time.monotonic()
+                self.stats_writer.maybe_rotate(now)
+                if now - last_stats >= self.stats_interval:
+                    self._close_interval(now - last_stats, socket_drops(self._sockets))
+                    last_stats = now
+                if now - last_state >= self.state_interval:
+                    save_decoder_state(self.decoder, self.state_path)
+                    last_state = now
+        finally:
+            stop.set()
+            receiver.join(timeout=10)
+            final_drops = socket_drops(self._sockets)
+            for sock in self._sockets:
+                sock.close()
+            self._to_write.put(None)
+            writer.join()
+            save_decoder_state(self.decoder, self.state_path)
+            self._close_interval(time.monotonic() - last_stats, final_drops)
+            self.stats_writer.flush()
+        if self._receiver_error is not None:
+            raise CollectorError(f"receiver failed: {self._receiver_error!r}")
+        if self._writer_error is not None:
+            raise CollectorError(f"writer failed: {self._writer_error!r}")
+        totals = self.stats.totals
+        summary.datagrams = totals.get("datagrams", 0)
+        summary.flows = totals.get("flows", 0)
+        summary.received_bytes = totals.get("received_bytes", 0)
+        summary.rejected = totals.get("rejected", 0)
+        summary.not_allowed = totals.get("not_allowed", 0)
+        summary.socket_drops = totals.get("socket_drops", 0)
+        summary.flow_files = list(self.flows.written)
+        summary.counter_files = list(self.counters.written)
+        summary.quarantine_files = list(self.quarantine.written)
+        summary.stats = dict(totals)
+        summary.elapsed_s = time.monotonic() - started
+        return summary
+
+
+def run_collector(
+    listen: list[tuple[str, int]],
+    workspace: WorkspacePaths,
+    *,
+    allowlist: Iterable[str] | None = None,
+    rotate_seconds: float = 60.0,
+    rotate_bytes: int = 64 << 20,
+    stats_interval: float = 10.0,
+    state_interval: float = 30.0,
+    stop_event: threading.Event | None = None,
+    on_ready: Callable[[list[tuple[str, int]]], None] | None = None,
+    **options: Any,
+) -> CollectorSummary:
+    """Run a :class:`UdpCollector` in the foreground until SIGTERM/SIGINT or ``stop_event``.
+
+    Without ``stop_event`` (the CLI) SIGTERM and SIGINT handlers are installed for the
+    run and restored after it. ``on_ready`` receives the bound addresses once the
+    sockets listen (tests bind port 0). ``options`` go to :class:`UdpCollector`.
+    """
+    collector = UdpCollector(
+        listen,
+        workspace,
+        allowlist=allowlist,
+        rotate_seconds=rotate_seconds,
+        rotate_bytes=rotate_bytes,
+        stats_interval=stats_interval,
+        state_interval=state_interval,
+        **options,
+    )
+    stop = stop_event if stop_event is not None else threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    if stop_event is None and threading.current_thread() is threading.main_thread():
+
+        def _handler(signum: int, _frame: types.FrameType | None) -> None:
+            log.info("signal %d: stopping the collector", signum)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _handler)
+    try:
+        collector.warm_up()
+        if on_ready is not None:
+            on_ready(collector.addresses)
+        return collector.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,776 @@
+"""Numba kernels: one usage batch -> per-record status, band, units and exact cost.
+
+The kernels read Arrow buffers directly (timestamps, durations, volumes as numpy views;
+strings as offsets + data bytes) and the compiled plan's arrays (see
+:mod:`rating_engine.tariff.compile`). ``rate_batch`` runs in parallel over records;
+``apply_allowances`` re-prices, sequentially in time order, the records an allowance
+may cover. Both run the same per-record function, so the arithmetic is one code path.
+Subscriber keys are found through :mod:`rating_engine.tariff.key_table`.
+
+Exactness: a group's price is the reduced fraction p/q nano-units per base unit (ms,
+event, byte). A record's exact cost is ``W + R/Q`` nano-units, W and R integers and Q the
+version's common denominator for the service; it is rounded once, to the rate's
+decimals with its method, then min charge and max cost apply. Any intermediate that
+would pass 2^62 makes the record a ``cost_overflow`` rejection instead of a wrong price.
+"""
+
+from __future__ import annotations
+
+import os
+
+# OpenMP threads that spin after each parallel region steal the second core from the serial
+# steps between kernels (and from other processes); let them sleep unless told otherwise.
+# Must be set before Numba's OpenMP layer starts, i.e. before the first parallel kernel runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import pyarrow as pa
+from numba import njit, parallel_chunksize, prange
+
+from rating_engine.tariff.key_table import (
+    ROW_ACC,
+    ROW_BIND,
+    ROW_FROM,
+    ROW_SUB,
+    ROW_TAG,
+    ROW_TO,
+    key_code,
+    key_code_words,
+    key_tag,
+    key_type_code,
+    leaf,
+    seed_of,
+    service_code,
+    short_text,
+    slot_of,
+    uniform_text,
+)
+
+__all__ = ["REASONS", "apply_allowances", "rate_batch"]
+
+#: Status codes written by the kernels (index = code); 0 is "rated".
+REASONS = (
+    "rated",
+    "unknown_subscription",
+    "unknown_tariff",
+    "no_tariff_version",
+    "negative_duration",
+    "time_out_of_range",
+    "no_destination",
+    "no_rate",
+    "no_band",
+    "unknown_service",
+    "cost_overflow",
+    "volume_out_of_range",
+    "unknown_key_type",
+)
+OK, UNKNOWN_SUB, UNKNOWN_TARIFF, NO_VERSION, NEG_DURATION, TIME_RANGE = 0, 1, 2, 3, 4, 5
+NO_DEST, NO_RATE, NO_BAND, UNKNOWN_SERVICE, OVERFLOW, VOLUME_RANGE, UNKNOWN_KEY = (
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+)
+
+DAY_US = 86_400_000_000
+#: Destinations' first digits are resolved by one table look-up (see tariff_compile).
+JUMP_DIGITS = 4
+JUMP_SIZE = 10**JUMP_DIGITS
+I64MAX = 9_223_372_036_854_775_807
+POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
+#: Exact sums stay below this so that adding fees and carries can never wrap.
+LIMIT = 1 << 62
+#: Quantities below this may take the one-step path: its band check
+#: ``t0 + (n - 1) * increment * 1000`` (µs) then stays far below 2^63.
+_FAST_QTY = 1 << 40
+#: Records per block whose look-ups run in their own loops (see _rate_records).
+_BLOCK = 512
+#: "Service / key type differ within the range: decode each record's text."
+_MIXED = -2
+#: "The destination look-up finished in phase B1" (see _rate_records)
+_DONE = -2
+#: SWAR digit tests on a little-endian word of text (see the destination look-up)
+_ASCII_0 = np.uint64(0x3030303030303030)
+_DIGIT_CARRY = np.uint64(0x7676767676767676)
+_TOP6 = np.uint64(0x808080808080)
+_BYTE = np.uint64(0xFF)
+
+
+@leaf
+def _div_inv(a: int, b: int, inv_b: float) -> int:
+    """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b.
+
+    A 64-bit integer division costs tens of cycles on the hot path; the float estimate is
+    within a few units of the truth and the loops make the result exact in every case.
+    """
+    q = np.int64(np.float64(a) * inv_b)
+    r = a - q * b
+    while r < 0:
+        q -= 1
+        r += b
+    while r >= b:
+        q += 1
+        r -= b
+    return int(q)
+
+
+@leaf
+def _record_code(
+    words: np.ndarray, data: np.ndarray, off: np.ndarray, u: np.uint64, u1: np.uint64, svc: bool
+) -> int:
+    """Record ``u``'s service (``svc``) or key type code from its text ``off[u]:off[u1]``."""
+    w = short_text(words, data, off[u], off[u1])
+    if svc:
+        return service_code(w, off[u1] - off[u])
+    return key_type_code(w, off[u1] - off[u])
+
+
+@leaf
+def _round_total(qt: int, numer: int, den: int, method: int) -> int:
+    """``qt + numer/den`` (0 <= numer < den) rounded up (0), down (1), half-up (2) or
+    half-even (3), as arithmetic: which way a remainder goes is data, a branch would
+    guess."""
+    twice = 2 * numer
+    return qt + int(
+        ((method == 0) & (numer > 0))
+        | ((method == 2) & (twice >= den))
+        | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
+    )
+
+
+@njit(cache=True, nogil=True)
+def _rate_records(
+    idx: np.ndarray,
+    lo: int,
+    hi: int,
+    allow: bool,
+    slot_ptr: np.ndarray,
+    slot_ix: np.ndarray,
+    remaining: np.ndarray,
+    ledger: np.ndarray,
+    rec: tuple,
+    subs: tuple,
+    plan: tuple,
+    out: tuple,
+    svc_c: int,
+    kt_c: int,
+) -> None:
+    """Rate records ``idx[lo:hi]`` (or ``lo:hi`` when ``idx`` is empty) into ``out``.
+
+    ``svc_c``/``kt_c``: the service / key type code of every record in the range when the
+    caller found it uniform (see :func:`_text_code`), else ``_MIXED``: decode per record.
+
+    One function holds the whole per-record path and is called once per chunk: handing the
+    plan's arrays to a helper per record would cost a reference-count round trip per array
+    per record. With ``allow``, each record (o-th of ``idx``) draws free units from its
+    allowance slots ``slot_ix[slot_ptr[o]:slot_ptr[o + 1]]`` and the ledger
+    (record, slot, units; row 0 column 0 counts rows) is appended to.
+    """
+    (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
+     key_data, dst_off, dst_data, dst_valid, dst_bit0, key_words, svc_words,
+     kt_words, dst_words) = rec  # fmt: skip
+    (ktab, kdisp, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
+    (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
+     ver_band_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
+     day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
+     rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
+     ver_elig_first, elig_ptr, jump, rate_conn_q,
+     grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
+     prefix_col, step2, step2_node, ver_label, set_label, band_label, cur_label, rate_fast,
+     rate_fast_inv) = plan  # fmt: skip
+    (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
+     sub_o, acc_o, ti_o) = out  # fmt: skip
+    if lo < 0 or hi > len(start_us):
+        return
+    # Arrays are indexed by unsigned copies of the record index (u, u1 = u + 1) and the
+    # position in the block (ob): Numba adds a negative-index fix-up to every access with
+    # a signed index, ~5 ns a record in all (measured).
+    has_valid = len(dst_valid) > 0
+    has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
+    seed = seed_of(kdisp)
+    dead = len(trie_child) - 1  # the trie's dead-end row (see tariff_compile)
+    day0 = day_range[0]
+    ndays = day_range[1]
+    bk = np.empty(_BLOCK, np.int64)
+    dcol = np.empty(_BLOCK, np.int64)
+    dpre = np.empty(_BLOCK, np.int64)
+    vv = np.empty(_BLOCK, np.int64)
+    dk = np.empty(_BLOCK, np.int64)
+    kts = np.empty(_BLOCK, np.int64)
+    bti = np.empty(_BLOCK, np.int64)  # the binding's tariff, subscription, account
+    bsub = np.empty(_BLOCK, np.int64)
+    bacc = np.empty(_BLOCK, np.int64)
+    dnode = np.empty(_BLOCK, np.int64)  # the jump's node, and step2 entry (or -1, _DONE)
+    dje = np.empty(_BLOCK, np.int64)
+    ksl = np.empty(_BLOCK, np.int64)  # the key's row (-1: no key type), words and tag
+    kw0 = np.empty(_BLOCK, np.int64)
+    kw1 = np.empty(_BLOCK, np.int64)
+    ktg = np.empty(_BLOCK, np.int64)
+    for blo in range(lo, hi, _BLOCK):
+        bhi = min(blo + _BLOCK, hi)
+        # Phases A (subscriber: A1, A2) and B (version, band entry, destination: B1, B2) run
+        # the look-ups of a block of records in tight loops of their own, so the CPU overlaps
+        # the cache misses of many records instead of waiting on each in turn; phase C
+        # checks, prices and writes each record. B1 also writes the subscription and account
+        # of every record with a binding.
+        # A1: each key's words and its one row in the table (perfect hash: no probe loop)
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            kt = kt_c
+            if kt_c == _MIXED:
+                kt = _record_code(kt_words, kt_data, kt_off, u, u1, False)
+            kts[ob] = kt
+            ksl[ob] = -1
+            if kt >= 0:
+                klo = key_off[u]
+                khi = key_off[u1]
+                wi = klo >> 3
+                if 0 < khi - klo <= 16 and wi + 2 < len(key_words):
+                    w0, w1, h = key_code_words(
+                        key_words[wi], key_words[wi + 1], key_words[wi + 2], klo, khi - klo, kt,
+                        seed,
+                    )  # fmt: skip
+                else:  # long keys; keys in the buffer's last words; unaligned buffers
+                    w0, w1, h = key_code(kt, key_data, klo, khi, seed)
+                ksl[ob] = slot_of(h, kdisp)
+                kw0[ob] = np.int64(w0)
+                kw1[ob] = np.int64(w1)
+                ktg[ob] = key_tag(khi - klo, kt)
+        # A2: the rows, in a loop of few instructions: many records' cache misses in flight
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            b = -1
+            sl = ksl[ob]
+            if sl >= 0:
+                hit = (
+                    (ktab[sl, ROW_TAG] & 0xFFFFFFFF) == ktg[ob]
+                    and ktab[sl, 0] == kw0[ob]
+                    and ktab[sl, 1] == kw1[ob]
+                )
+                if hit and (ktg[ob] & 0xFFFFFF) > 16:  # a long key (the tag's length):
+                    klo = key_off[u]  # its words are 0, compare bytes
+                    base = k_off[bind[ktab[sl, ROW_BIND] & 0xFFFFFFFF, 3]]
+                    for j in range(ktg[ob] & 0xFFFFFF):
+                        if k_data[base + j] != key_data[klo + j]:
+                            hit = False
+                            break
+                if hit:
+                    t0 = start_us[u]
+                    if ktab[sl, ROW_FROM] <= t0 and t0 < ktab[sl, ROW_TO]:
+                        b = ktab[sl, ROW_BIND] & 0xFFFFFFFF
+                        bti[ob] = ktab[sl, ROW_BIND] >> 32
+                        bsub[ob] = ktab[sl, ROW_SUB]
+                        bacc[ob] = ktab[sl, ROW_ACC]
+                    else:  # a later binding of the key
+                        j0 = ktab[sl, ROW_BIND] & 0xFFFFFFFF
+                        for j in range(j0 + 1, j0 + (ktab[sl, ROW_TAG] >> 32)):
+                            if b_from[j] <= t0 and t0 < b_to[j]:
+                                b = j
+                                bti[ob] = bind[j, 0]
+                                bsub[ob] = bind[j, 1]
+                                bacc[ob] = bind[j, 2]
+                                break
+            bk[ob] = b
+        # B1: version, band timeline entry, the destination's first digits and jump entry
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            dcol[ob] = -1
+            dje[ob] = _DONE
+            vv[ob] = -1
+            b = bk[ob]
+            sub_o[u] = bsub[ob] if b >= 0 else -1
+            acc_o[u] = bacc[ob] if b >= 0 else -1
+            if has_elig:  # allowances look at every record's: set it for the rejected too
+                elig_o[u] = 0
+            if b < 0 or bti[ob] < 0:
+                continue
+            ti = bti[ob]
+            t0 = start_us[u]
+            vi = -1
+            for v in range(tariff_first_ver[ti], tariff_first_ver[ti] + tariff_n_ver[ti]):
+                if ver_active_from[v] <= t0:
+                    vi = v
+            if vi < 0:
+                continue
+            vv[ob] = vi
+            # the band timeline entry in force at t0: the day's first entry, then usually
+            # zero to two steps (taken without branches), rarely more
+            kb = -1
+            d = t0 // DAY_US - day0
+            if 0 <= d < ndays:
+                kb = day_ix[ver_dix_first[vi] + d]
+            if kb >= 0:
+                base = ver_bt_first[vi]
+                kb += int(bt_start[base + kb + 1] <= t0)
+                kb += int(bt_start[base + kb + 1] <= t0)
+                while bt_start[base + kb + 1] <= t0:
+                    kb += 1
+            dk[ob] = kb
+            valid = True
+            if has_valid:
+                bit = dst_bit0 + i
+                valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
+            if not valid:
+                continue
+            col = -1
+            pre = -1
+            j0 = dst_off[u]
+            j1 = dst_off[u1]
+            bad = j1 - j0 < JUMP_DIGITS
+            d4 = np.int64(0)
+            d56 = np.int64(-1)  # the two digits after the jump's, if both are digits
+            if j1 - j0 >= JUMP_DIGITS + 2:
+                # six digits from one word (SWAR): a byte is a digit when neither it minus
+                # '0' nor that plus 0x76 has its top bit set; then pairs of digits
+                x = short_text(dst_words, dst_data, j0, j1) - _ASCII_0
+                if ((x + _DIGIT_CARRY) | x) & _TOP6 == 0:
+                    y = x * np.uint64(10) + (x >> np.uint64(8))  # bytes 0, 2, 4: the pairs
+                    d4 = np.int64(y & _BYTE) * 100 + np.int64((y >> np.uint64(16)) & _BYTE)
+                    d56 = np.int64((y >> np.uint64(32)) & _BYTE)
+            if not bad and d56 < 0:
+                # the first digits in one look-up instead of a walk of dependent loads
+                for j in range(j0, j0 + JUMP_DIGITS):
+                    dg = int(dst_data[j]) - 48
+                    bad |= (dg < 0) | (dg > 9)
+                    d4 = d4 * 10 + dg
+                if not bad and j0 + JUMP_DIGITS + 2 <= j1:
+                    d5 = int(dst_data[j0 + JUMP_DIGITS]) - 48
+                    d6 = int(dst_data[j0 + JUMP_DIGITS + 1]) - 48
+                    if (d5 >= 0) & (d5 <= 9) & (d6 >= 0) & (d6 <= 9):
+                        d56 = np.int64(d5 * 10 + d6)
+            if not bad:
+                # the first digits in one look-up; the rest in B2
+                jx = vi * JUMP_SIZE + d4
+                dpre[ob] = jump[jx, 1]
+                dnode[ob] = jump[jx, 0]
+                dje[ob] = jump[jx, 2] * 100 + d56 if d56 >= 0 else -1
+                continue
+            else:
+                node = ver_trie_root[vi]
+                for j in range(j0, j1):
+                    digit = np.int64(dst_data[j]) - 48
+                    if digit < 0 or digit > 9:
+                        break
+                    node = trie_child[node, digit]
+                    if node == dead:
+                        break
+                    if trie_child[node, 10] >= 0:
+                        col = trie_child[node, 10]
+                        pre = trie_child[node, 11]
+            dcol[ob] = col
+            dpre[ob] = pre
+        # B2: the two digits after the jump's in one more look-up (a dead-end block when
+        # the jump entry has no deeper prefixes), then single digits up to the version's
+        # longest prefix, a fixed number of steps without branches: a non-digit or the end
+        # of the number leads to the dead-end row, which stays there. A loop of its own,
+        # like A2, so that many records' look-ups are in flight.
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            e = dje[ob]
+            if e == _DONE:
+                continue
+            vi = vv[ob]
+            j0 = dst_off[u]
+            j1 = dst_off[u1]
+            pre = dpre[ob]
+            node = dnode[ob]
+            walk = j0 + JUMP_DIGITS
+            if e >= 0:
+                pr = step2[e]
+                pre = pr if pr >= 0 else pre
+                if ver_depth[vi] > JUMP_DIGITS + 2:  # longer prefixes: walk on
+                    node = step2_node[e]
+                walk += 2
+            for j in range(walk, j0 + ver_depth[vi]):
+                dg = int(dst_data[min(j, j1 - 1)]) - 48
+                ok = (j < j1) & (dg >= 0) & (dg <= 9)
+                nx = trie_child[node, dg if ok else 0]
+                node = nx if ok else dead
+                # one select only: two on one condition become an unpredictable branch
+                pr = trie_child[node, 11]
+                pre = pr if pr >= 0 else pre
+            dcol[ob] = prefix_col[pre, 0] if pre >= 0 else -1
+            dpre[ob] = pre
+        # C: per record, the checks in reason order, pricing and the outputs
+        for o in range(blo, bhi):
+            i = idx[o] if len(idx) > 0 else o
+            u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
+            # outputs start uninitialised (one pass less over memory): a rated record's
+            # fields are all set below; a rejected record's are left undefined (only its
+            # status, subscription and account are read)
+            # --- service, subscriber, binding, version --------------------------------------
+            svc = svc_c
+            if svc_c == _MIXED:
+                svc = _record_code(svc_words, svc_data, svc_off, u, u1, True)
+            if svc < 0:
+                status[u] = UNKNOWN_SERVICE
+                continue
+            svc_o[u] = svc
+            kt = kts[ob]
+            if kt < 0:
+                status[u] = UNKNOWN_KEY
+                continue
+            t0 = start_us[u]
+            b = bk[ob]
+            if b < 0:
+                status[u] = UNKNOWN_SUB
+                continue
+            ti = bti[ob]
+            if ti < 0:
+                status[u] = UNKNOWN_TARIFF
+                continue
+            vi = vv[ob]
+            if vi < 0:
+                status[u] = NO_VERSION
+                continue
+            ver_o[u] = ver_label[vi]
+            ti_o[u] = ti
+            cur_o[u] = cur_label[ti]
+            if dur_ms[u] < 0:
+                status[u] = NEG_DURATION
+                continue
+            if svc == 0:
+                qty = dur_ms[u]
+            elif svc == 1:
+                qty = 1
+            else:
+                up = vol_up[u]
+                down = vol_down[u]
+                if up >= np.uint64(LIMIT) or down >= np.uint64(LIMIT):
+                    status[u] = VOLUME_RANGE
+                    continue
+                qty = np.int64(up) + np.int64(down)
+            # --- destination: walk the digit trie, the last set seen is the longest prefix ----
+            n_sets = ver_n_sets[vi]
+            col = n_sets
+            pre = -1
+            if svc != 2 and dcol[ob] >= 0:  # B1 left -1 for a null destination
+                col = dcol[ob]
+                pre = dpre[ob]
+            # output labels: codes among the distinct texts (see tariff_compile)
+            prefix_o[u] = prefix_col[pre, 1] if pre >= 0 else -1
+            set_o[u] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
+            # --- allowance slots -------------------------------------------------------------
+            free = 0
+            if allow:
+                for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                    free += remaining[slot_ix[s]]
+                if free <= 0:
+                    continue
+            # --- band at the start -----------------------------------------------------------
+            base = ver_bt_first[vi]
+            k = dk[ob]
+            if k >= 0 and bt_band[base + k] == -2:
+                k = -1
+            if k < 0:
+                status[u] = TIME_RANGE
+                continue
+            b0 = bt_band[base + k]
+            if b0 < 0:
+                status[u] = NO_BAND
+                continue
+            band_o[u] = band_label[ver_band_first[vi] + b0]
+            n_bands = ver_band_n[vi]
+            pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
+            r0 = price[pf + b0]
+            if r0 < 0:
+                status[u] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
+                continue
+            # --- walk increments segment by segment (band, group constant in a segment) ------
+            band_end = bt_start[base + k + 1]
+            # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
+            N = 0
+            fast = True
+            W = 0
+            R = 0
+            p = 0
+            free_left = free
+            used = 0
+            priced = False
+            stop = free <= 0
+            st = OK
+            r = r0
+            if not allow and rate_fast[r0, 0] >= 0 and qty < _FAST_QTY:
+                # the common case in one step: one group, no allowance, and (voice) no
+                # increment starting in a later band - the loop below gives the same. What
+                # it reads of the rate is one row (see tariff_compile._one_step_rows).
+                inc = rate_fast[r0, 1]
+                n = _div_inv(qty + inc - 1, inc, rate_fast_inv[r0, 0])
+                one_band = svc != 0 or n == 0 or t0 + (n - 1) * inc * 1000 < band_end
+                if one_band and n <= rate_fast[r0, 2]:
+                    N = n * rate_fast[r0, 3] + rate_fast[r0, 4]  # increments + connect fee
+                    if N < LIMIT:
+                        den = rate_fast[r0, 5]
+                        qt = _div_inv(N, den, rate_fast_inv[r0, 1])
+                        qt = _round_total(qt, N - qt * den, den, rate_fast[r0, 6])
+                        # minimum charge, then maximum cost
+                        cost_o[u] = min(max(qt * rate_fast[r0, 7], rate_fast[r0, 8]),
+                                        rate_fast[r0, 9])  # fmt: skip
+                        status[u] = OK
+                        p = n * inc
+                        billed_o[u] = p // 1000 if svc == 0 else p
+                        if has_elig:
+                            used_o[u] = 0
+                            e = ver_elig_first[vi] + svc * (n_sets + 1) + col
+                            if elig_ptr[e + 1] > elig_ptr[e]:
+                                elig_o[u] = e + 1
+                        continue
+            Q = ver_Q[vi * 3 + svc]  # the segment loop's common denominator
+            while p < qty:
+                lim_band = I64MAX
+                if svc == 0:
+                    # voice: each increment is rated in the band in force at its first instant
+                    t = t0 + p * 1000
+                    while t >= band_end:
+                        k += 1
+                        if bt_band[base + k] == -2:
+                            st = TIME_RANGE
+                            break
+                        band_end = bt_start[base + k + 1]
+                    if st != OK:
+                        break
+                    bb = bt_band[base + k]
+                    if bb < 0:
+                        st = NO_BAND
+                        break
+                    r = price[pf + bb]
+                    if r < 0:
+                        st = NO_RATE
+                        break
+                    lim_band = (band_end - t0 + 999) // 1000
+                g0 = rate_g0[r]
+                g_end = g0 + rate_ng[r]
+                g = g0
+                while g + 1 < g_end and grp_start[g + 1] <= p:
+                    g += 1
+                lim = qty
+                if lim_band < lim:
+                    lim = lim_band
+                if g + 1 < g_end and grp_start[g + 1] < lim:
+                    lim = grp_start[g + 1]
+                inc = grp_inc[g]
+                n = _div_inv(lim - p + inc - 1, inc, grp_inc_inv[g])
+                m = 0
+                if not stop:
+                    m = free_left // inc
+                    if m >= n:
+                        m = n
+                    else:
+                        stop = True  # the next increment does not fit: the rest is priced
+                    free_left -= m * inc
+                    used += m * inc
+                kp = n - m
+                if kp > 0:
+                    priced = True
+                    if fast:
+                        # the common case: N += kp x (one increment's cost in nano/Q), no division
+                        if kp <= grp_safe[g]:
+                            add = kp * grp_mulinc[g]  # <= 2^62 and N < 2^62: cannot wrap
+                            if N + add < LIMIT:
+                                N += add
+                                p += n * inc
+                                continue
+                        fast = False  # too big for the fast form: continue as W + R/Q exactly
+                        W = N // Q
+                        R = N % Q
+                        N = 0
+                    if rate_compat[r] != 0:
+                        c = grp_inc_cost[g]
+                        if c > 0 and kp > (LIMIT - W) // c:
+                            st = OVERFLOW
+                            break
+                        W += kp * c
+                    else:
+                        A = kp * inc
+                        pp = grp_p[g]
+                        qq = grp_q[g]
+                        whole = A // qq
+                        if pp > 0 and whole > (LIMIT - W) // pp:
+                            st = OVERFLOW
+                            break
+                        W += whole * pp
+                        x = (A % qq) * pp
+                        W += x // qq
+                        R += (x % qq) * grp_qmul[g]
+                        if R >= Q:
+                            W += R // Q
+                            R = R % Q
+                        if W >= LIMIT:
+                            st = OVERFLOW
+                            break
+                p += n * inc
+            if st != OK:
+                status[u] = st
+                continue
+            # --- total: one rounding, then minimum charge and maximum cost --------------------
+            if used > 0 and not priced:
+                cost = 0  # wholly covered by an allowance: no fee, no minimum
+            else:
+                dec = rate_rd[r0]
+                sc = POW10[9 - dec]
+                den = sc * Q
+                if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
+                    N += rate_conn_q[r0]
+                    qt = _div_inv(N, den, rate_den_inv[r0])
+                    numer = N - qt * den
+                else:
+                    if fast:
+                        W = N // Q
+                        R = N % Q
+                    W += rate_conn[r0]
+                    qt = W // sc
+                    numer = (W % sc) * Q + R
+                cost = _round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]
+                # minimum charge, then maximum cost (no bound: -1 and the largest int64)
+                cost = min(max(cost, rate_min[r0]), rate_max[r0])
+            status[u] = OK
+            billed_o[u] = p // 1000 if svc == 0 else p  # voice positions are ms: bill seconds
+            if not allow:
+                cost_o[u] = cost
+                if has_elig:
+                    used_o[u] = 0
+                    e = ver_elig_first[vi] + svc * (n_sets + 1) + col
+                    if elig_ptr[e + 1] > elig_ptr[e]:
+                        elig_o[u] = e + 1
+            elif used > 0:
+                cost_o[u] = cost
+                used_o[u] = used // 1000 if svc == 0 else used
+                left = used
+                for s in range(slot_ptr[o], slot_ptr[o + 1]):
+                    if left == 0:
+                        break
+                    take = min(left, remaining[slot_ix[s]])
+                    if take > 0:
+                        remaining[slot_ix[s]] -= take
+                        left -= take
+                        n_led = ledger[0, 0] + 1
+                        ledger[0, 0] = n_led
+                        ledger[n_led, 0] = i
+                        ledger[n_led, 1] = slot_ix[s]
+                        ledger[n_led, 2] = take
+
+
+def _empty(n: int, dtype: type) -> np.ndarray:
+    """An uninitialised array from Arrow's memory pool (mimalloc or jemalloc): it keeps
+    freed buffers for the next batch, where numpy's large allocations are fresh pages the
+    OS must fault in and zero - measured, that cost a third as much as rating itself."""
+    size = np.dtype(dtype).itemsize
+    return np.frombuffer(pa.allocate_buffer(n * size), dtype=dtype)
+
+
+def _outputs(n: int) -> tuple:
+    # _rate_records writes each field of every record it rates (status, subscription,
+    # account and allowance eligibility of every record it visits)
+    return (
+        _empty(n, np.int8),  # status
+        _empty(n, np.int32),  # service
+        _empty(n, np.int32),  # version label
+        _empty(n, np.int32),  # currency label
+        _empty(n, np.int32),  # set label
+        _empty(n, np.int32),  # prefix label
+        _empty(n, np.int32),  # band label
+        _empty(n, np.int64),  # billed units
+        _empty(n, np.int64),  # cost
+        _empty(n, np.int64),  # allowance units
+        _empty(n, np.int32),  # allowance-eligible: entry in elig_ptr + 1, 0 if none
+        _empty(n, np.int64),  # subscription id
+        _empty(n, np.int64),  # account id
+        _empty(n, np.int32),  # tariff index
+    )
+
+
+@njit(cache=True, nogil=True)
+def _text_code(
+    off: np.ndarray, data: np.ndarray, words: np.ndarray, lo: int, hi: int, svc: bool
+) -> int:
+    """The service (``svc``) or key type code shared by records ``lo..hi-1``, or _MIXED."""
+    if hi <= lo or not uniform_text(off, data, lo, hi):
+        return _MIXED
+    return int(_record_code(words, data, off, np.uint64(lo), np.uint64(lo + 1), svc))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _rate_chunks(
+    rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, counts: np.ndarray
+) -> None:
+    """Rate records ``0..n-1`` in ``len(counts)`` chunks; ``counts[c]`` = (rejected, rated
+    without a prefix) of chunk ``c``: the caller needs no pass over the outputs for them."""
+    none = np.zeros(0, np.int64)
+    led = np.zeros((1, 3), np.int64)
+    n_chunks = len(counts)
+    status, prefix = out[0], out[5]
+    for c in prange(n_chunks):
+        lo = c * n // n_chunks
+        hi = (c + 1) * n // n_chunks
+        svc_c = _text_code(rec[4], rec[5], rec[15], lo, hi, True)
+        kt_c = _text_code(rec[6], rec[7], rec[16], lo, hi, False)
+        _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
+        rejected = 0
+        no_prefix = 0
+        for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
+            rejected += status[i] != OK
+            no_prefix += (status[i] == OK) & (prefix[i] < 0)
+        counts[c, 0] = rejected
+        counts[c, 1] = no_prefix
+
+
+def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
+    """Rate every record of a batch in parallel (allowances applied later, see module doc).
+
+    ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
+    key type, subscriber key, destination, destination validity bitmap and bit offset, then
+    the subscriber key, service, key type and destination data viewed as aligned uint64
+    words, or empty).
+    Returns arrays: status, service, then the labels (codes among the distinct texts, see
+    tariff_compile) of version, currency, set, prefix, band; billed units, cost, allowance
+    units, allowance eligibility (the record's entry in the plan's ``elig_ptr`` + 1, 0 when
+    no allowance applies), subscription id, account id, tariff index. Billed and allowance
+    units are seconds for voice, events, bytes. A rejected record (status > 0) has only
+    its status, subscription and account id set; its other fields are undefined. Also
+    returns the numbers of rejected records and of rated records without a prefix.
+    """
+    n = len(rec[0])
+    out = _outputs(n)
+    # up to 64 chunks of >= 8,192 records: enough to balance the threads, few enough that
+    # each chunk's set-up (its block buffers) stays negligible
+    counts = np.zeros((max(1, min(64, n // 8192)), 2), np.int64)
+    if n:
+        # chunks handed out one at a time: on a shared machine a descheduled thread must not
+        # hold a static half of the batch hostage
+        with parallel_chunksize(1):
+            _rate_chunks(rec, subs, plan, out, n, counts)
+    return out, int(counts[:, 0].sum()), int(counts[:, 1].sum())
+
+
+def apply_allowances(
+    order: np.ndarray,
+    slot_ptr: np.ndarray,
+    slot_ix: np.ndarray,
+    remaining: np.ndarray,
+    rec: tuple,
+    subs: tuple,
+    plan: tuple,
+    out: tuple,
+) -> np.ndarray:
+    """Re-price ``order``'s records in that order, drawing free units from ``remaining``.
+
+    ``slot_ptr``/``slot_ix`` (CSR, parallel to ``order``) list each record's allowance slots
+    in consumption order. Updates ``remaining`` and ``out``'s cost/used in place; returns the
+    ledger rows (record index, slot, units).
+    """
+    ledger = np.zeros((len(slot_ix) + 1, 3), np.int64)
+    scratch = _outputs(len(rec[0]))
+    # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
+    target = (*scratch[:8], out[8], out[9], *scratch[10:])
+    _rate_records(
+        order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan,
+        target, _MIXED, _MIXED,
+    )  # fmt: skip
+    return ledger[1 : ledger[0, 0] + 1]

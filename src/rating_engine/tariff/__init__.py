@@ -1,0 +1,3 @@
+"""Tariffs: the model loaded from TOML, its compiled array form, the subscriber key table and
+allowance state.
+"""
