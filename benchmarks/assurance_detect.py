@@ -34,7 +34,8 @@ from bss.db import connect
 from collectors.dataset import write_partitioned
 from collectors.schemas import TIMESTAMP
 from collectors.workspace import WorkspacePaths
-from rating_engine.traffic.anomaly import object_names, seasonal_detections
+from rating_engine.traffic.detections import object_names
+from rating_engine.traffic.seasonal import seasonal_detections
 
 FIVE = 300_000_000
 DAY = 86_400_000_000

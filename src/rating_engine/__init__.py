@@ -39,12 +39,9 @@ if TYPE_CHECKING:
         with_address_text,
     )
     from rating_engine.traffic.anomaly import (
-        DETECTION_SCHEMA,
-        BaselineParams,
         exporter_silence,
         interface_utilisation,
         scan_detections,
-        seasonal_detections,
         sequence_loss,
     )
     from rating_engine.traffic.attribution import (
@@ -53,8 +50,10 @@ if TYPE_CHECKING:
         attribute_flows,
         build_prefix_index,
     )
+    from rating_engine.traffic.detections import DETECTION_SCHEMA
     from rating_engine.traffic.flow_query import bucket_traffic_dataset, top_n_dataset
     from rating_engine.traffic.percentile import percentile_95
+    from rating_engine.traffic.seasonal import BaselineParams, seasonal_detections
     from rating_engine.traffic.usage_from_flows import record_id_for_key, usage_from_flows
 
 _LAZY = {
@@ -66,12 +65,12 @@ _LAZY = {
     "top_n": "traffic.aggregate",
     "with_address_text": "traffic.aggregate",
     "AllowanceState": "tariff.allowances",
-    "DETECTION_SCHEMA": "traffic.anomaly",
-    "BaselineParams": "traffic.anomaly",
+    "DETECTION_SCHEMA": "traffic.detections",
+    "BaselineParams": "traffic.seasonal",
     "exporter_silence": "traffic.anomaly",
     "interface_utilisation": "traffic.anomaly",
     "scan_detections": "traffic.anomaly",
-    "seasonal_detections": "traffic.anomaly",
+    "seasonal_detections": "traffic.seasonal",
     "sequence_loss": "traffic.anomaly",
     "PrefixIndex": "traffic.attribution",
     "attribute_batches": "traffic.attribution",

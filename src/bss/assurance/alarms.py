@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from bss.db import record_transition, transaction, utc_now
 from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
-from rating_engine.traffic.anomaly import SEVERITIES as DETECTION_SEVERITIES
+from rating_engine.traffic.detections import SEVERITIES as DETECTION_SEVERITIES
 
 __all__ = [
     "ALARM_TYPES",
@@ -134,7 +134,7 @@ class AlarmClass:
     service_affecting: bool
 
 
-#: Detection kind (``rating_engine.traffic.anomaly.DETECTION_KINDS``) -> alarm class.
+#: Detection kind (``rating_engine.traffic.detections.DETECTION_KINDS``) -> alarm class.
 DEFAULT_ALARM_CLASSES: Mapping[str, AlarmClass] = {
     "traffic_high": AlarmClass("qualityOfServiceAlarm", "thresholdCrossed", False),
     "traffic_low": AlarmClass("qualityOfServiceAlarm", "bandwidthReduced", True),

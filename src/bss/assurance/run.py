@@ -43,18 +43,15 @@ from collectors.workspace import WorkspacePaths
 from rating_engine.traffic.aggregate import bucket_traffic, combine_traffic
 from rating_engine.traffic.anomaly import (
     SEQUENCE_STATS_SCHEMA,
-    BaselineParams,
-    Tiers,
-    concat_detections,
     exporter_silence,
     interface_utilisation,
-    object_names,
     scan_detections,
-    seasonal_detections,
     sequence_loss,
 )
 from rating_engine.traffic.attribution import PrefixIndex, build_prefix_index, flow_entries
+from rating_engine.traffic.detections import Tiers, concat_detections, object_names
 from rating_engine.traffic.groupby_kernel import bucket_width_us
+from rating_engine.traffic.seasonal import BaselineParams, seasonal_detections
 
 __all__ = ["AssurancePolicy", "AssuranceSummary", "run_assurance", "served_objects"]
 
@@ -65,7 +62,8 @@ _CHUNK_ROWS = 4_000_000
 
 @dataclass(frozen=True)
 class AssurancePolicy:
-    """What a run judges and how; see :mod:`rating_engine.traffic.anomaly` for the measures."""
+    """What a run judges and how; the measures are in :mod:`rating_engine.traffic.seasonal`
+    and :mod:`rating_engine.traffic.anomaly`."""
 
     bucket: str = "5min"
     window: timedelta = timedelta(minutes=5)

@@ -20,7 +20,7 @@ from bss.assurance.alarms import (
 )
 from bss.db import schema_version
 from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
-from rating_engine.traffic.anomaly import DETECTION_SCHEMA
+from rating_engine.traffic.detections import DETECTION_SCHEMA
 
 T = datetime(2026, 3, 23, 12, 0, tzinfo=UTC)
 KEY = ("exporter:192.0.2.1", "communicationsAlarm", "lossOfSignal", "exporter_silent/x")

@@ -15,18 +15,19 @@ from collectors.schemas import TIMESTAMP
 from rating_engine.errors import RatingError
 from rating_engine.traffic.aggregate import bucket_traffic
 from rating_engine.traffic.anomaly import (
-    DETECTION_SCHEMA,
     INTERFACE_SPEED_SCHEMA,
     SEQUENCE_STATS_SCHEMA,
-    BaselineParams,
     exporter_silence,
+    interface_utilisation,
+    scan_detections,
+    sequence_loss,
+)
+from rating_engine.traffic.detections import DETECTION_SCHEMA, object_names
+from rating_engine.traffic.seasonal import (
+    BaselineParams,
     hour_of_week,
     hour_of_week_baseline,
-    interface_utilisation,
-    object_names,
-    scan_detections,
     seasonal_detections,
-    sequence_loss,
 )
 
 MIN_US = 60_000_000
