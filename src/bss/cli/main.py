@@ -1,20 +1,31 @@
-"""The ``rating-engine`` command: global options and the one place errors become exit codes."""
+"""The ``rating-engine`` command: global options and the one place errors become exit codes.
+
+Global options (``--workspace/-w``, ``--json``, ``--quiet/-q``, ``--debug``) are accepted
+before the first command word and after any command or subcommand, as users type them
+(``rating-engine bill --period P --json -w W``). The exit codes are listed in
+``EXIT_CODES`` and documented in ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
-import logging
+import copy
+import errno
+import json
+import os
 import sys
 import traceback
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from bss.cli.assurance import register_assurance
 from bss.cli.business import register_business
 from bss.cli.data import register_data
 from bss.cli.query import register_query
-from bss.cli.support import CliState, get_state
+from bss.cli.support import CliState, configure_logging, get_state
 from bss.errors import (
     BillingError,
     IllegalTransitionError,
@@ -26,17 +37,17 @@ from collectors.errors import CollectorError, IngestError, RatingEngineError
 from collectors.workspace import WORKSPACE_ENV
 from rating_engine.errors import RatingError
 
-__all__ = ["EXIT_CODES", "app", "main"]
+__all__ = ["EXIT_CODES", "EXIT_STORAGE", "app", "build_cli", "main"]
 
 app = typer.Typer(
     name="rating-engine",
     help="Flows, packets and CDRs in; exact rated usage and bills out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
-# Most specific first: the first match decides the exit code.
+# Most specific first: the first match decides the exit code. docs/cli.md has the table.
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (WorkspaceLockedError, 4),
     (NotFoundError, 3),
@@ -48,6 +59,24 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (RatingError, 7),
     (RatingEngineError, 1),
 ]
+EXIT_USAGE = 2  # the CLI framework's own code for a bad command line
+EXIT_STORAGE = 8  # the machine's fault: disk full, read-only, permission, I/O error
+EXIT_CORRUPT = 9  # a stored file cannot be read back (corrupt DuckDB file or Parquet part)
+
+_GLOBAL_NAMES = ("workspace", "quiet", "json_out", "debug")
+
+
+def _package_version() -> str:
+    try:
+        return version("rating-engine")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rating-engine {_package_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -60,17 +89,19 @@ def _root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress or tables")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="machine-readable last line")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="tracebacks and debug logs")] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
 ) -> None:
     state = get_state(ctx)
     state.workspace_arg = workspace if workspace is not None else state.workspace_arg
     state.quiet = quiet or state.quiet
     state.json = json_out or state.json
     state.debug = debug or state.debug
-    logging.basicConfig(
-        level=logging.DEBUG if state.debug else logging.WARNING if state.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(state)
 
 
 register_business(app)
@@ -79,17 +110,137 @@ register_assurance(app)
 register_query(app)
 
 
+def _set_global(ctx: Any, param: Any, value: Any) -> Any:
+    """Callback of a global option given after a command word: it overrides the root's."""
+    if value is None or value is False:
+        return value
+    state = get_state(ctx)
+    if param.name == "workspace":
+        state.workspace_arg = Path(value)
+    elif param.name == "json_out":
+        state.json = True
+    else:
+        setattr(state, param.name, True)
+    configure_logging(state)
+    return value
+
+
+def _flags_without_type() -> None:
+    """Show flags as flags in --help: typer 0.29 prints ``<bool>`` after every flag."""
+    original = typer.core.TyperOption.display_type_rich
+    if getattr(original, "_rating_engine", False):
+        return
+
+    def display_type_rich(self: typer.core.TyperOption, ctx: Any) -> str | None:
+        if self.is_flag and self.metavar is None:
+            return None
+        return original(self, ctx)
+
+    display_type_rich._rating_engine = True  # type: ignore[attr-defined]
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+def build_cli() -> Any:
+    """The click command tree of ``app``, with the global options on every (sub)command."""
+    _flags_without_type()
+    root = typer.main.get_command(app)
+    shared = [p for p in root.params if p.name in _GLOBAL_NAMES]
+
+    def local_copy(param: Any) -> Any:
+        # Same names and help; not passed to the command function, no environment lookup
+        # (the root already read $RATING_ENGINE_WORKSPACE; a copy must not override -w).
+        option = copy.copy(param)
+        option.expose_value = False
+        option.envvar = None
+        option.show_envvar = False
+        option.callback = _set_global
+        return option
+
+    def attach(command: Any) -> None:
+        for sub in getattr(command, "commands", {}).values():
+            sub.params.extend(local_copy(p) for p in shared)
+            attach(sub)
+
+    attach(root)
+    return root
+
+
+def _storage_message(exc: OSError) -> str:
+    where = exc.filename or "the workspace"
+    if exc.errno == errno.ENOSPC:
+        return (
+            f"no space left on the device holding {where}: nothing was committed; free space "
+            "and run the same command again"
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            f"cannot write {where} ({exc.strerror}): the workspace must be writable; choose "
+            "another with --workspace or fix its permissions"
+        )
+    return f"storage error on {where}: {exc.strerror or exc}"
+
+
+def _fail(state: CliState, code: int, kind: str, message: str) -> None:
+    if state.json:
+        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    """A stored file that cannot be read back: DuckDB checksum/format or Arrow's Parquet."""
+    module = type(exc).__module__ or ""
+    text = str(exc).lower()
+    if module.startswith("duckdb") or module.startswith("_duckdb"):
+        return any(w in text for w in ("corrupt", "checksum", "not a valid duckdb", "serializ"))
+    if module.startswith("pyarrow"):
+        return any(w in text for w in ("parquet", "magic", "footer", "corrupt", "thrift"))
+    return False
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    state = CliState(debug="--debug" in args)
+    args = sys.argv[1:] if argv is None else list(argv)
+    state = CliState(debug="--debug" in args, json="--json" in args)
+    _numba_cache_outside_site_packages()
     try:
         # standalone mode: usage errors, --help and Ctrl-C are handled and exit by the CLI
-        # framework itself; our own errors come out here.
-        app(args=args, prog_name="rating-engine", obj=state)
+        # framework itself; our own errors and the machine's come out here.
+        build_cli().main(args=args, prog_name="rating-engine", obj=state)
     except RatingEngineError as exc:
         if state.debug:
             traceback.print_exc()
         code = next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(code) from None
+        _fail(state, code, type(exc).__name__, str(exc))
+    except OSError as exc:
+        if state.debug:
+            traceback.print_exc()
+        _fail(state, EXIT_STORAGE, "StorageError", _storage_message(exc))
+    except Exception as exc:
+        if not _is_corruption(exc):
+            raise
+        if state.debug:
+            traceback.print_exc()
+        _fail(
+            state,
+            EXIT_CORRUPT,
+            "CorruptStorage",
+            f"a stored file cannot be read back: {exc}; run `rating-engine check` to find and "
+            "quarantine broken parts",
+        )
+
+
+def _numba_cache_outside_site_packages() -> None:
+    """Compiled kernels of an installed (non-editable) package go to the user's cache folder.
+
+    Numba caches next to the source by default; an installed package's folder may be
+    read-only or shared by users, and ``pip uninstall`` would leave stale caches there.
+    """
+    if "NUMBA_CACHE_DIR" in os.environ:
+        return
+    package = Path(__file__).resolve().parents[2]
+    if package.name not in ("site-packages", "dist-packages"):
+        return  # a source checkout (editable install): cache beside the sources
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    os.environ["NUMBA_CACHE_DIR"] = str(Path(base) / "rating-engine" / "numba")

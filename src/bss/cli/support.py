@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +22,15 @@ from rich.table import Table
 from bss.db import connect
 from collectors.workspace import WorkspacePaths, resolve_workspace
 
-__all__ = ["CliState", "database", "emit", "get_state", "progress", "table"]
+__all__ = [
+    "CliState",
+    "configure_logging",
+    "database",
+    "emit",
+    "get_state",
+    "progress",
+    "table",
+]
 
 
 @dataclass
@@ -45,6 +56,18 @@ def get_state(ctx: typer.Context) -> CliState:
     if not isinstance(root.obj, CliState):
         root.obj = CliState()
     return root.obj
+
+
+def configure_logging(state: CliState) -> None:
+    """Log to stderr at the level the global options ask for (called again when a global
+    option given after a command word changes them)."""
+    level = logging.DEBUG if state.debug else logging.WARNING if state.quiet else logging.INFO
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def _default(value: Any) -> Any:
@@ -78,14 +101,55 @@ def table(
 @contextmanager
 def progress(state: CliState, what: str) -> Iterator[None]:
     """A pulsing bar with elapsed time on long steps (silent with --quiet, on stderr under
-    --json); the steps report their own counts when done."""
+    --json); the steps report their own counts when done. The first run of a command
+    compiles its Numba kernels: that shows as its own step instead of a silent pause."""
     bar = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
         console=state.console, transient=True, disable=state.quiet,
     )  # fmt: skip
-    with bar:
-        bar.add_task(what, total=None)
+    with bar, _compile_notice(state, bar, bar.add_task(what, total=None), what):
         yield
+
+
+@contextmanager
+def _compile_notice(state: CliState, bar: Progress, task: Any, what: str) -> Iterator[None]:
+    """While Numba compiles (a cache miss: first run, or a new kernel version), say so."""
+    from numba.core import event
+
+    class Notice(event.Listener):
+        depth = 0
+        started = 0.0
+        kernels = 0
+        seconds = 0.0
+
+        def on_start(self, ev: event.Event) -> None:
+            if self.depth == 0:
+                self.started = time.perf_counter()
+                name = getattr(ev.data.get("dispatcher"), "__name__", "kernel")
+                bar.update(task, description=f"compiling kernels, once ({name}) - {what}")
+            self.depth += 1
+
+        def on_end(self, ev: event.Event) -> None:
+            self.depth -= 1
+            if self.depth == 0:
+                self.kernels += 1
+                self.seconds += time.perf_counter() - self.started
+                bar.update(task, description=what)
+
+    notice = Notice()
+    event.register("numba:compile", notice)  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        event.unregister("numba:compile", notice)  # type: ignore[no-untyped-call]
+        if notice.kernels and not state.quiet:
+            import numba
+
+            where = getattr(numba.config, "CACHE_DIR", "") or "beside the package's modules"
+            state.console.print(
+                f"compiled {notice.kernels} kernels in {notice.seconds:.1f} s, once: "
+                f"cached in {where} for the next runs"
+            )
 
 
 @contextmanager
