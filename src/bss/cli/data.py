@@ -146,7 +146,8 @@ def collect(
         emit(state, payload, f"capture on {interface} stopped: {live.packets} packets, "
              f"{live.flows} flows, {len(live.files)} files")  # fmt: skip
         return
-    from collectors.udp.service import parse_listen, run_collector
+    from collectors.udp.service import run_collector
+    from collectors.udp.sockets import parse_listen
 
     summary = run_collector(
         [parse_listen(x) for x in listen or []], state.workspace.ensure(),

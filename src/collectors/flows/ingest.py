@@ -43,7 +43,8 @@ from collectors.dataset import dataset_files, write_partitioned
 from collectors.errors import IngestError
 from collectors.flows.datagram_files import iter_datagrams_from_pcap
 from collectors.flows.decoder import FlowDecoder
-from collectors.udp.service import load_decoder_state, quarantine_batch, save_decoder_state
+from collectors.udp.decoder_state import load_decoder_state, save_decoder_state
+from collectors.udp.outputs import quarantine_batch
 from collectors.workspace import WorkspacePaths
 
 __all__ = [

@@ -10,35 +10,24 @@ passes the batches to the *writer* thread. Memory is bounded: ``chunks`` x
 waiting for the writer, the rotation buffer (``rotate_bytes``), and the decoder's own
 per-exporter limits (templates, held bytes). When the worker or the writer falls
 behind, the kernel socket buffer (``rcvbuf``) absorbs the rest; beyond that the kernel
-drops, which the exporters' sequence numbers then report. Outputs:
-
-* flows to ``W/flows/`` and sFlow counter records to ``W/counters/`` through
-  :class:`collectors.flows.writer.RotatingWriter` (hive ``date=/hour=``, atomic,
-  rotated by ``rotate_seconds`` and ``rotate_bytes``); LZ4 by default (``compression``):
-  Parquet encoding is the collector's largest CPU cost and zstd doubles it, for files
-  about 40% smaller;
-* rejected datagrams to ``W/quarantine/``: Parquet in ``REJECT_SCHEMA`` (stage
-  ``decode``, ``source_file`` = ``udp://<exporter>:<port>``, reason, message, the raw
-  datagram in ``raw``, ``rejected_at`` = receive time), one file per stats interval;
-  each (exporter, reason) is logged at most once per interval;
-* statistics, logged every ``stats_interval`` seconds and appended to
-  ``W/collector_stats/`` (see :mod:`collectors.udp.stats`).
+drops, which the exporters' sequence numbers then report. Outputs (flows, sFlow
+counters, quarantined datagrams, statistics) are in :mod:`collectors.udp.outputs`; each
+rejected (exporter, reason) is logged at most once per stats interval, and statistics
+are logged every ``stats_interval`` seconds (see :mod:`collectors.udp.stats`).
 
 The decoder state (templates, options/sampling, held data, sequence numbers) is
-saved atomically to ``W/state/<state_name>.json`` every ``state_interval`` seconds
-and at shutdown, and loaded at start, so data whose template arrived before a
-restart still decodes. One collector per state name: two collectors sharing a
-workspace need different ``state_name`` values. On stop (SIGTERM/SIGINT or the
-``stop_event``) the receiver drains its sockets, the worker decodes everything
-queued, writes every buffer and the state, and :func:`run_collector` returns.
+saved atomically to ``W/state/<state_name>.json`` every ``state_interval`` seconds and
+at shutdown, and loaded at start (:mod:`collectors.udp.decoder_state`), so data whose
+template arrived before a restart still decodes. One collector per state name: two
+collectors sharing a workspace need different ``state_name`` values. On stop
+(SIGTERM/SIGINT or the ``stop_event``) the receiver drains its sockets, the worker
+decodes everything queued, writes every buffer and the state, and :func:`run_collector`
+returns.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
-import os
 import queue
 import selectors
 import signal
@@ -52,156 +41,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors.errors import CollectorError, DecodeError
+from collectors.errors import CollectorError
 from collectors.flows.decoder import FlowDecoder
-from collectors.flows.writer import RotatingWriter, default_prefix
-from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA
-from collectors.sflow.datagram import COUNTER_SCHEMA
+from collectors.flows.writer import default_prefix
+from collectors.udp.decoder_state import load_decoder_state, save_decoder_state
+from collectors.udp.outputs import CollectorOutputs, quarantine_batch
 from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
-from collectors.udp.stats import STATS_SCHEMA, CollectorStats
+from collectors.udp.sockets import bind_socket, parse_allowlist, socket_drops
+from collectors.udp.stats import CollectorStats
 from collectors.workspace import WorkspacePaths
 
-__all__ = [
-    "FLOW_DICTIONARY_COLUMNS",
-    "FLOW_STATISTICS_COLUMNS",
-    "CollectorSummary",
-    "UdpCollector",
-    "load_decoder_state",
-    "parse_allowlist",
-    "parse_listen",
-    "quarantine_batch",
-    "run_collector",
-    "save_decoder_state",
-    "socket_drops",
-]
+__all__ = ["CollectorSummary", "UdpCollector", "run_collector"]
 
 log = logging.getLogger(__name__)
-_MAX_DATAGRAM = 65535
-#: Columns that repeat enough for dictionary encoding to pay; the rest are written plain.
-FLOW_DICTIONARY_COLUMNS = [
-    "exporter",
-    "observation_domain",
-    "protocol",
-    "tcp_flags",
-    "tos",
-    "input_if",
-    "output_if",
-    "src_as",
-    "dst_as",
-    "next_hop",
-    "vlan",
-    "sampling_interval",
-    "direction",
-    "source_format",
-]
-#: Min/max statistics where readers prune on them: the times.
-FLOW_STATISTICS_COLUMNS = ["flow_start", "flow_end"]
-_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"
-
-
-def parse_allowlist(
-    entries: Iterable[str] | None,
-) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network] | None:
-    """Addresses or CIDR networks -> networks (IPv4 also matched in mapped form); None = all."""
-    if entries is None:
-        return None
-    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for entry in entries:
-        try:
-            nets.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError as exc:
-            raise CollectorError(f"allowlist entry {entry!r} is not an address: {exc}") from exc
-    return nets
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (all IPv4 addresses) -> (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise CollectorError(f"--listen {text!r} is not HOST:PORT")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def socket_drops(sockets: list[socket.socket]) -> int | None:
-    """Datagrams the kernel dropped on these sockets (Linux ``/proc/net/udp*``), else None.
-
-    These are the losses no exporter sequence number can attribute to the network: the
-    receive buffer was full because the collector fell behind.
-    """
-    inodes = set()
-    for sock in sockets:
-        try:
-            inodes.add(str(os.fstat(sock.fileno()).st_ino))
-        except OSError:
-            continue
-    total, found = 0, False
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            with open(table) as fh:
-                next(fh, None)
-                for line in fh:
-                    fields = line.split()
-                    if len(fields) >= 13 and fields[9] in inodes:
-                        total += int(fields[-1])
-                        found = True
-        except OSError:
-            continue
-    return total if found else None
-
-
-def save_decoder_state(decoder: FlowDecoder, path: Path) -> None:
-    """Write the decoder state atomically (temporary file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(decoder.save_state())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_decoder_state(path: Path, **limits: int) -> FlowDecoder:
-    """The decoder saved at ``path``; a fresh one if there is none or it is unreadable.
-
-    An unreadable state file is renamed ``<name>.bad`` and logged, never fatal.
-    """
-    if not path.exists():
-        return FlowDecoder(**limits)
-    try:
-        return FlowDecoder.load_state(path.read_bytes(), **limits)
-    except (DecodeError, ValueError, KeyError, TypeError, OSError) as exc:
-        bad = path.with_name(path.name + ".bad")
-        log.warning("decoder state %s unreadable (%s); starting fresh, kept as %s", path, exc, bad)
-        path.replace(bad)
-        return FlowDecoder(**limits)
-
-
-def quarantine_batch(rows: list[tuple[str, int | None, str, str, bytes, int]]) -> pa.RecordBatch:
-    """Rejected datagrams as REJECT_SCHEMA rows: (source, record_no, reason, message, raw, us)."""
-    n = len(rows)
-    return pa.RecordBatch.from_arrays(
-        [
-            pa.array(["decode"] * n, pa.string()),
-            pa.array([r[0] for r in rows], pa.string()),
-            pa.array([r[1] for r in rows], pa.int64()),
-            pa.nulls(n, pa.int64()),
-            pa.nulls(n, pa.string()),
-            pa.array([r[2] for r in rows], pa.string()),
-            pa.array([r[3] for r in rows], pa.string()),
-            pa.array([r[4] for r in rows], pa.binary()),
-            pa.array([r[5] for r in rows], pa.int64()).cast(
-                REJECT_SCHEMA.field("rejected_at").type
-            ),
-        ],
-        schema=REJECT_SCHEMA,
-    )
 
 
 @dataclass
@@ -274,36 +128,13 @@ class UdpCollector:
         }
         self.decoder = load_decoder_state(self.state_path, **limits)
         self.prefix = default_prefix("udp")
-        # every output rotates by size under this collector's file prefix
-        writer = functools.partial(RotatingWriter, prefix=self.prefix, rotate_bytes=rotate_bytes)
-        self.flows = writer(
-            workspace.flows,
-            FLOW_SCHEMA,
-            time_column="flow_start",
+        self.outputs = CollectorOutputs(
+            workspace,
+            self.prefix,
             rotate_seconds=rotate_seconds,
+            rotate_bytes=rotate_bytes,
+            stats_interval=stats_interval,
             compression=compression,
-            dictionary_columns=FLOW_DICTIONARY_COLUMNS,
-            statistics_columns=FLOW_STATISTICS_COLUMNS,
-        )
-        self.counters = writer(
-            workspace.counters,
-            COUNTER_SCHEMA,
-            time_column="received_at",
-            rotate_seconds=rotate_seconds,
-        )
-        self.quarantine = writer(
-            workspace.quarantine,
-            REJECT_SCHEMA,
-            time_column="rejected_at",
-            rotate_seconds=max(stats_interval, 1e-3),
-            hourly=False,
-        )
-        self.stats_writer = writer(
-            workspace.collector_stats,
-            STATS_SCHEMA,
-            time_column="interval_end",
-            rotate_seconds=rotate_seconds,
-            hourly=False,
         )
         self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
         self.peers = PeerTable(self.allowlist)
@@ -314,13 +145,7 @@ class UdpCollector:
         for _ in range(max(chunks, 2)):
             self._free.put(self.receiver.new_chunk())
         self._full: queue.Queue[ReceiveChunk | None] = queue.Queue()
-        # Decoded batches for the writer thread; bounded, so a slow disk stalls the worker
-        # (and then the socket buffers) instead of growing memory.
-        self._to_write: queue.Queue[tuple[RotatingWriter, pa.RecordBatch] | None] = queue.Queue(
-            maxsize=8
-        )
-        self._writer_error: BaseException | None = None
-        self._sockets = [self._bind(host, port, rcvbuf) for host, port in listen]
+        self._sockets = [bind_socket(host, port, rcvbuf) for host, port in listen]
         self._drops_seen = socket_drops(self._sockets) or 0
         self._by_fd = {s.fileno(): s for s in self._sockets}
         self._receiver_error: BaseException | None = None
@@ -345,27 +170,6 @@ class UdpCollector:
     def addresses(self) -> list[tuple[str, int]]:
         """The bound (host, port) pairs; useful with port 0."""
         return [s.getsockname()[:2] for s in self._sockets]
-
-    @staticmethod
-    def _bind(host: str, port: int, rcvbuf: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            # A big receive buffer absorbs bursts while the worker writes a file.
-            for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
-                if opt is None:
-                    continue
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
-                    break
-                except OSError:
-                    continue
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise CollectorError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        sock.setblocking(False)
-        return sock
 
     # -- receiver thread ---------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> None:
@@ -421,9 +225,9 @@ class UdpCollector:
             return
         datagrams = chunk.datagrams()
         outcome = self.decoder.decode_many(datagrams, chunk.exporters, chunk.times, source="udp")
-        self._hand_to_writer(self.flows, outcome.flows)
+        self.outputs.write_flows(outcome.flows)
         if outcome.counters is not None and outcome.counters.num_rows:
-            self._hand_to_writer(self.counters, outcome.counters)
+            self.outputs.write_counters(outcome.counters)
         flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
         self.stats.add(outcome.stats)
         self.stats.add({"received_bytes": sum(chunk.lengths), "flow_bytes": flow_bytes})
@@ -447,43 +251,8 @@ class UdpCollector:
                 self.stats.add_exporter(host, {f"malformed:{reason}": 1})
                 if self.stats.should_log(host, reason):
                     log.warning("exporter %s: datagram rejected (%s): %s", host, reason, message)
-            self.quarantine.add(quarantine_batch(rows))
+            self.outputs.quarantine.add(quarantine_batch(rows))
             self.stats.add({"quarantined": len(rows)})
-
-    def _hand_to_writer(self, writer: RotatingWriter, batch: pa.RecordBatch) -> None:
-        if self._writer_error is not None:
-            raise CollectorError(f"writer failed: {self._writer_error!r}")
-        if batch.num_rows:
-            self._to_write.put((writer, batch))
-
-    def _write_loop(self) -> None:
-        """Writer thread: Parquet encoding and fsync overlap decoding (pyarrow drops the GIL)."""
-        try:
-            while True:
-                try:
-                    item = self._to_write.get(timeout=0.2)
-                except queue.Empty:
-                    item = None
-                    done = False
-                else:
-                    done = item is None
-                if item is not None:
-                    item[0].add(item[1])
-                now = time.monotonic()
-                self.flows.maybe_rotate(now)
-                self.counters.maybe_rotate(now)
-                if done:
-                    break
-            self.flows.flush()
-            self.counters.flush()
-        except BaseException as exc:  # surfaced by the worker and at the end of run()
-            self._writer_error = exc
-            while True:  # keep draining so the worker never blocks on a dead writer
-                try:
-                    if self._to_write.get(timeout=1) is None:
-                        break
-                except queue.Empty:
-                    continue
 
     def _close_interval(self, seconds: float, drops: int | None) -> None:
         self.stats.sequence_update(self.decoder.sequence.snapshot())
@@ -493,8 +262,8 @@ class UdpCollector:
             log.warning("the kernel dropped %d datagrams: receive buffer full", lost)
             self._drops_seen = drops
         log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
-        self.stats_writer.add(self.stats.close_interval(time.time_ns() // 1000))
-        self.quarantine.flush()  # one quarantine file per interval
+        self.outputs.collector_stats.add(self.stats.close_interval(time.time_ns() // 1000))
+        self.outputs.quarantine.flush()  # one quarantine file per interval
 
     def run(self, stop: threading.Event) -> CollectorSummary:
         """Collect until ``stop`` is set; then drain, write everything and return."""
@@ -503,9 +272,8 @@ class UdpCollector:
         receiver = threading.Thread(
             target=self._receive, args=(stop,), name="udp-receiver", daemon=True
         )
-        writer = threading.Thread(target=self._write_loop, name="flow-writer", daemon=True)
         receiver.start()
-        writer.start()
+        self.outputs.start()
         log.info("collecting on %s into %s", self.addresses, self.workspace.root)
         last_stats = last_state = time.monotonic()
         try:
@@ -525,7 +293,7 @@ class UdpCollector:
                         chunk.reset()
                         self._free.put(chunk)
                 now = time.monotonic()
-                self.stats_writer.maybe_rotate(now)
+                self.outputs.collector_stats.maybe_rotate(now)
                 if now - last_stats >= self.stats_interval:
                     self._close_interval(now - last_stats, socket_drops(self._sockets))
                     last_stats = now
@@ -538,15 +306,14 @@ class UdpCollector:
             final_drops = socket_drops(self._sockets)
             for sock in self._sockets:
                 sock.close()
-            self._to_write.put(None)
-            writer.join()
+            self.outputs.finish()
             save_decoder_state(self.decoder, self.state_path)
             self._close_interval(time.monotonic() - last_stats, final_drops)
-            self.stats_writer.flush()
+            self.outputs.collector_stats.flush()
         if self._receiver_error is not None:
             raise CollectorError(f"receiver failed: {self._receiver_error!r}")
-        if self._writer_error is not None:
-            raise CollectorError(f"writer failed: {self._writer_error!r}")
+        if self.outputs.error is not None:
+            raise CollectorError(f"writer failed: {self.outputs.error!r}")
         totals = self.stats.totals
         summary.datagrams = totals.get("datagrams", 0)
         summary.flows = totals.get("flows", 0)
@@ -554,9 +321,9 @@ class UdpCollector:
         summary.rejected = totals.get("rejected", 0)
         summary.not_allowed = totals.get("not_allowed", 0)
         summary.socket_drops = totals.get("socket_drops", 0)
-        summary.flow_files = list(self.flows.written)
-        summary.counter_files = list(self.counters.written)
-        summary.quarantine_files = list(self.quarantine.written)
+        summary.flow_files = list(self.outputs.flows.written)
+        summary.counter_files = list(self.outputs.counters.written)
+        summary.quarantine_files = list(self.outputs.quarantine.written)
         summary.stats = dict(totals)
         summary.elapsed_s = time.monotonic() - started
         return summary

@@ -23,7 +23,8 @@ from collectors.errors import CollectorError
 from collectors.flows.decoder import FlowDecoder
 from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA
 from collectors.sflow.datagram import COUNTER_SCHEMA
-from collectors.udp.service import CollectorSummary, UdpCollector, parse_listen, run_collector
+from collectors.udp.service import CollectorSummary, UdpCollector, run_collector
+from collectors.udp.sockets import parse_listen
 from collectors.udp.stats import STATS_SCHEMA
 from collectors.workspace import WorkspacePaths
 
