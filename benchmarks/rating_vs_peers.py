@@ -38,7 +38,7 @@ for i, arg in enumerate(sys.argv):
 # both peers and Numba on the same number of threads; set before the imports read them
 os.environ.setdefault("POLARS_MAX_THREADS", THREADS)
 os.environ.setdefault("NUMBA_NUM_THREADS", THREADS)
-# our engine's setting (rate_kernel sets it too, but duckdb/polars are imported first here)
+# our engine's setting (rating.batch_kernel sets it too, but duckdb/polars are imported first here)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import duckdb  # noqa: E402
@@ -50,7 +50,7 @@ import pyarrow.compute as pc  # noqa: E402
 from collectors.schemas import TIMESTAMP, USAGE_SCHEMA  # noqa: E402
 from rating_engine.rating.rate import RatingPlan, compile_plan, rate_stream  # noqa: E402
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA  # noqa: E402
-from rating_engine.tariff.model import parse_tariff  # noqa: E402
+from rating_engine.tariff.load import parse_tariff  # noqa: E402
 
 N_PREFIXES = 2000
 N_SETS = 100

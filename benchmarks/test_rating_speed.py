@@ -18,7 +18,7 @@ import pytest
 import rating_vs_peers as peers
 
 from rating_engine.rating.rate import RatingPlan, compile_plan, rate_stream
-from rating_engine.tariff.model import parse_tariff
+from rating_engine.tariff.load import parse_tariff
 
 ROWS = 2_000_000
 FLOOR = 7.0

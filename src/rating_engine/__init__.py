@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     )
     from rating_engine.rating.what_if import what_if, what_if_by_tariff
     from rating_engine.tariff.allowances import AllowanceState
-    from rating_engine.tariff.compile import RatingPlan
     from rating_engine.tariff.model import Tariff
+    from rating_engine.tariff.plan import RatingPlan
     from rating_engine.traffic.aggregate import (
         bucket_traffic,
         combine_traffic,
@@ -87,7 +87,7 @@ _LAZY = {
     "rate_stream": "rating.rate",
     "rate_usage": "rating.rate",
     "Tariff": "tariff.model",
-    "RatingPlan": "tariff.compile",
+    "RatingPlan": "tariff.plan",
     "record_id_for_key": "traffic.usage_from_flows",
     "usage_from_flows": "traffic.usage_from_flows",
     "what_if": "rating.what_if",

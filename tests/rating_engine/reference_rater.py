@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from collectors.schemas import USAGE_SCHEMA
 from rating_engine.schemas import SUBSCRIPTION_SCHEMA
+from rating_engine.tariff.load import parse_tariff
 from rating_engine.tariff.model import (
     Band,
     PricingRule,
@@ -27,7 +28,6 @@ from rating_engine.tariff.model import (
     Rounding,
     Tariff,
     TariffVersion,
-    parse_tariff,
 )
 
 __all__ = ["RefResult", "reference_rate", "subscriptions_table", "tariff_from_toml", "usage_table"]

@@ -1,11 +1,11 @@
-"""Numba kernels: one usage batch -> per-record status, band, units and exact cost.
+"""The per-record rating path: one Numba function rates a range of a usage batch.
 
-The kernels read Arrow buffers directly (timestamps, durations, volumes as numpy views;
+The kernel reads Arrow buffers directly (timestamps, durations, volumes as numpy views;
 strings as offsets + data bytes) and the compiled plan's arrays (see
-:mod:`rating_engine.tariff.compile`). ``rate_batch`` runs in parallel over records;
-``apply_allowances`` re-prices, sequentially in time order, the records an allowance
-may cover. Both run the same per-record function, so the arithmetic is one code path.
-Subscriber keys are found through :mod:`rating_engine.tariff.key_table`.
+:mod:`rating_engine.tariff.plan`). :mod:`rating_engine.rating.batch_kernel` runs it in
+parallel over a batch; :mod:`rating_engine.rating.allowance_kernel` re-runs it,
+sequentially in time order, over the records an allowance may cover: the arithmetic is one
+code path. Subscriber keys are found through :mod:`rating_engine.tariff.key_table`.
 
 Exactness: a group's price is the reduced fraction p/q nano-units per base unit (ms,
 event, byte). A record's exact cost is ``W + R/Q`` nano-units, W and R integers and Q the
@@ -16,17 +16,27 @@ would pass 2^62 makes the record a ``cost_overflow`` rejection instead of a wron
 
 from __future__ import annotations
 
-import os
-
-# OpenMP threads that spin after each parallel region steal the second core from the serial
-# steps between kernels (and from other processes); let them sleep unless told otherwise.
-# Must be set before Numba's OpenMP layer starts, i.e. before the first parallel kernel runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
-import pyarrow as pa
-from numba import njit, parallel_chunksize, prange
+from numba import njit
 
+from rating_engine.rating.exact_arithmetic import I64MAX, LIMIT, POW10, div_inv, round_total
+from rating_engine.rating.reasons import (
+    NEG_DURATION,
+    NO_BAND,
+    NO_DEST,
+    NO_RATE,
+    NO_VERSION,
+    OK,
+    OVERFLOW,
+    TIME_RANGE,
+    UNKNOWN_KEY,
+    UNKNOWN_SERVICE,
+    UNKNOWN_SUB,
+    UNKNOWN_TARIFF,
+    VOLUME_RANGE,
+)
+from rating_engine.rating.record_text import MIXED, record_code
+from rating_engine.tariff.destinations import JUMP_DIGITS
 from rating_engine.tariff.key_table import (
     ROW_ACC,
     ROW_BIND,
@@ -37,60 +47,22 @@ from rating_engine.tariff.key_table import (
     key_code,
     key_code_words,
     key_tag,
-    key_type_code,
-    leaf,
     seed_of,
-    service_code,
     short_text,
     slot_of,
-    uniform_text,
 )
 
-__all__ = ["REASONS", "apply_allowances", "rate_batch"]
-
-#: Status codes written by the kernels (index = code); 0 is "rated".
-REASONS = (
-    "rated",
-    "unknown_subscription",
-    "unknown_tariff",
-    "no_tariff_version",
-    "negative_duration",
-    "time_out_of_range",
-    "no_destination",
-    "no_rate",
-    "no_band",
-    "unknown_service",
-    "cost_overflow",
-    "volume_out_of_range",
-    "unknown_key_type",
-)
-OK, UNKNOWN_SUB, UNKNOWN_TARIFF, NO_VERSION, NEG_DURATION, TIME_RANGE = 0, 1, 2, 3, 4, 5
-NO_DEST, NO_RATE, NO_BAND, UNKNOWN_SERVICE, OVERFLOW, VOLUME_RANGE, UNKNOWN_KEY = (
-    6,
-    7,
-    8,
-    9,
-    10,
-    11,
-    12,
-)
+__all__ = ["rate_records"]
 
 DAY_US = 86_400_000_000
-#: Destinations' first digits are resolved by one table look-up (see tariff_compile).
-JUMP_DIGITS = 4
+#: Destinations' first digits are resolved by one table look-up (see tariff.destinations).
 JUMP_SIZE = 10**JUMP_DIGITS
-I64MAX = 9_223_372_036_854_775_807
-POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
-#: Exact sums stay below this so that adding fees and carries can never wrap.
-LIMIT = 1 << 62
 #: Quantities below this may take the one-step path: its band check
 #: ``t0 + (n - 1) * increment * 1000`` (µs) then stays far below 2^63.
 _FAST_QTY = 1 << 40
-#: Records per block whose look-ups run in their own loops (see _rate_records).
+#: Records per block whose look-ups run in their own loops (see rate_records).
 _BLOCK = 512
-#: "Service / key type differ within the range: decode each record's text."
-_MIXED = -2
-#: "The destination look-up finished in phase B1" (see _rate_records)
+#: "The destination look-up finished in phase B1" (see rate_records)
 _DONE = -2
 #: SWAR digit tests on a little-endian word of text (see the destination look-up)
 _ASCII_0 = np.uint64(0x3030303030303030)
@@ -99,50 +71,8 @@ _TOP6 = np.uint64(0x808080808080)
 _BYTE = np.uint64(0xFF)
 
 
-@leaf
-def _div_inv(a: int, b: int, inv_b: float) -> int:
-    """a // b for 0 <= a < 2^62, 0 < b, given inv_b ~ 1/b.
-
-    A 64-bit integer division costs tens of cycles on the hot path; the float estimate is
-    within a few units of the truth and the loops make the result exact in every case.
-    """
-    q = np.int64(np.float64(a) * inv_b)
-    r = a - q * b
-    while r < 0:
-        q -= 1
-        r += b
-    while r >= b:
-        q += 1
-        r -= b
-    return int(q)
-
-
-@leaf
-def _record_code(
-    words: np.ndarray, data: np.ndarray, off: np.ndarray, u: np.uint64, u1: np.uint64, svc: bool
-) -> int:
-    """Record ``u``'s service (``svc``) or key type code from its text ``off[u]:off[u1]``."""
-    w = short_text(words, data, off[u], off[u1])
-    if svc:
-        return service_code(w, off[u1] - off[u])
-    return key_type_code(w, off[u1] - off[u])
-
-
-@leaf
-def _round_total(qt: int, numer: int, den: int, method: int) -> int:
-    """``qt + numer/den`` (0 <= numer < den) rounded up (0), down (1), half-up (2) or
-    half-even (3), as arithmetic: which way a remainder goes is data, a branch would
-    guess."""
-    twice = 2 * numer
-    return qt + int(
-        ((method == 0) & (numer > 0))
-        | ((method == 2) & (twice >= den))
-        | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
-    )
-
-
 @njit(cache=True, nogil=True)
-def _rate_records(
+def rate_records(
     idx: np.ndarray,
     lo: int,
     hi: int,
@@ -161,7 +91,8 @@ def _rate_records(
     """Rate records ``idx[lo:hi]`` (or ``lo:hi`` when ``idx`` is empty) into ``out``.
 
     ``svc_c``/``kt_c``: the service / key type code of every record in the range when the
-    caller found it uniform (see :func:`_text_code`), else ``_MIXED``: decode per record.
+    caller found it uniform (see :func:`~rating_engine.rating.record_text.text_code`),
+    else ``MIXED``: decode per record.
 
     One function holds the whole per-record path and is called once per chunk: handing the
     plan's arrays to a helper per record would cost a reference-count round trip per array
@@ -191,7 +122,7 @@ def _rate_records(
     has_valid = len(dst_valid) > 0
     has_elig = len(elig_ptr) > 0 and elig_ptr[len(elig_ptr) - 1] > 0  # any allowance at all
     seed = seed_of(kdisp)
-    dead = len(trie_child) - 1  # the trie's dead-end row (see tariff_compile)
+    dead = len(trie_child) - 1  # the trie's dead-end row (see tariff.destinations)
     day0 = day_range[0]
     ndays = day_range[1]
     bk = np.empty(_BLOCK, np.int64)
@@ -221,8 +152,8 @@ def _rate_records(
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             kt = kt_c
-            if kt_c == _MIXED:
-                kt = _record_code(kt_words, kt_data, kt_off, u, u1, False)
+            if kt_c == MIXED:
+                kt = record_code(kt_words, kt_data, kt_off, u, u1, False)
             kts[ob] = kt
             ksl[ob] = -1
             if kt >= 0:
@@ -407,8 +338,8 @@ def _rate_records(
             # status, subscription and account are read)
             # --- service, subscriber, binding, version --------------------------------------
             svc = svc_c
-            if svc_c == _MIXED:
-                svc = _record_code(svc_words, svc_data, svc_off, u, u1, True)
+            if svc_c == MIXED:
+                svc = record_code(svc_words, svc_data, svc_off, u, u1, True)
             if svc < 0:
                 status[u] = UNKNOWN_SERVICE
                 continue
@@ -454,7 +385,7 @@ def _rate_records(
             if svc != 2 and dcol[ob] >= 0:  # B1 left -1 for a null destination
                 col = dcol[ob]
                 pre = dpre[ob]
-            # output labels: codes among the distinct texts (see tariff_compile)
+            # output labels: codes among the distinct texts (see tariff.plan)
             prefix_o[u] = prefix_col[pre, 1] if pre >= 0 else -1
             set_o[u] = set_label[ver_set_first[vi] + col] if col < n_sets else -1
             # --- allowance slots -------------------------------------------------------------
@@ -500,16 +431,16 @@ def _rate_records(
             if not allow and rate_fast[r0, 0] >= 0 and qty < _FAST_QTY:
                 # the common case in one step: one group, no allowance, and (voice) no
                 # increment starting in a later band - the loop below gives the same. What
-                # it reads of the rate is one row (see tariff_compile._one_step_rows).
+                # it reads of the rate is one row (see tariff.compile._one_step_rows).
                 inc = rate_fast[r0, 1]
-                n = _div_inv(qty + inc - 1, inc, rate_fast_inv[r0, 0])
+                n = div_inv(qty + inc - 1, inc, rate_fast_inv[r0, 0])
                 one_band = svc != 0 or n == 0 or t0 + (n - 1) * inc * 1000 < band_end
                 if one_band and n <= rate_fast[r0, 2]:
                     N = n * rate_fast[r0, 3] + rate_fast[r0, 4]  # increments + connect fee
                     if N < LIMIT:
                         den = rate_fast[r0, 5]
-                        qt = _div_inv(N, den, rate_fast_inv[r0, 1])
-                        qt = _round_total(qt, N - qt * den, den, rate_fast[r0, 6])
+                        qt = div_inv(N, den, rate_fast_inv[r0, 1])
+                        qt = round_total(qt, N - qt * den, den, rate_fast[r0, 6])
                         # minimum charge, then maximum cost
                         cost_o[u] = min(max(qt * rate_fast[r0, 7], rate_fast[r0, 8]),
                                         rate_fast[r0, 9])  # fmt: skip
@@ -556,7 +487,7 @@ def _rate_records(
                 if g + 1 < g_end and grp_start[g + 1] < lim:
                     lim = grp_start[g + 1]
                 inc = grp_inc[g]
-                n = _div_inv(lim - p + inc - 1, inc, grp_inc_inv[g])
+                n = div_inv(lim - p + inc - 1, inc, grp_inc_inv[g])
                 m = 0
                 if not stop:
                     m = free_left // inc
@@ -618,7 +549,7 @@ def _rate_records(
                 den = sc * Q
                 if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
                     N += rate_conn_q[r0]
-                    qt = _div_inv(N, den, rate_den_inv[r0])
+                    qt = div_inv(N, den, rate_den_inv[r0])
                     numer = N - qt * den
                 else:
                     if fast:
@@ -627,7 +558,7 @@ def _rate_records(
                     W += rate_conn[r0]
                     qt = W // sc
                     numer = (W % sc) * Q + R
-                cost = _round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]
+                cost = round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]
                 # minimum charge, then maximum cost (no bound: -1 and the largest int64)
                 cost = min(max(cost, rate_min[r0]), rate_max[r0])
             status[u] = OK
@@ -655,122 +586,3 @@ def _rate_records(
                         ledger[n_led, 0] = i
                         ledger[n_led, 1] = slot_ix[s]
                         ledger[n_led, 2] = take
-
-
-def _empty(n: int, dtype: type) -> np.ndarray:
-    """An uninitialised array from Arrow's memory pool (mimalloc or jemalloc): it keeps
-    freed buffers for the next batch, where numpy's large allocations are fresh pages the
-    OS must fault in and zero - measured, that cost a third as much as rating itself."""
-    size = np.dtype(dtype).itemsize
-    return np.frombuffer(pa.allocate_buffer(n * size), dtype=dtype)
-
-
-def _outputs(n: int) -> tuple:
-    # _rate_records writes each field of every record it rates (status, subscription,
-    # account and allowance eligibility of every record it visits)
-    return (
-        _empty(n, np.int8),  # status
-        _empty(n, np.int32),  # service
-        _empty(n, np.int32),  # version label
-        _empty(n, np.int32),  # currency label
-        _empty(n, np.int32),  # set label
-        _empty(n, np.int32),  # prefix label
-        _empty(n, np.int32),  # band label
-        _empty(n, np.int64),  # billed units
-        _empty(n, np.int64),  # cost
-        _empty(n, np.int64),  # allowance units
-        _empty(n, np.int32),  # allowance-eligible: entry in elig_ptr + 1, 0 if none
-        _empty(n, np.int64),  # subscription id
-        _empty(n, np.int64),  # account id
-        _empty(n, np.int32),  # tariff index
-    )
-
-
-@njit(cache=True, nogil=True)
-def _text_code(
-    off: np.ndarray, data: np.ndarray, words: np.ndarray, lo: int, hi: int, svc: bool
-) -> int:
-    """The service (``svc``) or key type code shared by records ``lo..hi-1``, or _MIXED."""
-    if hi <= lo or not uniform_text(off, data, lo, hi):
-        return _MIXED
-    return int(_record_code(words, data, off, np.uint64(lo), np.uint64(lo + 1), svc))
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _rate_chunks(
-    rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, counts: np.ndarray
-) -> None:
-    """Rate records ``0..n-1`` in ``len(counts)`` chunks; ``counts[c]`` = (rejected, rated
-    without a prefix) of chunk ``c``: the caller needs no pass over the outputs for them."""
-    none = np.zeros(0, np.int64)
-    led = np.zeros((1, 3), np.int64)
-    n_chunks = len(counts)
-    status, prefix = out[0], out[5]
-    for c in prange(n_chunks):
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
-        svc_c = _text_code(rec[4], rec[5], rec[15], lo, hi, True)
-        kt_c = _text_code(rec[6], rec[7], rec[16], lo, hi, False)
-        _rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
-        rejected = 0
-        no_prefix = 0
-        for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
-            rejected += status[i] != OK
-            no_prefix += (status[i] == OK) & (prefix[i] < 0)
-        counts[c, 0] = rejected
-        counts[c, 1] = no_prefix
-
-
-def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
-    """Rate every record of a batch in parallel (allowances applied later, see module doc).
-
-    ``rec`` = (start µs, duration ms, volume up, volume down, then offsets/data of service,
-    key type, subscriber key, destination, destination validity bitmap and bit offset, then
-    the subscriber key, service, key type and destination data viewed as aligned uint64
-    words, or empty).
-    Returns arrays: status, service, then the labels (codes among the distinct texts, see
-    tariff_compile) of version, currency, set, prefix, band; billed units, cost, allowance
-    units, allowance eligibility (the record's entry in the plan's ``elig_ptr`` + 1, 0 when
-    no allowance applies), subscription id, account id, tariff index. Billed and allowance
-    units are seconds for voice, events, bytes. A rejected record (status > 0) has only
-    its status, subscription and account id set; its other fields are undefined. Also
-    returns the numbers of rejected records and of rated records without a prefix.
-    """
-    n = len(rec[0])
-    out = _outputs(n)
-    # up to 64 chunks of >= 8,192 records: enough to balance the threads, few enough that
-    # each chunk's set-up (its block buffers) stays negligible
-    counts = np.zeros((max(1, min(64, n // 8192)), 2), np.int64)
-    if n:
-        # chunks handed out one at a time: on a shared machine a descheduled thread must not
-        # hold a static half of the batch hostage
-        with parallel_chunksize(1):
-            _rate_chunks(rec, subs, plan, out, n, counts)
-    return out, int(counts[:, 0].sum()), int(counts[:, 1].sum())
-
-
-def apply_allowances(
-    order: np.ndarray,
-    slot_ptr: np.ndarray,
-    slot_ix: np.ndarray,
-    remaining: np.ndarray,
-    rec: tuple,
-    subs: tuple,
-    plan: tuple,
-    out: tuple,
-) -> np.ndarray:
-    """Re-price ``order``'s records in that order, drawing free units from ``remaining``.
-
-    ``slot_ptr``/``slot_ix`` (CSR, parallel to ``order``) list each record's allowance slots
-    in consumption order. Updates ``remaining`` and ``out``'s cost/used in place; returns the
-    ledger rows (record index, slot, units).
-    """
-    ledger = np.zeros((len(slot_ix) + 1, 3), np.int64)
-    scratch = _outputs(len(rec[0]))
-    # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
-    target = (*scratch[:8], out[8], out[9], *scratch[10:])
-    _rate_records(
-        order, 0, len(order), True, slot_ptr, slot_ix, remaining, ledger, rec, subs, plan,
-        target, _MIXED, _MIXED,
-    )  # fmt: skip
-    return ledger[1 : ledger[0, 0] + 1]

@@ -25,8 +25,8 @@ from fractions import Fraction
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rating_engine.tariff.compile import RatingPlan
 from rating_engine.tariff.model import PeriodPricing
+from rating_engine.tariff.plan import RatingPlan
 
 __all__ = [
     "PERIOD_CHARGE_SCHEMA",

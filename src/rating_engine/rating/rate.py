@@ -2,7 +2,7 @@
 
 Every input record ends up exactly once in ``RatingResult.rated`` or
 ``RatingResult.rejected`` (stage ``rating``, reason codes in
-:data:`rating_engine.rating.kernel.REASONS`); nothing is silently priced zero.
+:data:`rating_engine.rating.reasons.REASONS`); nothing is silently priced zero.
 
 Subscriber keys: ``msisdn`` and ``imsi`` usage keys match subscription keys exactly. For
 ``ip`` usage the key must equal, as text, a subscription key that is a single address
@@ -25,12 +25,15 @@ import pyarrow.compute as pc
 
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.errors import RatingError, TariffError
-from rating_engine.rating.kernel import REASONS, rate_batch
+from rating_engine.rating.batch_kernel import rate_batch
+from rating_engine.rating.reasons import REASONS
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
-from rating_engine.tariff.compile import RatingPlan, compile_tariffs, labels
+from rating_engine.tariff.compile import compile_tariffs
 from rating_engine.tariff.key_table import build_key_table
-from rating_engine.tariff.model import Tariff, load_tariff_file
+from rating_engine.tariff.load import load_tariff_file
+from rating_engine.tariff.model import Tariff
+from rating_engine.tariff.plan import RatingPlan, labels
 
 __all__ = [
     "AllowanceState",

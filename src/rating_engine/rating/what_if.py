@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from rating_engine.rating.period_pricing import apply_period_pricing
 from rating_engine.rating.rate import rate_usage
 from rating_engine.tariff.allowances import AllowanceState
-from rating_engine.tariff.compile import RatingPlan
+from rating_engine.tariff.plan import RatingPlan
 
 __all__ = ["WHAT_IF_SCHEMA", "WHAT_IF_TARIFF_SCHEMA", "what_if", "what_if_by_tariff"]
 

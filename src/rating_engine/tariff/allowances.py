@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from rating_engine.rating.kernel import apply_allowances
-from rating_engine.tariff.compile import SVC_VOICE, RatingPlan
+from rating_engine.rating.allowance_kernel import apply_allowances
+from rating_engine.tariff.plan import SVC_VOICE, RatingPlan
 
 __all__ = ["LEDGER_SCHEMA", "AllowanceState", "consume_allowances"]
 
@@ -60,7 +60,7 @@ def consume_allowances(
     """Re-price a batch's allowance-eligible records drawing on ``state``.
 
     ``rec``/``subs``/``out`` are the kernel's inputs and outputs for the batch (see
-    :func:`rating_engine.rating.kernel.rate_batch`); ``out``'s cost and allowance units are
+    :func:`rating_engine.rating.batch_kernel.rate_batch`); ``out``'s cost and allowance units are
     updated in place. ``sub_id`` is each record's subscription id. Returns the ledger.
     """
     a = plan.arrays

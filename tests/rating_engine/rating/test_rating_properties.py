@@ -13,7 +13,8 @@ from reference_rater import reference_rate, subscriptions_table, usage_table
 from rating_engine.errors import TariffError
 from rating_engine.rating.rate import compile_plan, rate_usage
 from rating_engine.tariff.allowances import AllowanceState
-from rating_engine.tariff.model import Tariff, parse_tariff
+from rating_engine.tariff.load import parse_tariff
+from rating_engine.tariff.model import Tariff
 
 YEARS = (2025, 2027)
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]

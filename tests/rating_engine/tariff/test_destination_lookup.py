@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from reference_rater import subscriptions_table, usage_table
 
 from rating_engine.rating.rate import compile_plan, rate_usage
-from rating_engine.tariff.model import parse_tariff
+from rating_engine.tariff.load import parse_tariff
 
 T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
 SUBS = subscriptions_table([{"tariff_id": "t"}])

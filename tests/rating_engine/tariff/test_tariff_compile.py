@@ -13,8 +13,9 @@ from reference_rater import tariff_from_toml
 
 from rating_engine.errors import TariffError
 from rating_engine.rating.rate import compile_plan
-from rating_engine.tariff.compile import RatingPlan, band_timeline
+from rating_engine.tariff.band_timeline import band_timeline
 from rating_engine.tariff.model import Tariff
+from rating_engine.tariff.plan import RatingPlan
 
 T = """
 [tariff]

@@ -1,0 +1,125 @@
+"""Time bands as UTC timelines: where the winning band changes, and a per-day index."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from rating_engine.tariff.model import Band
+
+__all__ = ["DAY_US", "band_timeline", "day_index", "day_range"]
+
+DAY_US = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
+
+
+def _utc_us(dt: datetime) -> int:
+    delta = dt - datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _offset_pieces(zone: ZoneInfo, start_s: int, end_s: int) -> list[tuple[int, int, int]]:
+    """[(from_s, to_s, utc_offset_s)] covering [start_s, end_s) in UTC seconds."""
+
+    def off(t: int) -> int:
+        dt = datetime.fromtimestamp(t, tz=zone)
+        u = dt.utcoffset()
+        assert u is not None
+        return int(u.total_seconds())
+
+    pieces: list[tuple[int, int, int]] = []
+    a, o = start_s, off(start_s)
+    t = start_s
+    while t < end_s:
+        nxt = min(t + 86400, end_s)
+        if off(nxt) != o:
+            lo, hi = t, nxt  # offset at lo == o, at hi differs: find first second that differs
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if off(mid) == o:
+                    lo = mid
+                else:
+                    hi = mid
+            pieces.append((a, hi, o))
+            a, o = hi, off(hi)
+            t = hi
+            continue
+        t = nxt
+    pieces.append((a, end_s, o))
+    return pieces
+
+
+def _bands_on(bands: tuple[Band, ...], day: date) -> list[Band]:
+    """Bands that apply on a local date, highest weight first."""
+    out = []
+    for b in bands:  # already sorted by descending weight
+        if day.isoweekday() in b.weekdays or any(
+            (y is None or y == day.year) and m == day.month and d == day.day for y, m, d in b.dates
+        ):
+            out.append(b)
+    return out
+
+
+def band_timeline(
+    bands: tuple[Band, ...], timezone: str, years: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """UTC instants (µs) where the winning band changes, and its index in ``bands`` (-1 = none).
+
+    The last entry is the end of the range (index -2, "out of range"). Local wall-clock
+    change points are mapped to UTC piece by piece between the zone's offset transitions,
+    so a repeated autumn hour is evaluated twice and a skipped spring hour never starts.
+    """
+    zone = ZoneInfo(timezone)
+    index = {b.name: i for i, b in enumerate(bands)}
+    start_s = _utc_us(datetime(years[0], 1, 1, tzinfo=zone)) // 1_000_000
+    end_s = _utc_us(datetime(years[1] + 1, 1, 1, tzinfo=zone)) // 1_000_000
+    starts: list[int] = []
+    ids: list[int] = []
+    cache: dict[int, list[Band]] = {}
+
+    def winner(local_s: int) -> int:
+        day, tod = divmod(local_s, 86400)
+        on = cache.get(day)
+        if on is None:
+            on = cache[day] = _bands_on(bands, _EPOCH + timedelta(days=day))
+        for b in on:
+            if b.start <= tod < b.end:
+                return index[b.name]
+        return -1
+
+    for a, b_, o in _offset_pieces(zone, start_s, end_s):
+        la, lb = a + o, b_ + o
+        points = {la}
+        for day in range(la // 86400, (lb - 1) // 86400 + 1):
+            base = day * 86400
+            points.add(base)
+            on = cache.get(day)
+            if on is None:
+                on = cache[day] = _bands_on(bands, _EPOCH + timedelta(days=day))
+            for band in on:
+                points.add(base + band.start)
+                points.add(base + band.end)
+        for lp in sorted(p for p in points if la <= p < lb):
+            w = winner(lp)
+            if not ids or ids[-1] != w:
+                starts.append((lp - o) * 1_000_000)
+                ids.append(w)
+    starts.append(end_s * 1_000_000)
+    ids.append(-2)
+    return np.array(starts, dtype=np.int64), np.array(ids, dtype=np.int32)
+
+
+def day_range(years: tuple[int, int]) -> tuple[int, int]:
+    """First day (days since 1970-01-01) and number of days of the per-day index for
+    ``years``, with a few days' margin either side."""
+    day0 = (date(years[0] - 1, 12, 30) - _EPOCH).days
+    return day0, (date(years[1] + 1, 1, 3) - _EPOCH).days - day0
+
+
+def day_index(starts: np.ndarray, day0: int, ndays: int) -> np.ndarray:
+    """Per day from ``day0``: the timeline entry in force at its first instant, so finding
+    the band of an instant starts at its day's entry (O(1)) instead of a search."""
+    days = np.arange(day0, day0 + ndays, dtype=np.int64) * DAY_US
+    return np.searchsorted(starts, days, side="right").astype(np.int32) - 1

@@ -1,0 +1,244 @@
+"""The tables of a tariff document: rates, bands, destination sets, pricing, period pricing."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from rating_engine.tariff.fields import (
+    ID_PATTERN,
+    MONEY_DECIMALS,
+    RATE_DECIMALS,
+    FieldContext,
+    check_keys,
+    get_field,
+    parse_money,
+    parse_rounding,
+    parse_time_of_day,
+)
+from rating_engine.tariff.model import (
+    SERVICES,
+    Band,
+    DestinationSet,
+    PeriodPricing,
+    PricingRule,
+    Rate,
+    RateGroup,
+    Tier,
+)
+
+__all__ = [
+    "parse_band",
+    "parse_destinations",
+    "parse_period_pricing",
+    "parse_pricing",
+    "parse_rate",
+]
+
+_DATE = re.compile(r"^(\*|\d{4})-(\d{2})-(\d{2})$")
+
+
+def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any]) -> Rate:
+    """A ``[rates.<name>]`` table; ``defaults`` holds the tariff's rounding settings."""
+    field = f"rates.{name}"
+    if not isinstance(table, dict):
+        raise ctx.fail(field, "expected a table")
+    check_keys(
+        ctx,
+        table,
+        {
+            "connect_fee",
+            "groups",
+            "rounding_method",
+            "rounding_decimals",
+            "increment_rounding_method",
+            "increment_decimals",
+            "min_charge",
+            "max_cost",
+        },
+        field,
+    )
+    connect = parse_money(ctx, table.get("connect_fee", "0"), f"{field}.connect_fee", RATE_DECIMALS)
+    groups_raw = get_field(ctx, table, "groups", field, list)
+    if not groups_raw:
+        raise ctx.fail(f"{field}.groups", "at least one rate group is required")
+    groups: list[RateGroup] = []
+    for i, g in enumerate(groups_raw):
+        gfield = f"{field}.groups[{i}]"
+        if not isinstance(g, dict):
+            raise ctx.fail(gfield, "expected an inline table")
+        check_keys(ctx, g, {"start", "rate", "unit", "increment"}, gfield)
+        start = get_field(ctx, g, "start", gfield, int, 0)
+        unit = get_field(ctx, g, "unit", gfield, int)
+        increment = get_field(ctx, g, "increment", gfield, int)
+        rate = parse_money(
+            ctx, get_field(ctx, g, "rate", gfield, str), f"{gfield}.rate", RATE_DECIMALS
+        )
+        if not 1 <= unit <= 10**13:
+            raise ctx.fail(f"{gfield}.unit", "must be an integer 1..1e13")
+        if not 1 <= increment <= 10**12:
+            raise ctx.fail(f"{gfield}.increment", "must be an integer 1..1e12")
+        if start < 0 or start > 10**13:
+            raise ctx.fail(f"{gfield}.start", "must be an integer >= 0")
+        if i == 0 and start != 0:
+            raise ctx.fail(f"{gfield}.start", "the first group must start at 0")
+        if groups and start <= groups[-1].start:
+            raise ctx.fail(f"{gfield}.start", "group starts must increase strictly")
+        groups.append(RateGroup(start, rate, unit, increment))
+    rounding = parse_rounding(
+        ctx,
+        table.get("rounding_method", defaults["rounding_method"]),
+        table.get("rounding_decimals", defaults["rounding_decimals"]),
+        f"{field}.rounding",
+    )
+    inc_dec = table.get("increment_decimals", defaults.get("increment_decimals"))
+    increment_rounding = None
+    if inc_dec is not None:
+        increment_rounding = parse_rounding(
+            ctx,
+            table.get("increment_rounding_method", defaults["increment_rounding_method"]),
+            inc_dec,
+            f"{field}.increment_rounding",
+        )
+    min_charge = max_cost = None
+    if "min_charge" in table:
+        min_charge = parse_money(ctx, table["min_charge"], f"{field}.min_charge", MONEY_DECIMALS)
+    if "max_cost" in table:
+        max_cost = parse_money(ctx, table["max_cost"], f"{field}.max_cost", MONEY_DECIMALS)
+    if min_charge is not None and max_cost is not None and min_charge > max_cost:
+        raise ctx.fail(f"{field}.min_charge", "min_charge exceeds max_cost")
+    return Rate(name, connect, tuple(groups), rounding, increment_rounding, min_charge, max_cost)
+
+
+def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:
+    """A ``[bands.<name>]`` table."""
+    field = f"bands.{name}"
+    if not isinstance(table, dict):
+        raise ctx.fail(field, "expected a table")
+    check_keys(ctx, table, {"weekdays", "dates", "start", "end", "weight"}, field)
+    weekdays = get_field(ctx, table, "weekdays", field, list, [])
+    for d in weekdays:
+        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7:
+            raise ctx.fail(f"{field}.weekdays", "weekdays are integers 1 (Monday) .. 7 (Sunday)")
+    dates: list[tuple[int | None, int, int]] = []
+    for d in get_field(ctx, table, "dates", field, list, []):
+        if not isinstance(d, str) or not (m := _DATE.match(d)):
+            raise ctx.fail(f"{field}.dates", f'expected "YYYY-MM-DD" or "*-MM-DD": {d!r}')
+        year = None if m[1] == "*" else int(m[1])
+        month, day = int(m[2]), int(m[3])
+        try:
+            datetime(year or 2000, month, day)
+        except ValueError:
+            raise ctx.fail(f"{field}.dates", f"not a date: {d!r}") from None
+        dates.append((year, month, day))
+    if not weekdays and not dates:
+        raise ctx.fail(field, "a band needs weekdays or dates")
+    start = parse_time_of_day(ctx, table.get("start", "00:00"), f"{field}.start")
+    end = parse_time_of_day(ctx, table.get("end", "24:00"), f"{field}.end")
+    if start >= end:
+        raise ctx.fail(f"{field}.end", "end must be after start (split a band over midnight)")
+    weight = get_field(ctx, table, "weight", field, int, 0)
+    return Band(name, frozenset(weekdays), tuple(dates), start, end, weight)
+
+
+def parse_destinations(ctx: FieldContext, table: Any, field: str) -> dict[str, DestinationSet]:
+    """A table of destination sets (name -> digit prefixes) at ``field``."""
+    if not isinstance(table, dict):
+        raise ctx.fail(field, "expected a table of destination sets")
+    out: dict[str, DestinationSet] = {}
+    for name, prefixes in table.items():
+        sfield = f"{field}.{name}"
+        if not ID_PATTERN.match(name):
+            raise ctx.fail(sfield, "set names use letters, digits and _ . : -")
+        if not isinstance(prefixes, list) or not prefixes:
+            raise ctx.fail(sfield, "expected a non-empty list of digit prefixes")
+        for p in prefixes:
+            if not isinstance(p, str) or not p.isdigit() or not p.isascii() or len(p) > 24:
+                raise ctx.fail(sfield, f"prefixes are 1-24 digits, no '+': {p!r}")
+        out[name] = DestinationSet(name, tuple(prefixes))
+    return out
+
+
+def parse_pricing(ctx: FieldContext, rules: Any, field: str) -> list[PricingRule]:
+    """The ``[[pricing]]`` rules at ``field``."""
+    if not isinstance(rules, list):
+        raise ctx.fail(field, "expected an array of tables [[pricing]]")
+    out = []
+    for i, rule in enumerate(rules):
+        rfield = f"{field}[{i}]"
+        if not isinstance(rule, dict):
+            raise ctx.fail(rfield, "expected a table")
+        check_keys(ctx, rule, {"service", "destinations", "band", "rate"}, rfield)
+        service = get_field(ctx, rule, "service", rfield, str)
+        if service not in SERVICES:
+            raise ctx.fail(f"{rfield}.service", f"must be one of {', '.join(SERVICES)}")
+        dest = get_field(ctx, rule, "destinations", rfield, str, "*")
+        band = get_field(ctx, rule, "band", rfield, str, "*")
+        rate = get_field(ctx, rule, "rate", rfield, str)
+        out.append(
+            PricingRule(service, None if dest == "*" else dest, None if band == "*" else band, rate)
+        )
+    return out
+
+
+def parse_period_pricing(
+    ctx: FieldContext, name: str, t: Any, set_names: set[str], defaults: dict[str, Any]
+) -> PeriodPricing:
+    """A ``[period_pricing.<name>]`` table; its sets must be among ``set_names``."""
+    field = f"period_pricing.{name}"
+    if not isinstance(t, dict):
+        raise ctx.fail(field, "expected a table")
+    check_keys(
+        ctx,
+        t,
+        {
+            "service",
+            "destinations",
+            "mode",
+            "unit",
+            "tiers",
+            "rounding_method",
+            "rounding_decimals",
+        },
+        field,
+    )
+    service = get_field(ctx, t, "service", field, str)
+    if service not in SERVICES:
+        raise ctx.fail(f"{field}.service", f"must be one of {', '.join(SERVICES)}")
+    sets = tuple(get_field(ctx, t, "destinations", field, list, []))
+    for s in sets:
+        if s not in set_names:
+            raise ctx.fail(f"{field}.destinations", f"unknown destination set {s!r}")
+    mode = get_field(ctx, t, "mode", field, str)
+    if mode not in ("graduated", "volume"):
+        raise ctx.fail(f"{field}.mode", 'must be "graduated" or "volume"')
+    unit = get_field(ctx, t, "unit", field, int, 1)
+    if not 1 <= unit <= 10**13:
+        raise ctx.fail(f"{field}.unit", "must be an integer 1..1e13")
+    tiers: list[Tier] = []
+    raw = get_field(ctx, t, "tiers", field, list)
+    for i, tier in enumerate(raw):
+        tfield = f"{field}.tiers[{i}]"
+        if not isinstance(tier, dict):
+            raise ctx.fail(tfield, "expected an inline table")
+        check_keys(ctx, tier, {"upto", "rate"}, tfield)
+        upto = get_field(ctx, tier, "upto", tfield, int, None)
+        last = i == len(raw) - 1
+        if (upto is None) != last:
+            raise ctx.fail(f"{tfield}.upto", "every tier but the last needs upto; the last none")
+        if upto is not None and (upto <= 0 or (tiers and upto <= (tiers[-1].upto or 0))):
+            raise ctx.fail(f"{tfield}.upto", "tier limits must be positive and increase")
+        rate = parse_money(
+            ctx, get_field(ctx, tier, "rate", tfield, str), f"{tfield}.rate", RATE_DECIMALS
+        )
+        tiers.append(Tier(upto, rate))
+    if not tiers:
+        raise ctx.fail(f"{field}.tiers", "at least one tier is required")
+    rounding = parse_rounding(
+        ctx,
+        t.get("rounding_method", defaults["rounding_method"]),
+        t.get("rounding_decimals", defaults["rounding_decimals"]),
+        f"{field}.rounding",
+    )
+    return PeriodPricing(name, service, sets, mode, unit, tuple(tiers), rounding)
