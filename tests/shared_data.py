@@ -1,14 +1,14 @@
-"""Where the project's shared folder is: beside the repository (as CI lays it out).
+"""Where the tests' data files are: ``tests/data`` in the repository, so a fresh clone has them.
 
-``$RATING_ENGINE_SHARED`` overrides it, e.g. for a clone somewhere else.
+``CAPTURES`` holds exporter captures (see ``tests/data/captures/MANIFEST.md`` for origins,
+licenses and expected values). No fallback anywhere else: a missing file fails the test.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-SHARED = Path(
-    os.environ.get("RATING_ENGINE_SHARED", Path(__file__).resolve().parents[2] / "shared")
-)
-CAPTURES = SHARED / "data" / "captures"
+__all__ = ["CAPTURES", "DATA"]
+
+DATA = Path(__file__).resolve().parent / "data"
+CAPTURES = DATA / "captures"

@@ -1,6 +1,6 @@
 """Fuzzing every flow decoder: random and mutated datagrams give flows or counted rejections.
 
-Mutations start from the real captures (../shared/data/captures) so they reach deep into
+Mutations start from the captures in tests/data/captures so they reach deep into
 template, options and data parsing. The default run (``make test``) does ``FUZZ_EXAMPLES``
 (10,000) per decoder, as the flow-collector issue asks; ``-m slow`` runs ``SLOW_EXAMPLES``
 (20,000) per decoder. Both can be set
@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shared_data import CAPTURES
 
+from collectors.flows.datagram_files import iter_datagrams_from_pcap
 from collectors.flows.decoder import DecodeOutcome, FlowDecoder
 from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
 from collectors.schemas import FLOW_SCHEMA
@@ -38,12 +39,13 @@ KNOWN_REASONS = {
 
 
 def _read(*names: str) -> list[bytes]:
-    out = []
-    for name in names:
-        p = CAPTURES / name
-        if p.is_file():
-            out.append(p.read_bytes())
-    return out
+    """The captures' bytes; a missing file fails collection (they ship with the repository)."""
+    return [(CAPTURES / name).read_bytes() for name in names]
+
+
+def _pcap(name: str) -> list[bytes]:
+    """The export datagrams of a pcap (the generated ones carry v9 options templates)."""
+    return [payload for payload, _, _ in iter_datagrams_from_pcap(CAPTURES / name)]
 
 
 SOFT = "python-netflow-v9-softflowd/"
@@ -58,6 +60,7 @@ SEEDS: dict[str, list[bytes]] = {
         "goflow2/netflow_template.bin",
         "goflow2/netflow_data.bin",
     )
+    + _pcap("generated/netflowv9.pcap")
     + synth_template_stream("netflow_v9", 2, 3),
     "ipfix": _read(
         SOFT + "packet_ipfix_template.bin",
@@ -65,6 +68,7 @@ SEEDS: dict[str, list[bytes]] = {
         SOFT + "packet_ipfix_padding.bin",
         SOFT + "packet_ipfix_template_ether.bin",
     )
+    + _pcap("generated/ipfix.pcap")
     + synth_template_stream("ipfix", 2, 3),
 }
 VERSION_PREFIX = {

@@ -1,8 +1,9 @@
-"""Real exporter captures (../shared/data/captures): MANIFEST values, and tshark as an oracle."""
+"""Exporter captures (tests/data/captures): the MANIFEST values, and tshark as an oracle."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -19,16 +20,12 @@ from collectors.flows.decoder import DecodeOutcome, FlowDecoder
 
 SOFT = CAPTURES / "python-netflow-v9-softflowd"
 GOFLOW = CAPTURES / "goflow2"
-SCAPY = CAPTURES / "scapy"
+GEN = CAPTURES / "generated"  # made by scripts/make_test_captures.py
 EXP = address_to_bytes("192.0.2.50")
 
-pytestmark = pytest.mark.skipif(not CAPTURES.is_dir(), reason="captures folder not present")
 
-
-def need(*paths: Path) -> list[bytes]:
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        pytest.skip(f"capture files missing: {missing}")
+def read(*paths: Path) -> list[bytes]:
+    """The files' bytes; a missing capture fails the test (it ships with the repository)."""
     return [p.read_bytes() for p in paths]
 
 
@@ -42,7 +39,7 @@ def addrs(batch: pa.RecordBatch, col: str) -> list[str]:
 
 
 def test_netflow_v1_and_v5() -> None:
-    v1, v5 = need(SOFT / "packet_v1.bin", SOFT / "packet_v5.bin")
+    v1, v5 = read(SOFT / "packet_v1.bin", SOFT / "packet_v5.bin")
     _, (o1, o5) = feed([v1, v5])
     assert o1.flows.num_rows == 2
     assert set(o1.flows.column("protocol").to_pylist()) == {1}
@@ -52,7 +49,7 @@ def test_netflow_v1_and_v5() -> None:
 
 
 def test_goflow2_legacy_v5() -> None:
-    (dg,) = need(GOFLOW / "netflowlegacy_data.bin")
+    (dg,) = read(GOFLOW / "netflowlegacy_data.bin")
     _, (out,) = feed([dg])
     assert out.flows.num_rows == 6
     assert set(out.flows.column("source_format").to_pylist()) == {"netflow_v5"}
@@ -61,7 +58,7 @@ def test_goflow2_legacy_v5() -> None:
 
 
 def test_softflowd_v9_stream() -> None:
-    dgs = need(
+    dgs = read(
         SOFT / "packet_v9_template.bin",
         SOFT / "packets_v9_0.bin",
         SOFT / "packets_v9_1.bin",
@@ -82,7 +79,7 @@ def test_softflowd_v9_stream() -> None:
 
 
 def test_softflowd_v9_data_before_template() -> None:
-    template, mixed = need(SOFT / "packet_v9_template.bin", SOFT / "packet_v9_template_mixed.bin")
+    template, mixed = read(SOFT / "packet_v9_template.bin", SOFT / "packet_v9_template_mixed.bin")
     _, (want,) = feed([template])
     _, (got,) = feed([mixed])
     assert got.flows.num_rows == 8
@@ -91,7 +88,7 @@ def test_softflowd_v9_data_before_template() -> None:
 
 
 def test_v9_with_zero_padding_needs_templates_it_lacks() -> None:
-    (dg,) = need(SOFT / "packet_v9_with_zeros.bin")
+    (dg,) = read(SOFT / "packet_v9_with_zeros.bin")
     _, (out,) = feed([dg])
     assert out.rejected == []
     assert out.flows.num_rows == 0
@@ -99,7 +96,7 @@ def test_v9_with_zero_padding_needs_templates_it_lacks() -> None:
 
 
 def test_softflowd_ipfix() -> None:
-    dgs = need(SOFT / "packet_ipfix_template.bin", SOFT / "packet_ipfix.bin")
+    dgs = read(SOFT / "packet_ipfix_template.bin", SOFT / "packet_ipfix.bin")
     dec, (tpl_out, data_out) = feed(dgs)
     # 20 records = 19 flows + 1 options record (meteringProcessId 2649).
     assert tpl_out.flows.num_rows == 19
@@ -135,14 +132,14 @@ def test_softflowd_ipfix() -> None:
 
 
 def test_softflowd_ipfix_with_mac_addresses_and_padding() -> None:
-    dgs = need(SOFT / "packet_ipfix_template_ether.bin", SOFT / "packet_ipfix_ether.bin")
+    dgs = read(SOFT / "packet_ipfix_template_ether.bin", SOFT / "packet_ipfix_ether.bin")
     dec, outs = feed(dgs)
     assert sum(o.flows.num_rows for o in outs) == 22  # 23 records = 22 flows + 1 options
     tpl = dec.session.cache.get(EXP, 0, 1024)
     assert tpl is not None
     names = {f.name for f in tpl.fields}  # the template names the MAC elements
     assert {"sourceMacAddress", "postDestinationMacAddress"} <= names
-    (pad,) = need(SOFT / "packet_ipfix_padding.bin")
+    (pad,) = read(SOFT / "packet_ipfix_padding.bin")
     assert int.from_bytes(pad[2:4], "big") == 448
     _, (out,) = feed([pad])
     assert out.rejected == []
@@ -150,7 +147,7 @@ def test_softflowd_ipfix_with_mac_addresses_and_padding() -> None:
 
 
 def test_ether_mac_values() -> None:
-    (dg,) = need(SOFT / "packet_ipfix_template_ether.bin")
+    (dg,) = read(SOFT / "packet_ipfix_template_ether.bin")
     dec, _ = feed([dg])
     tpl = dec.session.cache.get(EXP, 0, 1024)
     assert tpl is not None
@@ -170,7 +167,7 @@ def test_ether_mac_values() -> None:
 
 
 def test_invalid_is_rejected() -> None:
-    (dg,) = need(SOFT / "packet_invalid.bin")
+    (dg,) = read(SOFT / "packet_invalid.bin")
     _, (out,) = feed([dg])
     assert out.flows.num_rows == 0
     assert [r for _, r, _ in out.rejected] == ["unsupported_version"]
@@ -178,7 +175,7 @@ def test_invalid_is_rejected() -> None:
 
 
 def test_goflow2_v9_cisco() -> None:
-    dgs = need(GOFLOW / "netflow_template.bin", GOFLOW / "netflow_data.bin")
+    dgs = read(GOFLOW / "netflow_template.bin", GOFLOW / "netflow_data.bin")
     dec, (t, d) = feed(dgs)
     assert t.flows.num_rows == 0
     assert d.flows.num_rows == 21
@@ -195,29 +192,80 @@ def test_goflow2_v9_cisco() -> None:
     assert set(d.flows.column("observation_domain").to_pylist()) == {256}
 
 
-def test_scapy_pcaps() -> None:
-    for p in (SCAPY / "netflowv9.pcap", SCAPY / "ipfix.pcap"):
-        need(p)
+def _decode_pcap(path: Path) -> tuple[FlowDecoder, DecodeOutcome]:
     dec = FlowDecoder()
-    payloads, exps, ts = zip(*iter_datagrams_from_pcap(SCAPY / "netflowv9.pcap"), strict=True)
-    out = dec.decode_many(list(payloads), list(exps), list(ts))
-    assert out.flows.num_rows == 24
-    assert out.rejected == []
-    assert addrs(out.flows, "src_addr")[21] == "20.0.0.248"
-    assert addrs(out.flows, "dst_addr")[21] == "30.0.0.248"
-    tid = [t for t in dec.session.cache.templates() if not t.options]
-    assert [(t.template_id, len(t.fields)) for t in tid] == [(424, 21)]
-    opts = [r for rs in dec.session.options_records.values() for r in rs]
-    assert any(r.get("samplingInterval") == 12 and r.get("samplingAlgorithm") == 2 for r in opts)
+    payloads, exps, ts = zip(*iter_datagrams_from_pcap(path), strict=True)
+    return dec, dec.decode_many(list(payloads), list(exps), list(ts))
 
-    dec = FlowDecoder()
-    payloads, exps, ts = zip(*iter_datagrams_from_pcap(SCAPY / "ipfix.pcap"), strict=True)
-    out = dec.decode_many(list(payloads), list(exps), list(ts))
-    assert out.flows.num_rows == 1
-    assert addrs(out.flows, "src_addr") == ["70.1.115.1"]
-    start = out.flows.column("flow_start").cast(pa.int64())[0].as_py()
-    assert start == 1480449931519 * 1000
-    assert {t.template_id: len(t.fields) for t in dec.session.cache.templates()}[307] == 23
+
+def _utc_us(text: str) -> int:
+    return int(dt.datetime.fromisoformat(text + "+00:00").timestamp()) * 1_000_000
+
+
+def test_generated_netflow_v9_pcap() -> None:
+    dec, out = _decode_pcap(GEN / "netflowv9.pcap")
+    assert out.rejected == []
+    assert out.flows.num_rows == 24
+    f = out.flows.to_pylist()
+    assert {str(address_from_bytes(r["exporter"])) for r in f} == {"192.0.2.11"}
+    assert {r["observation_domain"] for r in f} == {7}
+    r21 = f[21]
+    assert str(address_from_bytes(r21["src_addr"])) == "10.1.2.31"
+    assert str(address_from_bytes(r21["dst_addr"])) == "203.0.113.121"
+    assert (r21["protocol"], r21["src_port"], r21["dst_port"]) == (17, 42331, 53)
+    assert (r21["bytes"], r21["packets"], r21["tos"]) == (306350, 275, 0x28)
+    assert (r21["src_as"], r21["dst_as"]) == (64533, 4200000021)
+    assert str(address_from_bytes(r21["next_hop"])) == "192.0.2.1"
+    # ICMP echo (type 8, code 0) travels in the destination port.
+    assert (f[3]["protocol"], f[3]["dst_port"]) == (1, 0x0800)
+    # sysUptime wrapped 90 s before the export: record 0 is stamped before the wrap.
+    start = out.flows.column("flow_start").cast(pa.int64()).to_pylist()
+    end = out.flows.column("flow_end").cast(pa.int64()).to_pylist()
+    assert (start[0], end[0]) == (_utc_us("2026-03-02 09:25:00"), _utc_us("2026-03-02 09:26:00"))
+    assert (start[21], end[21]) == (_utc_us("2026-03-02 09:28:59"), _utc_us("2026-03-02 09:29:28"))
+    tpl = {t.template_id: t for t in dec.session.cache.templates()}
+    assert sorted(tpl) == [424, 425, 429]
+    assert (len(tpl[424].fields), tpl[424].options) == (21, False)
+    assert tpl[425].options
+    assert tpl[429].options
+    opts = [r for rs in dec.session.options_records.values() for r in rs]
+    assert any(r.get("samplingInterval") == 100 and r.get("samplingAlgorithm") == 2 for r in opts)
+    assert any(r.get("flowActiveTimeout") == 1800 and r.get("flowIdleTimeout") == 15 for r in opts)
+    # The sampling options came before the data, from the same exporter and domain.
+    assert set(out.flows.column("sampling_interval").to_pylist()) == {100}
+
+
+def test_generated_ipfix_pcap() -> None:
+    dec, out = _decode_pcap(GEN / "ipfix.pcap")
+    assert out.rejected == []
+    assert out.flows.num_rows == 4
+    assert addrs(out.flows, "src_addr") == ["10.1.3.20", "10.1.3.21", "10.1.3.22", "10.1.3.23"]
+    assert out.flows.column("dst_port").to_pylist() == [443, 123, 0x0800, 22]
+    # flowStart/EndMilliseconds, not the uptime stamps (no system init time is exported).
+    start = out.flows.column("flow_start").cast(pa.int64()).to_pylist()
+    end = out.flows.column("flow_end").cast(pa.int64()).to_pylist()
+    assert (start[0], end[0]) == (_utc_us("2026-03-02 09:29:00"), _utc_us("2026-03-02 09:30:55"))
+    tpl = {t.template_id: t for t in dec.session.cache.templates()}
+    assert sorted(tpl) == [307, 308]
+    assert (len(tpl[307].fields), tpl[307].options) == (23, False)
+    assert (len(tpl[308].fields), tpl[308].scope_count, tpl[308].options) == (3, 1, True)
+    ((options,),) = dec.session.options_records.values()
+    assert options == {"meteringProcessId": 1, "flowActiveTimeout": 1800, "flowIdleTimeout": 15}
+    assert set(out.flows.column("sampling_interval").to_pylist()) == {1}
+
+
+def test_generated_pcaps_are_what_the_script_makes(tmp_path: Path) -> None:
+    """The committed pcaps are exactly scripts/make_test_captures.py's output (no hand edits)."""
+    script = Path(__file__).resolve().parents[3] / "scripts" / "make_test_captures.py"
+    spec = importlib.util.spec_from_file_location("make_test_captures", script)
+    assert spec is not None
+    assert spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    generator.make_netflow_v9(tmp_path / "netflowv9.pcap")
+    generator.make_ipfix(tmp_path / "ipfix.pcap")
+    for name in ("netflowv9.pcap", "ipfix.pcap"):
+        assert (tmp_path / name).read_bytes() == (GEN / name).read_bytes(), name
 
 
 # -- tshark as an independent oracle ------------------------------------------------------
@@ -277,7 +325,6 @@ def _compare(ours: pa.RecordBatch, theirs: list[dict]) -> None:
         assert o["packets"][i] == int(t["cflow.packets"])
         for ours_k, k in (
             ("src_port", "cflow.srcport"),
-            ("dst_port", "cflow.dstport"),
             ("protocol", "cflow.protocol"),
             ("input_if", "cflow.inputint"),
             ("output_if", "cflow.outputint"),
@@ -286,8 +333,11 @@ def _compare(ours: pa.RecordBatch, theirs: list[dict]) -> None:
         ):
             if k in t:
                 assert o[ours_k][i] == int(t[k]), (i, k)
-        if "cflow.dstport" not in t and "cflow.icmp_type_code_ipv4" in t:
-            assert o["dst_port"][i] == int(t["cflow.icmp_type_code_ipv4"], 16)
+        if "cflow.dstport" in t or "cflow.icmp_type_code_ipv4" in t:
+            # An ICMP type/code stands in for a missing or zero destination port.
+            port = int(t.get("cflow.dstport", 0))
+            icmp = int(t.get("cflow.icmp_type_code_ipv4", "0"), 16)
+            assert o["dst_port"][i] == (port or icmp), (i, "dst_port")
         if "cflow.tcpflags" in t:
             assert o["tcp_flags"][i] == int(t["cflow.tcpflags"], 16)
         if "cflow.tos" in t:
@@ -315,8 +365,8 @@ def _compare(ours: pa.RecordBatch, theirs: list[dict]) -> None:
 
 
 PEER_CASES = {
-    "scapy_v9": ([SCAPY / "netflowv9.pcap"], 2055),
-    "scapy_ipfix": ([SCAPY / "ipfix.pcap"], 9995),
+    "generated_v9": ([GEN / "netflowv9.pcap"], 2055),
+    "generated_ipfix": ([GEN / "ipfix.pcap"], 9995),
     "softflowd_v5": ([SOFT / "packet_v5.bin"], 2055),
     "goflow2_v5": ([GOFLOW / "netflowlegacy_data.bin"], 2055),
     "softflowd_v9": (
@@ -334,14 +384,63 @@ PEER_CASES = {
 def test_flows_equal_tshark(case: str, tmp_path: Path) -> None:
     files, port = PEER_CASES[case]
     if files[0].suffix == ".pcap":
-        need(*files)
         pcap = files[0]
     else:
-        pcap = _pcap_of(need(*files), tmp_path / "c.pcap", port)
+        pcap = _pcap_of(read(*files), tmp_path / "c.pcap", port)
     payloads, exps, ts = zip(*iter_datagrams_from_pcap(pcap), strict=True)
     out = FlowDecoder().decode_many(list(payloads), list(exps), list(ts))
     assert out.rejected == []
     _compare(out.flows, _tshark_flows(pcap, port))
+
+
+def _tshark_fields(path: Path, port: int, fields: list[str]) -> list[list[str]]:
+    """One row per frame: each ``cflow.<field>``'s values joined by '/' ('' when absent)."""
+    cmd = ["tshark", "-r", str(path), "-d", f"udp.port=={port},cflow", "-T", "fields"]
+    cmd += ["-E", "aggregator=/"] + [a for f in fields for a in ("-e", f"cflow.{f}")]
+    out = subprocess.run(cmd, capture_output=True, check=True, timeout=60, text=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+@pytest.mark.peer
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_generated_templates_and_options_equal_tshark() -> None:
+    """The generated pcaps' template ids, field counts and options values, read by tshark."""
+    fields = ["template_id", "template_field_count", "sampling_interval", "sampling_algorithm",
+              "flow_active_timeout", "flow_inactive_timeout", "count"]  # fmt: skip
+    rows = _tshark_fields(GEN / "netflowv9.pcap", 2055, fields)
+    assert rows == [
+        ["424", "21", "", "", "", "", "1"],
+        ["425", "", "", "", "", "", "1"],
+        ["429", "", "", "", "", "", "1"],
+        ["", "", "100", "2", "1800", "15", "2"],
+        ["", "", "", "", "", "", "24"],
+    ]
+    dec, out = _decode_pcap(GEN / "netflowv9.pcap")
+    assert {t.template_id: len(t.fields) for t in dec.session.cache.templates()}[424] == 21
+    opts = [r for rs in dec.session.options_records.values() for r in rs]
+    assert [
+        (r["samplingInterval"], r["samplingAlgorithm"]) for r in opts if "samplingInterval" in r
+    ] == [(100, 2)]
+    assert [
+        (r["flowActiveTimeout"], r["flowIdleTimeout"]) for r in opts if "flowActiveTimeout" in r
+    ] == [(1800, 15)]
+    assert out.flows.num_rows == 24
+
+    fields = ["template_id", "template_field_count", "template_ipfix_total_field_count",
+              "template_ipfix_scope_field_count", "flow_active_timeout", "flow_inactive_timeout",
+              "od_id"]  # fmt: skip
+    rows = _tshark_fields(GEN / "ipfix.pcap", 9995, fields)
+    assert rows == [
+        ["307", "23", "", "", "", "", "7"],
+        ["308", "", "3", "1", "", "", "7"],
+        ["", "", "", "", "1800", "15", "7"],
+    ]
+    dec, out = _decode_pcap(GEN / "ipfix.pcap")
+    tpl = {t.template_id: t for t in dec.session.cache.templates()}
+    assert (len(tpl[307].fields), len(tpl[308].fields), tpl[308].scope_count) == (23, 3, 1)
+    ((options,),) = dec.session.options_records.values()
+    assert (options["flowActiveTimeout"], options["flowIdleTimeout"]) == (1800, 15)
+    assert set(out.flows.column("observation_domain").to_pylist()) == {7}
 
 
 def test_pcap_reader_link_layers_and_filtering(tmp_path: Path) -> None:
