@@ -13,7 +13,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: demo test lint fmt typecheck bench bench-quick debian-tools clean help
 
 help:
-	@echo "make demo   - set up .venv and run the end-to-end demo on data/"
+	@echo "make demo   - set up .venv and run the end-to-end demo on the shipped data"
 	@echo "make test   - set up .venv (with test extras) and Debian peers, run the suite"
 	@echo "make lint   - ruff check + ruff format --check + mypy"
 	@echo "make bench  - benchmarks (pytest-benchmark and peer comparisons)"
@@ -59,4 +59,4 @@ bench: $(VENV)/.installed-test debian-tools
 	$(PY) -m pytest benchmarks --benchmark-enable -q
 
 clean:
-	rm -rf $(VENV) workspace .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks
+	rm -rf $(VENV) .venv-wheel workspace .pytest_cache .mypy_cache .ruff_cache .hypothesis .benchmarks

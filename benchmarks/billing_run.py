@@ -21,12 +21,14 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-ROOT = Path(__file__).resolve().parents[1]
+# the demo data shipped inside the package
+DEMO = Path(str(files("bss") / "data" / "demo"))
 
 
 def _setup(ws_root: Path, accounts: int, records: int) -> None:
@@ -37,9 +39,9 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
     from collectors.workspace import WorkspacePaths
 
     ws = WorkspacePaths(ws_root).ensure()
-    shutil.copytree(ROOT / "data" / "demo" / "tariffs", ws.tariffs)
+    shutil.copytree(DEMO / "tariffs", ws.tariffs)
     conn = connect(ws)
-    seed = load_seed_file(ROOT / "data" / "demo" / "bss.toml")
+    seed = load_seed_file(DEMO / "bss.toml")
     apply_seed(conn, {k: seed[k] for k in ("tax_rate", "specification", "offering")}, "bench")
     conn.execute(
         """

@@ -2,7 +2,7 @@
 
     python benchmarks/cdr_ingest.py [--rows N] [--bad-every K] [--keep DIR]
 
-Generates N rows in the layout of data/mappings/generic.toml (national, international and
+Generates N rows in the layout of the shipped mapping `generic` (national, international and
 '+' numbers; local ISO times in Europe/Berlin; voice/sms/data), then times
 ``ingest_cdr_files`` end to end: hashing, CSV parsing, transforms, record ids, de-duplication,
 Parquet (zstd) staging and publishing. For reference it also times pyarrow's CSV reader alone
@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from collectors.cdr.ingest import ingest_cdr_files
 from collectors.cdr.mapping import load_mapping
 from collectors.workspace import WorkspacePaths
 
-MAPPING = Path(__file__).resolve().parents[1] / "data" / "mappings" / "generic.toml"
+MAPPING = Path(str(files("collectors.cdr") / "mappings" / "generic.toml"))
 
 
 def generate(path: Path, rows: int, *, seed: int = 7, bad_every: int = 0, days: int = 3) -> None:

@@ -1,6 +1,6 @@
 """Generate the demo's embedded data (deterministic): a packet capture and a CDR file.
 
-    python scripts/make_demo_data.py [--out data/demo]
+    python scripts/make_demo_data.py [--out src/bss/data/demo]
 
 The capture is a week of October 2026 traffic (IPv4 and IPv6, TCP sessions with
 handshake and FIN, DNS over UDP, ICMP echo, an 802.1Q-tagged segment) between three
@@ -28,7 +28,7 @@ from scapy.utils import PcapWriter
 SEED = 20261026
 START = datetime(2026, 10, 5, tzinfo=UTC)
 DAYS = 7
-# Customer blocks (must match data/demo/bss.toml) and some remote hosts.
+# Customer blocks (must match src/bss/data/demo/bss.toml) and some remote hosts.
 CUSTOMERS = {
     "nordwind": ["198.51.100.2", "198.51.100.3", "2001:db8:100::10"],
     "lumen": ["203.0.113.5", "203.0.113.9"],
@@ -173,7 +173,9 @@ def make_cdrs(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parents[1] / "data" / "demo")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parents[1] / "src" / "bss" / "data" / "demo"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("packets:", make_pcap(args.out / "traffic.pcap.gz"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from package_data import DEMO
 from scapy.utils import PcapReader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,14 +18,14 @@ spec.loader.exec_module(generator)
 
 def test_cdrs_regenerate_identically(tmp_path: Path) -> None:
     generator.make_cdrs(tmp_path / "cdrs.csv")
-    assert (tmp_path / "cdrs.csv").read_bytes() == (ROOT / "data/demo/cdrs.csv").read_bytes()
+    assert (tmp_path / "cdrs.csv").read_bytes() == (DEMO / "cdrs.csv").read_bytes()
 
 
 def test_capture_regenerates_identically(tmp_path: Path) -> None:
     generator.make_pcap(tmp_path / "traffic.pcap.gz")
     with (
         PcapReader(str(tmp_path / "traffic.pcap.gz")) as new,
-        PcapReader(str(ROOT / "data/demo/traffic.pcap.gz")) as shipped,
+        PcapReader(str(DEMO / "traffic.pcap.gz")) as shipped,
     ):
         pairs = list(zip(new, shipped, strict=True))
     assert len(pairs) > 10_000

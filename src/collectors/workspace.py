@@ -79,9 +79,10 @@ class WorkspacePaths:
         return self.root / "bss.duckdb"
 
     def ensure(self) -> WorkspacePaths:
-        """Create the root and the state/report folders; datasets appear when written."""
+        """Create the root and the state, report and tariff folders; datasets appear when
+        written."""
         try:
-            for path in (self.root, self.state, self.reports):
+            for path in (self.root, self.state, self.reports, self.tariffs):
                 path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(f"cannot create workspace {self.root}: {exc.strerror}") from exc

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pytest
+from package_data import DEMO
 
 from bss.errors import ValidationError
 from bss.orders import list_products
 from bss.seed import apply_seed, load_seed_file
 
-DEMO = Path(__file__).resolve().parents[2] / "data" / "demo" / "bss.toml"
+DEMO = DEMO / "bss.toml"
 
 
 def test_demo_seed_applies_once(conn: duckdb.DuckDBPyConnection) -> None:

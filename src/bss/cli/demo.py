@@ -13,6 +13,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,9 @@ class DemoResult:
 
 
 def data_dir() -> Path:
-    """The embedded default data: ``$RATING_ENGINE_DATA`` or the repository's ``data/``."""
-    root = Path(os.environ.get(DATA_ENV, Path(__file__).resolve().parents[3] / "data"))
+    """The embedded default data: ``$RATING_ENGINE_DATA``, else the data shipped inside the
+    package (``bss/data``: the demo, sample files and example tariffs)."""
+    root = Path(os.environ.get(DATA_ENV) or str(files("bss") / "data"))
     if not (root / "demo" / "bss.toml").exists():
         raise ValidationError(f"demo data not found in {root} (set {DATA_ENV} to the data folder)")
     return root
@@ -150,7 +152,7 @@ def run_demo(
                         "rejected": dict(pcap.rejected)}  # fmt: skip
 
     step("CDRs -> usage")
-    mapping = load_mapping(data / "mappings" / "generic.toml")
+    mapping = load_mapping("generic")
     cdr = ingest_cdr_files([demo / "cdrs.csv"], mapping, workspace)
     steps["cdrs"] = cdr.to_dict()
 

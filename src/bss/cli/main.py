@@ -26,6 +26,7 @@ from bss.cli.business import register_business
 from bss.cli.data import register_data
 from bss.cli.query import register_query
 from bss.cli.support import CliState, configure_logging, get_state
+from bss.cli.workspace import register_workspace
 from bss.errors import (
     BillingError,
     IllegalTransitionError,
@@ -104,6 +105,7 @@ def _root(
     configure_logging(state)
 
 
+register_workspace(app)
 register_business(app)
 register_data(app)
 register_assurance(app)

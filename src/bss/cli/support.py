@@ -22,6 +22,8 @@ from rich.table import Table
 from bss.db import connect
 from collectors.workspace import WorkspacePaths, resolve_workspace
 
+_log = logging.getLogger(__name__)
+
 __all__ = [
     "CliState",
     "configure_logging",
@@ -132,8 +134,11 @@ def _compile_notice(state: CliState, bar: Progress, task: Any, what: str) -> Ite
         def on_end(self, ev: event.Event) -> None:
             self.depth -= 1
             if self.depth == 0:
+                seconds = time.perf_counter() - self.started
                 self.kernels += 1
-                self.seconds += time.perf_counter() - self.started
+                self.seconds += seconds
+                name = getattr(ev.data.get("dispatcher"), "__name__", "kernel")
+                _log.debug("compiled kernel %s in %.2f s", name, seconds)
                 bar.update(task, description=what)
 
     notice = Notice()
@@ -148,7 +153,8 @@ def _compile_notice(state: CliState, bar: Progress, task: Any, what: str) -> Ite
             where = getattr(numba.config, "CACHE_DIR", "") or "beside the package's modules"
             state.console.print(
                 f"compiled {notice.kernels} kernels in {notice.seconds:.1f} s, once: "
-                f"cached in {where} for the next runs"
+                f"cached in {where} for the next runs",
+                soft_wrap=True,
             )
 
 

@@ -45,6 +45,7 @@ import tomllib
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -79,8 +80,8 @@ DURATION_UNITS = ("s", "ms", "hms")
 AMBIGUOUS_CHOICES = ("earliest", "latest", "reject")
 TIME_KEYWORDS = ("iso8601", "epoch_s", "epoch_ms", "epoch_us")
 FILTER_ACTIONS = ("reject", "skip")
-# the shipped mappings, when running from a source checkout (editable install)
-_PROJECT_MAPPINGS = Path(__file__).resolve().parents[3] / "data" / "mappings"
+# the mappings shipped inside the package (generic, asterisk): package data
+_SHIPPED_MAPPINGS = Path(str(files("collectors.cdr") / "mappings"))
 
 
 @dataclass(frozen=True)
@@ -502,12 +503,12 @@ def parse_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> CdrM
 
 def find_mapping(name_or_path: str | Path) -> Path:
     """A mapping file: the path itself if it exists, else ``<name>.toml`` in
-    ``./data/mappings`` or in the project's ``data/mappings`` (so ``generic`` and ``asterisk``
-    name the shipped mappings)."""
+    ``./data/mappings`` or among the mappings shipped with the package (so ``generic`` and
+    ``asterisk`` name the shipped mappings from any folder)."""
     path = Path(name_or_path)
     if path.exists() or path.suffix:
         return path
-    for folder in (Path("data") / "mappings", _PROJECT_MAPPINGS):
+    for folder in (Path("data") / "mappings", _SHIPPED_MAPPINGS):
         candidate = folder / f"{path.name}.toml"
         if candidate.is_file():
             return candidate

@@ -5,12 +5,12 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from package_data import DEMO
 
 from bss.billing.export import bills_for_period, bills_sha256
 from bss.billing.run import run_billing
@@ -22,7 +22,7 @@ from collectors.workspace import WorkspacePaths
 from rating_engine.schemas import RATED_SCHEMA
 from rating_engine.traffic.usage_from_flows import record_id_for_key
 
-DEMO = Path(__file__).resolve().parents[3] / "data" / "demo"
+DEMO = DEMO
 NOW = datetime(2026, 12, 15, tzinfo=UTC)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from package_data import TARIFFS
 
 from collectors.dataset import read_dataset
 from rating_engine.schemas import RATED_SCHEMA
@@ -30,7 +31,7 @@ def demo_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _what_if(ws: Path, *extra: str) -> dict[str, object]:
     proc = subprocess.run(
         [*CLI, "--workspace", str(ws), "--json", "rate", "--period", "2026-10", "--what-if",
-         str(ROOT / "data" / "tariffs" / "mobile_flex.toml"), *extra],
+         str(TARIFFS / "mobile_flex.toml"), *extra],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -67,7 +68,7 @@ def test_replace_one_tariff(demo_ws: Path) -> None:
 def test_unknown_replace_is_refused(demo_ws: Path) -> None:
     proc = subprocess.run(
         [*CLI, "--workspace", str(demo_ws), "rate", "--period", "2026-10", "--what-if",
-         str(ROOT / "data" / "tariffs" / "mobile_flex.toml"), "--replace", "nope"],
+         str(TARIFFS / "mobile_flex.toml"), "--replace", "nope"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 3

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from package_data import DATA, MAPPINGS
 
 from collectors.cdr.kernels import IdSet, record_id_reference, record_ids, record_spans
 from collectors.cdr.mapping import CdrMapping, NumberRules, TimeSpec, load_mapping, parse_mapping
@@ -28,7 +29,6 @@ from collectors.cdr.transforms import (
     parse_times,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "data"
 UTC = dt.UTC
 ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
 
@@ -271,7 +271,7 @@ def test_map_values_and_compose_key() -> None:
 
 # --- the streaming reader -----------------------------------------------------------------
 
-GENERIC = load_mapping(DATA / "mappings" / "generic.toml")
+GENERIC = load_mapping(MAPPINGS / "generic.toml")
 HEADER = "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell"
 
 
@@ -391,7 +391,7 @@ def test_files_that_are_not_this_csv_are_refused(
 
 
 def test_asterisk_sample() -> None:
-    mapping = load_mapping(DATA / "mappings" / "asterisk.toml")
+    mapping = load_mapping(MAPPINGS / "asterisk.toml")
     usage, rejects, read = _read(DATA / "samples" / "asterisk_Master.csv", mapping)
     assert read == 8
     rows = usage.to_pylist()
@@ -411,7 +411,7 @@ def test_asterisk_sample() -> None:
 
 
 def test_asterisk_non_csv_is_refused(tmp_path: Path) -> None:
-    mapping = load_mapping(DATA / "mappings" / "asterisk.toml")
+    mapping = load_mapping(MAPPINGS / "asterisk.toml")
     path = tmp_path / "Master.csv"
     path.write_text("just some text\nwith two lines\n")
     with pytest.raises(CdrRefusedError, match="18 columns"):
@@ -419,11 +419,7 @@ def test_asterisk_non_csv_is_refused(tmp_path: Path) -> None:
 
 
 def test_skip_filter_counts_without_rejecting(tmp_path: Path) -> None:
-    text = (
-        (DATA / "mappings" / "asterisk.toml")
-        .read_text()
-        .replace('action = "reject"', 'action = "skip"')
-    )
+    text = (MAPPINGS / "asterisk.toml").read_text().replace('action = "reject"', 'action = "skip"')
     mapping = parse_mapping(tomllib.loads(text), source="skip.toml")
     chunks = list(read_cdr_file(DATA / "samples" / "asterisk_Master.csv", mapping))
     assert sum(c.skipped.get("not_answered", 0) for c in chunks) == 3

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from package_data import DATA, MAPPINGS
 
 from collectors.cdr import ledger as ingest_ledger
 from collectors.cdr.ingest import ingest_cdr_files, recover_cdr_ingest, write_by_day
@@ -21,9 +22,9 @@ from collectors.dataset import dataset_files, read_dataset
 from collectors.schemas import REJECT_SCHEMA, USAGE_SCHEMA
 from collectors.workspace import WorkspacePaths
 
-DATA = Path(__file__).resolve().parents[3] / "data"
-GENERIC = load_mapping(DATA / "mappings" / "generic.toml")
-ASTERISK = load_mapping(DATA / "mappings" / "asterisk.toml")
+DATA = DATA
+GENERIC = load_mapping(MAPPINGS / "generic.toml")
+ASTERISK = load_mapping(MAPPINGS / "asterisk.toml")
 SAMPLE = DATA / "samples" / "cdr_generic_sample.csv"
 HEADER = "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from package_data import MAPPINGS
 
 from collectors.cdr.mapping import (
     CdrMapping,
@@ -17,7 +18,7 @@ from collectors.cdr.mapping import (
 )
 from collectors.errors import IngestError
 
-MAPPINGS = Path(__file__).resolve().parents[3] / "data" / "mappings"
+MAPPINGS = MAPPINGS
 
 MINIMAL = """
 [csv]

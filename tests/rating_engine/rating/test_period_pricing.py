@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from package_data import TARIFFS
 from reference_rater import subscriptions_table, tariff_from_toml, usage_table
 
 from rating_engine.rating.period_pricing import (
@@ -21,7 +21,7 @@ from rating_engine.rating.rate import compile_plan, load_tariffs, rate_usage
 from rating_engine.rating.what_if import WHAT_IF_SCHEMA, what_if, what_if_by_tariff
 from rating_engine.tariff.model import PeriodPricing, Rounding, Tier
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "tariffs"
+DATA = TARIFFS
 
 
 def pp(mode: str) -> PeriodPricing:

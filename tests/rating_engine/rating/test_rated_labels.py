@@ -9,16 +9,16 @@ would split one group in two.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from package_data import TARIFFS
 from reference_rater import subscriptions_table, usage_table
 
 from rating_engine import decode_labels
 from rating_engine.rating.rate import compile_plan, load_tariffs, rate_usage
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "tariffs"
+DATA = TARIFFS
 LABELS = ("service", "tariff_id", "tariff_version", "destination_set", "matched_prefix", "band",
           "currency")  # fmt: skip
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
+from package_data import TARIFFS
 from reference_rater import subscriptions_table, usage_table
 
 from rating_engine.rating.rate import compile_plan, load_tariffs, rate_stream, rate_usage
 from rating_engine.tariff.allowances import AllowanceState
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "tariffs"
+DATA = TARIFFS
 
 
 def test_stream_equals_one_call() -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from package_data import TARIFFS
 from reference_rater import subscriptions_table, usage_table
 
 from rating_engine.errors import RatingError
@@ -29,7 +29,7 @@ from rating_engine.tariff.key_table import (
     uniform_text,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "tariffs"
+DATA = TARIFFS
 T0 = datetime(2026, 3, 2, 6, tzinfo=UTC)
 _PLAN = compile_plan({"mobile-classic": load_tariffs(DATA)["mobile-classic"]}, years=(2026, 2026))
 

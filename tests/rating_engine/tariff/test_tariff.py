@@ -7,12 +7,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from package_data import TARIFFS
 from reference_rater import tariff_from_toml
 
 from rating_engine.errors import TariffError
 from rating_engine.rating.rate import load_tariff, load_tariffs
 
-DATA = Path(__file__).resolve().parents[3] / "data" / "tariffs"
+DATA = TARIFFS
 
 GOOD = """
 [tariff]

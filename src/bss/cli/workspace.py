@@ -1,0 +1,111 @@
+"""CLI commands that set a workspace up: ``init``, ``examples`` and ``tariffs``."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bss.cli.support import database, emit, get_state, table
+
+__all__ = ["register_workspace"]
+
+tariffs_app = typer.Typer(help="The tariffs in force in the workspace: list, add (validated).")
+
+# What `examples` writes: shipped sample files under names a README walkthrough uses.
+_EXAMPLES = {
+    "bss.toml": ("demo", "bss.toml"),
+    "cdrs.csv": ("demo", "cdrs.csv"),
+    "traffic.pcap.gz": ("demo", "traffic.pcap.gz"),
+    "asterisk_Master.csv": ("samples", "asterisk_Master.csv"),
+    "cdr_generic_sample.csv": ("samples", "cdr_generic_sample.csv"),
+    "netflow_exports.pcap": ("samples", "netflow_exports.pcap"),
+    "tariffs/mobile-2026.toml": ("demo/tariffs", "mobile-2026.toml"),
+    "tariffs/fiber-2026.toml": ("demo/tariffs", "fiber-2026.toml"),
+    "alternatives/mobile_classic.toml": ("tariffs", "mobile_classic.toml"),
+    "alternatives/mobile_flex.toml": ("tariffs", "mobile_flex.toml"),
+}
+
+
+def init(ctx: typer.Context) -> None:
+    """Create the workspace, complete: folders, tariffs/, and the database with its schema."""
+    state = get_state(ctx)
+    ws = state.workspace
+    existed = ws.database.exists()
+    with database(state):
+        pass
+    ws.tariffs.mkdir(parents=True, exist_ok=True)
+    emit(
+        state,
+        {"workspace": str(ws.root), "created": not existed, "tariffs": str(ws.tariffs)},
+        f"workspace {ws.root} {'ready' if existed else 'created'}: add tariffs with "
+        f"`rating-engine tariffs add FILE`, business data with `rating-engine load FILE`",
+    )
+
+
+def examples(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="where to write the example files")],
+) -> None:
+    """Write the shipped example files (tariffs, business TOML, CDRs, captures) into a folder."""
+    from bss.cli.demo import data_dir
+
+    state = get_state(ctx)
+    source = data_dir()
+    written = []
+    for name, (sub, file) in _EXAMPLES.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / sub / file, target)
+        written.append(str(target))
+    from collectors.cdr.mapping import find_mapping
+
+    for mapping in ("generic", "asterisk"):
+        target = folder / "mappings" / f"{mapping}.toml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(find_mapping(mapping), target)
+        written.append(str(target))
+    emit(state, {"files": written}, f"{len(written)} example files in {folder}")
+
+
+@tariffs_app.command("add")
+def tariffs_add(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="TOML tariff files")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="correct a tariff already in force (same id)")
+    ] = False,
+) -> None:
+    """Validate tariff files with the tariffs in force, then install them (all or none)."""
+    from bss.tariff_files import install_tariffs
+
+    state = get_state(ctx)
+    with database(state):  # the workspace's writer lock: no billing run sees half a change
+        done = install_tariffs(state.workspace, files, replace=replace)
+    if not state.json:
+        rows = [(t.id, ", ".join(t.versions), t.currency, t.file, t.action) for t in done]
+        table(state, "tariffs", ["tariff", "versions", "currency", "file", "action"], rows)
+    emit(state, {"tariffs": [asdict(t) for t in done]})
+
+
+@tariffs_app.command("list")
+def tariffs_list(ctx: typer.Context) -> None:
+    """The tariffs in force, with their versions."""
+    from bss.tariff_files import tariffs_in_force
+
+    state = get_state(ctx)
+    found = tariffs_in_force(state.workspace)
+    if not state.json:
+        rows = [(t.id, t.name, ", ".join(t.versions), t.currency, t.file) for t in found]
+        table(state, "tariffs in force", ["tariff", "name", "versions", "currency", "file"], rows)
+    emit(state, {"tariffs": [asdict(t) for t in found]})
+
+
+def register_workspace(app: typer.Typer) -> None:
+    """Attach the set-up commands to the root app."""
+    app.command("init")(init)
+    app.command("examples")(examples)
+    app.add_typer(tariffs_app, name="tariffs")
