@@ -373,11 +373,13 @@ def _rate_batch(
     )
     rejected = REJECT_SCHEMA.empty_table()
     if n_rejected:
-        rejected = _rejected(batch, np.flatnonzero(status != 0), status)
+        rejected = _rejected(batch, np.flatnonzero(status != 0), status, plan.years)
     return RatingResult(rated, rejected, ledger)
 
 
-def _rejected(batch: pa.RecordBatch, idx: np.ndarray, status: np.ndarray) -> pa.Table:
+def _rejected(
+    batch: pa.RecordBatch, idx: np.ndarray, status: np.ndarray, years: tuple[int, int]
+) -> pa.Table:
     take = pa.array(idx)
     files = batch.column("source_file").take(take).to_pylist()
     lines = batch.column("source_line").take(take).to_pylist()
@@ -385,8 +387,15 @@ def _rejected(batch: pa.RecordBatch, idx: np.ndarray, status: np.ndarray) -> pa.
     keys = batch.column("subscriber_key").take(take).to_pylist()
     reasons = [REASONS[int(s)] for s in status[idx].tolist()]
     fields = [_FIELD[r] for r in reasons]
+    # the compiled years are the plan's, not a property of the record: say which, and how
+    # to widen them, where the reason alone would leave a user guessing
+    text = {
+        **_TEXT,
+        "time_out_of_range": f"{_TEXT['time_out_of_range']} {years[0]}..{years[1]}; compile "
+        "the plan with compile_plan(..., years=(first, last)) covering the usage",
+    }
     messages = [
-        f"{_TEXT[r]} (file {f}, record {rid}, field {fl}, subscriber {k})"
+        f"{text[r]} (file {f}, record {rid}, field {fl}, subscriber {k})"
         for r, f, rid, fl, k in zip(reasons, files, ids, fields, keys, strict=True)
     ]
     now = datetime.now(UTC)
