@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 import duckdb
 
+from bss.currencies import MAX_AMOUNT, is_currency
 from bss.db import record_transition, transaction
 from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
 
@@ -153,6 +154,12 @@ def _decimal(value: str | None, what: str) -> Decimal | None:
         number = Decimal(value)
     except InvalidOperation as exc:
         raise ValidationError(f"{what}: {value!r} is not a decimal number") from exc
+    if not number.is_finite():
+        raise ValidationError(f"{what}: {value!r} is not a finite number")
+    if abs(number) > MAX_AMOUNT:
+        raise ValidationError(
+            f"{what}: {value} does not fit DECIMAL(18,6) (at most 12 digits before the point)"
+        )
     if number != number.quantize(Decimal("0.000001")):
         raise ValidationError(f"{what}: {value} has more than 6 decimals")
     return number
@@ -184,6 +191,8 @@ def add_price(
             raise ValidationError(f"{what}: a {price_type} price needs a non-negative amount")
         if not currency:
             raise ValidationError(f"{what}: a {price_type} price needs a currency")
+    if currency is not None and not is_currency(currency):
+        raise ValidationError(f"{what}: currency {currency!r} is not an ISO 4217 code")
     if price_type == "usage" and not tariff_id:
         raise ValidationError(f"{what}: a usage price needs a tariff_id")
     if price_type == "discount" and (share is None or not (0 < share <= 1)):

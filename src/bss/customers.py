@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 import duckdb
 
+from bss.currencies import is_currency
 from bss.db import record_transition, transaction, utc_now
 from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
 
@@ -51,9 +52,14 @@ class Account:
 
 def set_tax_rate(conn: duckdb.DuckDBPyConnection, jurisdiction: str, name: str, rate: str) -> None:
     """Create or replace the tax rate of a jurisdiction (``rate`` as a decimal string, 0.19)."""
-    value = Decimal(rate)
+    try:
+        value = Decimal(rate)
+    except InvalidOperation as exc:
+        raise ValidationError(f"tax rate {jurisdiction}: rate {rate!r} is not a decimal") from exc
     if not (Decimal(0) <= value < Decimal(1)):
         raise ValidationError(f"tax rate {jurisdiction}: rate {rate} must be in [0, 1)")
+    if value != value.quantize(Decimal("0.000001")):
+        raise ValidationError(f"tax rate {jurisdiction}: rate {rate} has more than 6 decimals")
     conn.execute(
         "INSERT OR REPLACE INTO tax_rate VALUES (?, ?, ?)", [jurisdiction, name, str(value)]
     )
@@ -108,8 +114,12 @@ def create_account(
     owner = get_customer(conn, customer)
     if owner.status == "closed":
         raise ValidationError(f"account {external_id}: customer {owner.external_id} is closed")
-    if len(currency) != 3 or not currency.isalpha() or currency.upper() != currency:
+    if not is_currency(currency):
         raise ValidationError(f"account {external_id}: currency {currency!r} is not ISO 4217")
+    if not 0 <= payment_terms_days <= 120:
+        raise ValidationError(
+            f"account {external_id}: payment_terms_days {payment_terms_days} not in 0..120"
+        )
     if (
         conn.execute("SELECT 1 FROM tax_rate WHERE jurisdiction = ?", [tax_jurisdiction]).fetchone()
         is None

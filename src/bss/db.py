@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import weakref
 from collections.abc import Iterator
@@ -14,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from bss.errors import BssError, WorkspaceLockedError
+from collectors.errors import CorruptFileError
 from collectors.workspace import WorkspacePaths
 
 __all__ = [
@@ -21,11 +24,56 @@ __all__ = [
     "connect",
     "record_transition",
     "schema_version",
+    "storage_fault",
+    "storage_faults",
     "transaction",
     "utc_now",
 ]
 
 _LOCK_PID = re.compile(r"PID (\d+)")
+_QUOTED_FILE = re.compile(r'file "([^"]+)"')
+# DuckDB reports the machine's faults as text inside its own exception types.
+_OS_FAULTS = (
+    ("no space left on device", errno.ENOSPC),
+    ("read-only file system", errno.EROFS),
+    ("permission denied", errno.EACCES),
+    ("input/output error", errno.EIO),
+)
+_CORRUPT = ("corrupt database file", "checksum", "not a valid duckdb database file")
+
+
+def storage_fault(exc: BaseException, path: Path) -> Exception | None:
+    """The fault behind a DuckDB error: an ``OSError`` (disk full, read-only, permissions)
+    naming the file, or :class:`CorruptFileError` for a database that cannot be read back;
+    None for any other error."""
+    if not isinstance(exc, duckdb.Error):
+        return None
+    text = str(exc)
+    lower = text.lower()
+    for marker, code in _OS_FAULTS:
+        if marker in lower:
+            named = _QUOTED_FILE.search(text)
+            return OSError(code, os.strerror(code), named.group(1) if named else str(path))
+    if any(marker in lower for marker in _CORRUPT):
+        return CorruptFileError(
+            str(path),
+            f"the database {path} cannot be read back ({text.strip()}); restore it from a "
+            "backup (`rating-engine check` verifies it and every Parquet part)",
+        )
+    return None
+
+
+@contextmanager
+def storage_faults(path: Path) -> Iterator[None]:
+    """Re-raise DuckDB's reports of a full or read-only disk and of a corrupt database file
+    as :func:`storage_fault` describes them; other errors pass unchanged."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        fault = storage_fault(exc, path)
+        if fault is None:
+            raise
+        raise fault from exc
 
 
 def utc_now() -> datetime:
@@ -90,9 +138,14 @@ def connect(workspace: WorkspacePaths, *, read_only: bool = False) -> duckdb.Duc
     workspace.ensure()
     try:
         conn = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
+    except duckdb.Error as exc:
+        fault = storage_fault(exc, path)
+        if fault is not None:
+            raise fault from exc
+        if not isinstance(exc, duckdb.IOException):
+            raise
         text = str(exc)
-        if "lock" in text.lower():
+        if "could not set lock" in text.lower():  # not "in block at ..."
             pid = _LOCK_PID.search(text)
             holder = f"process {pid.group(1)}" if pid else "another process"
             raise WorkspaceLockedError(
@@ -100,10 +153,11 @@ def connect(workspace: WorkspacePaths, *, read_only: bool = False) -> duckdb.Duc
                 "wait for it to finish or stop it"
             ) from exc
         raise BssError(f"cannot open {path}: {text}") from exc
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute("SET enable_progress_bar = false")  # ours is rich's, on stderr
-    if not read_only:
-        _migrate(conn)
+    with storage_faults(path):
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET enable_progress_bar = false")  # ours is rich's, on stderr
+        if not read_only:
+            _migrate(conn)
     return conn
 
 

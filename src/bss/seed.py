@@ -1,14 +1,18 @@
 """Load business data from a TOML file: tax rates, customers, accounts, catalog, orders.
 
 Used by the demo and by ``rating-engine load``. Applying a file is idempotent: entities
-whose key exists are left as they are, and the whole file applies in one transaction,
-so an interrupted load leaves nothing half-done.
+whose key exists with the same values are left as they are, and the whole file applies in
+one transaction, so an interrupted load leaves nothing half-done. An entity the file
+describes differently from the workspace is refused with every difference listed
+(:mod:`bss.seed_changes`) - except ending an open price at a date no issued bill reaches
+past, which is how a price changes: end the old price and add a new one (its own id)
+valid from that date. Money is written as decimal strings (``"19.99"``), never floats.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,16 +20,20 @@ from typing import Any
 import duckdb
 
 from bss import catalog, customers, orders
-from bss.db import transaction
+from bss.db import record_transition, transaction
 from bss.errors import BssError, ValidationError
+from bss.seed_changes import differences, issued_until, stored
 
 __all__ = ["SeedSummary", "apply_seed", "load_seed_file"]
+
+_MAX_LISTED = 20  # differences shown in one refusal
 
 
 @dataclass(frozen=True)
 class SeedSummary:
     created: dict[str, int]
     existing: dict[str, int]
+    updated: dict[str, int] = field(default_factory=dict)
 
 
 def _time(value: Any, where: str) -> datetime:
@@ -40,8 +48,31 @@ def _time(value: Any, where: str) -> datetime:
     raise ValidationError(f"{where}: expected a date-time, got {value!r}")
 
 
-def _exists(conn: duckdb.DuckDBPyConnection, table: str, column: str, key: str) -> bool:
-    return conn.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", [key]).fetchone() is not None
+def _money(entry: dict[str, Any], key: str, where: str) -> str | None:
+    """A decimal as text: TOML strings and integers; a float is refused (binary, inexact)."""
+    if key not in entry:
+        return None
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValidationError(
+            f'{where}: {key} = {value!r}: write decimals as strings ("19.99"); '
+            "a TOML float is binary and not exact"
+        )
+    return str(value)
+
+
+def _text(entry: dict[str, Any], key: str, where: str, default: str | None = None) -> str:
+    value = entry.get(key, default)
+    if not isinstance(value, str):
+        raise ValidationError(f"{where}: {key} must be text, got {value!r}")
+    return value
+
+
+def _int(entry: dict[str, Any], key: str, where: str, default: int) -> int:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{where}: {key} must be a whole number, got {value!r}")
+    return value
 
 
 def load_seed_file(path: Path) -> dict[str, Any]:
@@ -53,91 +84,237 @@ def load_seed_file(path: Path) -> dict[str, Any]:
         raise ValidationError(f"{path}: {exc}") from exc
 
 
-def apply_seed(conn: duckdb.DuckDBPyConnection, data: dict[str, Any], source: str) -> SeedSummary:
-    """Create what ``data`` describes and is not there yet; all or nothing."""
-    created: dict[str, int] = {}
-    existing: dict[str, int] = {}
+class _Loader:
+    """One file's application: counts, and the differences found so far."""
 
-    def count(kind: str, new: bool) -> None:
-        target = created if new else existing
+    def __init__(self, conn: duckdb.DuckDBPyConnection) -> None:
+        self.conn = conn
+        self.created: dict[str, int] = {}
+        self.existing: dict[str, int] = {}
+        self.updated: dict[str, int] = {}
+        self.changes: list[str] = []
+        self.where = ""  # the entry being applied, for errors raised below
+
+    def count(self, kind: str, target: dict[str, int]) -> None:
         target[kind] = target.get(kind, 0) + 1
 
+    def existing_same(self, kind: str, key: str, want: dict[str, Any], where: str) -> bool:
+        """True when ``key`` exists; its differences from ``want`` are collected."""
+        have = stored(self.conn, kind, key)
+        if have is None:
+            return False
+        found = differences(have, want)
+        if found:
+            self.changes.append(f"{where} ({kind} {key}): " + "; ".join(found))
+        self.count(kind, self.existing)
+        return True
+
+    def tax_rate(self, tax: dict[str, Any], where: str) -> None:
+        self.where = where
+        jurisdiction = _text(tax, "jurisdiction", where)
+        want: dict[str, Any] = {
+            "name": _text(tax, "name", where),
+            "rate": _money(tax, "rate", where),
+        }
+        if not self.existing_same("tax_rate", jurisdiction, want, where):
+            customers.set_tax_rate(self.conn, jurisdiction, want["name"], str(want["rate"]))
+            self.count("tax_rate", self.created)
+
+    def specification(self, spec: dict[str, Any], where: str) -> None:
+        self.where = where
+        key = _text(spec, "id", where)
+        want = {
+            "name": _text(spec, "name", where),
+            "description": _text(spec, "description", where, ""),
+        }
+        if not self.existing_same("specification", key, want, where):
+            catalog.add_specification(self.conn, key, want["name"], want["description"])
+
+    def offering(self, off: dict[str, Any], where: str) -> None:
+        self.where = where
+        key = _text(off, "id", where)
+        want: dict[str, Any] = {
+            "specification_id": _text(off, "specification", where),
+            "name": _text(off, "name", where),
+            "valid_from": _time(off["valid_from"], f"{where}.valid_from"),
+            "valid_to": _time(off["valid_to"], f"{where}.valid_to") if "valid_to" in off else None,
+        }
+        if "status" in off:  # compared only when the file says it (`catalog status` moves it)
+            want["lifecycle_status"] = _text(off, "status", where)
+        if not self.existing_same("offering", key, want, where):
+            catalog.add_offering(
+                self.conn, key, want["specification_id"], want["name"],
+                valid_from=want["valid_from"], valid_to=want["valid_to"],
+                lifecycle_status=off.get("status", "active"),
+            )  # fmt: skip
+            self.count("offering", self.created)
+        prices = off.get("price", [])
+        # Existing prices first: ending one must come before the price that follows it.
+        order = sorted(
+            enumerate(prices), key=lambda p: stored(self.conn, "price", str(p[1].get("id"))) is None
+        )
+        for j, price in order:
+            self.price(price, key, off, f"{where}.price[{j}]")
+
+    def price(self, price: dict[str, Any], offering: str, off: dict[str, Any], where: str) -> None:
+        self.where = where
+        key = _text(price, "id", where)
+        want: dict[str, Any] = {
+            "offering_id": offering,
+            "name": _text(price, "name", where),
+            "price_type": _text(price, "type", where),
+            "amount": _money(price, "amount", where),
+            "currency": price.get("currency"),
+            "percentage": _money(price, "percentage", where),
+            "tariff_id": price.get("tariff"),
+            "valid_from": _time(price.get("valid_from", off["valid_from"]), f"{where}.valid_from"),
+            "valid_to": _time(price["valid_to"], f"{where}.valid_to")
+            if "valid_to" in price
+            else None,
+        }
+        have = stored(self.conn, "price", key)
+        ends = have is not None and have["valid_to"] is None and want["valid_to"] is not None
+        if have is not None and ends and not differences(have, {**want, "valid_to": None}):
+            self.end_price(key, want["valid_to"], have["valid_from"], where)
+            return
+        if not self.existing_same("price", key, want, where):
+            catalog.add_price(
+                self.conn, key, offering, want["name"], want["price_type"],
+                valid_from=want["valid_from"], valid_to=want["valid_to"], amount=want["amount"],
+                currency=want["currency"], percentage=want["percentage"],
+                tariff_id=want["tariff_id"],
+            )  # fmt: skip
+            self.count("price", self.created)
+
+    def end_price(self, key: str, valid_to: datetime, valid_from: datetime, where: str) -> None:
+        """Close an open price (a new price version takes over from ``valid_to``)."""
+        if valid_to <= valid_from:
+            raise ValidationError(f"{where} (price {key}): valid_to is not after valid_from")
+        billed = issued_until(self.conn)
+        if billed is not None and valid_to < billed:
+            raise ValidationError(
+                f"{where} (price {key}): cannot end it at {valid_to.isoformat()}: bills up to "
+                f"{billed.isoformat()} were issued with it; end it at or after that date"
+            )
+        self.conn.execute(
+            "UPDATE product_offering_price SET valid_to = ? WHERE id = ?", [valid_to, key]
+        )
+        record_transition(
+            self.conn, "product_offering_price", key, "open", "ended",
+            f"valid_to {valid_to.isoformat()} (load)",
+        )  # fmt: skip
+        self.count("price", self.updated)
+
+    def customer(self, cust: dict[str, Any], where: str) -> None:
+        self.where = where
+        key = _text(cust, "id", where)
+        want = {"name": _text(cust, "name", where)}
+        if not self.existing_same("customer", key, want, where):
+            customers.create_customer(self.conn, key, want["name"])
+            self.count("customer", self.created)
+        for k, acct in enumerate(cust.get("account", [])):
+            self.account(acct, key, f"{where}.account[{k}]")
+
+    def account(self, acct: dict[str, Any], customer: str, where: str) -> None:
+        self.where = where
+        key = _text(acct, "id", where)
+        want: dict[str, Any] = {
+            "customer": customer,
+            "name": _text(acct, "name", where),
+            "currency": _text(acct, "currency", where),
+            "tax_jurisdiction": _text(acct, "tax_jurisdiction", where),
+            "payment_terms_days": _int(acct, "payment_terms_days", where, 14),
+        }
+        if not self.existing_same("account", key, want, where):
+            customers.create_account(
+                self.conn, key, customer, want["name"], currency=want["currency"],
+                tax_jurisdiction=want["tax_jurisdiction"],
+                payment_terms_days=want["payment_terms_days"],
+            )  # fmt: skip
+            self.count("account", self.created)
+
+    def order(self, order: dict[str, Any], where: str) -> None:
+        self.where = where
+        key = _text(order, "id", where)
+        items = [
+            orders.OrderItem(
+                action=item.get("action", "add"),
+                offering_id=item.get("offering"),
+                product_id=item.get("product"),
+                service_ids=tuple(item.get("service_ids", [])),
+            )
+            for item in order["item"]
+        ]
+        want: dict[str, Any] = {
+            "account": _text(order, "account", where),
+            "requested_start": _time(order["requested_start"], f"{where}.requested_start"),
+            "items": [
+                [i.action, i.offering_id, None if i.product_id is None else str(i.product_id),
+                 " ".join(i.service_ids)]
+                for i in items
+            ],
+        }  # fmt: skip
+        if self.existing_same("order", key, want, where):
+            return
+        orders.create_order(
+            self.conn, key, want["account"], items, requested_start=want["requested_start"]
+        )
+        if order.get("process", True):
+            done = orders.process_order(self.conn, key)
+            if done.state != "completed":
+                raise ValidationError(f"{where}: order ended {done.state}")
+        self.count("order", self.created)
+
+
+def apply_seed(conn: duckdb.DuckDBPyConnection, data: dict[str, Any], source: str) -> SeedSummary:
+    """Create what ``data`` describes and is not there yet; all or nothing.
+
+    Raises :class:`ValidationError` naming the file, the entry and the field for a bad
+    value, and listing every difference when the file changes an existing entity.
+    """
+    load = _Loader(conn)
+    where = source
     try:
         with transaction(conn):
-            for tax in data.get("tax_rate", []):
-                new = not _exists(conn, "tax_rate", "jurisdiction", tax["jurisdiction"])
-                if new:
-                    customers.set_tax_rate(conn, tax["jurisdiction"], tax["name"], str(tax["rate"]))
-                count("tax_rate", new)
-            for spec in data.get("specification", []):
-                catalog.add_specification(
-                    conn, spec["id"], spec["name"], spec.get("description", "")
-                )
+            for i, tax in enumerate(data.get("tax_rate", [])):
+                where = f"{source}: tax_rate[{i}]"
+                load.tax_rate(tax, where)
+            for i, spec in enumerate(data.get("specification", [])):
+                where = f"{source}: specification[{i}]"
+                load.specification(spec, where)
             for i, off in enumerate(data.get("offering", [])):
                 where = f"{source}: offering[{i}]"
-                new = not _exists(conn, "product_offering", "id", off["id"])
-                if new:
-                    catalog.add_offering(
-                        conn, off["id"], off["specification"], off["name"],
-                        valid_from=_time(off["valid_from"], where),
-                        valid_to=_time(off["valid_to"], where) if "valid_to" in off else None,
-                        lifecycle_status=off.get("status", "active"),
-                    )  # fmt: skip
-                count("offering", new)
-                for j, price in enumerate(off.get("price", [])):
-                    pwhere = f"{where}.price[{j}]"
-                    new = not _exists(conn, "product_offering_price", "id", price["id"])
-                    if new:
-                        catalog.add_price(
-                            conn, price["id"], off["id"], price["name"], price["type"],
-                            valid_from=_time(price.get("valid_from", off["valid_from"]), pwhere),
-                            valid_to=_time(price["valid_to"], pwhere) if "valid_to" in price
-                            else None,
-                            amount=None if "amount" not in price else str(price["amount"]),
-                            currency=price.get("currency"),
-                            percentage=None if "percentage" not in price
-                            else str(price["percentage"]),
-                            tariff_id=price.get("tariff"),
-                        )  # fmt: skip
-                    count("price", new)
-            for cust in data.get("customer", []):
-                new = not _exists(conn, "customer", "external_id", cust["id"])
-                if new:
-                    customers.create_customer(conn, cust["id"], cust["name"])
-                count("customer", new)
-                for acct in cust.get("account", []):
-                    new = not _exists(conn, "billing_account", "external_id", acct["id"])
-                    if new:
-                        customers.create_account(
-                            conn, acct["id"], cust["id"], acct["name"],
-                            currency=acct["currency"], tax_jurisdiction=acct["tax_jurisdiction"],
-                            payment_terms_days=int(acct.get("payment_terms_days", 14)),
-                        )  # fmt: skip
-                    count("account", new)
+                load.offering(off, where)
+            for i, cust in enumerate(data.get("customer", [])):
+                where = f"{source}: customer[{i}]"
+                load.customer(cust, where)
             for i, order in enumerate(data.get("order", [])):
                 where = f"{source}: order[{i}]"
-                new = not _exists(conn, "product_order", "external_id", order["id"])
-                if new:
-                    items = [
-                        orders.OrderItem(
-                            action=item.get("action", "add"),
-                            offering_id=item.get("offering"),
-                            product_id=item.get("product"),
-                            service_ids=tuple(item.get("service_ids", [])),
-                        )
-                        for item in order["item"]
-                    ]
-                    orders.create_order(
-                        conn, order["id"], order["account"], items,
-                        requested_start=_time(order["requested_start"], where),
-                    )  # fmt: skip
-                    if order.get("process", True):
-                        done = orders.process_order(conn, order["id"])
-                        if done.state != "completed":
-                            raise ValidationError(f"{where}: order ended {done.state}")
-                count("order", new)
+                load.order(order, where)
+            if load.changes:
+                shown = load.changes[:_MAX_LISTED]
+                more = len(load.changes) - len(shown)
+                raise ValidationError(
+                    f"{source}: {len(load.changes)} "
+                    + ("entry differs" if len(load.changes) == 1 else "entries differ")
+                    + " from the workspace; nothing was loaded. A price changes by ending it "
+                    "(valid_to) and adding a new price with its own id valid from that date; "
+                    "other entities are changed with their commands.\n  "
+                    + "\n  ".join(shown)
+                    + (f"\n  ... and {more} more" if more else "")
+                )
     except KeyError as exc:
-        raise ValidationError(f"{source}: missing key {exc}") from exc
+        raise ValidationError(f"{load.where or where}: missing key {exc}") from exc
+    except (TypeError, AttributeError) as exc:  # a value of the wrong shape (table vs list)
+        raise ValidationError(f"{load.where or where}: malformed entry ({exc})") from exc
+    except (
+        duckdb.ConstraintException,
+        duckdb.ConversionException,
+        duckdb.OutOfRangeException,
+    ) as exc:  # a value the schema refuses that no check above caught
+        raise ValidationError(f"{load.where or where}: refused by the database: {exc}") from exc
     except BssError as exc:
-        raise type(exc)(f"{source}: {exc}") from exc
-    return SeedSummary(created, existing)
+        if str(exc).startswith(source):
+            raise
+        raise type(exc)(f"{load.where or where}: {exc}") from exc
+    return SeedSummary(load.created, load.existing, load.updated)

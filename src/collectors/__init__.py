@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from collectors.errors import (
     CollectorError,
+    CorruptFileError,
     DecodeError,
     IngestError,
     RatingEngineError,
@@ -88,6 +89,7 @@ __all__ = [
     "CdrMapping",
     "CollectorError",
     "CollectorSummary",
+    "CorruptFileError",
     "DecodeError",
     "DecodeOutcome",
     "FlowDecoder",

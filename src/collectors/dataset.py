@@ -4,13 +4,19 @@ Files land as ``<dataset>/date=YYYY-MM-DD[/hour=HH]/part-<name>.parquet``. Each 
 written to a hidden temporary name in the same folder, fsynced and renamed, so a
 reader never sees half a file. Part names chosen by the caller make writes
 idempotent: writing the same input again replaces the same files.
+
+Pages carry CRC32 checksums, verified on every read, so a part damaged on disk is found
+instead of read as wrong numbers. A fault names its file: a write error of the machine
+(disk full, read-only) is an ``OSError`` with ``filename`` set, and a part that cannot be
+read back is a :class:`~collectors.errors.CorruptFileError` naming the part.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,30 +27,55 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from collectors.errors import CorruptFileError
+
 __all__ = [
     "PARTITION_COLUMNS",
     "atomic_write_bytes",
     "atomic_write_table",
+    "broken_parts",
     "dataset_files",
+    "naming_path",
     "read_dataset",
+    "reading_parts",
     "remove_parts",
+    "verify_part",
     "write_partitioned",
 ]
 
 PARTITION_COLUMNS = ("date", "hour")
 _HIDDEN = (".", "_")
+_SCAN = pads.ParquetFileFormat(
+    default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
+)
+
+
+@contextlib.contextmanager
+def naming_path(path: Path | str) -> Iterator[None]:
+    """Give an ``OSError`` raised inside without a file name (Arrow's, zipfile's) ``path``,
+    so the message of a full or read-only disk says where."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        reason = exc.strerror or str(exc)
+        if exc.errno is not None:
+            reason = os.strerror(exc.errno)
+        raise OSError(exc.errno, reason, str(path)) from exc
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` through a temporary file, fsync and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with naming_path(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -54,14 +85,16 @@ def atomic_write_table(
     table: pa.Table, path: Path, *, compression: str = "zstd", **options: Any
 ) -> Path:
     """Write ``table`` to ``path`` through a temporary file, fsync and a rename;
-    ``options`` go to :func:`pyarrow.parquet.write_table`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ``options`` go to :func:`pyarrow.parquet.write_table` (page checksums on by default)."""
+    options.setdefault("write_page_checksum", True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        pq.write_table(table, tmp, compression=compression, **options)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with naming_path(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, tmp, compression=compression, **options)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -122,6 +155,59 @@ def remove_parts(root: Path, part_name: str) -> int:
     return removed
 
 
+def verify_part(path: Path) -> str | None:
+    """None when every page of the part reads back (checksums verified), else why not."""
+    try:
+        with pq.ParquetFile(path, page_checksum_verification=True) as part:
+            for group in range(part.num_row_groups):
+                part.read_row_group(group)
+    except (pa.ArrowException, OSError) as exc:
+        return " ".join(str(exc).split()) or type(exc).__name__  # Arrow's text spans lines
+    return None
+
+
+def broken_parts(files: Iterable[Path]) -> list[tuple[Path, str]]:
+    """The parts among ``files`` that do not read back, with the reason."""
+    found = []
+    for path in files:
+        problem = verify_part(path)
+        if problem is not None:
+            found.append((path, problem))
+    return found
+
+
+@contextlib.contextmanager
+def reading_parts(files: Iterable[Path]) -> Iterator[None]:
+    """Turn Arrow's error on reading ``files`` into one naming the broken part.
+
+    Arrow's scanner often does not say which file failed (a damaged page header is
+    "Couldn't deserialize thrift"); on failure each part is checked alone, which costs a
+    read of the dataset only on this error path. A fault of the machine (an ``OSError``
+    with an errno: disk, permissions) stays an ``OSError``.
+    """
+    try:
+        yield
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None and not _arrow_corruption(exc):
+            raise
+        broken = broken_parts(files)
+        if not broken:
+            raise
+        path, problem = broken[0]
+        more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+        raise CorruptFileError(
+            str(path),
+            f"Parquet part {path} cannot be read back: {problem}{more}; run `rating-engine "
+            "check` to list broken parts and `rating-engine check --quarantine` to move them "
+            "aside (it reports the records they held), or restore them from a backup",
+        ) from exc
+
+
+def _arrow_corruption(exc: OSError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("parquet", "thrift", "checksum", "corrupt", "magic"))
+
+
 def read_dataset(
     root: Path,
     schema: pa.Schema,
@@ -129,10 +215,14 @@ def read_dataset(
     filter: pc.Expression | None = None,
     columns: Iterable[str] | None = None,
 ) -> pa.Table:
-    """Read a dataset (without its partition columns) as ``schema``; missing -> empty table."""
+    """Read a dataset (without its partition columns) as ``schema``; missing -> empty table.
+
+    Raises :class:`~collectors.errors.CorruptFileError` naming a part that cannot be read.
+    """
     files = dataset_files(root)
     cols = list(columns) if columns is not None else schema.names
     if not files:
         return schema.empty_table().select(cols)
-    ds = pads.dataset([str(f) for f in files], schema=schema, format="parquet")
-    return ds.to_table(columns=cols, filter=filter)
+    with reading_parts(files):
+        ds = pads.dataset([str(f) for f in files], schema=schema, format=_SCAN)
+        return ds.to_table(columns=cols, filter=filter)

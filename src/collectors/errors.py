@@ -7,11 +7,25 @@ Messages name the file, the record and the field wherever they are known.
 
 from __future__ import annotations
 
-__all__ = ["CollectorError", "DecodeError", "IngestError", "RatingEngineError", "WorkspaceError"]
+from typing import Any
+
+__all__ = [
+    "CollectorError",
+    "CorruptFileError",
+    "DecodeError",
+    "IngestError",
+    "RatingEngineError",
+    "WorkspaceError",
+]
 
 
 class RatingEngineError(Exception):
-    """Root of every error this project raises on purpose."""
+    """Root of every error this project raises on purpose.
+
+    ``details``, when set, is plain data the CLI adds to its ``--json`` error object.
+    """
+
+    details: dict[str, Any] | None = None
 
 
 class CollectorError(RatingEngineError):
@@ -20,6 +34,17 @@ class CollectorError(RatingEngineError):
 
 class WorkspaceError(CollectorError):
     """A workspace folder or dataset cannot be used."""
+
+
+class CorruptFileError(WorkspaceError):
+    """A stored file of the workspace (a Parquet part, the DuckDB file) cannot be read back.
+
+    ``path`` names the file; the message says what to do (``rating-engine check``, a backup).
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class DecodeError(CollectorError):

@@ -1,9 +1,11 @@
 """Where a deployment keeps its state: one folder, laid out the same everywhere.
 
 ``W/flows``, ``W/usage``, ``W/rated``, ``W/suspense``, ``W/rejected`` and
-``W/counters`` are hive-partitioned Parquet datasets; ``W/bss.duckdb`` holds the
-business state; ``W/tariffs`` the tariff files in force; ``W/state`` the collectors'
-state (templates, sequence numbers, ingest ledger); ``W/reports`` charts and exports.
+``W/counters`` are hive-partitioned Parquet datasets (``W/quarantine`` holds rejected
+datagrams; ``W/broken`` the unreadable parts ``check --quarantine`` moved aside);
+``W/bss.duckdb`` holds the business state; ``W/tariffs`` the tariff files in force;
+``W/state`` the collectors' state (templates, sequence numbers, ingest ledger);
+``W/reports`` charts and exports.
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class WorkspacePaths:
     @property
     def quarantine(self) -> Path:
         return self.root / "quarantine"
+
+    @property
+    def broken(self) -> Path:
+        """Parquet parts ``rating-engine check --quarantine`` moved aside, per check run."""
+        return self.root / "broken"
 
     @property
     def collector_stats(self) -> Path:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import html
-import io
 import json
+import os
+import shutil
+import uuid
 from decimal import Decimal
 from itertools import groupby
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import duckdb
 
 from bss.billing.money import minor_units
-from collectors.dataset import atomic_write_bytes
+from bss.safe_csv import csv_bytes
+from collectors.dataset import atomic_write_bytes, naming_path
 
 __all__ = [
     "bills_for_period",
@@ -127,14 +129,14 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;
 
 
 def _csv(bill: dict[str, Any]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["bill_no", *_LINE_KEYS])
-    for ln in bill["lines"]:
-        writer.writerow([bill["bill_no"], *(ln[k] for k in _LINE_KEYS)])
-    for key in ("amount_excl_tax", "tax_amount", "amount_incl_tax", "amount_due"):
-        writer.writerow([bill["bill_no"], "", "total", "", key, "", "", bill[key]])
-    return out.getvalue().encode()
+    # Names (offerings, customers) are user text: csv_bytes defuses formula cells.
+    rows: list[list[Any]] = [["bill_no", *_LINE_KEYS]]
+    rows += [[bill["bill_no"], *(ln[k] for k in _LINE_KEYS)] for ln in bill["lines"]]
+    rows += [
+        [bill["bill_no"], "", "total", "", key, "", "", bill[key]]
+        for key in ("amount_excl_tax", "tax_amount", "amount_incl_tax", "amount_due")
+    ]
+    return csv_bytes(rows)
 
 
 def export_bills(
@@ -143,12 +145,39 @@ def export_bills(
     folder: Path,
     bills: list[dict[str, Any]] | None = None,
 ) -> list[Path]:
-    """Write each bill of the period as JSON, CSV and HTML under ``folder``; returns the files."""
-    written = []
+    """Write each bill of the period as JSON, CSV and HTML under ``folder``; returns the files.
+
+    All or nothing: a new folder is filled under a hidden temporary name and renamed into
+    place; into an existing folder, every file is written under a temporary name first and
+    renamed only when all were written. So a full disk never leaves half an export that a
+    rerun would take for a finished one.
+    """
+    files: dict[str, bytes] = {}
     for bill in bills if bills is not None else bills_for_period(conn, period):
-        stem = folder / bill["bill_no"]
-        payload = json.dumps(bill, sort_keys=True, indent=2, ensure_ascii=False).encode()
-        written.append(atomic_write_bytes(stem.with_suffix(".json"), payload))
-        written.append(atomic_write_bytes(stem.with_suffix(".csv"), _csv(bill)))
-        written.append(atomic_write_bytes(stem.with_suffix(".html"), render_html(bill).encode()))
-    return written
+        stem = bill["bill_no"]
+        text = json.dumps(bill, sort_keys=True, indent=2, ensure_ascii=False)
+        files[f"{stem}.json"] = text.encode()
+        files[f"{stem}.csv"] = _csv(bill)
+        files[f"{stem}.html"] = render_html(bill).encode()
+    if not folder.exists():
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            for name, payload in files.items():
+                atomic_write_bytes(staging / name, payload)
+            with naming_path(folder):
+                staging.mkdir(parents=True, exist_ok=True)  # an empty export is a folder too
+                os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return [folder / name for name in files]
+    temps = {name: folder / f".{name}.{uuid.uuid4().hex}.tmp" for name in files}
+    try:
+        for name, payload in files.items():
+            atomic_write_bytes(temps[name], payload)
+        with naming_path(folder):
+            for name, tmp in temps.items():
+                os.replace(tmp, folder / name)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
+    return [folder / name for name in files]

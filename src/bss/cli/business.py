@@ -5,15 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import duckdb
 import typer
 
 from bss import catalog, customers, orders
 from bss.billing.export import bills_for_period, export_bills
+from bss.billing.period import parse_period
 from bss.billing.run import run_billing
 from bss.cli.support import database, emit, get_state, table
-from bss.errors import ValidationError
+from bss.errors import NotFoundError, ValidationError
 from bss.seed import apply_seed, load_seed_file
 
 __all__ = ["register_business"]
@@ -185,11 +187,16 @@ def orders_products(ctx: typer.Context, account: str | None = None) -> None:
 
 
 def load(ctx: typer.Context, file: Path) -> None:
-    """Apply a TOML file of tax rates, customers, accounts, catalog and orders (idempotent)."""
+    """Apply a TOML file of tax rates, customers, accounts, catalog and orders (idempotent).
+
+    An entry that exists with other values is refused with the differences listed; a price
+    changes by ending it (valid_to) and adding a new price valid from that date.
+    """
     state = get_state(ctx)
     with database(state) as conn:
         summary = apply_seed(conn, load_seed_file(file), str(file))
-    emit(state, asdict(summary), f"created {summary.created}, already there {summary.existing}")
+    emit(state, asdict(summary), f"created {summary.created}, updated {summary.updated}, "
+         f"already there and unchanged {summary.existing}")  # fmt: skip
 
 
 def bill(
@@ -209,12 +216,28 @@ def bill(
          f"sha256 {result.bills_sha256[:16]}…, exports in {result.exports}")  # fmt: skip
 
 
+def _period_bills(
+    conn: duckdb.DuckDBPyConnection, period: str, bill_no: str | None = None
+) -> list[dict[str, Any]]:
+    """The period's bills (or the one named); refuses a bad period and an unbilled one."""
+    parse_period(period)  # exit 3 on '2026-13' or 'garbage', not an empty success
+    bills = [b for b in bills_for_period(conn, period) if bill_no in (None, b["bill_no"])]
+    if bill_no is not None and not bills:
+        raise NotFoundError(f"no bill {bill_no} in period {period}")
+    billed = conn.execute("SELECT 1 FROM billing_run WHERE period = ?", [period]).fetchone()
+    if billed is None:
+        raise NotFoundError(
+            f"period {period} has not been billed (run `rating-engine bill --period {period}`)"
+        )
+    return bills
+
+
 @bills_app.command("show")
 def bills_show(ctx: typer.Context, period: str, bill_no: str | None = None) -> None:
     """Print a period's bills (or one bill) with their lines."""
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
-        bills = [b for b in bills_for_period(conn, period) if bill_no in (None, b["bill_no"])]
+        bills = _period_bills(conn, period, bill_no)
     if state.json:
         emit(state, {"bills": bills})
         return
@@ -231,7 +254,7 @@ def bills_export(ctx: typer.Context, period: str, folder: Path) -> None:
     """Write each bill of a period as JSON, CSV and HTML into a folder."""
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
-        files = export_bills(conn, period, folder)
+        files = export_bills(conn, period, folder, _period_bills(conn, period))
     emit(state, {"files": [str(f) for f in files]}, f"{len(files)} files in {folder}")
 
 

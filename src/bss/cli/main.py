@@ -23,6 +23,7 @@ import typer.core
 
 from bss.cli.assurance import register_assurance
 from bss.cli.business import register_business
+from bss.cli.check import register_check
 from bss.cli.data import register_data
 from bss.cli.query import register_query
 from bss.cli.support import CliState, configure_logging, get_state
@@ -34,9 +35,14 @@ from bss.errors import (
     ValidationError,
     WorkspaceLockedError,
 )
-from collectors.errors import CollectorError, IngestError, RatingEngineError
+from collectors.errors import CollectorError, CorruptFileError, IngestError, RatingEngineError
 from collectors.workspace import WORKSPACE_ENV
 from rating_engine.errors import RatingError
+
+try:  # typer >= 0.29 carries its own copy of click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click import UsageError  # type: ignore[assignment]
 
 __all__ = ["EXIT_CODES", "EXIT_STORAGE", "app", "build_cli", "main"]
 
@@ -55,6 +61,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (ValidationError, 3),
     (IllegalTransitionError, 3),
     (BillingError, 5),
+    (CorruptFileError, 9),
     (IngestError, 6),
     (CollectorError, 6),
     (RatingError, 7),
@@ -110,6 +117,7 @@ register_business(app)
 register_data(app)
 register_assurance(app)
 register_query(app)
+register_check(app)
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:
@@ -167,8 +175,13 @@ def build_cli() -> Any:
     return root
 
 
-def _storage_message(exc: OSError) -> str:
-    where = exc.filename or "the workspace"
+def _storage_message(exc: OSError, state: CliState) -> str:
+    where = exc.filename
+    if not where:  # a write deep in a library that did not say which file: name the workspace
+        try:
+            where = f"the workspace {state.workspace.root}"
+        except RatingEngineError:
+            where = "the workspace"
     if exc.errno == errno.ENOSPC:
         return (
             f"no space left on the device holding {where}: nothing was committed; free space "
@@ -182,10 +195,16 @@ def _storage_message(exc: OSError) -> str:
     return f"storage error on {where}: {exc.strerror or exc}"
 
 
-def _fail(state: CliState, code: int, kind: str, message: str) -> None:
+def _fail(
+    state: CliState, code: int, kind: str, message: str, details: dict[str, Any] | None = None
+) -> None:
     if state.json:
-        print(json.dumps({"error": {"code": code, "kind": kind, "message": message}}))
+        error: dict[str, Any] = {"code": code, "kind": kind, "message": message}
+        if details:
+            error["details"] = details
+        print(json.dumps({"error": error}, default=str))
     else:
+        sys.stdout.flush()  # what the command printed comes before its error line
         print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -208,17 +227,25 @@ def main(argv: list[str] | None = None) -> None:
     _numba_cache_outside_site_packages()
     try:
         # standalone mode: usage errors, --help and Ctrl-C are handled and exit by the CLI
-        # framework itself; our own errors and the machine's come out here.
-        build_cli().main(args=args, prog_name="rating-engine", obj=state)
+        # framework itself; our own errors and the machine's come out here. Under --json a
+        # usage error comes out too, to be one JSON object like every other error.
+        code = build_cli().main(
+            args=args, prog_name="rating-engine", obj=state, standalone_mode=not state.json
+        )
+        raise SystemExit(code if isinstance(code, int) else 0)
+    except UsageError as exc:  # only under --json (standalone mode prints it itself)
+        _fail(state, EXIT_USAGE, "UsageError", exc.format_message())
+    except typer.Abort:
+        _fail(state, 130, "Interrupted", "interrupted")
     except RatingEngineError as exc:
         if state.debug:
             traceback.print_exc()
         code = next(code for kind, code in EXIT_CODES if isinstance(exc, kind))
-        _fail(state, code, type(exc).__name__, str(exc))
+        _fail(state, code, type(exc).__name__, str(exc), exc.details)
     except OSError as exc:
         if state.debug:
             traceback.print_exc()
-        _fail(state, EXIT_STORAGE, "StorageError", _storage_message(exc))
+        _fail(state, EXIT_STORAGE, "StorageError", _storage_message(exc, state))
     except Exception as exc:
         if not _is_corruption(exc):
             raise

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bss.db import connect
+from bss.db import connect, storage_faults
 from collectors.workspace import WorkspacePaths, resolve_workspace
 
 _log = logging.getLogger(__name__)
@@ -160,9 +160,12 @@ def _compile_notice(state: CliState, bar: Progress, task: Any, what: str) -> Ite
 
 @contextmanager
 def database(state: CliState, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The workspace's database, closed when the command ends."""
-    conn = connect(state.workspace, read_only=read_only)
+    """The workspace's database, closed when the command ends; DuckDB's reports of a full
+    or read-only disk or a corrupt file become the errors the CLI maps to exit 8 and 9."""
+    workspace = state.workspace
+    conn = connect(workspace, read_only=read_only)
     try:
-        yield conn
+        with storage_faults(workspace.database):
+            yield conn
     finally:
         conn.close()

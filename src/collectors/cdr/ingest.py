@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from collectors.cdr.kernels import IdSet
 from collectors.cdr.ledger import (
+    QUARANTINED,
     IngestLedger,
     LedgerEntry,
     committed_ids,
@@ -43,6 +44,7 @@ from collectors.cdr.ledger import (
 )
 from collectors.cdr.mapping import CdrMapping
 from collectors.cdr.reader import CdrChunk, CdrRefusedError, read_cdr_file, sniff_cdr_file
+from collectors.dataset import naming_path
 from collectors.errors import IngestError
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP
 from collectors.workspace import WorkspacePaths
@@ -57,6 +59,7 @@ __all__ = [
 ]
 
 _US_PER_DAY = 86_400_000_000
+_MAX_BLOCK = 256 << 20  # largest read block tried for a file with a very long record
 # dictionary-encode only the columns with few distinct values: cheaper and smaller files
 _DICTIONARY_COLUMNS = ("source_file", "subscriber_key_type", "service", "stage", "reason", "field")
 
@@ -146,11 +149,15 @@ class CdrIngestSummary:
 
 def _write_part(table: pa.Table, path: Path) -> Path:
     """Write one staged part (invisible until published, so no temp name) and fsync it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     low_cardinality = [c for c in _DICTIONARY_COLUMNS if c in table.column_names]
-    pq.write_table(table, path, compression="zstd", use_dictionary=low_cardinality)
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
+    with naming_path(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(
+            table, path, compression="zstd", use_dictionary=low_cardinality,
+            write_page_checksum=True,
+        )  # fmt: skip
+        with open(path, "rb+") as fh:
+            os.fsync(fh.fileno())
     return path
 
 
@@ -286,6 +293,35 @@ class _FileIngest:
         self.reject_parts += 1
 
 
+def _stage(
+    path: Path,
+    mapping: CdrMapping,
+    work: _FileIngest,
+    ids: IdSet,
+    file_ids: IdSet,
+    block_size: int,
+) -> None:
+    """Read the file into ``work``'s staged parts; on any error nothing stays staged."""
+
+    def is_duplicate(batch_ids: np.ndarray) -> np.ndarray:
+        earlier = ids.contains(batch_ids)
+        dup: np.ndarray = earlier | file_ids.add(batch_ids, take=~earlier)
+        return dup
+
+    try:
+        for chunk in read_cdr_file(path, mapping, block_size=block_size, is_duplicate=is_duplicate):
+            work.add(chunk)
+        work.flush_usage()
+        work.flush_rejects()
+        work.wait()
+    except Exception:
+        work.close()
+        shutil.rmtree(work.stage, ignore_errors=True)
+        raise
+    finally:
+        work.close()
+
+
 def ingest_cdr_file(
     path: Path,
     mapping: CdrMapping,
@@ -313,7 +349,7 @@ def ingest_cdr_file(
             "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
         )
     prior = ledger.get(sha)
-    if prior is not None:
+    if prior is not None and prior.status != QUARANTINED:
         raise CdrRefusedError(
             "already_ingested",
             f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested at "
@@ -322,27 +358,23 @@ def ingest_cdr_file(
     stage = staging_dir(workspace, sha)
     shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    work = _FileIngest(path, sha, workspace, now, rows_per_part)
-    # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
-    file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
-
-    def is_duplicate(batch_ids: np.ndarray) -> np.ndarray:
-        earlier = ids.contains(batch_ids)
-        dup: np.ndarray = earlier | file_ids.add(batch_ids, take=~earlier)
-        return dup
-
-    try:
-        for chunk in read_cdr_file(path, mapping, block_size=block_size, is_duplicate=is_duplicate):
-            work.add(chunk)
-        work.flush_usage()
-        work.flush_rejects()
-        work.wait()
-    except Exception:
-        work.close()
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        work.close()
+    size = block_size
+    while True:
+        work = _FileIngest(path, sha, workspace, now, rows_per_part)
+        if prior is not None:  # again after a quarantine: new part names, never the old ones
+            work.prefix = f"{part_prefix(sha)}-again{now:%Y%m%dT%H%M%S}"
+        # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
+        file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
+        try:
+            _stage(path, mapping, work, ids, file_ids, size)
+        except CdrRefusedError as exc:
+            if exc.reason != "record_too_long" or size >= _MAX_BLOCK:
+                raise
+            # A record longer than a read block (a huge field): read the file again with
+            # larger blocks; the field is then rejected on its own as field_too_long.
+            size = min(size * 4, _MAX_BLOCK)
+            continue
+        break
     result = CdrFileResult(
         path=str(path),
         status="ingested" if work.rows_read else "empty",

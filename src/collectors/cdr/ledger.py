@@ -17,6 +17,9 @@ is rolled forward (the remaining staged files are renamed; a rename that already
 not repeated), and staging folders without a ledger entry are rolled back (deleted). So an
 ingest interrupted anywhere leaves either nothing or, after the next run, everything - and
 rerunning an interrupted file ingests it exactly once, under the same part names.
+
+An entry with status ``quarantined`` (``rating-engine check --quarantine`` moved one of its
+usage parts aside) does not refuse its file: ingesting it again restores the missing records.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from collectors.workspace import WorkspacePaths
 
 __all__ = [
     "LEDGER_NAME",
+    "QUARANTINED",
     "IngestLedger",
     "LedgerEntry",
     "committed_ids",
@@ -57,6 +61,8 @@ __all__ = [
 ]
 
 LEDGER_NAME = "cdr_ingest_ledger.json"
+#: Status of a file whose usage part was quarantined: it may be ingested again.
+QUARANTINED = "quarantined"
 _STAGING = "cdr_staging"
 _LOCK = "cdr_ingest.lock"
 _DATASETS = ("usage", "rejected")
@@ -190,14 +196,15 @@ def recover(workspace: WorkspacePaths, ledger: IngestLedger) -> tuple[int, int]:
     """
     forward = back = 0
     for sha, entry in list(ledger.entries.items()):
-        if entry.status != "done":
+        if entry.status == "committing":
             publish(workspace, sha)
             ledger.put(LedgerEntry(**{**asdict(entry), "status": "done"}))
             forward += 1
     staging = workspace.state / _STAGING
     if staging.exists():
         for folder in staging.iterdir():
-            if folder.name not in ledger.entries:
+            owner = ledger.entries.get(folder.name)
+            if owner is None or owner.status == QUARANTINED:  # an uncommitted attempt
                 shutil.rmtree(folder, ignore_errors=True)
                 back += 1
     return forward, back

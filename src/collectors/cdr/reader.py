@@ -47,6 +47,7 @@ from collectors.schemas import TIMESTAMP, USAGE_SCHEMA
 
 __all__ = [
     "CHUNK_REJECT_SCHEMA",
+    "MAX_FIELD_BYTES",
     "CdrChunk",
     "CdrRefusedError",
     "read_cdr_file",
@@ -65,6 +66,8 @@ CHUNK_REJECT_SCHEMA = pa.schema(
     ]
 )
 _MAX_MSISDN = 15
+#: Longest field accepted (bytes); a longer one rejects its row with ``field_too_long``.
+MAX_FIELD_BYTES = 4096
 
 
 @dataclass
@@ -141,6 +144,17 @@ class _BatchTransformer:
             spec = getattr(m, fname)
             if spec.required:
                 required(fname, spec.column)
+
+        for c in m.used_columns():  # a field this long is garbage, whichever field it is
+            checks.append(
+                _Check(
+                    _mask(pc.greater(pc.binary_length(col[c]), MAX_FIELD_BYTES)),
+                    c,
+                    c,
+                    "field_too_long",
+                    f"longer than {MAX_FIELD_BYTES} bytes",
+                )
+            )
 
         def bad(field_name: str, column: str, parsed: pa.Array, reason: str, what: str) -> None:
             mask = _mask(present(column)) & ~_mask(pc.is_valid(parsed))
@@ -270,7 +284,8 @@ def _rejects_from_checks(
             rows["field"].append(chk.field)
             rows["reason"].append(chk.reason)
             where = chk.field if chk.field == chk.column else f"{chk.field} (column {chk.column})"
-            rows["message"].append(f"{where}: {chk.what}: {value!r}")
+            shown = repr(value) if value is None or len(value) <= 200 else f"{value[:200]!r}..."
+            rows["message"].append(f"{where}: {chk.what}: {shown}")
     table = pa.table(
         {
             "record_no": pa.array(rows["record_no"], pa.int64()),
@@ -374,6 +389,13 @@ def read_cdr_file(
                     batch = None
                 except (pa.ArrowException, UnicodeDecodeError) as exc:
                     text = str(exc)
+                    if "straddl" in text:  # Arrow's words for a record longer than a block
+                        after = numbering.first + numbering.good_seen + len(numbering.gaps) - 1
+                        raise CdrRefusedError(
+                            "record_too_long",
+                            f"{path}: the record after line {after} is longer than the "
+                            f"{block_size >> 20} MiB read block",
+                        ) from exc
                     reason = "bad_encoding" if "UTF8" in text or "decode" in text else "not_csv"
                     raise CdrRefusedError(reason, f"{path}: cannot read CSV: {exc}") from exc
                 lines = numbering.good(batch.num_rows) if batch is not None else None

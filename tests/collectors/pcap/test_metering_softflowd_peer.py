@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 from pcap_craft import eth, write_pcap
+from processes import stop
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import (
     ICMPv6EchoReply,
@@ -89,8 +90,7 @@ def softflowd_flows(pcap: Path, work: Path) -> dict[Key, tuple[int, int, int, in
         )
         time.sleep(0.3)  # let the datagrams reach nfcapd before it flushes
     finally:
-        collector.send_signal(signal.SIGTERM)
-        collector.wait(timeout=15)
+        stop(collector, sig=signal.SIGTERM, timeout=15)  # killed if it does not stop
     out = subprocess.run(
         ["nfdump", "-R", str(nfdir), "-o", "json"],
         check=True,
