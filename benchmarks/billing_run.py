@@ -39,7 +39,7 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
     from collectors.workspace import WorkspacePaths
 
     ws = WorkspacePaths(ws_root).ensure()
-    shutil.copytree(DEMO / "tariffs", ws.tariffs)
+    shutil.copytree(DEMO / "tariffs", ws.tariffs, dirs_exist_ok=True)
     conn = connect(ws)
     seed = load_seed_file(DEMO / "bss.toml")
     apply_seed(conn, {k: seed[k] for k in ("tax_rate", "specification", "offering")}, "bench")

@@ -50,7 +50,7 @@ def _call(msisdn: str, when: datetime, seconds: int, dest: str, key: str) -> dic
 
 @pytest.fixture
 def billed_ws(conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths) -> WorkspacePaths:
-    shutil.copytree(DEMO / "tariffs", workspace.tariffs)
+    shutil.copytree(DEMO / "tariffs", workspace.tariffs, dirs_exist_ok=True)
     apply_seed(conn, load_seed_file(DEMO / "bss.toml"), "demo")
     usage = _usage(
         [
