@@ -13,7 +13,9 @@ from bss.cli.support import database, emit, get_state, table
 
 __all__ = ["register_workspace"]
 
-tariffs_app = typer.Typer(help="The tariffs in force in the workspace: list, add (validated).")
+tariffs_app = typer.Typer(
+    help="The tariffs in force in the workspace: list, show, add and validate; import from CGRateS."
+)
 
 # What `examples` writes: shipped sample files under names a README walkthrough uses.
 _EXAMPLES = {
@@ -102,6 +104,70 @@ def tariffs_list(ctx: typer.Context) -> None:
         rows = [(t.id, t.name, ", ".join(t.versions), t.currency, t.file) for t in found]
         table(state, "tariffs in force", ["tariff", "name", "versions", "currency", "file"], rows)
     emit(state, {"tariffs": [asdict(t) for t in found]})
+
+
+@tariffs_app.command("show")
+def tariffs_show(
+    ctx: typer.Context,
+    tariff_id: Annotated[str, typer.Argument(help="id of a tariff in force")],
+) -> None:
+    """One tariff in force: its versions, destination sets, bands, rates and pricing rules."""
+    from bss.tariff_files import show_tariff
+
+    state = get_state(ctx)
+    info = show_tariff(state.workspace, tariff_id)
+    if not state.json:
+        state.console.print(
+            f"tariff {info['id']} ({info['name']}), {info['currency']}, zone {info['timezone']}, "
+            f"file {info['file']}"
+        )
+        for v in info["versions"]:
+            sets = ", ".join(f"{k} ({len(p)} prefixes)" for k, p in v["destinations"].items())
+            state.console.print(
+                f"version {v['version']} from {v['active_from']}: sets {sets or 'none'}"
+            )
+            bands = [
+                (b["name"], ",".join(map(str, b["weekdays"])), " ".join(b["dates"]),
+                 f"{b['start']}-{b['end']}", b["weight"])
+                for b in v["bands"]
+            ]  # fmt: skip
+            table(state, "bands", ["band", "weekdays", "dates", "time", "weight"], bands)
+            rates = [
+                (r["name"], r["connect_fee"],
+                 "; ".join(f"from {g['start']}: {g['rate']}/{g['unit']} per {g['increment']}"
+                           for g in r["groups"]),
+                 r["rounding"], r.get("max_cost", ""))
+                for r in v["rates"]
+            ]  # fmt: skip
+            table(state, "rates", ["rate", "connect fee", "groups", "rounding", "max cost"], rates)
+            rules = [(p["service"], p["destinations"], p["band"], p["rate"]) for p in v["pricing"]]
+            table(state, "pricing", ["service", "destinations", "band", "rate"], rules)
+    emit(state, {"tariff": info})
+
+
+@tariffs_app.command("validate")
+def tariffs_validate(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="TOML tariff files")],
+) -> None:
+    """Check tariff files as `tariffs add --replace` would (together with the tariffs in
+    force), without installing anything; exit code 3 if any is refused."""
+    from bss.errors import ValidationError
+    from bss.tariff_files import validate_tariff_files
+
+    state = get_state(ctx)
+    checked = validate_tariff_files(state.workspace, files)
+    bad = [c for c in checked if c.error is not None]
+    if not state.json:
+        rows = [(c.file, c.id or "", "ok" if c.error is None else c.error) for c in checked]
+        table(state, "tariff files", ["file", "tariff", "verdict"], rows)
+    if bad:
+        error = ValidationError(
+            f"{len(bad)} of {len(checked)} tariff files refused; first: {bad[0].error}"
+        )
+        error.details = {"files": [asdict(c) for c in checked]}
+        raise error
+    emit(state, {"files": [asdict(c) for c in checked]}, f"{len(checked)} tariff files valid")
 
 
 def register_workspace(app: typer.Typer) -> None:

@@ -1,0 +1,91 @@
+"""`rating-engine tariffs show` and `tariffs validate`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from package_data import TARIFFS
+
+from bss.cli.main import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    out, err = capsys.readouterr()
+    code = done.value.code
+    return (0 if code is None else int(code)), out, err
+
+
+@pytest.fixture
+def ws(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    root = tmp_path / "ws"
+    code, _, err = run(["-w", str(root), "tariffs", "add", str(TARIFFS / "mobile_classic.toml")],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    return root
+
+
+def test_show_describes_versions_rates_and_rules(
+    ws: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["-w", str(ws), "--json", "tariffs", "show", "mobile-classic"], capsys)
+    assert code == 0
+    info = json.loads(out.strip().splitlines()[-1])["tariff"]
+    assert info["id"] == "mobile-classic"
+    assert info["currency"] == "EUR"
+    first = info["versions"][0]
+    assert first["active_from"].endswith("+00:00")
+    assert {r["service"] for r in first["pricing"]} == {"voice", "sms", "data"}
+    # money stays a decimal string, never a float
+    assert all(isinstance(r["connect_fee"], str) for r in first["rates"])
+    code, out, _ = run(["-w", str(ws), "tariffs", "show", "mobile-classic"], capsys)
+    assert code == 0
+    assert "pricing" in out
+    assert "mobile-classic" in out
+
+
+def test_show_unknown_tariff_names_those_in_force(
+    ws: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(["-w", str(ws), "tariffs", "show", "nope"], capsys)
+    assert code == 3
+    assert "nope" in err
+    assert "mobile-classic" in err
+
+
+def test_validate_accepts_good_files_and_installs_nothing(
+    ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "flex.toml"
+    shutil.copyfile(TARIFFS / "mobile_flex.toml", good)
+    code, out, _ = run(["-w", str(ws), "--json", "tariffs", "validate", str(good)], capsys)
+    assert code == 0
+    (verdict,) = json.loads(out.strip().splitlines()[-1])["files"]
+    assert verdict["error"] is None
+    assert verdict["id"] == "mobile-flex"
+    assert sorted(p.name for p in (ws / "tariffs").glob("*.toml")) == ["mobile-classic.toml"]
+
+
+def test_validate_reports_each_bad_file(
+    ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "flex.toml"
+    shutil.copyfile(TARIFFS / "mobile_flex.toml", good)
+    broken = tmp_path / "broken.toml"
+    broken.write_text(
+        (TARIFFS / "mobile_flex.toml").read_text().replace('currency = "EUR"', 'currency = "E"')
+    )
+    code, out, _ = run(
+        ["-w", str(ws), "--json", "tariffs", "validate", str(good), str(broken)], capsys
+    )
+    assert code == 3
+    error = json.loads(out.strip().splitlines()[-1])["error"]
+    assert "1 of 2" in error["message"]
+    verdicts = {Path(f["file"]).name: f for f in error["details"]["files"]}
+    assert verdicts["flex.toml"]["error"] is None
+    assert "tariff.currency" in verdicts["broken.toml"]["error"]
+    assert "broken.toml" in verdicts["broken.toml"]["error"]
