@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from collectors.lazy import lazy_getattr
-from rating_engine.errors import RatingError, TariffError
+from rating_engine.errors import FilterError, RatingError, TariffError
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
 
 if TYPE_CHECKING:
@@ -51,7 +51,9 @@ if TYPE_CHECKING:
         build_prefix_index,
     )
     from rating_engine.traffic.detections import DETECTION_SCHEMA
+    from rating_engine.traffic.flow_filter import FlowFilter, compile_filter
     from rating_engine.traffic.flow_query import bucket_traffic_dataset, top_n_dataset
+    from rating_engine.traffic.flow_stats import flow_statistics, parse_stat, select_flows
     from rating_engine.traffic.percentile import percentile_95
     from rating_engine.traffic.seasonal import BaselineParams, seasonal_detections
     from rating_engine.traffic.usage_from_flows import record_id_for_key, usage_from_flows
@@ -78,6 +80,11 @@ _LAZY = {
     "build_prefix_index": "traffic.attribution",
     "bucket_traffic_dataset": "traffic.flow_query",
     "top_n_dataset": "traffic.flow_query",
+    "FlowFilter": "traffic.flow_filter",
+    "compile_filter": "traffic.flow_filter",
+    "flow_statistics": "traffic.flow_stats",
+    "parse_stat": "traffic.flow_stats",
+    "select_flows": "traffic.flow_stats",
     "percentile_95": "traffic.percentile",
     "apply_period_pricing": "rating.period_pricing",
     "RatingResult": "rating.rate",
@@ -100,6 +107,8 @@ __all__ = [
     "SUBSCRIPTION_SCHEMA",
     "AllowanceState",
     "BaselineParams",
+    "FilterError",
+    "FlowFilter",
     "PrefixIndex",
     "RatingError",
     "RatingPlan",
@@ -113,20 +122,24 @@ __all__ = [
     "bucket_traffic_dataset",
     "build_prefix_index",
     "combine_traffic",
+    "compile_filter",
     "compile_plan",
     "decode_labels",
     "distinct_peers",
     "exporter_silence",
+    "flow_statistics",
     "hour_of_week_profile",
     "interface_utilisation",
     "load_tariff",
     "load_tariffs",
+    "parse_stat",
     "percentile_95",
     "rate_stream",
     "rate_usage",
     "record_id_for_key",
     "scan_detections",
     "seasonal_detections",
+    "select_flows",
     "sequence_loss",
     "top_conversations",
     "top_n",

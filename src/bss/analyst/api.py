@@ -5,6 +5,8 @@
     ws.flows("2026-10-05", "2026-10-06")       # polars, addresses as text
     ws.arrow.flows()                           # the same as Arrow, canonical FLOW_SCHEMA
     ws.top_n("src_ip", "bytes", 10)            # nfdump -s srcip/bytes
+    ws.stats("srcip/bytes", "dstport/flows", flow_filter="proto tcp")   # nfdump -s ... 'proto tcp'
+    ws.list_flows("dst port 443", order="tstart", limit=20)           # nfdump -c 20 -O tstart
     ws.sql("SELECT c.name, b.amount_due FROM bill b JOIN billing_account a ON ...")
 
 Read-only by construction (see :mod:`bss.analyst.arrow`): a notebook left open never
@@ -157,9 +159,50 @@ class Workspace:
         end: TimeLike | None = None,
         *,
         renormalise: bool = True,
+        flow_filter: str | None = None,
     ) -> pl.DataFrame:
-        """Top-N talkers with percentages of the window's totals (``nfdump -s``)."""
-        return self._df(self.arrow.top_n(by, metric, n, start, end, renormalise=renormalise))
+        """Top-N talkers with percentages of the window's totals (``nfdump -s``), of the
+        flows an nfdump ``flow_filter`` matches (all without one)."""
+        return self._df(self.arrow.top_n(by, metric, n, start, end, renormalise=renormalise,
+                                         flow_filter=flow_filter))  # fmt: skip
+
+    def stats(
+        self,
+        *stats: str,
+        aggregate: Sequence[str] = (),
+        order: Sequence[str] = (),
+        flow_filter: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        n: int = 10,
+        renormalise: bool = True,
+    ) -> list[pl.DataFrame]:
+        """``nfdump -s srcip/bytes -s dstport/flows -A ... 'filter'``: one frame per
+        statistic and order, all from one scan (:func:`bss.analyst.nfdump_queries.flow_stats`)."""
+        from bss.analyst.nfdump_queries import flow_stats
+
+        window = None if start is None and end is None else (start, end)
+        tables, _totals = flow_stats(
+            self.paths, list(stats), aggregate=aggregate, order=order, flow_filter=flow_filter,
+            window=window, n=n, renormalise=renormalise, text=self.text_addresses,
+        )  # fmt: skip
+        return [_pl(t) for t in tables]
+
+    def list_flows(
+        self,
+        flow_filter: str | None = None,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        order: str | None = None,
+        limit: int | None = None,
+    ) -> pl.DataFrame:
+        """The flows an nfdump filter matches (``nfdump -c limit -O tstart 'filter'``)."""
+        from bss.analyst.nfdump_queries import list_flows
+
+        window = None if start is None and end is None else (start, end)
+        return self._df(list_flows(self.paths, flow_filter=flow_filter, window=window,
+                                   order=order, limit=limit))  # fmt: skip
 
     def top_conversations(
         self,

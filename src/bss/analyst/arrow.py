@@ -366,10 +366,12 @@ class ArrowWorkspace:
         end: TimeLike | None = None,
         *,
         renormalise: bool = True,
+        flow_filter: str | None = None,
     ) -> pa.Table:
         """Top-N talkers (``nfdump -s``): see :func:`bss.analyst.query.top_talkers` for ``by``."""
         window = None if start is None and end is None else (_lo(start), _hi(end))
-        return top_talkers(self.paths, by, metric, n, window, renormalise=renormalise, text=False)
+        return top_talkers(self.paths, by, metric, n, window, renormalise=renormalise,
+                           text=False, flow_filter=flow_filter)  # fmt: skip
 
     def top_conversations(
         self,

@@ -16,6 +16,7 @@ Keys (``by``): ``src_ip``, ``dst_ip``, ``src_port``, ``dst_port``, ``proto``,
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from bss.errors import ValidationError
 from collectors.addresses import addresses_to_strings
 from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
+from rating_engine.errors import FilterError
 from rating_engine.traffic.aggregate import (
     METRICS,
     bucket_traffic,
@@ -37,6 +39,7 @@ from rating_engine.traffic.aggregate import (
     finish_top_n,
 )
 from rating_engine.traffic.attribution import PrefixIndex, build_prefix_index
+from rating_engine.traffic.flow_filter import FlowFilter, compile_filter
 from rating_engine.traffic.flow_query import flow_columns, scan_flows
 from rating_engine.traffic.groupby_kernel import address_words
 
@@ -46,6 +49,7 @@ __all__ = [
     "Totals",
     "address_text",
     "addresses_as_text",
+    "checked_filter",
     "flow_buckets",
     "parse_window",
     "prefix_index",
@@ -56,6 +60,7 @@ __all__ = [
 
 TimeLike = datetime | str | int
 _ADDR = pa.binary(16)
+_V4_MAPPED = b"\x00" * 10 + b"\xff\xff"
 _TS = pa.timestamp("us", tz="UTC")
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
@@ -104,17 +109,40 @@ class Totals:
     bytes: int
 
 
+#: nfdump's time: ``yyyy/MM/dd[.hh[:mm[:ss]]]``.
+_NFDUMP_TIME = re.compile(
+    r"^(\d{4})/(\d{1,2})/(\d{1,2})(?:\.(\d{1,2})(?::(\d{1,2})(?::(\d{1,2}))?)?)?$"
+)
+
+
+def _nfdump_time(text: str) -> datetime | None:
+    m = _NFDUMP_TIME.match(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) if g else 0 for g in m.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError as exc:
+        raise ValidationError(f"time {text!r}: {exc}") from exc
+
+
 def to_us(value: TimeLike) -> int:
-    """Microseconds since the epoch from an aware/naive (= UTC) datetime, ISO text or int."""
+    """Microseconds since the epoch from an aware/naive (= UTC) datetime, ISO 8601 text,
+    nfdump's ``yyyy/MM/dd.hh:mm:ss`` (UTC) or an int."""
     if isinstance(value, bool):
         raise ValidationError(f"time {value!r}: not a time")
     if isinstance(value, int):
         return value
     if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise ValidationError(f"time {value!r}: not ISO 8601 ({exc})") from exc
+        parsed = _nfdump_time(value)
+        if parsed is None:
+            try:
+                parsed = datetime.fromisoformat(value.strip())
+            except ValueError as exc:
+                raise ValidationError(
+                    f"time {value!r}: neither ISO 8601 nor nfdump's yyyy/MM/dd.hh:mm:ss ({exc})"
+                ) from exc
+        value = parsed
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     delta = value - datetime(1970, 1, 1, tzinfo=UTC)
@@ -122,9 +150,17 @@ def to_us(value: TimeLike) -> int:
 
 
 def parse_window(text: str | None) -> tuple[int, int] | None:
-    """``START/END`` (ISO 8601, UTC unless an offset is given; either side may be empty)."""
+    """``START/END`` (ISO 8601, UTC unless an offset is given; either side may be empty)
+    or nfdump's ``yyyy/MM/dd.hh:mm:ss[-yyyy/MM/dd.hh:mm:ss]`` (UTC; no end: open)."""
     if text is None or not text.strip():
         return None
+    if re.match(r"^\s*\d{4}/\d", text):
+        start_text, _, end_text = text.strip().partition("-")
+        start = to_us(start_text)
+        end = to_us(end_text) if end_text.strip() else _I64_MAX
+        if end <= start:
+            raise ValidationError(f"window {text!r}: end must be after start")
+        return start, end
     if "/" not in text:
         raise ValidationError(f"window {text!r}: expected START/END, e.g. 2026-10-05/2026-10-06")
     start_text, end_text = text.split("/", 1)
@@ -149,7 +185,8 @@ def window_of(start: TimeLike | None, end: TimeLike | None) -> tuple[int, int] |
 def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     """16-byte addresses as text (``192.0.2.1``, ``2001:db8::1``); nulls and odd sizes -> null.
 
-    Converts each distinct address once (flows repeat a few addresses many times).
+    IPv4 (mapped) addresses are written by Arrow kernels from their four bytes; IPv6
+    ones are converted once per distinct address by :mod:`ipaddress` (RFC 5952 text).
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], _ADDR)
@@ -157,9 +194,23 @@ def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
         # DuckDB hands BLOBs over as variable binary: only 16-byte values are addresses
         ok = pc.equal(pc.binary_length(column), 16)
         column = pc.if_else(ok, column, pa.scalar(None, column.type)).cast(_ADDR)
-    encoded = pc.dictionary_encode(column)
-    text = pa.array(addresses_to_strings(encoded.dictionary), pa.string())
-    return pc.take(text, encoded.indices)
+    n = len(column)
+    if n == 0:
+        return pa.array([], pa.string())
+    start = column.offset * 16
+    raw = np.frombuffer(column.buffers()[1], np.uint8)[start : start + n * 16].reshape(n, 16)
+    v4 = (raw[:, :12] == np.frombuffer(_V4_MAPPED, np.uint8)).all(axis=1)
+    octets = [pa.array(raw[:, 12 + i]).cast(pa.string()) for i in range(4)]
+    text = pc.binary_join_element_wise(*octets, ".")
+    v6 = ~v4 & column.is_valid().to_numpy(zero_copy_only=False)
+    if v6.any():
+        others = column.filter(pa.array(v6))
+        encoded = pc.dictionary_encode(others)
+        names = pa.array(addresses_to_strings(encoded.dictionary), pa.string())
+        text = pc.replace_with_mask(text, pa.array(v6), pc.take(names, encoded.indices))
+    if column.null_count:
+        text = pc.if_else(column.is_valid(), text, pa.scalar(None, pa.string()))
+    return text
 
 
 def addresses_as_text(table: pa.Table) -> pa.Table:
@@ -193,11 +244,25 @@ def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
 
 
 def _batches(
-    paths: WorkspacePaths, cols: list[str], window: tuple[int, int] | None
+    paths: WorkspacePaths,
+    cols: list[str],
+    window: tuple[int, int] | None,
+    flow_filter: FlowFilter | None = None,
 ) -> Iterator[pa.RecordBatch]:
     if not dataset_files(paths.flows):
         return iter(())
-    return scan_flows(paths.flows, cols, window)
+    return scan_flows(paths.flows, cols, window, flow_filter)
+
+
+def checked_filter(expression: str | FlowFilter | None) -> FlowFilter | None:
+    """:func:`~rating_engine.traffic.flow_filter.compile_filter` with its error as a
+    :class:`ValidationError` (bad input: exit code 3), position and caret kept."""
+    try:
+        return compile_filter(expression)
+    except FilterError as exc:
+        error = ValidationError(str(exc))
+        error.details = exc.details
+        raise error from exc
 
 
 def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
@@ -261,6 +326,7 @@ def _aggregate(
     window: tuple[int, int] | None,
     renormalise: bool,
     index: PrefixIndex | None,
+    flow_filter: FlowFilter | None = None,
 ) -> tuple[pa.Table, Totals]:
     """The full partial (every key) over the window plus the window's totals."""
     if by not in BY_KEYS:
@@ -273,7 +339,7 @@ def _aggregate(
     rows = 0
     tf = tp = tb = 0
     cols = flow_columns(key, renormalise, timed=bucket is not None)
-    for chunk in _chunks(_batches(paths, cols, window)):
+    for chunk in _chunks(_batches(paths, cols, window, flow_filter)):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
             f, p, b = _batch_totals(chunk, renormalise)
@@ -322,8 +388,12 @@ def top_talkers(
     renormalise: bool = True,
     index: PrefixIndex | None = None,
     text: bool = True,
+    flow_filter: str | FlowFilter | None = None,
 ) -> pa.Table:
     """Top ``n`` keys by ``metric`` over the window (``[start, end)``), like ``nfdump -s``.
+
+    ``flow_filter`` (an nfdump filter expression) keeps only the flows it matches; the
+    totals and percentages are then those of the matching flows.
 
     Columns: ``rank``, the key column(s) (addresses as text unless ``text=False``),
     ``flows``, ``flows_pct``, ``packets``, ``packets_pct``, ``bytes``, ``bytes_pct``,
@@ -335,7 +405,8 @@ def top_talkers(
     if n < 1:
         raise ValidationError(f"top-N n={n}: must be at least 1")
     win = None if window is None else window_of(window[0], window[1])
-    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index)
+    flt = checked_filter(flow_filter)
+    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index, flt)
     top = finish_top_n(partial, metric, n)
     keys = [c for c in top.schema.names if c not in (*METRICS, "rank")]
     out = top.select(["rank", *keys])
@@ -369,8 +440,10 @@ def flow_buckets(
     renormalise: bool = True,
     index: PrefixIndex | None = None,
     text: bool = True,
+    flow_filter: str | FlowFilter | None = None,
 ) -> pa.Table:
-    """Bytes, packets and flows per key and time bucket (``1min``, ``5min``, ``hour``, ``day``).
+    """Bytes, packets and flows per key and time bucket (``1min``, ``5min``, ``hour``, ``day``)
+    of the flows ``flow_filter`` matches (all without one).
 
     Columns: key column(s) (``subscription_id`` for ``by="subscription"``),
     ``bucket_start``, ``bytes``, ``packets``, ``flows``; sorted by bucket then key.
@@ -378,7 +451,8 @@ def flow_buckets(
     if by == "conversation":
         raise ValidationError("time buckets by conversation: use by='pair' (directed)")
     win = None if window is None else window_of(window[0], window[1])
-    table, _totals = _aggregate(workspace_paths, by, bucket, win, renormalise, index)
+    flt = checked_filter(flow_filter)
+    table, _totals = _aggregate(workspace_paths, by, bucket, win, renormalise, index, flt)
     keys = [c for c in table.schema.names if c not in (*METRICS, "bucket_start")]
     order: list[tuple[str, str]] = [("bucket_start", "ascending")] if bucket else []
     sortable = pa.table(

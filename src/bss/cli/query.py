@@ -1,8 +1,14 @@
-"""``rating-engine query``: top-N and time buckets over the workspace's flows (``nfdump -s``).
+"""``rating-engine query``: nfdump-style statistics, listings, top-N and time buckets.
 
+    rating-engine query stats -s srcip/bytes -s dstport/flows 'proto tcp and dst port 443'
+    rating-engine query stats -A srcip,dstport -O bps -n 20 -t 2026/10/05.00:00-2026/10/05.12:00
+    rating-engine query list -o long -c 20 -O tstart 'src net 10.0.0.0/8'
     rating-engine query top --by src_ip --metric bytes -n 10 \\
-        --window 2026-10-05T00:00/2026-10-06T00:00 [--json]
+        --window 2026-10-05T00:00/2026-10-06T00:00 [--filter 'proto udp'] [--json]
     rating-engine query buckets --by subscription --bucket hour [--window ...] [--json]
+
+Every verb takes an nfdump filter (``--filter`` or, for stats and list, trailing words as
+nfdump takes them) and a window in ISO 8601 or nfdump's ``yyyy/MM/dd.hh:mm:ss`` form.
 
 Read-only: only Parquet files and (for ``--by subscription``) the bss database opened
 read-only are read. Heavy modules are imported inside the commands so ``--help`` is fast.
@@ -24,7 +30,11 @@ _BY_HELP = (
     "src_ip, dst_ip, src_port, dst_port, proto, conversation, pair, exporter, input_if, "
     "output_if, src_as, dst_as, src_prefix, dst_prefix, subscription"
 )
-_WINDOW_HELP = "START/END in ISO 8601 (UTC unless an offset is given); either side may be empty"
+_WINDOW_HELP = (
+    "START/END in ISO 8601 (UTC unless an offset is given; either side may be empty) or "
+    "nfdump's yyyy/MM/dd.hh:mm:ss[-yyyy/MM/dd.hh:mm:ss] (UTC)"
+)
+_FILTER_HELP = "nfdump filter, e.g. 'proto tcp and dst port 443' (see docs/for-nfdump-users.md)"
 
 
 def _json_rows(result: Any) -> list[dict[str, Any]]:
@@ -62,6 +72,7 @@ def top(
     raw: Annotated[
         bool, typer.Option("--raw", help="volumes as exported (no sampling renormalisation)")
     ] = False,
+    flow_filter: Annotated[str | None, typer.Option("--filter", help=_FILTER_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
 ) -> None:
     """Top-N talkers by bytes, packets or flows with their share of the total, like nfdump -s."""
@@ -69,7 +80,9 @@ def top(
 
     state = _state(ctx, json_out)
     win = parse_window(window)
-    result = top_talkers(state.workspace, by, metric, n, win, renormalise=not raw)
+    result = top_talkers(
+        state.workspace, by, metric, n, win, renormalise=not raw, flow_filter=flow_filter
+    )
     meta = {k.decode(): v.decode() for k, v in (result.schema.metadata or {}).items()}
     totals = {k: int(meta[f"total_{k}"]) for k in ("flows", "packets", "bytes")}
     if not state.json:
@@ -95,6 +108,7 @@ def top(
             "metric": metric,
             "n": n,
             "window": window,
+            "filter": flow_filter,
             "renormalised": not raw,
             "totals": totals,
             "rows": _json_rows(result),
@@ -119,13 +133,17 @@ def buckets(
     raw: Annotated[
         bool, typer.Option("--raw", help="volumes as exported (no sampling renormalisation)")
     ] = False,
+    flow_filter: Annotated[str | None, typer.Option("--filter", help=_FILTER_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
 ) -> None:
     """Bytes, packets and flows per key and time bucket (epoch-aligned, UTC)."""
     from bss.analyst.query import flow_buckets, parse_window
 
     state = _state(ctx, json_out)
-    result = flow_buckets(state.workspace, by, bucket, parse_window(window), renormalise=not raw)
+    result = flow_buckets(
+        state.workspace, by, bucket, parse_window(window), renormalise=not raw,
+        flow_filter=flow_filter,
+    )  # fmt: skip
     rows = result.to_pylist()
     if not state.json:
         names = result.schema.names
@@ -137,9 +155,13 @@ def buckets(
         )
         if len(rows) > limit:
             state.console.print(f"... {len(rows) - limit} more rows (use --json for all)")
-    emit(state, {"by": by, "bucket": bucket, "window": window, "rows": rows})
+    emit(state, {"by": by, "bucket": bucket, "window": window, "filter": flow_filter,
+                 "rows": rows})  # fmt: skip
 
 
 def register_query(app: typer.Typer) -> None:
-    """Attach ``query top`` and ``query buckets`` to the root app."""
+    """Attach ``query stats``, ``list``, ``top`` and ``buckets`` to the root app."""
+    from bss.cli.query_nfdump import register_nfdump_verbs
+
+    register_nfdump_verbs(query_app)
     app.add_typer(query_app, name="query")

@@ -27,6 +27,7 @@ from rating_engine.traffic.aggregate import (
     finish_top_n,
 )
 from rating_engine.traffic.attribution import PrefixIndex
+from rating_engine.traffic.flow_filter import FlowFilter
 
 __all__ = ["bucket_traffic_dataset", "flow_columns", "scan_flows", "top_n_dataset"]
 
@@ -82,24 +83,40 @@ def scan_flows(
     source: str | Path | Sequence[str | Path],
     columns: Sequence[str],
     window: tuple[int, int] | None = None,
+    flow_filter: FlowFilter | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Batches (one per Parquet row group) of ``columns`` from a flows dataset.
 
     ``source`` is a dataset folder (hive-partitioned), a file, or a list of files.
     ``window`` = ``(start_us, end_us)`` keeps rows with ``flow_start`` in ``[start, end)``;
-    ``date=`` partitions entirely outside it are not opened. The next row group is
-    decoded on a second thread while the caller works on the current one.
+    ``date=`` partitions entirely outside it are not opened. ``flow_filter`` keeps the
+    flows it matches; row groups whose statistics rule it out are not read. The next row
+    group is decoded on a second thread while the caller works on the current one.
     """
     dataset = _open(source)
-    missing = [c for c in columns if c not in dataset.schema.names]
+    if flow_filter is not None and flow_filter.matches_all:
+        flow_filter = None
+    extra = list(flow_filter.columns) if flow_filter is not None else []
+    missing = [c for c in [*columns, *extra] if c not in dataset.schema.names]
     if missing:
         raise RatingError(f"flows dataset {source}: missing field(s) {', '.join(missing)}")
     files = list(dataset.files)
     if window is not None:
         lo_day, hi_day = window[0] // _DAY_US, (window[1] - 1) // _DAY_US
         files = [f for f in files if (d := _day_of(f)) is None or lo_day <= d <= hi_day]
-    tasks = [(f, i) for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
-    cols = list(dict.fromkeys([*columns, *(["flow_start"] if window is not None else [])]))
+    if flow_filter is None:
+        tasks = [(f, i) for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
+    else:  # only the row groups whose min/max statistics leave room for a match
+        tasks = []
+        if files:
+            kept = pads.dataset(files, format="parquet")
+            tasks = [
+                (piece.path, piece.row_groups[0].id)
+                for frag in kept.get_fragments()
+                for piece in frag.split_by_row_group(flow_filter.arrow, schema=kept.schema)
+            ]
+    cols = list(dict.fromkeys([*columns, *(["flow_start"] if window is not None else []),
+                               *extra]))  # fmt: skip
 
     def read(task: tuple[str, int]) -> pa.Table:
         return pq.ParquetFile(task[0]).read_row_group(task[1], columns=cols, use_threads=True)
@@ -117,6 +134,8 @@ def scan_flows(
                     pc.less(ts, pa.scalar(window[1], _TS)),
                 )
                 table = table.filter(keep)
+            if flow_filter is not None:
+                table = table.filter(flow_filter.arrow)
             yield from table.select(list(columns)).combine_chunks().to_batches()
 
 

@@ -1,0 +1,382 @@
+"""nfdump's statistics (``-s``, ``-A``) and flow listing (``-c``, ``-O``) over Parquet flows.
+
+    stats = [parse_stat("srcip/bytes"), parse_stat("dstport/flows/packets"),
+             parse_stat("srcip,dstport/bps")]
+    tables, totals = flow_statistics("W/flows", stats, flow_filter=f, n=10)
+    rows = select_flows("W/flows", flow_filter=f, order="tstart", limit=20)
+
+Both are polars lazy scans of the dataset's files (polars reads, filters and groups our
+Parquet faster than DuckDB and than our own kernels once a filter is involved - see
+``benchmarks/nfdump_filter_vs_peers.py``): the filter is pushed into the Parquet reader
+(row groups whose statistics cannot match are skipped), ``date=`` partitions outside the
+window are not opened, and every statistic of one call is computed from one scan
+(polars shares the common filtered scan between them). Addresses are grouped as 128-bit
+integers and come back as 16 bytes.
+
+A statistic groups by one or more keys and orders by ``flows``, ``packets``, ``bytes``,
+``pps``, ``bps`` or ``bpp`` (descending; ties by key). Per group: flows, packets and
+bytes (renormalised by the sampling interval unless ``renormalise=False``), first seen
+and last seen, and the rates nfdump prints: ``pps`` = packets / duration, ``bps`` =
+8 * bytes / duration (0 when the group lasts 0 ms), ``bpp`` = bytes / packets (integers,
+truncated). Keys ``ip``, ``port``, ``as`` and ``if`` count each flow on both sides (so
+their shares add up to 200 %), as nfdump's do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from rating_engine.errors import RatingError
+from rating_engine.traffic.flow_filter import (
+    FlowFilter,
+    address_u128,
+    combined_columns,
+    flow_value,
+)
+
+__all__ = [
+    "ELEMENTS",
+    "ORDERS",
+    "FlowTotals",
+    "StatSpec",
+    "flow_statistics",
+    "parse_stat",
+    "select_flows",
+    "window_files",
+]
+
+ORDERS = ("flows", "packets", "bytes", "pps", "bps", "bpp")
+LIST_ORDERS = ("tstart", "tend", *ORDERS)
+_ADDRESS_COLUMNS = ("src_addr", "dst_addr", "next_hop", "exporter")
+_DAY_US = 86_400_000_000
+#: ``-s`` / ``-A`` element names (nfdump's and ours) -> flow column.
+ELEMENTS = {
+    "srcip": "src_addr", "src_ip": "src_addr", "src_addr": "src_addr",
+    "dstip": "dst_addr", "dst_ip": "dst_addr", "dst_addr": "dst_addr",
+    "srcport": "src_port", "src_port": "src_port", "dstport": "dst_port",
+    "dst_port": "dst_port", "proto": "protocol", "protocol": "protocol",
+    "srcas": "src_as", "src_as": "src_as", "dstas": "dst_as", "dst_as": "dst_as",
+    "inif": "input_if", "input_if": "input_if", "outif": "output_if",
+    "output_if": "output_if", "nhip": "next_hop", "next_hop": "next_hop",
+    "router": "exporter", "exporter": "exporter", "vlan": "vlan", "srcvlan": "vlan",
+    "tos": "tos", "srctos": "tos", "flags": "tcp_flags", "tcp_flags": "tcp_flags",
+}  # fmt: skip
+#: Elements counted on both sides of a flow: name -> (source column, destination column).
+EITHER = {"ip": ("src_addr", "dst_addr"), "port": ("src_port", "dst_port"),
+          "as": ("src_as", "dst_as"), "if": ("input_if", "output_if")}  # fmt: skip
+#: ``record`` without ``-A`` keys: nfdump's flow key.
+RECORD_KEYS = ("protocol", "src_addr", "src_port", "dst_addr", "dst_port")
+_PREFIX = re.compile(r"^(src|dst)ip([46])$")
+_ELEMENT = r"[a-z_0-9]+(?:/\d+)?"
+_STAT = re.compile(rf"({_ELEMENT}(?:\s*,\s*{_ELEMENT})*)((?:/[a-z]+)*)")
+
+
+@dataclass(frozen=True)
+class StatSpec:
+    """One statistic: group keys, orders (one top-N table each), the text it came from.
+
+    ``keys`` are flow columns, address prefixes (``src_addr/v4:24/v6:64``: IPv4 addresses
+    cut to /24, IPv6 to /64; ``srcip4/24`` alone leaves IPv6 whole, ``/v6:128``), or one of
+    the two-sided names ``ip``, ``port``, ``as``, ``if``.
+    """
+
+    keys: tuple[str, ...]
+    orders: tuple[str, ...] = ("flows",)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class FlowTotals:
+    """Sums over every flow the window and filter keep (the percentages' denominators)."""
+
+    flows: int
+    packets: int
+    bytes: int
+
+
+def parse_stat(text: str, aggregate: Sequence[str] = ()) -> StatSpec:
+    """``ELEMENT[,ELEMENT...][/ORDER...]``, e.g. ``srcip/bytes``, ``srcip,dstport/bps/pps``,
+    ``srcip4/24/bytes``, ``record/bytes`` (``record`` = ``aggregate`` keys, else the
+    5-tuple). The default order is flows, as nfdump's."""
+    m = _STAT.fullmatch(text.strip().lower())
+    if m is None or not text.strip():
+        raise RatingError(
+            f"statistic {text!r}: write ELEMENT[,ELEMENT...][/ORDER...], e.g. srcip/bytes"
+        )
+    keys: list[str] = []
+    prefixes: dict[str, dict[str, int]] = {}
+    for item in m.group(1).split(","):
+        element, _, bits_text = item.strip().partition("/")
+        prefix = _PREFIX.match(element)
+        if prefix:
+            if not bits_text:
+                raise RatingError(f"statistic {text!r}: {element} needs /BITS, e.g. /24")
+            bits, top = int(bits_text), 32 if prefix.group(2) == "4" else 128
+            if not 0 < bits <= top:
+                raise RatingError(f"statistic {text!r}: {element} takes /1..{top}")
+            column = f"{prefix.group(1)}_addr"
+            masks = dict(prefixes.get(column, {"4": 32, "6": 128}))
+            masks[prefix.group(2)] = bits
+            prefixes[column] = masks
+            key = f"{column}/v4:{masks['4']}/v6:{masks['6']}"  # srcip4/24,srcip6/64: one key
+            keys = [k for k in keys if not k.startswith(f"{column}/")] + [key]
+            continue
+        if bits_text:
+            raise RatingError(f"statistic {text!r}: only srcip4/6, dstip4/6 take /BITS")
+        if element == "record":
+            keys.extend(parse_stat(",".join(aggregate)).keys if aggregate else RECORD_KEYS)
+        elif element in EITHER:
+            keys.append(element)
+        elif element in ELEMENTS:
+            keys.append(ELEMENTS[element])
+        else:
+            names = ", ".join(sorted({*ELEMENTS, *EITHER, "record", "srcip4/N", "dstip6/N"}))
+            raise RatingError(f"statistic {text!r}: unknown element {element!r}; use {names}")
+    rest = [o for o in m.group(2).split("/") if o]
+    if any(k in EITHER for k in keys) and len(keys) > 1:
+        raise RatingError(f"statistic {text!r}: ip, port, as and if cannot be combined")
+    orders = rest or ["flows"]
+    bad = [o for o in orders if o not in ORDERS]
+    if bad:
+        raise RatingError(f"statistic {text!r}: order {bad[0]!r}; use {', '.join(ORDERS)}")
+    return StatSpec(tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(orders)), text)
+
+
+def _day_of(path: Path) -> date | None:
+    for part in path.parts:
+        if part.startswith("date="):
+            try:
+                return date.fromisoformat(part[5:])
+            except ValueError:
+                return None
+    return None
+
+
+def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Path]:
+    """Parquet parts of a dataset folder (or the one file) that may hold the window's
+    flows: ``date=`` partitions wholly outside ``[start, end)`` are left out."""
+    root = Path(source)
+    if root.is_file():
+        return [root]
+    files = sorted(
+        p for p in root.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
+    )  # fmt: skip
+    if window is None:
+        return files
+    epoch = date(1970, 1, 1)
+    lo, hi = window[0] // _DAY_US, (window[1] - 1) // _DAY_US
+    return [f for f in files if (d := _day_of(f)) is None or lo <= (d - epoch).days <= hi]
+
+
+def _scan(
+    files: Sequence[Path],
+    columns: Sequence[str],
+    flow_filter: FlowFilter | None,
+    window: tuple[int, int] | None,
+) -> pl.LazyFrame:
+    cols = combined_columns(columns, flow_filter.columns if flow_filter else (),
+                            ("flow_start",) if window else ())  # fmt: skip
+    frame = pl.scan_parquet(
+        [str(f) for f in files],
+        hive_partitioning=False,
+        schema=_polars_schema(),
+        missing_columns="insert",  # parts written before a column was added: nulls
+        extra_columns="ignore",
+    ).select(cols)
+    if window is not None:
+        ts = pl.col("flow_start").dt.epoch("us")
+        frame = frame.filter((ts >= window[0]) & (ts < window[1]))
+    if flow_filter is not None and not flow_filter.matches_all:
+        frame = frame.filter(flow_filter.polars)
+    return frame
+
+
+def _polars_schema() -> pl.Schema:
+    from collectors.schemas import FLOW_SCHEMA
+
+    frame = pl.from_arrow(FLOW_SCHEMA.empty_table())
+    assert isinstance(frame, pl.DataFrame)
+    return pl.Schema(frame.schema)
+
+
+def _key_expr(key: str) -> tuple[str, pl.Expr]:
+    """(output name, group expression) of one key; addresses as 128-bit integers."""
+    if "/v" in key:
+        column, v4_spec, v6_spec = key.split("/")
+        v4_bits, v6_bits = int(v4_spec[3:]), int(v6_spec[3:])
+        name = f"{column.split('_')[0]}_prefix"
+        u = address_u128(column)
+        v4 = u.is_between(pl.lit(0xFFFF << 32, dtype=pl.UInt128),
+                          pl.lit((0xFFFF << 32) | 0xFFFFFFFF, dtype=pl.UInt128))  # fmt: skip
+
+        def masked(bits: int) -> pl.Expr:
+            return u & pl.lit(((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1), dtype=pl.UInt128)
+
+        return name, pl.when(v4).then(masked(96 + v4_bits)).otherwise(masked(v6_bits)).alias(name)
+    if key in _ADDRESS_COLUMNS:
+        return key, address_u128(key).alias(key)
+    return key, pl.col(key)
+
+
+def _metrics(renormalise: bool) -> list[pl.Expr]:
+    mult = (pl.col("sampling_interval").fill_null(1).clip(1).cast(pl.UInt64)
+            if renormalise else pl.lit(1, dtype=pl.UInt64))  # fmt: skip
+    return [
+        pl.len().cast(pl.UInt64).alias("flows"),
+        (pl.col("packets") * mult).sum().alias("packets"),
+        (pl.col("bytes") * mult).sum().alias("bytes"),
+        pl.col("flow_start").min().alias("first"),
+        pl.col("flow_end").max().alias("last"),
+    ]
+
+
+def _rates() -> list[pl.Expr]:
+    dur = (pl.col("last") - pl.col("first")).dt.total_milliseconds().clip(0).cast(pl.UInt64)
+    return [
+        pl.when(dur > 0).then(pl.col("packets") * 1000 // dur.clip(1)).otherwise(0).alias("pps"),
+        pl.when(dur > 0).then(pl.col("bytes") * 8000 // dur.clip(1)).otherwise(0).alias("bps"),
+        pl.when(pl.col("packets") > 0).then(pl.col("bytes") // pl.col("packets").clip(1))
+        .otherwise(0).alias("bpp"),
+    ]  # fmt: skip
+
+
+def _to_arrow(frame: pl.DataFrame, address_keys: Sequence[str]) -> pa.Table:
+    """Polars result -> Arrow: 128-bit address keys back to 16 bytes, large types to the
+    canonical ones."""
+    arrays = []
+    for name in frame.columns:
+        series = frame[name]
+        if name in address_keys:
+            values = [None if v is None else int(v).to_bytes(16, "big") for v in series]
+            arrays.append(pa.array(values, pa.binary(16)))
+            continue
+        arr = series.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if pa.types.is_large_string(arr.type):
+            arr = arr.cast(pa.string())
+        elif pa.types.is_large_binary(arr.type):
+            arr = arr.cast(pa.binary(16))
+        arrays.append(arr)
+    return pa.table(arrays, names=frame.columns)
+
+
+def flow_statistics(
+    source: str | Path,
+    stats: Sequence[StatSpec],
+    *,
+    flow_filter: FlowFilter | None = None,
+    window: tuple[int, int] | None = None,
+    n: int = 10,
+    renormalise: bool = True,
+) -> tuple[list[pa.Table], FlowTotals]:
+    """One top-``n`` table per (statistic, order), in the order given, plus the totals.
+
+    Each table: the key columns (addresses as 16 bytes, prefixes as ``src_prefix`` /
+    ``dst_prefix``, two-sided keys under their name), ``flows``, ``packets``, ``bytes``,
+    ``first``, ``last``, ``pps``, ``bps``, ``bpp``; ``n=0`` keeps every group.
+    """
+    if n < 0:
+        raise RatingError(f"statistics: n={n} must be 0 (all) or more")
+    files = window_files(source, window)
+    metrics_cols = ["flow_start", "flow_end", "packets", "bytes"]
+    if renormalise:
+        metrics_cols.append("sampling_interval")
+    key_cols: list[str] = []
+    for spec in stats:
+        for key in spec.keys:
+            key_cols.extend(EITHER.get(key, (key.split("/")[0],)))
+    if not files:
+        empty = [_empty_stat(spec) for spec in stats for _ in spec.orders]
+        return empty, FlowTotals(0, 0, 0)
+    base = _scan(files, combined_columns(key_cols, metrics_cols), flow_filter, window)
+    plans: list[pl.LazyFrame] = []
+    address_keys: list[list[str]] = []
+    for spec in stats:
+        if spec.keys[0] in EITHER:
+            name = spec.keys[0]
+            sides = [base.select(pl.col(c).alias(name), *metrics_cols) for c in EITHER[name]]
+            frame = pl.concat(sides)
+            exprs = [_key_expr(name)[1]] if name != "ip" else [address_u128(name).alias(name)]
+            names = [name]
+            addr = [name] if name == "ip" else []
+        else:
+            pairs = [_key_expr(k) for k in spec.keys]
+            frame, names, exprs = base, [p[0] for p in pairs], [p[1] for p in pairs]
+            addr = [nm for nm, k in zip(names, spec.keys, strict=True)
+                    if k in _ADDRESS_COLUMNS or "/v" in k]  # fmt: skip
+        grouped = frame.group_by(exprs).agg(_metrics(renormalise)).with_columns(_rates())
+        for order in spec.orders:
+            ranked = grouped.sort([order, *names], descending=[True] + [False] * len(names),
+                                  nulls_last=True)  # fmt: skip
+            plans.append(ranked.head(n) if n else ranked)
+            address_keys.append(addr)
+    totals_plan = base.select(_metrics(renormalise)[:3])
+    results = pl.collect_all([*plans, totals_plan])
+    tot = results[-1].row(0) if results[-1].height else (0, 0, 0)
+    totals = FlowTotals(*(int(v or 0) for v in tot))
+    tables = [_to_arrow(r, a) for r, a in zip(results[:-1], address_keys, strict=True)]
+    return tables, totals
+
+
+def _empty_stat(spec: StatSpec) -> pa.Table:
+    fields = []
+    for key in spec.keys:
+        if key in EITHER:
+            typ = pa.binary(16) if key == "ip" else pa.uint32()
+            fields.append(pa.field(key, typ))
+        elif "/v" in key:
+            fields.append(pa.field(f"{key.split('_')[0]}_prefix", pa.binary(16)))
+        else:
+            from collectors.schemas import FLOW_SCHEMA
+
+            fields.append(pa.field(key, FLOW_SCHEMA.field(key).type))
+    ts = pa.timestamp("us", tz="UTC")
+    fields += [pa.field(m, pa.uint64()) for m in ("flows", "packets", "bytes")]
+    fields += [pa.field("first", ts), pa.field("last", ts)]
+    fields += [pa.field(m, pa.uint64()) for m in ("pps", "bps", "bpp")]
+    return pa.schema(fields).empty_table()
+
+
+def select_flows(
+    source: str | Path,
+    *,
+    flow_filter: FlowFilter | None = None,
+    window: tuple[int, int] | None = None,
+    order: str | None = None,
+    limit: int | None = None,
+    columns: Sequence[str] | None = None,
+) -> pa.Table:
+    """The flows that match, as stored (``FLOW_SCHEMA`` columns, or ``columns``).
+
+    ``order``: ``tstart`` / ``tend`` (ascending, as ``nfdump -O tstart``) or a volume
+    (``bytes``, ``packets``, ``pps``, ``bps``, ``bpp``, descending); None keeps the
+    dataset's order (partition, then arrival). ``limit`` keeps the first N (``-c``).
+    """
+    from collectors.schemas import FLOW_SCHEMA
+
+    if order is not None and order not in LIST_ORDERS:
+        raise RatingError(f"flow order {order!r}: use one of {', '.join(LIST_ORDERS)}")
+    if limit is not None and limit < 1:
+        raise RatingError(f"flow limit {limit}: must be at least 1")
+    wanted = list(columns) if columns is not None else FLOW_SCHEMA.names
+    files = window_files(source, window)
+    if not files:
+        return pa.schema([FLOW_SCHEMA.field(c) for c in wanted]).empty_table()
+    frame = _scan(files, combined_columns(wanted, ["flow_start", "flow_end"]), flow_filter,
+                  window)  # fmt: skip
+    if order in ("tstart", "tend"):
+        col = "flow_start" if order == "tstart" else "flow_end"
+        frame = frame.sort(col, maintain_order=True)
+    elif order is not None:
+        frame = frame.sort(flow_value(order), descending=True, maintain_order=True)
+    if limit is not None:
+        frame = frame.head(limit)
+    table = _to_arrow(frame.select(wanted).collect(), [])
+    return table.cast(pa.schema([FLOW_SCHEMA.field(c) for c in wanted]))

@@ -1,0 +1,189 @@
+"""``flow_statistics`` and ``select_flows`` against plain-Python group-bys over the same rows."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_flow_filter import HOSTS, addr, flows_table, reference, row_strategy
+
+from collectors.dataset import write_partitioned
+from rating_engine.errors import RatingError
+from rating_engine.traffic.flow_filter import compile_filter
+from rating_engine.traffic.flow_stats import (
+    EITHER,
+    flow_statistics,
+    parse_stat,
+    select_flows,
+)
+
+HOUR = 3_600_000_000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+T0 = 1_790_000_000_000_000
+starts = st.integers(0, 50 * HOUR).map(lambda d: T0 + d)
+timed_rows = st.tuples(row_strategy, starts, st.integers(0, 90_000_000), st.sampled_from(
+    [None, 1, 10])).map(lambda t: {**t[0], "flow_start": t[1], "flow_end": t[1] + t[2],
+                                   "sampling_interval": t[3]})  # fmt: skip
+
+
+def mask_prefix(raw: bytes, v4bits: int | None, v6bits: int | None) -> bytes:
+    v4 = raw[:12] == b"\x00" * 10 + b"\xff\xff"
+    bits = (96 + v4bits if v4bits is not None else None) if v4 else v6bits
+    if bits is None:
+        return raw
+    value = int.from_bytes(raw, "big") & ~((1 << (128 - bits)) - 1) % (1 << 128)
+    return value.to_bytes(16, "big")
+
+
+def ref_stats(rows: list[dict[str, Any]], keys: tuple[str, ...], order: str, n: int,
+              renormalise: bool) -> list[tuple[Any, ...]]:  # fmt: skip
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 2**63, -(2**63)])
+    for r in rows:
+        mult = max(r["sampling_interval"] or 1, 1) if renormalise else 1
+        if keys[0] in EITHER:
+            key_values = [(r[c],) for c in EITHER[keys[0]]]
+        else:
+            kv = []
+            for k in keys:
+                if "/v" in k:
+                    col, v4_spec, v6_spec = k.split("/")
+                    kv.append(mask_prefix(r[col], int(v4_spec[3:]), int(v6_spec[3:])))
+                else:
+                    kv.append(r[k])
+            key_values = [tuple(kv)]
+        for key in key_values:
+            g = groups[key]
+            g[0] += 1
+            g[1] += r["packets"] * mult
+            g[2] += r["bytes"] * mult
+            g[3] = min(g[3], r["flow_start"])
+            g[4] = max(g[4], r["flow_end"])
+    out = []
+    for key, (f, p, b, first, last) in groups.items():
+        dur = (last - first) // 1000
+        rates = {"pps": p * 1000 // dur if dur > 0 else 0, "bps": b * 8000 // dur if dur > 0
+                 else 0, "bpp": b // p if p else 0}  # fmt: skip
+        values = {"flows": f, "packets": p, "bytes": b, **rates}
+        out.append((key, values[order], f, p, b, first, last, rates["pps"], rates["bps"],
+                    rates["bpp"]))  # fmt: skip
+
+    def sort_key(item: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (-item[1], *[(v is None, v) for v in item[0]])
+
+    out.sort(key=sort_key)
+    return out[:n] if n else out
+
+
+def as_rows(table: pa.Table, nkeys: int) -> list[tuple[Any, ...]]:
+    names = table.schema.names
+    got = []
+    for r in table.to_pylist():
+        key = tuple(r[c] for c in names[:nkeys])
+        first, last = ((r[c] - EPOCH) // timedelta(microseconds=1) for c in ("first", "last"))
+        got.append((key, r["flows"], r["packets"], r["bytes"], first, last, r["pps"],
+                    r["bps"], r["bpp"]))  # fmt: skip
+    return got
+
+
+STATS = ["srcip/bytes", "dstport/flows/packets", "proto,srcport/bps", "ip/bytes", "port/flows",
+         "srcip4/8,srcip6/64,dstip6/32/bpp", "record/pps",
+         "srcas,dstas,inif,outif,vlan,tos,flags/bytes",
+         "router/flows", "nhip/bytes"]  # fmt: skip
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    rows=st.lists(timed_rows, min_size=1, max_size=60),
+    filter_text=st.sampled_from(["", "proto tcp", "not dst port 443", "src net 10.0.0.0/8",
+                                 "bytes > 999 or ipv6"]),
+    n=st.sampled_from([0, 1, 3]),
+    renormalise=st.booleans(),
+)  # fmt: skip
+def test_statistics_equal_the_reference(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]], filter_text: str,
+    n: int, renormalise: bool,
+) -> None:  # fmt: skip
+    root = tmp_path_factory.mktemp("flows")
+    write_partitioned(flows_table(rows), root, time_column="flow_start", part_name="t",
+                      hourly=True)  # fmt: skip
+    specs = [parse_stat(s) for s in STATS]
+    f = compile_filter(filter_text)
+    kept = [r for r in rows if f is None or reference(f.tree, r)]
+    tables, totals = flow_statistics(root, specs, flow_filter=f, n=n, renormalise=renormalise)
+    mult = [max(r["sampling_interval"] or 1, 1) if renormalise else 1 for r in kept]
+    assert (totals.flows, totals.packets, totals.bytes) == (
+        len(kept), sum(r["packets"] * m for r, m in zip(kept, mult, strict=True)),
+        sum(r["bytes"] * m for r, m in zip(kept, mult, strict=True)),
+    )  # fmt: skip
+    pairs = [(s, o) for s in specs for o in s.orders]
+    assert len(tables) == len(pairs)
+    for table, (spec, order) in zip(tables, pairs, strict=True):
+        expected = ref_stats(kept, spec.keys, order, n, renormalise) if kept else []
+        nkeys = len(spec.keys)
+        assert as_rows(table, nkeys) == [(e[0], *e[2:]) for e in expected], (spec, order)
+
+
+def test_select_flows_orders_limits_and_windows(tmp_path: Path) -> None:
+    rows = []
+    for i in range(40):
+        r = {"src_addr": addr(HOSTS[i % 6]), "dst_addr": addr(HOSTS[(i + 1) % 6]),
+             "next_hop": None, "exporter": None, "src_port": 1000 + i, "dst_port": 443 if i % 2
+             else 80, "protocol": 6, "tcp_flags": 2, "tos": 0, "bytes": 100 * (i % 7) + 1,
+             "packets": 1 + i % 3, "input_if": 0, "output_if": 0, "src_as": 0, "dst_as": 0,
+             "vlan": 0, "flow_start": T0 + (40 - i) * HOUR, "flow_end": T0 + (40 - i) * HOUR
+             + i * 1000}  # fmt: skip
+        rows.append(r)
+    write_partitioned(flows_table(rows), tmp_path, time_column="flow_start", part_name="t",
+                      hourly=True)  # fmt: skip
+    f = compile_filter("dst port 443")
+    got = select_flows(tmp_path, flow_filter=f, order="tstart", limit=5)
+    want = sorted((r for r in rows if r["dst_port"] == 443), key=lambda r: r["flow_start"])[:5]
+    assert got.column("src_port").to_pylist() == [r["src_port"] for r in want]
+    by_bytes = select_flows(tmp_path, order="bytes", limit=3, columns=["bytes"])
+    assert by_bytes.column("bytes").to_pylist() == sorted((r["bytes"] for r in rows),
+                                                          reverse=True)[:3]  # fmt: skip
+    window = (T0 + 10 * HOUR, T0 + 20 * HOUR)
+    inside = select_flows(tmp_path, window=window, order="tend")
+    assert inside.num_rows == 10
+    assert inside.schema.field("src_addr").type == pa.binary(16)
+    assert select_flows(tmp_path / "nothing-here", flow_filter=f).num_rows == 0
+    with pytest.raises(RatingError, match="flow order"):
+        select_flows(tmp_path, order="sideways")
+
+
+@pytest.mark.parametrize(
+    ("text", "keys", "orders"),
+    [
+        ("srcip/bytes", ("src_addr",), ("bytes",)),
+        ("dstport", ("dst_port",), ("flows",)),
+        ("srcip,dstport/bps/pps", ("src_addr", "dst_port"), ("bps", "pps")),
+        ("srcip4/24/bytes", ("src_addr/v4:24/v6:128",), ("bytes",)),
+        ("srcip4/24,srcip6/64,dstip6/48", ("src_addr/v4:24/v6:64", "dst_addr/v4:32/v6:48"),
+         ("flows",)),
+        ("record/packets", ("protocol", "src_addr", "src_port", "dst_addr", "dst_port"),
+         ("packets",)),
+        ("ip", ("ip",), ("flows",)),
+    ],
+)  # fmt: skip
+def test_parse_stat(text: str, keys: tuple[str, ...], orders: tuple[str, ...]) -> None:
+    spec = parse_stat(text)
+    assert (spec.keys, spec.orders) == (keys, orders)
+    assert parse_stat("record/bytes", ["srcip", "dstport"]).keys == ("src_addr", "dst_port")
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("srcipp/bytes", "unknown element"), ("srcip/fast", "order 'fast'"),
+     ("srcip4/bytes", "needs /BITS"), ("srcip4/40", "/1..32"), ("ip,port", "combined"),
+     ("", "ELEMENT"), ("srcip/24", "take /BITS"), ("srcip//bytes", "ELEMENT")],
+)  # fmt: skip
+def test_parse_stat_errors(text: str, words: str) -> None:
+    with pytest.raises(RatingError, match=words):
+        parse_stat(text)
