@@ -116,4 +116,7 @@ def make_flows(
         .dictionary_encode()
         .cast(pa.string()),
     }
-    return pa.table(cols, schema=FLOW_SCHEMA)
+    # nullable columns not set here (MPLS, enrichment) are null
+    return pa.table(
+        [cols.get(f.name, pa.nulls(n, f.type)) for f in FLOW_SCHEMA], schema=FLOW_SCHEMA
+    )

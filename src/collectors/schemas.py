@@ -12,6 +12,7 @@ import pyarrow as pa
 
 __all__ = [
     "FLOW_SCHEMA",
+    "MPLS_LABELS",
     "REJECT_SCHEMA",
     "SOURCE_FORMATS",
     "TIMESTAMP",
@@ -22,6 +23,7 @@ __all__ = [
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 ADDRESS = pa.binary(16)
+MPLS_LABELS = pa.list_(pa.uint32())
 
 #: Values of ``flow.source_format``.
 SOURCE_FORMATS = ("netflow_v1", "netflow_v5", "netflow_v7", "netflow_v9", "ipfix", "sflow", "pcap")
@@ -74,12 +76,20 @@ FLOW_SCHEMA = pa.schema(
         _f(
             "sampling_interval",
             pa.uint32(),
-            False,
-            "1-in-N packet sampling in force for this record; 1 means unsampled. "
-            "Renormalised volume is bytes * sampling_interval",
+            True,
+            "1-in-N packet sampling in force for this record; 1 means unsampled; null when "
+            "the exporter announced no rate. Renormalised volume is bytes * sampling_interval, "
+            "a null (or 0) interval counting as 1: the volume as exported",
         ),
         _f("direction", pa.uint8(), True, "0 ingress, 1 egress (IE 61); null if not exported"),
         _f("source_format", pa.string(), False, "one of " + ", ".join(SOURCE_FORMATS)),
+        _f(
+            "mpls_labels",
+            MPLS_LABELS,
+            True,
+            "MPLS label stack as 20-bit label values, top first (at most 10); null if none "
+            "was exported or seen in a sampled header",
+        ),
     ]
 )
 

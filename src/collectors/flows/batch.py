@@ -2,7 +2,9 @@
 
 Decoders (NetFlow v5, v9, IPFIX) fill :class:`FlowColumns` - one numpy array per
 ``FLOW_SCHEMA`` field, addresses as ``(n, 16)`` uint8 - and :func:`to_record_batch`
-wraps the buffers as Arrow arrays without a Python loop per row.
+wraps the buffers as Arrow arrays without a Python loop per row. A sampling interval
+of 0 in the buffers is "not announced" and becomes null; MPLS label stacks are an
+``(n, MAX_LABELS)`` block (``(n, 0)`` when a call saw none) plus a depth per row.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pyarrow as pa
 
-from collectors.schemas import FLOW_SCHEMA, SOURCE_FORMATS
+from collectors.schemas import FLOW_SCHEMA, MPLS_LABELS, SOURCE_FORMATS
 
 __all__ = [
     "FORMAT_CODES",
+    "MAX_LABELS",
     "FlowColumns",
     "concat_flow_batches",
     "empty_flow_batch",
@@ -24,6 +27,8 @@ __all__ = [
 
 #: Code of each ``source_format`` value, as stored in :attr:`FlowColumns.source_format`.
 FORMAT_CODES: dict[str, int] = {name: i for i, name in enumerate(SOURCE_FORMATS)}
+#: Labels kept per flow: IPFIX has ten label elements (70-79); deeper stacks are cut.
+MAX_LABELS = 10
 _FORMAT_LENGTHS = np.array([len(f) for f in SOURCE_FORMATS], np.int32)
 _FORMAT_CHARS = np.array(
     [list(f.encode().ljust(int(_FORMAT_LENGTHS.max()), b"\0")) for f in SOURCE_FORMATS], np.uint8
@@ -54,14 +59,19 @@ class FlowColumns:
     next_hop: np.ndarray  # (n, 16) uint8
     next_hop_valid: np.ndarray  # bool
     vlan: np.ndarray  # uint16
-    sampling_interval: np.ndarray  # uint32
+    sampling_interval: np.ndarray  # uint32, 0 = not announced (null)
     direction: np.ndarray  # uint8
     direction_valid: np.ndarray  # bool
     source_format: np.ndarray  # uint8 code into SOURCE_FORMATS
+    mpls_labels: np.ndarray  # (n, MAX_LABELS) or (n, 0) uint32 label values, top first
+    mpls_depth: np.ndarray  # uint8 labels in use per row; 0 = null
 
     @classmethod
-    def allocate(cls, n: int) -> FlowColumns:
-        """Zeroed columns for ``n`` flows (sampling interval 1, nullable fields null)."""
+    def allocate(cls, n: int, *, labels: bool = False) -> FlowColumns:
+        """Zeroed columns for ``n`` flows: nullable fields null, sampling not announced.
+
+        ``labels``: room for MPLS label stacks (else the label block is ``(n, 0)``).
+        """
         return cls(
             exporter=np.zeros((n, 16), np.uint8),
             observation_domain=np.zeros(n, np.uint32),
@@ -83,10 +93,12 @@ class FlowColumns:
             next_hop=np.zeros((n, 16), np.uint8),
             next_hop_valid=np.zeros(n, np.bool_),
             vlan=np.zeros(n, np.uint16),
-            sampling_interval=np.ones(n, np.uint32),
+            sampling_interval=np.zeros(n, np.uint32),
             direction=np.zeros(n, np.uint8),
             direction_valid=np.zeros(n, np.bool_),
             source_format=np.zeros(n, np.uint8),
+            mpls_labels=np.zeros((n, MAX_LABELS if labels else 0), np.uint32),
+            mpls_depth=np.zeros(n, np.uint8),
         )
 
     def __len__(self) -> int:
@@ -109,6 +121,25 @@ def _fixed16(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
 def _numeric(values: np.ndarray, type_: pa.DataType, valid: np.ndarray | None = None) -> pa.Array:
     mask = None if valid is None else ~valid
     return pa.array(np.ascontiguousarray(values), type=type_, mask=mask)
+
+
+def _labels(values: np.ndarray, depth: np.ndarray) -> pa.Array:
+    """The ``mpls_labels`` list column: row ``i`` is ``values[i, :depth[i]]``, null if 0."""
+    n = depth.shape[0]
+    if values.shape[1] == 0 or not depth.any():
+        return pa.nulls(n, MPLS_LABELS)
+    depth = np.minimum(depth, values.shape[1])
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(depth, out=offsets[1:])
+    flat = values[np.arange(values.shape[1]) < depth[:, None]]
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(flat, pa.uint32()), mask=pa.array(depth == 0)
+    )
+
+
+def _sampling(values: np.ndarray) -> pa.Array:
+    unknown = values == 0
+    return _numeric(values, pa.uint32(), ~unknown if unknown.any() else None)
 
 
 def _format_strings(codes: np.ndarray) -> pa.Array:
@@ -152,9 +183,10 @@ def to_record_batch(cols: FlowColumns) -> pa.RecordBatch:
         _numeric(cols.dst_as, pa.uint32()),
         _fixed16(cols.next_hop, cols.next_hop_valid),
         _numeric(cols.vlan, pa.uint16()),
-        _numeric(cols.sampling_interval, pa.uint32()),
+        _sampling(cols.sampling_interval),
         _numeric(cols.direction, pa.uint8(), cols.direction_valid),
         formats,
+        _labels(cols.mpls_labels, cols.mpls_depth),
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
 

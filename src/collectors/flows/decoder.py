@@ -5,8 +5,11 @@
 through the template session), or a uint32 of 5 (sFlow v5, handed to
 ``collectors.sflow.datagram.SflowDecoder``) - and returns one :class:`DecodeOutcome` per call.
 Bad datagrams become ``rejected`` entries and ``malformed:<reason>`` counts; no
-exception escapes a decode. Template, sampler and sequence state persist through
-:meth:`FlowDecoder.save_state` / :meth:`FlowDecoder.load_state`.
+exception escapes a decode. A record that yields no address and no volume
+(:mod:`collectors.flows.empty_records`) is rejected the same way, one entry per record
+under the index of its datagram, and the good records beside it are kept. Template,
+sampler and sequence state persist through :meth:`FlowDecoder.save_state` /
+:meth:`FlowDecoder.load_state`.
 
 Flows of one call come grouped by decoder (legacy NetFlow, then v9/IPFIX, then sFlow),
 each group in datagram order.
@@ -26,6 +29,7 @@ import pyarrow as pa
 
 from collectors.errors import DecodeError
 from collectors.flows.batch import concat_flow_batches, empty_flow_batch, to_record_batch
+from collectors.flows.empty_records import EMPTY_RECORD, empty_records
 from collectors.flows.sequence import SequenceTracker
 from collectors.netflow.template_session import TemplateSession
 from collectors.netflow.v5 import STATUS_REASONS, decode_legacy_many, pack_datagrams
@@ -56,7 +60,11 @@ def _exporter_bytes(e: bytes) -> bytes:
 
 
 class FlowDecoder:
-    """Decode NetFlow v1/v5/v7/v9, IPFIX and sFlow v5 datagrams, keeping per-exporter state."""
+    """Decode NetFlow v1/v5/v7/v9, IPFIX and sFlow v5 datagrams, keeping per-exporter state.
+
+    Set :attr:`decapsulate_vxlan` to key VXLAN traffic in sampled headers by its inner
+    packet (data-centre fabrics).
+    """
 
     def __init__(
         self,
@@ -68,9 +76,24 @@ class FlowDecoder:
             "max_templates_per_exporter": max_templates_per_exporter,
             "max_pending_bytes_per_exporter": max_pending_bytes_per_exporter,
         }
+        self._decap = False
         self._session = TemplateSession(**self._limits)
         self._sequence = SequenceTracker()
         self._sflow: Any = None
+
+    @property
+    def decapsulate_vxlan(self) -> bool:
+        """Flows in sampled headers (sFlow raw headers, IPFIX packet sections) that are
+        VXLAN (UDP 4789) are keyed by their inner packet; their volume stays the outer
+        packet's (:mod:`collectors.sampled_headers`). Off by default."""
+        return self._decap
+
+    @decapsulate_vxlan.setter
+    def decapsulate_vxlan(self, on: bool) -> None:
+        self._decap = bool(on)
+        self._session.decapsulate_vxlan = self._decap
+        if self._sflow is not None:
+            self._sflow.decapsulate_vxlan = self._decap
 
     @property
     def sequence(self) -> SequenceTracker:
@@ -142,7 +165,16 @@ class FlowDecoder:
         if tmpl.size:
             try:
                 cols = self._session.decode(
-                    tmpl, data, exp_list, received, buf, offsets, stats, rejected, self._sequence
+                    tmpl,
+                    data,
+                    exp_list,
+                    received,
+                    buf,
+                    offsets,
+                    stats,
+                    rejected,
+                    self._sequence,
+                    source,
                 )
                 batches.append(to_record_batch(cols))
             except Exception as exc:  # a bug must not take the collector down
@@ -198,7 +230,27 @@ class FlowDecoder:
                 self._sequence.observe_many(
                     exporters[sel], res.domain[sel], kind, res.sequence[sel], res.count[sel]
                 )
-        return to_record_batch(res.columns)
+        cols = res.columns
+        empty = empty_records(cols)
+        if empty.size:
+            # Record k of datagram j sits at row first_row[j] + k (rows in datagram order).
+            pos = np.searchsorted(res.first_row, empty, side="right") - 1
+            for r, j in zip(empty.tolist(), pos.tolist(), strict=True):
+                i = int(idx[j])
+                rejected.append(
+                    (
+                        i,
+                        EMPTY_RECORD,
+                        f"{source}: datagram {i}: NetFlow v{int(res.version[j])} record "
+                        f"{r - int(res.first_row[j])}: no address and no volume (source and "
+                        "destination 0.0.0.0, 0 bytes, 0 packets)",
+                    )
+                )
+            stats[f"malformed:{EMPTY_RECORD}"] += int(empty.size)
+            keep = np.ones(len(cols), np.bool_)
+            keep[empty] = False
+            cols = cols.take(keep)
+        return to_record_batch(cols)
 
     def _sflow_one(
         self,
@@ -219,7 +271,7 @@ class FlowDecoder:
                 rejected.append((i, "unsupported_version", f"{source}: no sFlow decoder"))
                 stats["malformed:unsupported_version"] += 1
                 return
-            self._sflow = SflowDecoder()
+            self._sflow = SflowDecoder(decapsulate_vxlan=self.decapsulate_vxlan)
         try:
             flows, ctrs, st = self._sflow.decode(datagram, exporter, received)
         except DecodeError as exc:

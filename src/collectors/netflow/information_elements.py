@@ -15,9 +15,12 @@ from __future__ import annotations
 __all__ = [
     "ADDRESS_SLOTS",
     "IE_TABLE",
+    "IPV6_ADDRESS_IES",
+    "LABEL_SLOTS",
     "N_ADDRESS_SLOTS",
     "N_VALUE_SLOTS",
     "REVERSE_PEN",
+    "SECTION_SLOTS",
     "SLOT",
     "V9_SCOPE_TYPES",
     "VALUE_SLOTS",
@@ -86,9 +89,11 @@ IE_TABLE: dict[int, tuple[str, str, int]] = {
     63: ("bgpNextHopIPv6Address", "ipv6Address", 16),
     64: ("ipv6ExtensionHeaders", "unsigned32", 4),
     70: ("mplsTopLabelStackSection", "octetArray", 3),
+    **{70 + k: (f"mplsLabelStackSection{k + 1}", "octetArray", 3) for k in range(1, 10)},
     80: ("destinationMacAddress", "macAddress", 6),
     81: ("postSourceMacAddress", "macAddress", 6),
     82: ("interfaceName", "string", 65535),
+    84: ("samplerName", "string", 65535),
     83: ("interfaceDescription", "string", 65535),
     85: ("octetTotalCount", "unsigned64", 8),
     86: ("packetTotalCount", "unsigned64", 8),
@@ -124,6 +129,7 @@ IE_TABLE: dict[int, tuple[str, str, int]] = {
     177: ("icmpCodeIPv4", "unsigned8", 1),
     178: ("icmpTypeIPv6", "unsigned8", 1),
     179: ("icmpCodeIPv6", "unsigned8", 1),
+    224: ("ipTotalLength", "unsigned64", 8),
     225: ("postNATSourceIPv4Address", "ipv4Address", 4),
     226: ("postNATDestinationIPv4Address", "ipv4Address", 4),
     227: ("postNAPTSourceTransportPort", "unsigned16", 2),
@@ -131,10 +137,27 @@ IE_TABLE: dict[int, tuple[str, str, int]] = {
     231: ("initiatorOctets", "unsigned64", 8),
     232: ("responderOctets", "unsigned64", 8),
     243: ("dot1qVlanId", "unsigned16", 2),
+    252: ("ingressPhysicalInterface", "unsigned32", 4),
+    253: ("egressPhysicalInterface", "unsigned32", 4),
     302: ("selectorId", "unsigned64", 8),
     304: ("selectorAlgorithm", "unsigned16", 2),
     305: ("samplingPacketInterval", "unsigned32", 4),
     306: ("samplingPacketSpace", "unsigned32", 4),
+    307: ("samplingTimeInterval", "unsigned32", 4),
+    308: ("samplingTimeSpace", "unsigned32", 4),
+    309: ("samplingSize", "unsigned32", 4),
+    310: ("samplingPopulation", "unsigned32", 4),
+    311: ("samplingProbability", "float64", 8),
+    312: ("dataLinkFrameSize", "unsigned16", 2),
+    313: ("ipHeaderPacketSection", "octetArray", 65535),
+    314: ("ipPayloadPacketSection", "octetArray", 65535),
+    315: ("dataLinkFrameSection", "octetArray", 65535),
+    316: ("mplsLabelStackSection", "octetArray", 65535),
+    317: ("mplsPayloadPacketSection", "octetArray", 65535),
+    318: ("selectorIdTotalPktsObserved", "unsigned64", 8),
+    319: ("selectorIdTotalPktsSelected", "unsigned64", 8),
+    409: ("sectionOffset", "unsigned16", 2),
+    410: ("sectionExportedOctets", "unsigned16", 2),
 }
 
 #: NetFlow v9 options-template scope field types (RFC 3954 section 6.1), not IEs.
@@ -197,6 +220,13 @@ _VALUE_SLOT_NAMES = (
     "r_end_s",
     "r_start_uptime",
     "r_end_uptime",
+    "ip_version",
+    "in_phys_if",
+    "out_phys_if",
+    "ip_total_length",
+    "frame_size",
+    "section_octets",
+    "header_ip_length",  # no element: the IP length read from a packet section
 )
 SLOT: dict[str, int] = {name: i for i, name in enumerate(_VALUE_SLOT_NAMES)}
 N_VALUE_SLOTS = len(_VALUE_SLOT_NAMES)
@@ -244,6 +274,12 @@ VALUE_SLOTS: dict[tuple[int, int], int] = {
     (0, 162): SLOT["duration_us"],
     (0, 305): SLOT["packet_interval"],
     (0, 306): SLOT["packet_space"],
+    (0, 60): SLOT["ip_version"],
+    (0, 252): SLOT["in_phys_if"],
+    (0, 253): SLOT["out_phys_if"],
+    (0, 224): SLOT["ip_total_length"],
+    (0, 312): SLOT["frame_size"],
+    (0, 410): SLOT["section_octets"],
     (REVERSE_PEN, 1): SLOT["r_bytes"],
     (REVERSE_PEN, 2): SLOT["r_packets"],
     (REVERSE_PEN, 85): SLOT["r_bytes_total"],
@@ -258,6 +294,8 @@ VALUE_SLOTS: dict[tuple[int, int], int] = {
 }
 
 #: (pen, ie) -> address slot (0 src, 1 dst, 2 next hop, 3 BGP next hop); length 4 or 16.
+#: A template carrying both families for a slot puts its IPv6 fields ``N_ADDRESS_SLOTS``
+#: further (slots 4-7), and each record picks its family (``address_family``).
 ADDRESS_SLOTS: dict[tuple[int, int], int] = {
     (0, 8): 0,
     (0, 27): 0,
@@ -269,6 +307,13 @@ ADDRESS_SLOTS: dict[tuple[int, int], int] = {
     (0, 63): 3,
 }
 N_ADDRESS_SLOTS = 4
+#: The IPv6 members of ``ADDRESS_SLOTS``.
+IPV6_ADDRESS_IES = frozenset({(0, 27), (0, 28), (0, 62), (0, 63)})
+#: (pen, ie) -> packet section kind: 0 starts at layer 2, 1 at the IP header (the lower
+#: kind wins when a record has both).
+SECTION_SLOTS: dict[tuple[int, int], int] = {(0, 315): 0, (0, 313): 1}
+#: (pen, ie) -> MPLS label stack position (IEs 70-79, 3 octets: label, TC, bottom bit).
+LABEL_SLOTS: dict[tuple[int, int], int] = {(0, 70 + k): k for k in range(10)}
 
 
 def ie_name(ie: int, pen: int = 0) -> str:

@@ -8,9 +8,16 @@ All vectorised numpy over the records of one call:
   each with a signed 32-bit distance so the uptime wrap at 2**32 ms is harmless; a
   missing end is start + duration; with no time at all, the export time;
 - counters: delta, else total, else post counters (reduced-size already widened);
+  a *packet report* (a record without counters that carries ipTotalLength 224,
+  dataLinkFrameSize 312, sectionExportedOctets 410 or a packet section) is one packet
+  of that size: ipTotalLength, else dataLinkFrameSize, else the IP length read from the
+  section (the section's own bytes if it held no IP header), else sectionExportedOctets;
+- interfaces: ingress/egressInterface (10/14), else ingress/egressPhysicalInterface
+  (252/253);
 - sampling: per-record samplingInterval (34), samplerRandomInterval (50),
   samplingPacketInterval/Space (305/306), a sampler id (48/302) resolved through
-  options data, else the exporter's options default, else 1;
+  options data, else the exporter's options default, else 0 - not announced, null in
+  the flow schema (renormalisation counts it as 1);
 - RFC 5103 biflows: a record with reverse counters also yields the reverse flow.
 """
 
@@ -176,11 +183,13 @@ def assemble_flows(
     rec_row: np.ndarray,
     meta: RowMeta,
     sure: np.ndarray | None = None,
+    mpls: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FlowColumns:
     """Flow columns for ``n`` decoded records; record ``i`` came from message ``rec_row[i]``.
 
     ``vals[slot_row[s], i]`` holds value slot ``s`` of record ``i`` (``slot_row[s] < 0``:
-    no template in the call maps that slot); ``sure[s]``: every record carries slot ``s``.
+    no template in the call maps that slot); ``sure[s]``: every record carries slot ``s``;
+    ``mpls``: label values ``(n, MAX_LABELS)`` and depths, when any record has labels.
     """
     n = present.shape[0]
     if n == 0:
@@ -232,8 +241,8 @@ def assemble_flows(
         tos=r.v("tos").astype(np.uint8),
         bytes=_first_of(r, ("bytes", "bytes_total", "post_bytes")).astype(np.uint64),
         packets=_first_of(r, ("packets", "packets_total", "post_packets")).astype(np.uint64),
-        input_if=r.v("input_if").astype(np.uint32),
-        output_if=r.v("output_if").astype(np.uint32),
+        input_if=_interface(r, "input_if", "in_phys_if"),
+        output_if=_interface(r, "output_if", "out_phys_if"),
         src_as=r.v("src_as").astype(np.uint32),
         dst_as=r.v("dst_as").astype(np.uint32),
         next_hop=next_hop,
@@ -243,8 +252,37 @@ def assemble_flows(
         direction=r.v("direction").astype(np.uint8),
         direction_valid=r.has("direction").copy(),
         source_format=np.take(meta.source_format, rs),
+        mpls_labels=mpls[0] if mpls is not None else np.zeros((n, 0), np.uint32),
+        mpls_depth=mpls[1] if mpls is not None else np.zeros(n, np.uint8),
     )
+    _packet_reports(cols, r)
     return _with_reverse(cols, r, export_us, uptime_now, sysinit)
+
+
+def _interface(r: _Records, name: str, physical: str) -> np.ndarray:
+    """The SNMP interface element, else the physical interface one (252/253)."""
+    out = r.v(name).astype(np.uint32)
+    if r.slot_row[SLOT[physical]] >= 0:
+        sel = ~r.has(name) & r.has(physical)
+        out[sel] = r.v(physical)[sel]
+    return out
+
+
+_REPORT_SIZES = ("ip_total_length", "frame_size", "header_ip_length", "section_octets")
+
+
+def _packet_reports(cols: FlowColumns, r: _Records) -> None:
+    """Records without counters that describe one sampled packet: its size, 1 packet."""
+    if all(r.slot_row[SLOT[k]] < 0 for k in _REPORT_SIZES):
+        return
+    sized = r.has(_REPORT_SIZES[0])
+    for name in _REPORT_SIZES[1:]:
+        sized = sized | r.has(name)
+    no_bytes = sized & ~(r.has("bytes") | r.has("bytes_total") | r.has("post_bytes"))
+    if no_bytes.any():
+        cols.bytes[no_bytes] = _first_of(r, _REPORT_SIZES)[no_bytes]
+    no_packets = sized & ~(r.has("packets") | r.has("packets_total") | r.has("post_packets"))
+    cols.packets[no_packets] = 1
 
 
 def _sampling(r: _Records, rs: np.ndarray, meta: RowMeta) -> np.ndarray:
@@ -265,7 +303,8 @@ def _sampling(r: _Records, rs: np.ndarray, meta: RowMeta) -> np.ndarray:
     for name in ("sampler_random_interval", "sampling_interval"):
         sel = r.has(name) & (r.v(name) > 0)
         out[sel] = r.v(name)[sel]
-    result: np.ndarray = np.clip(out, 1, 0xFFFFFFFF).astype(np.uint32)
+    # 0 stays 0: no rate announced for that record (null in the flow schema).
+    result: np.ndarray = np.minimum(out, 0xFFFFFFFF).astype(np.uint32)
     return result
 
 

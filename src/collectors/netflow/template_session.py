@@ -2,11 +2,11 @@
 
 :class:`TemplateSession` owns what outlives one datagram: the template cache, data sets
 held until their template arrives (bounded bytes per exporter), sampler options
-(sampler id -> 1-in-N interval) and system init times from options data. A call to
-:meth:`TemplateSession.decode` walks the messages in order in Python (one step per set,
-never per record), then decodes all queued data sets at once with the Numba kernel
-:func:`collectors.netflow.templates.decode_records` and turns the per-record element values
-into ``FLOW_SCHEMA`` columns with vectorised numpy.
+(sampler / PSAMP selector id -> 1-in-N interval, :mod:`collectors.netflow.sampler_options`)
+and system init times from options data. A call to :meth:`TemplateSession.decode` walks
+the messages in order in Python (one step per set, never per record), then decodes all
+queued data sets at once (:func:`collectors.netflow.set_decoder.decode_sets`: the Numba
+record kernel, then vectorised numpy to ``FLOW_SCHEMA`` columns).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from numba import njit
 from collectors.errors import DecodeError
 from collectors.flows.batch import FORMAT_CODES, FlowColumns
 from collectors.flows.sequence import SequenceTracker
-from collectors.netflow.information_elements import N_VALUE_SLOTS
 from collectors.netflow.ipfix import parse_ipfix
-from collectors.netflow.template_flows import RowMeta, assemble_flows
-from collectors.netflow.templates import Template, TemplateCache, decode_records, empty_outputs
+from collectors.netflow.sampler_options import sampler_of, sampling_interval
+from collectors.netflow.set_decoder import CallWork, decode_sets
+from collectors.netflow.templates import Template, TemplateCache
 from collectors.netflow.v9 import ExportMessage, parse_v9
 
 __all__ = ["PendingSet", "TemplateSession"]
@@ -45,43 +45,6 @@ class PendingSet:
     export_secs: int
     uptime_ms: int
     received_at_us: int
-
-
-class _Call:
-    """Work of one decode call: message rows and queued data sets, as parallel lists.
-
-    Rows ``0..m-1`` are the call's messages; rows after them belong to held data sets
-    released from the pending buffer (each keeps the header values it arrived with).
-    Set bodies are ``(offset, length)`` in the call's packed datagram buffer; released
-    bodies live in ``extra`` and get offsets past the end of that buffer.
-    """
-
-    def __init__(self, m: int, buf_len: int) -> None:
-        self.m = m
-        self.buf_len = buf_len
-        self.exporter: list[bytes] = []
-        self.domain = np.zeros(m, np.uint32)
-        self.export_secs = np.zeros(m, np.int64)
-        self.uptime = np.full(m, -1, np.int64)
-        self.fmt = np.zeros(m, np.uint8)
-        self.extra_rows: list[tuple[int, int, int, int]] = []  # domain, secs, uptime, fmt
-        self.extra: list[bytes] = []
-        self.extra_len = 0
-        self.templates: list[Template] = []
-        self.set_off: list[int] = []
-        self.set_len: list[int] = []
-        self.set_row: list[int] = []
-
-    def add_extra(self, exporter: bytes, p: PendingSet, tpl: Template) -> None:
-        row = self.m + len(self.extra_rows)
-        self.exporter.append(exporter)
-        self.extra_rows.append((p.domain, p.export_secs, p.uptime_ms, FORMAT_CODES[p.protocol]))
-        self.templates.append(tpl)
-        self.set_off.append(self.buf_len + self.extra_len)
-        self.set_len.append(len(p.body))
-        self.set_row.append(row)
-        self.extra.append(p.body)
-        self.extra_len += len(p.body)
 
 
 @njit(cache=True, nogil=True)
@@ -171,6 +134,8 @@ class TemplateSession:
         max_templates_per_exporter: int = 1024,
         max_pending_bytes_per_exporter: int = 1 << 20,
     ) -> None:
+        #: key packet sections that carry VXLAN by their inner packet (a setting, not state)
+        self.decapsulate_vxlan = False
         self.cache = TemplateCache(max_templates_per_exporter)
         self.max_pending_bytes = max_pending_bytes_per_exporter
         self.pending: dict[bytes, deque[PendingSet]] = {}
@@ -182,7 +147,9 @@ class TemplateSession:
         #: (exporter, domain) -> systemInitTimeMilliseconds from options data
         self.sysinit_ms: dict[tuple[bytes, int], int] = {}
         #: (exporter, domain, template id) -> the latest options records (for inspection)
-        self.options_records: dict[tuple[bytes, int, int], list[dict[str, int | bytes]]] = {}
+        self.options_records: dict[
+            tuple[bytes, int, int], list[dict[str, int | float | bytes]]
+        ] = {}
 
     # -- the call -----------------------------------------------------------------------
     def decode(
@@ -196,17 +163,19 @@ class TemplateSession:
         stats: Counter[str],
         rejected: list[tuple[int, str, str]],
         sequence: SequenceTracker,
+        source: str = "udp",
     ) -> FlowColumns:
         """Decode the v9 / IPFIX datagrams ``index`` of a call, in order.
 
         ``buf``/``offsets`` are the call's datagrams packed (see
         :func:`collectors.netflow.v5.pack_datagrams`); ``datagrams``, ``exporters`` and
-        ``received`` are indexed by position in the call. Sampling and system init time
-        from options data are taken as they stand at the end of the call, so options sent
-        after the data in one message still apply.
+        ``received`` are indexed by position in the call; ``source`` names the input in
+        rejection messages. Sampling and system init time from options data are taken as
+        they stand at the end of the call, so options sent after the data in one message
+        (or in a later message of the call) still apply.
         """
         m = int(index.shape[0])
-        call = _Call(m, int(buf.shape[0]))
+        call = CallWork(m, int(buf.shape[0]))
         starts, ends = offsets[index], offsets[index + 1]
         simple = np.zeros(m, np.bool_)
         header = np.zeros((m, 4), np.int64)
@@ -229,6 +198,7 @@ class TemplateSession:
         idx_l = index.tolist()
         exp_l = [exporters[i] for i in idx_l]
         call.exporter = list(exp_l)
+        call.row_index = list(idx_l)
         dom_l = header[:, 0].tolist()
         lo_l, id_l, off_l, len_l = set_lo.tolist(), s_id.tolist(), s_off.tolist(), s_len.tolist()
         q_tpl, q_off, q_len, q_row = call.templates, call.set_off, call.set_len, call.set_row
@@ -271,7 +241,15 @@ class TemplateSession:
                     stats,
                     rejected,
                 )
-        cols, row_records = self._decode_queue(call, buf, stats)
+        cols, row_records = decode_sets(
+            call,
+            buf,
+            self,
+            stats,
+            rejected,
+            decapsulate_vxlan=self.decapsulate_vxlan,
+            source=source,
+        )
         # Loss accounting: v9 counts packets, IPFIX data records (unknown: resync).
         exp_arr = np.frombuffer(b"".join(exp_l), np.uint8).reshape(m, 16) if m else None
         if exp_arr is not None:
@@ -295,7 +273,7 @@ class TemplateSession:
         exporter: bytes,
         received: np.ndarray,
         starts: np.ndarray,
-        call: _Call,
+        call: CallWork,
         header: np.ndarray,
         options_count: np.ndarray,
         unknown: np.ndarray,
@@ -316,6 +294,7 @@ class TemplateSession:
         call.uptime[j] = msg.uptime_ms
         n_sets = len(call.templates)
         base = int(starts[j])
+        call.current = index  # held sets this message's templates release
         get = self.cache._templates.get
         try:
             for kind, set_id, off, length, tpl in msg.items:
@@ -380,7 +359,7 @@ class TemplateSession:
         dq.append(pend)
         self.pending_bytes[exporter] = used
 
-    def _drain(self, tpl: Template, call: _Call, stats: Counter[str]) -> int:
+    def _drain(self, tpl: Template, call: CallWork, stats: Counter[str]) -> int:
         """Queue the held data sets the new template ``tpl`` decodes; return options records."""
         exporter = tpl.exporter
         dq = self.pending.get(exporter)
@@ -403,118 +382,20 @@ class TemplateSession:
         return options_count
 
     # -- options data: samplers and system init time -----------------------------------------
-    def _apply_options(self, tpl: Template, records: list[dict[str, int | bytes]]) -> None:
+    def _apply_options(self, tpl: Template, records: list[dict[str, int | float | bytes]]) -> None:
         key = (tpl.exporter, tpl.domain)
         self.options_records[(tpl.exporter, tpl.domain, tpl.template_id)] = records[-64:]
         for rec in records:
-            interval = _interval(rec)
-            sampler = rec.get("samplerId", rec.get("selectorId"))
+            interval = sampling_interval(rec)
+            sampler = sampler_of(rec)
             if interval is not None:
-                if isinstance(sampler, int):
+                if sampler is not None:
                     self.samplers.setdefault(key, {})[sampler] = interval
                 else:
                     self.default_sampling[key] = interval
             init = rec.get("systemInitTimeMilliseconds")
             if isinstance(init, int) and init < 1 << 53:  # beyond that it is not a time
                 self.sysinit_ms[key] = init
-
-    # -- bulk record decode ------------------------------------------------------------------
-    def _row_meta(self, call: _Call) -> RowMeta:
-        extra = np.array(call.extra_rows, np.int64).reshape(-1, 4)
-        domain = np.concatenate([call.domain, extra[:, 0].astype(np.uint32)])
-        m = domain.shape[0]
-        sampling = np.ones(m, np.uint32)
-        sysinit = np.full(m, -1, np.int64)
-        samplers: list[dict[int, int] | None] = [None] * m
-        if self.default_sampling or self.sysinit_ms or self.samplers:
-            for i, key in enumerate(zip(call.exporter, domain.tolist(), strict=True)):
-                sampling[i] = self.default_sampling.get(key, 1)
-                sysinit[i] = self.sysinit_ms.get(key, -1)
-                samplers[i] = self.samplers.get(key)
-        return RowMeta(
-            exporter=np.frombuffer(b"".join(call.exporter), np.uint8).reshape(m, 16),
-            domain=domain,
-            export_secs=np.concatenate([call.export_secs, extra[:, 1]]),
-            uptime_ms=np.concatenate([call.uptime, extra[:, 2]]),
-            source_format=np.concatenate([call.fmt, extra[:, 3].astype(np.uint8)]),
-            sampling=sampling,
-            sysinit_ms=sysinit,
-            samplers=samplers,
-        )
-
-    def _decode_queue(
-        self, call: _Call, buf: np.ndarray, stats: Counter[str]
-    ) -> tuple[FlowColumns, np.ndarray]:
-        """Decode all queued sets; return flows and the data records per message row."""
-        n_sets = len(call.templates)
-        n_rows = call.m + len(call.extra_rows)
-        if n_sets == 0:
-            return FlowColumns.allocate(0), np.zeros(n_rows, np.int64)
-        progs: dict[int, int] = {}
-        tpl_list: list[Template] = []
-        set_prog = np.empty(n_sets, np.int32)
-        for i, t in enumerate(call.templates):
-            p = progs.get(id(t))
-            if p is None:
-                p = progs[id(t)] = len(tpl_list)
-                tpl_list.append(t)
-            set_prog[i] = p
-        prog_n = np.array([len(t.fields) for t in tpl_list], np.int32)
-        prog_off = np.zeros(len(tpl_list), np.int32)
-        np.cumsum(prog_n[:-1], out=prog_off[1:])
-        prog_min = np.array([max(t.min_length, 1) for t in tpl_list], np.int32)
-        prog_fixed = np.array([t.fixed_length is not None for t in tpl_list], np.bool_)
-        f_kind = np.concatenate([t.kinds for t in tpl_list])
-        f_slot = np.concatenate([t.slots for t in tpl_list]).astype(np.int32)
-        # Compact the value matrix to the slots these templates use.
-        used = np.unique(f_slot[f_kind == 1])
-        slot_row = np.full(N_VALUE_SLOTS, -1, np.int32)
-        slot_row[used] = np.arange(used.shape[0], dtype=np.int32)
-        f_row = np.where(f_kind == 1, slot_row[f_slot], 0).astype(np.int32)
-        f_len = np.concatenate([t.lengths for t in tpl_list])
-        set_len = np.array(call.set_len, np.int64)
-        set_start = np.array(call.set_off, np.int64)
-        if call.extra:
-            buf = np.concatenate([buf, np.frombuffer(b"".join(call.extra), np.uint8)])
-        capacity = int((set_len // prog_min[set_prog]).sum())
-        vals, present, addrs, rec_set = empty_outputs(capacity, used.shape[0])
-        set_count = np.zeros(n_sets, np.int64)
-        set_status = np.zeros(n_sets, np.int8)
-        n = decode_records(
-            buf,
-            set_start,
-            set_len,
-            set_prog,
-            prog_off,
-            prog_n,
-            prog_min,
-            prog_fixed,
-            f_kind,
-            f_slot,
-            f_row,
-            f_len,
-            vals,
-            present,
-            addrs,
-            rec_set,
-            set_count,
-            set_status,
-        )
-        overruns = int(set_status.sum())
-        if overruns:
-            stats["records_overrun"] += overruns
-        set_row = np.array(call.set_row, np.int64)
-        row_records = np.bincount(set_row, weights=set_count, minlength=n_rows).astype(np.int64)
-        cols = assemble_flows(
-            vals[:, :n],
-            slot_row,
-            present[:n],
-            addrs[:n],
-            set_row[rec_set[:n]],
-            self._row_meta(call),
-            np.logical_and.reduce([t.sure_slots for t in tpl_list]),
-        )
-        return cols, row_records
 
     # -- persistence ---------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -583,15 +464,3 @@ class TemplateSession:
             s.pending[d64(e)] = dq
             s.pending_bytes[d64(e)] = sum(len(p.body) for p in dq)
         return s
-
-
-def _interval(rec: dict[str, int | bytes]) -> int | None:
-    """1-in-N from a record's sampling elements (clamped to uint32), or None if none."""
-    for name in ("samplingInterval", "samplerRandomInterval"):
-        v = rec.get(name)
-        if isinstance(v, int) and v > 0:
-            return min(v, 0xFFFFFFFF)
-    pi, ps = rec.get("samplingPacketInterval"), rec.get("samplingPacketSpace")
-    if isinstance(pi, int) and pi > 0 and isinstance(ps, int):
-        return min(max((pi + ps) // pi, 1), 0xFFFFFFFF)
-    return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,11 @@ from numba import njit
 from collectors.netflow.information_elements import (
     ADDRESS_SLOTS,
     IE_TABLE,
+    IPV6_ADDRESS_IES,
+    LABEL_SLOTS,
     N_ADDRESS_SLOTS,
     N_VALUE_SLOTS,
+    SECTION_SLOTS,
     V9_SCOPE_TYPES,
     VALUE_SLOTS,
     ie_name,
@@ -46,8 +50,9 @@ __all__ = [
 VARIABLE_LENGTH = 65535
 #: Bit of the per-record presence mask for address slot ``a`` is ``ADDRESS_BIT + a``.
 ADDRESS_BIT = 56
-_KIND_SKIP, _KIND_VALUE, _KIND_ADDRESS = 0, 1, 2
+_KIND_SKIP, _KIND_VALUE, _KIND_ADDRESS, _KIND_SECTION, _KIND_LABEL = 0, 1, 2, 3, 4
 assert N_VALUE_SLOTS <= ADDRESS_BIT
+assert ADDRESS_BIT + 2 * N_ADDRESS_SLOTS <= 64
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,13 @@ class Template:
     fixed_length: int | None = field(init=False)
     #: value slots every record of this template carries (fixed length 1..8)
     sure_slots: np.ndarray = field(init=False, repr=False)
+    #: both address families for one slot: IPv6 fields sit in slots 4-7
+    dual_family: bool = field(init=False)
+    #: family (4 or 6) of the first address field, 0 if none: the last tie-breaker
+    first_family: int = field(init=False)
+    #: carries a packet section (315 / 313) or MPLS label elements (70-79)
+    has_sections: bool = field(init=False)
+    has_labels: bool = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.fields)
@@ -92,6 +104,8 @@ class Template:
         self.slots = np.zeros(n, np.int8)
         self.lengths = np.zeros(n, np.int32)
         min_len, variable = 0, False
+        families: dict[int, set[int]] = {}
+        self.first_family = 0
         for i, f in enumerate(self.fields):
             self.lengths[i] = f.length
             if f.length == VARIABLE_LENGTH:
@@ -106,6 +120,20 @@ class Template:
                 self.kinds[i], self.slots[i] = _KIND_VALUE, VALUE_SLOTS[key]
             elif key in ADDRESS_SLOTS and f.length in (4, 16, VARIABLE_LENGTH):
                 self.kinds[i], self.slots[i] = _KIND_ADDRESS, ADDRESS_SLOTS[key]
+                family = 6 if key in IPV6_ADDRESS_IES else 4
+                families.setdefault(ADDRESS_SLOTS[key], set()).add(family)
+                self.first_family = self.first_family or family
+            elif key in SECTION_SLOTS:
+                self.kinds[i], self.slots[i] = _KIND_SECTION, SECTION_SLOTS[key]
+            elif key in LABEL_SLOTS and f.length in (3, 4, VARIABLE_LENGTH):
+                self.kinds[i], self.slots[i] = _KIND_LABEL, LABEL_SLOTS[key]
+        self.dual_family = any(len(v) == 2 for v in families.values())
+        if self.dual_family:
+            for i, f in enumerate(self.fields):
+                if self.kinds[i] == _KIND_ADDRESS and (f.pen, f.ie) in IPV6_ADDRESS_IES:
+                    self.slots[i] += N_ADDRESS_SLOTS
+        self.has_sections = bool((self.kinds == _KIND_SECTION).any())
+        self.has_labels = bool((self.kinds == _KIND_LABEL).any())
         self.min_length = min_len
         self.fixed_length = None if variable else min_len
         self.sure_slots = np.zeros(N_VALUE_SLOTS, np.bool_)
@@ -130,17 +158,18 @@ class Template:
             }
         )
 
-    def decode_python(self, body: bytes) -> list[dict[str, int | bytes]]:
-        """Reference decoder: records of a data set body as {name: int or bytes}.
+    def decode_python(self, body: bytes) -> list[dict[str, int | float | bytes]]:
+        """Reference decoder: records of a data set body as {name: int, float or bytes}.
 
         Integers of length 1..8 become ints (reduced-size encoding is just a shorter
-        big-endian number); everything else stays bytes. Trailing bytes shorter than a
-        record are padding; a record overrunning the set ends the walk.
+        big-endian number), float32/float64 elements floats; everything else stays bytes.
+        Trailing bytes shorter than a record are padding; a record overrunning the set
+        ends the walk.
         """
-        out: list[dict[str, int | bytes]] = []
+        out: list[dict[str, int | float | bytes]] = []
         pos, end = 0, len(body)
         while end - pos >= max(self.min_length, 1):
-            rec: dict[str, int | bytes] = {}
+            rec: dict[str, int | float | bytes] = {}
             q = pos
             for f in self.fields:
                 length = f.length
@@ -157,8 +186,12 @@ class Template:
                 if q + length > end:
                     return out
                 raw = body[q : q + length]
-                is_int = 1 <= length <= 8 and not _is_bytes_ie(f)
-                rec[f.name] = int.from_bytes(raw, "big") if is_int else bytes(raw)
+                if length in (4, 8) and _is_float_ie(f):
+                    rec[f.name] = struct.unpack(">f" if length == 4 else ">d", raw)[0]
+                elif 1 <= length <= 8 and not _is_bytes_ie(f):
+                    rec[f.name] = int.from_bytes(raw, "big")
+                else:
+                    rec[f.name] = bytes(raw)
                 q += length
             out.append(rec)
             pos = q
@@ -197,6 +230,10 @@ _BYTES_TYPES = ("ipv4Address", "ipv6Address", "macAddress", "octetArray", "strin
 
 def _is_bytes_ie(f: FieldSpec) -> bool:
     return f.pen == 0 and not f.v9_scope and f.ie in IE_TABLE and IE_TABLE[f.ie][1] in _BYTES_TYPES
+
+
+def _is_float_ie(f: FieldSpec) -> bool:
+    return f.pen == 0 and not f.v9_scope and IE_TABLE.get(f.ie, ("", "", 0))[1].startswith("float")
 
 
 class TemplateCache:
@@ -280,6 +317,8 @@ def decode_records(
     rec_set: np.ndarray,
     set_count: np.ndarray,
     set_status: np.ndarray,
+    sec: np.ndarray,
+    labels: np.ndarray,
 ) -> int:
     """Decode every record of every data set into ``vals``/``addrs``; return the record count.
 
@@ -289,7 +328,12 @@ def decode_records(
     ``vals[f_row[f], record]`` (rows are compacted to the slots the call's templates use)
     and sets bit ``f_slot[f]`` of ``present[record]``. ``set_status[s]`` becomes 1 when a record
     overruns its set (the rest of that set is dropped, the other sets are unaffected).
+    A packet section gives ``sec[record]`` = (kind + 1, offset in ``buf``, length) and label
+    element ``k`` the 24-bit ``labels[record, k]``; both blocks have no rows (and are never
+    touched) when no template of the call carries such fields.
     """
+    with_sec = sec.shape[0] > 0
+    with_labels = labels.shape[0] > 0
     r = 0
     cap = present.shape[0]
     for s in range(set_start.shape[0]):
@@ -305,6 +349,11 @@ def decode_records(
             q = o
             ok = True
             mask = np.uint64(0)
+            if with_sec:
+                sec[r, 0] = 0  # a record cut short before may have written this row
+            if with_labels:
+                for j in range(labels.shape[1]):
+                    labels[r, j] = 0
             for f in range(p0, p0 + nf):
                 length = np.int64(f_len[f])
                 if fixed:
@@ -347,6 +396,16 @@ def decode_records(
                         for j in range(16):
                             addrs[r, a, j] = buf[q + j]
                     mask |= np.uint64(1) << np.uint64(56 + a)
+                elif kind == 3:
+                    k = np.int64(f_slot[f]) + 1
+                    if sec[r, 0] == 0 or k < sec[r, 0]:
+                        sec[r, 0] = k
+                        sec[r, 1] = q
+                        sec[r, 2] = length
+                elif kind == 4 and length >= 3:
+                    labels[r, f_slot[f]] = (
+                        (np.uint32(buf[q]) << 16) | (np.uint32(buf[q + 1]) << 8) | buf[q + 2]
+                    )
                 q += length
             if not ok:
                 set_status[s] = 1
@@ -363,12 +422,24 @@ def decode_records(
 
 
 def empty_outputs(
-    capacity: int, n_rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Zeroed (vals, present, addrs, rec_set) for :func:`decode_records`."""
+    capacity: int,
+    n_rows: int,
+    *,
+    dual_family: bool = False,
+    sections: bool = False,
+    labels: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Zeroed (vals, present, addrs, rec_set, sec, labels) for :func:`decode_records`.
+
+    ``addrs`` has 8 slots when a template carries both address families; ``sec`` and
+    ``labels`` have rows only when a template carries sections / label elements.
+    """
+    slots = 2 * N_ADDRESS_SLOTS if dual_family else N_ADDRESS_SLOTS
     return (
         np.zeros((max(n_rows, 1), capacity), np.uint64),
         np.zeros(capacity, np.uint64),
-        np.zeros((capacity, N_ADDRESS_SLOTS, 16), np.uint8),
+        np.zeros((capacity, slots, 16), np.uint8),
         np.zeros(capacity, np.int32),
+        np.zeros((capacity if sections else 0, 3), np.int64),
+        np.zeros((capacity if labels else 0, len(LABEL_SLOTS)), np.uint32),
     )

@@ -173,14 +173,12 @@ def _fill(
         ver = version[i]
         uptime = _u32(buf, base + 4)
         export_us = _u32(buf, base + 8) * 1_000_000 + _u32(buf, base + 12) // 1000
-        sampling = 1
+        sampling = 0  # not announced (null): v1 and v7 have no sampling field
         if ver == 1:
             hdr, rec, fmt = 16, 48, _FMT_V1
         elif ver == 5:
             hdr, rec, fmt = 24, 48, _FMT_V5
-            sampling = int(_u16(buf, base + 22) & 0x3FFF)
-            if sampling == 0:
-                sampling = 1
+            sampling = int(_u16(buf, base + 22) & 0x3FFF)  # 0: not announced
         else:
             hdr, rec, fmt = 24, 52, _FMT_V7
         row = first_row[i]

@@ -440,6 +440,7 @@ def _records_table(
         "sampling_interval": pa.array(np.ones(n, np.uint32)),
         "direction": pa.nulls(n, pa.uint8()),
         "source_format": pa.repeat(pa.scalar("pcap", pa.string()), n),
+        "mpls_labels": pa.nulls(n, FLOW_SCHEMA.field("mpls_labels").type),
     }
     return pa.Table.from_arrays([cols[f.name] for f in FLOW_SCHEMA], schema=FLOW_SCHEMA)
 

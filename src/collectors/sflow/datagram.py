@@ -3,8 +3,9 @@
 Choices where sFlow differs from NetFlow (documented here, relied on by callers):
 
 * **One row per flow sample.** A flow sample describes one sampled packet; its row has
-  ``packets = 1`` and ``sampling_interval`` = the sample's sampling rate, so the
-  renormalised volume is ``bytes * sampling_interval`` as for every other source.
+  ``packets = 1`` and ``sampling_interval`` = the sample's sampling rate (null if the
+  agent sent 0, i.e. announced none), so the renormalised volume is
+  ``bytes * sampling_interval`` as for every other source.
 * **bytes** is the IP-layer length: the IPv4 total length / IPv6 payload length + 40 read
   from the sampled header (this ignores Ethernet padding and the FCS); from the length
   field of a sampled IPv4/IPv6 record (formats 3/4); failing both, the frame length minus
@@ -22,8 +23,12 @@ Choices where sFlow differs from NetFlow (documented here, relied on by callers)
 * Interfaces: input/output ifIndex; the "unknown" value 0x3FFFFFFF, "discarded" and
   "multiple interfaces" encodings become 0. VLAN: the extended switch record's incoming
   VLAN, else the outer 802.1Q tag of the sampled header. Next hop from the extended
-  router record, else the extended gateway record, which also gives src/dst AS.
+  router record, else the extended gateway record, which also gives src/dst AS (the
+  router's own AS where the source AS is 0 or the destination AS path is empty: the
+  agent's way of saying "local"). MPLS labels come from the sampled header.
   Router mask lengths have no column in the flow schema and are not kept.
+* VXLAN: with ``decapsulate_vxlan`` the sampled header's inner packet gives the key
+  (see :mod:`collectors.sampled_headers`); the volume stays the outer packet's.
 * Unknown sample types (e.g. drop notifications) and flow/counter records we do not
   interpret are skipped and counted; structural faults (truncation, a length that
   overruns its container, a version other than 5) raise :class:`DecodeError`.
@@ -128,6 +133,7 @@ _FLOW_TYPES = {
     "next_hop": _ADDRESS,
     "vlan": pa.uint16(),
     "sampling_interval": pa.uint32(),
+    "mpls_labels": pa.list_(pa.uint32()),
 }
 _VARYING = (
     "src_addr",
@@ -145,6 +151,7 @@ _VARYING = (
     "next_hop",
     "vlan",
     "sampling_interval",
+    "mpls_labels",
 )
 _PER_DATAGRAM = ("exporter", "observation_domain", "received_at")
 _STAT_KEYS = (
@@ -270,7 +277,13 @@ class _Columns:
 
 
 class SflowDecoder:
-    """Stateless sFlow v5 decoder: datagrams in, flow and counter record batches out."""
+    """Stateless sFlow v5 decoder: datagrams in, flow and counter record batches out.
+
+    ``decapsulate_vxlan``: key VXLAN-encapsulated samples by their inner packet.
+    """
+
+    def __init__(self, *, decapsulate_vxlan: bool = False) -> None:
+        self.decapsulate_vxlan = decapsulate_vxlan
 
     def decode(
         self, datagram: bytes, exporter: bytes, received_at_us: int
@@ -362,7 +375,9 @@ class SflowDecoder:
             # tshark and gopacket read such samples. A record overrunning the datagram is
             # still an error.
             if enterprise == 0 and fmt in (1, 3):
-                used = self._flow_sample(data, body, n, fmt == 3, flows, local)
+                used = self._flow_sample(
+                    data, body, n, fmt == 3, flows, local, self.decapsulate_vxlan
+                )
             elif enterprise == 0 and fmt in (2, 4):
                 used = self._counter_sample(data, body, n, fmt == 4, ctr, local)
             else:
@@ -397,6 +412,7 @@ class SflowDecoder:
         expanded: bool,
         cols: dict[str, list[object]],
         stats: dict[str, int],
+        decapsulate_vxlan: bool,
     ) -> int:
         if expanded:
             if pos + 44 > end:
@@ -438,7 +454,7 @@ class SflowDecoder:
                         offset=start + 12,
                         field="header_length",
                     )
-                parsed = parse_sampled_header(proto, body[16 : 16 + hlen])
+                parsed = parse_sampled_header(proto, body[16 : 16 + hlen], decapsulate_vxlan)
                 if packet is None or not packet.parsed:
                     packet = parsed
                     fallback_len = max(frame_len - stripped, 0)
@@ -482,7 +498,8 @@ class SflowDecoder:
         cols["dst_as"].append(dst_as)
         cols["next_hop"].append(next_hop)
         cols["vlan"].append(switch_vlan if switch_vlan is not None else packet.vlan)
-        cols["sampling_interval"].append(max(rate, 1))
+        cols["sampling_interval"].append(rate if rate > 0 else None)  # 0: not announced
+        cols["mpls_labels"].append(list(packet.mpls_labels) or None)
         stats["flow_samples"] += 1
         return records[-1][3] if records else pos
 

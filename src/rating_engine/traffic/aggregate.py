@@ -43,6 +43,7 @@ from rating_engine.traffic.groupby_kernel import (
     bucket_width_us,
     hash_aggregate_parallel,
     numeric_column,
+    sampling_multipliers,
 )
 
 __all__ = [
@@ -189,8 +190,8 @@ def _metrics(
     nbytes = numeric_column(table.column("bytes"), np.uint64)
     npk = numeric_column(table.column("packets"), np.uint64)
     mult = EMPTY_U32
-    if renormalise and "sampling_interval" in table.schema.names:
-        mult = numeric_column(table.column("sampling_interval"), np.uint32)
+    if renormalise:
+        mult = sampling_multipliers(table)
     return t, nbytes, npk, mult
 
 

@@ -29,6 +29,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 from numba import njit, prange
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "n_threads",
     "numeric_column",
     "radix_aggregate",
+    "sampling_multipliers",
 ]
 
 U64 = npt.NDArray[np.uint64]
@@ -107,6 +109,20 @@ def numeric_column(column: pa.Array | pa.ChunkedArray, dtype: npt.DTypeLike) -> 
         raise ValueError("column has nulls")
     out: np.ndarray = arr.to_numpy(zero_copy_only=True)
     return out if out.dtype == np.dtype(dtype) else out.astype(dtype)
+
+
+def sampling_multipliers(table: pa.Table | pa.RecordBatch) -> npt.NDArray[np.uint32]:
+    """The ``sampling_interval`` column as kernel multipliers (empty if absent).
+
+    A null interval - the exporter announced no rate - becomes 0, which the kernels count
+    as 1: such a flow's volume is taken as exported.
+    """
+    if "sampling_interval" not in table.schema.names:
+        return EMPTY_U32
+    column = table.column("sampling_interval")
+    if column.null_count:
+        column = pc.fill_null(column, 0)
+    return numeric_column(column, np.uint32)
 
 
 @njit(cache=True, nogil=True, inline="always")

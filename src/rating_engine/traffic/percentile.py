@@ -38,7 +38,7 @@ from numba import njit
 from rating_engine.errors import RatingError
 from rating_engine.traffic.attribution import PrefixIndex, flow_entries
 from rating_engine.traffic.bucket_kernel import aggregate_by_code
-from rating_engine.traffic.groupby_kernel import EMPTY_U32, numeric_column
+from rating_engine.traffic.groupby_kernel import numeric_column, sampling_multipliers
 
 __all__ = [
     "INTERVAL_US",
@@ -193,11 +193,7 @@ def percentile_samples(
     start = numeric_column(flows.column("flow_start"), np.int64)
     end = numeric_column(flows.column("flow_end"), np.int64)
     nbytes = numeric_column(flows.column("bytes"), np.uint64)
-    mult = (
-        numeric_column(flows.column("sampling_interval"), np.uint32)
-        if "sampling_interval" in flows.schema.names
-        else EMPTY_U32
-    )
+    mult = sampling_multipliers(flows)
     sides = []
     for ent in (ed, es):
         codes = np.where(ent >= 0, code_of[np.maximum(ent, 0)], -1)

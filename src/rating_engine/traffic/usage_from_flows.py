@@ -47,6 +47,7 @@ from rating_engine.traffic.groupby_kernel import (
     EMPTY_U32,
     bucket_width_us,
     numeric_column,
+    sampling_multipliers,
 )
 
 __all__ = [
@@ -130,11 +131,7 @@ def usage_and_stats(
         t = numeric_column(flows.column("flow_start"), np.int64)
         nbytes = numeric_column(flows.column("bytes"), np.uint64)
         npk = numeric_column(flows.column("packets"), np.uint64)
-        mult = (
-            numeric_column(flows.column("sampling_interval"), np.uint32)
-            if "sampling_interval" in flows.schema.names
-            else EMPTY_U32
-        )
+        mult = sampling_multipliers(flows)
     else:
         t = np.empty(0, np.int64)
         nbytes = npk = np.empty(0, np.uint64)

@@ -92,7 +92,10 @@ def make_flows(n: int, seed: int, *, hours: int = 48) -> pa.Table:
         "direction": pa.nulls(n, pa.uint8()),
         "source_format": pa.array(["ipfix"] * n),
     }
-    return pa.table(cols, schema=FLOW_SCHEMA)
+    # nullable columns not set here (MPLS, enrichment) are null
+    return pa.table(
+        [cols.get(f.name, pa.nulls(n, f.type)) for f in FLOW_SCHEMA], schema=FLOW_SCHEMA
+    )
 
 
 def write_workspace(root: Path, flows: pa.Table) -> WorkspacePaths:

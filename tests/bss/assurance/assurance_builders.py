@@ -85,4 +85,7 @@ def flow_table(
         "direction": pa.nulls(n, pa.uint8()),
         "source_format": pa.array(["ipfix"] * n, pa.string()),
     }
-    return pa.table([cols[f.name] for f in FLOW_SCHEMA], schema=FLOW_SCHEMA)
+    # nullable columns not set here (MPLS, enrichment) are null
+    return pa.table(
+        [cols.get(f.name, pa.nulls(n, f.type)) for f in FLOW_SCHEMA], schema=FLOW_SCHEMA
+    )

@@ -35,6 +35,7 @@ KNOWN_REASONS = {
     "zero_length_template",
     "template_overrun",
     "bad_options_template",
+    "empty_record",  # a record with no address and no volume (the rest are kept)
 }
 
 

@@ -20,14 +20,18 @@ def _signed32(x: int) -> int:
     return x - (1 << 32) if x >= 1 << 31 else x
 
 
-def reference_v5(datagram: bytes) -> list[dict[str, object]]:
-    """Pure-Python v5 decode: the twin of the Numba kernel."""
+def reference_v5(datagram: bytes) -> tuple[list[dict[str, object]], list[int]]:
+    """Pure-Python v5 decode, the twin of the Numba kernel: (flows, empty records)."""
     _, count, uptime, secs, nsecs, _, etype, eid, samp = struct.unpack_from(">HHIIIIBBH", datagram)
     export_us = secs * 1_000_000 + nsecs // 1000
-    sampling = (samp & 0x3FFF) or 1
+    sampling = (samp & 0x3FFF) or None  # 0: no rate announced
     out = []
+    empty = []
     for i in range(count):
         f = struct.unpack_from(">4s4s4sHHIIIIHHBBBBHHBBH", datagram, 24 + 48 * i)
+        if f[0] == f[1] == bytes(4) and f[5] == f[6] == 0:
+            empty.append(i)  # no address and no volume: not a flow
+            continue
         out.append(
             {
                 "src_addr": b"\0" * 10 + b"\xff\xff" + f[0],
@@ -51,7 +55,7 @@ def reference_v5(datagram: bytes) -> list[dict[str, object]]:
                 "source_format": "netflow_v5",
             }
         )
-    return out
+    return out, empty
 
 
 def _rows(batch) -> list[dict[str, object]]:  # type: ignore[no-untyped-def]
@@ -87,9 +91,12 @@ def test_v5_matches_reference(recs, uptime, secs, nsecs, seq, engine, sampling):
         sampling=sampling,
     )
     out = FlowDecoder().decode(dg, EXP, 0)
-    assert out.rejected == []
+    want, empty = reference_v5(dg)
+    assert [(i, r) for i, r, _ in out.rejected] == [(0, "empty_record")] * len(empty)
+    for k, (_, _, message) in zip(empty, out.rejected, strict=True):
+        assert f"NetFlow v5 record {k}:" in message
+    assert out.stats.get("malformed:empty_record", 0) == len(empty)
     got = _rows(out.flows)
-    want = reference_v5(dg)
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
         for k, v in w.items():
@@ -100,6 +107,7 @@ def test_v5_matches_reference(recs, uptime, secs, nsecs, seq, engine, sampling):
 
 def test_uptime_wrap_gives_a_start_just_before_export() -> None:
     rec = np.zeros(1, V5_DTYPE)
+    rec["dOctets"] = 1
     rec["first"] = 2**32 - 5000  # stamped before the 2**32 ms uptime wrap
     rec["last"] = 500
     dg = encode_v5(rec, uptime_ms=1000, unix_secs=1_700_000_000)

@@ -251,7 +251,8 @@ def test_generated_ipfix_pcap() -> None:
     assert (len(tpl[308].fields), tpl[308].scope_count, tpl[308].options) == (3, 1, True)
     ((options,),) = dec.session.options_records.values()
     assert options == {"meteringProcessId": 1, "flowActiveTimeout": 1800, "flowIdleTimeout": 15}
-    assert set(out.flows.column("sampling_interval").to_pylist()) == {1}
+    # No sampling element and no sampler options: not announced, so null (not 1).
+    assert set(out.flows.column("sampling_interval").to_pylist()) == {None}
 
 
 def test_generated_pcaps_are_what_the_script_makes(tmp_path: Path) -> None:

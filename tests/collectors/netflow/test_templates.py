@@ -8,7 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.netflow.export_synth import encode_record
-from collectors.netflow.information_elements import ADDRESS_SLOTS, N_VALUE_SLOTS, VALUE_SLOTS
+from collectors.netflow.information_elements import (
+    ADDRESS_SLOTS,
+    IPV6_ADDRESS_IES,
+    LABEL_SLOTS,
+    N_ADDRESS_SLOTS,
+    N_VALUE_SLOTS,
+    SECTION_SLOTS,
+    VALUE_SLOTS,
+)
 from collectors.netflow.templates import (
     ADDRESS_BIT,
     FieldSpec,
@@ -24,8 +32,22 @@ MAPPED_INTS = sorted(ie for pen, ie in VALUE_SLOTS if pen == 0)
 
 def run_kernel(tpl: Template, body: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Decode one set with the Numba kernel; vals come back uncompacted (slot, record)."""
+    vals, present, addrs, n, status, _, _ = run_kernel_all(tpl, body)
+    return vals, present, addrs, n, status
+
+
+def run_kernel_all(
+    tpl: Template, body: bytes
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, np.ndarray, np.ndarray]:
+    """:func:`run_kernel` plus the packet-section and label blocks."""
     cap = len(body) // max(tpl.min_length, 1)
-    vals, present, addrs, rec_set = empty_outputs(cap, N_VALUE_SLOTS)
+    vals, present, addrs, rec_set, sec, labels = empty_outputs(
+        cap,
+        N_VALUE_SLOTS,
+        dual_family=tpl.dual_family,
+        sections=tpl.has_sections,
+        labels=tpl.has_labels,
+    )
     count = np.zeros(1, np.int64)
     status = np.zeros(1, np.int8)
     f_row = np.where(tpl.kinds == 1, tpl.slots, 0).astype(np.int32)
@@ -48,15 +70,19 @@ def run_kernel(tpl: Template, body: bytes) -> tuple[np.ndarray, np.ndarray, np.n
         rec_set,
         count,
         status,
+        sec,
+        labels,
     )
-    return vals[:, :n], present[:n], addrs[:n], n, int(status[0])
+    return vals[:, :n], present[:n], addrs[:n], n, int(status[0]), sec[:n], labels[:n]
 
 
 field_st = st.one_of(
     st.tuples(st.sampled_from(MAPPED_INTS), st.sampled_from([1, 2, 3, 4, 5, 8])),
     st.tuples(st.sampled_from([8, 12, 27, 28, 15, 62]), st.sampled_from([4, 16])),
     st.tuples(st.sampled_from([56, 60, 136, 82, 400]), st.integers(1, 12)),
-    st.tuples(st.sampled_from([82, 1, 8]), st.just(65535)),
+    st.tuples(st.sampled_from([82, 1, 8, 315, 313]), st.just(65535)),
+    st.tuples(st.sampled_from([315, 313]), st.integers(1, 64)),
+    st.tuples(st.sampled_from([70, 71, 79]), st.just(3)),
 )
 
 
@@ -76,27 +102,54 @@ def test_kernel_matches_python_reference(fields, data):  # type: ignore[no-untyp
                 values.append(data.draw(st.binary(min_size=f.length, max_size=f.length)))
         records.append(encode_record([f.length for f in specs], values))
     body = b"".join(records) + b"\x00" * data.draw(st.integers(0, 3))
-    vals, present, addrs, n, status = run_kernel(tpl, body)
+    vals, present, addrs, n, status, sec, labels = run_kernel_all(tpl, body)
     ref = tpl.decode_python(body)
     assert n == len(ref) >= n_rec
+    families = {}
+    for f in specs:
+        if (f.pen, f.ie) in ADDRESS_SLOTS:
+            families.setdefault(ADDRESS_SLOTS[(f.pen, f.ie)], set()).add(
+                (f.pen, f.ie) in IPV6_ADDRESS_IES
+            )
+    dual = any(len(v) == 2 for v in families.values())
+    assert tpl.dual_family == dual
     for i, rec in enumerate(ref[:n_rec]):
-        # Several elements may share a slot (8/27 source address, 32/139 ICMP): last wins.
+        # Several elements may share a slot (32/139 ICMP): the last wins. A template with
+        # both address families (8 and 27, say) keeps its IPv6 fields in slots 4-7.
         want_vals: dict[int, int] = {}
         want_addrs: dict[int, bytes] = {}
+        want_sec: tuple[int, bytes] | None = None
+        want_labels = [0] * len(LABEL_SLOTS)
         for k, f in enumerate(specs):
             value = rec[f.name]
+            assert not isinstance(value, float)
             raw_v = value if isinstance(value, bytes) else value.to_bytes(f.length, "big")
+            key = (f.pen, f.ie)
             if tpl.kinds[k] == 1 and 1 <= len(raw_v) <= 8:
-                want_vals[VALUE_SLOTS[(f.pen, f.ie)]] = int.from_bytes(raw_v, "big")
+                want_vals[VALUE_SLOTS[key]] = int.from_bytes(raw_v, "big")
             elif tpl.kinds[k] == 2 and len(raw_v) in (4, 16):
                 mapped = b"\0" * 10 + b"\xff\xff" + raw_v if len(raw_v) == 4 else raw_v
-                want_addrs[ADDRESS_SLOTS[(f.pen, f.ie)]] = mapped
+                shift = N_ADDRESS_SLOTS if dual and key in IPV6_ADDRESS_IES else 0
+                want_addrs[ADDRESS_SLOTS[key] + shift] = mapped
+            elif key in SECTION_SLOTS:
+                if want_sec is None or SECTION_SLOTS[key] + 1 < want_sec[0]:
+                    want_sec = (SECTION_SLOTS[key] + 1, raw_v)
+            elif key in LABEL_SLOTS and len(raw_v) >= 3:
+                want_labels[LABEL_SLOTS[key]] = int.from_bytes(raw_v[:3], "big")
         for slot, v in want_vals.items():
             assert int(vals[slot, i]) == v
             assert present[i] >> np.uint64(slot) & np.uint64(1)
         for a, v in want_addrs.items():
             assert addrs[i, a].tobytes() == v
             assert present[i] >> np.uint64(ADDRESS_BIT + a) & np.uint64(1)
+        if tpl.has_sections:
+            if want_sec is None:
+                assert sec[i, 0] == 0
+            else:
+                kind, off, length = sec[i].tolist()
+                assert (kind, body[off : off + length]) == want_sec
+        if tpl.has_labels:
+            assert labels[i].tolist() == want_labels
     assert status in (0, 1)
 
 

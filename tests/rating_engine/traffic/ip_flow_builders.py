@@ -52,7 +52,7 @@ def flows(rows: list[dict[str, Any]]) -> pa.Table:
         rec["flow_start"] = start
         rec["flow_end"] = r.get("end", start)
         for name in out:
-            out[name].append(rec[name])
+            out[name].append(rec.get(name))  # a column without a default: null
     arrays = []
     for f in FLOW_SCHEMA:
         if pa.types.is_timestamp(f.type):
