@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collectors.errors import RatingEngineError
 
-__all__ = ["FilterError", "RatingError", "TariffError"]
+__all__ = ["FilterError", "RatingError", "ScaleOutError", "TariffError"]
 
 
 class RatingError(RatingEngineError):
@@ -30,3 +30,8 @@ class FilterError(RatingError):
 
 class TariffError(RatingError):
     """A tariff file or tariff definition is invalid; the message names file, tariff and field."""
+
+
+class ScaleOutError(RatingError):
+    """Work cannot run on the cluster asked for: the scheduler is unreachable, a worker
+    cannot import the package or cannot see the workspace, or a task was lost too often."""

@@ -1,36 +1,29 @@
 """Non-usage charges of a billing period: prorated recurring fees, discounts, one-time fees.
 
-Computed for every account at once from one query, so a run over 100k accounts costs one
-scan rather than a query per product.
+Computed for every account at once from one query and whole columns (no Python object
+per product), so a run over a million accounts costs one scan and a few array passes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
-from itertools import groupby
 
 import duckdb
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from bss.billing.money import mul_ratio_half_even, to_micros
+from bss.billing.lines import LINE_SCHEMA, SOURCE_CHARGES
+from bss.billing.money import mul_ratio_half_even_array
 from bss.billing.period import Period
-from bss.errors import BillingError
+from bss.db import arrow_query
 
-__all__ = ["Line", "days_active", "product_charges"]
+__all__ = ["ProductCharges", "days_active", "product_charges"]
 
-
-@dataclass(frozen=True)
-class Line:
-    """One bill line before it is numbered; ``micros`` is the exact amount."""
-
-    line_type: str
-    product_id: int | None
-    description: str
-    quantity: int
-    unit: str
-    micros: int
+_DAY_US = 86_400_000_000
+_NONE = np.iinfo(np.int64).max  # an open end (no termination, no valid_to)
 
 
 def days_active(start: datetime, end: datetime | None, period: Period) -> int:
@@ -42,10 +35,24 @@ def days_active(start: datetime, end: datetime | None, period: Period) -> int:
     return ((hi - timedelta(microseconds=1)).date() - lo.date()).days + 1
 
 
+def _days_active_us(lo: npt.NDArray[np.int64], hi: npt.NDArray[np.int64],
+                    period: Period) -> npt.NDArray[np.int64]:  # fmt: skip
+    """:func:`days_active` over microsecond columns (``_NONE`` = open end)."""
+    lo = np.maximum(lo, period.start_us())
+    hi = np.minimum(hi, period.end_us())
+    days = np.floor_divide(hi - 1, _DAY_US) - np.floor_divide(lo, _DAY_US) + 1
+    return np.where(hi > lo, days, 0)
+
+
 _QUERY = """
-SELECT p.account_id, a.currency, p.id, p.start_date, p.termination_date, o.name,
-       pr.id, pr.name, pr.price_type, pr.amount, pr.percentage, pr.currency,
-       pr.valid_from, pr.valid_to, bo.product_id IS NOT NULL AS one_time_billed
+SELECT p.account_id, a.currency, p.id AS product_id,
+       epoch_us(p.start_date) AS start_us, epoch_us(p.termination_date) AS end_us,
+       o.name AS offering, pr.id AS price_id, pr.name AS price_name, pr.price_type AS kind,
+       CAST(pr.amount * 1000000 AS BIGINT) AS amount,
+       CAST(pr.percentage * 1000000 AS BIGINT) AS ppm,
+       pr.currency AS price_currency,
+       epoch_us(pr.valid_from) AS valid_from_us, epoch_us(pr.valid_to) AS valid_to_us,
+       bo.product_id IS NOT NULL AS one_time_billed
 FROM product p
 JOIN billing_account a ON a.id = p.account_id
 JOIN product_offering o ON o.id = p.offering_id
@@ -57,49 +64,82 @@ ORDER BY p.account_id, p.id, pr.price_type DESC, pr.id
 """
 
 
-def product_charges(
-    conn: duckdb.DuckDBPyConnection, period: Period
-) -> tuple[dict[int, list[Line]], list[tuple[int, int, str]]]:
-    """Per account, its recurring, one-time and discount lines; and the one-time fees billed
-    as (account, product, price).
+@dataclass(frozen=True)
+class ProductCharges:
+    """The period's recurring, one-time and discount lines (``LINE_SCHEMA``), the one-time
+    fees they bill, and the prices whose currency is not their account's."""
+
+    lines: pa.Table
+    one_time: pa.Table  # account_id, product_id, price_id
+    mismatches: pa.Table  # account_id, price_id, price_currency, currency
+
+
+def _i64(table: pa.Table, name: str, null: int = 0) -> npt.NDArray[np.int64]:
+    return np.asarray(pc.fill_null(table.column(name), null).to_numpy(), dtype=np.int64)
+
+
+def product_charges(conn: duckdb.DuckDBPyConnection, period: Period) -> ProductCharges:
+    """Per account, its recurring, one-time and discount lines, in product order.
 
     Recurring fees prorate by :func:`days_active` within the overlap of the product and
     the price validity, ``amount * days / days_in_period`` rounded half-even. Discounts
     are a share of the product's recurring total, rounded half-even, as a negative
     ``credit`` line. One-time fees are billed once per product and price.
     """
-    rows = conn.execute(_QUERY, {"start": period.start, "end": period.end}).fetchall()
-    lines: dict[int, list[Line]] = defaultdict(list)
-    one_time: list[tuple[int, int, str]] = []
-    for (account_id, product_id), group in groupby(rows, key=lambda r: (r[0], r[2])):
-        recurring_total = 0
-        out = lines[account_id]
-        for row in group:
-            (_, currency, _, start, end, offering, price_id, name, kind, amount, share,
-             price_currency, valid_from, valid_to, billed) = row  # fmt: skip
-            label = f"{offering}: {name}"
-            if kind in ("recurring", "oneTime") and price_currency != currency:
-                raise BillingError(
-                    f"price {price_id} is in {price_currency}, account {account_id} bills in "
-                    f"{currency}"
-                )
-            if kind == "recurring":
-                lo = max(start, valid_from)
-                hi = end if valid_to is None else valid_to if end is None else min(end, valid_to)
-                days = days_active(lo, hi, period)
-                if days == 0:
-                    continue
-                micros = mul_ratio_half_even(to_micros(amount), days, period.days)
-                recurring_total += micros
-                if days != period.days:
-                    label += f" ({days}/{period.days} days)"
-                out.append(Line("recurring", product_id, label, days, "day", micros))
-            elif kind == "oneTime" and not billed:
-                out.append(Line("oneTime", product_id, label, 1, "", to_micros(amount)))
-                one_time.append((account_id, product_id, price_id))
-            elif kind == "discount":
-                ppm = to_micros(Decimal(share))
-                credit = mul_ratio_half_even(recurring_total, ppm, 1_000_000)
-                if credit:
-                    out.append(Line("credit", product_id, label, 1, "", -credit))
-    return lines, one_time
+    rows = arrow_query(conn, _QUERY, {"start": period.start, "end": period.end})
+    kind = rows.column("kind")
+    is_rec = np.asarray(pc.equal(kind, "recurring").to_numpy(zero_copy_only=False))
+    is_one = np.asarray(pc.equal(kind, "oneTime").to_numpy(zero_copy_only=False))
+    is_disc = np.asarray(pc.equal(kind, "discount").to_numpy(zero_copy_only=False))
+    own = pc.equal(rows.column("price_currency"), rows.column("currency"))
+    bad = (is_rec | is_one) & ~np.asarray(pc.fill_null(own, False).to_numpy(zero_copy_only=False))
+    mismatches = rows.filter(pa.array(bad)).select(
+        ["account_id", "price_id", "price_currency", "currency"]
+    )
+    amount = _i64(rows, "amount")
+    lo = np.maximum(_i64(rows, "start_us"), _i64(rows, "valid_from_us"))
+    hi = np.minimum(_i64(rows, "end_us", _NONE), _i64(rows, "valid_to_us", _NONE))
+    days = np.where(is_rec, _days_active_us(lo, hi, period), 0)
+    recurring = np.where(days > 0, mul_ratio_half_even_array(amount, days, period.days), 0)
+    # a discount is a share of its product's recurring total (products are consecutive)
+    product = _i64(rows, "product_id")
+    starts = np.flatnonzero(np.r_[True, product[1:] != product[:-1]]) if len(product) else \
+        np.zeros(0, np.int64)  # fmt: skip
+    totals = np.add.reduceat(recurring, starts) if len(product) else np.zeros(0, np.int64)
+    group_total = np.repeat(totals, np.diff(np.r_[starts, len(product)]))
+    credit = np.where(
+        is_disc, mul_ratio_half_even_array(group_total, _i64(rows, "ppm"), 1_000_000), 0
+    )
+    one_time = is_one & ~np.asarray(rows.column("one_time_billed").to_numpy(zero_copy_only=False))
+    keep = (is_rec & (days > 0)) | one_time | (is_disc & (credit != 0))
+    label = pc.binary_join_element_wise(rows.column("offering"), rows.column("price_name"), ": ")
+    partial = is_rec & (days != period.days)
+    label = pc.if_else(
+        pa.array(partial),
+        pc.binary_join_element_wise(
+            label, " (", pc.cast(pa.array(days), pa.string()), f"/{period.days} days)", ""
+        ),
+        label,
+    )
+    line_type = np.where(is_rec, "recurring", np.where(is_one, "oneTime", "credit"))
+    micros = np.where(is_rec, recurring, np.where(is_one, amount, -credit))
+    sel = pa.array(np.flatnonzero(keep))
+    n = len(sel)
+    lines = pa.table(
+        {
+            "account_id": rows.column("account_id").take(sel),
+            "source": pa.array(np.full(n, SOURCE_CHARGES, np.int8)),
+            "ord": sel.cast(pa.int64()),
+            "line_type": pa.array(line_type[keep], pa.string()),
+            "product_id": rows.column("product_id").take(sel),
+            "description": label.take(sel),
+            "quantity": pa.array(np.where(is_rec, days, 1)[keep], pa.int64()),
+            "unit": pa.array(np.where(is_rec, "day", "")[keep], pa.string()),
+            "micros": pa.array(micros[keep], pa.int64()),
+        },
+        schema=LINE_SCHEMA,
+    )
+    billed_now = pa.array(np.flatnonzero(one_time))
+    return ProductCharges(
+        lines, rows.select(["account_id", "product_id", "price_id"]).take(billed_now), mismatches
+    )

@@ -45,18 +45,22 @@ _BILL_KEYS = (
 _LINE_KEYS = ("line_no", "line_type", "product_id", "description", "quantity", "unit", "amount")
 
 
-def bills_for_period(conn: duckdb.DuckDBPyConnection, period: str) -> list[dict[str, Any]]:
-    """The period's bills with their lines, as plain JSON-ready dicts in canonical order."""
+def bills_for_period(
+    conn: duckdb.DuckDBPyConnection, period: str, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """The period's bills with their lines, as plain JSON-ready dicts in canonical order
+    (the first ``limit`` of them, if given)."""
     rows = conn.execute(
         f"SELECT {_BILL_COLUMNS} FROM bill b JOIN billing_account a ON a.id = b.account_id "
-        "WHERE period = ? ORDER BY bill_no",
+        "WHERE period = ? ORDER BY bill_no" + ("" if limit is None else f" LIMIT {int(limit)}"),
         [period],
     ).fetchall()
+    last = rows[-1][0] if rows and limit is not None else None
     lines = conn.execute(
         "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, "
         "amount::VARCHAR FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no "
-        "WHERE b.period = ? ORDER BY l.bill_no, line_no",
-        [period],
+        "WHERE b.period = ? AND (? IS NULL OR l.bill_no <= ?) ORDER BY l.bill_no, line_no",
+        [period, last, last],
     ).fetchall()
     by_bill: dict[str, list[dict[str, Any]]] = {}
     for bill_no, group in groupby(lines, key=lambda ln: ln[0]):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "micros_to_decimal_array",
     "minor_units",
     "mul_ratio_half_even",
+    "mul_ratio_half_even_array",
     "round_to_minor",
+    "round_to_minor_array",
     "to_micros",
 ]
 
@@ -61,6 +64,38 @@ def mul_ratio_half_even(micros: int, numerator: int, denominator: int) -> int:
     if twice > denominator or (twice == denominator and q % 2 == 1):
         q += 1
     return q
+
+
+def mul_ratio_half_even_array(
+    values: npt.ArrayLike, numerator: npt.ArrayLike, denominator: npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """:func:`mul_ratio_half_even` element-wise, exact: in int64 when no product can
+    overflow, else with Python integers (a result outside int64 is an error)."""
+    v = np.asarray(values, dtype=np.int64)
+    num = np.broadcast_to(np.asarray(numerator, dtype=np.int64), v.shape)
+    den = np.broadcast_to(np.asarray(denominator, dtype=np.int64), v.shape)
+    if v.size == 0:
+        return np.zeros(0, np.int64)
+    if int(den.min()) <= 0:
+        raise ValueError("denominator must be positive")
+    big = max(abs(int(v.min())), abs(int(v.max()))) * max(abs(int(num.min())), abs(int(num.max())))
+    if big >= 1 << 62:
+        return np.array(
+            [mul_ratio_half_even(int(a), int(b), int(c))
+             for a, b, c in zip(v.tolist(), num.tolist(), den.tolist(), strict=True)],
+            dtype=np.int64,
+        )  # fmt: skip
+    prod = v * num
+    q = np.floor_divide(prod, den)
+    twice = 2 * (prod - q * den)
+    out: npt.NDArray[np.int64] = q + ((twice > den) | ((twice == den) & (q % 2 == 1)))
+    return out
+
+
+def round_to_minor_array(micros: npt.ArrayLike, currencies: list[str]) -> npt.NDArray[np.int64]:
+    """:func:`round_to_minor` element-wise (one currency per value)."""
+    steps = np.array([10 ** (6 - minor_units(c)) for c in currencies], dtype=np.int64)
+    return mul_ratio_half_even_array(micros, 1, steps) * steps
 
 
 def round_to_minor(micros: int, currency: str) -> int:

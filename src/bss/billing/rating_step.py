@@ -1,47 +1,79 @@
-"""The rating part of a billing run: flows to usage, then usage to rated and suspense.
+"""The rating part of a billing pass: flows to usage, then usage to rated and suspense.
 
-Outputs are Parquet datasets with part names derived from the period, so rerunning a
-period (after a crash, say) replaces its files instead of adding to them.
+Both steps stream: flows are attributed one day at a time, and usage is rated in whole
+days (one account bucket at a time when a day is larger than a chunk), as partition
+tasks of an executor - in this process, or on a Dask cluster. Outputs are Parquet parts
+named for the pass, so running a pass again (after a crash, say) replaces its files
+instead of adding to them; what the pass bills is reduced to partial sums on the way.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from bss.billing.period import Period
 from bss.errors import BillingError
-from collectors.dataset import read_dataset, remove_parts, write_partitioned
-from collectors.schemas import FLOW_SCHEMA, REJECT_SCHEMA, USAGE_SCHEMA
+from collectors.dataset import remove_parts
 from collectors.workspace import WorkspacePaths
-from rating_engine.rating.period_pricing import apply_period_pricing
-from rating_engine.rating.rate import RatingPlan, compile_plan, load_tariffs, rate_usage
-from rating_engine.schemas import RATED_SCHEMA
-from rating_engine.tariff.allowances import AllowanceState
+from rating_engine.rating.period_pricing import price_period
+from rating_engine.rating.rate import RatingPlan, compile_plan, load_tariffs
+from rating_engine.scale.executor import Executor
+from rating_engine.scale.flow_partition import FlowDay, FlowUsageJob, derive_day
+from rating_engine.scale.partials import RatePartial, combine_rate_partials
+from rating_engine.scale.parts import files_by_day, is_part_of, remove_tag_parts
+from rating_engine.scale.rate_partition import (
+    Billable,
+    RateContext,
+    RateJob,
+    day_files,
+    rate_bucket,
+    split_day,
+    usage_rows,
+)
+from rating_engine.scale.routing import AccountRouter
 from rating_engine.traffic.attribution import build_prefix_index
-from rating_engine.traffic.usage_from_flows import usage_from_flows
 
-__all__ = ["RatingOutcome", "derive_flow_usage", "rate_period", "tariff_plan"]
+__all__ = [
+    "CHUNK_ROWS",
+    "RatingOutcome",
+    "derive_flow_usage",
+    "rate_period",
+    "scratch_folder",
+    "tariff_plan",
+]
 
 log = logging.getLogger(__name__)
+
+#: Records rated in one call, at most (whole days; a larger day is split into account
+#: buckets). Memory in a chunk is ~1 kB a record, all told; calls cost little more.
+CHUNK_ROWS = 1 << 19
 
 
 @dataclass(frozen=True)
 class RatingOutcome:
-    rated: pa.Table  # RATED_SCHEMA
-    suspense: pa.Table  # REJECT_SCHEMA, stage "rating"
-    allowance_ledger: pa.Table
+    """What a pass rated and bills, as sums (no records)."""
+
+    partial: RatePartial
     period_charges: pa.Table  # PERIOD_CHARGE_SCHEMA: tiered/volume pricing of the period
     plan: RatingPlan  # the compiled tariffs that priced it
+    tag: str  # the pass's part names: run-<tag>[-bNNN]
+
+    @property
+    def rated(self) -> int:
+        return self.partial.rated
+
+    @property
+    def suspense(self) -> int:
+        return self.partial.suspense
 
     def suspense_by_reason(self) -> dict[str, int]:
-        if self.suspense.num_rows == 0:
-            return {}
-        counts = pc.value_counts(self.suspense.column("reason")).to_pylist()
-        return {c["values"]: c["counts"] for c in sorted(counts, key=lambda c: c["values"])}
+        return dict(self.partial.suspense_by_reason)
 
 
 def tariff_plan(workspace: WorkspacePaths) -> RatingPlan:
@@ -52,66 +84,101 @@ def tariff_plan(workspace: WorkspacePaths) -> RatingPlan:
     return compile_plan(load_tariffs(folder), cache_dir=workspace.state / "tariff_cache")
 
 
-def derive_flow_usage(workspace: WorkspacePaths, period: Period, subscriptions: pa.Table) -> int:
+def scratch_folder(workspace: WorkspacePaths, tag: str) -> Path:
+    """Where a pass keeps its scratch files (removed when the pass is done)."""
+    return workspace.state / "billing" / tag
+
+
+def derive_flow_usage(
+    workspace: WorkspacePaths,
+    period: Period,
+    subscriptions: pa.Table,
+    executor: Executor,
+    *,
+    part: str | None = None,
+    earlier: tuple[str, ...] = (),
+) -> int:
     """Turn the period's flows into hourly data usage per subscribed IP block.
 
-    Written as the usage part ``flows-<period>``; record ids are derived from
-    (subscription, block, hour), so deriving again yields the same records.
+    Written as the usage part ``part`` (``flows-<period>``) per day, one task per day;
+    record ids are derived from (subscription, block, hour), so deriving again yields the
+    same records. Records already in the ``earlier`` parts of the period are not
+    written again (a supplementary pass adds only what is new).
     """
-    start = pa.scalar(period.start, FLOW_SCHEMA.field("flow_start").type)
-    end = pa.scalar(period.end, FLOW_SCHEMA.field("flow_start").type)
-    flows = read_dataset(
-        workspace.flows,
-        FLOW_SCHEMA,
-        filter=(pc.field("flow_start") >= start) & (pc.field("flow_start") < end),
-    )
-    part = f"flows-{period.name}"
-    remove_parts(workspace.usage, part)
-    if flows.num_rows == 0:
+    name = part or f"flows-{period.name}"
+    remove_parts(workspace.usage, name)
+    flows = files_by_day(workspace.flows)
+    first, last = period.start_us() // 86_400_000_000, (period.end_us() - 1) // 86_400_000_000
+    usage = files_by_day(workspace.usage)
+    days = [
+        FlowDay(day, tuple(str(p) for p in files),
+                tuple(str(p) for p in usage.get(day, []) if p.name in
+                      {f"part-{e}.parquet" for e in earlier}))
+        for day, files in sorted(flows.items())
+        if first <= day <= last
+    ]  # fmt: skip
+    if not days:
         return 0
-    index = build_prefix_index(subscriptions)
-    usage = usage_from_flows(flows, index, bucket="hour", source_file=f"flows {period.name}")
-    write_partitioned(usage, workspace.usage, time_column="start_time", part_name=part)
-    return int(usage.num_rows)
+    job = FlowUsageJob(str(workspace.usage), name, period.start_us(), period.end_us(),
+                       f"flows {period.name}")  # fmt: skip
+    index = executor.share(build_prefix_index(subscriptions))
+    counts = executor.map(derive_day, days, name="flow-usage", job=job, index=index)
+    return sum(counts)
+
+
+def _buckets(executor: Executor, per_day: list[int], chunk_rows: int) -> int:
+    """One partition when every day fits a chunk and nothing runs in parallel; else enough
+    account buckets for a day's share to fit, and at least two per worker."""
+    needed = max(1, ceil(max(per_day, default=0) / chunk_rows))
+    return max(needed, 2 * executor.workers) if executor.workers > 1 else needed
 
 
 def rate_period(
     workspace: WorkspacePaths,
     period: Period,
     subscriptions: pa.Table,
-    billed_record_ids: pa.ChunkedArray | pa.Array,
+    executor: Executor,
+    *,
+    tag: str,
+    billed_tags: tuple[str, ...],
+    billable: Billable | None = None,
+    plan: RatingPlan | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    buckets: int | None = None,
 ) -> RatingOutcome:
     """Rate all unbilled usage that started before the period's end.
 
     Usage of earlier periods that arrived late is included (billed on this period's
-    bill); usage already billed is skipped, so no record is billed twice.
+    bill); records in the rated parts of ``billed_tags`` (committed passes) are skipped,
+    so no record is billed twice. Rated rows this pass does not bill (``billable``) are
+    not written.
     """
-    derived = derive_flow_usage(workspace, period, subscriptions)
-    end = pa.scalar(period.end, USAGE_SCHEMA.field("start_time").type)
-    usage = read_dataset(workspace.usage, USAGE_SCHEMA, filter=pc.field("start_time") < end)
-    if len(billed_record_ids):
-        usage = usage.filter(pc.invert(pc.is_in(usage.column("record_id"), billed_record_ids)))
-    # No sort needed: rate_usage consumes allowances in (start_time, record_id) order per
-    # subscription over the whole call.
-    log.info("rating %d usage records (%d derived from flows)", usage.num_rows, derived)
-    plan = tariff_plan(workspace)
-    result = rate_usage(usage, subscriptions, plan, allowances=AllowanceState())
-    rated = result.rated.select(RATED_SCHEMA.names).cast(RATED_SCHEMA)
-    suspense = result.rejected.select(REJECT_SCHEMA.names).cast(REJECT_SCHEMA)
-    part = f"run-{period.name}"
-    for root, table, column in (
-        (workspace.rated, rated, "start_time"),
-        (workspace.suspense, suspense, "rejected_at"),
-    ):
-        remove_parts(root, part)
-        write_partitioned(table, root, time_column=column, part_name=part)
+    plan = plan or tariff_plan(workspace)
+    scratch = scratch_folder(workspace, tag)
+    shutil.rmtree(scratch / "split", ignore_errors=True)
+    for root in (workspace.rated, workspace.suspense):
+        remove_tag_parts(root, tag)
+    rated_by_day = {
+        day: [p for p in files if is_part_of(p, billed_tags)]
+        for day, files in files_by_day(workspace.rated).items()
+    }
+    days = day_files(files_by_day(workspace.usage), rated_by_day, period.end_us())
+    per_day = usage_rows(days)
+    n = buckets or _buckets(executor, per_day, chunk_rows)
+    log.info("rating up to %d usage records in %d days, %d partition(s)", sum(per_day),
+             len(days), n)  # fmt: skip
+    job = RateJob(str(workspace.usage), str(workspace.rated), str(workspace.suspense),
+                  str(scratch), tag, period.start_us(), period.end_us(), days, n,
+                  chunk_rows)  # fmt: skip
+    router = AccountRouter.build(subscriptions, n) if n > 1 else AccountRouter.single()
+    if n > 1:
+        shared_router = executor.share(router)
+        executor.map(split_day, days, name="usage-split", job=job, router=shared_router)
+    context = executor.share(RateContext.of(subscriptions, plan, router, billable))
+    partials = executor.map_partials(rate_bucket, range(n), name="rate", job=job,
+                                     context=context)  # fmt: skip
+    partial: RatePartial = executor.reduce(combine_rate_partials, partials, name="rate")
+    shutil.rmtree(scratch / "split", ignore_errors=True)
     # Tiers price the period's own usage; late records of earlier periods were (or will
     # be) priced with their own period, never moved into another period's tiers.
-    in_period = rated.filter(
-        pc.greater_equal(
-            rated.column("start_time"),
-            pa.scalar(period.start, rated.schema.field("start_time").type),
-        )
-    )
-    charges = apply_period_pricing(in_period, plan)
-    return RatingOutcome(rated, suspense, result.allowance_ledger, charges, plan)
+    return RatingOutcome(partial, price_period(partial.quantities, plan), plan, tag)

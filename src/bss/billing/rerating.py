@@ -7,58 +7,70 @@ period, as the original run did) and bills the difference per record as an adjus
 the new bill: a credit when the corrected price is lower, a debit when higher. The final
 bills stay as they are; ``usage_adjustment`` keeps every record's delta, and the period is
 then marked as priced with the new tariffs, so a correction is applied exactly once.
+
+A period's billed records are the rated parts of its committed passes; each period is
+one streaming task (:func:`rating_engine.scale.rerate_partition.rerate_period`), periods
+run side by side on a cluster, and the per-record deltas go through scratch Parquet
+into the database, never through memory at once.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from bss.billing.charges import Line
-from bss.billing.money import micros_to_decimal_array
-from bss.billing.period import Period, parse_period
+from bss.billing.period import Period
 from bss.db import arrow_query
-from collectors.dataset import read_dataset
-from collectors.schemas import USAGE_SCHEMA
+from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
-from rating_engine.rating.rate import RatingPlan, rate_usage
-from rating_engine.tariff.allowances import AllowanceState
+from rating_engine.rating.rate import RatingPlan, SubscriptionIndex
+from rating_engine.scale.executor import Executor
+from rating_engine.scale.parts import files_by_day, is_part_of
+from rating_engine.scale.rate_partition import DayFiles
+from rating_engine.scale.rerate_partition import (
+    RerateJob,
+    ReratePartial,
+    combine_rerate_partials,
+    rerate_period,
+)
 
 __all__ = ["Adjustments", "record_adjustments", "rerate_final_periods"]
 
 
 @dataclass(frozen=True)
 class Adjustments:
-    """Per-record deltas (micro-units) of re-rated final periods, and what is now stale."""
+    """Sums of the re-rated final periods' deltas, and what is now stale."""
 
-    deltas: pa.Table  # record_id, account_id, billed_period, delta
+    partial: ReratePartial
     periods: list[str]
-    not_rerated: int  # billed records the corrected tariffs no longer rate (left as billed)
+    deltas_root: Path | None  # scratch Parquet of the per-record deltas
 
-    def lines(self) -> dict[int, list[Line]]:
-        """One adjustment line per account and re-rated period."""
-        if self.deltas.num_rows == 0:
-            return {}
-        grouped = self.deltas.group_by(["account_id", "billed_period"]).aggregate(
-            [("delta", "sum"), ("record_id", "count")]
-        )
-        out: dict[int, list[Line]] = {}
-        for row in sorted(grouped.to_pylist(), key=lambda r: (r["account_id"], r["billed_period"])):
-            amount = row["delta_sum"]
-            if amount == 0:
-                continue
-            what = (
-                f"re-rating of {row['billed_period']} usage under corrected tariffs "
-                f"({row['record_id_count']} records)"
-            )
-            kind = "credit" if amount < 0 else "usage"
-            out.setdefault(row["account_id"], []).append(
-                Line(kind, None, what, row["record_id_count"], "records", amount)
-            )
-        return out
+    @property
+    def records(self) -> int:
+        """Records whose price changed."""
+        return self.partial.changed
+
+    @property
+    def not_rerated(self) -> int:
+        """Billed records the corrected tariffs no longer rate (left as billed)."""
+        return self.partial.billed - self.partial.rerated
+
+
+def _previous(conn: duckdb.DuckDBPyConnection, period: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted record ids of the period with the sum of their adjustments so far (micros)."""
+    table = arrow_query(
+        conn,
+        "SELECT record_id, CAST(sum(delta) * 1000000 AS BIGINT) AS delta FROM usage_adjustment "
+        "WHERE billed_period = $period GROUP BY record_id ORDER BY record_id",
+        {"period": period},
+    )
+    ids = np.asarray(table.column("record_id").to_numpy(), dtype=np.int64)
+    return ids, np.asarray(table.column("delta").to_numpy(), dtype=np.int64)
 
 
 def rerate_final_periods(
@@ -67,51 +79,54 @@ def rerate_final_periods(
     period: Period,
     subscriptions: pa.Table,
     plan: RatingPlan,
+    executor: Executor,
+    *,
+    tags_of: dict[str, tuple[str, ...]],
+    scratch: Path,
+    chunk_rows: int,
 ) -> Adjustments:
-    """Re-rate final periods before ``period`` that were priced with other tariffs."""
-    stale = conn.execute(
-        "SELECT period FROM rated_with WHERE period < ? AND tariffs_sha256 <> ? ORDER BY period",
-        [period.name, plan.content_hash],
-    ).fetchall()
-    parts, not_rerated = [], 0
-    for (name,) in stale:
-        billed = arrow_query(
-            conn,
-            "SELECT b.record_id, b.account_id, "
-            "CAST((b.cost + coalesce(a.delta, 0)) * 1000000 AS BIGINT) AS current "
-            "FROM billed_usage b LEFT JOIN (SELECT record_id, sum(delta) AS delta "
-            "FROM usage_adjustment GROUP BY record_id) a USING (record_id) "
-            "WHERE b.period = $period",
-            {"period": name},
-        )
-        if billed.num_rows == 0:
-            continue
-        bounds = parse_period(name)
-        end = pa.scalar(bounds.end, USAGE_SCHEMA.field("start_time").type)
-        usage = read_dataset(workspace.usage, USAGE_SCHEMA, filter=pc.field("start_time") < end)
-        usage = usage.filter(pc.is_in(usage.column("record_id"), billed.column("record_id")))
-        usage = usage.sort_by([("start_time", "ascending"), ("record_id", "ascending")])
-        rated = rate_usage(usage, subscriptions, plan, allowances=AllowanceState()).rated
-        not_rerated += billed.num_rows - rated.num_rows
-        joined = billed.join(rated.select(["record_id", "cost"]), "record_id", join_type="inner")
-        delta = pc.subtract(joined.column("cost"), joined.column("current"))
-        changed = joined.append_column("delta", delta).filter(pc.not_equal(delta, 0))
-        parts.append(
-            pa.table(
-                {
-                    "record_id": changed.column("record_id"),
-                    "account_id": changed.column("account_id"),
-                    "billed_period": pa.array([name] * changed.num_rows, pa.string()),
-                    "delta": changed.column("delta").cast(pa.int64()),
-                }
-            )
-        )
-    schema = pa.schema(
-        [("record_id", pa.int64()), ("account_id", pa.int64()), ("billed_period", pa.string()),
-         ("delta", pa.int64())]
-    )  # fmt: skip
-    deltas = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
-    return Adjustments(deltas, [p for (p,) in stale], not_rerated)
+    """Re-rate final periods before ``period`` that were priced with other tariffs.
+
+    ``tags_of`` maps each billed period to its committed pass tags (whose rated parts
+    are what it billed).
+    """
+    stale = [
+        name
+        for (name,) in conn.execute(
+            "SELECT period FROM rated_with WHERE period < ? AND tariffs_sha256 <> ? "
+            "ORDER BY period",
+            [period.name, plan.content_hash],
+        ).fetchall()
+    ]
+    root = scratch / "deltas"
+    shutil.rmtree(root, ignore_errors=True)
+    if not stale:
+        return Adjustments(ReratePartial(), [], None)
+    usage = files_by_day(workspace.usage)
+    rated = files_by_day(workspace.rated)
+    jobs = []
+    for name in stale:
+        tags = tags_of.get(name, ())
+        days = tuple(
+            DayFiles(day, tuple(str(p) for p in usage.get(day, [])),
+                     tuple(str(p) for p in files if is_part_of(p, tags)))
+            for day, files in sorted(rated.items())
+        )  # fmt: skip
+        days = tuple(d for d in days if d.billed)
+        if days:
+            jobs.append(RerateJob(name, days, str(root), f"rerate-{name}", chunk_rows))
+    if not jobs:
+        return Adjustments(ReratePartial(), stale, None)
+    index = executor.share(SubscriptionIndex.build(subscriptions, plan))
+    shared_plan = executor.share(plan)
+    partials = [
+        executor.map_partials(rerate_period, [job], name=f"rerate-{job.period}", index=index,
+                              plan=shared_plan,
+                              previous=executor.share(_previous(conn, job.period)))[0]
+        for job in jobs
+    ]  # fmt: skip
+    partial = executor.reduce(combine_rerate_partials, partials, name="rerate")
+    return Adjustments(partial, stale, root)
 
 
 def record_adjustments(
@@ -119,18 +134,15 @@ def record_adjustments(
 ) -> None:
     """Write the deltas and mark the periods as priced with ``plan`` (inside the run's
     transaction); the period being billed is marked too."""
-    if adjustments.deltas.num_rows:
-        table = adjustments.deltas.set_column(
-            3, "delta", micros_to_decimal_array(adjustments.deltas.column("delta"))
-        )
-        conn.register("_adjustments", table)
-        try:
-            conn.execute(
-                "INSERT INTO usage_adjustment SELECT record_id, account_id, billed_period, ?, "
-                "delta, ? FROM _adjustments",
-                [period.name, plan.content_hash],
-            )
-        finally:
-            conn.unregister("_adjustments")
+    root = adjustments.deltas_root
+    files = dataset_files(root) if root is not None else []
+    if files:
+        conn.execute(
+            "INSERT INTO usage_adjustment SELECT record_id, account_id, billed_period, $period, "
+            "CAST(CAST(delta AS DECIMAL(18, 0)) * 0.000001 AS DECIMAL(18, 6)), $tariffs "
+            "FROM read_parquet($files)",
+            {"period": period.name, "tariffs": plan.content_hash,
+             "files": [str(f) for f in files]},
+        )  # fmt: skip
     for name in [*adjustments.periods, period.name]:
         conn.execute("INSERT OR REPLACE INTO rated_with VALUES (?, ?)", [name, plan.content_hash])

@@ -14,6 +14,7 @@ from bss import catalog, customers, orders
 from bss.billing.export import bills_for_period, export_bills
 from bss.billing.period import parse_period
 from bss.billing.run import run_billing
+from bss.cli.scheduler import SchedulerOption, scheduler_client
 from bss.cli.support import database, emit, get_state, table
 from bss.errors import NotFoundError, ValidationError
 from bss.seed import apply_seed, load_seed_file
@@ -202,18 +203,26 @@ def load(ctx: typer.Context, file: Path) -> None:
 def bill(
     ctx: typer.Context,
     period: Annotated[str, typer.Option(help="billing period YYYY-MM")],
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Run billing for a period: rate, charge, tax, write bills (idempotent, atomic)."""
     state = get_state(ctx)
-    with database(state) as conn:
-        result = run_billing(conn, state.workspace, period)
-        rows = [(b["bill_no"], b["account"], len(b["lines"]), b["amount_incl_tax"], b["currency"])
-                for b in bills_for_period(conn, period)]  # fmt: skip
+    with scheduler_client(scheduler, state.workspace) as client, database(state) as conn:
+        result = run_billing(conn, state.workspace, period, client=client)
+        shown = bills_for_period(conn, period, limit=_SHOWN_BILLS) if not state.json else []
     if not state.json:
-        table(state, f"bills {period}", ["bill", "account", "lines", "total", "currency"], rows)
+        rows = [(b["bill_no"], b["account"], len(b["lines"]), b["amount_incl_tax"],
+                 b["currency"]) for b in shown]  # fmt: skip
+        more = f" (first {len(rows)} of {result.accounts})" if result.accounts > len(rows) else ""
+        table(state, f"bills {period}{more}", ["bill", "account", "lines", "total", "currency"],
+              rows)  # fmt: skip
     payload = asdict(result)
     emit(state, payload, f"period {period}: {result.accounts} bills, changed={result.changed}, "
          f"sha256 {result.bills_sha256[:16]}…, exports in {result.exports}")  # fmt: skip
+
+
+#: Bills listed by ``bill`` (all of them are in the exports and ``bills show``).
+_SHOWN_BILLS = 50
 
 
 def _period_bills(

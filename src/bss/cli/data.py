@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bss.cli.scheduler import SchedulerOption, scheduler_client
 from bss.cli.support import CliState, database, emit, get_state, progress, table
 from bss.errors import ValidationError
 
@@ -21,14 +22,19 @@ __all__ = ["register_data"]
 ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captures, flow exports.")
 
 
-def demo(ctx: typer.Context) -> None:
+def demo(ctx: typer.Context, scheduler: SchedulerOption = None) -> None:
     """Run the whole path on the embedded data: packets and CDRs to bills and a chart."""
     from bss.billing.export import bills_for_period
     from bss.cli.demo import DEMO_PERIOD, run_demo
 
     state = get_state(ctx)
-    with database(state) as conn, progress(state, "demo"):
-        result = run_demo(conn, state.workspace, step=lambda s: state.console.log(s))
+    with (
+        scheduler_client(scheduler, state.workspace) as client,
+        database(state) as conn,
+        progress(state, "demo"),
+    ):
+        result = run_demo(conn, state.workspace, step=lambda s: state.console.log(s),
+                          client=client)  # fmt: skip
         bills = bills_for_period(conn, DEMO_PERIOD)
     b = result.billing
     if not state.json:
@@ -169,34 +175,37 @@ def rate(
     replace: Annotated[
         str | None, typer.Option(help="with --what-if: the tariff id the alternative replaces")
     ] = None,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
     from bss.billing.period import parse_period
-    from bss.billing.rating_step import rate_period
-    from bss.db import arrow_query
-    from bss.subscriptions import subscription_table
 
     state = get_state(ctx)
     bounds = parse_period(period)
-    with database(state) as conn:
-        subs = subscription_table(conn, bounds.end)
-        billed = arrow_query(conn, "SELECT record_id FROM billed_usage")
-        if what_if is not None:
-            from bss.billing.what_if import compare_tariffs
+    if what_if is not None:
+        from bss.billing.what_if import compare_tariffs
+        from bss.subscriptions import subscription_table
 
+        with database(state) as conn:
+            subs = subscription_table(conn, bounds.end)
             report = compare_tariffs(conn, state.workspace, bounds, subs, what_if, replace=replace)
-            if not state.json:
-                table(state, f"what-if {period}: {what_if}", list(report.columns),
-                      report.rows)  # fmt: skip
-            emit(state, report.to_dict())
-            return
-    with progress(state, f"rating {period}"):
-        outcome = rate_period(state.workspace, bounds, subs, billed.column("record_id"))
-    emit(state, {"period": period, "rated": outcome.rated.num_rows,
-                 "suspense": outcome.suspense.num_rows,
-                 "suspense_by_reason": outcome.suspense_by_reason()},
-         f"{period}: rated {outcome.rated.num_rows}, suspense {outcome.suspense.num_rows} "
-         f"{outcome.suspense_by_reason()}")  # fmt: skip
+        if not state.json:
+            table(state, f"what-if {period}: {what_if}", list(report.columns),
+                  report.rows)  # fmt: skip
+        emit(state, report.to_dict())
+        return
+    from bss.billing.run import rate_unbilled
+
+    with (
+        scheduler_client(scheduler, state.workspace) as client,
+        database(state) as conn,
+        progress(state, f"rating {period}"),
+    ):
+        outcome = rate_unbilled(conn, state.workspace, period, client=client)
+    reasons = outcome.suspense_by_reason()
+    emit(state, {"period": period, "rated": outcome.rated, "suspense": outcome.suspense,
+                 "suspense_by_reason": reasons},
+         f"{period}: rated {outcome.rated}, suspense {outcome.suspense} {reasons}")  # fmt: skip
 
 
 def register_data(app: typer.Typer) -> None:

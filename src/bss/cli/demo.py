@@ -134,8 +134,10 @@ def run_demo(
     workspace: WorkspacePaths,
     *,
     step: Callable[[str], None] = lambda _: None,
+    client: Any | None = None,
 ) -> DemoResult:
-    """Fill ``workspace`` from the embedded data and bill the demo month."""
+    """Fill ``workspace`` from the embedded data and bill the demo month (on ``client``'s
+    Dask cluster if one is given: the same bills)."""
     data = data_dir()
     demo = data / "demo"
     workspace.ensure()
@@ -157,7 +159,7 @@ def run_demo(
     steps["cdrs"] = cdr.to_dict()
 
     step("rating and billing")
-    billing = run_billing(conn, workspace, DEMO_PERIOD)
+    billing = run_billing(conn, workspace, DEMO_PERIOD, client=client)
 
     step("chart")
     chart = traffic_chart(

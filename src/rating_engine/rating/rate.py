@@ -452,7 +452,7 @@ def rate_usage(
 
 def rate_stream(
     batches: Iterable[pa.RecordBatch],
-    subscriptions: pa.Table,
+    subscriptions: pa.Table | SubscriptionIndex,
     plan: RatingPlan,
     *,
     allowances: AllowanceState | None = None,
@@ -460,8 +460,13 @@ def rate_stream(
     """Rate batch by batch with flat memory; one :class:`RatingResult` per input batch.
 
     Feed batches in start_time order so allowances are consumed in time order.
+    ``subscriptions`` may be an index already built for ``plan`` (partition tasks share
+    one instead of building it per task).
     """
     state = allowances if allowances is not None else AllowanceState()
-    subs = SubscriptionIndex.build(subscriptions, plan)
+    if isinstance(subscriptions, SubscriptionIndex):
+        subs = subscriptions
+    else:
+        subs = SubscriptionIndex.build(subscriptions, plan)
     for batch in batches:
         yield _rate_batch(batch, subs, plan, state)
