@@ -37,6 +37,13 @@ def documented_field(name: str, type_: pa.DataType, nullable: bool, doc: str) ->
 _f = documented_field
 
 
+_COUNTRY = (
+    "ISO 3166-1 alpha-2 country of {} from the --geo-db database; null when not enriched "
+    "or the address is not in it"
+)
+_IF_NAME = "name of {} from the exporter's --interfaces file; null when not described"
+_IF_SPEED = "speed of {} in bits/s from the exporter's --interfaces file; null when not given"
+
 FLOW_SCHEMA = pa.schema(
     [
         _f("exporter", ADDRESS, True, "address of the exporting device; null for pcap metering"),
@@ -69,8 +76,18 @@ FLOW_SCHEMA = pa.schema(
         _f("packets", pa.uint64(), False, "packets as exported (not renormalised)"),
         _f("input_if", pa.uint32(), False, "SNMP ifIndex of the input interface; 0 if unknown"),
         _f("output_if", pa.uint32(), False, "SNMP ifIndex of the output interface; 0 if unknown"),
-        _f("src_as", pa.uint32(), False, "source AS number; 0 if unknown"),
-        _f("dst_as", pa.uint32(), False, "destination AS number; 0 if unknown"),
+        _f(
+            "src_as",
+            pa.uint32(),
+            False,
+            "source AS number; 0 if unknown (filled from --asn-db where the exporter left 0)",
+        ),
+        _f(
+            "dst_as",
+            pa.uint32(),
+            False,
+            "destination AS number; 0 if unknown (filled from --asn-db where the exporter left 0)",
+        ),
         _f("next_hop", ADDRESS, True, "IP next hop; null if not exported"),
         _f("vlan", pa.uint16(), False, "VLAN id (outer tag); 0 if untagged or unknown"),
         _f(
@@ -90,6 +107,13 @@ FLOW_SCHEMA = pa.schema(
             "MPLS label stack as 20-bit label values, top first (at most 10); null if none "
             "was exported or seen in a sampled header",
         ),
+        # Enrichment (collectors.enrich): filled at collect / ingest time when configured.
+        _f("src_country", pa.string(), True, _COUNTRY.format("src_addr")),
+        _f("dst_country", pa.string(), True, _COUNTRY.format("dst_addr")),
+        _f("input_if_name", pa.string(), True, _IF_NAME.format("input_if")),
+        _f("output_if_name", pa.string(), True, _IF_NAME.format("output_if")),
+        _f("input_if_speed", pa.uint64(), True, _IF_SPEED.format("input_if")),
+        _f("output_if_speed", pa.uint64(), True, _IF_SPEED.format("output_if")),
     ]
 )
 

@@ -103,18 +103,67 @@ def ingest_pcap(
     _report(state, "pcap ingest", summary.to_dict())
 
 
+AsnDb = Annotated[
+    Path | None,
+    typer.Option(help="MaxMind-format ASN database (.mmdb): fills src/dst AS left 0"),
+]
+GeoDb = Annotated[
+    Path | None,
+    typer.Option(help="MaxMind-format country or city database (.mmdb): src/dst country"),
+]
+InterfaceFiles = Annotated[
+    list[Path] | None,
+    typer.Option("--interfaces", help="TOML of exporters' interface names/speeds (repeatable)"),
+]
+
+
+def _enricher(asn_db: Path | None, geo_db: Path | None, interfaces: list[Path] | None) -> Any:
+    """The flow enricher of the options (databases read and checked now), or None."""
+    if asn_db is None and geo_db is None and not interfaces:
+        return None
+    from collectors.enrich.enricher import FlowEnricher
+
+    return FlowEnricher.open(asn_db=asn_db, geo_db=geo_db, interfaces=interfaces or ())
+
+
 @ingest_app.command("flows")
 def ingest_flows(
     ctx: typer.Context,
     files: Annotated[list[Path], typer.Argument(help="pcaps of export traffic or datagram files")],
+    asn_db: AsnDb = None,
+    geo_db: GeoDb = None,
+    interfaces: InterfaceFiles = None,
 ) -> None:
     """NetFlow v5/v9, IPFIX and sFlow exports from files to flows."""
     from collectors.flows.ingest import ingest_flow_files
 
     state = get_state(ctx)
+    enricher = _enricher(asn_db, geo_db, interfaces)
     with progress(state, "decoding flow exports"):
-        summary = ingest_flow_files(files, state.workspace.ensure())
+        summary = ingest_flow_files(files, state.workspace.ensure(), enricher=enricher)
     _report(state, "flow ingest", summary.to_dict())
+
+
+@ingest_app.command("nfcapd")
+def ingest_nfcapd(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="nfcapd files or folders of them")],
+) -> None:
+    """nfdump 1.7 files (nfcapd.*; uncompressed, LZO, BZ2, LZ4, ZSTD) to flows.
+
+    Files that are not nfdump 1.7 files are reported and refused (exit 6); the others
+    are ingested. Ingesting a file again replaces its flows.
+    """
+    from collectors.errors import IngestError
+    from collectors.nfcapd.ingest import ingest_nfcapd_files
+
+    state = get_state(ctx)
+    with progress(state, "reading nfcapd files"):
+        summary = ingest_nfcapd_files(paths, state.workspace.ensure())
+    _report(state, "nfcapd ingest", summary.to_dict())
+    if summary.refused:
+        raise IngestError(f"{len(summary.refused)} file(s) refused: " + "; ".join(
+            f"{k}: {v}" for k, v in summary.refused.items()))  # fmt: skip
 
 
 def _report(state: CliState, what: str, payload: dict[str, Any]) -> None:
@@ -137,11 +186,21 @@ def collect(
     rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation, seconds")] = 60,
     rotate_bytes: Annotated[int, typer.Option(help="Parquet file rotation, bytes")] = 64 << 20,
     stats_interval: Annotated[int, typer.Option(help="stats log/dataset interval, s")] = 10,
+    metrics: Annotated[
+        str | None, typer.Option(help="HOST:PORT to serve Prometheus /metrics and /healthz")
+    ] = None,
+    asn_db: AsnDb = None,
+    geo_db: GeoDb = None,
+    interfaces: InterfaceFiles = None,
 ) -> None:
     """Run a collector in the foreground until SIGTERM/SIGINT, then flush and exit 0."""
     state = get_state(ctx)
     if bool(listen) == bool(interface):
         raise ValidationError("give either --listen HOST:PORT (repeatable) or --interface IFACE")
+    if interface and (metrics or asn_db or geo_db or interfaces):
+        raise ValidationError(
+            "--metrics, --asn-db, --geo-db and --interfaces apply to --listen, not --interface"
+        )
     # Both collectors install their own SIGTERM/SIGINT handlers, flush and return.
     if interface:
         from collectors.pcap.live_capture import run_live_capture
@@ -152,13 +211,19 @@ def collect(
         emit(state, payload, f"capture on {interface} stopped: {live.packets} packets, "
              f"{live.flows} flows, {len(live.files)} files")  # fmt: skip
         return
+    from collectors.errors import CollectorError
     from collectors.udp.service import run_collector
     from collectors.udp.sockets import parse_listen
 
+    try:
+        metrics_at = parse_listen(metrics) if metrics else None
+    except CollectorError as exc:
+        raise ValidationError(f"--metrics {metrics!r} is not HOST:PORT") from exc
+    enricher = _enricher(asn_db, geo_db, interfaces)  # bad databases fail here, before traffic
     summary = run_collector(
         [parse_listen(x) for x in listen or []], state.workspace.ensure(),
         allowlist=allow or None, rotate_seconds=rotate_seconds, rotate_bytes=rotate_bytes,
-        stats_interval=stats_interval,
+        stats_interval=stats_interval, enricher=enricher, metrics=metrics_at,
         on_ready=lambda bound: print(
             "listening on " + " ".join(f"{h}:{p}" for h, p in bound), file=sys.stderr, flush=True
         ),

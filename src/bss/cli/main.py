@@ -26,6 +26,7 @@ from bss.cli.business import register_business
 from bss.cli.check import register_check
 from bss.cli.data import register_data
 from bss.cli.query import register_query
+from bss.cli.storage import register_storage
 from bss.cli.support import CliState, configure_logging, get_state
 from bss.cli.workspace import register_workspace
 from bss.errors import (
@@ -118,6 +119,7 @@ register_data(app)
 register_assurance(app)
 register_query(app)
 register_check(app)
+register_storage(app)
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:

@@ -188,6 +188,8 @@ def to_record_batch(cols: FlowColumns) -> pa.RecordBatch:
         formats,
         _labels(cols.mpls_labels, cols.mpls_depth),
     ]
+    # columns no decoder fills (enrichment, collectors.enrich): typed nulls
+    arrays += [pa.nulls(n, f.type) for f in list(FLOW_SCHEMA)[len(arrays) :]]
     return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
 
 

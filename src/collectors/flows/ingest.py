@@ -40,6 +40,7 @@ from typing import Any
 import pyarrow as pa
 
 from collectors.dataset import dataset_files, write_partitioned
+from collectors.enrich.enricher import FlowEnricher
 from collectors.errors import IngestError
 from collectors.flows.datagram_files import iter_datagrams_from_pcap
 from collectors.flows.decoder import FlowDecoder
@@ -209,6 +210,7 @@ def _ingest_one(
     decoder: FlowDecoder,
     workspace: WorkspacePaths,
     stats: Counter[str],
+    enricher: FlowEnricher | None = None,
 ) -> FlowFileResult:
     source = str(path)
     result = FlowFileResult(source, _part_name(path))
@@ -222,7 +224,7 @@ def _ingest_one(
             [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch], source=source
         )
         stats.update(out.stats)
-        flows.append(out.flows)
+        flows.append(out.flows if enricher is None else enricher.enrich(out.flows))
         if out.counters is not None and out.counters.num_rows:
             counters.append(out.counters)
         for idx, reason, message in out.rejected:
@@ -284,8 +286,12 @@ def ingest_flow_files(
     decoder_state: str | Path | None = "flow_ingest",
     max_templates_per_exporter: int = 1024,
     max_pending_bytes_per_exporter: int = 1 << 20,
+    enricher: FlowEnricher | None = None,
 ) -> FlowIngestSummary:
-    """Decode flow-export files into the workspace; see the module doc."""
+    """Decode flow-export files into the workspace; see the module doc.
+
+    ``enricher`` fills AS numbers, countries and interface names (``collectors.enrich``).
+    """
     started = time.monotonic()
     workspace.ensure()
     limits = {
@@ -306,7 +312,7 @@ def ingest_flow_files(
     summary = FlowIngestSummary()
     stats: Counter[str] = Counter()
     for p in paths:
-        summary.files.append(_ingest_one(Path(p), decoder, workspace, stats))
+        summary.files.append(_ingest_one(Path(p), decoder, workspace, stats, enricher))
     if state_path is not None:
         save_decoder_state(decoder, state_path)
     summary.stats = dict(stats)

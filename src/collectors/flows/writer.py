@@ -8,7 +8,10 @@ the same layout as :func:`collectors.dataset.write_partitioned` and, like
 :func:`collectors.dataset.atomic_write_table`, written to a hidden temporary name,
 fsynced and renamed, so readers never see half a file. Part names carry the writer's
 prefix (start time, process id, a random tag) and a rotation counter, so two
-collectors or two runs never overwrite each other.
+collectors or two runs never overwrite each other. A rotation is written under the
+dataset's shared maintenance lock (:mod:`collectors.retention.lock`), so ``expire`` and
+``compact`` can run beside a collector; ``on_write`` hears of each rotation (rows,
+bytes, seconds: the collector's metrics).
 
 Why not call ``write_partitioned`` directly: at collector rates its per-row
 ``strftime`` partition keys and the default writer options (dictionary encoding and
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.dataset import atomic_write_table
+from collectors.retention.lock import dataset_lock
 
 __all__ = ["RotatingWriter", "WriterStats", "default_prefix", "split_by_hour"]
 
@@ -81,6 +86,7 @@ class WriterStats:
     files: int = 0
     rows: int = 0
     rotations: int = 0
+    bytes: int = 0  # Parquet bytes on disk
 
 
 class RotatingWriter:
@@ -99,6 +105,7 @@ class RotatingWriter:
         compression: str = "zstd",
         dictionary_columns: list[str] | None = None,
         statistics_columns: list[str] | None = None,
+        on_write: Callable[[int, int, float], None] | None = None,
     ) -> None:
         if rotate_seconds <= 0 or rotate_bytes <= 0:
             raise ValueError("rotate_seconds and rotate_bytes must be positive")
@@ -119,6 +126,7 @@ class RotatingWriter:
             if statistics_columns is not None
             else True,
         }
+        self.on_write = on_write
         self.stats = WriterStats()
         self.written: list[Path] = []
         self._batches: list[pa.RecordBatch] = []
@@ -168,12 +176,20 @@ class RotatingWriter:
         table = pa.Table.from_batches(self._batches, schema=self.schema)
         self.stats.rotations += 1
         part = f"{self.prefix}-{self.stats.rotations:06d}"
-        files = [
-            atomic_write_table(rows, self.root / folder / f"part-{part}.parquet", **self._options)
-            for folder, rows in split_by_hour(table, self.time_column, hourly=self.hourly)
-        ]
+        started = time.perf_counter()
+        with dataset_lock(self.root, exclusive=False):
+            files = [
+                atomic_write_table(
+                    rows, self.root / folder / f"part-{part}.parquet", **self._options
+                )
+                for folder, rows in split_by_hour(table, self.time_column, hourly=self.hourly)
+            ]
+            size = sum(f.stat().st_size for f in files)
         self.stats.files += len(files)
         self.stats.rows += table.num_rows
+        self.stats.bytes += size
+        if self.on_write is not None:
+            self.on_write(table.num_rows, size, time.perf_counter() - started)
         self.written.extend(files)
         self._batches = []
         self._bytes = 0

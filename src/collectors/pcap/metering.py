@@ -442,7 +442,9 @@ def _records_table(
         "source_format": pa.repeat(pa.scalar("pcap", pa.string()), n),
         "mpls_labels": pa.nulls(n, FLOW_SCHEMA.field("mpls_labels").type),
     }
-    return pa.Table.from_arrays([cols[f.name] for f in FLOW_SCHEMA], schema=FLOW_SCHEMA)
+    # columns metering has no value for (enrichment): typed nulls
+    arrays = [cols[f.name] if f.name in cols else pa.nulls(n, f.type) for f in FLOW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=FLOW_SCHEMA)
 
 
 class FlowMeter:

@@ -21,6 +21,9 @@ import functools
 import queue
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -96,9 +99,16 @@ class CollectorOutputs:
         rotate_bytes: int,
         stats_interval: float,
         compression: str,
+        on_write: Callable[[str, int, int, float], None] | None = None,
     ) -> None:
         # every output rotates by size under this collector's file prefix
-        writer = functools.partial(RotatingWriter, prefix=prefix, rotate_bytes=rotate_bytes)
+
+        def writer(root: Path, schema: pa.Schema, **options: Any) -> RotatingWriter:
+            observe = None if on_write is None else functools.partial(on_write, root.name)
+            return RotatingWriter(
+                root, schema, prefix=prefix, rotate_bytes=rotate_bytes, on_write=observe, **options
+            )
+
         self.flows = writer(
             workspace.flows,
             FLOW_SCHEMA,

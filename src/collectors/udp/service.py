@@ -15,6 +15,12 @@ counters, quarantined datagrams, statistics) are in :mod:`collectors.udp.outputs
 rejected (exporter, reason) is logged at most once per stats interval, and statistics
 are logged every ``stats_interval`` seconds (see :mod:`collectors.udp.stats`).
 
+With an ``enricher`` (:mod:`collectors.enrich`) the worker fills AS numbers, countries
+and interface names before queueing the flows; an enrichment failure stores the flows
+unenriched (counted, logged once), never stops collection. With ``metrics`` set to
+``(host, port)`` a fourth thread serves Prometheus text at ``/metrics`` and a health
+check at ``/healthz`` (:mod:`collectors.udp.metrics`).
+
 The decoder state (templates, options/sampling, held data, sequence numbers) is
 saved atomically to ``W/state/<state_name>.json`` every ``state_interval`` seconds and
 at shutdown, and loaded at start (:mod:`collectors.udp.decoder_state`), so data whose
@@ -41,12 +47,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors.enrich.enricher import FlowEnricher
 from collectors.errors import CollectorError
 from collectors.flows.decoder import FlowDecoder
 from collectors.flows.writer import default_prefix
 from collectors.udp.decoder_state import load_decoder_state, save_decoder_state
+from collectors.udp.metrics import CollectorMetrics, datagram_formats
+from collectors.udp.metrics_http import MetricsServer
 from collectors.udp.outputs import CollectorOutputs, quarantine_batch
 from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
 from collectors.udp.sockets import bind_socket, parse_allowlist, socket_drops
@@ -114,6 +124,8 @@ class UdpCollector:
         rcvbuf: int = 32 << 20,
         max_datagram: int = 9216,
         compression: str = "lz4",
+        enricher: FlowEnricher | None = None,
+        metrics: tuple[str, int] | None = None,
     ) -> None:
         if not listen:
             raise CollectorError("collect needs at least one --listen HOST:PORT")
@@ -128,6 +140,11 @@ class UdpCollector:
         }
         self.decoder = load_decoder_state(self.state_path, **limits)
         self.prefix = default_prefix("udp")
+        self.enricher = enricher
+        self.metrics: CollectorMetrics | None = None
+        self._metrics_server: MetricsServer | None = None
+        if metrics is not None:
+            self.metrics = CollectorMetrics()
         self.outputs = CollectorOutputs(
             workspace,
             self.prefix,
@@ -135,6 +152,7 @@ class UdpCollector:
             rotate_bytes=rotate_bytes,
             stats_interval=stats_interval,
             compression=compression,
+            on_write=None if self.metrics is None else self.metrics.observe_write,
         )
         self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
         self.peers = PeerTable(self.allowlist)
@@ -145,10 +163,22 @@ class UdpCollector:
         for _ in range(max(chunks, 2)):
             self._free.put(self.receiver.new_chunk())
         self._full: queue.Queue[ReceiveChunk | None] = queue.Queue()
-        self._sockets = [bind_socket(host, port, rcvbuf) for host, port in listen]
+        self._sockets: list[socket.socket] = []
+        try:
+            for host, port in listen:
+                self._sockets.append(bind_socket(host, port, rcvbuf))
+            if metrics is not None and self.metrics is not None:
+                self.metrics.listen = ",".join(f"{h}:{p}" for h, p in self.addresses)
+                self._metrics_server = MetricsServer(*metrics, self.metrics.registry, self._health)
+        except BaseException:
+            self.close()
+            raise
         self._drops_seen = socket_drops(self._sockets) or 0
         self._by_fd = {s.fileno(): s for s in self._sockets}
         self._receiver_error: BaseException | None = None
+        self._receiver: threading.Thread | None = None
+        self._beat = time.monotonic()  # the worker loop's last turn, for /healthz
+        self._enrich_failed = False
 
     @staticmethod
     def warm_up() -> None:
@@ -170,6 +200,38 @@ class UdpCollector:
     def addresses(self) -> list[tuple[str, int]]:
         """The bound (host, port) pairs; useful with port 0."""
         return [s.getsockname()[:2] for s in self._sockets]
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where ``/metrics`` is served (the bound port), or None."""
+        return None if self._metrics_server is None else self._metrics_server.address
+
+    def close(self) -> None:
+        """Release the sockets and the metrics port (after :meth:`run`, or instead of it)."""
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            self._metrics_server = None
+        for sock in self._sockets:
+            sock.close()
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        problems = []
+        if self.outputs.error is not None:
+            problems.append(f"writer failed: {self.outputs.error!r}")
+        if self._receiver_error is not None:
+            problems.append(f"receiver failed: {self._receiver_error!r}")
+        elif self._receiver is not None and not self._receiver.is_alive():
+            problems.append("receiver stopped")
+        stalled = time.monotonic() - self._beat
+        if stalled > 10:
+            problems.append(f"worker loop stalled for {stalled:.0f} s")
+        details: dict[str, object] = {
+            "listen": [f"{h}:{p}" for h, p in self.addresses],
+            "worker_beat_age_s": round(stalled, 3),
+        }
+        if problems:
+            details["problems"] = problems
+        return not problems, details
 
     # -- receiver thread ---------------------------------------------------------------------
     def _receive(self, stop: threading.Event) -> None:
@@ -225,7 +287,17 @@ class UdpCollector:
             return
         datagrams = chunk.datagrams()
         outcome = self.decoder.decode_many(datagrams, chunk.exporters, chunk.times, source="udp")
-        self.outputs.write_flows(outcome.flows)
+        flows = self._enrich(outcome.flows)
+        self.outputs.write_flows(flows)
+        formats: list[str] = []
+        if self.metrics is not None:
+            formats = datagram_formats(chunk.buf, chunk.starts, chunk.lengths)
+            self.metrics.add_datagrams(chunk.hosts, formats, chunk.lengths)
+            self.metrics.add_flows(flows)
+            if outcome.rejected:
+                self.metrics.add_rejected(
+                    (chunk.hosts[i], formats[i], reason) for i, reason, _ in outcome.rejected
+                )
         if outcome.counters is not None and outcome.counters.num_rows:
             self.outputs.write_counters(outcome.counters)
         flow_bytes = pc.sum(outcome.flows.column("bytes")).as_py() or 0
@@ -254,11 +326,33 @@ class UdpCollector:
             self.outputs.quarantine.add(quarantine_batch(rows))
             self.stats.add({"quarantined": len(rows)})
 
+    def _enrich(self, flows: pa.RecordBatch) -> pa.RecordBatch:
+        if self.enricher is None:
+            return flows
+        try:
+            return self.enricher.enrich(flows)
+        except Exception:  # a bug must not stop collection: store the flows as decoded
+            if not self._enrich_failed:
+                log.exception("enrichment failed; flows are stored without it")
+                self._enrich_failed = True
+            self.stats.add({"enrich_errors": 1})
+            if self.metrics is not None:
+                self.metrics.add_enrich_error()
+            return flows
+
+    def _refresh_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set_state(
+                self.decoder.sequence.snapshot(), self.decoder.session.cache.templates()
+            )
+
     def _close_interval(self, seconds: float, drops: int | None) -> None:
         self.stats.sequence_update(self.decoder.sequence.snapshot())
         if drops is not None and drops > self._drops_seen:
             lost = drops - self._drops_seen
             self.stats.add({"socket_drops": lost})
+            if self.metrics is not None:
+                self.metrics.add_socket_drops(lost)
             log.warning("the kernel dropped %d datagrams: receive buffer full", lost)
             self._drops_seen = drops
         log.info("collector stats (%.1fs): %s", seconds, self.stats.log_line(seconds))
@@ -272,10 +366,14 @@ class UdpCollector:
         receiver = threading.Thread(
             target=self._receive, args=(stop,), name="udp-receiver", daemon=True
         )
+        self._receiver = receiver
         receiver.start()
         self.outputs.start()
+        if self._metrics_server is not None:
+            self._metrics_server.start()
+            log.info("metrics on http://%s:%d/metrics", *self._metrics_server.address)
         log.info("collecting on %s into %s", self.addresses, self.workspace.root)
-        last_stats = last_state = time.monotonic()
+        last_stats = last_state = last_metrics = time.monotonic()
         try:
             while True:
                 try:
@@ -292,7 +390,10 @@ class UdpCollector:
                     finally:
                         chunk.reset()
                         self._free.put(chunk)
-                now = time.monotonic()
+                now = self._beat = time.monotonic()
+                if now - last_metrics >= 1.0:
+                    self._refresh_metrics()
+                    last_metrics = now
                 self.outputs.collector_stats.maybe_rotate(now)
                 if now - last_stats >= self.stats_interval:
                     self._close_interval(now - last_stats, socket_drops(self._sockets))
@@ -309,7 +410,9 @@ class UdpCollector:
             self.outputs.finish()
             save_decoder_state(self.decoder, self.state_path)
             self._close_interval(time.monotonic() - last_stats, final_drops)
+            self._refresh_metrics()
             self.outputs.collector_stats.flush()
+            self.close()
         if self._receiver_error is not None:
             raise CollectorError(f"receiver failed: {self._receiver_error!r}")
         if self.outputs.error is not None:
@@ -374,5 +477,6 @@ def run_collector(
             on_ready(collector.addresses)
         return collector.run(stop)
     finally:
+        collector.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from collectors.dataset import dataset_files, read_dataset
 from collectors.flows.writer import RotatingWriter, default_prefix
+from collectors.retention.lock import LOCK_NAME
 from collectors.schemas import TIMESTAMP
 
 SCHEMA = pa.schema([pa.field("t", TIMESTAMP, nullable=False), pa.field("v", pa.int64())])
@@ -67,7 +68,8 @@ def test_no_temporary_files_left(tmp_path: Path) -> None:
     w = RotatingWriter(tmp_path, SCHEMA, time_column="t", prefix=default_prefix("t"))
     w.add(batch([BASE_US], [1]))
     w.flush()
-    assert [p for p in tmp_path.rglob("*") if p.name.startswith(".")] == []
+    hidden = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert hidden == [tmp_path / LOCK_NAME]  # only the maintenance lock, no temporary file
 
 
 def test_rejects_bad_limits(tmp_path: Path) -> None:

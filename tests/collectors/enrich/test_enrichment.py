@@ -1,0 +1,266 @@
+"""Flow enrichment: look-ups equal the maxminddb reader's, AS only where the exporter left 0,
+countries, interface names and speeds; bad databases and files are clear errors at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import maxminddb
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mmdb_files import ASN_NETWORKS, GEO_NETWORKS, write_asn_db, write_geo_db
+
+from collectors.addresses import address_to_bytes
+from collectors.enrich.enricher import ENRICHMENT_COLUMNS, FlowEnricher
+from collectors.enrich.interfaces import load_interface_files, parse_speed
+from collectors.enrich.mmdb import load_asn_database, load_geo_database
+from collectors.enrich.networks import lookup_ranges, merge_networks
+from collectors.errors import CollectorError
+from collectors.schemas import FLOW_SCHEMA
+
+
+@pytest.fixture(scope="module")
+def dbs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("mmdb")
+    rng = np.random.default_rng(7)
+    asn = dict(ASN_NETWORKS)
+    geo = dict(GEO_NETWORKS)
+    # plus random networks of every size, IPv4 and IPv6, nested where they fall so
+    for i in range(300):
+        plen = int(rng.integers(8, 33))
+        addr = int(rng.integers(0, 1 << 32)) >> (32 - plen) << (32 - plen)
+        cidr = f"{ipaddress.IPv4Address(addr)}/{plen}"
+        if cidr.startswith("10.") or cidr.startswith("192.0.2."):
+            continue
+        asn.setdefault(cidr, 1000 + i)
+        if i % 2:
+            geo.setdefault(cidr, {"country": {"iso_code": "ABCDEFGHIJ"[i % 10] + "Z"}})
+    for i in range(100):
+        plen = int(rng.integers(16, 129))
+        addr = (0x2A00 << 112 | int(rng.integers(0, 1 << 62)) << 50) >> (128 - plen) << (128 - plen)
+        cidr = f"{ipaddress.IPv6Address(addr)}/{plen}"
+        asn.setdefault(cidr, 5000 + i)
+        geo.setdefault(cidr, {"country": {"iso_code": "SE"}})
+    return write_asn_db(folder / "asn.mmdb", asn), write_geo_db(folder / "geo.mmdb", geo)
+
+
+def _expected(reader: maxminddb.Reader, address: str, kind: str) -> int | str | None:
+    record = reader.get(address)
+    if not record:
+        return None
+    if kind == "asn":
+        return record.get("autonomous_system_number")
+    for key in ("country", "registered_country"):
+        if key in record:
+            return record[key]["iso_code"]
+    return None
+
+
+def _interesting(dbs: tuple[Path, Path]) -> list[int]:
+    """Every network's first and last address and their neighbours (as 128-bit, mapped)."""
+    points: set[int] = set()
+    for path in dbs:
+        with maxminddb.open_database(str(path)) as reader:
+            for network, _ in reader:
+                for a in (int(network.network_address), int(network.broadcast_address)):
+                    base = 0xFFFF_0000_0000 if network.version == 4 else 0
+                    points.update(base + a + d for d in (-1, 0, 1))
+    return sorted(p for p in points if 0 <= p < 1 << 128)
+
+
+def _text(value: int) -> str:
+    ip = ipaddress.IPv6Address(value)
+    return str(ip.ipv4_mapped or ip)
+
+
+def test_lookup_equals_the_reader_at_every_network_edge(dbs: tuple[Path, Path]) -> None:
+    asn, geo = load_asn_database(dbs[0]), load_geo_database(dbs[1])
+    merged = merge_networks([asn.networks, geo.networks])
+    points = _interesting(dbs)
+    addresses = np.frombuffer(b"".join(p.to_bytes(16, "big") for p in points), np.uint8)
+    for nets, col, db, path, kind in ((asn.networks, 0, asn, dbs[0], "asn"),
+                                      (geo.networks, 0, geo, dbs[1], "geo"),
+                                      (merged, 0, asn, dbs[0], "asn"),
+                                      (merged, 1, geo, dbs[1], "geo")):  # fmt: skip
+        values = lookup_ranges(nets, addresses.reshape(-1, 16))[:, col]
+        with maxminddb.open_database(str(path)) as reader:
+            for point, value in zip(points, values.tolist(), strict=True):
+                want = _expected(reader, _text(point), kind)
+                got = None if value < 0 else value if kind == "asn" else db.codes[value]
+                assert got == want, (_text(point), kind)
+
+
+@pytest.fixture(scope="module")
+def opened(
+    dbs: tuple[Path, Path],
+) -> Iterator[tuple[FlowEnricher, maxminddb.Reader, maxminddb.Reader]]:
+    enricher = FlowEnricher.open(asn_db=dbs[0], geo_db=dbs[1])
+    assert enricher is not None
+    with maxminddb.open_database(str(dbs[0])) as a, maxminddb.open_database(str(dbs[1])) as g:
+        yield enricher, a, g
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.integers(0, (1 << 32) - 1).map(lambda a: 0xFFFF_0000_0000 + a),
+        st.integers(0, (1 << 128) - 1),
+        st.integers(0, (1 << 80) - 1).map(lambda a: (0x2A00 << 112) + (a << 32)),
+        st.integers(0, (1 << 96) - 1).map(lambda a: (0x20010DB8 << 96) + a),
+    )
+)
+def test_any_address_like_the_reader(
+    opened: tuple[FlowEnricher, maxminddb.Reader, maxminddb.Reader], value: int
+) -> None:
+    enricher, asn, geo = opened
+    out = enricher.enrich(_flows([value.to_bytes(16, "big")], src_as=[0])).to_pylist()[0]
+    assert out["src_as"] == (_expected(asn, _text(value), "asn") or 0)
+    assert out["src_country"] == _expected(geo, _text(value), "geo")
+
+
+def _flows(
+    src: list[bytes],
+    *,
+    src_as: list[int],
+    dst: list[bytes] | None = None,
+    exporter: bytes | None = None,
+    input_if: list[int] | None = None,
+) -> pa.RecordBatch:
+    n = len(src)
+    cols = {
+        "exporter": pa.array([exporter or address_to_bytes("192.0.2.1")] * n, pa.binary(16)),
+        "src_addr": pa.array(src, pa.binary(16)),
+        "dst_addr": pa.array(dst or [address_to_bytes("1.0.0.1")] * n, pa.binary(16)),
+        "src_as": pa.array(src_as, pa.uint32()),
+        "input_if": pa.array(input_if or [1] * n, pa.uint32()),
+        "flow_start": pa.array([0] * n, pa.int64()).cast(FLOW_SCHEMA.field("flow_start").type),
+        "source_format": pa.array(["ipfix"] * n),
+    }
+    arrays = []
+    for f in FLOW_SCHEMA:
+        if f.name in cols:
+            arrays.append(cols[f.name])
+        elif f.name == "flow_end":
+            arrays.append(cols["flow_start"])
+        elif f.nullable:
+            arrays.append(pa.nulls(n, f.type))
+        else:
+            arrays.append(pa.array(np.zeros(n), f.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
+
+
+def test_as_is_filled_only_where_the_exporter_left_zero(dbs: tuple[Path, Path]) -> None:
+    enricher = FlowEnricher.open(asn_db=dbs[0], geo_db=dbs[1])
+    assert enricher is not None
+    src = [address_to_bytes(a) for a in ("10.1.2.3", "10.1.2.3", "10.200.0.1", "192.0.2.200",
+                                         "8.8.8.8", "2001:db8:1::5")]  # fmt: skip
+    out = enricher.enrich(_flows(src, src_as=[0, 65001, 0, 0, 0, 0]))
+    assert out.schema == FLOW_SCHEMA
+    assert out.column("src_as").to_pylist() == [64501, 65001, 64500, 64502, 0, 64511]
+    assert out.column("src_country").to_pylist() == ["DE", "DE", "FR", "US", None, "NL"]
+    # the destination too (1.0.0.1: AS13335, AU), and untouched columns stay as they were
+    assert set(out.column("dst_as").to_pylist()) == {13335}
+    assert set(out.column("dst_country").to_pylist()) == {"AU"}
+    assert out.column("input_if_name").null_count == len(src)
+
+
+def test_no_database_leaves_the_columns_null(tmp_path: Path) -> None:
+    assert FlowEnricher.open() is None
+    enricher = FlowEnricher.open(asn_db=write_asn_db(tmp_path / "a.mmdb"))
+    assert enricher is not None
+    out = enricher.enrich(_flows([address_to_bytes("10.1.0.1")], src_as=[0]))
+    assert out.column("src_as").to_pylist() == [64501]
+    assert out.column("src_country").to_pylist() == [None]
+    for name in ENRICHMENT_COLUMNS:
+        assert FLOW_SCHEMA.field(name).nullable
+        assert FLOW_SCHEMA.field(name).metadata[b"doc"]
+
+
+INTERFACES = """
+[exporter."192.0.2.1"]
+1 = { name = "xe-0/0/1", speed = "10G" }
+2 = { name = "xe-0/0/2", speed = 2_500_000_000, description = "transit A" }
+
+[exporter."2001:db8::1"]
+1 = { name = "et-0/0/1" }
+"""
+
+
+def test_interface_names_and_speeds_by_exporter_and_ifindex(tmp_path: Path) -> None:
+    (tmp_path / "r1.toml").write_text(INTERFACES)
+    enricher = FlowEnricher.open(interfaces=[tmp_path / "r1.toml"])
+    assert enricher is not None
+    r1, r2 = address_to_bytes("192.0.2.1"), address_to_bytes("2001:db8::1")
+    src = [address_to_bytes("10.0.0.1")] * 3
+    got = []
+    for exporter in (r1, r2, address_to_bytes("192.0.2.99")):
+        out = enricher.enrich(_flows(src, src_as=[0] * 3, exporter=exporter, input_if=[1, 2, 3]))
+        got.append(list(zip(out.column("input_if_name").to_pylist(),
+                            out.column("input_if_speed").to_pylist(), strict=True)))  # fmt: skip
+        assert out.column("output_if_name").to_pylist() == [None] * 3  # output_if 0: unknown
+    assert got[0] == [("xe-0/0/1", 10_000_000_000), ("xe-0/0/2", 2_500_000_000), (None, None)]
+    assert got[1] == [("et-0/0/1", None), (None, None), (None, None)]
+    assert got[2] == [(None, None)] * 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[exporter."192.0.2.1"]\n1 = { name = "a", speed = "fast" }', "ifIndex 1, field speed"),
+        ('[exporter."192.0.2.1"]\n1 = { name = "a", mtu = 9000 }', "unknown field 'mtu'"),
+        ('[exporter."192.0.2.1"]\n1 = { speed = "1G" }', "ifIndex 1, field name"),
+        ('[exporter."router-1"]\n1 = { name = "a" }', "'router-1': not an IP address"),
+        ('[exporter."192.0.2.1"]\neth0 = { name = "a" }', "'eth0' is not an ifIndex"),
+        ('[routers."192.0.2.1"]\n1 = { name = "a" }', "unknown table 'routers'"),
+        ("[exporter\n", "not valid TOML"),
+    ],
+)
+def test_interface_file_mistakes_name_file_exporter_and_field(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(CollectorError, match=r"bad\.toml") as info:
+        load_interface_files([path])
+    assert message in str(info.value)
+
+
+def test_one_exporter_in_two_files_is_refused(tmp_path: Path) -> None:
+    for name in ("a.toml", "b.toml"):
+        (tmp_path / name).write_text('[exporter."192.0.2.1"]\n1 = { name = "x" }\n')
+    with pytest.raises(CollectorError, match=r"b.toml.*already described in .*a.toml"):
+        load_interface_files([tmp_path / "a.toml", tmp_path / "b.toml"])
+
+
+def test_speeds() -> None:
+    assert parse_speed("10G") == 10**10
+    assert parse_speed("2.5 Gbps") == 2_500_000_000
+    assert parse_speed("100M") == 10**8
+    assert parse_speed(1000) == 1000
+    for bad in ("10X", "-1", True, 1.5, 1 << 64):
+        with pytest.raises(ValueError, match="speed"):
+            parse_speed(bad)
+
+
+def test_unreadable_or_wrong_databases_are_clear_errors(tmp_path: Path) -> None:
+    text = tmp_path / "notes.mmdb"
+    text.write_text("not a database\n")
+    geo = write_geo_db(tmp_path / "country.mmdb")
+    asn = write_asn_db(tmp_path / "asn.mmdb")
+    cases = [
+        ({"asn_db": tmp_path / "missing.mmdb"}, "missing.mmdb: no such file"),
+        ({"asn_db": text}, "notes.mmdb: not a MaxMind database"),
+        ({"geo_db": tmp_path}, "a folder, not a .mmdb file"),
+        ({"asn_db": geo}, "no record has the field autonomous_system_number"),
+        ({"geo_db": asn}, "no record has the field country.iso_code"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(CollectorError) as info:
+            FlowEnricher.open(**kwargs)  # type: ignore[arg-type]
+        assert message in str(info.value)
+        assert str(next(iter(kwargs.values()))) in str(info.value)
