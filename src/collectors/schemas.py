@@ -26,7 +26,10 @@ ADDRESS = pa.binary(16)
 MPLS_LABELS = pa.list_(pa.uint32())
 
 #: Values of ``flow.source_format``.
-SOURCE_FORMATS = ("netflow_v1", "netflow_v5", "netflow_v7", "netflow_v9", "ipfix", "sflow", "pcap")
+#: ``nfcapd``: read from an nfcapd file whose record names no NetFlow version.
+SOURCE_FORMATS = (
+    "netflow_v1", "netflow_v5", "netflow_v7", "netflow_v9", "ipfix", "sflow", "pcap", "nfcapd",
+)  # fmt: skip
 
 
 def documented_field(name: str, type_: pa.DataType, nullable: bool, doc: str) -> pa.Field:

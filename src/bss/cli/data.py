@@ -166,6 +166,28 @@ def ingest_nfcapd(
             f"{k}: {v}" for k, v in summary.refused.items()))  # fmt: skip
 
 
+@ingest_app.command("nfcapd")
+def ingest_nfcapd(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="nfcapd files or folders of them")],
+) -> None:
+    """nfdump 1.7 files (nfcapd.*; uncompressed, LZO, BZ2, LZ4, ZSTD) to flows.
+
+    Files that are not nfdump 1.7 files are reported and refused (exit 6); the others
+    are ingested. Ingesting a file again replaces its flows.
+    """
+    from collectors.errors import IngestError
+    from collectors.nfcapd.ingest import ingest_nfcapd_files
+
+    state = get_state(ctx)
+    with progress(state, "reading nfcapd files"):
+        summary = ingest_nfcapd_files(paths, state.workspace.ensure())
+    _report(state, "nfcapd ingest", summary.to_dict())
+    if summary.refused:
+        raise IngestError(f"{len(summary.refused)} file(s) refused: " + "; ".join(
+            f"{k}: {v}" for k, v in summary.refused.items()))  # fmt: skip
+
+
 def _report(state: CliState, what: str, payload: dict[str, Any]) -> None:
     scalars = [(k, v) for k, v in payload.items() if not isinstance(v, list | dict)]
     nested = [(k, v) for k, v in payload.items() if isinstance(v, dict) and v]
