@@ -4,8 +4,14 @@ unannounced sampling, empty records, data before its template."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import struct
+import subprocess
+from pathlib import Path
+from typing import Any
 
+import dpkt
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -425,3 +431,98 @@ def test_data_before_its_template_in_one_datagram_is_held_then_decoded() -> None
     # IPFIX sequence numbers count records; a message that held data resyncs the count, so
     # the next message (sequence 3, after the 3 records) shows no loss.
     assert (seq.received, seq.missing) == (1, 0)
+
+
+# -- tshark as the oracle -------------------------------------------------------------------------
+def _pcap(datagrams: list[bytes], path: Path) -> Path:
+    with open(path, "wb") as fh:
+        writer = dpkt.pcap.Writer(fh)
+        for i, d in enumerate(datagrams):
+            udp = dpkt.udp.UDP(sport=40000, dport=4739, data=d)
+            udp.ulen = 8 + len(d)
+            ip = dpkt.ip.IP(src=a("192.0.2.77"), dst=a("192.0.2.1"), p=17, data=udp)
+            ip.len = 20 + udp.ulen
+            writer.writepkt(bytes(dpkt.ethernet.Ethernet(type=0x0800, data=ip)), ts=T + i)
+    return path
+
+
+def _tshark_records(path: Path) -> list[dict[str, Any]]:
+    """Every data record tshark decodes, in order (options records included)."""
+    cmd = ["tshark", "-r", str(path), "-d", "udp.port==4739,cflow", "-T", "json"]
+    cmd.append("--no-duplicate-keys")  # repeated layers (MPLS labels) as lists
+    raw = subprocess.run(cmd, capture_output=True, check=True, timeout=60)
+    out = []
+    for pkt in json.loads(raw.stdout):
+        for key, fs in pkt["_source"]["layers"]["cflow"].items():
+            if key.startswith("Set") and isinstance(fs, dict):
+                out += [v for k, v in fs.items() if k.startswith("Flow ")]
+    return out
+
+
+def _one(v: Any) -> str:
+    return v[0] if isinstance(v, list) else v
+
+
+def _family_rule(t: dict[str, Any]) -> str:
+    """The documented family choice, applied to tshark's decode of the record."""
+    v4 = [_one(t.get(f"cflow.{k}", "0.0.0.0")) for k in ("srcaddr", "dstaddr")]
+    v6 = [_one(t.get(f"cflow.{k}v6", "::")) for k in ("srcaddr", "dstaddr")]
+    c4, c6 = [x != "0.0.0.0" for x in v4], [x != "::" for x in v6]
+    version = int(t.get("cflow.ip_version", 0))
+    if any(c6) != any(c4):
+        return v6[0] if any(c6) else v4[0]
+    if version in (4, 6) and any(c4):
+        return v6[0] if version == 6 else v4[0]
+    if all(c6) != all(c4):
+        return v6[0] if all(c6) else v4[0]
+    return v6[0] if version == 6 else v4[0]  # the templates here list IPv4 first
+
+
+@pytest.mark.peer
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_families_psamp_and_sections_equal_tshark(tmp_path: Path) -> None:
+    dual_s: Fields = [*DUAL_V, (302, 4)]
+    v4 = [a("10.1.1.1"), a("10.2.2.2"), a("10.0.0.254"), Z16, Z16, Z16, 1500, 3]
+    v6 = [0, 0, 0, a("2001:db8::16"), a("2001:db8::17"), a("2001:db8::1"), 116_400, 80]
+    both = [a("10.1.1.1"), a("10.2.2.2"), 0, a("2001:db8::a"), a("2001:db8::b"), Z16, 9, 1]
+    records = [[*v4, 4, 1], [*v6, 6, 2], [*v6, 0, 1], [*both, 6, 3], [*both, 4, 2], [*v4, 0, 9]]
+    frames = [_frame(), _frame(vlan=None, mpls_labels=(16001, 24005)), _frame(vlan=7)[:40]]
+    sections = [[5, 6, 1000 + k, len(f), f] for k, f in enumerate(frames)]
+    datagrams = [
+        msg([PSAMP_NEW, PSAMP_OLD, tpl(301, dual_s), tpl(320, JUNIPER)]),
+        msg([_selector(330, 1, 1, 100), _selector(331, 2, 1, 49)], seq=1),
+        msg([data(301, dual_s, *records), data(320, JUNIPER, *sections)], seq=3),
+    ]
+    out = FlowDecoder().decode_many(datagrams, [EXP] * 3, np.zeros(3, np.int64))
+    assert out.rejected == []
+    theirs = _tshark_records(_pcap(datagrams, tmp_path / "x.pcap"))
+    samplers = {}
+    for t in theirs:
+        if "cflow.selector_algorithm" in t:
+            if "cflow.sampling_size" in t:
+                n, big_n = int(t["cflow.sampling_size"]), int(t["cflow.sampling_population"])
+            else:
+                n = int(t["cflow.sampling_packet_interval"])
+                big_n = n + int(t["cflow.sampling_packet_space"])
+            samplers[int(t["cflow.selector_id"])] = round(big_n / n)
+    flows = [t for t in theirs if "cflow.selector_algorithm" not in t]
+    assert samplers == {1: 100, 2: 50}
+    assert len(flows) == out.flows.num_rows == len(records) + len(sections)
+    ours = out.flows.to_pylist()
+    for row, t in zip(ours, flows, strict=True):
+        src = str(address_from_bytes(row["src_addr"]))
+        if "cflow.data_link_frame_section" in t:
+            tree = t["cflow.data_link_frame_section_tree"]
+            ip, tcp = tree.get("ip", {}), tree.get("tcp", {})
+            assert src == ip.get("ip.src", "::")
+            assert row["src_port"] == int(tcp.get("tcp.srcport", 0))
+            assert row["vlan"] == int(tree.get("vlan", {}).get("vlan.id", 0))
+            labels = tree.get("mpls", [])
+            labels = [labels] if isinstance(labels, dict) else labels
+            assert (row["mpls_labels"] or []) == [int(m["mpls.label"]) for m in labels]
+            assert (row["bytes"], row["packets"]) == (int(t["cflow.data_link_frame_size"]), 1)
+            assert row["sampling_interval"] is None
+        else:
+            assert src == _family_rule(t)
+            assert row["bytes"] == int(t["cflow.octets"])
+            assert row["sampling_interval"] == samplers.get(int(t["cflow.selector_id"]))
