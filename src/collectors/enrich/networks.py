@@ -12,6 +12,7 @@ it), IPv6 through 128-bit ranges as (hi, lo) word pairs. ``values[k, j]`` is dat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,12 @@ class Networks:
     def __repr__(self) -> str:
         return f"Networks({len(self)} ranges, {self.columns} value columns)"
 
+    @functools.cached_property
+    def all_values(self) -> np.ndarray:
+        """IPv4 values, IPv6 values, then a row of -1 (the answer for "no range")."""
+        none = np.full((1, self.columns), -1, np.int64)
+        return np.concatenate([self.v4_values, self.v6_values, none])
+
 
 def _v4_index(starts: np.ndarray) -> np.ndarray:
     return np.searchsorted(starts, np.arange(65537, dtype=np.int64) << 16).astype(np.int64)
@@ -88,20 +95,25 @@ def networks_from_lists(v4: list[tuple[int, int, int]], v6: list[tuple[int, int,
 
 # -- the kernels -----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _find_v4(a: np.uint32, index: np.ndarray, start: np.ndarray, end: np.ndarray) -> int:
-    """Range holding IPv4 ``a``, or -1: the last start <= a (searched within a's /16)."""
-    bucket = np.int64(a) >> 16
-    lo = index[bucket]
-    hi = index[bucket + 1]
-    while lo < hi:  # first start > a
-        mid = (lo + hi) >> 1
-        if start[mid] <= a:
-            lo = mid + 1
-        else:
-            hi = mid
-    k = int(lo - 1)
+def _find_v4(a: np.int64, index: np.ndarray, start: np.ndarray, end: np.ndarray) -> int:
+    """Range holding IPv4 ``a``, or -1: the last start <= a, searched within a's /16.
+
+    Branch-free halving: the comparison becomes a multiply, not a jump the processor
+    mispredicts half the time (that cost more than the memory reads).
+    """
+    bucket = a >> 16
+    base = index[bucket]
+    n = index[bucket + 1] - base
+    if n == 0:
+        k = base - 1
+    else:
+        while n > 1:
+            half = n >> 1
+            base += half * np.int64(start[base + half] <= a)
+            n -= half
+        k = base - np.int64(start[base] > a)
     if k >= 0 and a <= end[k]:
-        return k
+        return int(k)
     return -1
 
 
@@ -130,8 +142,17 @@ def _find_v6(
 
 
 @njit(cache=True, nogil=True)
+def _bswap64(x: np.uint64) -> np.uint64:
+    out = np.uint64(0)
+    for _ in range(8):
+        out = (out << np.uint64(8)) | (x & np.uint64(0xFF))
+        x >>= np.uint64(8)
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _lookup(
-    addr: np.ndarray,
+    words: np.ndarray,
     v4_index: np.ndarray,
     v4_start: np.ndarray,
     v4_end: np.ndarray,
@@ -139,48 +160,53 @@ def _lookup(
     s_lo: np.ndarray,
     e_hi: np.ndarray,
     e_lo: np.ndarray,
-    out_v4: np.ndarray,
-    out_v6: np.ndarray,
+    table: np.ndarray,
+    v6_only: bool,
+    out: np.ndarray,
 ) -> None:
-    n = addr.shape[0]
-    for i in range(n):
-        out_v4[i] = -1
-        out_v6[i] = -1
-        row = addr[i]
+    """``out[i] = table[row]`` of address ``i`` (``words``: its two 8-byte halves, read
+    little-endian); the row is the IPv4 range, or the number of IPv4 ranges plus the IPv6
+    range, or the last row of ``table`` (all -1) when no range holds the address."""
+    n4 = v4_start.shape[0]
+    none = table.shape[0] - 1
+    cols = table.shape[1]
+    mask32 = np.uint64(0xFFFF_FFFF)
+    for i in range(words.shape[0]):
+        w0 = words[i, 0]
+        w1 = words[i, 1]
+        low = w1 & mask32  # bytes 8..11
+        row = none
         # IPv4-mapped ::ffff:a.b.c.d, and IPv4-compatible ::a.b.c.d, which MaxMind's tree
         # also answers from its IPv4 data
-        mapped = (row[10] == 0xFF and row[11] == 0xFF) or (row[10] == 0 and row[11] == 0)
-        for j in range(10):
-            if row[j] != 0:
-                mapped = False
-                break
-        if mapped:
-            a = (
-                (np.uint32(row[12]) << 24)
-                | (np.uint32(row[13]) << 16)
-                | (np.uint32(row[14]) << 8)
-                | np.uint32(row[15])
+        if not v6_only and w0 == 0 and (low == np.uint64(0xFFFF0000) or low == 0):
+            x = w1 >> np.uint64(32)  # bytes 12..15, little-endian: d.c.b.a
+            a = np.int64(
+                ((x & np.uint64(0xFF)) << np.uint64(24))
+                | ((x & np.uint64(0xFF00)) << np.uint64(8))
+                | ((x >> np.uint64(8)) & np.uint64(0xFF00))
+                | (x >> np.uint64(24))
             )
-            out_v4[i] = _find_v4(a, v4_index, v4_start, v4_end)
+            k = _find_v4(a, v4_index, v4_start, v4_end)
+            if k >= 0:
+                row = k
         elif s_hi.shape[0]:
-            h = np.uint64(0)
-            lw = np.uint64(0)
-            for j in range(8):
-                h = (h << np.uint64(8)) | np.uint64(row[j])
-                lw = (lw << np.uint64(8)) | np.uint64(row[8 + j])
-            out_v6[i] = _find_v6(h, lw, s_hi, s_lo, e_hi, e_lo)
+            k = _find_v6(_bswap64(w0), _bswap64(w1), s_hi, s_lo, e_hi, e_lo)
+            if k >= 0:
+                row = n4 + k
+        for j in range(cols):
+            out[i, j] = table[row, j]
 
 
-def lookup_ranges(networks: Networks, addresses: np.ndarray) -> np.ndarray:
-    """Values of the range holding each address: ``(n, columns)`` int64, -1 where none.
+def _words(addresses: np.ndarray) -> np.ndarray:
+    """``(n, 16)`` uint8 addresses as ``(n, 2)`` little-endian uint64 halves (no copy)."""
+    flat = np.ascontiguousarray(addresses)
+    return flat.view("<u8").reshape(-1, 2)
 
-    ``addresses`` is ``(n, 16)`` uint8, IPv4 mapped as ``::ffff:a.b.c.d``.
-    """
-    n = addresses.shape[0]
-    k4 = np.empty(n, np.int64)
-    k6 = np.empty(n, np.int64)
+
+def _run(networks: Networks, addresses: np.ndarray, v6_only: bool) -> np.ndarray:
+    out = np.empty((addresses.shape[0], networks.columns), np.int64)
     _lookup(
-        addresses,
+        _words(addresses),
         networks.v4_index,
         networks.v4_start,
         networks.v4_end,
@@ -188,17 +214,19 @@ def lookup_ranges(networks: Networks, addresses: np.ndarray) -> np.ndarray:
         networks.v6_start_lo,
         networks.v6_end_hi,
         networks.v6_end_lo,
-        k4,
-        k6,
+        networks.all_values,
+        v6_only,
+        out,
     )
-    out = np.full((n, networks.columns), -1, np.int64)
-    hit4 = k4 >= 0
-    if hit4.any():
-        out[hit4] = networks.v4_values[k4[hit4]]
-    hit6 = k6 >= 0
-    if hit6.any():
-        out[hit6] = networks.v6_values[k6[hit6]]
     return out
+
+
+def lookup_ranges(networks: Networks, addresses: np.ndarray) -> np.ndarray:
+    """Values of the range holding each address: ``(n, columns)`` int64, -1 where none.
+
+    ``addresses`` is ``(n, 16)`` uint8, IPv4 mapped as ``::ffff:a.b.c.d``.
+    """
+    return _run(networks, addresses, False)
 
 
 # -- merging databases -----------------------------------------------------------------------
@@ -279,25 +307,7 @@ def _v6_bounds(nets: Networks) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _v6_values(nets: Networks, points: np.ndarray) -> np.ndarray:
-    """Values at IPv6 points (never IPv4-mapped: those are looked up as IPv4)."""
-    n = points.shape[0]
-    if n == 0:
+    """IPv6 ranges' values at IPv6 points (never read as IPv4, whatever their bits)."""
+    if points.shape[0] == 0:
         return np.zeros((0, nets.columns), np.int64)
-    k4 = np.empty(n, np.int64)
-    k6 = np.empty(n, np.int64)
-    _lookup(
-        points,
-        nets.v4_index,
-        nets.v4_start,
-        nets.v4_end,
-        nets.v6_start_hi,
-        nets.v6_start_lo,
-        nets.v6_end_hi,
-        nets.v6_end_lo,
-        k4,
-        k6,
-    )
-    out = np.full((n, nets.columns), -1, np.int64)
-    hit = k6 >= 0
-    out[hit] = nets.v6_values[k6[hit]]
-    return out
+    return _run(nets, points, True)
