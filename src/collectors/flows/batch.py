@@ -138,8 +138,11 @@ def _labels(values: np.ndarray, depth: np.ndarray) -> pa.Array:
 
 
 def _sampling(values: np.ndarray) -> pa.Array:
-    unknown = values == 0
-    return _numeric(values, pa.uint32(), ~unknown if unknown.any() else None)
+    """The sampling column: 0 (not announced) is null; one pass when all or none are."""
+    known = np.count_nonzero(values)
+    if known == 0:
+        return pa.nulls(values.shape[0], pa.uint32())
+    return _numeric(values, pa.uint32(), None if known == values.shape[0] else values != 0)
 
 
 def _format_strings(codes: np.ndarray) -> pa.Array:

@@ -27,7 +27,8 @@ def unspecified(addrs: np.ndarray) -> np.ndarray:
 
 def empty_records(cols: FlowColumns) -> np.ndarray:
     """Indices of the rows with no address and no volume."""
-    idx = np.nonzero((cols.bytes == 0) & (cols.packets == 0))[0]
+    idx = np.flatnonzero(cols.bytes == 0)  # one pass: zero-byte records are rare
     if idx.size:
+        idx = idx[cols.packets[idx] == 0]
         idx = idx[unspecified(cols.src_addr[idx]) & unspecified(cols.dst_addr[idx])]
     return idx
