@@ -2,8 +2,8 @@
 
 Accepted inputs (detected by content, then by suffix):
 
-* **pcap / pcapng** of export traffic: every UDP payload is a datagram, with the
-  sender address as exporter and the capture time as receive time;
+* **pcap / pcapng** of export traffic, plain or gzip-compressed: every UDP payload is a
+  datagram, with the sender address as exporter and the capture time as receive time;
 * **datagram files** (suffix ``.dgrams``, or any file that frames exactly this way):
   datagrams back to back, each preceded by its length as a 4-byte big-endian
   unsigned integer (1..65535);
@@ -31,6 +31,7 @@ import logging
 import os
 import struct
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -93,6 +94,14 @@ def detect_flow_file(path: Path) -> str:
     """``pcap``, ``datagrams`` or ``single`` (see the module doc)."""
     with open(path, "rb") as fh:
         head = fh.read(4)
+        if head[:2] == b"\x1f\x8b":  # gzip: only captures are read compressed
+            fh.seek(0)
+            try:
+                head = zlib.decompressobj(wbits=47).decompress(fh.read(1 << 16), 4)
+            except zlib.error as exc:
+                raise IngestError(f"{path}: bad gzip data ({exc})") from exc
+            if head not in _PCAP_MAGICS and head != _PCAPNG_MAGIC:
+                raise IngestError(f"{path}: gzip-compressed, but not a pcap or pcapng capture")
     if head in _PCAP_MAGICS or head == _PCAPNG_MAGIC:
         return "pcap"
     if path.suffix == DATAGRAM_FILE_SUFFIX:

@@ -49,7 +49,9 @@ __all__ = [
     "U16_TCP_FLAGS",
     "U16_VLAN",
     "U32_CAP_LEN",
+    "U32_IP_END",
     "U32_IP_LEN",
+    "U32_L4_OFFSET",
     "U32_WIRE_LEN",
     "decode_frames",
     "decode_packet",
@@ -65,9 +67,11 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 
-# Row indices of the column blocks.
-U32_WIRE_LEN, U32_CAP_LEN, U32_IP_LEN = 0, 1, 2
-N_U32 = 3
+# Row indices of the column blocks. U32_L4_OFFSET is where the transport header starts and
+# U32_IP_END where the IP packet ends by its length field (link padding follows), both
+# counted from the frame's first byte, 0 when not reached: UDP payloads are read between.
+U32_WIRE_LEN, U32_CAP_LEN, U32_IP_LEN, U32_L4_OFFSET, U32_IP_END = 0, 1, 2, 3, 4
+N_U32 = 5
 U16_SRC_PORT, U16_DST_PORT, U16_TCP_FLAGS, U16_VLAN = 0, 1, 2, 3
 N_U16 = 4
 U8_IP_VERSION, U8_PROTOCOL, U8_TOS, U8_ICMP_TYPE = 0, 1, 2, 3
@@ -203,6 +207,8 @@ def decode_packet(
     u32c[U32_WIRE_LEN, i] = wirelen
     u32c[U32_CAP_LEN, i] = caplen
     u32c[U32_IP_LEN, i] = 0
+    u32c[U32_L4_OFFSET, i] = 0
+    u32c[U32_IP_END, i] = 0
     for k in range(N_U16):
         u16c[k, i] = 0
     for k in range(N_U8):
@@ -301,6 +307,7 @@ def decode_packet(
         if total == 0:  # TSO / offloaded captures leave it 0: use the frame
             total = wirelen - (p - off)
         u32c[U32_IP_LEN, i] = total
+        u32c[U32_IP_END, i] = p - off + total
         proto = int(buf[p + 9])
         u8c[U8_PROTOCOL, i] = proto
         src[i, 10] = 0xFF
@@ -316,6 +323,7 @@ def decode_packet(
             return
         if (frag & 0x2000) != 0:
             u8c[U8_FRAGMENT, i] = 1
+        u32c[U32_L4_OFFSET, i] = p + ihl - off
         _transport(buf, p + ihl, end - (p + ihl), proto, i, u16c, u8c)
         return
     if kind == 6:
@@ -329,6 +337,7 @@ def decode_packet(
         u8c[U8_TOS, i] = ((int(buf[p]) & 0x0F) << 4) | (int(buf[p + 1]) >> 4)
         plen = _be16(buf, p + 4)
         u32c[U32_IP_LEN, i] = 40 + plen if plen != 0 else wirelen - (p - off)
+        u32c[U32_IP_END, i] = p - off + u32c[U32_IP_LEN, i]
         for k in range(16):
             src[i, k] = buf[p + 8 + k]
             dst[i, k] = buf[p + 24 + k]
@@ -364,6 +373,7 @@ def decode_packet(
             else:
                 break
         u8c[U8_PROTOCOL, i] = nxt
+        u32c[U32_L4_OFFSET, i] = q - off
         _transport(buf, q, end - q, nxt, i, u16c, u8c)
         return
     u8c[U8_STATUS, i] = STATUS_BAD_IP_VERSION

@@ -25,7 +25,6 @@ import mmap
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -34,27 +33,21 @@ import pyarrow as pa
 from numba import njit
 
 from collectors.errors import IngestError
+from collectors.pcap.packet_batch import PacketBatch
 from collectors.pcap.packet_kernel import (
     N_U8,
     N_U16,
     N_U32,
     PACKET_SCHEMA,
     STATUS_NON_IP,
+    STATUS_OK,
     U8_FRAGMENT,
-    U8_ICMP_CODE,
-    U8_ICMP_TYPE,
-    U8_IP_VERSION,
     U8_L4_TRUNCATED,
     U8_PROTOCOL,
     U8_STATUS,
-    U8_TOS,
-    U16_DST_PORT,
-    U16_SRC_PORT,
-    U16_TCP_FLAGS,
-    U16_VLAN,
     U32_CAP_LEN,
-    U32_IP_LEN,
-    U32_WIRE_LEN,
+    U32_IP_END,
+    U32_L4_OFFSET,
     decode_packet,
 )
 
@@ -266,73 +259,6 @@ def _scan_pcapng(
     return pos, i, _BATCH_FULL
 
 
-@dataclass
-class PacketBatch:
-    """Decoded columns of up to ``batch_size`` packets (numpy, ready for Arrow).
-
-    ``rejected`` maps a row index to the raw captured bytes of a packet whose
-    ``status`` is a reject reason (see ``packet_kernel.REJECT_REASONS``).
-    """
-
-    time_us: np.ndarray
-    offset: np.ndarray
-    src: np.ndarray
-    dst: np.ndarray
-    u32c: np.ndarray
-    u16c: np.ndarray
-    u8c: np.ndarray
-    rejected: dict[int, bytes] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return int(self.time_us.shape[0])
-
-    @property
-    def status(self) -> np.ndarray:
-        status: np.ndarray = self.u8c[U8_STATUS]
-        return status
-
-    @property
-    def ip_mask(self) -> np.ndarray:
-        """Rows that are well-formed IP packets (what metering counts)."""
-        mask: np.ndarray = self.u8c[U8_STATUS] == 0
-        return mask
-
-    def non_ip_count(self) -> int:
-        return int(np.count_nonzero(self.u8c[U8_STATUS] == STATUS_NON_IP))
-
-    def to_arrow(self, source_file: str) -> pa.Table:
-        """The batch in :data:`collectors.pcap.packet_kernel.PACKET_SCHEMA` (all rows)."""
-        n = len(self)
-
-        def addr(a: np.ndarray) -> pa.Array:
-            return pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(16), n, [None, pa.py_buffer(np.ascontiguousarray(a))]
-            )
-
-        cols = [
-            pa.array(self.time_us, pa.int64()).cast(PACKET_SCHEMA.field("time").type),
-            pa.repeat(pa.scalar(source_file, pa.string()), n),
-            pa.array(self.offset),
-            pa.array(self.u32c[U32_WIRE_LEN]),
-            pa.array(self.u32c[U32_CAP_LEN]),
-            pa.array(self.u16c[U16_VLAN]),
-            pa.array(self.u8c[U8_IP_VERSION]),
-            addr(self.src),
-            addr(self.dst),
-            pa.array(self.u8c[U8_PROTOCOL]),
-            pa.array(self.u8c[U8_TOS]),
-            pa.array(self.u32c[U32_IP_LEN]),
-            pa.array(self.u16c[U16_SRC_PORT]),
-            pa.array(self.u16c[U16_DST_PORT]),
-            pa.array(self.u16c[U16_TCP_FLAGS]),
-            pa.array(self.u8c[U8_ICMP_TYPE]),
-            pa.array(self.u8c[U8_ICMP_CODE]),
-            pa.array(self.u8c[U8_FRAGMENT]),
-            pa.array(self.u8c[U8_L4_TRUNCATED]),
-        ]
-        return pa.Table.from_arrays(cols, schema=PACKET_SCHEMA)
-
-
 def _alloc(n: int) -> tuple[np.ndarray, ...]:
     return (
         np.empty(n, np.int64),
@@ -350,7 +276,9 @@ class CaptureReader:
 
     Raises :class:`collectors.errors.IngestError` if the file cannot be opened or
     is not a capture. Problems inside the file end the iteration early and are
-    reported through :attr:`warnings` and :attr:`truncated_at`.
+    reported through :attr:`warnings` and :attr:`truncated_at`. With
+    ``udp_payloads=True`` each batch also carries the payload of every whole or first
+    fragment UDP packet (:meth:`udp_datagrams` reads a capture of flow exports so).
     """
 
     def __init__(
@@ -359,8 +287,10 @@ class CaptureReader:
         *,
         batch_size: int = 1 << 18,
         window_bytes: int = 64 << 20,
+        udp_payloads: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.udp_payloads = udp_payloads
         self.batch_size = batch_size
         self.window_bytes = max(window_bytes, 1 << 16)
         self.warnings: list[str] = []
@@ -450,18 +380,34 @@ class CaptureReader:
         )
         bad = np.flatnonzero(batch.u8c[U8_STATUS] > STATUS_NON_IP)
         for idx in bad.tolist():
-            start = int(batch.offset[idx]) - base
-            if self.format == "pcap":
-                hdr = 16
-            else:  # Simple Packet Block (type 3, either byte order) has a 12-byte header
-                hdr = 12 if 3 in (int(buf[start]), int(buf[start + 3])) else 28
-            cap = int(batch.u32c[U32_CAP_LEN, idx])
-            if start >= 0 and start + hdr + cap <= buf.shape[0]:
-                batch.rejected[idx] = bytes(buf[start + hdr : start + hdr + cap])
-            else:
-                batch.rejected[idx] = b""
+            batch.rejected[idx] = self._frame(batch, idx, buf, base, 0, 1 << 32)
+        if self.udp_payloads:
+            u8c = batch.u8c
+            udp = (u8c[U8_STATUS] == STATUS_OK) & (u8c[U8_PROTOCOL] == 17)
+            udp &= (u8c[U8_FRAGMENT] != 2) & (u8c[U8_L4_TRUNCATED] == 0)
+            for idx in np.flatnonzero(udp).tolist():
+                l4 = int(batch.u32c[U32_L4_OFFSET, idx])
+                seg = self._frame(batch, idx, buf, base, l4, int(batch.u32c[U32_IP_END, idx]))
+                ulen = int.from_bytes(seg[4:6], "big")  # 0 = IPv6 jumbogram: the IP length
+                batch.udp_payloads[idx] = seg[8 : ulen if ulen >= 8 else len(seg)]
         self.packets += n
         return batch
+
+    def _frame(
+        self, batch: PacketBatch, idx: int, buf: np.ndarray, base: int, skip: int, stop: int
+    ) -> bytes:
+        """Captured bytes ``skip:stop`` of row ``idx``'s frame (b"" if not in ``buf``)."""
+        start = int(batch.offset[idx]) - base
+        if start < 0:
+            return b""
+        if self.format == "pcap":
+            hdr = 16
+        else:  # Simple Packet Block (type 3, either byte order) has a 12-byte header
+            hdr = 12 if 3 in (int(buf[start]), int(buf[start + 3])) else 28
+        cap = int(batch.u32c[U32_CAP_LEN, idx])
+        if start + hdr + cap > buf.shape[0]:
+            return b""
+        return bytes(buf[start + hdr + skip : start + hdr + min(cap, stop)])
 
     def batches(self) -> Iterator[PacketBatch]:
         """Decode the whole file, ``batch_size`` packets at a time."""
@@ -469,6 +415,17 @@ class CaptureReader:
             yield from self._batches_gzip()
         else:
             yield from self._batches_mmap()
+
+    def udp_datagrams(self) -> Iterator[tuple[bytes, bytes, int]]:
+        """(UDP payload, 16-byte source address, capture time in us) of each UDP packet.
+
+        Later IP fragments and packets whose UDP header snaplen cut are skipped; a payload
+        cut by snaplen comes back as captured (its decoder then reports it short).
+        """
+        self.udp_payloads = True
+        for batch in self.batches():
+            for idx, payload in batch.udp_payloads.items():
+                yield payload, batch.src[idx].tobytes(), int(batch.time_us[idx])
 
     def _stop(self, code: int, at: int, eof_end: int) -> None:
         if code == _CORRUPT:
@@ -496,8 +453,8 @@ class CaptureReader:
                 start = pos_abs - pos_abs % gran
                 length = min(size - start, window)
                 mm = mmap.mmap(fh.fileno(), length, offset=start, access=mmap.ACCESS_READ)
+                buf = np.frombuffer(mm, np.uint8)
                 try:
-                    buf = np.frombuffer(mm, np.uint8)
                     pos = pos_abs - start
                     while True:
                         pos, n, code = self._scan(buf, pos, start, n, cols)
@@ -509,8 +466,10 @@ class CaptureReader:
                     if n:
                         yield self._finish(cols, n, buf, start)
                         n = 0
-                    del buf
                 finally:
+                    # The view goes before the map closes, also when a consumer stops early
+                    # (closing the generator): else mmap refuses to close.
+                    del buf
                     mm.close()
                 last = start + length >= size
                 new_abs = start + pos
