@@ -22,10 +22,12 @@ from bss.errors import IllegalTransitionError, NotFoundError, ValidationError
 __all__ = [
     "Offering",
     "Price",
+    "Specification",
     "add_offering",
     "add_price",
     "add_specification",
     "get_offering",
+    "get_specification",
     "list_offerings",
     "list_prices",
     "set_offering_status",
@@ -33,6 +35,13 @@ __all__ = [
 
 PRICE_TYPES = ("oneTime", "recurring", "usage", "discount")
 _LIFECYCLE = {"inDesign": {"active", "retired"}, "active": {"retired"}, "retired": set()}
+
+
+@dataclass(frozen=True)
+class Specification:
+    id: str
+    name: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,16 @@ def add_specification(
             raise ValidationError(f"specification {spec_id} exists with other content")
         return
     conn.execute("INSERT INTO product_specification VALUES (?, ?, ?)", [spec_id, name, description])
+
+
+def get_specification(conn: duckdb.DuckDBPyConnection, spec_id: str) -> Specification:
+    """A product specification by id."""
+    row = conn.execute(
+        "SELECT id, name, description FROM product_specification WHERE id = ?", [spec_id]
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown product specification {spec_id}")
+    return Specification(*row)
 
 
 def add_offering(

@@ -8,13 +8,14 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import typer
 
+from bss import customers
 from bss.assurance import alarms, tickets
 from bss.assurance.run import AssurancePolicy, run_assurance
 from bss.cli.support import CliState, database, emit, get_state, table
@@ -187,10 +188,16 @@ def alarms_detect(
          f"tickets opened {len(t.opened)}, resolved {len(t.resolved)}")  # fmt: skip
 
 
-def _ticket_row(t: tickets.Ticket) -> tuple[object, ...]:
-    return (t.id, t.name, t.severity, t.priority, t.status, "yes" if t.resolvable else "",
-            " ".join(map(str, t.alarm_ids)), " ".join(map(str, t.customer_ids)),
-            f"{t.updated_at:%Y-%m-%d %H:%M}")  # fmt: skip
+def _ticket_out(conn: duckdb.DuckDBPyConnection, ticket: tickets.Ticket) -> dict[str, Any]:
+    """A ticket for --json and tables: its fields and its customers' business ids."""
+    names = [customers.get_customer(conn, c).external_id for c in ticket.customer_ids]
+    return {**asdict(ticket), "customers": names}
+
+
+def _ticket_row(t: dict[str, Any]) -> tuple[object, ...]:
+    return (t["id"], t["name"], t["severity"], t["priority"], t["status"],
+            "yes" if t["resolvable"] else "", " ".join(map(str, t["alarm_ids"])),
+            " ".join(t["customers"]), f"{t['updated_at']:%Y-%m-%d %H:%M}")  # fmt: skip
 
 
 @tickets_app.command("list")
@@ -201,9 +208,9 @@ def tickets_list(
     """Open tickets (or all), newest first."""
     state = get_state(ctx)
     with _reading(state) as conn:
-        found = tickets.list_tickets(conn, open_only=not all_)
+        found = [_ticket_out(conn, t) for t in tickets.list_tickets(conn, open_only=not all_)]
     if state.json:
-        emit(state, {"tickets": [asdict(t) for t in found]})
+        emit(state, {"tickets": found})
         return
     table(state, "trouble tickets", ["id", "name", "severity", "prio", "status", "resolvable",
           "alarms", "customers", "updated"], [_ticket_row(t) for t in found])  # fmt: skip
@@ -214,7 +221,7 @@ def tickets_show(ctx: typer.Context, ticket_id: int) -> None:
     """One ticket with its notes and history."""
     state = get_state(ctx)
     with _reading(state) as conn:
-        ticket = tickets.get_ticket(conn, ticket_id)
+        ticket = _ticket_out(conn, tickets.get_ticket(conn, ticket_id))
         notes = tickets.ticket_notes(conn, ticket_id)
         history = conn.execute(
             "SELECT from_state, to_state, changed_at, reason FROM state_history "
@@ -222,10 +229,11 @@ def tickets_show(ctx: typer.Context, ticket_id: int) -> None:
             [str(ticket_id)],
         ).fetchall()
     if state.json:
-        emit(state, {"ticket": asdict(ticket), "notes": [asdict(n) for n in notes],
+        emit(state, {"ticket": ticket, "notes": [asdict(n) for n in notes],
                      "history": [list(h) for h in history]})  # fmt: skip
         return
-    table(state, f"ticket {ticket.id}", ["field", "value"], list(asdict(ticket).items()))
+    shown = {k: v for k, v in ticket.items() if k != "customer_ids"}
+    table(state, f"ticket {ticket['id']}", ["field", "value"], list(shown.items()))
     if notes:
         table(state, "notes", ["#", "author", "at", "text"],
               [(n.note_no, n.author, f"{n.at:%Y-%m-%d %H:%M}", n.text) for n in notes])  # fmt: skip
@@ -244,7 +252,7 @@ def tickets_open(
     ),
     alarm: Annotated[list[int] | None, typer.Option("--alarm", help="alarm id to link")] = None,
     customer: Annotated[
-        list[int] | None, typer.Option("--customer", help="customer id to link")
+        list[str] | None, typer.Option("--customer", help="customer to link (its id, e.g. C001)")
     ] = None,
 ) -> None:
     """Open a ticket by hand."""
@@ -252,9 +260,11 @@ def tickets_open(
     with database(state) as conn:
         ticket = tickets.open_ticket(
             conn, name, severity=severity, description=description, ticket_type=ticket_type,
-            alarm_ids=alarm or [], customer_ids=customer or [],
+            alarm_ids=alarm or [],
+            customer_ids=[customers.get_customer(conn, c).id for c in customer or []],
         )  # fmt: skip
-    emit(state, asdict(ticket), f"ticket {ticket.id} opened ({ticket.status})")
+        out = _ticket_out(conn, ticket)
+    emit(state, out, f"ticket {ticket.id} opened ({ticket.status})")
 
 
 @tickets_app.command("transition")
@@ -263,7 +273,8 @@ def tickets_transition(ctx: typer.Context, ticket_id: int, to_state: str, reason
     state = get_state(ctx)
     with database(state) as conn:
         ticket = tickets.transition_ticket(conn, ticket_id, to_state, reason)
-    emit(state, asdict(ticket), f"ticket {ticket.id}: {ticket.status}")
+        out = _ticket_out(conn, ticket)
+    emit(state, out, f"ticket {ticket.id}: {ticket.status}")
 
 
 @tickets_app.command("comment")

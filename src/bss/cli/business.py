@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,8 @@ from bss.billing.export import bills_for_period, export_bills
 from bss.billing.period import parse_period
 from bss.billing.run import run_billing
 from bss.cli.scheduler import SchedulerOption, scheduler_client
-from bss.cli.support import database, emit, get_state, table
+from bss.cli.support import CliState, database, emit, get_state, table
+from bss.db import transaction
 from bss.errors import NotFoundError, ValidationError
 from bss.seed import apply_seed, load_seed_file
 
@@ -43,21 +45,28 @@ def customers_add(ctx: typer.Context, external_id: str, name: str) -> None:
     state = get_state(ctx)
     with database(state) as conn:
         customer = customers.create_customer(conn, external_id, name)
-    emit(state, asdict(customer), f"customer {customer.external_id} created (id {customer.id})")
+    emit(state, asdict(customer), f"customer {customer.external_id} created")
+
+
+def _account_out(conn: duckdb.DuckDBPyConnection, account: customers.Account) -> dict[str, Any]:
+    """An account for --json: its fields (numeric ``id`` kept) and the business ids."""
+    owner = customers.get_customer(conn, account.customer_id).external_id
+    return {**asdict(account), "account": account.external_id, "customer": owner}
 
 
 @customers_app.command("list")
 def customers_list(ctx: typer.Context) -> None:
-    """Billing accounts with their customers."""
+    """Billing accounts with their customers (the ids you gave them)."""
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
-        accounts = customers.list_accounts(conn)
+        accounts = [_account_out(conn, a) for a in customers.list_accounts(conn)]
     if state.json:
-        emit(state, {"accounts": [asdict(a) for a in accounts]})
+        emit(state, {"accounts": accounts})
         return
-    table(state, "billing accounts", ["id", "account", "customer", "name", "currency", "tax",
-          "status"], [(a.id, a.external_id, a.customer_id, a.name, a.currency,
-                       a.tax_jurisdiction, a.status) for a in accounts])  # fmt: skip
+    table(state, "billing accounts", ["account", "customer", "name", "currency", "tax",
+          "terms", "status"], [(a["account"], a["customer"], a["name"], a["currency"],
+          a["tax_jurisdiction"], f"{a['payment_terms_days']} d", a["status"])
+          for a in accounts])  # fmt: skip
 
 
 @customers_app.command("account")
@@ -77,7 +86,8 @@ def customers_account(
             conn, external_id, customer, name, currency=currency, tax_jurisdiction=tax,
             payment_terms_days=terms,
         )  # fmt: skip
-    emit(state, asdict(account), f"account {account.external_id} created (id {account.id})")
+        out = _account_out(conn, account)
+    emit(state, out, f"account {account.external_id} of customer {out['customer']} created")
 
 
 @customers_app.command("status")
@@ -92,7 +102,9 @@ def customers_status(
     state = get_state(ctx)
     with database(state) as conn:
         if account:
-            result = asdict(customers.set_account_status(conn, external_id, status, reason))
+            result = _account_out(
+                conn, customers.set_account_status(conn, external_id, status, reason)
+            )
         else:
             result = asdict(customers.set_customer_status(conn, external_id, status, reason))
     emit(state, result, f"{external_id} is now {status}")
@@ -133,6 +145,181 @@ def catalog_status(ctx: typer.Context, offering_id: str, status: str, reason: st
     emit(state, asdict(offering), f"offering {offering_id} is now {status}")
 
 
+Money = Annotated[str | None, typer.Option(help="decimal amount, e.g. 19.99 (exact, no floats)")]
+Time = Annotated[str | None, typer.Option(help="ISO 8601 date or time (UTC if no zone)")]
+
+
+@catalog_app.command("add")
+def catalog_add(
+    ctx: typer.Context,
+    offering_id: Annotated[str, typer.Argument(help="the offering's id, e.g. mobile-s")],
+    name: Annotated[str, typer.Argument(help="the offering's name for bills and lists")],
+    specification: Annotated[str, typer.Option(help="product specification id (created if new)")],
+    specification_name: Annotated[
+        str | None, typer.Option(help="name of a new specification (default: its id)")
+    ] = None,
+    monthly: Money = None,
+    one_time: Money = None,
+    currency: Annotated[str, typer.Option(help="ISO 4217 code of the amounts")] = "EUR",
+    tariff: Annotated[
+        str | None, typer.Option(help="tariff id that rates the offering's usage")
+    ] = None,
+    discount: Annotated[
+        str | None, typer.Option(help="fraction off the monthly fee, e.g. 0.10")
+    ] = None,
+    valid_from: Time = None,
+    valid_to: Time = None,
+    status: Annotated[str, typer.Option(help="active or inDesign")] = "active",
+) -> None:
+    """Add an offering with its prices (monthly, one-time, usage tariff, discount); all or none.
+
+    Price ids are the offering id with -monthly, -one-time, -usage or -discount; valid from
+    --valid-from (default now). Several prices or price versions: `catalog price`.
+    """
+    state = get_state(ctx)
+    start = _when(valid_from)
+    end = _when(valid_to) if valid_to is not None else None
+    # (id suffix, name, type, amount, percentage, tariff) of each price asked for
+    prices = [
+        price
+        for price in (
+            ("monthly", "monthly fee", "recurring", monthly, None, None),
+            ("one-time", "one-time fee", "oneTime", one_time, None, None),
+            ("usage", "usage", "usage", None, None, tariff),
+            ("discount", _discount_name(discount), "discount", None, discount, None),
+        )
+        if price[3] is not None or price[4] is not None or price[5] is not None
+    ]
+    with database(state) as conn, transaction(conn):
+        try:
+            catalog.get_specification(conn, specification)
+        except NotFoundError:
+            catalog.add_specification(conn, specification, specification_name or specification)
+        offering = catalog.add_offering(
+            conn, offering_id, specification, name, valid_from=start, valid_to=end,
+            lifecycle_status=status,
+        )  # fmt: skip
+        for suffix, label, kind, amount, share, tariff_id in prices:
+            catalog.add_price(
+                conn, f"{offering_id}-{suffix}", offering_id, label, kind, valid_from=start,
+                valid_to=end, amount=amount, currency=None if amount is None else currency,
+                percentage=share, tariff_id=tariff_id,
+            )  # fmt: skip
+        out = _offering_out(conn, offering.id)
+    _show_offering(state, out, f"offering {offering_id} added with {len(prices)} price(s)")
+
+
+@catalog_app.command("price")
+def catalog_price(
+    ctx: typer.Context,
+    offering_id: Annotated[str, typer.Argument(help="the offering the price belongs to")],
+    price_id: Annotated[str, typer.Argument(help="the new price's id")],
+    name: Annotated[str, typer.Argument(help="the price's name on bills, e.g. 'monthly fee'")],
+    price_type: Annotated[
+        str, typer.Option("--type", help="recurring, oneTime, usage or discount")
+    ],
+    amount: Money = None,
+    currency: Annotated[str | None, typer.Option(help="ISO 4217 code of the amount")] = None,
+    tariff: Annotated[str | None, typer.Option(help="tariff id of a usage price")] = None,
+    percentage: Annotated[
+        str | None, typer.Option(help="fraction off the recurring fee for a discount")
+    ] = None,
+    valid_from: Time = None,
+    valid_to: Time = None,
+) -> None:
+    """Add one price to an offering (a new price version takes its own id and validity)."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        catalog.add_price(
+            conn, price_id, offering_id, name, price_type, valid_from=_when(valid_from),
+            valid_to=_when(valid_to) if valid_to is not None else None, amount=amount,
+            currency=currency, percentage=percentage, tariff_id=tariff,
+        )  # fmt: skip
+        out = _offering_out(conn, offering_id)
+    _show_offering(state, out, f"price {price_id} added to offering {offering_id}")
+
+
+@catalog_app.command("show")
+def catalog_show(
+    ctx: typer.Context,
+    offering_id: Annotated[str, typer.Argument(help="the offering's id")],
+) -> None:
+    """One offering: specification, lifecycle status, validity and every price."""
+    state = get_state(ctx)
+    with database(state, read_only=True) as conn:
+        out = _offering_out(conn, offering_id)
+    _show_offering(state, out, None)
+
+
+@catalog_app.command("retire")
+def catalog_retire(
+    ctx: typer.Context,
+    offering_id: Annotated[str, typer.Argument(help="the offering's id")],
+    reason: Annotated[str, typer.Option(help="why, kept in the history")] = "",
+) -> None:
+    """Retire an offering: no new orders; products already sold keep running and billing."""
+    state = get_state(ctx)
+    with database(state) as conn:
+        offering = catalog.set_offering_status(conn, offering_id, "retired", reason)
+    emit(state, asdict(offering), f"offering {offering_id} is now retired")
+
+
+def _discount_name(fraction: str | None) -> str:
+    """``0.10`` -> ``discount 10 %`` (the text is checked as a decimal by add_price)."""
+    try:
+        percent = (Decimal(fraction or "") * 100).normalize()
+    except InvalidOperation:
+        return "discount"
+    return f"discount {percent:f} %"
+
+
+def _offering_out(conn: duckdb.DuckDBPyConnection, offering_id: str) -> dict[str, Any]:
+    offering = catalog.get_offering(conn, offering_id)
+    spec = catalog.get_specification(conn, offering.specification_id)
+    return {
+        **asdict(offering),
+        "specification": asdict(spec),
+        "prices": [asdict(p) for p in catalog.list_prices(conn, offering_id)],
+    }
+
+
+def _day(value: datetime | None) -> str:
+    """A validity bound for people: the date alone at midnight UTC, '' for none."""
+    if value is None:
+        return ""
+    value = value.astimezone(UTC)
+    return f"{value:%Y-%m-%d}" if value.time() == time() else f"{value:%Y-%m-%d %H:%M}Z"
+
+
+def _amount(value: Decimal) -> str:
+    """19.990000 -> 19.99 (exact: only zeros beyond the cents are dropped)."""
+    text = f"{value.normalize():f}"
+    whole, _, cents = text.partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
+
+
+def _show_offering(state: CliState, out: dict[str, Any], message: str | None) -> None:
+    if state.json:
+        emit(state, out, message)
+        return
+    spec = out["specification"]
+    table(state, f"offering {out['id']}", ["field", "value"], [
+        ("name", out["name"]),
+        ("specification", spec["id"] if spec["name"] == spec["id"]
+         else f"{spec['id']} ({spec['name']})"),
+        ("status", out["lifecycle_status"]),
+        ("valid", f"{_day(out['valid_from'])} .. {_day(out['valid_to']) or 'open'}"),
+    ])  # fmt: skip
+    table(state, "prices", ["price", "name", "type", "amount", "tariff", "valid"],
+          [(p["id"], p["name"], p["price_type"],
+            f"{_amount(p['amount'])} {p['currency']}" if p["amount"] is not None
+            else _amount(p["percentage"]) if p["percentage"] is not None else "",
+            p["tariff_id"] or "", f"{_day(p['valid_from'])} .. {_day(p['valid_to']) or 'open'}")
+           for p in out["prices"]])  # fmt: skip
+    if message:
+        emit(state, {}, message)
+
+
 @orders_app.command("add")
 def orders_add(
     ctx: typer.Context,
@@ -154,7 +341,13 @@ def orders_add(
         )
         if process:
             order = orders.process_order(conn, order.id)
-    emit(state, asdict(order), f"order {order.external_id}: {order.state}")
+        out = _order_out(conn, order)
+    emit(state, out, f"order {order.external_id} for account {out['account']}: {order.state}")
+
+
+def _order_out(conn: duckdb.DuckDBPyConnection, order: orders.Order) -> dict[str, Any]:
+    """An order for --json: its fields and the account's business id."""
+    return {**asdict(order), "account": customers.get_account(conn, order.account_id).external_id}
 
 
 @orders_app.command("transition")
@@ -169,22 +362,30 @@ def orders_transition(
             if to_state == "completed"
             else orders.transition_order(conn, external_id, to_state, reason)
         )
-    emit(state, asdict(order), f"order {order.external_id}: {order.state}")
+        out = _order_out(conn, order)
+    emit(state, out, f"order {order.external_id}: {order.state}")
 
 
 @orders_app.command("products")
 def orders_products(ctx: typer.Context, account: str | None = None) -> None:
-    """Products (subscriptions) with their service identifiers."""
+    """Products (subscriptions) with their accounts, offerings and service identifiers.
+
+    A product's number (``product``) is the id a modify or delete order item names.
+    """
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
         products = orders.list_products(conn, account)
+        accounts = {
+            a: customers.get_account(conn, a).external_id for a in {p.account_id for p in products}
+        }
     if state.json:
-        emit(state, {"products": [asdict(p) for p in products]})
+        emit(state, {"products": [{**asdict(p), "product": p.id, "account": accounts[p.account_id]}
+                                  for p in products]})  # fmt: skip
         return
-    table(state, "products", ["id", "account", "offering", "status", "start", "end", "services"],
-          [(p.id, p.account_id, p.offering_id, p.status, f"{p.start_date:%Y-%m-%d}",
-            f"{p.termination_date:%Y-%m-%d}" if p.termination_date else "",
-            " ".join(p.service_ids)) for p in products])  # fmt: skip
+    table(state, "products", ["product", "account", "offering", "status", "start", "end",
+          "services"], [(p.id, accounts[p.account_id], p.offering_id, p.status,
+          f"{p.start_date:%Y-%m-%d}", f"{p.termination_date:%Y-%m-%d}" if p.termination_date
+          else "", " ".join(p.service_ids)) for p in products])  # fmt: skip
 
 
 def load(ctx: typer.Context, file: Path) -> None:
