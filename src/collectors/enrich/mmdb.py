@@ -17,7 +17,6 @@ field are skipped and counted.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Records read before a database without a single usable one is declared the wrong kind.
 _PROBE = 10_000
-_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 @dataclass(frozen=True)
@@ -109,11 +107,13 @@ def _load(path: Path, kind: str) -> GeoDatabase:
                     if seen == _PROBE and not (v4 or v6):
                         break
                     continue
+                # integer arithmetic: ipaddress's computed properties cost microseconds each
                 first = int(network.network_address)
-                last = int(network.broadcast_address)
                 if network.version == 4:
-                    v4.append((first, last, value))
-                elif network.subnet_of(_MAPPED):
+                    v4.append((first, first | ((1 << (32 - network.prefixlen)) - 1), value))
+                    continue
+                last = first | ((1 << (128 - network.prefixlen)) - 1)
+                if first >> 32 == 0xFFFF and last >> 32 == 0xFFFF:  # ::ffff:0:0/96 inside
                     v4.append((first & 0xFFFF_FFFF, last & 0xFFFF_FFFF, value))
                 else:
                     v6.append((first, last, value))
