@@ -45,6 +45,5 @@ def scheduler_client(text: str | None, workspace: WorkspacePaths) -> Iterator[An
         return
     from rating_engine.scale.cluster import open_client
 
-    workspace.ensure()
     with open_client(spec, workspace.root) as client:
         yield client

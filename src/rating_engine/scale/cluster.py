@@ -27,7 +27,7 @@ __all__ = ["SCHEDULER_ENV", "SchedulerSpec", "check_workers", "open_client", "pa
 
 SCHEDULER_ENV = "RATING_ENGINE_SCHEDULER"
 _SCHEMES = ("tcp://", "tls://", "ucx://", "ws://", "wss://")
-_CONNECT_TIMEOUT_S = 10
+_CONNECT_TIMEOUT_S = 5
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,11 @@ def check_workers(client: Any, root: Path) -> int:
     if not answers:
         raise ScaleOutError(f"the Dask cluster at {client.scheduler.address} has no workers")
     for worker, answer in sorted(answers.items()):
-        if isinstance(answer, ImportError):
+        # an import failure while the worker unpickles the check arrives wrapped in a plain
+        # Exception that only names it
+        if isinstance(answer, ImportError) or (
+            isinstance(answer, BaseException) and "No module named" in str(answer)
+        ):
             raise ScaleOutError(
                 f"worker {worker} cannot import the package ({answer}); install rating-engine "
                 "in every worker's environment"
@@ -114,7 +118,7 @@ def open_client(spec: SchedulerSpec, workspace_root: Path) -> Iterator[Any]:
         if spec.address is None:
             cluster = LocalCluster(
                 n_workers=spec.local_workers, threads_per_worker=1, processes=True,
-                dashboard_address=None, silence_logs=logging.ERROR,
+                dashboard_address=":0", silence_logs=logging.ERROR,
             )  # fmt: skip
             client = Client(cluster, set_as_default=False)
         else:
