@@ -446,6 +446,7 @@ def _period_bills(
 def bills_show(ctx: typer.Context, period: str, bill_no: str | None = None) -> None:
     """Print a period's bills (or one bill) with their lines."""
     state = get_state(ctx)
+    parse_period(period)  # refused before a database is opened or looked for
     with database(state, read_only=True) as conn:
         bills = _period_bills(conn, period, bill_no)
     if state.json:
@@ -463,6 +464,7 @@ def bills_show(ctx: typer.Context, period: str, bill_no: str | None = None) -> N
 def bills_export(ctx: typer.Context, period: str, folder: Path) -> None:
     """Write each bill of a period as JSON, CSV and HTML into a folder."""
     state = get_state(ctx)
+    parse_period(period)  # refused before a database is opened or looked for
     with database(state, read_only=True) as conn:
         files = export_bills(conn, period, folder, _period_bills(conn, period))
     emit(state, {"files": [str(f) for f in files]}, f"{len(files)} files in {folder}")
