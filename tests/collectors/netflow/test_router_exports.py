@@ -15,6 +15,8 @@ import dpkt
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collectors.addresses import address_from_bytes, address_to_bytes
 from collectors.flows.decoder import FlowDecoder
@@ -526,3 +528,51 @@ def test_families_psamp_and_sections_equal_tshark(tmp_path: Path) -> None:
             assert src == _family_rule(t)
             assert row["bytes"] == int(t["cflow.octets"])
             assert row["sampling_interval"] == samplers.get(int(t["cflow.selector_id"]))
+
+
+def _reference_family(src4: str, dst4: str, src6: str, dst6: str, version: int, first: int) -> str:
+    """The documented family rule, record by record (the twin of ``address_family``)."""
+    c4, c6 = [x != "0.0.0.0" for x in (src4, dst4)], [x != "::" for x in (src6, dst6)]
+    if any(c6) != any(c4):
+        return src6 if any(c6) else src4
+    if any(c4) and version in (4, 6):
+        return src6 if version == 6 else src4
+    if any(c4) and all(c6) != all(c4):
+        return src6 if all(c6) else src4
+    fallback = version if version in (4, 6) else first
+    return src6 if fallback == 6 else src4
+
+
+v4_or_zero = st.sampled_from(["0.0.0.0", "10.0.0.1", "192.0.2.9"])
+v6_or_zero = st.sampled_from(["::", "2001:db8::1", "fe80::1"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=st.lists(
+        st.tuples(v4_or_zero, v4_or_zero, v6_or_zero, v6_or_zero, st.sampled_from([0, 4, 6, 9])),
+        min_size=1,
+        max_size=12,
+    ),
+    v6_first=st.booleans(),
+    with_version=st.booleans(),
+)
+def test_family_choice_matches_its_reference(
+    records: list[tuple[str, str, str, str, int]], v6_first: bool, with_version: bool
+) -> None:
+    v4f: Fields = [(8, 4), (12, 4)]
+    v6f: Fields = [(27, 16), (28, 16)]
+    fields: Fields = [*(v6f + v4f if v6_first else v4f + v6f), (1, 4)]
+    if with_version:
+        fields.append((60, 1))
+    rows = []
+    for s4, d4, s6, d6, version in records:
+        v4v, v6v = [a(s4), a(d4)], [a(s6), a(d6)]
+        values: list[int | bytes] = [*(v6v + v4v if v6_first else v4v + v6v), 1]
+        rows.append([*values, version] if with_version else values)
+    out = FlowDecoder().decode(msg([tpl(380, fields), data(380, fields, *rows)]), EXP, 0)
+    want = [
+        _reference_family(s4, d4, s6, d6, v if with_version else 0, 6 if v6_first else 4)
+        for s4, d4, s6, d6, v in records
+    ]
+    assert text(out.flows, "src_addr") == want
