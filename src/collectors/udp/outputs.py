@@ -100,7 +100,11 @@ class CollectorOutputs:
         stats_interval: float,
         compression: str,
         on_write: Callable[[str, int, int, float], None] | None = None,
+        prepare_flows: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
     ) -> None:
+        # Flows pass through ``prepare_flows`` (enrichment) on the writer thread: its kernel
+        # drops the GIL, so it runs on the second core beside the decoding worker.
+        self.prepare_flows = prepare_flows
         # every output rotates by size under this collector's file prefix
 
         def writer(root: Path, schema: pa.Schema, **options: Any) -> RotatingWriter:
@@ -182,7 +186,10 @@ class CollectorOutputs:
                 else:
                     done = item is None
                 if item is not None:
-                    item[0].add(item[1])
+                    writer, batch = item
+                    if writer is self.flows and self.prepare_flows is not None:
+                        batch = self.prepare_flows(batch)
+                    writer.add(batch)
                 now = time.monotonic()
                 self.flows.maybe_rotate(now)
                 self.counters.maybe_rotate(now)

@@ -15,8 +15,9 @@ counters, quarantined datagrams, statistics) are in :mod:`collectors.udp.outputs
 rejected (exporter, reason) is logged at most once per stats interval, and statistics
 are logged every ``stats_interval`` seconds (see :mod:`collectors.udp.stats`).
 
-With an ``enricher`` (:mod:`collectors.enrich`) the worker fills AS numbers, countries
-and interface names before queueing the flows; an enrichment failure stores the flows
+With an ``enricher`` (:mod:`collectors.enrich`) the writer thread fills AS numbers,
+countries and interface names before buffering the flows (its look-up kernel drops the
+GIL, so enrichment runs beside decoding); an enrichment failure stores the flows
 unenriched (counted, logged once), never stops collection. With ``metrics`` set to
 ``(host, port)`` a fourth thread serves Prometheus text at ``/metrics`` and a health
 check at ``/healthz`` (:mod:`collectors.udp.metrics`).
@@ -153,6 +154,7 @@ class UdpCollector:
             stats_interval=stats_interval,
             compression=compression,
             on_write=None if self.metrics is None else self.metrics.observe_write,
+            prepare_flows=None if enricher is None else self._enrich,
         )
         self.stats = CollectorStats(self.prefix, time.time_ns() // 1000)
         self.peers = PeerTable(self.allowlist)
@@ -179,6 +181,8 @@ class UdpCollector:
         self._receiver: threading.Thread | None = None
         self._beat = time.monotonic()  # the worker loop's last turn, for /healthz
         self._enrich_failed = False
+        self._enrich_errors = 0
+        self._enrich_lock = threading.Lock()
 
     @staticmethod
     def warm_up() -> None:
@@ -287,8 +291,8 @@ class UdpCollector:
             return
         datagrams = chunk.datagrams()
         outcome = self.decoder.decode_many(datagrams, chunk.exporters, chunk.times, source="udp")
-        flows = self._enrich(outcome.flows)
-        self.outputs.write_flows(flows)
+        flows = outcome.flows
+        self.outputs.write_flows(flows)  # enriched on the writer thread (outputs.prepare_flows)
         formats: list[str] = []
         if self.metrics is not None:
             formats = datagram_formats(chunk.buf, chunk.starts, chunk.lengths)
@@ -335,7 +339,8 @@ class UdpCollector:
             if not self._enrich_failed:
                 log.exception("enrichment failed; flows are stored without it")
                 self._enrich_failed = True
-            self.stats.add({"enrich_errors": 1})
+            with self._enrich_lock:  # the writer thread's count, read by the worker
+                self._enrich_errors += 1
             if self.metrics is not None:
                 self.metrics.add_enrich_error()
             return flows
@@ -348,6 +353,9 @@ class UdpCollector:
 
     def _close_interval(self, seconds: float, drops: int | None) -> None:
         self.stats.sequence_update(self.decoder.sequence.snapshot())
+        with self._enrich_lock:
+            failed, self._enrich_errors = self._enrich_errors, 0
+        self.stats.add({"enrich_errors": failed})
         if drops is not None and drops > self._drops_seen:
             lost = drops - self._drops_seen
             self.stats.add({"socket_drops": lost})
