@@ -289,7 +289,8 @@ def rate_unbilled(
     if conn.execute("SELECT 1 FROM billing_run WHERE period = ?", [period.name]).fetchall():
         raise BillingError(
             f"period {period.name} is billed; its rated parts are what its bills rest on "
-            "(rate a period before billing it)"
+            "and stay as they are (`rating-engine rate --period "
+            f"{period.name} --force` re-rates it into a new generation beside them)"
         )
     executor = executor_for(client, f"rate-{period.name}-{uuid.uuid4().hex[:8]}", workspace.root)
     bill = _start_pass(conn, workspace, period)

@@ -263,8 +263,21 @@ def rate(
         str | None, typer.Option(help="with --what-if: the tariff id the alternative replaces")
     ] = None,
     scheduler: SchedulerOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="a billed period: re-rate it into a new generation beside its billed detail "
+            "(W/rerated); nothing billed changes",
+        ),
+    ] = False,
 ) -> None:
-    """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs."""
+    """Rate the period's unbilled usage (rated + suspense datasets); or compare tariffs.
+
+    A billed period is refused (its rated records are what its bills rest on); with --force
+    it is re-rated with the tariffs in force into W/rerated/PERIOD/generation-N, the
+    per-record adjustments the next bill would carry, and its billed detail stays as it is.
+    """
     from bss.billing.period import parse_period
 
     state = get_state(ctx)
@@ -280,6 +293,20 @@ def rate(
             table(state, f"what-if {period}: {what_if}", list(report.columns),
                   report.rows)  # fmt: skip
         emit(state, report.to_dict())
+        return
+    if force:
+        from bss.billing.generations import rerate_generation
+
+        with (
+            scheduler_client(scheduler, state.workspace) as client,
+            database(state) as conn,
+            progress(state, f"re-rating {period}"),
+        ):
+            generation = rerate_generation(conn, state.workspace, period, client=client)
+        emit(state, asdict(generation),
+             f"{period}: generation {generation.generation} in {generation.folder}: "
+             f"{generation.changed} of {generation.billed} billed records change price, "
+             f"by {generation.delta} in total; the bills stay as issued")  # fmt: skip
         return
     from bss.billing.run import rate_unbilled
 
