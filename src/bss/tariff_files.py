@@ -202,6 +202,9 @@ def _band(b: Band) -> dict[str, Any]:
         "name": b.name,
         "weekdays": sorted(b.weekdays),
         "dates": [f"{'*' if y is None else y}-{m:02d}-{d:02d}" for y, m, d in b.dates],
+        "years": sorted(b.years),
+        "months": sorted(b.months),
+        "month_days": sorted(b.month_days),
         "start": _clock(b.start),
         "end": _clock(b.end),
         "weight": b.weight,
@@ -236,6 +239,7 @@ def describe_tariff(tariff: Tariff) -> dict[str, Any]:
         "name": tariff.name,
         "currency": tariff.currency,
         "timezone": tariff.timezone,
+        "band_selection": tariff.band_selection,
         "file": tariff.source,
         "versions": [
             {

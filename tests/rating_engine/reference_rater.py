@@ -108,7 +108,11 @@ def _us(dt: datetime) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
-def _band(version: TariffVersion, zone: ZoneInfo, t_us: int, years: tuple[int, int]) -> Band:
+def _bands_in_force(
+    version: TariffVersion, zone: ZoneInfo, t_us: int, years: tuple[int, int]
+) -> list[Band]:
+    """The bands in force at ``t_us``, highest priority first: weight, then the later
+    start, then the name."""
     if (
         not _us(datetime(years[0], 1, 1, tzinfo=zone))
         <= t_us
@@ -117,32 +121,52 @@ def _band(version: TariffVersion, zone: ZoneInfo, t_us: int, years: tuple[int, i
         raise _RejectError("time_out_of_range")
     local = (_EPOCH + timedelta(microseconds=t_us)).astimezone(zone)
     tod = ((local.hour * 60 + local.minute) * 60 + local.second) * 1_000_000 + local.microsecond
-    best = None
+    active = []
     for b in version.bands:
-        on = local.isoweekday() in b.weekdays or any(
+        day_ok = (
+            (not b.years or local.year in b.years)
+            and (not b.months or local.month in b.months)
+            and (not b.month_days or local.day in b.month_days)
+        )
+        listed = local.isoweekday() in b.weekdays or any(
             (y is None or y == local.year) and m == local.month and d == local.day
             for y, m, d in b.dates
         )
-        if (
-            on
-            and b.start * 1_000_000 <= tod < b.end * 1_000_000
-            and (best is None or b.weight > best.weight)
-        ):
-            best = b
-    if best is None:
+        in_hours = b.start * 1_000_000 <= tod < b.end * 1_000_000
+        if day_ok and (listed or not (b.weekdays or b.dates)) and in_hours:
+            active.append(b)
+    if not active:
         raise _RejectError("no_band")
-    return best
+    return sorted(active, key=lambda b: (-b.weight, -b.start, b.name))
 
 
-def _rule(version: TariffVersion, service: str, dset: str | None, band: str) -> PricingRule | None:
-    best: tuple[int, PricingRule] | None = None
-    for r in version.pricing:
-        if r.service != service or r.destinations not in (None, dset) or r.band not in (None, band):
-            continue
-        spec = (r.destinations is not None) * 2 + (r.band is not None)
-        if best is None or spec > best[0]:
-            best = (spec, r)
-    return None if best is None else best[1]
+def _choose(
+    tariff: Tariff, version: TariffVersion, service: str, dset: str | None, active: list[Band]
+) -> tuple[PricingRule, Band] | None:
+    """The rule pricing ``service`` to ``dset`` while ``active`` are in force, and its band."""
+    rules = [r for r in version.pricing if r.service == service]
+    if tariff.band_selection == "global":
+        band = active[0]
+        best: tuple[int, PricingRule] | None = None
+        for r in rules:
+            if r.destinations not in (None, dset) or r.band not in (None, band.name):
+                continue
+            spec = (r.destinations is not None) * 2 + (r.band is not None)
+            if best is None or spec > best[0]:
+                best = (spec, r)
+        return None if best is None else (best[1], band)
+    # per destination: the set's own rules (if it has any), else the any-set rules; the
+    # highest-priority band in force that one of them names, else their any-band rule
+    own = [r for r in rules if dset is not None and r.destinations == dset]
+    pool = own or [r for r in rules if r.destinations is None]
+    for b in active:
+        for r in pool:
+            if r.band == b.name:
+                return r, b
+    for r in pool:
+        if r.band is None:
+            return r, active[0]
+    return None
 
 
 def _round(value: Fraction, rounding: Rounding) -> Fraction:
@@ -197,10 +221,10 @@ def _rate_one(
                     dset, prefix = s.name, p
     zone = ZoneInfo(tariff.timezone)
     rates = {r.name: r for r in version.rates}
-    band0 = _band(version, zone, t0, years)
-    rule0 = _rule(version, service, dset, band0.name)
-    if rule0 is None:
+    chosen = _choose(tariff, version, service, dset, _bands_in_force(version, zone, t0, years))
+    if chosen is None:
         raise _RejectError("no_destination" if dset is None and service != "data" else "no_rate")
+    rule0, band0 = chosen
     rate0 = rates[rule0.rate]
     total = Fraction(0)
     pos = 0
@@ -209,11 +233,11 @@ def _rate_one(
     stopped = free <= 0
     if service == "voice":
         while pos < qty:  # increment by increment, each in the band of its first instant
-            band = _band(version, zone, t0 + pos * 1000, years)
-            rule = _rule(version, service, dset, band.name)
-            if rule is None:
+            active = _bands_in_force(version, zone, t0 + pos * 1000, years)
+            here = _choose(tariff, version, service, dset, active)
+            if here is None:
                 raise _RejectError("no_rate")
-            rate = rates[rule.rate]
+            rate = rates[here[0].rate]
             gi = _group(rate, pos, scale)
             inc = rate.groups[gi].increment * scale
             if not stopped and free - used >= inc:

@@ -105,12 +105,12 @@ def rate_records(
      kt_words, dst_words) = rec  # fmt: skip
     (ktab, kdisp, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
-     ver_band_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
+     ver_class_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
      day_range, ver_price_first, price, ver_Q, rate_g0, rate_ng, rate_conn, rate_rm, rate_rd,
      rate_compat, rate_min, rate_max, grp_start, grp_inc, grp_p, grp_q, grp_qmul, grp_inc_cost,
      ver_elig_first, elig_ptr, jump, rate_conn_q,
-     grp_mulinc, grp_safe, ver_band_first, grp_inc_inv, rate_den_inv, ver_depth,
-     prefix_col, step2, step2_node, ver_label, set_label, band_label, cur_label, rate_fast,
+     grp_mulinc, grp_safe, grp_inc_inv, rate_den_inv, ver_depth,
+     prefix_col, step2, step2_node, ver_label, set_label, cur_label, rate_fast,
      rate_fast_inv) = plan  # fmt: skip
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
@@ -407,13 +407,17 @@ def rate_records(
             if b0 < 0:
                 status[u] = NO_BAND
                 continue
-            band_o[u] = band_label[ver_band_first[vi] + b0]
-            n_bands = ver_band_n[vi]
-            pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_bands
-            r0 = price[pf + b0]
+            # the timeline's entry is a class of instants (the winning band, or the bands in
+            # force): its price row holds the rate and the band it is reported under
+            # (pairs side by side in one flat array, indexed unsigned: see above)
+            n_classes = ver_class_n[vi]
+            pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_classes
+            pe = np.uint64(2 * (pf + b0))
+            r0 = price[pe]
             if r0 < 0:
                 status[u] = NO_DEST if (col == n_sets and svc != 2) else NO_RATE
                 continue
+            band_o[u] = price[pe + np.uint64(1)]
             # --- walk increments segment by segment (band, group constant in a segment) ------
             band_end = bt_start[base + k + 1]
             # exact cost so far: N/Q nano-units while ``fast``, else W + R/Q
@@ -471,7 +475,7 @@ def rate_records(
                     if bb < 0:
                         st = NO_BAND
                         break
-                    r = price[pf + bb]
+                    r = price[np.uint64(2 * (pf + bb))]
                     if r < 0:
                         st = NO_RATE
                         break

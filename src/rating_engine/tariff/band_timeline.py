@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,24 +53,28 @@ def _offset_pieces(zone: ZoneInfo, start_s: int, end_s: int) -> list[tuple[int, 
 
 
 def _bands_on(bands: tuple[Band, ...], day: date) -> list[Band]:
-    """Bands that apply on a local date, highest weight first."""
-    out = []
-    for b in bands:  # already sorted by descending weight
-        if day.isoweekday() in b.weekdays or any(
-            (y is None or y == day.year) and m == day.month and d == day.day for y, m, d in b.dates
-        ):
-            out.append(b)
-    return out
+    """Bands that apply on a local date, in the order of ``bands`` (priority order)."""
+    return [b for b in bands if b.on_day(day.year, day.month, day.day, day.isoweekday())]
+
+
+def _winner(active: tuple[int, ...]) -> int:
+    return active[0] if active else -1
 
 
 def band_timeline(
-    bands: tuple[Band, ...], timezone: str, years: tuple[int, int]
+    bands: tuple[Band, ...],
+    timezone: str,
+    years: tuple[int, int],
+    classify: Callable[[tuple[int, ...]], int] = _winner,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """UTC instants (µs) where the winning band changes, and its index in ``bands`` (-1 = none).
+    """UTC instants (µs) where the bands in force change, and an id for each stretch.
 
-    The last entry is the end of the range (index -2, "out of range"). Local wall-clock
-    change points are mapped to UTC piece by piece between the zone's offset transitions,
-    so a repeated autumn hour is evaluated twice and a skipped spring hour never starts.
+    ``bands`` are in priority order; ``classify`` maps the indices of the bands in force at
+    an instant (in that order) to the stretch's id, by default the first one, the winning
+    band (-1 = none in force). The last entry is the end of the range (id -2, "out of
+    range"). Local wall-clock change points are mapped to UTC piece by piece between the
+    zone's offset transitions, so a repeated autumn hour is evaluated twice and a skipped
+    spring hour never starts.
     """
     zone = ZoneInfo(timezone)
     index = {b.name: i for i, b in enumerate(bands)}
@@ -84,10 +89,7 @@ def band_timeline(
         on = cache.get(day)
         if on is None:
             on = cache[day] = _bands_on(bands, _EPOCH + timedelta(days=day))
-        for b in on:
-            if b.start <= tod < b.end:
-                return index[b.name]
-        return -1
+        return classify(tuple(index[b.name] for b in on if b.start <= tod < b.end))
 
     for a, b_, o in _offset_pieces(zone, start_s, end_s):
         la, lb = a + o, b_ + o

@@ -18,7 +18,15 @@ import numpy as np
 from rating_engine.errors import TariffError
 from rating_engine.tariff.band_timeline import band_timeline, day_index, day_range
 from rating_engine.tariff.destinations import DigitTrie, destination_tables
-from rating_engine.tariff.model import ROUNDING_METHODS, SERVICES, Rate, Tariff, TariffVersion
+from rating_engine.tariff.model import (
+    ROUNDING_METHODS,
+    SERVICES,
+    Band,
+    PricingRule,
+    Rate,
+    Tariff,
+    TariffVersion,
+)
 from rating_engine.tariff.plan import (
     SVC_VOICE,
     RatingPlan,
@@ -28,7 +36,7 @@ from rating_engine.tariff.plan import (
     save_plan,
 )
 
-__all__ = ["NANO", "compile_tariffs"]
+__all__ = ["NANO", "choose_rule", "compile_tariffs"]
 
 NANO = 1_000_000_000
 _DEFAULT_YEARS = (2015, 2040)
@@ -70,7 +78,9 @@ class _Builder:
         #: float arrays: reciprocals the kernels multiply by (then correct exactly)
         self.f: dict[str, list[float]] = {}
         self.trie = DigitTrie()
-        self.timelines: dict[tuple[object, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self.timelines: dict[
+            tuple[object, ...], tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]
+        ] = {}
         self.bt_start: list[np.ndarray] = []
         self.bt_band: list[np.ndarray] = []
         self.day_ix: list[np.ndarray] = []
@@ -120,16 +130,18 @@ class _Builder:
                 self.names["prefix"].append(prefix)
                 depth = max(depth, len(prefix))
         self.push("ver_depth", depth)
-        # bands: timeline shared between versions with identical bands and zone
+        # bands: the timeline maps each instant to a class - the winning band ("global"),
+        # or the set of bands in force ("per-destination": each destination set then picks
+        # among its own rules' bands); shared between versions with identical bands, zone
+        # and selection
         band_first = len(self.names["band"])
         self.names["band"].extend(b.name for b in v.bands)
-        self.push("ver_band_first", band_first)
-        n_bands = len(v.bands)
-        self.push("ver_band_n", n_bands)
-        key = (v.bands, t.timezone)
+        key = (v.bands, t.timezone, t.band_selection)
         if key not in self.timelines:
-            self.timelines[key] = band_timeline(v.bands, t.timezone, self.years)
-        starts, ids = self.timelines[key]
+            self.timelines[key] = _timeline(v.bands, t.timezone, self.years, t.band_selection)
+        starts, ids, classes = self.timelines[key]
+        n_classes = len(classes)
+        self.push("ver_class_n", n_classes)
         dix = day_index(starts, self.day0, self.ndays)
         self.push("ver_bt_first", self.bt_len)
         self.push("ver_bt_len", len(starts))
@@ -143,26 +155,23 @@ class _Builder:
         rate_ix: dict[tuple[int, str], int] = {}
         rates = {r.name: r for r in v.rates}
         n_cols = n_sets + 1  # the last column is "any / no destination"
-        self.push("ver_price_first", len(self.a.get("price", [])))
-        price = np.full((3, n_cols, n_bands), -1, dtype=np.int64)
+        self.push("ver_price_first", len(self.a.get("price", [])) // 2)
+        # per (service, column, class): the rate and the output label of the band it prices
+        price = np.full((3, n_cols, n_classes, 2), -1, dtype=np.int64)
+        band_codes = label_codes(self.names["band"])
         for svc_i, svc in enumerate(SERVICES):
             rules = [r for r in v.pricing if r.service == svc]
             for col in range(n_cols):
                 sname = v.destinations[col].name if col < n_sets else None
-                for bi, band in enumerate(v.bands):
-                    best = None
-                    for r in rules:
-                        if r.destinations not in (None, sname) or r.band not in (None, band.name):
-                            continue
-                        spec = (r.destinations is not None) * 2 + (r.band is not None)
-                        if best is None or spec > best[0]:
-                            best = (spec, r)
-                    if best is None:
+                for ci, active in enumerate(classes):
+                    chosen = choose_rule(rules, sname, active, v.bands, t.band_selection)
+                    if chosen is None:
                         continue
-                    rk = (svc_i, best[1].rate)
+                    rule, bi = chosen
+                    rk = (svc_i, rule.rate)
                     if rk not in rate_ix:
-                        rate_ix[rk] = self.rate(rates[best[1].rate], svc_i, where)
-                    price[svc_i, col, bi] = rate_ix[rk]
+                        rate_ix[rk] = self.rate(rates[rule.rate], svc_i, where)
+                    price[svc_i, col, ci] = (rate_ix[rk], band_codes[band_first + bi])
             # one common denominator per (version, service) for exact sums across groups
             q_all = 1
             for (s_i, _), ri in rate_ix.items():
@@ -257,7 +266,6 @@ class _Builder:
         for k in (
             "allow_svc",
             "elig",
-            "price",
             "elig_ptr",
             "grp_start",
             "grp_inc",
@@ -279,6 +287,7 @@ class _Builder:
             "rate_den",
         ):
             arrays.setdefault(k, np.zeros(0, dtype=np.int64))
+        arrays["price"] = np.asarray(self.a.get("price", []), dtype=np.int64)
         for k in ("grp_inc_inv", "rate_den_inv"):
             arrays[k] = np.asarray(self.f.get(k, []), dtype=np.float64)
         arrays["rate_fast"], arrays["rate_fast_inv"] = _one_step_rows(arrays)
@@ -291,7 +300,6 @@ class _Builder:
         # repeat across the plan, the rated columns' dictionaries hold each text once
         arrays["ver_label"] = label_codes(n["version"])
         arrays["set_label"] = label_codes(n["set"])
-        arrays["band_label"] = label_codes(n["band"])
         arrays["cur_label"] = label_codes(n["currency"])
         arrays["bt_start"] = (
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
@@ -315,6 +323,58 @@ class _Builder:
             content_hash=content_hash,
             tariffs=tariffs,
         )
+
+
+def _timeline(
+    bands: tuple[Band, ...], timezone: str, years: tuple[int, int], selection: str
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+    """The version's band timeline and its classes: each class is the tuple of bands in
+    force (indices in priority order) that the timeline's ids stand for."""
+    if selection == "global":  # the class is the winning band
+        starts, ids = band_timeline(bands, timezone, years)
+        return starts, ids, [(i,) for i in range(len(bands))]
+    classes: dict[tuple[int, ...], int] = {}
+
+    def classify(active: tuple[int, ...]) -> int:
+        return classes.setdefault(active, len(classes)) if active else -1
+
+    starts, ids = band_timeline(bands, timezone, years, classify)
+    return starts, ids, list(classes)
+
+
+def choose_rule(
+    rules: list[PricingRule],
+    set_name: str | None,
+    active: tuple[int, ...],
+    bands: tuple[Band, ...],
+    selection: str,
+) -> tuple[PricingRule, int] | None:
+    """The rule that prices a record of destination set ``set_name`` (None: no set
+    matched) while the bands ``active`` (indices in priority order, non-empty) are in
+    force, and the band it is reported under; None if no rule applies.
+
+    "global": the winning band is ``active[0]``; the most specific rule for (set, band)
+    wins: set + band, set + any band, any set + band, any + any. "per-destination": the
+    set's own rules if it has any for the service, else the any-set rules; among them the
+    rule of the highest-priority band in force, else the rule for any band.
+    """
+    if selection == "global":
+        best: tuple[int, PricingRule] | None = None
+        name = bands[active[0]].name
+        for r in rules:
+            if r.destinations not in (None, set_name) or r.band not in (None, name):
+                continue
+            spec = (r.destinations is not None) * 2 + (r.band is not None)
+            if best is None or spec > best[0]:
+                best = (spec, r)
+        return None if best is None else (best[1], active[0])
+    own = [r for r in rules if set_name is not None and r.destinations == set_name]
+    pool = own or [r for r in rules if r.destinations is None]
+    by_band = {r.band: r for r in pool}
+    for bi in active:
+        if bands[bi].name in by_band:
+            return by_band[bands[bi].name], bi
+    return (by_band[None], active[0]) if None in by_band else None
 
 
 def _one_step_rows(a: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from rating_engine.tariff.fields import (
     parse_timestamp,
 )
 from rating_engine.tariff.model import (
+    BAND_SELECTIONS,
     SERVICES,
     Allowance,
     Band,
@@ -32,6 +33,7 @@ from rating_engine.tariff.model import (
     Rate,
     Tariff,
     TariffVersion,
+    band_priority,
 )
 from rating_engine.tariff.sections import (
     parse_band,
@@ -53,6 +55,7 @@ def _resolve_version(
     rates: dict[str, Rate],
     pricing: list[PricingRule],
     field: str,
+    band_selection: str,
 ) -> TariffVersion:
     seen: dict[str, str] = {}
     for s in destinations.values():
@@ -65,11 +68,12 @@ def _resolve_version(
             seen[p] = s.name
     weights: dict[int, str] = {}
     for b in bands.values():
-        if b.weight in weights:
+        if b.weight in weights and band_selection == "global":
             raise ctx.fail(
                 f"{field}bands.{b.name}.weight",
                 f"weight {b.weight} is also band {weights[b.weight]}'s; weights decide overlaps "
-                "and must differ",
+                'and must differ (or set band_selection = "per-destination": equal weights '
+                "then go to the later start)",
             )
         weights[b.weight] = b.name
     if not bands:
@@ -93,7 +97,7 @@ def _resolve_version(
         version,
         active_from,
         tuple(destinations.values()),
-        tuple(sorted(bands.values(), key=lambda b: -b.weight)),
+        tuple(sorted(bands.values(), key=band_priority)),
         tuple(rates.values()),
         tuple(pricing),
     )
@@ -136,9 +140,13 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
             "rounding_decimals",
             "increment_rounding_method",
             "increment_decimals",
+            "band_selection",
         },
         "tariff",
     )
+    band_selection = get_field(ctx, head, "band_selection", "tariff", str, "global")
+    if band_selection not in BAND_SELECTIONS:
+        raise ctx.fail("tariff.band_selection", f"must be one of {', '.join(BAND_SELECTIONS)}")
     currency = get_field(ctx, head, "currency", "tariff", str)
     if not re.fullmatch(r"[A-Z]{3}", currency):
         raise ctx.fail("tariff.currency", "expected an ISO 4217 code such as EUR")
@@ -176,6 +184,7 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
         rates,
         pricing,
         "",
+        band_selection,
     )
     versions = [first]
     for i, v in enumerate(get_field(ctx, doc, "versions", "", list, [])):
@@ -207,7 +216,9 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
             parse_pricing(ctx, v["pricing"], f"{vfield}.pricing") if "pricing" in v else pricing
         )
         versions.append(
-            _resolve_version(ctx, vid, start, v_dest, v_bands, v_rates, v_pricing, f"{vfield}.")
+            _resolve_version(
+                ctx, vid, start, v_dest, v_bands, v_rates, v_pricing, f"{vfield}.", band_selection
+            )
         )
     allowances = []
     for name, a in get_field(ctx, doc, "allowances", "", dict, {}).items():
@@ -241,6 +252,7 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
         source,
         content_hash,
         tuple(period),
+        band_selection,
     )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 __all__ = [
+    "BAND_SELECTIONS",
     "ROUNDING_METHODS",
     "SERVICES",
     "Allowance",
@@ -28,12 +29,18 @@ __all__ = [
     "Tariff",
     "TariffVersion",
     "Tier",
+    "band_priority",
 ]
 
 #: Services a tariff prices; the unit of each is seconds, events and bytes.
 SERVICES = ("voice", "sms", "data")
 #: Rounding methods (costs are never negative, so "up" is the ceiling).
 ROUNDING_METHODS = ("up", "down", "half-up", "half-even")
+#: How the band that prices an instant is chosen: "global" - the highest-weight band in
+#: force, then the most specific rule for it; "per-destination" - among the bands in force
+#: that the destination set's rules name, the highest weight, then the latest start
+#: (CGRateS's rate intervals).
+BAND_SELECTIONS = ("global", "per-destination")
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,9 @@ class Band:
     """A time band in the tariff's zone: on matching days, from ``start`` to ``end`` (seconds).
 
     A day matches if its ISO weekday (1 = Monday) is in ``weekdays`` or it equals one of
-    ``dates`` ((year or None for every year, month, day)). The highest ``weight`` wins.
+    ``dates`` ((year or None for every year, month, day)) - any day when both are empty -
+    and its year, month and day of the month are in ``years``, ``months`` and
+    ``month_days`` (each: empty = any), like a CGRateS Timing. The highest ``weight`` wins.
     """
 
     name: str
@@ -85,6 +94,29 @@ class Band:
     start: int
     end: int
     weight: int
+    years: frozenset[int] = frozenset()
+    months: frozenset[int] = frozenset()
+    month_days: frozenset[int] = frozenset()
+
+    def on_day(self, year: int, month: int, day: int, weekday: int) -> bool:
+        """Whether the band applies on this local date (``weekday``: ISO, 1 = Monday)."""
+        if self.years and year not in self.years:
+            return False
+        if self.months and month not in self.months:
+            return False
+        if self.month_days and day not in self.month_days:
+            return False
+        if not self.weekdays and not self.dates:
+            return True
+        return weekday in self.weekdays or any(
+            (y is None or y == year) and m == month and d == day for y, m, d in self.dates
+        )
+
+
+def band_priority(band: Band) -> tuple[int, int, str]:
+    """Sort key of a version's bands, highest priority first: the higher weight, then the
+    later start of day, then the name (so the order is total even where weights tie)."""
+    return (-band.weight, -band.start, band.name)
 
 
 @dataclass(frozen=True)
@@ -165,3 +197,5 @@ class Tariff:
     source: str
     content_hash: str
     period_pricing: tuple[PeriodPricing, ...] = ()
+    #: one of :data:`BAND_SELECTIONS`
+    band_selection: str = "global"

@@ -6,16 +6,21 @@ Layout (every index is global across the plan):
   and one common denominator ``Q`` per (version, service) for exact rational costs;
 * a digit trie (``trie_child[node, digit]``) per version, with its jump table and
   two-digit blocks (see :mod:`rating_engine.tariff.destinations`);
-* a band timeline per version: UTC instants where the winning band changes, precomputed
+* a band timeline per version: UTC instants where the band class changes (the winning
+  band, or with per-destination band selection the set of bands in force), precomputed
   from the tariff's IANA zone for a range of years (DST-correct), plus a per-day index so
-  finding the band of an instant is O(1) (see :mod:`rating_engine.tariff.band_timeline`);
+  finding the class of an instant is O(1) (see :mod:`rating_engine.tariff.band_timeline`);
+* pricing per (version, service, destination column, class): the rate and the output
+  label of the band it is reported under, side by side (``price``, flat pairs; -1 = no
+  rate);
 * rates (per version, service, name) and their groups, with each group's price as the
   reduced fraction ``p/q`` nano-units per base unit (ms for voice, events, bytes), and
   per rate one packed row (``rate_fast``) of all the kernel's one-step path reads;
 * allowances eligible per (version, service, destination set) as a CSR list;
 * output labels: version names, set names, band names, prefixes and currencies repeat
-  across tariffs and versions; ``*_label`` (and ``prefix_col[:, 1]``) give each its code
-  among the distinct texts, so the rated columns' dictionaries hold every text once.
+  across tariffs and versions; ``*_label`` (``prefix_col[:, 1]``, ``price[1::2]``) give
+  each its code among the distinct texts, so the rated columns' dictionaries hold every
+  text once.
 
 Plans are cached on disk by a hash of the tariffs' content (``np.savez``).
 """
@@ -48,7 +53,7 @@ __all__ = [
 #: Service codes: indexes in :data:`rating_engine.tariff.model.SERVICES`.
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v13"
+_LAYOUT = "plan-v14"
 
 
 #: The plan arrays in the order the kernels index them (``plan[i]`` in rating.kernel).
@@ -59,7 +64,7 @@ KERNEL_FIELDS = (
     "ver_trie_root",
     "ver_n_sets",
     "ver_set_first",
-    "ver_band_n",
+    "ver_class_n",
     "ver_bt_first",
     "trie_child",
     "ver_dix_first",
@@ -90,7 +95,6 @@ KERNEL_FIELDS = (
     "rate_conn_q",
     "grp_mulinc",
     "grp_safe",
-    "ver_band_first",
     "grp_inc_inv",
     "rate_den_inv",
     "ver_depth",
@@ -99,7 +103,6 @@ KERNEL_FIELDS = (
     "step2_node",
     "ver_label",
     "set_label",
-    "band_label",
     "cur_label",
     "rate_fast",
     "rate_fast_inv",

@@ -116,11 +116,16 @@ def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:
     field = f"bands.{name}"
     if not isinstance(table, dict):
         raise ctx.fail(field, "expected a table")
-    check_keys(ctx, table, {"weekdays", "dates", "start", "end", "weight"}, field)
-    weekdays = get_field(ctx, table, "weekdays", field, list, [])
-    for d in weekdays:
-        if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= 7:
-            raise ctx.fail(f"{field}.weekdays", "weekdays are integers 1 (Monday) .. 7 (Sunday)")
+    check_keys(
+        ctx,
+        table,
+        {"weekdays", "dates", "years", "months", "month_days", "start", "end", "weight"},
+        field,
+    )
+    weekdays = _int_set(ctx, table, "weekdays", field, 1, 7, "1 (Monday) .. 7 (Sunday)")
+    years = _int_set(ctx, table, "years", field, 1900, 2200, "years 1900 .. 2200")
+    months = _int_set(ctx, table, "months", field, 1, 12, "1 .. 12")
+    month_days = _int_set(ctx, table, "month_days", field, 1, 31, "1 .. 31")
     dates: list[tuple[int | None, int, int]] = []
     for d in get_field(ctx, table, "dates", field, list, []):
         if not isinstance(d, str) or not (m := _DATE.match(d)):
@@ -132,14 +137,25 @@ def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:
         except ValueError:
             raise ctx.fail(f"{field}.dates", f"not a date: {d!r}") from None
         dates.append((year, month, day))
-    if not weekdays and not dates:
-        raise ctx.fail(field, "a band needs weekdays or dates")
+    if not (weekdays or dates or years or months or month_days):
+        raise ctx.fail(field, "a band needs weekdays, dates, years, months or month_days")
     start = parse_time_of_day(ctx, table.get("start", "00:00"), f"{field}.start")
     end = parse_time_of_day(ctx, table.get("end", "24:00"), f"{field}.end")
     if start >= end:
         raise ctx.fail(f"{field}.end", "end must be after start (split a band over midnight)")
     weight = get_field(ctx, table, "weight", field, int, 0)
-    return Band(name, frozenset(weekdays), tuple(dates), start, end, weight)
+    return Band(name, weekdays, tuple(dates), start, end, weight, years, months, month_days)
+
+
+def _int_set(
+    ctx: FieldContext, table: dict[str, Any], key: str, field: str, lo: int, hi: int, what: str
+) -> frozenset[int]:
+    """A list of integers lo..hi at ``table[key]`` (absent = empty)."""
+    values = get_field(ctx, table, key, field, list, [])
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ctx.fail(f"{field}.{key}", f"{key} are integers {what}: {v!r}")
+    return frozenset(values)
 
 
 def parse_destinations(ctx: FieldContext, table: Any, field: str) -> dict[str, DestinationSet]:

@@ -74,19 +74,35 @@ def tod(seconds: int) -> str:
 
 
 @st.composite
-def bands(draw: st.DrawFn) -> dict[str, Any]:
+def bands(draw: st.DrawFn, selection: str = "global") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    weights = draw(st.lists(st.integers(1, 50), min_size=0, max_size=3, unique=True))
+    # per-destination selection allows equal weights (the later start, then the name, wins)
+    weight = st.integers(1, 50) if selection == "global" else st.integers(1, 3)
+    weights = draw(st.lists(weight, min_size=0, max_size=3, unique=selection == "global"))
     if draw(st.integers(0, 5)) > 0:
         out["all"] = {"weekdays": [1, 2, 3, 4, 5, 6, 7], "weight": 0}
     for i, w in enumerate(weights):
         start = draw(st.integers(0, 47)) * 1800 + draw(st.sampled_from([0, 0, 17]))
         end = draw(st.integers(start + 1, 86400))
         band: dict[str, Any] = {"start": tod(start), "end": tod(end), "weight": w}
-        if draw(st.booleans()):
+        days = draw(st.integers(0, 2))
+        if days == 0:
             band["weekdays"] = sorted(draw(st.sets(st.integers(1, 7), min_size=1)))
-        else:
+        elif days == 1:
             band["dates"] = [draw(st.sampled_from(["*-03-29", "2026-10-25", "*-12-25", "*-02-03"]))]
+        # CGRateS-style timings: years, months and days of the month, all of them AND-ed
+        if draw(st.booleans()):
+            band["years"] = sorted(draw(st.sets(st.sampled_from([2025, 2026, 2027]), min_size=1)))
+        if draw(st.booleans()):
+            band["months"] = sorted(
+                draw(st.sets(st.sampled_from([1, 2, 3, 6, 10, 12]), min_size=1))
+            )
+        if draw(st.booleans()):
+            band["month_days"] = sorted(
+                draw(st.sets(st.sampled_from([1, 3, 25, 29, 30, 31]), min_size=1))
+            )
+        if not any(k in band for k in ("weekdays", "dates", "years", "months", "month_days")):
+            band["weekdays"] = [1, 2, 3, 4, 5, 6, 7]
         out[f"b{i}"] = band
     if not out:
         out["all"] = {"weekdays": [1, 2, 3, 4, 5, 6, 7]}
@@ -100,7 +116,8 @@ def tariffs(draw: st.DrawFn) -> Tariff:
     )
     n_sets = draw(st.integers(1, min(3, len(prefixes))))
     sets = {f"s{i}": prefixes[i::n_sets] for i in range(n_sets)}
-    band_defs = draw(bands())
+    selection = draw(st.sampled_from(["global", "per-destination"]))
+    band_defs = draw(bands(selection))
     rate_defs = {f"r{i}": draw(rates()) for i in range(draw(st.integers(1, 3)))}
     pricing = []
     seen = set()
@@ -122,6 +139,7 @@ def tariffs(draw: st.DrawFn) -> Tariff:
             "timezone": draw(st.sampled_from(ZONES)),
             "version": "v1",
             "active_from": datetime(2025, 6, 1, tzinfo=UTC),
+            "band_selection": selection,
         },
         "destinations": sets,
         "bands": band_defs,
