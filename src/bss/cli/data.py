@@ -88,21 +88,6 @@ def ingest_cdr(
         raise IngestError(f"{len(summary.refused)} of {len(files)} files refused (see above)")
 
 
-@ingest_app.command("pcap")
-def ingest_pcap(
-    ctx: typer.Context,
-    files: Annotated[list[Path], typer.Argument(help="pcap / pcapng files (gzip allowed)")],
-    packets: Annotated[bool, typer.Option(help="also write W/packets")] = False,
-) -> None:
-    """Packet captures to metered flows (softflowd semantics)."""
-    from collectors.pcap.ingest import ingest_pcap_files
-
-    state = get_state(ctx)
-    with progress(state, "metering packets"):
-        summary = ingest_pcap_files(files, state.workspace.ensure(), write_packets=packets)
-    _report(state, "pcap ingest", summary.to_dict())
-
-
 AsnDb = Annotated[
     Path | None,
     typer.Option(help="MaxMind-format ASN database (.mmdb): fills src/dst AS left 0"),
@@ -126,6 +111,26 @@ def _enricher(asn_db: Path | None, geo_db: Path | None, interfaces: list[Path] |
     return FlowEnricher.open(asn_db=asn_db, geo_db=geo_db, interfaces=interfaces or ())
 
 
+@ingest_app.command("pcap")
+def ingest_pcap(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="pcap / pcapng files (gzip allowed)")],
+    packets: Annotated[bool, typer.Option(help="also write W/packets")] = False,
+    asn_db: AsnDb = None,
+    geo_db: GeoDb = None,
+) -> None:
+    """Packet captures to metered flows (softflowd semantics)."""
+    from collectors.pcap.ingest import ingest_pcap_files
+
+    state = get_state(ctx)
+    enricher = _enricher(asn_db, geo_db, None)
+    with progress(state, "metering packets"):
+        summary = ingest_pcap_files(
+            files, state.workspace.ensure(), write_packets=packets, enricher=enricher
+        )
+    _report(state, "pcap ingest", summary.to_dict())
+
+
 @ingest_app.command("flows")
 def ingest_flows(
     ctx: typer.Context,
@@ -142,28 +147,6 @@ def ingest_flows(
     with progress(state, "decoding flow exports"):
         summary = ingest_flow_files(files, state.workspace.ensure(), enricher=enricher)
     _report(state, "flow ingest", summary.to_dict())
-
-
-@ingest_app.command("nfcapd")
-def ingest_nfcapd(
-    ctx: typer.Context,
-    paths: Annotated[list[Path], typer.Argument(help="nfcapd files or folders of them")],
-) -> None:
-    """nfdump 1.7 files (nfcapd.*; uncompressed, LZO, BZ2, LZ4, ZSTD) to flows.
-
-    Files that are not nfdump 1.7 files are reported and refused (exit 6); the others
-    are ingested. Ingesting a file again replaces its flows.
-    """
-    from collectors.errors import IngestError
-    from collectors.nfcapd.ingest import ingest_nfcapd_files
-
-    state = get_state(ctx)
-    with progress(state, "reading nfcapd files"):
-        summary = ingest_nfcapd_files(paths, state.workspace.ensure())
-    _report(state, "nfcapd ingest", summary.to_dict())
-    if summary.refused:
-        raise IngestError(f"{len(summary.refused)} file(s) refused: " + "; ".join(
-            f"{k}: {v}" for k, v in summary.refused.items()))  # fmt: skip
 
 
 @ingest_app.command("nfcapd")

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 
 from collectors.dataset import dataset_files, write_partitioned
+from collectors.enrich.enricher import FlowEnricher
 from collectors.errors import IngestError
 from collectors.pcap.metering import FlowMeter, MeteringOptions
 from collectors.pcap.packet_kernel import REJECT_REASONS, U8_STATUS
@@ -170,6 +171,7 @@ def _ingest_one(
     options: MeteringOptions,
     write_packets: bool,
     batch_size: int,
+    enricher: FlowEnricher | None = None,
 ) -> PcapFileResult:
     source = str(path)
     now = datetime.now(UTC)
@@ -225,6 +227,10 @@ def _ingest_one(
         if r[1] not in ("unreadable_file",):
             result.rejected[r[1]] += 1
     table = pa.concat_tables(flows) if flows else None
+    if table is not None and enricher is not None and table.num_rows:
+        table = pa.Table.from_batches(
+            [enricher.enrich(b) for b in table.to_batches()], schema=table.schema
+        )
     result.flows = table.num_rows if table is not None else 0
     if table is not None:
         written = write_partitioned(
@@ -256,13 +262,19 @@ def ingest_pcap_files(
     options: MeteringOptions | None = None,
     write_packets: bool = False,
     batch_size: int = 1 << 18,
+    enricher: FlowEnricher | None = None,
 ) -> PcapIngestSummary:
-    """Meter each capture into ``W/flows`` (and ``W/packets``); see the module doc."""
+    """Meter each capture into ``W/flows`` (and ``W/packets``); see the module doc.
+
+    ``enricher`` fills AS numbers and countries of the metered flows (``collectors.enrich``).
+    """
     started = time.perf_counter()
     workspace.ensure()
     summary = PcapIngestSummary()
     opts = options or MeteringOptions()
     for p in paths:
-        summary.files.append(_ingest_one(Path(p), workspace, opts, write_packets, batch_size))
+        summary.files.append(
+            _ingest_one(Path(p), workspace, opts, write_packets, batch_size, enricher)
+        )
     summary.elapsed_s = time.perf_counter() - started
     return summary

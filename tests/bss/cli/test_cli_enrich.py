@@ -105,3 +105,41 @@ def test_enrichment_options_need_listen(tmp_path: Path, capsys: pytest.CaptureFi
     )
     assert code == 3
     assert "apply to --listen" in err
+
+
+def test_ingest_pcap_enriched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from package_data import DEMO
+
+    capture = DEMO / "traffic.pcap.gz"
+    plain, rich = tmp_path / "plain", tmp_path / "rich"
+    assert run(["-w", str(plain), "--json", "ingest", "pcap", str(capture)], capsys)[0] == 0
+    code, _, _ = run(
+        [
+            "-w",
+            str(rich),
+            "--json",
+            "ingest",
+            "pcap",
+            str(capture),
+            "--geo-db",
+            str(write_geo_db(tmp_path / "geo.mmdb")),
+        ],
+        capsys,
+    )
+    assert code == 0
+    before = read_dataset(plain / "flows", FLOW_SCHEMA)
+    after = read_dataset(rich / "flows", FLOW_SCHEMA)
+    assert after.num_rows == before.num_rows > 0
+    # 2001:db8::/33 is NL in the test database; every other address is in none
+    nl = b"\x20\x01\x0d\xb8"
+    assert "NL" in after.column("dst_country").to_pylist() + after.column("src_country").to_pylist()
+    for row in after.select(["src_addr", "dst_addr", "src_country", "dst_country"]).to_pylist():
+        for side in ("src", "dst"):
+            addr = row[f"{side}_addr"]
+            want = "NL" if addr[:4] == nl and addr[4] < 0x80 else None
+            assert row[f"{side}_country"] == want
+    assert (
+        after.drop_columns(["src_country", "dst_country"])
+        .sort_by("flow_start")
+        .equals(before.drop_columns(["src_country", "dst_country"]).sort_by("flow_start"))
+    )
