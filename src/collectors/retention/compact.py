@@ -169,10 +169,13 @@ def compact_dataset(
             continue
         if any(p.is_dir() for p in part.folder.iterdir()):
             continue  # a day folder that also holds hour folders: only leaf folders swap
-        inputs = _candidates(part, target_bytes)
+        try:
+            inputs = _candidates(part, target_bytes)
+            size_before = sum(p.stat().st_size for p in inputs)
+        except FileNotFoundError:  # removed since the listing: leave it to the next run
+            continue
         if not inputs:
             continue
-        size_before = sum(p.stat().st_size for p in inputs)
         if dry_run:
             result.partitions.append(part.name)
             result.parts_before += len(inputs)
@@ -190,8 +193,22 @@ def compact_dataset(
             if not _swap(part, staging, root):
                 result.skipped.append((part.name, "written to while compacting; next run"))
                 continue
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            result.skipped.append((part.name, f"parts do not merge: {exc}"))
+        except FileNotFoundError:  # a part removed meanwhile (an expire): the next run
+            result.skipped.append((part.name, "changed while compacting; next run"))
+            continue
+        except (pa.ArrowException, OSError) as exc:
+            if (
+                isinstance(exc, OSError)
+                and exc.errno is not None
+                and not isinstance(exc, pa.ArrowException)
+            ):
+                raise  # the machine's fault (disk full, permissions): not the data's
+            # a damaged part (Arrow's checksum errors are OSErrors without an errno), or
+            # parts of clashing types
+            why = " ".join(str(exc).split())
+            result.skipped.append(
+                (part.name, f"parts cannot be merged ({why}); see `rating-engine check`")
+            )
             continue
         finally:
             shutil.rmtree(staging, ignore_errors=True)

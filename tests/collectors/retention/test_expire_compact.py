@@ -228,3 +228,20 @@ def test_readers_never_see_both_or_neither(tmp_path: Path) -> None:
     assert len(result.partitions) == 12
     assert seen, "the reader never ran"
     assert {delta for _, delta in seen} == {0}
+
+
+def test_a_damaged_part_leaves_its_partition_as_it_is(tmp_path: Path) -> None:
+    root = tmp_path / "flows"
+    for h in (1, 2):
+        for i in range(3):
+            write_part(root, flows(T0 + h * HOUR, 20, h * 10 + i), f"udp-d-{h}{i:05d}")
+    victim = sorted((root / "date=2026-01-01" / "hour=01").glob("*.parquet"))[1]
+    data = bytearray(victim.read_bytes())
+    data[100:400] = bytes(300)  # a damaged page inside a valid footer
+    victim.write_bytes(bytes(data))
+    before = sorted(p.name for p in (root / "date=2026-01-01" / "hour=01").iterdir())
+    result = compact_dataset(root, min_age_s=0, now_us=NOW)
+    assert result.partitions == ["date=2026-01-01/hour=02"]
+    assert [name for name, _ in result.skipped] == ["date=2026-01-01/hour=01"]
+    assert "rating-engine check" in result.skipped[0][1]
+    assert sorted(p.name for p in (root / "date=2026-01-01" / "hour=01").iterdir()) == before
