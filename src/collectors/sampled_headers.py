@@ -304,6 +304,19 @@ def parse_headers(
         _parse_one(buf, o, o + lengths[i], kinds[i], decapsulate_vxlan, i, addr, info, labels)
 
 
+@njit(cache=True, nogil=True)
+def _parse_single(
+    buf: np.ndarray,
+    kind: int,
+    decapsulate_vxlan: bool,
+    addr: np.ndarray,
+    info: np.ndarray,
+    labels: np.ndarray,
+) -> None:
+    """:func:`parse_headers` for one header, the whole of ``buf`` (sFlow: one per sample)."""
+    _parse_one(buf, 0, buf.shape[0], kind, decapsulate_vxlan, 0, addr, info, labels)
+
+
 @dataclass(slots=True)
 class SampledPacket:
     """What one sampled packet tells about its flow (fields of the canonical flow schema)."""
@@ -348,9 +361,9 @@ class HeaderFields:
         if n:
             parse_headers(
                 buf,
-                offsets.astype(np.int64),
-                lengths.astype(np.int64),
-                kinds.astype(np.int64),
+                np.asarray(offsets, np.int64),
+                np.asarray(lengths, np.int64),
+                np.asarray(kinds, np.int64),
                 decapsulate_vxlan,
                 out.addr,
                 out.info,
@@ -361,15 +374,17 @@ class HeaderFields:
 
 def parse_header(kind: int, data: bytes, decapsulate_vxlan: bool = False) -> SampledPacket:
     """One header's flow key; ``parsed`` is False when no IP header could be found."""
-    buf = np.frombuffer(data, np.uint8)
-    one = np.zeros(1, np.int64)
-    got = HeaderFields.parse(buf, one, one + len(data), one + kind, decapsulate_vxlan)
-    info = got.info[0].tolist()
+    addr = np.empty((1, 2, 16), np.uint8)
+    row = np.empty((1, N_INFO), np.int64)
+    labels = np.empty((1, MAX_LABELS), np.uint32)
+    _parse_single(np.frombuffer(data, np.uint8), kind, decapsulate_vxlan, addr, row, labels)
+    info = row[0].tolist()
     depth = min(info[INFO_DEPTH], MAX_LABELS)
     parsed = bool(info[INFO_PARSED])
+    pair = addr.tobytes()
     return SampledPacket(
-        src_addr=got.addr[0, 0].tobytes(),
-        dst_addr=got.addr[0, 1].tobytes(),
+        src_addr=pair[:16],
+        dst_addr=pair[16:],
         src_port=info[INFO_SRC_PORT],
         dst_port=info[INFO_DST_PORT],
         protocol=info[INFO_PROTOCOL],
@@ -378,5 +393,5 @@ def parse_header(kind: int, data: bytes, decapsulate_vxlan: bool = False) -> Sam
         ip_length=info[INFO_IP_LENGTH] if parsed else None,
         vlan=info[INFO_VLAN],
         parsed=parsed,
-        mpls_labels=tuple(got.labels[0, :depth].tolist()),
+        mpls_labels=tuple(labels[0, :depth].tolist()) if depth else (),
     )
