@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collectors.sflow.datagram import COUNTER_SCHEMA, SflowDecoder
     from collectors.udp.service import CollectorSummary, run_collector
     from collectors.udp.stats import STATS_SCHEMA
+    from collectors.usage_records import usage_table
     from collectors.workspace import WorkspacePaths, resolve_workspace
 
 _LAZY = {
@@ -73,6 +74,7 @@ _LAZY = {
     "SflowDecoder": "sflow.datagram",
     "CollectorSummary": "udp.service",
     "run_collector": "udp.service",
+    "usage_table": "usage_records",
     "WorkspacePaths": "workspace",
     "resolve_workspace": "workspace",
 }
@@ -119,6 +121,7 @@ __all__ = [
     "resolve_workspace",
     "run_collector",
     "run_live_capture",
+    "usage_table",
     "write_partitioned",
 ]
 

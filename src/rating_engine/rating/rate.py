@@ -439,6 +439,24 @@ def rate_usage(
     ``allowances`` is the billing period's state; if None, a fresh state is used, i.e.
     this call is the whole period. Allowances are consumed in (start_time, record_id)
     order per subscription across the whole input.
+
+    >>> from datetime import datetime, timezone
+    >>> from collectors import usage_table
+    >>> from rating_engine import SUBSCRIPTION_SCHEMA, compile_plan, load_tariff, rate_usage
+    >>> plan = compile_plan({"mobile-2026": load_tariff("tariffs/mobile-2026.toml")})
+    >>> subscriptions = pa.Table.from_pylist([{
+    ...     "subscription_id": 1, "account_id": 1, "key_type": "msisdn", "key": "4915110000001",
+    ...     "tariff_id": "mobile-2026", "active_from": datetime(2026, 1, 1, tzinfo=timezone.utc),
+    ...     "active_to": None}], schema=SUBSCRIPTION_SCHEMA)
+    >>> usage = usage_table([  # 61 s to New York, by the started minute; an unknown SIM
+    ...     {"subscriber": "4915110000001", "service": "voice", "duration": 61,
+    ...      "start": "2026-10-05T09:00:00+02:00", "destination": "12125550123"},
+    ...     {"subscriber": "4915199999999", "service": "sms", "start": "2026-10-05T09:06:00Z"}])
+    >>> result = rate_usage(usage, subscriptions, plan)
+    >>> result.rated.select(["destination_set", "billed_units", "cost", "currency"]).to_pylist()
+    [{'destination_set': 'world', 'billed_units': 120, 'cost': 1580000, 'currency': 'EUR'}]
+    >>> result.rejected.select(["record_no", "reason"]).to_pylist()
+    [{'record_no': 2, 'reason': 'unknown_subscription'}]
     """
     state = allowances if allowances is not None else AllowanceState()
     subs = SubscriptionIndex.build(subscriptions, plan)

@@ -384,6 +384,16 @@ def top_n(
 
     Like ``nfdump -s srcip/bytes -n 10``. ``n=None`` returns the whole partial (every
     key, unsorted) for a later :func:`combine_traffic` + :func:`finish_top_n`.
+
+    >>> from collectors import FlowMeter, read_packets
+    >>> from rating_engine import top_n, with_address_text
+    >>> meter = FlowMeter()
+    >>> flows = pa.concat_tables([meter.add(read_packets("traffic.pcap.gz")), meter.flush()])
+    >>> for row in with_address_text(top_n(flows, "src_addr", "bytes", 3)).to_pylist():
+    ...     print(row)
+    {'src_addr': '192.0.2.80', 'bytes': 956447, 'packets': 1091, 'flows': 135, 'rank': 1}
+    {'src_addr': '192.0.2.53', 'bytes': 934227, 'packets': 1515, 'flows': 634, 'rank': 2}
+    {'src_addr': '192.0.2.20', 'bytes': 878361, 'packets': 1028, 'flows': 133, 'rank': 3}
     """
     partial = bucket_traffic(
         flows, by, None, index=index, window=window, renormalise=renormalise, ordered=False
