@@ -107,11 +107,13 @@ def write_partitioned(
     time_column: str,
     part_name: str,
     hourly: bool = False,
+    compression: str = "zstd",
 ) -> list[Path]:
     """Split ``table`` by the UTC date (and hour) of ``time_column`` and write one file each.
 
     Returns the files written. An empty table writes nothing. Rows keep their order
-    within a partition.
+    within a partition. ``compression`` is the Parquet codec (zstd: smallest; lz4:
+    about twice as fast to scan for a third more bytes).
     """
     if table.num_rows == 0:
         return []
@@ -132,7 +134,8 @@ def write_partitioned(
         if hourly:
             folder = folder / f"hour={start:%H}"
         part = table.take(pa.array(order[lo:hi]))
-        written.append(atomic_write_table(part, folder / f"part-{part_name}.parquet"))
+        path = folder / f"part-{part_name}.parquet"
+        written.append(atomic_write_table(part, path, compression=compression))
     return written
 
 

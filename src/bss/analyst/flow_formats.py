@@ -28,7 +28,7 @@ from bss.analyst.query import address_text
 from bss.errors import ValidationError
 from rating_engine.traffic.filter_syntax import PROTOCOL_NAMES
 
-__all__ = ["FORMATS", "TOKENS", "render_flows"]
+__all__ = ["FORMATS", "TOKENS", "TOKEN_COLUMNS", "format_columns", "render_flows"]
 
 #: nfdump 1.7's predefined formats as ``fmt:`` strings.
 FORMATS = {
@@ -185,6 +185,22 @@ TOKENS: dict[str, _Token] = {
     "sr": _Token("Sampling", 8, lambda t, p: _digits(_num(t, "sampling_interval"))),
 }
 _CSV = "%ts,%te,%td,%sa,%da,%sp,%dp,%pr,%flg,%stos,%pkt,%byt,%in,%out,%sas,%das,%nh,%svln,%ra"
+_TIMES = ("flow_start", "flow_end")
+_RATES = ("flow_start", "flow_end", "packets", "bytes")
+#: Flow columns each token reads (a listing reads only these from the dataset).
+TOKEN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "ts": ("flow_start",), "te": ("flow_end",), "td": _TIMES, "pr": ("protocol",),
+    "sa": ("src_addr",), "da": ("dst_addr",), "sap": ("src_addr", "src_port"),
+    "dap": ("dst_addr", "dst_port", "protocol"), "sp": ("src_port",),
+    "dp": ("dst_port", "protocol"), "pkt": ("packets",), "ipkt": ("packets",),
+    "byt": ("bytes",), "ibyt": ("bytes",), "fl": (), "flg": ("tcp_flags",), "tos": ("tos",),
+    "stos": ("tos",), "pps": _RATES, "bps": _RATES, "bpp": _RATES, "sas": ("src_as",),
+    "das": ("dst_as",), "in": ("input_if",), "out": ("output_if",), "nh": ("next_hop",),
+    "ra": ("exporter",), "svln": ("vlan",), "sr": ("sampling_interval",),
+}  # fmt: skip
+_JSON_COLUMNS = ("flow_start", "flow_end", "protocol", "tcp_flags", "src_port", "dst_port",
+                 "tos", "src_addr", "dst_addr", "packets", "bytes", "input_if", "output_if",
+                 "src_as", "dst_as", "vlan", "exporter")  # fmt: skip
 _TOKEN_RE = re.compile(r"%(" + "|".join(sorted(TOKENS, key=len, reverse=True)) + r")")
 
 
@@ -202,6 +218,28 @@ def _parse(fmt: str) -> list[str | _Token]:
         names = " ".join(f"%{k}" for k in TOKENS)
         raise ValidationError(f"output format {fmt!r}: no % token; use {names}")
     return parts
+
+
+def _format_text(output: str) -> str:
+    if output == "csv":
+        return _CSV
+    if output in FORMATS:
+        return FORMATS[output]
+    if output.startswith("fmt:"):
+        return output[4:]
+    raise ValidationError(
+        f"output format {output!r}: use line, long, extended, csv, json or fmt:..."
+    )
+
+
+def format_columns(output: str) -> list[str]:
+    """The flow columns ``render_flows(..., output)`` reads, in a stable order (always
+    packets and bytes too: listings end with their totals)."""
+    if output == "json":
+        return list(_JSON_COLUMNS)
+    names = _TOKEN_RE.findall(_format_text(output))
+    cols = [c for name in names for c in TOKEN_COLUMNS[name]]
+    return list(dict.fromkeys([*cols, "packets", "bytes"]))
 
 
 def _pad(text: pa.Array, width: int) -> pa.Array:
@@ -282,17 +320,7 @@ def render_flows(
         text = _buffer(items)
         return b"[\n" + text[:-2] + b"\n]\n"
     csv = output == "csv"
-    if csv:
-        fmt = _CSV
-    elif output in FORMATS:
-        fmt = FORMATS[output]
-    elif output.startswith("fmt:"):
-        fmt = output[4:]
-    else:
-        raise ValidationError(
-            f"output format {output!r}: use line, long, extended, csv, json or fmt:..."
-        )
-    parts = _parse(fmt)
+    parts = _parse(_format_text(output))
     body = _buffer(_lines(table, parts, plain or csv, not csv)) if table.num_rows else b""
     if not header:
         return body

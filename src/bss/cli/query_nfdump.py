@@ -138,15 +138,16 @@ def list_(
     plain: Annotated[bool, typer.Option("--plain-numbers", "-N", help="no 1.2 M scaling")] = False,
 ) -> None:
     """The flows that match, in nfdump's output formats (nfdump -o, -c, -O)."""
-    from bss.analyst.flow_formats import render_flows
+    from bss.analyst.flow_formats import format_columns, render_flows
     from bss.analyst.nfdump_queries import list_flows
     from bss.analyst.query import addresses_as_text, parse_window
 
     state = get_state(ctx)
     text = _filter_text(words, flow_filter)
+    columns = None if state.json else format_columns(output)  # read only what is printed
     flows = list_flows(
         state.workspace, flow_filter=text, window=parse_window(window), order=order,
-        limit=count,
+        limit=count, columns=columns,
     )  # fmt: skip
     if state.json:
         emit(state, {"filter": text, "window": window, "count": flows.num_rows,

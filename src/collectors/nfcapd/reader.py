@@ -1,7 +1,7 @@
 """An nfcapd file (nfdump 1.7) to ``FLOW_SCHEMA`` batches plus the records it refuses.
 
     result = read_nfcapd_file(Path("nfcapd.202610050000"))
-    result.flows        # list of pa.RecordBatch, one per data block
+    result.table()      # the flows, a FLOW_SCHEMA table (result.batches: one per block)
     result.rejects      # (record_no, field, reason, message, raw) per refused record/block
 
 Flows keep nfdump's values: times are the records' first/last milliseconds, packets and
@@ -38,6 +38,12 @@ _TS = pa.timestamp("us", tz="UTC")
 _ADDR = pa.binary(16)
 
 Reject = tuple[int | None, str | None, str, str, bytes]
+#: The flow columns an nfcapd record fills.
+_OWN = frozenset({
+    "exporter", "observation_domain", "flow_start", "flow_end", "src_addr", "dst_addr",
+    "src_port", "dst_port", "protocol", "tcp_flags", "tos", "bytes", "packets", "input_if",
+    "output_if", "src_as", "dst_as", "next_hop", "vlan", "source_format", "mpls_labels",
+})  # fmt: skip
 
 
 @dataclass
@@ -56,6 +62,19 @@ class NfcapdFile:
     rejects: list[Reject] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)
 
+    def table(self) -> pa.Table:
+        """The flows read, as one contiguous ``FLOW_SCHEMA`` table (columns nfcapd does
+        not carry are null)."""
+        if self.batches:
+            got = pa.Table.from_batches(self.batches).combine_chunks()
+        else:
+            got = pa.schema([f for f in FLOW_SCHEMA if f.name in _OWN]).empty_table()
+        n = got.num_rows
+        return pa.table(
+            [got.column(f.name) if f.name in _OWN else pa.nulls(n, f.type) for f in FLOW_SCHEMA],
+            schema=FLOW_SCHEMA,
+        )
+
 
 def _version_text(raw: int) -> str:
     # 0x01070100: 1.7.1; 0xF1070100: a git build based on 1.7.1
@@ -63,23 +82,38 @@ def _version_text(raw: int) -> str:
 
 
 def _addresses(raw: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
-    buf = pa.py_buffer(np.ascontiguousarray(raw).tobytes())
-    if valid is None:
-        return pa.FixedSizeBinaryArray.from_buffers(_ADDR, raw.shape[0], [None, buf])
-    mask = pa.array(~valid.astype(bool))
-    full = pa.FixedSizeBinaryArray.from_buffers(_ADDR, raw.shape[0], [None, buf])
-    return pc.if_else(mask, pa.scalar(None, _ADDR), full)
+    """(n, 16) bytes as a fixed_size_binary(16) array; ``valid`` (0/1 per row) -> nulls."""
+    n = raw.shape[0]
+    bitmap = None
+    if valid is not None and not valid.all():
+        bitmap = pa.py_buffer(np.packbits(valid.astype(bool), bitorder="little").tobytes())
+    data = pa.py_buffer(np.ascontiguousarray(raw).tobytes())
+    return pa.FixedSizeBinaryArray.from_buffers(_ADDR, n, [bitmap, data])
+
+
+def _labels(mpls: np.ndarray, present: np.ndarray) -> pa.Array:
+    """MPLS label stacks as list<uint32> (null where the record had none)."""
+    n = mpls.shape[0]
+    if not present.any():
+        return pa.nulls(n, MPLS_LABELS)
+    counts = np.where(present.astype(bool), mpls[:, 0], 0).astype(np.int32)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(counts, out=offsets[1:])
+    values = mpls[:, 1:][np.arange(10)[None, :] < counts[:, None]]
+    bitmap = pa.py_buffer(np.packbits(present.astype(bool), bitorder="little").tobytes())
+    return pa.ListArray.from_buffers(
+        MPLS_LABELS, n, [bitmap, pa.py_buffer(offsets.tobytes())],
+        children=[pa.array(values.astype(np.uint32))],
+    )  # fmt: skip
+
+
+_FORMAT_NAMES = pa.array([NFVERSION_FORMATS.get(v, "nfcapd") for v in range(256)], pa.string())
 
 
 def _batch(
     ints: np.ndarray, addrs: np.ndarray, has: np.ndarray, mpls: np.ndarray, domains: np.ndarray
 ) -> pa.RecordBatch:
-    n = ints.shape[0]
-    versions = ints[:, 15]
-    formats = np.array([NFVERSION_FORMATS.get(int(v), "nfcapd") for v in range(256)], object)
-    labels: list[list[int] | None] = [
-        [int(x) for x in mpls[i, 1 : 1 + mpls[i, 0]]] if has[i, 2] else None for i in range(n)
-    ] if has[:, 2].any() else [None] * n  # fmt: skip
+    versions = pa.array(np.minimum(ints[:, 15], 255).astype(np.int32))
     cols: dict[str, pa.Array] = {
         "exporter": _addresses(addrs[3], has[:, 1]),
         "observation_domain": pa.array(domains[ints[:, 14].astype(np.int64)], pa.uint32()),
@@ -100,14 +134,12 @@ def _batch(
         "dst_as": pa.array(ints[:, 12].astype(np.uint32)),
         "next_hop": _addresses(addrs[2], has[:, 0]),
         "vlan": pa.array(ints[:, 13].astype(np.uint16)),
-        "source_format": pa.array(formats[np.minimum(versions, 255).astype(np.int64)], pa.string()),
-        "mpls_labels": pa.array(labels, MPLS_LABELS),
+        "source_format": pc.take(_FORMAT_NAMES, versions),
+        "mpls_labels": _labels(mpls, has[:, 2]),
     }
-    arrays = [
-        cols[f.name] if f.name in cols else pa.nulls(n, f.type)
-        for f in FLOW_SCHEMA
-    ]  # fmt: skip
-    return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
+    # the FLOW_SCHEMA columns nfcapd has no value for are added once, by NfcapdFile.table
+    fields = [f for f in FLOW_SCHEMA if f.name in cols]
+    return pa.RecordBatch.from_arrays([cols[f.name] for f in fields], schema=pa.schema(fields))
 
 
 def _decode(block: Block, result: NfcapdFile, tables: tuple[np.ndarray, ...],

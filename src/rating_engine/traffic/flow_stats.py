@@ -366,17 +366,55 @@ def select_flows(
     if limit is not None and limit < 1:
         raise RatingError(f"flow limit {limit}: must be at least 1")
     wanted = list(columns) if columns is not None else FLOW_SCHEMA.names
+    schema = pa.schema([FLOW_SCHEMA.field(c) for c in wanted])
     files = window_files(source, window)
     if not files:
-        return pa.schema([FLOW_SCHEMA.field(c) for c in wanted]).empty_table()
-    frame = _scan(files, combined_columns(wanted, ["flow_start", "flow_end"]), flow_filter,
-                  window)  # fmt: skip
-    if order in ("tstart", "tend"):
-        col = "flow_start" if order == "tstart" else "flow_end"
-        frame = frame.sort(col, maintain_order=True)
-    elif order is not None:
-        frame = frame.sort(flow_value(order), descending=True, maintain_order=True)
-    if limit is not None:
-        frame = frame.head(limit)
-    table = _to_arrow(frame.select(wanted).collect(), [])
-    return table.cast(pa.schema([FLOW_SCHEMA.field(c) for c in wanted]))
+        return schema.empty_table()
+    needs = {"tstart": ["flow_start"], "tend": ["flow_end"], "bytes": ["bytes"],
+             "packets": ["packets"], "bpp": ["bytes", "packets"],
+             "pps": ["flow_start", "flow_end", "packets"],
+             "bps": ["flow_start", "flow_end", "bytes"]}.get(order or "", [])  # fmt: skip
+    cols = combined_columns(wanted, needs)
+
+    def ordered(frame: pl.LazyFrame) -> pl.LazyFrame:
+        if order in ("tstart", "tend"):
+            return frame.sort("flow_start" if order == "tstart" else "flow_end",
+                              maintain_order=True)  # fmt: skip
+        if order is not None:
+            return frame.sort(flow_value(order), descending=True, maintain_order=True)
+        return frame
+
+    groups = _time_groups(files) if limit is not None and order in (None, "tstart") else None
+    if groups is None or limit is None:
+        frame = ordered(_scan(files, cols, flow_filter, window))
+        if limit is not None:
+            frame = frame.head(limit)
+        return _to_arrow(frame.select(wanted).collect(), []).cast(schema)
+    # -c N in time or stored order: partitions hold disjoint, ascending ranges of flow
+    # starts, so reading them in order can stop once N flows matched (nfdump stops too)
+    parts: list[pa.Table] = []
+    got = 0
+    for group in groups:
+        frame = ordered(_scan(group, cols, flow_filter, window)).head(limit - got)
+        part = _to_arrow(frame.select(wanted).collect(), []).cast(schema)
+        parts.append(part)
+        got += part.num_rows
+        if got >= limit:
+            break
+    return pa.concat_tables(parts)
+
+
+def _time_groups(files: Sequence[Path]) -> list[list[Path]] | None:
+    """Files grouped by their ``date=``/``hour=`` partition, earliest first; None when a
+    file has no date partition (no order can be assumed then)."""
+    keyed: dict[tuple[date, int], list[Path]] = {}
+    for f in files:
+        day = _day_of(f)
+        if day is None:
+            return None
+        hour = next((int(p[5:]) for p in f.parts if p.startswith("hour=") and p[5:].isdigit()),
+                    -1)  # fmt: skip
+        keyed.setdefault((day, hour), []).append(f)
+    if any(h == -1 for _, h in keyed) and len({d for d, _ in keyed}) != len(keyed):
+        return None  # a day with and without hour partitions: ranges overlap
+    return [keyed[k] for k in sorted(keyed)]

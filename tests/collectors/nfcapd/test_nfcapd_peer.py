@@ -147,7 +147,7 @@ def test_same_flows_as_nfdump(nfcapd_files: dict[str, Path], tmp_path: Path) -> 
         result = read_nfcapd_file(path)
         assert result.compression == name
         assert result.rejected == {}
-        assert our_keys(pa.Table.from_batches(result.batches)) == theirs, name
+        assert our_keys(result.table()) == theirs, name
     # the command itself, over a folder, into a workspace
     ws = tmp_path / "w"
     folder = nfcapd_files["lz4"].parent
@@ -165,7 +165,7 @@ def address_to_127() -> bytes:
 
 def test_filters_select_what_nfdump_selects(nfcapd_files: dict[str, Path]) -> None:
     path = nfcapd_files["none"]
-    table = pa.Table.from_batches(read_nfcapd_file(path).batches)
+    table = read_nfcapd_file(path).table()
     for text in FILTERS:
         f = compile_filter(text)
         assert f is not None
@@ -187,5 +187,4 @@ def test_nfdump_reads_the_test_writer(tmp_path: Path) -> None:
         assert (first["src4_addr"], first["dst_port"], first["in_bytes"], first["src_as"],
                 first["dst_as"], first["src_vlan"], first["ip4_next_hop"]) == (
             "10.0.0.1", 443, 180, 64500, 65001, 20, "10.0.0.254")  # fmt: skip
-        assert their_keys(records) == our_keys(pa.Table.from_batches(
-            read_nfcapd_file(path).batches))  # fmt: skip
+        assert their_keys(records) == our_keys(read_nfcapd_file(path).table())  # fmt: skip

@@ -7,7 +7,6 @@ import ipaddress
 import struct
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -79,7 +78,7 @@ def test_reads_what_was_written(
     assert (result.compression, result.nfdump_version) == (compression, "1.7.1")
     assert result.rejected == {}
     assert result.other_records == 1  # the exporter-info record
-    table = pa.Table.from_batches(result.batches, schema=FLOW_SCHEMA)
+    table = result.table()
     rows = table.to_pylist()
     # a record without a received address takes the exporter of its sysid (192.0.2.254)
     expected = [f if f.received else Flow(**{**f.__dict__, "received": "192.0.2.254"})
@@ -98,7 +97,7 @@ def test_damaged_record_is_refused_and_neighbours_kept(tmp_path: Path) -> None:
                         raw_records={1: no_flow, 4: bytes(cut)})  # fmt: skip
     result = read_nfcapd_file(path)
     # block 0: exporter, flow 0, (no flow) ; block 1: flow 2, flow 3, (broken) ; block 2: flow 5
-    kept = [r["bytes"] for b in result.batches for r in b.to_pylist()]
+    kept = result.table().column("bytes").to_pylist()
     assert kept == [60, 62, 63, 65]
     assert result.rejected == {"no_generic_flow": 1, "bad_element_length": 1}
     fields = {r[2]: r[1] for r in result.rejects}
@@ -120,12 +119,12 @@ def test_bad_block_and_truncation(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     result = read_nfcapd_file(path)
     assert result.rejected["bad_block"] == 1
-    assert [r["bytes"] for b in result.batches for r in b.to_pylist()] == [100, 101, 102,
+    assert result.table().column("bytes").to_pylist() == [100, 101, 102,
                                                                           107, 108]  # fmt: skip
     truncated = tmp_path / "nfcapd.3"
     truncated.write_bytes(bytes(data[: b1 + 20]))
     cut = read_nfcapd_file(truncated)
-    assert [r["bytes"] for b in cut.batches for r in b.to_pylist()] == [100, 101, 102]
+    assert cut.table().column("bytes").to_pylist() == [100, 101, 102]
     assert "truncated" in cut.rejects[-1][3]
 
 

@@ -146,6 +146,8 @@ def test_select_flows_orders_limits_and_windows(tmp_path: Path) -> None:
     got = select_flows(tmp_path, flow_filter=f, order="tstart", limit=5)
     want = sorted((r for r in rows if r["dst_port"] == 443), key=lambda r: r["flow_start"])[:5]
     assert got.column("src_port").to_pylist() == [r["src_port"] for r in want]
+    # -c in stored order stops after the first partitions; the same rows as a full read
+    assert select_flows(tmp_path, limit=3).equals(select_flows(tmp_path).slice(0, 3))
     by_bytes = select_flows(tmp_path, order="bytes", limit=3, columns=["bytes"])
     assert by_bytes.column("bytes").to_pylist() == sorted((r["bytes"] for r in rows),
                                                           reverse=True)[:3]  # fmt: skip
