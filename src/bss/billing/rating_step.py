@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from bss.billing.period import Period
 from bss.errors import BillingError
-from collectors.dataset import remove_parts
+from collectors.dataset import reading_parts, remove_parts
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.period_pricing import price_period
 from rating_engine.rating.rate import RatingPlan, compile_plan, load_tariffs
@@ -29,6 +29,7 @@ from rating_engine.scale.partials import RatePartial, combine_rate_partials
 from rating_engine.scale.parts import files_by_day, is_part_of, remove_tag_parts
 from rating_engine.scale.rate_partition import (
     Billable,
+    DayFiles,
     RateContext,
     RateJob,
     day_files,
@@ -122,7 +123,9 @@ def derive_flow_usage(
     job = FlowUsageJob(str(workspace.usage), name, period.start_us(), period.end_us(),
                        f"flows {period.name}")  # fmt: skip
     index = executor.share(build_prefix_index(subscriptions))
-    counts = executor.map(derive_day, days, name="flow-usage", job=job, index=index)
+    # Workers read the parts directly; a part that cannot be read back is named here.
+    with reading_parts([Path(p) for d in days for p in (*d.flows, *d.earlier)]):
+        counts = executor.map(derive_day, days, name="flow-usage", job=job, index=index)
     return sum(counts)
 
 
@@ -163,6 +166,29 @@ def rate_period(
         for day, files in files_by_day(workspace.rated).items()
     }
     days = day_files(files_by_day(workspace.usage), rated_by_day, period.end_us())
+    # Workers read the parts directly; a part that cannot be read back is named here.
+    parts = [Path(p) for d in days for p in (*d.usage, *d.billed)]
+    with reading_parts(parts):
+        partial = _rate_days(workspace, period, subscriptions, executor, plan, days, tag,
+                             billable, chunk_rows, buckets, scratch)  # fmt: skip
+    # Tiers price the period's own usage; late records of earlier periods were (or will
+    # be) priced with their own period, never moved into another period's tiers.
+    return RatingOutcome(partial, price_period(partial.quantities, plan), plan, tag)
+
+
+def _rate_days(
+    workspace: WorkspacePaths,
+    period: Period,
+    subscriptions: pa.Table,
+    executor: Executor,
+    plan: RatingPlan,
+    days: tuple[DayFiles, ...],
+    tag: str,
+    billable: Billable | None,
+    chunk_rows: int,
+    buckets: int | None,
+    scratch: Path,
+) -> RatePartial:
     per_day = usage_rows(days)
     n = buckets or _buckets(executor, per_day, chunk_rows)
     log.info("rating up to %d usage records in %d days, %d partition(s)", sum(per_day),
@@ -179,6 +205,4 @@ def rate_period(
                                      context=context)  # fmt: skip
     partial: RatePartial = executor.reduce(combine_rate_partials, partials, name="rate")
     shutil.rmtree(scratch / "split", ignore_errors=True)
-    # Tiers price the period's own usage; late records of earlier periods were (or will
-    # be) priced with their own period, never moved into another period's tiers.
-    return RatingOutcome(partial, price_period(partial.quantities, plan), plan, tag)
+    return partial

@@ -59,7 +59,7 @@ def _flow_chunks(job: FlowUsageJob, day: FlowDay) -> Iterator[pa.Table]:
     held: list[pa.Table] = []
     rows = 0
     for path in day.flows:
-        source = pq.ParquetFile(path)
+        source = pq.ParquetFile(path, page_checksum_verification=True)
         for group in range(source.num_row_groups):
             table = source.read_row_group(group, columns=cols).cast(schema)
             start = table.column("flow_start")

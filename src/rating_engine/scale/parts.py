@@ -102,7 +102,10 @@ def files_by_day(root: Path) -> dict[int, list[Path]]:
 
 def ids_in(files: Sequence[Path], column: str = "record_id") -> I64:
     """The sorted values of an int64 column over ``files`` (only that column is read)."""
-    parts = [pq.read_table(f, columns=[column]).column(0).to_numpy() for f in files]
+    parts = [
+        pq.read_table(f, columns=[column], page_checksum_verification=True).column(0).to_numpy()
+        for f in files
+    ]
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
     ids = ids.astype(np.int64, copy=False)
     ids.sort()

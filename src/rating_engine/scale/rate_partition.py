@@ -155,7 +155,7 @@ def _unbilled(job: RateJob, day: DayFiles) -> Iterator[pa.Table]:
         if _isin(ids, billed).all():
             return
     for path in day.usage:
-        source = pq.ParquetFile(path)
+        source = pq.ParquetFile(path, page_checksum_verification=True)
         for batch in source.iter_batches(batch_size=_SPLIT_BATCH, columns=USAGE_SCHEMA.names):
             table = pa.Table.from_batches([batch]).cast(USAGE_SCHEMA)
             keep = pc.less(table.column("start_time"), end)

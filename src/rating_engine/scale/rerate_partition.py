@@ -117,12 +117,15 @@ def _chunks(job: RerateJob) -> Iterator[tuple[pa.Table, pa.Table]]:
 
     for day in job.days:
         billed = pa.concat_tables(
-            [pq.read_table(p, columns=["record_id", "account_id", "cost", "start_time"])
+            [pq.read_table(p, columns=["record_id", "account_id", "cost", "start_time"],
+                           page_checksum_verification=True)
              for p in day.billed]
         )  # fmt: skip
         ids = pa.array(np.sort(np.asarray(billed.column("record_id").to_numpy(), np.int64)))
         for path in day.usage:
-            usage = pq.read_table(path, columns=USAGE_SCHEMA.names).cast(USAGE_SCHEMA)
+            usage = pq.read_table(
+                path, columns=USAGE_SCHEMA.names, page_checksum_verification=True
+            ).cast(USAGE_SCHEMA)
             usage_parts.append(usage.filter(pc.is_in(usage.column("record_id"), ids)))
         billed_parts.append(billed)
         rows += billed.num_rows
