@@ -1,7 +1,7 @@
 """The notebook entry point: a workspace opened read-only, as polars DataFrames and Arrow tables.
 
     from bss.analyst.api import Workspace
-    ws = Workspace.open()                      # $RATING_ENGINE_WORKSPACE or ./workspace
+    ws = Workspace.open()                      # $RATING_ENGINE_WORKSPACE, ./ or ../workspace
     ws.flows("2026-10-05", "2026-10-06")       # polars, addresses as text
     ws.arrow.flows()                           # the same as Arrow, canonical FLOW_SCHEMA
     ws.top_n("src_ip", "bytes", 10)            # nfdump -s srcip/bytes
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
@@ -28,7 +29,12 @@ import pyarrow as pa
 from bss.analyst.arrow import ALARM_COLUMNS, TICKET_COLUMNS, ArrowWorkspace
 from bss.analyst.query import TimeLike, addresses_as_text
 from bss.errors import ValidationError
-from collectors.workspace import WorkspacePaths, resolve_workspace
+from collectors.workspace import (
+    DEFAULT_WORKSPACE,
+    WORKSPACE_ENV,
+    WorkspacePaths,
+    resolve_workspace,
+)
 
 __all__ = ["ALARM_COLUMNS", "TICKET_COLUMNS", "ArrowWorkspace", "Workspace"]
 
@@ -49,11 +55,22 @@ class Workspace:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
-        """Open ``path``, else ``$RATING_ENGINE_WORKSPACE``, else ``./workspace``."""
-        paths = resolve_workspace(path)
-        if not paths.root.is_dir():
-            raise ValidationError(f"workspace {paths.root} does not exist")
-        return cls(ArrowWorkspace(paths))
+        """Open ``path``, else ``$RATING_ENGINE_WORKSPACE``, else ``./workspace``, else
+        ``../workspace``: a notebook in ``examples/`` (Jupyter starts it there) finds the
+        workspace ``rating-engine demo`` made in the folder above."""
+        if path is not None or os.environ.get(WORKSPACE_ENV):
+            paths = resolve_workspace(path)
+            if not paths.root.is_dir():
+                raise ValidationError(f"workspace {paths.root} does not exist")
+            return cls(ArrowWorkspace(paths))
+        tried = [Path.cwd() / DEFAULT_WORKSPACE, Path.cwd().parent / DEFAULT_WORKSPACE]
+        for root in tried:
+            if root.is_dir():
+                return cls(ArrowWorkspace(resolve_workspace(root)))
+        raise ValidationError(
+            f"no workspace: neither {tried[0]} nor {tried[1]} exists and "
+            f"${WORKSPACE_ENV} is not set (make one with `rating-engine demo`, or pass a path)"
+        )
 
     @property
     def paths(self) -> WorkspacePaths:
