@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from collectors.addresses import address_from_bytes
 from collectors.errors import DecodeError
 from collectors.flows.batch import concat_flow_batches, empty_flow_batch, to_record_batch
 from collectors.flows.empty_records import EMPTY_RECORD, empty_records
+from collectors.flows.exporter_table import ExporterLimits, ExporterTable
 from collectors.flows.sequence import SequenceTracker
 from collectors.netflow.template_session import TemplateSession
 from collectors.netflow.v5 import STATUS_REASONS, decode_legacy_many, pack_datagrams
@@ -71,15 +73,26 @@ class FlowDecoder:
         *,
         max_templates_per_exporter: int = 1024,
         max_pending_bytes_per_exporter: int = 1 << 20,
+        max_exporters: int = ExporterLimits.max_exporters,
+        exporter_idle_seconds: float = ExporterLimits.idle_seconds,
+        max_template_bytes: int = ExporterLimits.max_template_bytes,
+        max_pending_bytes: int = ExporterLimits.max_pending_bytes,
     ) -> None:
         self._limits = {
             "max_templates_per_exporter": max_templates_per_exporter,
             "max_pending_bytes_per_exporter": max_pending_bytes_per_exporter,
+            "max_template_bytes": max_template_bytes,
+            "max_pending_bytes": max_pending_bytes,
         }
         self._decap = False
         self._session = TemplateSession(**self._limits)
         self._sequence = SequenceTracker()
         self._sflow: Any = None
+        # All exporters together are bounded too (collectors.flows.exporter_table).
+        self._exporters = ExporterTable(
+            ExporterLimits(max_exporters, exporter_idle_seconds, max_template_bytes,
+                           max_pending_bytes)
+        )  # fmt: skip
 
     @property
     def decapsulate_vxlan(self) -> bool:
@@ -99,6 +112,11 @@ class FlowDecoder:
     def sequence(self) -> SequenceTracker:
         """Loss accounting per (exporter, domain, format)."""
         return self._sequence
+
+    @property
+    def exporters(self) -> ExporterTable:
+        """The exporters admitted to hold state (bounded, least recently used out)."""
+        return self._exporters
 
     @property
     def session(self) -> TemplateSession:
@@ -136,6 +154,7 @@ class FlowDecoder:
             exp_list = [_exporter_bytes(e) for e in exporters]
         exp_arr = np.frombuffer(b"".join(exp_list), np.uint8).reshape(n, 16)
         received = np.asarray(received_at_us, dtype=np.int64)
+        refused = self._admit(exp_arr, exp_list, received, stats)
         data = datagrams if isinstance(datagrams, list) else list(datagrams)
         buf, offsets = pack_datagrams(data)
         starts, sizes = offsets[:-1], np.diff(offsets)
@@ -148,13 +167,28 @@ class FlowDecoder:
         is_sflow = (sizes >= 4) & (v32 == 5)
         is_legacy = ~is_sflow & (sizes >= 2) & np.isin(v16, (1, 5, 7))
         is_tmpl = ~is_sflow & (sizes >= 2) & np.isin(v16, (9, 10))
-        for i in np.nonzero(~(is_sflow | is_legacy | is_tmpl))[0].tolist():
+        for i in np.nonzero(~(is_sflow | is_legacy | is_tmpl | refused))[0].tolist():
             reason = "truncated" if sizes[i] < 2 else "unsupported_version"
             msg = f"{source}: datagram {i}: " + (
                 f"{sizes[i]} bytes" if sizes[i] < 2 else f"unknown version {int(v16[i])}"
             )
             rejected.append((i, reason, msg))
             stats[f"malformed:{reason}"] += 1
+        if refused.any():  # kept aside, and no state of theirs is made
+            for i in np.nonzero(refused)[0].tolist():
+                rejected.append(
+                    (
+                        i,
+                        "exporter_limit",
+                        f"{source}: datagram {i}: exporter "
+                        f"{address_from_bytes(exp_list[i])} refused: "
+                        f"{len(self._exporters)} exporters are active (the limit)",
+                    )
+                )
+            stats["malformed:exporter_limit"] += int(refused.sum())
+            is_sflow &= ~refused
+            is_legacy &= ~refused
+            is_tmpl &= ~refused
 
         batches: list[pa.RecordBatch] = []
         counters: list[pa.RecordBatch] = []
@@ -203,6 +237,36 @@ class FlowDecoder:
         if counters:
             counter_batch = counters[0] if len(counters) == 1 else pa.concat_batches(counters)
         return DecodeOutcome(flows, counter_batch, rejected, dict(stats))
+
+    def _admit(
+        self,
+        exp_arr: np.ndarray,
+        exp_list: list[bytes],
+        received: np.ndarray,
+        stats: Counter[str],
+    ) -> np.ndarray:
+        """Note the call's exporters in the table; drop the state of those evicted; the
+        mask of datagrams whose exporter was refused."""
+        keys = exp_arr.view("V16").ravel()
+        inverse: np.ndarray | None = None
+        if bool((keys == keys[0]).all()):  # the usual call: one exporter
+            unique, latest = [exp_list[0]], [int(received.max())]
+        else:
+            values, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            last = np.full(values.shape[0], np.iinfo(np.int64).min, np.int64)
+            np.maximum.at(last, inverse, received)
+            unique, latest = [exp_list[i] for i in first.tolist()], last.tolist()
+        refused, evicted = self._exporters.admit(unique, latest)
+        for exporter in evicted:
+            self._session.forget_exporter(exporter)
+            self._sequence.forget_exporter(exporter)
+        if evicted:
+            stats["exporter_evicted"] += len(evicted)
+        mask = np.zeros(len(exp_list), np.bool_)
+        if refused:
+            gone = np.array([u in refused for u in unique], np.bool_)
+            mask = gone[inverse] if inverse is not None else np.full(len(exp_list), gone[0])
+        return mask
 
     def _legacy(
         self,
@@ -306,12 +370,18 @@ class FlowDecoder:
         return json.dumps(doc).encode()
 
     @classmethod
-    def load_state(cls, blob: bytes, **kwargs: int) -> FlowDecoder:
-        """A decoder restored from :meth:`save_state`; ``kwargs`` as for the constructor."""
+    def load_state(cls, blob: bytes, **kwargs: Any) -> FlowDecoder:
+        """A decoder restored from :meth:`save_state`; ``kwargs`` as for the constructor.
+        Restored exporters count as long idle; those beyond ``max_exporters`` are dropped."""
         doc = json.loads(blob.decode())
         if doc.get("version") != _STATE_VERSION:
             raise DecodeError("bad_state", f"decoder state version {doc.get('version')!r}")
         dec = cls(**kwargs)
         dec._session = TemplateSession.from_json(doc["session"], **dec._limits)
         dec._sequence = SequenceTracker.from_json(doc["sequence"])
+        for exporter in dec._exporters.restore(
+            dec._session.exporters() | dec._sequence.exporters()
+        ):
+            dec._session.forget_exporter(exporter)
+            dec._sequence.forget_exporter(exporter)
         return dec

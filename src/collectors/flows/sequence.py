@@ -169,6 +169,15 @@ class SequenceTracker:
             for sv, cv in zip(s.tolist(), c.tolist(), strict=True):
                 self.observe(key[0], key[1], kind, sv, cv if cv >= 0 else None)
 
+    def forget_exporter(self, exporter: bytes) -> None:
+        """Drop the counters of ``exporter`` (evicted to make room for another)."""
+        for key in [k for k in self._states if k[0] == exporter]:
+            del self._states[key]
+
+    def exporters(self) -> set[bytes]:
+        """Every exporter with counters here."""
+        return {key[0] for key in self._states}
+
     def snapshot(self) -> list[dict[str, int | str | None]]:
         """One row per key: exporter (hex), domain, kind, unit and the counters."""
         rows: list[dict[str, int | str | None]] = []

@@ -16,6 +16,7 @@ import json
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -125,6 +126,12 @@ def _be32(b: np.ndarray, o: int) -> np.int64:
     )
 
 
+def _drop_exporter(table: dict[Any, Any], exporter: bytes) -> None:
+    """Remove the keys ``(exporter, ...)`` of ``table``."""
+    for key in [k for k in table if k[0] == exporter]:
+        del table[key]
+
+
 class TemplateSession:
     """Per-collector state and bulk decode for v9 / IPFIX messages."""
 
@@ -133,11 +140,16 @@ class TemplateSession:
         *,
         max_templates_per_exporter: int = 1024,
         max_pending_bytes_per_exporter: int = 1 << 20,
+        max_template_bytes: int = 128 << 20,
+        max_pending_bytes: int = 32 << 20,
     ) -> None:
         #: key packet sections that carry VXLAN by their inner packet (a setting, not state)
         self.decapsulate_vxlan = False
-        self.cache = TemplateCache(max_templates_per_exporter)
+        self.cache = TemplateCache(max_templates_per_exporter, max_template_bytes)
         self.max_pending_bytes = max_pending_bytes_per_exporter
+        #: held data of all exporters together, at most (spoofed sources add up)
+        self.max_pending_total = max_pending_bytes
+        self.pending_total = 0
         self.pending: dict[bytes, deque[PendingSet]] = {}
         self.pending_bytes: dict[bytes, int] = {}
         #: (exporter, domain) -> {sampler id: interval}
@@ -352,12 +364,25 @@ class TemplateSession:
             msg.domain, set_id, body, msg.protocol, msg.export_secs, msg.uptime_ms, received
         )
         dq = self.pending.setdefault(exporter, deque())
-        used = self.pending_bytes.get(exporter, 0) + size
+        before = self.pending_bytes.get(exporter, 0)
+        used = before + size
         while used > self.max_pending_bytes and dq:
             used -= len(dq.popleft().body)  # the oldest goes first
             stats["pending_dropped"] += 1
+        total = self.pending_total - before + used
+        while total > self.max_pending_total and dq:  # all exporters' share is full
+            dropped = len(dq.popleft().body)
+            used, total = used - dropped, total - dropped
+            stats["pending_dropped"] += 1
+        if total > self.max_pending_total:  # others hold it all: this set is not kept
+            stats["pending_dropped"] += 1
+            stats["pending_memory_limit"] += 1
+            self.pending_bytes[exporter] = used
+            self.pending_total = total - size
+            return
         dq.append(pend)
         self.pending_bytes[exporter] = used
+        self.pending_total = total
 
     def _drain(self, tpl: Template, call: CallWork, stats: Counter[str]) -> int:
         """Queue the held data sets the new template ``tpl`` decodes; return options records."""
@@ -373,6 +398,7 @@ class TemplateSession:
                 continue
             stats["pending_decoded"] += 1
             self.pending_bytes[exporter] -= len(p.body)
+            self.pending_total -= len(p.body)
             if tpl.options:
                 options_count += self._options(tpl, p.body)
                 continue
@@ -380,6 +406,24 @@ class TemplateSession:
             call.add_extra(exporter, p, tpl)
         self.pending[exporter] = keep
         return options_count
+
+    # -- exporters ---------------------------------------------------------------------------
+    def exporters(self) -> set[bytes]:
+        """Every exporter this session holds something for."""
+        found = set(self.cache.exporters()) | set(self.pending)
+        for table in (self.samplers, self.default_sampling, self.sysinit_ms):
+            found.update(key[0] for key in table)
+        return found
+
+    def forget_exporter(self, exporter: bytes) -> None:
+        """Drop everything held for ``exporter`` (evicted to make room for another)."""
+        self.cache.forget_exporter(exporter)
+        self.pending.pop(exporter, None)
+        self.pending_total -= self.pending_bytes.pop(exporter, 0)
+        _drop_exporter(self.samplers, exporter)
+        _drop_exporter(self.default_sampling, exporter)
+        _drop_exporter(self.sysinit_ms, exporter)
+        _drop_exporter(self.options_records, exporter)
 
     # -- options data: samplers and system init time -----------------------------------------
     def _apply_options(self, tpl: Template, records: list[dict[str, int | float | bytes]]) -> None:
@@ -441,14 +485,20 @@ class TemplateSession:
         *,
         max_templates_per_exporter: int = 1024,
         max_pending_bytes_per_exporter: int = 1 << 20,
+        max_template_bytes: int = 128 << 20,
+        max_pending_bytes: int = 32 << 20,
     ) -> TemplateSession:
         """Inverse of :meth:`to_json` (bounds come from the arguments)."""
         doc = json.loads(text)
         s = cls(
             max_templates_per_exporter=max_templates_per_exporter,
             max_pending_bytes_per_exporter=max_pending_bytes_per_exporter,
+            max_template_bytes=max_template_bytes,
+            max_pending_bytes=max_pending_bytes,
         )
-        s.cache = TemplateCache.from_json(doc["templates"], max_templates_per_exporter)
+        s.cache = TemplateCache.from_json(
+            doc["templates"], max_templates_per_exporter, max_template_bytes
+        )
         d64 = base64.b64decode
         for e, d, items in doc["samplers"]:
             s.samplers[(d64(e), int(d))] = {int(k): int(v) for k, v in items}
@@ -463,4 +513,5 @@ class TemplateSession:
             )
             s.pending[d64(e)] = dq
             s.pending_bytes[d64(e)] = sum(len(p.body) for p in dq)
+        s.pending_total = sum(s.pending_bytes.values())
         return s

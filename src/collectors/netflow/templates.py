@@ -45,6 +45,7 @@ __all__ = [
     "TemplateCache",
     "decode_records",
     "empty_outputs",
+    "template_bytes",
 ]
 
 VARIABLE_LENGTH = 65535
@@ -236,11 +237,20 @@ def _is_float_ie(f: FieldSpec) -> bool:
     return f.pen == 0 and not f.v9_scope and IE_TABLE.get(f.ie, ("", "", 0))[1].startswith("float")
 
 
-class TemplateCache:
-    """Templates by (exporter, domain, template id), at most ``max_per_exporter`` each."""
+def template_bytes(template: Template) -> int:
+    """What a template costs in memory, about (the object, its field specs, its program)."""
+    return 640 + 96 * len(template.fields)
 
-    def __init__(self, max_per_exporter: int = 1024) -> None:
+
+class TemplateCache:
+    """Templates by (exporter, domain, template id), at most ``max_per_exporter`` each and
+    ``max_bytes`` (:func:`template_bytes`) in all, so spoofed exporters cannot exhaust
+    memory together either."""
+
+    def __init__(self, max_per_exporter: int = 1024, max_bytes: int = 128 << 20) -> None:
         self.max_per_exporter = max_per_exporter
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._templates: dict[tuple[bytes, int, int], Template] = {}
         self._per_exporter: dict[bytes, int] = {}
 
@@ -249,27 +259,53 @@ class TemplateCache:
         return self._templates.get((exporter, domain, template_id))
 
     def put(self, template: Template) -> str:
-        """Add or replace; returns "new", "replaced", "unchanged" or "limit" (refused)."""
+        """Add or replace; returns "new", "replaced", "unchanged", "limit" (refused: the
+        exporter has ``max_per_exporter``) or "memory_limit" (refused: ``max_bytes``)."""
         key = template.key
         old = self._templates.get(key)
+        size = template_bytes(template)
         if old is not None:
             if old.fields == template.fields and old.options == template.options:
                 return "unchanged"  # refreshes are frequent: keep the compiled object
+            grown = self.bytes - template_bytes(old) + size
+            if grown > self.max_bytes:
+                return "memory_limit"
             self._templates[key] = template
+            self.bytes = grown
             return "replaced"
         count = self._per_exporter.get(template.exporter, 0)
         if count >= self.max_per_exporter:
             return "limit"
+        if self.bytes + size > self.max_bytes:
+            return "memory_limit"
         self._templates[key] = template
         self._per_exporter[template.exporter] = count + 1
+        self.bytes += size
         return "new"
 
     def remove(self, exporter: bytes, domain: int, template_id: int) -> bool:
         """Forget one template (an explicit, non-UDP withdrawal)."""
-        if self._templates.pop((exporter, domain, template_id), None) is None:
+        old = self._templates.pop((exporter, domain, template_id), None)
+        if old is None:
             return False
+        self.bytes -= template_bytes(old)
         self._per_exporter[exporter] -= 1
+        if not self._per_exporter[exporter]:
+            del self._per_exporter[exporter]
         return True
+
+    def forget_exporter(self, exporter: bytes) -> int:
+        """Forget every template of ``exporter``; returns how many."""
+        if exporter not in self._per_exporter:
+            return 0
+        keys = [k for k in self._templates if k[0] == exporter]
+        for key in keys:
+            self.remove(*key)
+        return len(keys)
+
+    def exporters(self) -> list[bytes]:
+        """The exporters that have templates here."""
+        return list(self._per_exporter)
 
     def __len__(self) -> int:
         return len(self._templates)
@@ -288,10 +324,12 @@ class TemplateCache:
         )
 
     @classmethod
-    def from_json(cls, text: str, max_per_exporter: int | None = None) -> TemplateCache:
-        """Inverse of :meth:`to_json`."""
+    def from_json(
+        cls, text: str, max_per_exporter: int | None = None, max_bytes: int = 128 << 20
+    ) -> TemplateCache:
+        """Inverse of :meth:`to_json` (templates beyond the limits are left out)."""
         doc = json.loads(text)
-        cache = cls(max_per_exporter or int(doc["max_per_exporter"]))
+        cache = cls(max_per_exporter or int(doc["max_per_exporter"]), max_bytes)
         for t in doc["templates"]:
             cache.put(Template.from_json(t))
         return cache
