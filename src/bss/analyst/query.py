@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -243,17 +246,6 @@ def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
     return build_prefix_index(subs)
 
 
-def _batches(
-    paths: WorkspacePaths,
-    cols: list[str],
-    window: tuple[int, int] | None,
-    flow_filter: FlowFilter | None = None,
-) -> Iterator[pa.RecordBatch]:
-    if not dataset_files(paths.flows):
-        return iter(())
-    return scan_flows(paths.flows, cols, window, flow_filter)
-
-
 def checked_filter(expression: str | FlowFilter | None) -> FlowFilter | None:
     """:func:`~rating_engine.traffic.flow_filter.compile_filter` with its error as a
     :class:`ValidationError` (bad input: exit code 3), position and caret kept."""
@@ -319,27 +311,26 @@ def _batch_totals(batch: pa.Table, renormalise: bool) -> tuple[int, int, int]:
     return batch.num_rows, int(p), int(b)
 
 
-def _aggregate(
-    paths: WorkspacePaths,
+def _source_partial(
+    source: Path | tuple[str, ...],
+    *,
     by: str,
     bucket: str | int | None,
     window: tuple[int, int] | None,
     renormalise: bool,
     index: PrefixIndex | None,
     flow_filter: FlowFilter | None = None,
-) -> tuple[pa.Table, Totals]:
-    """The full partial (every key) over the window plus the window's totals."""
-    if by not in BY_KEYS:
-        raise ValidationError(f"group by {by!r}: use one of {', '.join(sorted(BY_KEYS))}")
+) -> tuple[pa.Table | None, tuple[int, int, int]]:
+    """Every key's sums over ``source`` (the flows folder, or some of its files) and, for
+    ``subscription``, the flows' totals (the groups leave out unattributed flows)."""
     key = BY_KEYS[by]
-    if key == ("subscription",) and index is None:
-        index = prefix_index(paths)
     group: str | list[str] = key[0] if len(key) == 1 else list(key)
     partials: list[pa.Table] = []
     rows = 0
     tf = tp = tb = 0
     cols = flow_columns(key, renormalise, timed=bucket is not None)
-    for chunk in _chunks(_batches(paths, cols, window, flow_filter)):
+    batches = scan_flows(source, cols, window, flow_filter) if source else iter(())
+    for chunk in _chunks(batches):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
             f, p, b = _batch_totals(chunk, renormalise)
@@ -356,9 +347,63 @@ def _aggregate(
             partials = [combine_traffic(partials, ordered=False)]
             rows = partials[0].num_rows
     if not partials:
-        empty = _empty_flows(key, renormalise)
-        partials = [bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)]
+        return None, (0, 0, 0)
     total = partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=False)
+    return total, (tf, tp, tb)
+
+
+def _combine_sources(
+    *parts: tuple[pa.Table | None, tuple[int, int, int]],
+) -> tuple[pa.Table | None, tuple[int, int, int]]:
+    """Associative combine of :func:`_source_partial` results."""
+    tables = [t for t, _ in parts if t is not None]
+    total = None if not tables else tables[0] if len(tables) == 1 else combine_traffic(
+        tables, ordered=False
+    )  # fmt: skip
+    sums = tuple(sum(t[i] for _, t in parts) for i in range(3))
+    return total, (sums[0], sums[1], sums[2])
+
+
+def _aggregate(
+    paths: WorkspacePaths,
+    by: str,
+    bucket: str | int | None,
+    window: tuple[int, int] | None,
+    renormalise: bool,
+    index: PrefixIndex | None,
+    flow_filter: FlowFilter | None = None,
+    client: Any | None = None,
+) -> tuple[pa.Table, Totals]:
+    """The full partial (every key) over the window plus the window's totals; with
+    ``client``, a task per day of flows on its Dask cluster (the same result)."""
+    if by not in BY_KEYS:
+        raise ValidationError(f"group by {by!r}: use one of {', '.join(sorted(BY_KEYS))}")
+    key = BY_KEYS[by]
+    if key == ("subscription",) and index is None:
+        index = prefix_index(paths)
+    group: str | list[str] = key[0] if len(key) == 1 else list(key)
+    options: dict[str, Any] = {"by": by, "bucket": bucket, "window": window,
+                               "renormalise": renormalise, "flow_filter": flow_filter}  # fmt: skip
+    if client is None:
+        source: Path | tuple[str, ...] = paths.flows if dataset_files(paths.flows) else ()
+        total, sums = _source_partial(source, index=index, **options)
+    else:
+        from rating_engine.scale.executor import executor_for
+        from rating_engine.scale.traffic import flow_day_groups
+
+        executor = executor_for(client, f"query-{uuid.uuid4().hex[:8]}", paths.root)
+        groups = flow_day_groups(paths.flows) if dataset_files(paths.flows) else []
+        shared = executor.share(index) if index is not None else None
+        partials = executor.map_partials(_source_partial, groups, name="query", index=shared,
+                                         **options)  # fmt: skip
+        total, sums = (
+            executor.reduce(_combine_sources, partials, name="query") if partials
+            else (None, (0, 0, 0))
+        )  # fmt: skip
+    if total is None:
+        empty = _empty_flows(key, renormalise)
+        total = bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)
+    tf, tp, tb = sums
     if key != ("subscription",):
         # every flow is in exactly one group: the groups add up to the window's totals
         tf, tp, tb = (
@@ -389,11 +434,13 @@ def top_talkers(
     index: PrefixIndex | None = None,
     text: bool = True,
     flow_filter: str | FlowFilter | None = None,
+    client: Any | None = None,
 ) -> pa.Table:
     """Top ``n`` keys by ``metric`` over the window (``[start, end)``), like ``nfdump -s``.
 
     ``flow_filter`` (an nfdump filter expression) keeps only the flows it matches; the
-    totals and percentages are then those of the matching flows.
+    totals and percentages are then those of the matching flows. ``client``: a
+    ``dask.distributed.Client``, to aggregate a day of flows per task on its cluster.
 
     Columns: ``rank``, the key column(s) (addresses as text unless ``text=False``),
     ``flows``, ``flows_pct``, ``packets``, ``packets_pct``, ``bytes``, ``bytes_pct``,
@@ -406,7 +453,7 @@ def top_talkers(
         raise ValidationError(f"top-N n={n}: must be at least 1")
     win = None if window is None else window_of(window[0], window[1])
     flt = checked_filter(flow_filter)
-    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index, flt)
+    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index, flt, client)
     top = finish_top_n(partial, metric, n)
     keys = [c for c in top.schema.names if c not in (*METRICS, "rank")]
     out = top.select(["rank", *keys])
@@ -441,9 +488,11 @@ def flow_buckets(
     index: PrefixIndex | None = None,
     text: bool = True,
     flow_filter: str | FlowFilter | None = None,
+    client: Any | None = None,
 ) -> pa.Table:
     """Bytes, packets and flows per key and time bucket (``1min``, ``5min``, ``hour``, ``day``)
-    of the flows ``flow_filter`` matches (all without one).
+    of the flows ``flow_filter`` matches (all without one); ``client`` as for
+    :func:`top_talkers`.
 
     Columns: key column(s) (``subscription_id`` for ``by="subscription"``),
     ``bucket_start``, ``bytes``, ``packets``, ``flows``; sorted by bucket then key.
@@ -452,7 +501,8 @@ def flow_buckets(
         raise ValidationError("time buckets by conversation: use by='pair' (directed)")
     win = None if window is None else window_of(window[0], window[1])
     flt = checked_filter(flow_filter)
-    table, _totals = _aggregate(workspace_paths, by, bucket, win, renormalise, index, flt)
+    table, _totals = _aggregate(workspace_paths, by, bucket, win, renormalise, index, flt,
+                                client)  # fmt: skip
     keys = [c for c in table.schema.names if c not in (*METRICS, "bucket_start")]
     order: list[tuple[str, str]] = [("bucket_start", "ascending")] if bucket else []
     sortable = pa.table(

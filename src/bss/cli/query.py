@@ -6,6 +6,10 @@
     rating-engine query top --by src_ip --metric bytes -n 10 \\
         --window 2026-10-05T00:00/2026-10-06T00:00 [--filter 'proto udp'] [--json]
     rating-engine query buckets --by subscription --bucket hour [--window ...] [--json]
+    rating-engine query p95 --period 2026-10 [--json]
+
+``top``, ``buckets`` and ``p95`` take ``--scheduler`` (a Dask cluster: a task per day of
+flows, the same result).
 
 Every verb takes an nfdump filter (``--filter`` or, for stats and list, trailing words as
 nfdump takes them) and a window in ISO 8601 or nfdump's ``yyyy/MM/dd.hh:mm:ss`` form.
@@ -20,6 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bss.cli.scheduler import SchedulerOption, scheduler_client
 from bss.cli.support import CliState, emit, get_state, table
 
 __all__ = ["query_app", "register_query"]
@@ -74,15 +79,16 @@ def top(
     ] = False,
     flow_filter: Annotated[str | None, typer.Option("--filter", help=_FILTER_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Top-N talkers by bytes, packets or flows with their share of the total, like nfdump -s."""
     from bss.analyst.query import parse_window, top_talkers
 
     state = _state(ctx, json_out)
     win = parse_window(window)
-    result = top_talkers(
-        state.workspace, by, metric, n, win, renormalise=not raw, flow_filter=flow_filter
-    )
+    with scheduler_client(scheduler, state.workspace) as client:
+        result = top_talkers(state.workspace, by, metric, n, win, renormalise=not raw,
+                             flow_filter=flow_filter, client=client)  # fmt: skip
     meta = {k.decode(): v.decode() for k, v in (result.schema.metadata or {}).items()}
     totals = {k: int(meta[f"total_{k}"]) for k in ("flows", "packets", "bytes")}
     if not state.json:
@@ -135,15 +141,17 @@ def buckets(
     ] = False,
     flow_filter: Annotated[str | None, typer.Option("--filter", help=_FILTER_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    scheduler: SchedulerOption = None,
 ) -> None:
     """Bytes, packets and flows per key and time bucket (epoch-aligned, UTC)."""
     from bss.analyst.query import flow_buckets, parse_window
 
     state = _state(ctx, json_out)
-    result = flow_buckets(
-        state.workspace, by, bucket, parse_window(window), renormalise=not raw,
-        flow_filter=flow_filter,
-    )  # fmt: skip
+    with scheduler_client(scheduler, state.workspace) as client:
+        result = flow_buckets(
+            state.workspace, by, bucket, parse_window(window), renormalise=not raw,
+            flow_filter=flow_filter, client=client,
+        )  # fmt: skip
     rows = result.to_pylist()
     if not state.json:
         names = result.schema.names
@@ -157,6 +165,41 @@ def buckets(
             state.console.print(f"... {len(rows) - limit} more rows (use --json for all)")
     emit(state, {"by": by, "bucket": bucket, "window": window, "filter": flow_filter,
                  "rows": rows})  # fmt: skip
+
+
+@query_app.command("p95")
+def p95(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="period YYYY-MM")],
+    limit: Annotated[
+        int, typer.Option("--limit", help="rows shown in the table (JSON has all)", min=1)
+    ] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
+    scheduler: SchedulerOption = None,
+) -> None:
+    """95th percentile of 5-minute rates per subscription over a period (burstable billing).
+
+    Every 5-minute interval of the period is a sample, idle ones included; a flow's bytes
+    are spread over the intervals it overlaps; the greater of in and out, in bits/s.
+    """
+    from bss.analyst.query import prefix_index
+    from bss.billing.period import parse_period
+    from rating_engine.scale.traffic import percentile_95_tasks
+
+    state = _state(ctx, json_out)
+    bounds = parse_period(period)
+    index = prefix_index(state.workspace)
+    with scheduler_client(scheduler, state.workspace) as client:
+        result = percentile_95_tasks(state.workspace.flows, index, bounds.start_us(),
+                                     bounds.end_us(), client=client)  # fmt: skip
+    rows = result.to_pylist()
+    if not state.json:
+        names = result.schema.names
+        table(state, f"95th percentile {period}", names,
+              [[r[c] for c in names] for r in rows[:limit]])  # fmt: skip
+        if len(rows) > limit:
+            state.console.print(f"... {len(rows) - limit} more rows (use --json for all)")
+    emit(state, {"period": period, "rows": rows})
 
 
 def register_query(app: typer.Typer) -> None:

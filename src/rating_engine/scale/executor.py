@@ -42,7 +42,8 @@ def tree_reduce(combine: Callable[..., T], parts: Sequence[T], fanin: int = FANI
 
 
 class Executor(Protocol):
-    """Runs top-level functions over items; ``shared`` values go to every call by keyword."""
+    """Runs top-level functions over items; ``shared`` values go to every call by keyword
+    (named unlike ``Client.map``'s own parameters: ``key``, ``workers``, ``retries``, ...)."""
 
     workers: int
 

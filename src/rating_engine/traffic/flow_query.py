@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -184,8 +185,16 @@ def top_n_dataset(
     *,
     index: PrefixIndex | None = None,
     renormalise: bool = True,
+    client: Any | None = None,
 ) -> pa.Table:
-    """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style)."""
+    """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style).
+
+    ``client``: a ``dask.distributed.Client``: a task per day of flows on its cluster."""
+    if client is not None:
+        from rating_engine.scale.traffic import top_n_tasks
+
+        return top_n_tasks(source, by, metric, n, window, index=index, renormalise=renormalise,
+                           client=client)  # fmt: skip
     if metric not in METRICS:
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
     cols = flow_columns(by, renormalise, False)
@@ -204,8 +213,15 @@ def bucket_traffic_dataset(
     index: PrefixIndex | None = None,
     window: tuple[int, int] | None = None,
     renormalise: bool = True,
+    client: Any | None = None,
 ) -> pa.Table:
-    """:func:`rating_engine.traffic.aggregate.bucket_traffic` over a Parquet flows dataset."""
+    """:func:`rating_engine.traffic.aggregate.bucket_traffic` over a Parquet flows dataset
+    (``client``: a task per day of flows on its Dask cluster)."""
+    if client is not None:
+        from rating_engine.scale.traffic import bucket_traffic_tasks
+
+        return bucket_traffic_tasks(source, key, bucket, index=index, window=window,
+                                    renormalise=renormalise, client=client)  # fmt: skip
     cols = flow_columns(key, renormalise, bucket is not None)
     total = _stream(scan_flows(source, cols, window), key, bucket, index, renormalise, True)
     if total is None:
