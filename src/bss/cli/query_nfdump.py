@@ -24,8 +24,8 @@ __all__ = ["register_nfdump_verbs"]
 
 _WINDOW_HELP = "window: nfdump's yyyy/MM/dd.hh:mm:ss[-yyyy/MM/dd.hh:mm:ss] or ISO START/END (UTC)"
 _FILTER_ARG_HELP = "nfdump filter words, e.g. 'proto tcp and dst port 443'"
-_STAT_HELP = (
-    "ELEMENT[,ELEMENT][/ORDER...]: srcip dstip ip srcport dstport port proto srcas dstas as "
+_STAT_HELP = (  # "\\[" keeps rich from reading "[/ORDER...]" as a closing markup tag
+    "ELEMENT[,ELEMENT]\\[/ORDER...]: srcip dstip ip srcport dstport port proto srcas dstas as "
     "inif outif if nhip router vlan tos flags srcip4/N dstip6/N record; orders flows "
     "packets bytes pps bps bpp (repeat -s for more statistics, all in one pass)"
 )
