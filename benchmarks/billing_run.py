@@ -1,13 +1,21 @@
 """Billing-run benchmark: N accounts, M usage records, wall time and peak memory per size.
 
-    python benchmarks/billing_run.py [--accounts 100000] [--records 1000000,10000000]
+    python benchmarks/billing_run.py [--accounts 100000] [--records 2000000,10000000]
+    python benchmarks/billing_run.py --accounts 100000 --records 0     # the bills alone
+    python benchmarks/billing_run.py --accounts 1000000 --records 100000000 \
+        --workdir /big/disk                                            # the large run
+    python benchmarks/billing_run.py --records 2000000 --scheduler local:2
 
 Each size runs in a fresh subprocess (so peak RSS is that run's own): a workspace with
 `accounts` customers/accounts, one mobile subscription each (MSISDN), the demo mobile
-tariff, and `records` voice/SMS/data CDRs spread over October 2026, written as usage
-Parquet. Set-up is bulk SQL and is not timed; the timed part is `run_billing` for
-2026-10: read usage, rate, charge, write bills and the billed-usage ledger. The last line
-is one JSON object.
+tariff (its allowances run out during the month, so the order of rating counts), and
+`records` voice/SMS/data CDRs spread over October 2026, written as usage Parquet. Set-up
+is bulk SQL and is not timed; the timed part is `run_billing` for 2026-10: read usage,
+rate, charge, write bills and the billed-usage ledger. The run streams, so its peak
+memory should not grow with the records (compare 2M and 10M). ``--records 0`` times the
+bills alone (recurring charges of every account). ``--scheduler`` runs the partition
+steps on Dask (the driver's peak is then the one reported; workers' are their own). The
+large run needs ~10 GB of disk. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -96,17 +104,22 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
         write_partitioned(table, ws.usage, time_column="start_time", part_name=f"bench-{part}")
 
 
-def _child(ws_root: str) -> None:
+def _child(ws_root: str, scheduler: str | None) -> None:
     """Timed: one billing run; prints its numbers as JSON."""
+    from contextlib import nullcontext
+
     from bss.billing.run import run_billing
     from bss.db import connect
     from collectors.workspace import WorkspacePaths
+    from rating_engine.scale.cluster import open_client, parse_scheduler
 
     ws = WorkspacePaths(Path(ws_root))
     conn = connect(ws)
-    t0 = time.perf_counter()
-    result = run_billing(conn, ws, "2026-10", export=False)
-    elapsed = time.perf_counter() - t0
+    spec = parse_scheduler(scheduler)
+    with open_client(spec, ws.root) if spec else nullcontext() as client:
+        t0 = time.perf_counter()
+        result = run_billing(conn, ws, "2026-10", export=False, client=client)
+        elapsed = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"seconds": round(elapsed, 2), "peak_rss_mb": round(peak / 2**20),
                       "bills": result.accounts, "rated": result.rated,
@@ -116,24 +129,29 @@ def _child(ws_root: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--records", default="1000000", help="comma-separated sizes")
+    parser.add_argument("--records", default="2000000,10000000", help="comma-separated sizes")
+    parser.add_argument("--scheduler", help="tcp://HOST:PORT or local:N (default: in process)")
+    parser.add_argument("--workdir", help="where the workspaces go (default: the temp folder)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child)
+        _child(args.child, args.scheduler)
         return
     results = []
     for records in (int(x) for x in args.records.split(",")):
-        with tempfile.TemporaryDirectory(prefix="bench-billing-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="bench-billing-", dir=args.workdir) as tmp:
             ws = Path(tmp) / "ws"
             t0 = time.perf_counter()
             _setup(ws, args.accounts, records)
             setup_s = time.perf_counter() - t0
-            out = subprocess.run([sys.executable, __file__, "--child", str(ws)],
-                                 capture_output=True, text=True, check=True)  # fmt: skip
+            command = [sys.executable, __file__, "--child", str(ws)]
+            if args.scheduler:
+                command += ["--scheduler", args.scheduler]
+            out = subprocess.run(command, capture_output=True, text=True, check=True)
             run = json.loads(out.stdout.strip().splitlines()[-1])
             run.update(records=records, accounts=args.accounts, setup_s=round(setup_s, 1),
-                       records_per_s=round(records / run["seconds"]))  # fmt: skip
+                       records_per_s=round(records / run["seconds"]),
+                       scheduler=args.scheduler or "in-process")  # fmt: skip
             print(f"{records:>11,} records, {args.accounts:,} accounts: {run['seconds']} s, "
                   f"peak {run['peak_rss_mb']} MB, {run['records_per_s']:,} records/s")  # fmt: skip
             results.append(run)

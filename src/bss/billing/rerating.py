@@ -39,7 +39,7 @@ from rating_engine.scale.rerate_partition import (
     rerate_period,
 )
 
-__all__ = ["Adjustments", "record_adjustments", "rerate_final_periods"]
+__all__ = ["Adjustments", "Rerating", "plan_rerating", "record_adjustments"]
 
 
 @dataclass(frozen=True)
@@ -73,19 +73,42 @@ def _previous(conn: duckdb.DuckDBPyConnection, period: str) -> tuple[np.ndarray,
     return ids, np.asarray(table.column("delta").to_numpy(), dtype=np.int64)
 
 
-def rerate_final_periods(
+@dataclass(frozen=True)
+class Rerating:
+    """What re-rating has to do, read from the database beforehand (so the work itself
+    needs no connection and can run while the database is busy with the run's ledger)."""
+
+    stale: list[str]
+    jobs: list[tuple[RerateJob, tuple[np.ndarray, np.ndarray]]]  # with earlier deltas
+    root: Path
+
+    def run(self, executor: Executor, subscriptions: pa.Table, plan: RatingPlan) -> Adjustments:
+        """Re-rate every stale period, a task each (side by side on a cluster)."""
+        if not self.jobs:
+            return Adjustments(ReratePartial(), self.stale, None)
+        index = executor.share(SubscriptionIndex.build(subscriptions, plan))
+        shared_plan = executor.share(plan)
+        partials = [
+            executor.map_partials(rerate_period, [job], name=f"rerate-{job.period}",
+                                  index=index, plan=shared_plan,
+                                  previous=executor.share(previous))[0]
+            for job, previous in self.jobs
+        ]  # fmt: skip
+        partial = executor.reduce(combine_rerate_partials, partials, name="rerate")
+        return Adjustments(partial, self.stale, self.root)
+
+
+def plan_rerating(
     conn: duckdb.DuckDBPyConnection,
     workspace: WorkspacePaths,
     period: Period,
-    subscriptions: pa.Table,
     plan: RatingPlan,
-    executor: Executor,
     *,
     tags_of: dict[str, tuple[str, ...]],
     scratch: Path,
     chunk_rows: int,
-) -> Adjustments:
-    """Re-rate final periods before ``period`` that were priced with other tariffs.
+) -> Rerating:
+    """The final periods before ``period`` priced with other tariffs, to re-rate.
 
     ``tags_of`` maps each billed period to its committed pass tags (whose rated parts
     are what it billed).
@@ -101,7 +124,7 @@ def rerate_final_periods(
     root = scratch / "deltas"
     shutil.rmtree(root, ignore_errors=True)
     if not stale:
-        return Adjustments(ReratePartial(), [], None)
+        return Rerating([], [], root)
     usage = files_by_day(workspace.usage)
     rated = files_by_day(workspace.rated)
     jobs = []
@@ -114,19 +137,9 @@ def rerate_final_periods(
         )  # fmt: skip
         days = tuple(d for d in days if d.billed)
         if days:
-            jobs.append(RerateJob(name, days, str(root), f"rerate-{name}", chunk_rows))
-    if not jobs:
-        return Adjustments(ReratePartial(), stale, None)
-    index = executor.share(SubscriptionIndex.build(subscriptions, plan))
-    shared_plan = executor.share(plan)
-    partials = [
-        executor.map_partials(rerate_period, [job], name=f"rerate-{job.period}", index=index,
-                              plan=shared_plan,
-                              previous=executor.share(_previous(conn, job.period)))[0]
-        for job in jobs
-    ]  # fmt: skip
-    partial = executor.reduce(combine_rerate_partials, partials, name="rerate")
-    return Adjustments(partial, stale, root)
+            job = RerateJob(name, days, str(root), f"rerate-{name}", chunk_rows)
+            jobs.append((job, _previous(conn, name)))
+    return Rerating(stale, jobs, root)
 
 
 def record_adjustments(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -53,7 +54,7 @@ from bss.billing.rating_step import (
     scratch_folder,
     tariff_plan,
 )
-from bss.billing.rerating import record_adjustments, rerate_final_periods
+from bss.billing.rerating import plan_rerating, record_adjustments
 from bss.db import arrow_query, transaction, utc_now
 from bss.errors import BillingError
 from bss.subscriptions import subscription_table
@@ -184,6 +185,11 @@ def _check_unique(conn: duckdb.DuckDBPyConnection, files: list[str], period: Per
             f"period {period.name}: {repeats} rated records repeat a record_id; refusing to "
             "bill any record twice (check the usage dataset)"
         )
+
+
+def _ledger(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
+    _check_unique(conn, files, period)
+    _record_billed_usage(conn, files, period)
 
 
 def _record_billed_usage(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
@@ -341,35 +347,37 @@ def run_billing(
             f"price {first['price_id']} is in {first['price_currency']}, account "
             f"{first['account_id']} bills in {first['currency']}"
         )
-    adjustments = rerate_final_periods(
-        conn, workspace, period, bill.subscriptions, plan, executor,
-        tags_of={p: (p,) for p in committed}, scratch=scratch, chunk_rows=chunk_rows,
-    )  # fmt: skip
+    rerating = plan_rerating(conn, workspace, period, plan, tags_of={p: (p,) for p in committed},
+                             scratch=scratch, chunk_rows=chunk_rows)  # fmt: skip
     labels = _labels(conn)
     accounts = _accounts(conn)
-    lines = number_lines(
-        charges.lines,
-        usage_lines(outcome.partial.usage, labels),
-        period_charge_lines(outcome.period_charges, labels),
-        adjustment_lines(adjustments.partial.sums),
-    )
-    lines = lines.filter(pc.is_in(lines.column("account_id"), value_set=accounts.column("id")))
-    totals = bill_totals(
-        lines,
-        np.asarray(accounts.column("id").to_numpy(), np.int64),
-        np.asarray(accounts.column("rate_micros").to_numpy(), np.int64),
-        accounts.column("currency").to_pylist(),
-    )
     rated_files = [str(p) for p in dataset_files(workspace.rated) if is_part_of(p, [tag])]
     pa.default_memory_pool().release_unused()  # the chunks' buffers, before DuckDB's turn
     conn.execute(f"SET memory_limit = '{_DB_MEMORY}'")
     try:
-        _check_unique(conn, rated_files, period)
-        with transaction(conn):
+        with transaction(conn), ThreadPoolExecutor(max_workers=1) as db:
+            # DuckDB checks and records the rated records (it releases the GIL) while the
+            # bills are made here; nothing else uses the connection until it is done
+            ledger = db.submit(_ledger, conn, rated_files, period)
+            adjustments = rerating.run(executor, bill.subscriptions, plan)
+            lines = number_lines(
+                charges.lines,
+                usage_lines(outcome.partial.usage, labels),
+                period_charge_lines(outcome.period_charges, labels),
+                adjustment_lines(adjustments.partial.sums),
+            )
+            lines = lines.filter(pc.is_in(lines.column("account_id"),
+                                          value_set=accounts.column("id")))  # fmt: skip
+            totals = bill_totals(
+                lines,
+                np.asarray(accounts.column("id").to_numpy(), np.int64),
+                np.asarray(accounts.column("rate_micros").to_numpy(), np.int64),
+                accounts.column("currency").to_pylist(),
+            )
+            ledger.result()
             _write_bills(conn, period, lines, totals, accounts)
             record_adjustments(conn, adjustments, period, plan)
             _record_one_time(conn, period, charges.one_time)
-            _record_billed_usage(conn, rated_files, period)
             digest = bills_digest(conn, period.name)
             conn.execute(
                 "INSERT INTO billing_run (period, finished_at, bills, rated_records, "
