@@ -177,10 +177,48 @@ def _round(value: Fraction, rounding: Rounding) -> Fraction:
     return Fraction(q)
 
 
-def _increment_cost(rate: Rate, g_index: int) -> Fraction:
+def _increment_cost(rate: Rate, g_index: int, n: int) -> Fraction:
+    """One increment's cost in a run (timespan) of ``n`` increments of the group; with
+    increment rounding, CGRateS's: round(round(n x exact) / n)."""
     g = rate.groups[g_index]
     exact = Fraction(g.rate) * g.increment / g.unit
-    return exact if rate.increment_rounding is None else _round(exact, rate.increment_rounding)
+    if rate.increment_rounding is None:
+        return exact
+    return _round(_round(exact * n, rate.increment_rounding) / n, rate.increment_rounding)
+
+
+def _stretch_end(
+    tariff: Tariff,
+    version: TariffVersion,
+    zone: ZoneInfo,
+    dset: str | None,
+    t_us: int,
+    until_us: int,
+    years: tuple[int, int],
+) -> int:
+    """The first whole second after ``t_us`` (up to ``until_us``) at which a voice call is
+    priced otherwise: another rule or band, no band, the end of the compiled years, or
+    (in a version with increment rounding) a local midnight - found second by second."""
+    split_days = any(r.increment_rounding is not None for r in version.rates)
+
+    def pricing(at: int) -> object:
+        try:
+            chosen = _choose(
+                tariff, version, "voice", dset, _bands_in_force(version, zone, at, years)
+            )
+        except _RejectError as err:
+            return err.reason
+        return None if chosen is None else (chosen[0].rate, chosen[1].name)
+
+    here = pricing(t_us)
+    s = (t_us // 1_000_000 + 1) * 1_000_000
+    while s < until_us:
+        local = (_EPOCH + timedelta(microseconds=s)).astimezone(zone)
+        midnight = local.hour == local.minute == local.second == 0
+        if (split_days and midnight) or pricing(s) != here:
+            return s
+        s += 1_000_000
+    return until_us
 
 
 def _group(rate: Rate, pos: int, scale: int) -> int:
@@ -232,21 +270,34 @@ def _rate_one(
     priced = False
     stopped = free <= 0
     if service == "voice":
-        while pos < qty:  # increment by increment, each in the band of its first instant
-            active = _bands_in_force(version, zone, t0 + pos * 1000, years)
-            here = _choose(tariff, version, service, dset, active)
+        # timespans: runs of increments in one stretch priced alike, within one group; each
+        # increment is rated in the band in force at its first instant
+        while pos < qty:
+            t = t0 + pos * 1000
+            here = _choose(tariff, version, service, dset, _bands_in_force(version, zone, t, years))
             if here is None:
                 raise _RejectError("no_rate")
             rate = rates[here[0].rate]
             gi = _group(rate, pos, scale)
             inc = rate.groups[gi].increment * scale
-            if not stopped and free - used >= inc:
-                used += inc
-            else:
-                stopped = True
+            end_ms = -(
+                -(_stretch_end(tariff, version, zone, dset, t, t0 + qty * 1000, years) - t0) // 1000
+            )
+            limit = min(qty, end_ms)
+            if gi + 1 < len(rate.groups):
+                limit = min(limit, rate.groups[gi + 1].start * scale)
+            n = -(-(limit - pos) // inc)
+            kp = 0
+            for _ in range(n):
+                if not stopped and free - used >= inc:
+                    used += inc
+                else:
+                    stopped = True
+                    kp += 1
+            if kp:
                 priced = True
-                total += _increment_cost(rate, gi)
-            pos += inc
+                total += kp * _increment_cost(rate, gi, n)
+            pos += n * inc
     else:  # sms and data stay in their start band: whole groups at once
         for gi, g in enumerate(rate0.groups):
             end = rate0.groups[gi + 1].start if gi + 1 < len(rate0.groups) else None
@@ -261,12 +312,15 @@ def _rate_one(
                 used += m * g.increment
             if n - m:
                 priced = True
-                total += (n - m) * _increment_cost(rate0, gi)
+                total += (n - m) * _increment_cost(rate0, gi, n)
             pos += n * g.increment
     if used and not priced:
         cost = 0
     else:
-        total += Fraction(rate0.connect_fee)
+        fee = Fraction(rate0.connect_fee)
+        if rate0.increment_rounding is not None:  # CGRateS rounds it with the increments
+            fee = _round(fee, rate0.increment_rounding)
+        total += fee
         rounded = _round(total, rate0.rounding)
         if rate0.min_charge is not None:
             rounded = max(rounded, Fraction(rate0.min_charge))

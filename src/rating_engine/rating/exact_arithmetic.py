@@ -6,7 +6,7 @@ import numpy as np
 
 from rating_engine.tariff.key_table import leaf
 
-__all__ = ["I64MAX", "LIMIT", "POW10", "div_inv", "round_total"]
+__all__ = ["I64MAX", "LIMIT", "POW10", "div_inv", "round_total", "timespan_increment"]
 
 I64MAX = 9_223_372_036_854_775_807
 POW10 = np.array([10**k for k in range(10)], dtype=np.int64)
@@ -43,3 +43,18 @@ def round_total(qt: int, numer: int, den: int, method: int) -> int:
         | ((method == 2) & (twice >= den))
         | ((method == 3) & ((twice > den) | ((twice == den) & (qt & 1 == 1))))
     )
+
+
+@leaf
+def timespan_increment(n: int, inc_a: int, inc_b: int, method: int) -> int:
+    """CGRateS's cost of one of a timespan's ``n`` increments, in grid steps (its rounding
+    decimals): the timespan's exact cost ``n x inc_a / inc_b`` steps rounded to a step,
+    spread back over the n increments and rounded again. -1 if ``n x inc_a`` would pass
+    2^62 (the caller rejects the record as ``cost_overflow``)."""
+    if inc_a > 0 and n > LIMIT // inc_a:
+        return -1
+    na = n * inc_a
+    qa = na // inc_b
+    a = round_total(qa, na - qa * inc_b, inc_b, method)
+    qc = a // n
+    return int(round_total(qc, a - qc * n, n, method))

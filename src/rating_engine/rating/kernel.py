@@ -19,7 +19,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rating_engine.rating.exact_arithmetic import I64MAX, LIMIT, POW10, div_inv, round_total
+from rating_engine.rating.allowance_draw import draw_allowances
+from rating_engine.rating.exact_arithmetic import (
+    I64MAX,
+    LIMIT,
+    POW10,
+    div_inv,
+    round_total,
+    timespan_increment,
+)
 from rating_engine.rating.reasons import (
     NEG_DURATION,
     NO_BAND,
@@ -111,7 +119,7 @@ def rate_records(
      ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, grp_inc_inv, rate_den_inv, ver_depth,
      prefix_col, step2, step2_node, ver_label, set_label, cur_label, rate_fast,
-     rate_fast_inv) = plan  # fmt: skip
+     rate_fast_inv, grp_inc_den, rate_inc_step, rate_inc_rm, bt_newday) = plan  # fmt: skip
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
@@ -407,9 +415,7 @@ def rate_records(
             if b0 < 0:
                 status[u] = NO_BAND
                 continue
-            # the timeline's entry is a class of instants (the winning band, or the bands in
-            # force): its price row holds the rate and the band it is reported under
-            # (pairs side by side in one flat array, indexed unsigned: see above)
+            # a timeline entry is a class of instants; its price pair: rate, band reported
             n_classes = ver_class_n[vi]
             pf = ver_price_first[vi] + (svc * (n_sets + 1) + col) * n_classes
             pe = np.uint64(2 * (pf + b0))
@@ -475,10 +481,20 @@ def rate_records(
                     if bb < 0:
                         st = NO_BAND
                         break
-                    r = price[np.uint64(2 * (pf + bb))]
+                    pe = np.uint64(2 * (pf + bb))
+                    r = price[pe]
                     if r < 0:
                         st = NO_RATE
                         break
+                    # run on over the stretches priced alike (CGRateS splits a call where its
+                    # rate interval changes; at midnight, bt_newday, with increment rounding)
+                    lbl = price[pe + np.uint64(1)]
+                    while bt_band[base + k + 1] >= 0 and bt_newday[base + k + 1] == 0:
+                        pn = np.uint64(2 * (pf + bt_band[base + k + 1]))
+                        if price[pn] != r or price[pn + np.uint64(1)] != lbl:
+                            break
+                        k += 1
+                        band_end = bt_start[base + k + 1]
                     lim_band = (band_end - t0 + 999) // 1000
                 g0 = rate_g0[r]
                 g_end = g0 + rate_ng[r]
@@ -517,8 +533,10 @@ def rate_records(
                         R = N % Q
                         N = 0
                     if rate_compat[r] != 0:
-                        c = grp_inc_cost[g]
-                        if c > 0 and kp > (LIMIT - W) // c:
+                        # CGRateS: each of a timespan's n increments costs round(round(n A/B)/n)
+                        c = timespan_increment(n, grp_inc_cost[g], grp_inc_den[g], rate_inc_rm[r])
+                        c *= rate_inc_step[r]
+                        if c < 0 or (c > 0 and kp > (LIMIT - W) // c):
                             st = OVERFLOW
                             break
                         W += kp * c
@@ -577,16 +595,4 @@ def rate_records(
             elif used > 0:
                 cost_o[u] = cost
                 used_o[u] = used // 1000 if svc == 0 else used
-                left = used
-                for s in range(slot_ptr[o], slot_ptr[o + 1]):
-                    if left == 0:
-                        break
-                    take = min(left, remaining[slot_ix[s]])
-                    if take > 0:
-                        remaining[slot_ix[s]] -= take
-                        left -= take
-                        n_led = ledger[0, 0] + 1
-                        ledger[0, 0] = n_led
-                        ledger[n_led, 0] = i
-                        ledger[n_led, 1] = slot_ix[s]
-                        ledger[n_led, 2] = take
+                draw_allowances(i, used, slot_ix[slot_ptr[o] : slot_ptr[o + 1]], remaining, ledger)

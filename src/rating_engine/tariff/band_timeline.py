@@ -66,8 +66,11 @@ def band_timeline(
     timezone: str,
     years: tuple[int, int],
     classify: Callable[[tuple[int, ...]], int] = _winner,
-) -> tuple[np.ndarray, np.ndarray]:
-    """UTC instants (µs) where the bands in force change, and an id for each stretch.
+    split_days: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """UTC instants (µs) where the bands in force change, an id for each stretch, and
+    whether the stretch begins a local day (with ``split_days``, every local midnight
+    begins a stretch, even where the id stays: CGRateS splits calls there).
 
     ``bands`` are in priority order; ``classify`` maps the indices of the bands in force at
     an instant (in that order) to the stretch's id, by default the first one, the winning
@@ -82,6 +85,7 @@ def band_timeline(
     end_s = _utc_us(datetime(years[1] + 1, 1, 1, tzinfo=zone)) // 1_000_000
     starts: list[int] = []
     ids: list[int] = []
+    newday: list[int] = []
     cache: dict[int, list[Band]] = {}
 
     def winner(local_s: int) -> int:
@@ -105,12 +109,19 @@ def band_timeline(
                 points.add(base + band.end)
         for lp in sorted(p for p in points if la <= p < lb):
             w = winner(lp)
-            if not ids or ids[-1] != w:
+            midnight = split_days and lp % 86400 == 0
+            if not ids or ids[-1] != w or midnight:
                 starts.append((lp - o) * 1_000_000)
                 ids.append(w)
+                newday.append(int(midnight))
     starts.append(end_s * 1_000_000)
     ids.append(-2)
-    return np.array(starts, dtype=np.int64), np.array(ids, dtype=np.int32)
+    newday.append(1)
+    return (
+        np.array(starts, dtype=np.int64),
+        np.array(ids, dtype=np.int32),
+        np.array(newday, dtype=np.uint8),
+    )
 
 
 def day_range(years: tuple[int, int]) -> tuple[int, int]:

@@ -79,10 +79,11 @@ class _Builder:
         self.f: dict[str, list[float]] = {}
         self.trie = DigitTrie()
         self.timelines: dict[
-            tuple[object, ...], tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]
+            tuple[object, ...], tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, ...]]]
         ] = {}
         self.bt_start: list[np.ndarray] = []
         self.bt_band: list[np.ndarray] = []
+        self.bt_newday: list[np.ndarray] = []
         self.day_ix: list[np.ndarray] = []
         self.bt_len = 0
         self.dix_len = 0
@@ -136,10 +137,14 @@ class _Builder:
         # and selection
         band_first = len(self.names["band"])
         self.names["band"].extend(b.name for b in v.bands)
-        key = (v.bands, t.timezone, t.band_selection)
+        # with CGRateS increment rounding a call's timespans also end at local midnight
+        split_days = any(r.increment_rounding is not None for r in v.rates)
+        key = (v.bands, t.timezone, t.band_selection, split_days)
         if key not in self.timelines:
-            self.timelines[key] = _timeline(v.bands, t.timezone, self.years, t.band_selection)
-        starts, ids, classes = self.timelines[key]
+            self.timelines[key] = _timeline(
+                v.bands, t.timezone, self.years, t.band_selection, split_days
+            )
+        starts, ids, newday, classes = self.timelines[key]
         n_classes = len(classes)
         self.push("ver_class_n", n_classes)
         dix = day_index(starts, self.day0, self.ndays)
@@ -148,6 +153,7 @@ class _Builder:
         self.push("ver_dix_first", self.dix_len)
         self.bt_start.append(starts)
         self.bt_band.append(ids)
+        self.bt_newday.append(newday)
         self.day_ix.append(dix)
         self.bt_len += len(starts)
         self.dix_len += len(dix)
@@ -198,12 +204,11 @@ class _Builder:
                     for g in range(g0, g0 + ng):
                         qmul = q_all // self.a["grp_q"][g]
                         self.a["grp_qmul"][g] = qmul
-                        # fast path: the exact cost of one increment in nano/Q units
-                        if self.a["rate_compat"][ri]:
-                            mul = self.a["grp_inc_cost"][g] * q_all
-                        else:
-                            mul = self.a["grp_p"][g] * qmul * self.a["grp_inc"][g]
-                        ok = mul < _MAX_PQ
+                        # fast path: the exact cost of one increment in nano/Q units; none
+                        # with increment rounding, whose increment cost depends on how many
+                        # increments its timespan has
+                        mul = self.a["grp_p"][g] * qmul * self.a["grp_inc"][g]
+                        ok = mul < _MAX_PQ and not self.a["rate_compat"][ri]
                         self.a["grp_mulinc"][g] = mul if ok else -1
                         self.a["grp_safe"][g] = (_MAX_PQ // mul if mul else _MAX_PQ) if ok else 0
         self.push("price", *price.ravel().tolist())
@@ -224,7 +229,16 @@ class _Builder:
         scale = 1000 if svc == SVC_VOICE else 1  # voice positions are milliseconds
         self.push("rate_g0", len(self.a.get("grp_start", [])))
         self.push("rate_ng", len(r.groups))
-        self.push("rate_conn", _nano(r.connect_fee))
+        inc = r.increment_rounding
+        # CGRateS compat: costs on a grid of `step` nano-units (N decimals); the connect
+        # fee is on it too (CGRateS sums it with the increments and rounds that)
+        step = 10 ** (9 - inc.decimals) if inc is not None else 0
+        conn = _nano(r.connect_fee)
+        if inc is not None:
+            conn = _round_int(conn, step, inc.method) * step
+        self.push("rate_conn", conn)
+        self.push("rate_inc_step", step)
+        self.push("rate_inc_rm", ROUNDING_METHODS.index(inc.method) if inc is not None else 0)
         self.push("rate_conn_q", -1)
         self.push("rate_den", 0)
         self.f.setdefault("rate_den_inv", []).append(0.0)
@@ -242,19 +256,25 @@ class _Builder:
                     f"rate {g.rate} per {g.unit} is too fine to compute exactly "
                     f"({where}, field rates.{r.name}.groups[{gi}])"
                 )
-            inc_cost = 0
-            if r.increment_rounding is not None:
-                # CGRateS compat: one increment's exact cost rounded to N decimals, in nano.
-                step = 10 ** (9 - r.increment_rounding.decimals)
-                exact_num = _nano(g.rate) * g.increment
-                inc_cost = _round_int(exact_num, g.unit * step, r.increment_rounding.method) * step
+            # CGRateS compat: one increment's exact cost as the reduced fraction A/B of grid
+            # steps; the kernel rounds a timespan of n increments' n*A/B to the grid, and
+            # that over n again
+            inc_a, inc_b = 0, 1
+            if inc is not None:
+                inc_a, inc_b = _frac(_nano(g.rate) * g.increment, g.unit * step)
+                if inc_a >= _MAX_PQ or inc_b >= _MAX_PQ or inc_a * step // inc_b >= _MAX_PQ:
+                    raise TariffError(
+                        f"rate {g.rate} per {g.unit} in increments of {g.increment} is too "
+                        f"fine to round per increment ({where}, field rates.{r.name}.groups[{gi}])"
+                    )
             self.push("grp_start", g.start * scale)
             self.push("grp_inc", g.increment * scale)
             self.f.setdefault("grp_inc_inv", []).append(1.0 / (g.increment * scale))
             self.push("grp_p", p)
             self.push("grp_q", q)
             self.push("grp_qmul", 1)
-            self.push("grp_inc_cost", inc_cost)
+            self.push("grp_inc_cost", inc_a)
+            self.push("grp_inc_den", inc_b)
             self.push("grp_mulinc", -1)
             self.push("grp_safe", 0)
         return ri
@@ -273,6 +293,7 @@ class _Builder:
             "grp_q",
             "grp_qmul",
             "grp_inc_cost",
+            "grp_inc_den",
             "grp_mulinc",
             "grp_safe",
             "rate_conn_q",
@@ -282,6 +303,8 @@ class _Builder:
             "rate_round_method",
             "rate_round_dec",
             "rate_compat",
+            "rate_inc_step",
+            "rate_inc_rm",
             "rate_min",
             "rate_max",
             "rate_den",
@@ -305,6 +328,9 @@ class _Builder:
             np.concatenate(self.bt_start) if self.bt_start else np.zeros(0, np.int64)
         )
         arrays["bt_band"] = np.concatenate(self.bt_band) if self.bt_band else np.zeros(0, np.int32)
+        arrays["bt_newday"] = (
+            np.concatenate(self.bt_newday) if self.bt_newday else np.zeros(0, np.uint8)
+        )
         arrays["day_ix"] = np.concatenate(self.day_ix) if self.day_ix else np.zeros(0, np.int32)
         arrays["day_range"] = np.array([self.day0, self.ndays], dtype=np.int64)
         arrays["allow_units"] = np.asarray(self.allow_units, dtype=np.int64)
@@ -326,20 +352,24 @@ class _Builder:
 
 
 def _timeline(
-    bands: tuple[Band, ...], timezone: str, years: tuple[int, int], selection: str
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+    bands: tuple[Band, ...],
+    timezone: str,
+    years: tuple[int, int],
+    selection: str,
+    split_days: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, ...]]]:
     """The version's band timeline and its classes: each class is the tuple of bands in
     force (indices in priority order) that the timeline's ids stand for."""
     if selection == "global":  # the class is the winning band
-        starts, ids = band_timeline(bands, timezone, years)
-        return starts, ids, [(i,) for i in range(len(bands))]
+        starts, ids, newday = band_timeline(bands, timezone, years, split_days=split_days)
+        return starts, ids, newday, [(i,) for i in range(len(bands))]
     classes: dict[tuple[int, ...], int] = {}
 
     def classify(active: tuple[int, ...]) -> int:
         return classes.setdefault(active, len(classes)) if active else -1
 
-    starts, ids = band_timeline(bands, timezone, years, classify)
-    return starts, ids, list(classes)
+    starts, ids, newday = band_timeline(bands, timezone, years, classify, split_days)
+    return starts, ids, newday, list(classes)
 
 
 def choose_rule(

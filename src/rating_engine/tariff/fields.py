@@ -88,12 +88,15 @@ def parse_money(ctx: FieldContext, value: Any, field: str, decimals: int) -> Dec
     return amount
 
 
-def parse_rounding(ctx: FieldContext, method: Any, decimals: Any, field: str) -> Rounding:
-    """A rounding method and its decimals (0..6)."""
+def parse_rounding(
+    ctx: FieldContext, method: Any, decimals: Any, field: str, most: int = 6
+) -> Rounding:
+    """A rounding method and its decimals (0..``most``: 6 for costs, which are micro-units;
+    up to 9, nano-units, for CGRateS's rounding of increments)."""
     if method not in ROUNDING_METHODS:
         raise ctx.fail(f"{field}_method", f"must be one of {', '.join(ROUNDING_METHODS)}")
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 6:
-        raise ctx.fail(f"{field}_decimals", "must be an integer 0..6")
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= most:
+        raise ctx.fail(f"{field}_decimals", f"must be an integer 0..{most}")
     return Rounding(method, decimals)
 
 

@@ -53,7 +53,7 @@ __all__ = [
 #: Service codes: indexes in :data:`rating_engine.tariff.model.SERVICES`.
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v14"
+_LAYOUT = "plan-v15"
 
 
 #: The plan arrays in the order the kernels index them (``plan[i]`` in rating.kernel).
@@ -106,6 +106,10 @@ KERNEL_FIELDS = (
     "cur_label",
     "rate_fast",
     "rate_fast_inv",
+    "grp_inc_den",
+    "rate_inc_step",
+    "rate_inc_rm",
+    "bt_newday",
 )
 
 

@@ -100,6 +100,7 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
             table.get("increment_rounding_method", defaults["increment_rounding_method"]),
             inc_dec,
             f"{field}.increment_rounding",
+            most=9,
         )
     min_charge = max_cost = None
     if "min_charge" in table:

@@ -104,7 +104,7 @@ def expected_band(t: Tariff, instant: datetime) -> str:
 def test_band_timeline_matches_wall_clock_everywhere(tz: str) -> None:
     t = make(tz)
     bands = t.versions[0].bands
-    starts, ids = band_timeline(bands, tz, (2026, 2026))
+    starts, ids, _ = band_timeline(bands, tz, (2026, 2026))
     assert ids[-1] == -2
     assert np.all(np.diff(starts) > 0)
     rng = random.Random(5)
@@ -124,7 +124,7 @@ def test_dst_spring_forward_starts_band_at_the_jump() -> None:
     # 02:30 local, which does not exist that day; on a Sunday that is a holiday anyway,
     # so check Monday 30 March: 02:30 CEST = 00:30 UTC.
     t = make()
-    starts, ids = band_timeline(t.versions[0].bands, t.timezone, (2026, 2026))
+    starts, ids, _ = band_timeline(t.versions[0].bands, t.timezone, (2026, 2026))
     names = [t.versions[0].bands[i].name if i >= 0 else "?" for i in ids]
     monday = int(datetime(2026, 3, 30, 0, 30, tzinfo=UTC).timestamp()) * 1_000_000
     k = int(np.searchsorted(starts, monday))
