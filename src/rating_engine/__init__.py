@@ -16,6 +16,7 @@ from rating_engine.errors import FilterError, RatingError, TariffError
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
 
 if TYPE_CHECKING:
+    from rating_engine.cgrates.importer import import_cgrates
     from rating_engine.rating.period_pricing import apply_period_pricing
     from rating_engine.rating.rate import (
         RatingResult,
@@ -87,6 +88,7 @@ _LAZY = {
     "select_flows": "traffic.flow_stats",
     "percentile_95": "traffic.percentile",
     "apply_period_pricing": "rating.period_pricing",
+    "import_cgrates": "cgrates.importer",
     "RatingResult": "rating.rate",
     "compile_plan": "rating.rate",
     "load_tariff": "rating.rate",
@@ -129,6 +131,7 @@ __all__ = [
     "exporter_silence",
     "flow_statistics",
     "hour_of_week_profile",
+    "import_cgrates",
     "interface_utilisation",
     "load_tariff",
     "load_tariffs",

@@ -170,6 +170,68 @@ def tariffs_validate(
     emit(state, {"files": [asdict(c) for c in checked]}, f"{len(checked)} tariff files valid")
 
 
+@tariffs_app.command("import-cgrates")
+def tariffs_import_cgrates(
+    ctx: typer.Context,
+    tp_dir: Annotated[Path, typer.Argument(help="a CGRateS TariffPlan folder of CSV files")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for the tariffs, bindings and report")
+    ],
+    currency: Annotated[
+        str, typer.Option(help="ISO 4217 currency of the amounts (CGRateS has none)")
+    ] = "EUR",
+    timezone: Annotated[
+        str, typer.Option(help="IANA zone of Timings and of activation times without offset")
+    ] = "UTC",
+    rounding_decimals: Annotated[
+        int, typer.Option(help="CGRateS's general.rounding_decimals, for each increment")
+    ] = 5,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="exact arithmetic instead of CGRateS's rounding")
+    ] = False,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=SERVICE: the service a RatingProfile category rates (repeat)"),
+    ] = None,
+    separator: Annotated[str, typer.Option(help="the CSV field separator")] = ",",
+) -> None:
+    """Import a CGRateS TariffPlan: one tariff per RatingPlan, the RatingProfiles as
+    bindings.csv, and a report of what was not imported (add the tariffs with `tariffs add`)."""
+    from bss.errors import ValidationError
+    from rating_engine.cgrates.convert import DEFAULT_CATEGORY_SERVICES
+    from rating_engine.cgrates.importer import import_cgrates
+
+    state = get_state(ctx)
+    categories = dict(DEFAULT_CATEGORY_SERVICES)
+    for item in category or []:
+        name, _, service = item.partition("=")
+        if not name or service not in ("voice", "sms", "data"):
+            raise ValidationError(f"--category {item!r}: expected NAME=voice|sms|data")
+        categories[name] = service
+    report = import_cgrates(
+        tp_dir,
+        output,
+        currency=currency,
+        timezone=timezone,
+        rounding_decimals=None if exact else rounding_decimals,
+        category_services=categories,
+        separator=separator,
+    )
+    if not state.json:
+        rows = [(t.id, ", ".join(t.services), t.rules, t.file) for t in report.tariffs]
+        table(state, "tariffs written", ["tariff", "services", "rules", "file"], rows)
+        skipped = [(s.what, s.reason) for s in report.skipped]
+        table(state, "not imported", ["what", "why"], skipped)
+        for note in report.notes:
+            state.console.print(f"note: {note}")
+    emit(
+        state,
+        {"import": report.as_dict()},
+        f"{len(report.tariffs)} tariffs and {report.bindings} bindings in {output}; "
+        f"{len(report.skipped)} items not imported (listed above)",
+    )
+
+
 def register_workspace(app: typer.Typer) -> None:
     """Attach the set-up commands to the root app."""
     app.command("init")(init)

@@ -89,3 +89,48 @@ def test_validate_reports_each_bad_file(
     assert verdicts["flex.toml"]["error"] is None
     assert "tariff.currency" in verdicts["broken.toml"]["error"]
     assert "broken.toml" in verdicts["broken.toml"]["error"]
+
+
+CGRATES = Path(__file__).resolve().parents[2] / "data" / "cgrates"
+
+
+def test_import_cgrates_then_add_the_tariffs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "imported"
+    code, stdout, _ = run(
+        ["--json", "tariffs", "import-cgrates", str(CGRATES / "retail"), "--output", str(out),
+         "--currency", "GBP", "--category", "sms=data"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(stdout.strip().splitlines()[-1])["import"]
+    # category sms mapped to data: RP_SMS prices data (1 ns of CGRateS usage = 1 byte)
+    assert {t["id"]: t["services"] for t in report["tariffs"]} == {
+        "RP_RETAIL": ["voice"],
+        "RP_SMS": ["data"],
+    }
+    assert any(s["what"] == "Actions.csv" for s in report["skipped"])
+    files = sorted(str(p) for p in out.glob("*.toml"))
+    ws = tmp_path / "ws"
+    code, _, err = run(["-w", str(ws), "tariffs", "validate", *files], capsys)
+    assert code == 0, err
+    code, _, err = run(["-w", str(ws), "tariffs", "add", *files], capsys)
+    assert code == 0, err
+    code, stdout, _ = run(["-w", str(ws), "--json", "tariffs", "show", "RP_RETAIL"], capsys)
+    info = json.loads(stdout.strip().splitlines()[-1])["tariff"]
+    assert info["currency"] == "GBP"
+    assert info["band_selection"] == "per-destination"
+
+
+def test_import_cgrates_refuses_a_bad_category_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(
+        ["tariffs", "import-cgrates", str(CGRATES / "retail"), "-o", str(tmp_path),
+         "--category", "sms"],
+        capsys,
+    )  # fmt: skip
+    assert code == 3
+    assert "NAME=voice|sms|data" in err
+    assert not list(tmp_path.glob("*.toml"))
