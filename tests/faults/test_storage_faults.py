@@ -249,3 +249,30 @@ def test_damaged_page_is_found_by_its_checksum(
     assert checked.returncode == EXIT_CORRUPT
     broken = last_json(checked)["error"]["details"]["broken"]
     assert [b["path"] for b in broken] == [str(part.relative_to(ws))]
+
+
+def test_damaged_rated_detail_of_a_billed_period(
+    billed: tuple[Path, str], copy_of: Callable[[Path], Path]
+) -> None:
+    ws, reference = copy_of(billed[0]), billed[1]
+    part = max(dataset_files(ws / "rated"), key=lambda p: p.stat().st_size)
+    meta = pq.read_metadata(part)
+    cost = meta.schema.to_arrow_schema().get_field_index("cost")
+    chunk = meta.row_group(0).column(cost)  # a column re-rating reads
+    at = chunk.dictionary_page_offset if chunk.has_dictionary_page else chunk.data_page_offset
+    data = bytearray(part.read_bytes())
+    data[at + 8 : at + 24] = bytes(b ^ 0x5A for b in data[at + 8 : at + 24])
+    part.write_bytes(bytes(data))
+    rerate = cli(ws, "rate", "--period", PERIOD, "--force")  # reads the billed detail
+    assert rerate.returncode == EXIT_CORRUPT, rerate.stderr[-2000:]
+    no_traceback(rerate)
+    assert str(part) in rerate.stderr
+    moved = cli(ws, "--json", "check", "--quarantine")
+    assert moved.returncode == EXIT_CORRUPT
+    details = last_json(moved)["error"]["details"]
+    assert [b["dataset"] for b in details["broken"]] == ["rated"]
+    assert details["usage_not_billable"] == 0  # the usage itself is intact
+    # the bills stand as issued
+    again = cli(ws, "--json", "bill", "--period", PERIOD)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert last_json(again)["bills_sha256"] == reference

@@ -28,7 +28,7 @@ from bss.billing.rating_step import tariff_plan
 from bss.db import arrow_query, utc_now
 from bss.errors import BillingError
 from bss.subscriptions import subscription_table
-from collectors.dataset import atomic_write_bytes, naming_path
+from collectors.dataset import atomic_write_bytes, naming_path, reading_parts
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.rate import SubscriptionIndex
 from rating_engine.scale.executor import executor_for
@@ -114,11 +114,13 @@ def rerate_generation(
     try:
         job = RerateJob(period.name, days, str(staging / "deltas"), f"rerate-{period.name}",
                         chunk_rows)  # fmt: skip
-        (partial,) = executor.map(
-            rerate_period, [job], name=f"rerate-{period.name}",
-            index=executor.share(SubscriptionIndex.build(subscriptions, plan)),
-            plan=executor.share(plan), previous=executor.share(_previous(conn, period.name)),
-        )  # fmt: skip
+        read = [Path(p) for d in days for p in (*d.usage, *d.billed)]
+        with reading_parts(read):  # a damaged part is named, whoever read it
+            (partial,) = executor.map(
+                rerate_period, [job], name=f"rerate-{period.name}",
+                index=executor.share(SubscriptionIndex.build(subscriptions, plan)),
+                plan=executor.share(plan), previous=executor.share(_previous(conn, period.name)),
+            )  # fmt: skip
         by_account: dict[str, dict[str, Any]] = {}
         total = 0
         for row in partial.sums.to_pylist():

@@ -45,7 +45,7 @@ try:  # typer >= 0.29 carries its own copy of click
 except ImportError:  # pragma: no cover - older typer on the real click
     from click import UsageError  # type: ignore[assignment]
 
-__all__ = ["EXIT_CODES", "EXIT_STORAGE", "app", "build_cli", "main"]
+__all__ = ["EXIT_BILLED_WITH_EXCEPTIONS", "EXIT_CODES", "EXIT_STORAGE", "app", "build_cli", "main"]
 
 app = typer.Typer(
     name="rating-engine",
@@ -71,6 +71,7 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 EXIT_USAGE = 2  # the CLI framework's own code for a bad command line
 EXIT_STORAGE = 8  # the machine's fault: disk full, read-only, permission, I/O error
 EXIT_CORRUPT = 9  # a stored file cannot be read back (corrupt DuckDB file or Parquet part)
+EXIT_BILLED_WITH_EXCEPTIONS = 10  # bill done, some accounts set aside as billing exceptions
 
 _GLOBAL_NAMES = ("workspace", "quiet", "json_out", "debug")
 
@@ -222,6 +223,20 @@ def _is_corruption(exc: BaseException) -> bool:
     return False
 
 
+def _unreadable_parquet(exc: OSError) -> bool:
+    """Arrow reports a damaged Parquet part (bad page header, checksum) as a plain OSError
+    without an errno: a stored file that cannot be read back, not a fault of the machine."""
+    text = str(exc).lower()
+    return any(w in text for w in ("parquet", "thrift", "checksum", "magic bytes", "footer"))
+
+
+def _corrupt_message(exc: BaseException) -> str:
+    return (
+        f"a stored file cannot be read back: {' '.join(str(exc).split())}; run "
+        "`rating-engine check` to find broken parts and `check --quarantine` to move them aside"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
@@ -247,19 +262,15 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:
         if state.debug:
             traceback.print_exc()
+        if exc.errno is None and _unreadable_parquet(exc):  # Arrow's, not the machine's
+            _fail(state, EXIT_CORRUPT, "CorruptStorage", _corrupt_message(exc))
         _fail(state, EXIT_STORAGE, "StorageError", _storage_message(exc, state))
     except Exception as exc:
         if not _is_corruption(exc):
             raise
         if state.debug:
             traceback.print_exc()
-        _fail(
-            state,
-            EXIT_CORRUPT,
-            "CorruptStorage",
-            f"a stored file cannot be read back: {exc}; run `rating-engine check` to find and "
-            "quarantine broken parts",
-        )
+        _fail(state, EXIT_CORRUPT, "CorruptStorage", _corrupt_message(exc))
 
 
 def _numba_cache_outside_site_packages() -> None:
