@@ -16,8 +16,8 @@ from typing import Any
 import duckdb
 
 from bss.billing.money import minor_units
-from bss.safe_csv import csv_bytes
 from collectors.dataset import atomic_write_bytes, naming_path
+from collectors.safe_csv import csv_bytes
 
 __all__ = [
     "bills_for_period",

@@ -10,8 +10,6 @@ loading and compiling it before it is written.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tomllib
@@ -19,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from collectors.safe_csv import csv_bytes
 from rating_engine.cgrates.convert import (
     DEFAULT_CATEGORY_SERVICES,
     ConvertOptions,
@@ -164,9 +163,7 @@ def _bindings(
     tp: TariffPlan, imported: set[str], categories: Mapping[str, str], out: Path,
     report: ImportReport,
 ) -> None:  # fmt: skip
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_BINDING_COLUMNS)
+    rows: list[list[str]] = [list(_BINDING_COLUMNS)]
     unknown: set[str] = set()
     fallbacks = 0
     for p in tp.profiles:
@@ -181,13 +178,13 @@ def _bindings(
         if p.category not in categories:
             unknown.add(p.category)
         fallbacks += bool(p.fallback_subjects)
-        writer.writerow([p.tenant, p.category, p.subject,
+        rows.append([p.tenant, p.category, p.subject,
                          p.activation.isoformat().replace("+00:00", "Z"), p.rating_plan,
                          categories.get(p.category, "voice"), ";".join(p.fallback_subjects),
                          p.direction])  # fmt: skip
         report.bindings += 1
     path = out / BINDINGS_FILE
-    _write(path, buf.getvalue())
+    _write(path, csv_bytes(rows).decode())  # names from the plan: formula cells defused
     report.bindings_file = str(path)
     if unknown:
         report.notes.append(

@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bss.safe_csv import FORMULA_PREFIXES, csv_bytes, spreadsheet_safe
+from collectors.safe_csv import FORMULA_PREFIXES, csv_bytes, spreadsheet_safe
 
 
 def _cells(data: bytes) -> list[list[str]]:
@@ -55,4 +55,4 @@ def test_every_csv_writer_goes_through_safe_csv() -> None:
         for p in src.rglob("*.py")
         if "csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text()
     ]
-    assert writers == ["bss/safe_csv.py"], "write CSV through bss.safe_csv.csv_bytes"
+    assert writers == ["collectors/safe_csv.py"], "write CSV through collectors.safe_csv"

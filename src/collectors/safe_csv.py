@@ -5,7 +5,8 @@ otherwise become a live formula when the exported CSV is opened (CSV injection).
 rule: a cell beginning with ``=``, ``+``, ``-``, ``@``, tab or carriage return gets a
 leading apostrophe, which spreadsheets show as text. A cell that is a plain number
 (``-5.90``, ``+3``, ``1e-3``) stays as it is, so amounts remain numbers. Every CSV the
-project writes goes through :func:`csv_bytes`: RFC 4180 line ends (CRLF), so a cell holding
+project writes goes through :func:`csv_bytes` (it sits in the lowest layer, so every package
+can): RFC 4180 line ends (CRLF), so a cell holding
 a line break of either kind is quoted and cannot split its row.
 """
 
