@@ -252,8 +252,12 @@ def _rate_one(
             raise _RejectError("volume_out_of_range")
         qty, scale = rec["volume_up"] + rec["volume_down"], 1
     dset = prefix = None
+    # per destination, a set without pricing rules is invisible: shorter prefixes match
+    priced = {r.destinations for r in version.pricing}
     if service != "data" and rec["destination"] is not None:
         for s in version.destinations:
+            if tariff.band_selection == "per-destination" and s.name not in priced:
+                continue
             for p in s.prefixes:
                 if rec["destination"].startswith(p) and (prefix is None or len(p) > len(prefix)):
                     dset, prefix = s.name, p

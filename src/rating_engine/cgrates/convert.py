@@ -44,6 +44,7 @@ DEFAULT_CATEGORY_SERVICES: Mapping[str, str] = {
 }
 _METHODS = {"*up": "up", "*down": "down", "*middle": "half-up"}
 _ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+_PREFIX = re.compile(r"^([0-9]{1,24}|[!-/:-~][!-~]{0,23})$")  # as tariff.sections reads them
 _NS_PER_S = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -165,11 +166,12 @@ def plan_document(
                 f"destination id {dest!r} is no set name (letters, digits, _ . : -)"
             )
         for raw in tp.destinations[dest]:
-            prefix = raw[1:] if raw.startswith("+") else raw  # usage holds E.164 without '+'
-            if not (prefix.isascii() and prefix.isdigit() and len(prefix) <= 24):
+            # usage holds E.164 numbers without '+': "+49" is the prefix 49
+            prefix = raw[1:] if raw.startswith("+") and raw[1:].isdigit() else raw
+            if not _PREFIX.match(prefix):
                 raise NotExpressible(
-                    f"destination {dest} has prefix {raw!r}: only digit prefixes (1-24 digits, "
-                    "an optional leading '+') can be expressed"
+                    f"destination {dest} has prefix {raw!r}: prefixes are 1-24 digits, or 1-24 "
+                    "printable characters starting with a non-digit"
                 )
             other = owner.get(prefix)
             if other is None or weight_of[dest] > weight_of[other]:

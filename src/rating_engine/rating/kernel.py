@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit
 
 from rating_engine.rating.allowance_draw import draw_allowances
+from rating_engine.rating.destination_walk import walk_destination
 from rating_engine.rating.exact_arithmetic import (
     I64MAX,
     LIMIT,
@@ -119,7 +120,8 @@ def rate_records(
      ver_elig_first, elig_ptr, jump, rate_conn_q,
      grp_mulinc, grp_safe, grp_inc_inv, rate_den_inv, ver_depth,
      prefix_col, step2, step2_node, ver_label, set_label, cur_label, rate_fast,
-     rate_fast_inv, grp_inc_den, rate_inc_step, rate_inc_rm, bt_newday) = plan  # fmt: skip
+     rate_fast_inv, grp_inc_den, rate_inc_step, rate_inc_rm, bt_newday, ver_txt_first, ver_txt_n,
+     txt_off, txt_data, txt_prefix) = plan  # fmt: skip
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
@@ -257,8 +259,6 @@ def rate_records(
                 valid = (dst_valid[bit >> 3] >> (bit & 7)) & 1 == 1
             if not valid:
                 continue
-            col = -1
-            pre = -1
             j0 = dst_off[u]
             j1 = dst_off[u1]
             bad = j1 - j0 < JUMP_DIGITS
@@ -290,18 +290,10 @@ def rate_records(
                 dnode[ob] = jump[jx, 0]
                 dje[ob] = jump[jx, 2] * 100 + d56 if d56 >= 0 else -1
                 continue
-            else:
-                node = ver_trie_root[vi]
-                for j in range(j0, j1):
-                    digit = np.int64(dst_data[j]) - 48
-                    if digit < 0 or digit > 9:
-                        break
-                    node = trie_child[node, digit]
-                    if node == dead:
-                        break
-                    if trie_child[node, 10] >= 0:
-                        col = trie_child[node, 10]
-                        pre = trie_child[node, 11]
+            col, pre = walk_destination(
+                dst_data, j0, j1, ver_trie_root[vi], trie_child, ver_txt_first[vi],
+                ver_txt_n[vi], txt_off, txt_data, txt_prefix, prefix_col,
+            )  # fmt: skip
             dcol[ob] = col
             dpre[ob] = pre
         # B2: the two digits after the jump's in one more look-up (a dead-end block when

@@ -92,6 +92,7 @@ class _Builder:
             for k in ("tariff", "currency", "version", "set", "prefix", "band", "rate", "allow")
         }
         self.allow_units: list[int] = []
+        self.txt = bytearray()  # the text prefixes' bytes
         self.day0, self.ndays = day_range(years)
 
     def push(self, key: str, *values: int) -> None:
@@ -124,13 +125,25 @@ class _Builder:
         self.push("ver_set_first", set_first)
         self.push("ver_n_sets", n_sets)
         depth = 0  # the longest prefix: the kernel walks at most this deep
+        self.push("ver_txt_first", len(self.a.get("txt_prefix", [])))
+        priced = {r.destinations for r in v.pricing}
         for si, ds in enumerate(v.destinations):
             self.names["set"].append(ds.name)
+            if t.band_selection == "per-destination" and ds.name not in priced:
+                continue  # a set without rules is invisible (CGRateS): shorter prefixes match
             for prefix in ds.prefixes:
-                self.trie.add(root, prefix, si, len(self.names["prefix"]))
+                pi = len(self.names["prefix"])
                 self.names["prefix"].append(prefix)
-                depth = max(depth, len(prefix))
+                if prefix[0].isdigit():
+                    self.trie.add(root, prefix, si, pi)
+                    depth = max(depth, len(prefix))
+                else:  # text prefixes: a short list, matched byte by byte
+                    self.push("txt_prefix", pi)
+                    self.push("txt_set", si)
+                    self.push("txt_off", len(self.txt))
+                    self.txt.extend(prefix.encode("ascii"))
         self.push("ver_depth", depth)
+        self.push("ver_txt_n", len(self.a.get("txt_prefix", [])) - self.a["ver_txt_first"][-1])
         # bands: the timeline maps each instant to a class - the winning band ("global"),
         # or the set of bands in force ("per-destination": each destination set then picks
         # among its own rules' bands); shared between versions with identical bands, zone
@@ -319,6 +332,12 @@ class _Builder:
         arrays.update(
             destination_tables(self.trie, arrays["ver_trie_root"], label_codes(n["prefix"]))
         )
+        # text prefixes: where each starts (and the end of the last), their set and prefix
+        for k in ("txt_prefix", "txt_set", "txt_off"):
+            arrays.setdefault(k, np.zeros(0, dtype=np.int64))
+        arrays["txt_off"] = np.append(arrays["txt_off"], len(self.txt))
+        arrays["txt_data"] = np.frombuffer(bytes(self.txt) or b"\0", dtype=np.uint8).copy()
+        arrays["prefix_col"][arrays["txt_prefix"], 0] = arrays.pop("txt_set")
         # output labels: versions, sets, bands (per version) and currencies (per tariff)
         # repeat across the plan, the rated columns' dictionaries hold each text once
         arrays["ver_label"] = label_codes(n["version"])

@@ -5,7 +5,8 @@ Layout (every index is global across the plan):
 * versions ``v``: tariff, activation time, trie root, band-timeline slice, pricing slice,
   and one common denominator ``Q`` per (version, service) for exact rational costs;
 * a digit trie (``trie_child[node, digit]``) per version, with its jump table and
-  two-digit blocks (see :mod:`rating_engine.tariff.destinations`);
+  two-digit blocks (see :mod:`rating_engine.tariff.destinations`), and a short list of the
+  version's text prefixes (``voicemail``, ``+49``: ``txt_*``), matched byte by byte;
 * a band timeline per version: UTC instants where the band class changes (the winning
   band, or with per-destination band selection the set of bands in force), precomputed
   from the tariff's IANA zone for a range of years (DST-correct), plus a per-day index so
@@ -53,7 +54,7 @@ __all__ = [
 #: Service codes: indexes in :data:`rating_engine.tariff.model.SERVICES`.
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v15"
+_LAYOUT = "plan-v16"
 
 
 #: The plan arrays in the order the kernels index them (``plan[i]`` in rating.kernel).
@@ -110,6 +111,11 @@ KERNEL_FIELDS = (
     "rate_inc_step",
     "rate_inc_rm",
     "bt_newday",
+    "ver_txt_first",
+    "ver_txt_n",
+    "txt_off",
+    "txt_data",
+    "txt_prefix",
 )
 
 

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _DATE = re.compile(r"^(\*|\d{4})-(\d{2})-(\d{2})$")
+#: digit prefixes (E.164), or text ones that start with a non-digit (``voicemail``, ``+49``):
+#: a destination starting with a digit can only match the former, else only the latter
+_PREFIX = re.compile(r"^([0-9]{1,24}|[!-/:-~][!-~]{0,23})$")
 
 
 def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any]) -> Rate:
@@ -171,8 +174,12 @@ def parse_destinations(ctx: FieldContext, table: Any, field: str) -> dict[str, D
         if not isinstance(prefixes, list) or not prefixes:
             raise ctx.fail(sfield, "expected a non-empty list of digit prefixes")
         for p in prefixes:
-            if not isinstance(p, str) or not p.isdigit() or not p.isascii() or len(p) > 24:
-                raise ctx.fail(sfield, f"prefixes are 1-24 digits, no '+': {p!r}")
+            if not isinstance(p, str) or not _PREFIX.match(p):
+                raise ctx.fail(
+                    sfield,
+                    "prefixes are 1-24 digits, or 1-24 printable characters starting with a "
+                    f"non-digit (voicemail, +49): {p!r}",
+                )
         out[name] = DestinationSet(name, tuple(prefixes))
     return out
 

@@ -109,6 +109,7 @@ def test_import_cgrates_then_add_the_tariffs(
     assert {t["id"]: t["services"] for t in report["tariffs"]} == {
         "RP_RETAIL": ["voice"],
         "RP_SMS": ["data"],
+        "RP_VOICEMAIL": ["voice"],
     }
     assert any(s["what"] == "Actions.csv" for s in report["skipped"])
     files = sorted(str(p) for p in out.glob("*.toml"))

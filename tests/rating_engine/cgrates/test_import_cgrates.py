@@ -31,16 +31,20 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Path) -> None:
     report = import_cgrates(DATA / "retail", tmp_path)
-    assert [t.id for t in report.tariffs] == ["RP_RETAIL", "RP_SMS"]
-    assert sorted(p.name for p in tmp_path.glob("*.toml")) == ["RP_RETAIL.toml", "RP_SMS.toml"]
+    assert [t.id for t in report.tariffs] == ["RP_RETAIL", "RP_SMS", "RP_VOICEMAIL"]
+    assert sorted(p.name for p in tmp_path.glob("*.toml")) == [
+        "RP_RETAIL.toml",
+        "RP_SMS.toml",
+        "RP_VOICEMAIL.toml",
+    ]
     assert {t.id: t.services for t in report.tariffs} == {
         "RP_RETAIL": ("voice",),
         "RP_SMS": ("sms",),
+        "RP_VOICEMAIL": ("voice",),
     }
     skipped = {s.what: s.reason for s in report.skipped}
     assert "Actions.csv" in skipped
     assert "Thresholds.csv" in skipped
-    assert "voicemail" in skipped["RatingPlan RP_VOICEMAIL"]
     assert "*disconnect" in skipped["RatingPlan RP_CAPPED"]
     assert skipped["Destination DST_UK_MOBILE"] == "used by no RatingPlan"
     with (tmp_path / "bindings.csv").open() as f:
@@ -49,11 +53,15 @@ def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Pa
         ("call", "*any", "RP_RETAIL"),
         ("call", "1001", "RP_RETAIL"),
         ("sms", "*any", "RP_SMS"),
+        ("call", "voicemail_users", "RP_VOICEMAIL"),
     ]
     assert bindings[1]["activation_time"] == "2012-06-01T00:00:00Z"
     assert bindings[1]["fallback_subjects"] == "1002;*any"
     written = json.loads((tmp_path / "import_report.json").read_text())
-    assert written["bindings"] == 3
+    assert written["bindings"] == 4
+    # a destination that is no number stays as it is written
+    voicemail = tomllib.loads((tmp_path / "RP_VOICEMAIL.toml").read_text())
+    assert voicemail["destinations"]["DST_VOICEMAIL"] == ["voicemail"]
     assert any("fallback subjects" in n for n in report.notes)
     # the written tariff: CGRateS's timings as bands, its rounding per increment
     doc = tomllib.loads((tmp_path / "RP_RETAIL.toml").read_text())

@@ -111,9 +111,12 @@ def bands(draw: st.DrawFn, selection: str = "global") -> dict[str, Any]:
 
 @st.composite
 def tariffs(draw: st.DrawFn) -> Tariff:
-    prefixes = draw(
-        st.lists(st.text("0123456789", min_size=1, max_size=4), min_size=1, max_size=6, unique=True)
+    # digit prefixes, and text ones (a destination starting with a non-digit)
+    prefix = st.one_of(
+        st.text("0123456789", min_size=1, max_size=4),
+        st.sampled_from(["vm", "voicemail", "+4", "+49", "*1", "#"]),
     )
+    prefixes = draw(st.lists(prefix, min_size=1, max_size=6, unique=True))
     n_sets = draw(st.integers(1, min(3, len(prefixes))))
     sets = {f"s{i}": prefixes[i::n_sets] for i in range(n_sets)}
     selection = draw(st.sampled_from(["global", "per-destination"]))

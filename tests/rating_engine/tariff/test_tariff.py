@@ -103,7 +103,7 @@ def test_good_tariff_fields() -> None:
         ('band = "peak"', 'band = "night"', "pricing[0].band"),
         ('rate = "r"', 'rate = "nope"', "pricing[0].rate"),
         ('mobile = ["4917"]', 'mobile = ["49"]', "destinations.mobile"),
-        ('mobile = ["4917"]', 'mobile = ["+4917"]', "destinations.mobile"),
+        ('mobile = ["4917"]', 'mobile = ["49x17"]', "destinations.mobile"),
         ("weight = 10", "weight = 0", "bands.peak.weight"),
         ("weekdays = [1, 2, 3, 4, 5]", "weekdays = [0, 1]", "bands.peak.weekdays"),
         ('end = "18:00"', 'end = "07:00"', "bands.peak.end"),
