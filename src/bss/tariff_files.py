@@ -228,6 +228,8 @@ def _rate(r: Rate) -> dict[str, Any]:
         out["min_charge"] = str(r.min_charge)
     if r.max_cost is not None:
         out["max_cost"] = str(r.max_cost)
+    if not r.charge_zero_usage:
+        out["charge_zero_usage"] = False
     return out
 
 

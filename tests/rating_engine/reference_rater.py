@@ -318,7 +318,7 @@ def _rate_one(
                 priced = True
                 total += (n - m) * _increment_cost(rate0, gi, n)
             pos += n * g.increment
-    if used and not priced:
+    if (used and not priced) or (qty == 0 and not rate0.charge_zero_usage):
         cost = 0
     else:
         fee = Fraction(rate0.connect_fee)

@@ -228,6 +228,7 @@ def plan_document(
         "version": "cgrates",
         "active_from": min(activations, default=_EPOCH),
         "band_selection": "per-destination",
+        "charge_zero_usage": False,  # CGRateS: a call of no duration costs nothing
     }
     if options.rounding_decimals is not None:
         head["increment_decimals"] = options.rounding_decimals

@@ -121,7 +121,7 @@ def rate_records(
      grp_mulinc, grp_safe, grp_inc_inv, rate_den_inv, ver_depth,
      prefix_col, step2, step2_node, ver_label, set_label, cur_label, rate_fast,
      rate_fast_inv, grp_inc_den, rate_inc_step, rate_inc_rm, bt_newday, ver_txt_first, ver_txt_n,
-     txt_off, txt_data, txt_prefix) = plan  # fmt: skip
+     txt_off, txt_data, txt_prefix, rate_zero_free) = plan  # fmt: skip
     (status, svc_o, ver_o, cur_o, set_o, prefix_o, band_o, billed_o, cost_o, used_o, elig_o,
      sub_o, acc_o, ti_o) = out  # fmt: skip
     if lo < 0 or hi > len(start_us):
@@ -446,6 +446,8 @@ def rate_records(
                         # minimum charge, then maximum cost
                         cost_o[u] = min(max(qt * rate_fast[r0, 7], rate_fast[r0, 8]),
                                         rate_fast[r0, 9])  # fmt: skip
+                        if qty == 0 and rate_zero_free[r0] != 0:
+                            cost_o[u] = 0  # no usage, no charge (CGRateS)
                         status[u] = OK
                         p = n * inc
                         billed_o[u] = p // 1000 if svc == 0 else p
@@ -555,8 +557,8 @@ def rate_records(
                 status[u] = st
                 continue
             # --- total: one rounding, then minimum charge and maximum cost --------------------
-            if used > 0 and not priced:
-                cost = 0  # wholly covered by an allowance: no fee, no minimum
+            if (used > 0 and not priced) or (qty == 0 and rate_zero_free[r0] != 0):
+                cost = 0  # wholly covered by an allowance, or no usage: no fee, no minimum
             else:
                 dec = rate_rd[r0]
                 sc = POW10[9 - dec]

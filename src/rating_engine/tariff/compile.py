@@ -258,6 +258,7 @@ class _Builder:
         self.push("rate_round_method", ROUNDING_METHODS.index(r.rounding.method))
         self.push("rate_round_dec", r.rounding.decimals)
         self.push("rate_compat", 0 if r.increment_rounding is None else 1)
+        self.push("rate_zero_free", 0 if r.charge_zero_usage else 1)
         # as bounds the kernel clamps to without a test: none is -1 (costs are >= 0) and
         # the largest int64
         self.push("rate_min", -1 if r.min_charge is None else int(r.min_charge * 1_000_000))
@@ -316,6 +317,7 @@ class _Builder:
             "rate_round_method",
             "rate_round_dec",
             "rate_compat",
+            "rate_zero_free",
             "rate_inc_step",
             "rate_inc_rm",
             "rate_min",

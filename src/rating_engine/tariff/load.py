@@ -141,6 +141,7 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
             "increment_rounding_method",
             "increment_decimals",
             "band_selection",
+            "charge_zero_usage",
         },
         "tariff",
     )
@@ -160,6 +161,7 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
         "rounding_decimals": head.get("rounding_decimals", 6),
         "increment_rounding_method": head.get("increment_rounding_method", "half-up"),
         "increment_decimals": head.get("increment_decimals"),
+        "charge_zero_usage": head.get("charge_zero_usage", True),
     }
     parse_rounding(
         ctx, defaults["rounding_method"], defaults["rounding_decimals"], "tariff.rounding"

@@ -76,6 +76,9 @@ class Rate:
     increment_rounding: Rounding | None
     min_charge: Decimal | None
     max_cost: Decimal | None
+    #: whether a record of no usage (0 s, 0 bytes) pays the connect fee and minimum charge;
+    #: CGRateS charges it nothing
+    charge_zero_usage: bool = True
 
 
 @dataclass(frozen=True)

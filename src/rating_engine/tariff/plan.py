@@ -54,7 +54,7 @@ __all__ = [
 #: Service codes: indexes in :data:`rating_engine.tariff.model.SERVICES`.
 SVC_VOICE, SVC_SMS, SVC_DATA = 0, 1, 2
 #: Bumped whenever the array layout changes, so stale caches are never read.
-_LAYOUT = "plan-v16"
+_LAYOUT = "plan-v17"
 
 
 #: The plan arrays in the order the kernels index them (``plan[i]`` in rating.kernel).
@@ -116,6 +116,7 @@ KERNEL_FIELDS = (
     "txt_off",
     "txt_data",
     "txt_prefix",
+    "rate_zero_free",
 )
 
 

@@ -59,6 +59,7 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
             "increment_decimals",
             "min_charge",
             "max_cost",
+            "charge_zero_usage",
         },
         field,
     )
@@ -112,7 +113,12 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
         max_cost = parse_money(ctx, table["max_cost"], f"{field}.max_cost", MONEY_DECIMALS)
     if min_charge is not None and max_cost is not None and min_charge > max_cost:
         raise ctx.fail(f"{field}.min_charge", "min_charge exceeds max_cost")
-    return Rate(name, connect, tuple(groups), rounding, increment_rounding, min_charge, max_cost)
+    zero = table.get("charge_zero_usage", defaults.get("charge_zero_usage", True))
+    if not isinstance(zero, bool):
+        raise ctx.fail(f"{field}.charge_zero_usage", "expected true or false")
+    return Rate(
+        name, connect, tuple(groups), rounding, increment_rounding, min_charge, max_cost, zero
+    )
 
 
 def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:

@@ -129,3 +129,14 @@ def test_connect_fee_is_rounded_with_the_increments() -> None:
     high = TARIFF.replace('connect_fee = "0.2"', 'connect_fee = "0.000006"')
     assert costs([call(SUNDAY_NOON, 60, "1099")], low) == [100_000]
     assert costs([call(SUNDAY_NOON, 60, "1099")], high) == [100_010]
+
+
+def test_no_usage_costs_nothing_when_the_tariff_says_so() -> None:
+    # a call of 0 s pays the connect fee (0.2) by default; CGRateS charges it nothing
+    assert costs([call(SUNDAY_NOON, 0, "1099")]) == [200_000]
+    selection = 'band_selection = "per-destination"\n'
+    free = TARIFF.replace(selection, selection + "charge_zero_usage = false\n")
+    assert costs([call(SUNDAY_NOON, 0, "1099"), call(SUNDAY_NOON, 1, "1099")], free) == [
+        0,
+        300_000,
+    ]

@@ -65,6 +65,8 @@ def rates(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.integers(0, 3)) == 0:
         rate["min_charge"] = draw(money(2, 1))
     if draw(st.integers(0, 3)) == 0:
+        rate["charge_zero_usage"] = False
+    if draw(st.integers(0, 3)) == 0:
         rate["max_cost"] = str(2 + draw(st.integers(0, 5)))
     return rate
 
