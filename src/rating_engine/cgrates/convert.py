@@ -251,6 +251,10 @@ def _rate(tp: TariffPlan, dr: DestinationRate, service: str) -> dict[str, Any]:
         "rounding_method": _METHODS[dr.rounding_method],
         "rounding_decimals": dr.rounding_decimals,
     }
+    if dr.rounding_decimals == 0:
+        # CGRateS rounds a total only to more than 0 decimals (GetLongestRounding): with 0
+        # it keeps the increments' sum; micro-units are the finest a cost has here
+        rate["rounding_decimals"] = 6
     if dr.max_cost > 0 and dr.max_cost_strategy == "*free":
         rate["max_cost"] = _money(dr.max_cost, 6, f"MaxCost ({dr.where})")
     elif dr.max_cost > 0 and dr.max_cost_strategy == "*disconnect":

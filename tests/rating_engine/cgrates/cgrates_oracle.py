@@ -36,8 +36,10 @@ def go_round(x: float, prec: int, method: str) -> float:
         rounder = math.ceil(intermed) if frac >= noise else math.floor(intermed)
     elif method == "*down":
         rounder = math.floor(intermed)
-    else:  # *middle
+    elif method == "*middle":
         rounder = math.ceil(intermed) if frac >= 0.5 else math.floor(intermed)
+    else:  # no method (GetLongestRounding finds none when every rate has 0 decimals)
+        rounder = intermed
     return rounder / pw
 
 
@@ -140,7 +142,7 @@ def cgrates_cost(
         end = a + dur // _NS
     cost = 0.0
     so_far = 0.0
-    decimals, method = -1, "*middle"
+    decimals, method = 0, ""  # CGRateS's GetLongestRounding: only more decimals than 0 count
     for i, (dur, rate, inc, unit, iv) in enumerate(out):
         n = dur // inc
         span = go_round(float(dur) * (rate / float(unit)), 5, "*middle")

@@ -148,7 +148,15 @@ def test_imported_costs_are_cgrates_costs(retail: Path) -> None:
         datetime(2026, 3, 7, 12, 0, tzinfo=UTC),  # weekend
         datetime(2025, 12, 31, 23, 59, 30, tzinfo=UTC),  # into New Year
     ]
-    destinations = ["4915112345", "4916099", "4930123456", "442079460000", "447700900", "3312"]
+    destinations = [
+        "4915112345",
+        "4916099",
+        "4930123456",
+        "442079460000",
+        "447700900",
+        "3312",
+        "3912",
+    ]
     durations = [0, 1, 2, 29, 30, 31, 59, 60, 61, 62, 89, 121, 187, 299, 391]
     calls = [(d, s, n) for d in destinations for s in starts for n in durations]
     ours = _rate(retail, calls)
