@@ -33,7 +33,7 @@ SELECT b.bill_no, b.account_id, a.external_id AS account, a.name AS account_name
        b.bill_date::VARCHAR AS bill_date, b.due_date::VARCHAR AS due_date, b.currency,
        b.amount_excl_tax::VARCHAR AS amount_excl_tax, b.tax_rate::VARCHAR AS tax_rate,
        b.tax_amount::VARCHAR AS tax_amount, b.amount_incl_tax::VARCHAR AS amount_incl_tax,
-       b.amount_due::VARCHAR AS amount_due, b.state,
+       b.amount_due::VARCHAR AS amount_due, b.state, b.kind,
        l.line_no, l.line_type, l.product_id, l.description, l.quantity, l.unit,
        l.amount::VARCHAR AS amount
 FROM bill b JOIN billing_account a ON a.id = b.account_id
@@ -108,7 +108,10 @@ def bill_texts(rows: pa.Table) -> pa.Array:
     parts += _member("account_id", _ints(h("account_id")))
     for key in _TEXT_BILL[1:]:
         parts += _member(key, json_strings(h(key)))
-    parts += [',"lines":[', joined, "]"]
+    # "kind" only on supplementary bills: regular ones keep the JSON they always had
+    kind = h("kind")
+    supplementary = pc.equal(kind, "supplementary")
+    parts += [pc.if_else(supplementary, ',"kind":"supplementary"', ""), ',"lines":[', joined, "]"]
     for key in _TEXT_TAIL:
         parts += _member(key, json_strings(h(key)))
     parts += ["}", ""]

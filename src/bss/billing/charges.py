@@ -71,7 +71,7 @@ class ProductCharges:
 
     lines: pa.Table
     one_time: pa.Table  # account_id, product_id, price_id
-    mismatches: pa.Table  # account_id, price_id, price_currency, currency
+    mismatches: pa.Table  # account_id, product_id, price_id, price_currency, currency
 
 
 def _i64(table: pa.Table, name: str, null: int = 0) -> npt.NDArray[np.int64]:
@@ -94,7 +94,7 @@ def product_charges(conn: duckdb.DuckDBPyConnection, period: Period) -> ProductC
     own = pc.equal(rows.column("price_currency"), rows.column("currency"))
     bad = (is_rec | is_one) & ~np.asarray(pc.fill_null(own, False).to_numpy(zero_copy_only=False))
     mismatches = rows.filter(pa.array(bad)).select(
-        ["account_id", "price_id", "price_currency", "currency"]
+        ["account_id", "product_id", "price_id", "price_currency", "currency"]
     )
     amount = _i64(rows, "amount")
     lo = np.maximum(_i64(rows, "start_us"), _i64(rows, "valid_from_us"))

@@ -35,7 +35,7 @@ _BILL_COLUMNS = (
     "strftime(period_start, '%Y-%m-%dT%H:%M:%S+00:00'), "
     "strftime(period_end, '%Y-%m-%dT%H:%M:%S+00:00'), bill_date::VARCHAR, due_date::VARCHAR, "
     "b.currency, amount_excl_tax::VARCHAR, tax_rate::VARCHAR, tax_amount::VARCHAR, "
-    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state"
+    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state, b.kind"
 )
 _BILL_KEYS = (
     "bill_no", "account_id", "account", "account_name", "period", "period_start", "period_end",
@@ -67,7 +67,9 @@ def bills_for_period(
         by_bill[bill_no] = [dict(zip(_LINE_KEYS, ln[1:], strict=True)) for ln in group]
     bills = []
     for row in rows:
-        bill = dict(zip(_BILL_KEYS, row, strict=True))
+        bill = dict(zip(_BILL_KEYS, row[:-1], strict=True))
+        if row[-1] == "supplementary":  # regular bills keep the JSON they always had
+            bill["kind"] = "supplementary"
         bill["lines"] = by_bill.get(bill["bill_no"], [])
         bills.append(bill)
     return bills
@@ -108,12 +110,13 @@ def render_html(bill: dict[str, Any]) -> str:
         for ln in usage
     )
     e = html.escape
+    title = "Supplementary bill" if bill.get("kind") == "supplementary" else "Bill"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Bill {e(bill["bill_no"])}</title>
 <style>body{{font-family:sans-serif;max-width:56rem;margin:2rem auto}}
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3rem}}
 .n{{text-align:right}}</style></head><body>
-<h1>Bill {e(bill["bill_no"])}</h1>
+<h1>{title} {e(bill["bill_no"])}</h1>
 <p>Account {e(bill["account"])} ({e(bill["account_name"])}) &middot; period {e(bill["period"])}
 &middot; bill date {e(bill["bill_date"])} &middot; due {e(bill["due_date"])}</p>
 <table><tr><th>#</th><th>type</th><th>description</th><th class=n>quantity</th>

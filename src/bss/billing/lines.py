@@ -160,13 +160,20 @@ def number_lines(*tables: pa.Table) -> pa.Table:
 
 @dataclass(frozen=True)
 class BillTotals:
-    """Per billed account (sorted): its totals in micro-units."""
+    """Per billed account (sorted): its totals in micro-units, and the sum of its lines'
+    magnitudes (a float upper bound: the int64 sums are exact below 2^62)."""
 
     account_id: I64
     excl: I64
     tax: I64
     incl: I64
     due: I64
+    bound: npt.NDArray[np.float64]
+
+    def without(self, accounts: I64) -> BillTotals:
+        keep = ~np.isin(self.account_id, accounts)
+        return BillTotals(self.account_id[keep], self.excl[keep], self.tax[keep],
+                          self.incl[keep], self.due[keep], self.bound[keep])  # fmt: skip
 
 
 def bill_totals(
@@ -176,22 +183,25 @@ def bill_totals(
 
     ``account_id`` (sorted), ``rate_micros`` and ``currencies`` describe the accounts;
     tax is ``excl * rate`` rounded half-even to the micro-unit, ``due`` is ``incl``
-    rounded half-even to the currency's minor unit.
+    rounded half-even to the currency's minor unit. A bill whose ``bound`` reaches 2^62
+    has no exact sum here (see :func:`~bss.billing.exceptions.amount_exceptions`): its
+    totals are left 0.
     """
     acc = np.asarray(lines.column("account_id").to_numpy(), dtype=np.int64)
     micros = np.asarray(lines.column("micros").to_numpy(), dtype=np.int64)
     if acc.shape[0] == 0:
         empty = np.zeros(0, np.int64)
-        return BillTotals(empty, empty, empty, empty, empty)
+        return BillTotals(empty, empty, empty, empty, empty, np.zeros(0))
     first = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])
     billed = acc[first]
-    # int64 sums are exact while the sum of magnitudes stays in range
     bound = np.add.reduceat(np.abs(micros).astype(np.float64), first)
-    if bound.max() >= 2.0**62:
-        raise OverflowError("a bill's lines sum beyond the exact range")
-    excl = np.add.reduceat(micros, first)
+    exact = bound < 2.0**62
+    excl = np.where(exact, np.add.reduceat(micros, first), 0)
     pos = np.searchsorted(account_id, billed)
-    tax = mul_ratio_half_even_array(excl, rate_micros[pos], 1_000_000)
+    safe = exact & (np.abs(excl) < 10**18)
+    tax = np.zeros_like(excl)
+    tax[safe] = mul_ratio_half_even_array(excl[safe], rate_micros[pos][safe], 1_000_000)
     incl = excl + tax
-    due = round_to_minor_array(incl, [currencies[int(i)] for i in pos])
-    return BillTotals(billed, excl, tax, incl, due)
+    due = np.zeros_like(excl)
+    due[safe] = round_to_minor_array(incl[safe], [currencies[int(i)] for i in pos[safe]])
+    return BillTotals(billed, excl, tax, incl, due, bound)

@@ -143,19 +143,34 @@ def plan_rerating(
 
 
 def record_adjustments(
-    conn: duckdb.DuckDBPyConnection, adjustments: Adjustments, period: Period, plan: RatingPlan
+    conn: duckdb.DuckDBPyConnection,
+    adjustments: Adjustments,
+    period: Period,
+    plan: RatingPlan,
+    *,
+    skip: np.ndarray | None = None,
 ) -> None:
     """Write the deltas and mark the periods as priced with ``plan`` (inside the run's
-    transaction); the period being billed is marked too."""
+    transaction); the period being billed is marked too.
+
+    The deltas of the accounts in ``skip`` (set aside by the run) are not written, and
+    then the re-rated periods stay marked with their old tariffs: they are re-rated again
+    by the next run, which finds the written deltas already in what each record stands at
+    and bills only the ones left.
+    """
     root = adjustments.deltas_root
-    files = dataset_files(root) if root is not None else []
+    files = [str(f) for f in dataset_files(root)] if root is not None else []
+    skipped = np.asarray(skip if skip is not None else [], np.int64)
     if files:
         conn.execute(
             "INSERT INTO usage_adjustment SELECT record_id, account_id, billed_period, $period, "
             "CAST(CAST(delta AS DECIMAL(18, 0)) * 0.000001 AS DECIMAL(18, 6)), $tariffs "
-            "FROM read_parquet($files)",
-            {"period": period.name, "tariffs": plan.content_hash,
-             "files": [str(f) for f in files]},
+            "FROM read_parquet($files) WHERE NOT list_contains($skip, account_id)",
+            {"period": period.name, "tariffs": plan.content_hash, "files": files,
+             "skip": skipped.tolist()},
         )  # fmt: skip
-    for name in [*adjustments.periods, period.name]:
+    pending = bool(len(skipped)) and bool(
+        np.isin(adjustments.partial.sums.column("account_id").to_numpy(), skipped).any()
+    )
+    for name in [*([] if pending else adjustments.periods), period.name]:
         conn.execute("INSERT OR REPLACE INTO rated_with VALUES (?, ?)", [name, plan.content_hash])

@@ -6,15 +6,21 @@ account, subscription and service travel on; bills are then made from those sums
 whole columns. The same steps run in this process or as tasks on a Dask cluster
 (``client=``), with byte-identical bills.
 
+A run never stops on one account: an account whose bill cannot be made (a price or a
+tariff in another currency, a tariff the workspace lacks, amounts beyond exact money) is
+recorded as a billing exception with its reason (:mod:`bss.billing.exceptions`), its
+usage left unbilled, and every other account is billed in the same run. Running the
+period again bills what is missing - the accounts still without a bill once the cause is
+fixed, accounts and products added since - on supplementary bills, and nothing else
+(:mod:`bss.billing.passes`); issued bills are never touched.
+
 A run is idempotent and atomic. Rated and suspense parts get names derived from the
-period, so a rerun replaces them; every database write of a run (bills, lines, the
-billed-usage ledger, the run record) happens in one DuckDB transaction, on this process
-only, so a run killed at any moment leaves either nothing or everything. A period that
-has a run record is final: running it again changes nothing. Usage that arrives after
-its period was billed is billed on the next period's bill as a separately described
-line, and a tariff corrected after a period was billed re-rates that period's records
-and bills the difference on the next bill (``rerating``) - a final bill is never
-rewritten.
+period and pass, so a rerun replaces them; every database write of a run (bills, lines,
+exceptions, the billed-usage ledger, the run record) happens in one DuckDB transaction,
+on this process only, so a run killed at any moment leaves either nothing or everything.
+Usage that arrives after its period was billed is billed on the next period's bill as a
+separately described line, and a tariff corrected after a period was billed re-rates
+that period's records and bills the difference on the next bill (``rerating``).
 """
 
 from __future__ import annotations
@@ -34,8 +40,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bss.billing.bill_json import bills_digest
-from bss.billing.charges import product_charges
+from bss.billing.charges import ProductCharges, product_charges
+from bss.billing.exceptions import (
+    accounts_of,
+    amount_exceptions,
+    by_reason,
+    currency_exceptions,
+    record_exceptions,
+    tariff_exceptions,
+    usage_currency_exceptions,
+)
 from bss.billing.export import export_bills
+from bss.billing.ledger import record_billed_usage, record_one_time, write_bills
 from bss.billing.lines import (
     BillTotals,
     adjustment_lines,
@@ -44,7 +60,7 @@ from bss.billing.lines import (
     period_charge_lines,
     usage_lines,
 )
-from bss.billing.money import micros_to_decimal_array
+from bss.billing.passes import PassPlan, plan_pass
 from bss.billing.period import Period, parse_period
 from bss.billing.rating_step import (
     CHUNK_ROWS,
@@ -62,7 +78,9 @@ from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.rate import RatingPlan
 from rating_engine.scale.executor import Executor, executor_for
-from rating_engine.scale.parts import is_part_of
+from rating_engine.scale.parts import drop_rows, is_part_of, remove_tag_parts
+from rating_engine.scale.rate_partition import Billable
+from rating_engine.scale.rerate_partition import ADJUSTMENT_SUM_SCHEMA
 
 __all__ = ["BillingRunResult", "rate_unbilled", "run_billing"]
 
@@ -73,16 +91,21 @@ _DB_MEMORY = "256MB"
 @dataclass(frozen=True)
 class BillingRunResult:
     period: str
-    accounts: int
+    accounts: int  # bills of the period, all passes
     total: Decimal
     currency_totals: dict[str, str]
     changed: bool
-    bills_sha256: str
+    bills_sha256: str  # over all the period's bills
     rated: int = 0
     suspense: int = 0
     suspense_by_reason: dict[str, int] = field(default_factory=dict)
     exports: Path | None = None
     adjusted_records: int = 0
+    pass_no: int = 0  # this run's pass of the period (0: nothing was missing)
+    supplementary: bool = False
+    new_bills: int = 0  # bills this run made
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    exceptions_by_reason: dict[str, int] = field(default_factory=dict)
 
 
 def _labels(conn: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -94,124 +117,21 @@ def _labels(conn: duckdb.DuckDBPyConnection) -> pa.Table:
     )
 
 
-def _bill_nos(period: Period, accounts: np.ndarray) -> pa.Array:
-    """Deterministic, so a rerun of an interrupted run writes the same numbers."""
-    digits = pc.utf8_lpad(pc.cast(pa.array(accounts, pa.int64()), pa.string()), 6, "0")
-    return pc.binary_join_element_wise(f"B{period.name.replace('-', '')}", digits, "-")
-
-
-def _write_bills(
-    conn: duckdb.DuckDBPyConnection,
-    period: Period,
-    lines: pa.Table,
-    totals: BillTotals,
-    accounts: pa.Table,
-) -> None:
-    """Insert every bill and line of the run in bulk (through Arrow, not row by row)."""
-    if len(totals.account_id) == 0:
-        return
-    pos = pa.array(np.searchsorted(np.asarray(accounts.column("id").to_numpy()),
-                                   totals.account_id))  # fmt: skip
-    currency = accounts.column("currency").take(pos)
-    terms = np.asarray(accounts.column("payment_terms_days").take(pos).to_numpy(), np.int64)
-    bill_nos = _bill_nos(period, totals.account_id)
-    bill_date = np.datetime64(period.bill_date, "D")
-    bill_table = pa.table({
-        "bill_no": bill_nos,
-        "account_id": pa.array(totals.account_id, pa.int64()),
-        "currency": currency,
-        "due_date": pa.array(bill_date + terms.astype("timedelta64[D]"), pa.date32()),
-        "tax_rate": accounts.column("rate").take(pos),
-        "excl": micros_to_decimal_array(pa.array(totals.excl, pa.int64())),
-        "tax": micros_to_decimal_array(pa.array(totals.tax, pa.int64())),
-        "incl": micros_to_decimal_array(pa.array(totals.incl, pa.int64())),
-        "due": micros_to_decimal_array(pa.array(totals.due, pa.int64())),
-    })  # fmt: skip
-    line_acc = pc.index_in(lines.column("account_id"), value_set=pa.array(totals.account_id))
-    line_table = pa.table({
-        "bill_no": bill_nos.take(line_acc),
-        "line_no": lines.column("line_no"),
-        "line_type": lines.column("line_type"),
-        "product_id": lines.column("product_id"),
-        "description": lines.column("description"),
-        "quantity": lines.column("quantity"),
-        "unit": lines.column("unit"),
-        "amount": micros_to_decimal_array(lines.column("micros")),
-    })  # fmt: skip
-    conn.register("_bills", bill_table)
-    conn.register("_lines", line_table)
-    try:
-        conn.execute(
-            "INSERT INTO bill SELECT bill_no, account_id, $period, $start, $end, $bill_date, "
-            "due_date, currency, excl, tax_rate, tax, incl, due, 'final' FROM _bills",
-            {"period": period.name, "start": period.start, "end": period.end,
-             "bill_date": period.bill_date},
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO bill_line SELECT bill_no, line_no, line_type, product_id, description, "
-            "quantity, unit, amount FROM _lines"
-        )
-    finally:
-        conn.unregister("_bills")
-        conn.unregister("_lines")
-
-
-def _record_one_time(conn: duckdb.DuckDBPyConnection, period: Period, one_time: pa.Table) -> None:
-    if one_time.num_rows == 0:
-        return
-    table = one_time.append_column(
-        "bill_no", _bill_nos(period, np.asarray(one_time.column("account_id").to_numpy()))
-    )
-    conn.register("_one_time", table)
-    try:
-        conn.execute("INSERT INTO billed_one_time SELECT product_id, price_id, bill_no "
-                     "FROM _one_time")  # fmt: skip
-    finally:
-        conn.unregister("_one_time")
-
-
-def _check_unique(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    """No record id twice among the run's rated parts (DuckDB groups them, spilling to
-    disk beyond its memory limit)."""
-    if not files:
-        return
-    ((repeats,),) = conn.execute(
-        "SELECT count(*) FROM (SELECT record_id FROM read_parquet($files) GROUP BY record_id "
-        "HAVING count(*) > 1)",
-        {"files": files},
-    ).fetchall()
-    if repeats:
-        raise BillingError(
-            f"period {period.name}: {repeats} rated records repeat a record_id; refusing to "
-            "bill any record twice (check the usage dataset)"
-        )
-
-
-def _ledger(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    _check_unique(conn, files, period)
-    _record_billed_usage(conn, files, period)
-
-
-def _record_billed_usage(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    """The billed-usage ledger straight from the run's rated parts (DuckDB reads them)."""
-    if not files:
-        return
-    conn.execute(
-        "INSERT INTO billed_usage SELECT record_id, account_id, $period, "
-        "CAST(CAST(cost AS DECIMAL(18, 0)) * 0.000001 AS DECIMAL(18, 6)) "
-        "FROM read_parquet($files)",
-        {"period": period.name, "files": files},
+def _accounts(conn: duckdb.DuckDBPyConnection) -> pa.Table:
+    return arrow_query(
+        conn,
+        "SELECT a.id, a.external_id, a.currency, a.payment_terms_days, t.rate, "
+        "CAST(t.rate * 1000000 AS BIGINT) AS rate_micros "
+        "FROM billing_account a JOIN tax_rate t ON t.jurisdiction = a.tax_jurisdiction "
+        "ORDER BY a.id",
     )
 
 
 def _summary(
     conn: duckdb.DuckDBPyConnection,
     period: str,
-    changed: bool,
     digest: tuple[str, int],
-    outcome: RatingOutcome | None,
-    exports: Path | None,
-    adjusted_records: int = 0,
+    **extra: Any,
 ) -> BillingRunResult:
     totals = conn.execute(
         "SELECT currency, sum(amount_incl_tax) FROM bill WHERE period = ? GROUP BY currency "
@@ -223,23 +143,8 @@ def _summary(
         accounts=digest[1],
         total=sum((Decimal(t) for _, t in totals), Decimal(0)),
         currency_totals={cur: str(t) for cur, t in totals},
-        changed=changed,
         bills_sha256=digest[0],
-        rated=outcome.rated if outcome else 0,
-        suspense=outcome.suspense if outcome else 0,
-        suspense_by_reason=outcome.suspense_by_reason() if outcome else {},
-        exports=exports,
-        adjusted_records=adjusted_records,
-    )
-
-
-def _accounts(conn: duckdb.DuckDBPyConnection) -> pa.Table:
-    return arrow_query(
-        conn,
-        "SELECT a.id, a.currency, a.payment_terms_days, t.rate, "
-        "CAST(t.rate * 1000000 AS BIGINT) AS rate_micros "
-        "FROM billing_account a JOIN tax_rate t ON t.jurisdiction = a.tax_jurisdiction "
-        "ORDER BY a.id",
+        **{"changed": False, **extra},
     )
 
 
@@ -247,23 +152,22 @@ def _accounts(conn: duckdb.DuckDBPyConnection) -> pa.Table:
 class _Pass:
     """A billing pass being made: what it rates with, and where its parts go."""
 
-    period: Period
-    tag: str
-    committed: tuple[str, ...]
+    plan: PassPlan
     subscriptions: pa.Table
-    plan: RatingPlan
+    tariffs: RatingPlan
     scratch: Path
+
+    @property
+    def period(self) -> Period:
+        return self.plan.period
 
 
 def _start_pass(
-    conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths, period: Period
+    conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths, plan: PassPlan
 ) -> _Pass:
-    committed = tuple(p for (p,) in conn.execute("SELECT period FROM billing_run").fetchall())
-    tag = period.name
-    scratch = scratch_folder(workspace, tag)
+    scratch = scratch_folder(workspace, plan.tag)
     shutil.rmtree(scratch, ignore_errors=True)
-    return _Pass(period, tag, committed, subscription_table(conn, period.end),
-                 tariff_plan(workspace), scratch)  # fmt: skip
+    return _Pass(plan, subscription_table(conn, plan.period.end), tariff_plan(workspace), scratch)
 
 
 def _rate(
@@ -272,11 +176,13 @@ def _rate(
     executor: Executor,
     chunk_rows: int,
     buckets: int | None,
+    billable: Billable | None = None,
 ) -> RatingOutcome:
-    derive_flow_usage(workspace, bill.period, bill.subscriptions, executor)
-    return rate_period(workspace, bill.period, bill.subscriptions, executor, tag=bill.tag,
-                       billed_tags=bill.committed, plan=bill.plan, chunk_rows=chunk_rows,
-                       buckets=buckets)  # fmt: skip
+    if bill.plan.pass_no == 1:  # flows are attributed once; a later pass bills what is in
+        derive_flow_usage(workspace, bill.period, bill.subscriptions, executor)
+    return rate_period(workspace, bill.period, bill.subscriptions, executor, tag=bill.plan.tag,
+                       billed_tags=bill.plan.billed_tags, plan=bill.tariffs,
+                       chunk_rows=chunk_rows, buckets=buckets, billable=billable)  # fmt: skip
 
 
 def rate_unbilled(
@@ -299,10 +205,60 @@ def rate_unbilled(
             f"{period.name} --force` re-rates it into a new generation beside them)"
         )
     executor = executor_for(client, f"rate-{period.name}-{uuid.uuid4().hex[:8]}", workspace.root)
-    bill = _start_pass(conn, workspace, period)
+    plan = plan_pass(conn, period)
+    assert plan is not None  # an unbilled period's next pass is its first
+    bill = _start_pass(conn, workspace, plan)
     outcome = _rate(workspace, bill, executor, chunk_rows, None)
     shutil.rmtree(bill.scratch, ignore_errors=True)
     return outcome
+
+
+def _scope(charges: ProductCharges, plan: PassPlan) -> ProductCharges:
+    """The charges a pass bills: all (pass 1), else the missing accounts' and products'."""
+    if plan.everyone:
+        return charges
+
+    def mine(table: pa.Table) -> pa.Table:
+        keep = pc.or_(
+            pc.is_in(table.column("account_id"), value_set=pa.array(plan.accounts)),
+            pc.is_in(table.column("product_id"), value_set=pa.array(plan.products)),
+        )
+        return table.filter(keep)
+
+    return ProductCharges(mine(charges.lines), mine(charges.one_time), mine(charges.mismatches))
+
+
+def _without(table: pa.Table, accounts: np.ndarray) -> pa.Table:
+    if not len(accounts) or table.num_rows == 0:
+        return table
+    return table.filter(pc.invert(pc.is_in(table.column("account_id"),
+                                           value_set=pa.array(accounts))))  # fmt: skip
+
+
+def _lines(charges: ProductCharges, outcome: RatingOutcome, labels: pa.Table,
+           adjustments: pa.Table, accounts: pa.Table, skip: np.ndarray) -> pa.Table:  # fmt: skip
+    lines = number_lines(
+        _without(charges.lines, skip),
+        usage_lines(_without(outcome.partial.usage, skip), labels),
+        period_charge_lines(_without(outcome.period_charges, skip), labels),
+        adjustment_lines(_without(adjustments, skip)),
+    )
+    return lines.filter(pc.is_in(lines.column("account_id"), value_set=accounts.column("id")))
+
+
+def _totals(lines: pa.Table, accounts: pa.Table) -> BillTotals:
+    return bill_totals(
+        lines,
+        np.asarray(accounts.column("id").to_numpy(), np.int64),
+        np.asarray(accounts.column("rate_micros").to_numpy(), np.int64),
+        accounts.column("currency").to_pylist(),
+    )
+
+
+def _billed_accounts(conn: duckdb.DuckDBPyConnection, period: Period) -> np.ndarray:
+    rows = conn.execute("SELECT DISTINCT account_id FROM bill WHERE period = ?",
+                        [period.name]).fetchall()  # fmt: skip
+    return np.array(sorted(r[0] for r in rows), dtype=np.int64)
 
 
 def run_billing(
@@ -316,7 +272,8 @@ def run_billing(
     chunk_rows: int = CHUNK_ROWS,
     buckets: int | None = None,
 ) -> BillingRunResult:
-    """Bill ``period_name`` (``YYYY-MM``) for every account with charges or usage.
+    """Bill ``period_name`` (``YYYY-MM``): every account with charges or usage on its first
+    run, what is missing on a later one (see the module's doc).
 
     ``client``: a ``dask.distributed.Client`` to run the partition tasks on its cluster
     (workers read and write the workspace's Parquet, so it must be on storage they
@@ -329,66 +286,100 @@ def run_billing(
     if period.end > (now or utc_now()):
         raise BillingError(f"period {period.name} has not ended (it ends {period.end:%Y-%m-%d})")
     exports = workspace.reports / "bills" / period.name
-    done = conn.execute("SELECT 1 FROM billing_run WHERE period = ?", [period.name]).fetchall()
-    if done:
+    plan = plan_pass(conn, period)
+    if plan is None:  # billed, and nothing is missing
         if export and not exports.exists():
             export_bills(conn, period.name, exports)
-        return _summary(conn, period.name, False, bills_digest(conn, period.name), None,
-                        exports if export else None)  # fmt: skip
+        return _summary(conn, period.name, bills_digest(conn, period.name),
+                        exports=exports if export else None)  # fmt: skip
 
-    executor = executor_for(client, f"{period.name}-{uuid.uuid4().hex[:8]}", workspace.root)
-    bill = _start_pass(conn, workspace, period)
-    tag, plan, committed, scratch = bill.tag, bill.plan, bill.committed, bill.scratch
-    outcome = _rate(workspace, bill, executor, chunk_rows, buckets)
-    charges = product_charges(conn, period)
-    if charges.mismatches.num_rows:
-        first = charges.mismatches.slice(0, 1).to_pylist()[0]
-        raise BillingError(
-            f"price {first['price_id']} is in {first['price_currency']}, account "
-            f"{first['account_id']} bills in {first['currency']}"
-        )
-    rerating = plan_rerating(conn, workspace, period, plan, tags_of={p: (p,) for p in committed},
-                             scratch=scratch, chunk_rows=chunk_rows)  # fmt: skip
-    labels = _labels(conn)
+    executor = executor_for(client, f"{plan.tag}-{uuid.uuid4().hex[:8]}", workspace.root)
+    bill = _start_pass(conn, workspace, plan)
+    tariffs = bill.tariffs
     accounts = _accounts(conn)
-    rated_files = [str(p) for p in dataset_files(workspace.rated) if is_part_of(p, [tag])]
+    charges = _scope(product_charges(conn, period), plan)
+    # accounts set aside before rating: their usage is not billed by this pass
+    early = currency_exceptions(charges.mismatches)
+    early += [e for e in tariff_exceptions(bill.subscriptions, tariffs, period)
+              if plan.everyone or e.account_id in set(plan.accounts.tolist())]  # fmt: skip
+    billable = Billable(plan.everyone, plan.accounts, plan.products, accounts_of(early))
+    outcome = _rate(workspace, bill, executor, chunk_rows, buckets, billable)
+    labels = _labels(conn)
+    already = _billed_accounts(conn, period)
+    # and after: usage in another currency, amounts beyond exact money
+    late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges, accounts)
+    skip = accounts_of(early + late)
+    empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
+    first = _totals(_lines(charges, outcome, labels, empty, accounts, skip), accounts)
+    late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
+    exceptions = sorted(early + late)
+    skip = accounts_of(exceptions)
+    external = dict(zip(accounts.column("id").to_pylist(),
+                        accounts.column("external_id").to_pylist(), strict=True))  # fmt: skip
+    listed = [{"account": external.get(e.account_id, str(e.account_id)),
+               "account_id": e.account_id, "reason": e.reason, "message": e.message}
+              for e in exceptions]  # fmt: skip
+    if plan.supplementary and not len(first.without(skip).account_id):
+        # a later pass that bills nothing records nothing (its exceptions are reported)
+        for root in (workspace.rated, workspace.suspense):
+            remove_tag_parts(root, plan.tag)
+        shutil.rmtree(bill.scratch, ignore_errors=True)
+        return _summary(conn, period.name, bills_digest(conn, period.name),
+                        exports=exports if export else None, pass_no=plan.pass_no,
+                        supplementary=True, exceptions=listed,
+                        exceptions_by_reason=by_reason(exceptions))  # fmt: skip
+    rated_files = [str(p) for p in dataset_files(workspace.rated) if is_part_of(p, [plan.tag])]
+    dropped = drop_rows([Path(f) for f in rated_files], "account_id", accounts_of(late))
+    rated_files = [f for f in rated_files if Path(f).exists()]
+    rerating = (
+        plan_rerating(conn, workspace, period, tariffs, tags_of=plan.tags_of,
+                      scratch=bill.scratch, chunk_rows=chunk_rows)
+        if plan.pass_no == 1 else None
+    )  # fmt: skip
     pa.default_memory_pool().release_unused()  # the chunks' buffers, before DuckDB's turn
     conn.execute(f"SET memory_limit = '{_DB_MEMORY}'")
     try:
         with transaction(conn), ThreadPoolExecutor(max_workers=1) as db:
             # DuckDB checks and records the rated records (it releases the GIL) while the
             # bills are made here; nothing else uses the connection until it is done
-            ledger = db.submit(_ledger, conn, rated_files, period)
-            adjustments = rerating.run(executor, bill.subscriptions, plan)
-            lines = number_lines(
-                charges.lines,
-                usage_lines(outcome.partial.usage, labels),
-                period_charge_lines(outcome.period_charges, labels),
-                adjustment_lines(adjustments.partial.sums),
-            )
-            lines = lines.filter(pc.is_in(lines.column("account_id"),
-                                          value_set=accounts.column("id")))  # fmt: skip
-            totals = bill_totals(
-                lines,
-                np.asarray(accounts.column("id").to_numpy(), np.int64),
-                np.asarray(accounts.column("rate_micros").to_numpy(), np.int64),
-                accounts.column("currency").to_pylist(),
-            )
+            ledger = db.submit(record_billed_usage, conn, rated_files, period)
+            adjustments = rerating.run(executor, bill.subscriptions, tariffs) if rerating else None
+            sums = adjustments.partial.sums if adjustments else empty
+            lines = _lines(charges, outcome, labels, sums, accounts, skip)
+            totals = _totals(lines, accounts)
+            if len(amount_exceptions(totals.account_id, totals.excl, totals.incl, totals.bound)):
+                raise BillingError(f"period {period.name}: a bill with its re-rating "
+                                   "adjustments sums beyond exact money")  # fmt: skip
             ledger.result()
-            _write_bills(conn, period, lines, totals, accounts)
-            record_adjustments(conn, adjustments, period, plan)
-            _record_one_time(conn, period, charges.one_time)
+            bills = write_bills(conn, plan, lines, totals, accounts, already)
+            if adjustments is not None:
+                # deltas of an account set aside stay pending: its periods are re-rated again
+                record_adjustments(conn, adjustments, period, tariffs, skip=skip)
+            record_one_time(conn, _without(charges.one_time, skip), bills)
+            record_exceptions(conn, period, plan.pass_no, exceptions)
             digest = bills_digest(conn, period.name)
+            rated = outcome.rated - dropped
             conn.execute(
-                "INSERT INTO billing_run (period, finished_at, bills, rated_records, "
-                "suspense_records, bills_sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                [period.name, utc_now(), digest[1], outcome.rated, outcome.suspense,
-                 digest[0]],
+                "INSERT INTO billing_pass VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [period.name, plan.pass_no, utc_now(), bills.num_rows,
+                 len({e.account_id for e in exceptions}), rated, outcome.suspense],
             )  # fmt: skip
+            if plan.pass_no == 1:
+                conn.execute(
+                    "INSERT INTO billing_run (period, finished_at, bills, rated_records, "
+                    "suspense_records, bills_sha256) VALUES (?, ?, ?, ?, ?, ?)",
+                    [period.name, utc_now(), digest[1], rated, outcome.suspense, digest[0]],
+                )  # fmt: skip
     finally:
         conn.execute("RESET memory_limit")
-    shutil.rmtree(scratch, ignore_errors=True)
-    if export:
+    shutil.rmtree(bill.scratch, ignore_errors=True)
+    if export and bills.num_rows:
         export_bills(conn, period.name, exports)
-    return _summary(conn, period.name, True, digest, outcome, exports if export else None,
-                    adjustments.records)  # fmt: skip
+    return _summary(
+        conn, period.name, digest, changed=True,
+        rated=rated, suspense=outcome.suspense,
+        suspense_by_reason=outcome.suspense_by_reason(), exports=exports if export else None,
+        adjusted_records=adjustments.records if adjustments else 0, pass_no=plan.pass_no,
+        supplementary=plan.supplementary, new_bills=bills.num_rows,
+        exceptions=listed, exceptions_by_reason=by_reason(exceptions),
+    )  # fmt: skip

@@ -406,7 +406,13 @@ def bill(
     period: Annotated[str, typer.Option(help="billing period YYYY-MM")],
     scheduler: SchedulerOption = None,
 ) -> None:
-    """Run billing for a period: rate, charge, tax, write bills (idempotent, atomic)."""
+    """Run billing for a period: rate, charge, tax, write bills (idempotent, atomic).
+
+    An account whose bill cannot be made is set aside as a billing exception (listed,
+    exit code 10) and every other account is billed. Run again, it bills what is still
+    missing - fixed exceptions, accounts and products added since - on supplementary
+    bills.
+    """
     state = get_state(ctx)
     with scheduler_client(scheduler, state.workspace) as client, database(state) as conn:
         result = run_billing(conn, state.workspace, period, client=client)
@@ -417,9 +423,26 @@ def bill(
         more = f" (first {len(rows)} of {result.accounts})" if result.accounts > len(rows) else ""
         table(state, f"bills {period}{more}", ["bill", "account", "lines", "total", "currency"],
               rows)  # fmt: skip
-    payload = asdict(result)
-    emit(state, payload, f"period {period}: {result.accounts} bills, changed={result.changed}, "
-         f"sha256 {result.bills_sha256[:16]}…, exports in {result.exports}")  # fmt: skip
+        if result.exceptions:
+            listed = [(e["account"], e["reason"], e["message"]) for e in result.exceptions]
+            table(state, f"billing exceptions {period}: not billed (fix, then bill again)",
+                  ["account", "reason", "message"], listed)  # fmt: skip
+    made = ""
+    if result.changed:
+        kind = "supplementary pass" if result.supplementary else "pass"
+        made = f" ({result.new_bills} new, {kind} {result.pass_no})"
+    aside = ""
+    if result.exceptions:
+        accounts = len({e["account_id"] for e in result.exceptions})
+        reasons = ", ".join(f"{k} {v}" for k, v in result.exceptions_by_reason.items())
+        aside = f"; {accounts} account(s) set aside ({reasons})"
+    emit(state, asdict(result), f"period {period}: {result.accounts} bills{made}{aside}, "
+         f"changed={result.changed}, sha256 {result.bills_sha256[:16]}…, exports in "
+         f"{result.exports}")  # fmt: skip
+    if result.exceptions:
+        from bss.cli.main import EXIT_BILLED_WITH_EXCEPTIONS
+
+        raise typer.Exit(EXIT_BILLED_WITH_EXCEPTIONS)
 
 
 #: Bills listed by ``bill`` (all of them are in the exports and ``bills show``).

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from collectors.dataset import dataset_files
+from collectors.dataset import atomic_write_table, dataset_files
 from rating_engine.errors import RatingError
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "ScratchWriter",
     "day_folder",
     "day_of_path",
+    "drop_rows",
     "files_by_day",
     "ids_in",
     "is_part_of",
@@ -175,6 +176,25 @@ class DayPartWriter:
             self.close()
         else:
             self.abort()
+
+
+def drop_rows(files: Sequence[Path], column: str, values: I64) -> int:
+    """Rewrite ``files`` without the rows whose int64 ``column`` is in ``values`` (sorted);
+    a file left empty is removed. Each file is replaced atomically; returns rows dropped."""
+    dropped = 0
+    if len(values) == 0:
+        return 0
+    for path in files:
+        table = pq.read_table(path, page_checksum_verification=True)
+        keep = ~np.isin(np.asarray(table.column(column).to_numpy(), np.int64), values)
+        if keep.all():
+            continue
+        dropped += int((~keep).sum())
+        if keep.any():
+            atomic_write_table(table.filter(pa.array(keep)), Path(path))
+        else:
+            Path(path).unlink()
+    return dropped
 
 
 class ScratchWriter:

@@ -1,5 +1,6 @@
 """The canonical bills JSON built in columns is ``json.dumps`` of the bills, byte for byte:
-odd text (quotes, backslashes, control characters, non-ASCII) included."""
+odd text (quotes, backslashes, control characters, non-ASCII) and supplementary bills
+(which alone carry ``"kind"``) included."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def test_strings_as_json_dumps_writes_them(values: list[str | None]) -> None:
     assert got == [json.dumps(v, ensure_ascii=False) for v in values]
 
 
-def _seed(conn: duckdb.DuckDBPyConnection, names: list[str], lines: list[list[tuple]]) -> None:
+def _seed(
+    conn: duckdb.DuckDBPyConnection, names: list[str], lines: list[list[tuple]], kinds: list[bool]
+) -> None:
     conn.execute("INSERT INTO tax_rate VALUES ('DE', 'x', 0.19)")
     conn.execute("INSERT INTO customer VALUES (1, 'C1', 'c', 'active', ?)", [datetime.now(UTC)])
     for i, name in enumerate(names, start=1):
@@ -40,8 +43,8 @@ def _seed(conn: duckdb.DuckDBPyConnection, names: list[str], lines: list[list[tu
         conn.execute(
             "INSERT INTO bill VALUES (?, ?, '2026-10', TIMESTAMPTZ '2026-10-01', "
             "TIMESTAMPTZ '2026-11-01', DATE '2026-11-01', DATE '2026-11-15', 'EUR', 1.5, 0.19, "
-            "0.285, 1.785, 1.79, 'final')",
-            [bill_no, i],
+            "0.285, 1.785, 1.79, 'final', ?, ?)",
+            [bill_no, i, "supplementary" if kinds[i - 1] else "regular", 2 if kinds[i - 1] else 1],
         )
         for no, (kind, product, description, quantity, unit, amount) in enumerate(
             lines[i - 1], start=1
@@ -63,14 +66,14 @@ line = st.tuples(
 
 
 @settings(max_examples=12, deadline=None)
-@given(st.lists(st.tuples(text, st.lists(line, max_size=4)), min_size=0, max_size=6))
+@given(st.lists(st.tuples(text, st.lists(line, max_size=4), st.booleans()), max_size=6))
 def test_digest_equals_the_dumped_bills(
     tmp_path_factory: pytest.TempPathFactory, bills: list
 ) -> None:
     ws = WorkspacePaths(tmp_path_factory.mktemp("json") / "ws").ensure()
     conn = connect(ws)
     try:
-        _seed(conn, [b[0] for b in bills], [b[1] for b in bills])
+        _seed(conn, [b[0] for b in bills], [b[1] for b in bills], [b[2] for b in bills])
         reference = bills_for_period(conn, "2026-10")
         digest, count = bills_digest(conn, "2026-10")
     finally:

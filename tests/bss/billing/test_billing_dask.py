@@ -202,3 +202,28 @@ def test_bill_with_an_unreachable_scheduler_writes_nothing(tmp_path: Path) -> No
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (ws / "bss.duckdb").exists()
+
+
+def test_exceptions_and_the_supplementary_pass_on_the_cluster(
+    client: Client, copy_of: Callable
+) -> None:
+    """An account set aside, then billed after the fix: the same on the cluster."""
+    outcomes = []
+    for label, kw in (("here", {}), ("there", {"client": client, "chunk_rows": 400})):
+        ws = copy_of("synthetic", label)
+        conn = connect(ws)
+        try:
+            conn.execute("UPDATE billing_account SET currency = 'USD' WHERE id = 4")
+        finally:
+            conn.close()
+        first = _bill(ws, **kw)
+        conn = connect(ws)
+        try:
+            conn.execute("UPDATE billing_account SET currency = 'EUR' WHERE id = 4")
+        finally:
+            conn.close()
+        second = _bill(ws, **kw)
+        assert (first.exceptions_by_reason, second.new_bills) == ({"currency_mismatch": 1}, 1)
+        outcomes.append((first.bills_sha256, first.exceptions, second.bills_sha256,
+                         second.rated))  # fmt: skip
+    assert outcomes[0] == outcomes[1]
