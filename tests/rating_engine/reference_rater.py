@@ -321,7 +321,8 @@ def _rate_one(
     if (used and not priced) or (qty == 0 and not rate0.charge_zero_usage):
         cost = 0
     else:
-        fee = Fraction(rate0.connect_fee)
+        # a continuation leg of a call (CGRateS's LoopIndex > 0) pays no connect fee
+        fee = Fraction(rate0.connect_fee) if (rec.get("leg") or 0) <= 0 else Fraction(0)
         if rate0.increment_rounding is not None:  # CGRateS rounds it with the increments
             fee = _round(fee, rate0.increment_rounding)
         total += fee

@@ -111,7 +111,7 @@ def rate_records(
     """
     (start_us, dur_ms, vol_up, vol_down, svc_off, svc_data, kt_off, kt_data, key_off,
      key_data, dst_off, dst_data, dst_valid, dst_bit0, key_words, svc_words,
-     kt_words, dst_words) = rec  # fmt: skip
+     kt_words, dst_words, leg) = rec  # fmt: skip
     (ktab, kdisp, k_off, k_data, b_from, b_to, bind) = subs  # fmt: skip
     (tariff_first_ver, tariff_n_ver, ver_active_from, ver_trie_root, ver_n_sets, ver_set_first,
      ver_class_n, ver_bt_first, trie_child, ver_dix_first, bt_start, bt_band, day_ix,
@@ -378,6 +378,8 @@ def rate_records(
                     status[u] = VOLUME_RANGE
                     continue
                 qty = np.int64(up) + np.int64(down)
+            # a continuation leg of a call (CGRateS's LoopIndex > 0) pays no connect fee
+            first = 1 if len(leg) == 0 or leg[u] <= 0 else 0
             # --- destination: walk the digit trie, the last set seen is the longest prefix ----
             n_sets = ver_n_sets[vi]
             col = n_sets
@@ -438,7 +440,7 @@ def rate_records(
                 n = div_inv(qty + inc - 1, inc, rate_fast_inv[r0, 0])
                 one_band = svc != 0 or n == 0 or t0 + (n - 1) * inc * 1000 < band_end
                 if one_band and n <= rate_fast[r0, 2]:
-                    N = n * rate_fast[r0, 3] + rate_fast[r0, 4]  # increments + connect fee
+                    N = n * rate_fast[r0, 3] + rate_fast[r0, 4] * first  # + connect fee
                     if N < LIMIT:
                         den = rate_fast[r0, 5]
                         qt = div_inv(N, den, rate_fast_inv[r0, 1])
@@ -564,14 +566,14 @@ def rate_records(
                 sc = POW10[9 - dec]
                 den = sc * Q
                 if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
-                    N += rate_conn_q[r0]
+                    N += rate_conn_q[r0] * first
                     qt = div_inv(N, den, rate_den_inv[r0])
                     numer = N - qt * den
                 else:
                     if fast:
                         W = N // Q
                         R = N % Q
-                    W += rate_conn[r0]
+                    W += rate_conn[r0] * first
                     qt = W // sc
                     numer = (W % sc) * Q + R
                 cost = round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]

@@ -245,6 +245,15 @@ def _strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return off, data, valid, arr.offset
 
 
+def _legs(batch: pa.RecordBatch) -> np.ndarray:
+    """The optional ``leg`` column (CGRateS's LoopIndex: > 0 for a continuation leg of a
+    call, which pays no connect fee) as int64, null = 0; empty when the usage has none."""
+    if "leg" not in batch.schema.names:
+        return np.zeros(0, np.int64)
+    legs = pc.fill_null(pc.cast(batch.column("leg"), pa.int64()), 0)
+    return np.ascontiguousarray(legs.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def _words(data: np.ndarray) -> np.ndarray:
     """``data`` viewed as aligned little-endian uint64 words (empty if not 8-aligned: the
     kernel then reads the text bytes one by one)."""
@@ -311,7 +320,7 @@ def _rate_batch(
     a = plan.arrays
     rec = (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
            d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
-           _words(kt_data), _words(d_data))  # fmt: skip
+           _words(kt_data), _words(d_data), _legs(batch))  # fmt: skip
     out, n_rejected, n_no_prefix = rate_batch(rec, subs.arrays, plan.kernel_args())
     status = out[0]
     record_id = _num(col("record_id"), np.int64)

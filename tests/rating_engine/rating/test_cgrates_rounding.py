@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from reference_rater import reference_rate, subscriptions_table, tariff_from_toml, usage_table
 
 from rating_engine.rating.rate import compile_plan, rate_usage
@@ -140,3 +141,16 @@ def test_no_usage_costs_nothing_when_the_tariff_says_so() -> None:
         0,
         300_000,
     ]
+
+
+def test_a_continuation_leg_pays_no_connect_fee() -> None:
+    # CGRateS's LoopIndex: the second leg of a call (leg 1) is rated without its 0.2 fee
+    tariff = tariff_from_toml(TARIFF)
+    plan = compile_plan({"t": tariff}, years=YEARS)
+    subs = subscriptions_table([{}])
+    usage = usage_table([call(SUNDAY_NOON, 60, "1099"), call(SUNDAY_NOON, 60, "1099")])
+    usage = usage.append_column("leg", pa.array([0, 1], pa.int64()))
+    result = rate_usage(usage, subs, plan)
+    assert result.rated["cost"].to_pylist() == [300_000, 100_000]
+    ref = reference_rate(usage, subs, {"t": tariff}, years=YEARS)
+    assert [ref.rated[i]["cost"] for i in (1, 2)] == [300_000, 100_000]

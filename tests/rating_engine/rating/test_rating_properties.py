@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from reference_rater import reference_rate, subscriptions_table, usage_table
@@ -213,6 +214,10 @@ def test_kernels_agree_with_reference(data: st.DataObject) -> None:
     t = data.draw(tariffs())
     rows = data.draw(usage(t))
     table = usage_table(rows)
+    if data.draw(st.booleans()):  # continuation legs (CGRateS LoopIndex): no connect fee
+        leg = st.one_of(st.none(), st.integers(0, 2))
+        legs = data.draw(st.lists(leg, min_size=len(rows), max_size=len(rows)))
+        table = table.append_column("leg", pa.array(legs, pa.int64()))
     try:
         plan = compile_plan({t.id: t}, years=YEARS)
     except TariffError as exc:
