@@ -252,14 +252,26 @@ def _rate_one(
             raise _RejectError("volume_out_of_range")
         qty, scale = rec["volume_up"] + rec["volume_down"], 1
     dset = prefix = None
-    # per destination, a set without pricing rules is invisible: shorter prefixes match
-    priced = {r.destinations for r in version.pricing}
+    # per destination (as CGRateS): a set without pricing rules is invisible, so shorter
+    # prefixes match; a prefix in several sets goes to the one whose rules' bands weigh most
+    # (a rule for any band weighs least), then to the name first in order
+    weight = {b.name: b.weight for b in version.bands}
+    heft: dict[str, float] = {}
+    for r in version.pricing:
+        if r.destinations is not None:
+            w = float("-inf") if r.band is None else float(weight[r.band])
+            heft[r.destinations] = max(heft.get(r.destinations, w), w)
+    per_destination = tariff.band_selection == "per-destination"
     if service != "data" and rec["destination"] is not None:
-        for s in version.destinations:
-            if tariff.band_selection == "per-destination" and s.name not in priced:
+        for s in sorted(version.destinations, key=lambda d: d.name):
+            if per_destination and s.name not in heft:
                 continue
             for p in s.prefixes:
-                if rec["destination"].startswith(p) and (prefix is None or len(p) > len(prefix)):
+                if not rec["destination"].startswith(p):
+                    continue
+                longer = prefix is None or len(p) > len(prefix)
+                heavier = p == prefix and per_destination and heft[s.name] > heft[dset or ""]
+                if longer or heavier:
                     dset, prefix = s.name, p
     zone = ZoneInfo(tariff.timezone)
     rates = {r.name: r for r in version.rates}

@@ -36,7 +36,7 @@ from rating_engine.tariff.plan import (
     save_plan,
 )
 
-__all__ = ["NANO", "choose_rule", "compile_tariffs"]
+__all__ = ["NANO", "choose_rule", "compile_tariffs", "prefix_owners"]
 
 NANO = 1_000_000_000
 _DEFAULT_YEARS = (2015, 2040)
@@ -126,12 +126,12 @@ class _Builder:
         self.push("ver_n_sets", n_sets)
         depth = 0  # the longest prefix: the kernel walks at most this deep
         self.push("ver_txt_first", len(self.a.get("txt_prefix", [])))
-        priced = {r.destinations for r in v.pricing}
+        owner = prefix_owners(v) if t.band_selection == "per-destination" else None
         for si, ds in enumerate(v.destinations):
             self.names["set"].append(ds.name)
-            if t.band_selection == "per-destination" and ds.name not in priced:
-                continue  # a set without rules is invisible (CGRateS): shorter prefixes match
             for prefix in ds.prefixes:
+                if owner is not None and owner.get(prefix) != ds.name:
+                    continue  # invisible here (see prefix_owners)
                 pi = len(self.names["prefix"])
                 self.names["prefix"].append(prefix)
                 if prefix[0].isdigit():
@@ -391,6 +391,28 @@ def _timeline(
 
     starts, ids, newday = band_timeline(bands, timezone, years, classify, split_days)
     return starts, ids, newday, list(classes)
+
+
+def prefix_owners(v: TariffVersion) -> dict[str, str]:
+    """With per-destination band selection, the set each prefix matches, as CGRateS's
+    destinations do: a set without pricing rules is invisible (shorter prefixes match its
+    numbers), and a prefix in several sets goes to the heaviest - the highest weight of a
+    band its rules name (a rule for any band weighs least), then the name first in order."""
+    weights = {b.name: b.weight for b in v.bands}
+    heaviest: dict[str, float] = {}
+    for r in v.pricing:
+        if r.destinations is not None:
+            w = float(weights[r.band]) if r.band is not None else float("-inf")
+            heaviest[r.destinations] = max(heaviest.get(r.destinations, w), w)
+    owner: dict[str, str] = {}
+    for ds in sorted(v.destinations, key=lambda d: d.name):
+        if ds.name not in heaviest:
+            continue
+        for prefix in ds.prefixes:
+            other = owner.get(prefix)
+            if other is None or heaviest[ds.name] > heaviest[other]:
+                owner[prefix] = ds.name
+    return owner
 
 
 def choose_rule(

@@ -60,10 +60,11 @@ def _resolve_version(
     seen: dict[str, str] = {}
     for s in destinations.values():
         for p in s.prefixes:
-            if p in seen:
+            if p in seen and band_selection == "global":
                 raise ctx.fail(
                     f"{field}destinations.{s.name}",
-                    f"prefix {p} is already in set {seen[p]}; a prefix belongs to one set",
+                    f"prefix {p} is already in set {seen[p]}; a prefix belongs to one set "
+                    '(with band_selection = "per-destination" it goes to the heaviest)',
                 )
             seen[p] = s.name
     weights: dict[int, str] = {}

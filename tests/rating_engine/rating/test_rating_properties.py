@@ -123,6 +123,10 @@ def tariffs(draw: st.DrawFn) -> Tariff:
     n_sets = draw(st.integers(1, min(3, len(prefixes))))
     sets = {f"s{i}": prefixes[i::n_sets] for i in range(n_sets)}
     selection = draw(st.sampled_from(["global", "per-destination"]))
+    if selection == "per-destination" and n_sets > 1 and draw(st.booleans()):
+        # a prefix in two sets: it goes to the set whose rules' bands weigh most
+        shared = draw(st.sampled_from(sets["s1"]))
+        sets["s0"] = [*sets["s0"], shared]
     band_defs = draw(bands(selection))
     rate_defs = {f"r{i}": draw(rates()) for i in range(draw(st.integers(1, 3)))}
     pricing = []

@@ -119,3 +119,73 @@ def test_prefixes_that_cannot_be_matched_are_refused(prefix: str) -> None:
     with pytest.raises(TariffError, match="prefixes are 1-24 digits") as err:
         tariff_from_toml(toml)
     assert "field destinations.vm_short" in str(err.value)
+
+
+SHARED = """
+[tariff]
+id = "t"
+currency = "EUR"
+timezone = "UTC"
+version = "v1"
+active_from = 2025-01-01T00:00:00
+band_selection = "per-destination"
+
+[destinations]
+a_light = ["49", "4930"]
+b_heavy = ["49"]
+c_any = ["49"]
+
+[bands.all]
+weekdays = [1, 2, 3, 4, 5, 6, 7]
+weight = 10
+
+[bands.also]
+weekdays = [1, 2, 3, 4, 5, 6, 7]
+weight = {heavy}
+
+[rates.one]
+groups = [{{ start = 0, rate = "1", unit = 60, increment = 60 }}]
+
+[rates.two]
+groups = [{{ start = 0, rate = "2", unit = 60, increment = 60 }}]
+
+[[pricing]]
+service = "voice"
+destinations = "a_light"
+band = "all"
+rate = "one"
+
+[[pricing]]
+service = "voice"
+destinations = "b_heavy"
+band = "also"
+rate = "two"
+
+[[pricing]]
+service = "voice"
+destinations = "c_any"
+rate = "one"
+"""
+
+
+@pytest.mark.parametrize(("heavy", "owner"), [(20, "b_heavy"), (10, "a_light"), (5, "a_light")])
+def test_a_prefix_in_several_sets_goes_to_the_heaviest(heavy: int, owner: str) -> None:
+    # 49 is in three sets: the one whose rules' bands weigh most wins (equal: the name first
+    # in order; a set with a rule for any band only weighs least); 4930 is a_light's alone
+    tariff = tariff_from_toml(SHARED.format(heavy=heavy))
+    plan = compile_plan({"t": tariff}, years=YEARS)
+    subs = subscriptions_table([{}])
+    usage = usage_table(
+        [{"start_time": NOON, "duration_ms": 60_000, "destination": d} for d in ("4989", "4930")]
+    )
+    rated = {r["record_id"]: r for r in rate_usage(usage, subs, plan).rated.to_pylist()}
+    ref = reference_rate(usage, subs, {"t": tariff}, years=YEARS)
+    assert {i: r["destination_set"] for i, r in ref.rated.items()} == {1: owner, 2: "a_light"}
+    assert [rated[i]["destination_set"] for i in (1, 2)] == [owner, "a_light"]
+
+
+def test_a_prefix_in_several_sets_is_refused_with_global_selection() -> None:
+    toml = SHARED.format(heavy=20).replace('band_selection = "per-destination"\n', "")
+    with pytest.raises(TariffError, match="already in set") as err:
+        tariff_from_toml(toml)
+    assert "field destinations.b_heavy" in str(err.value)
