@@ -21,6 +21,9 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
+# typer 0.29 (pinned) carries its own copy of click; its usage error is the one raised
+from typer._click.exceptions import UsageError
+
 from bss.cli.assurance import register_assurance
 from bss.cli.business import register_business
 from bss.cli.check import register_check
@@ -39,11 +42,6 @@ from bss.errors import (
 from collectors.errors import CollectorError, CorruptFileError, IngestError, RatingEngineError
 from collectors.workspace import WORKSPACE_ENV
 from rating_engine.errors import RatingError
-
-try:  # typer >= 0.29 carries its own copy of click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer on the real click
-    from click import UsageError  # type: ignore[assignment]
 
 __all__ = ["EXIT_BILLED_WITH_EXCEPTIONS", "EXIT_CODES", "EXIT_STORAGE", "app", "build_cli", "main"]
 
