@@ -147,7 +147,9 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", str(ws)]
             if args.scheduler:
                 command += ["--scheduler", args.scheduler]
-            out = subprocess.run(command, capture_output=True, text=True, check=True)
+            out = subprocess.run(command, capture_output=True, text=True)
+            if out.returncode:
+                raise SystemExit(f"the run failed:\n{out.stderr[-4000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])
             run.update(records=records, accounts=args.accounts, setup_s=round(setup_s, 1),
                        records_per_s=round(records / run["seconds"]),

@@ -84,7 +84,8 @@ from rating_engine.scale.rerate_partition import ADJUSTMENT_SUM_SCHEMA
 
 __all__ = ["BillingRunResult", "rate_unbilled", "run_billing"]
 
-#: DuckDB's memory while it checks and records the run's records (it spills beyond).
+#: DuckDB's memory while it checks and records the run's records (it spills beyond;
+#: the limit is lifted for the bills, whose keys are indexed in memory).
 _DB_MEMORY = "256MB"
 
 
@@ -351,6 +352,8 @@ def run_billing(
                 raise BillingError(f"period {period.name}: a bill with its re-rating "
                                    "adjustments sums beyond exact money")  # fmt: skip
             ledger.result()
+            # the bills' keys are indexed in memory (DuckDB cannot spill an index)
+            conn.execute("RESET memory_limit")
             bills = write_bills(conn, plan, lines, totals, accounts, already)
             if adjustments is not None:
                 # deltas of an account set aside stay pending: its periods are re-rated again

@@ -33,7 +33,7 @@ def client() -> Iterator[Client]:
     cluster.close()
 
 
-@pytest.mark.parametrize("by", ["src_ip", "conversation", "subscription", "dst_port"])
+@pytest.mark.parametrize("by", ["conversation", "subscription"])
 def test_top_talkers(ws: WorkspacePaths, client: Client, by: str) -> None:
     here = top_talkers(ws, by, "bytes", 8)
     there = top_talkers(ws, by, "bytes", 8, client=client)
@@ -41,7 +41,7 @@ def test_top_talkers(ws: WorkspacePaths, client: Client, by: str) -> None:
     assert there.schema.metadata == here.schema.metadata  # the totals
 
 
-@pytest.mark.parametrize(("by", "bucket"), [("subscription", "hour"), ("proto", "day")])
+@pytest.mark.parametrize(("by", "bucket"), [("proto", "hour")])
 def test_flow_buckets(ws: WorkspacePaths, client: Client, by: str, bucket: str) -> None:
     assert flow_buckets(ws, by, bucket, client=client).equals(flow_buckets(ws, by, bucket))
 

@@ -77,8 +77,11 @@ def whole(tmp_path_factory: pytest.TempPathFactory, templates: dict[str, Path]) 
     return out
 
 
-@pytest.mark.parametrize("cut", CUTS, ids=lambda c: f"chunk{c['chunk_rows']}-b{c['buckets']}")
-@pytest.mark.parametrize("name", ["synthetic", "demo"])
+@pytest.mark.parametrize(
+    ("name", "cut"),
+    [("synthetic", c) for c in CUTS] + [("demo", {"chunk_rows": 1, "buckets": 3})],
+    ids=lambda v: v if isinstance(v, str) else f"chunk{v['chunk_rows']}-b{v['buckets']}",
+)
 def test_cutting_the_work_changes_nothing(
     name: str, cut: dict[str, int], whole: dict[str, tuple], copy_of: Callable
 ) -> None:
