@@ -22,28 +22,34 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bss.receivables.statements import statement_members
+
 __all__ = ["bill_texts", "bills_digest", "json_strings"]
 
 _ROWS = 1 << 16
 # bill fields as bills_for_period reads them, then the line fields; one row per line
 _SQL = """
 SELECT b.bill_no, b.account_id, a.external_id AS account, a.name AS account_name, b.period,
+       s.previous_balance, s.payments_received, s.other_credits, s.balance_due,
        strftime(b.period_start, '%Y-%m-%dT%H:%M:%S+00:00') AS period_start,
        strftime(b.period_end, '%Y-%m-%dT%H:%M:%S+00:00') AS period_end,
        b.bill_date::VARCHAR AS bill_date, b.due_date::VARCHAR AS due_date, b.currency,
        b.amount_excl_tax::VARCHAR AS amount_excl_tax, b.tax_rate::VARCHAR AS tax_rate,
        b.tax_amount::VARCHAR AS tax_amount, b.amount_incl_tax::VARCHAR AS amount_incl_tax,
-       b.amount_due::VARCHAR AS amount_due, b.state, b.kind,
+       b.amount_due::VARCHAR AS amount_due, b.state, b.kind, t.tax_name,
        l.line_no, l.line_type, l.product_id, l.description, l.quantity, l.unit,
-       l.amount::VARCHAR AS amount
+       l.amount::VARCHAR AS amount, l.amount_exact::VARCHAR AS amount_exact
 FROM bill b JOIN billing_account a ON a.id = b.account_id
+LEFT JOIN bill_statement s ON s.bill_no = b.bill_no
+LEFT JOIN (SELECT bill_no, string_agg(name, ' / ' ORDER BY rate) AS tax_name FROM bill_tax
+           GROUP BY bill_no) t ON t.bill_no = b.bill_no
 LEFT JOIN bill_line l ON l.bill_no = b.bill_no
 WHERE b.period = $period
 ORDER BY b.bill_no, l.line_no
 """
 _TEXT_BILL = ("account", "account_name", "amount_due", "amount_excl_tax", "amount_incl_tax",
               "bill_date", "bill_no", "currency", "due_date")  # fmt: skip
-_TEXT_TAIL = ("period", "period_end", "period_start", "state", "tax_amount", "tax_rate")
+_TEXT_TAIL = ("period", "period_end", "period_start", "state", "tax_amount", "tax_name", "tax_rate")
 # a control character, a quote or a backslash: the value needs escapes, not only quotes
 _NEEDS_ESCAPES = r'[\x00-\x1f"\\]'
 
@@ -83,6 +89,7 @@ def bill_texts(rows: pa.Table) -> pa.Array:
 
     line = pc.binary_join_element_wise(
         '{"amount":', json_strings(col("amount")),
+        ',"amount_exact":', json_strings(col("amount_exact")),
         ',"description":', json_strings(col("description")),
         ',"line_no":', _ints(col("line_no")),
         ',"line_type":', json_strings(col("line_type")),
@@ -106,14 +113,16 @@ def bill_texts(rows: pa.Table) -> pa.Array:
 
     parts: list[pa.Array | str] = ['{"account":', json_strings(h("account"))]
     parts += _member("account_id", _ints(h("account_id")))
+    # the account's statement (receivables, issue #23): only on bills that have one
+    extra = statement_members(head, (*_TEXT_BILL, "kind", "lines", *_TEXT_TAIL))
     for key in _TEXT_BILL[1:]:
-        parts += _member(key, json_strings(h(key)))
+        parts += [*extra.get(key, []), *_member(key, json_strings(h(key)))]
     # "kind" only on supplementary bills: regular ones keep the JSON they always had
     kind = h("kind")
     supplementary = pc.equal(kind, "supplementary")
     parts += [pc.if_else(supplementary, ',"kind":"supplementary"', ""), ',"lines":[', joined, "]"]
     for key in _TEXT_TAIL:
-        parts += _member(key, json_strings(h(key)))
+        parts += [*extra.get(key, []), *_member(key, json_strings(h(key)))]
     parts += ["}", ""]
     return pc.binary_join_element_wise(*parts)
 

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from bss.billing.money import minor_units
+from bss.receivables.statements import add_statements
 from collectors.dataset import atomic_write_bytes, naming_path
 from collectors.safe_csv import csv_bytes
 
@@ -35,14 +36,17 @@ _BILL_COLUMNS = (
     "strftime(period_start, '%Y-%m-%dT%H:%M:%S+00:00'), "
     "strftime(period_end, '%Y-%m-%dT%H:%M:%S+00:00'), bill_date::VARCHAR, due_date::VARCHAR, "
     "b.currency, amount_excl_tax::VARCHAR, tax_rate::VARCHAR, tax_amount::VARCHAR, "
-    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state, b.kind"
+    "amount_incl_tax::VARCHAR, amount_due::VARCHAR, b.state, "
+    "(SELECT string_agg(name, ' / ' ORDER BY rate) FROM bill_tax t "
+    "WHERE t.bill_no = b.bill_no), b.kind"
 )
 _BILL_KEYS = (
     "bill_no", "account_id", "account", "account_name", "period", "period_start", "period_end",
     "bill_date", "due_date", "currency", "amount_excl_tax", "tax_rate", "tax_amount",
-    "amount_incl_tax", "amount_due", "state",
+    "amount_incl_tax", "amount_due", "state", "tax_name",
 )  # fmt: skip
-_LINE_KEYS = ("line_no", "line_type", "product_id", "description", "quantity", "unit", "amount")
+_LINE_KEYS = ("line_no", "line_type", "product_id", "description", "quantity", "unit", "amount",
+              "amount_exact")  # fmt: skip
 
 
 def bills_for_period(
@@ -58,7 +62,8 @@ def bills_for_period(
     last = rows[-1][0] if rows and limit is not None else None
     lines = conn.execute(
         "SELECT l.bill_no, line_no, line_type, product_id, description, quantity, unit, "
-        "amount::VARCHAR FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no "
+        "amount::VARCHAR, amount_exact::VARCHAR "
+        "FROM bill_line l JOIN bill b ON b.bill_no = l.bill_no "
         "WHERE b.period = ? AND (? IS NULL OR l.bill_no <= ?) ORDER BY l.bill_no, line_no",
         [period, last, last],
     ).fetchall()
@@ -72,6 +77,7 @@ def bills_for_period(
             bill["kind"] = "supplementary"
         bill["lines"] = by_bill.get(bill["bill_no"], [])
         bills.append(bill)
+    add_statements(conn, period, bills)  # previous balance, payments (#23)
     return bills
 
 
@@ -137,10 +143,13 @@ table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;
 
 def _csv(bill: dict[str, Any]) -> bytes:
     # Names (offerings, customers) are user text: csv_bytes defuses formula cells.
-    rows: list[list[Any]] = [["bill_no", *_LINE_KEYS]]
-    rows += [[bill["bill_no"], *(ln[k] for k in _LINE_KEYS)] for ln in bill["lines"]]
+    # the rounding column: each line's rounded minus exact amount (the invoice policy's)
+    rows: list[list[Any]] = [["bill_no", *_LINE_KEYS, "rounding"]]
+    rows += [[bill["bill_no"], *(ln[k] for k in _LINE_KEYS),
+              f"{Decimal(ln['amount']) - Decimal(ln['amount_exact']):f}"]
+             for ln in bill["lines"]]  # fmt: skip
     rows += [
-        [bill["bill_no"], "", "total", "", key, "", "", bill[key]]
+        [bill["bill_no"], "", "total", "", key, "", "", bill[key], "", ""]
         for key in ("amount_excl_tax", "tax_amount", "amount_incl_tax", "amount_due")
     ]
     return csv_bytes(rows)

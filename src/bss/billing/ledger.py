@@ -43,7 +43,8 @@ def write_bills(
     accounts: pa.Table,
     already_billed: np.ndarray,
 ) -> pa.Table:
-    """Insert the pass's bills and lines; returns (account_id, bill_no) of its bills.
+    """Insert the pass's bills, lines (rounded, with their exact amounts) and tax per rate;
+    returns (account_id, bill_no) of its bills.
 
     ``already_billed``: accounts that have a bill for the period (their new bill is
     numbered as a second one)."""
@@ -78,9 +79,19 @@ def write_bills(
         "quantity": lines.column("quantity"),
         "unit": lines.column("unit"),
         "amount": micros_to_decimal_array(lines.column("micros")),
+        "amount_exact": micros_to_decimal_array(lines.column("exact")),
+    })  # fmt: skip
+    # the tax per rate with the rate's name as it is today (an account is one rate group)
+    tax_table = pa.table({
+        "bill_no": bill_nos,
+        "rate": accounts.column("rate").take(pos),
+        "name": accounts.column("tax_name").take(pos),
+        "taxable": bill_table.column("excl"),
+        "tax": bill_table.column("tax"),
     })  # fmt: skip
     conn.register("_bills", bill_table)
     conn.register("_lines", line_table)
+    conn.register("_taxes", tax_table)
     try:
         conn.execute(
             "INSERT INTO bill SELECT bill_no, account_id, $period, $start, $end, $bill_date, "
@@ -91,9 +102,11 @@ def write_bills(
              "pass": plan.pass_no},
         )  # fmt: skip
         conn.execute(
-            "INSERT INTO bill_line SELECT bill_no, line_no, line_type, product_id, description, "
-            "quantity, unit, amount FROM _lines"
+            "INSERT INTO bill_line (bill_no, line_no, line_type, product_id, description, "
+            "quantity, unit, amount, amount_exact) SELECT bill_no, line_no, line_type, "
+            "product_id, description, quantity, unit, amount, amount_exact FROM _lines"
         )
+        conn.execute("INSERT INTO bill_tax SELECT bill_no, rate, name, taxable, tax FROM _taxes")
         # the products these bills took account of: the account's products active in the
         # period, but on a second bill only those no bill of the period had
         conn.execute(
@@ -107,6 +120,7 @@ def write_bills(
     finally:
         conn.unregister("_bills")
         conn.unregister("_lines")
+        conn.unregister("_taxes")
     return bill_table.select(["account_id", "bill_no"])
 
 

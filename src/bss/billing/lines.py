@@ -3,8 +3,10 @@
 Every source of lines gives a table in :data:`LINE_SCHEMA`: ``source`` and ``ord`` put
 an account's lines in bill order (charges of its products, then usage per subscription,
 service and late flag, then period pricing, then re-rating adjustments), as the bill
-shows them; :func:`number_lines` sorts and numbers them, :func:`bill_totals` sums them
-per account and adds the tax, exactly, in integer micro-units.
+shows them; :func:`number_lines` sorts and numbers them, :func:`round_lines` rounds each
+to its currency's minor unit by the invoice rounding policy (the exact amount kept as
+``exact``), and :func:`bill_totals` sums them per account and adds the tax by that policy
+(:mod:`bss.invoice.rounding`), exactly, in integer micro-units.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bss.billing.money import mul_ratio_half_even_array, round_to_minor_array
+from bss.invoice.rounding import (
+    DEFAULT_POLICY,
+    RoundingPolicy,
+    group_tax,
+    minor_steps,
+    round_amounts,
+)
 
 __all__ = [
     "LINE_SCHEMA",
@@ -29,6 +37,7 @@ __all__ = [
     "bill_totals",
     "number_lines",
     "period_charge_lines",
+    "round_lines",
     "usage_lines",
 ]
 
@@ -176,16 +185,36 @@ class BillTotals:
                           self.incl[keep], self.due[keep], self.bound[keep])  # fmt: skip
 
 
-def bill_totals(
-    lines: pa.Table, account_id: I64, rate_micros: I64, currencies: list[str]
-) -> BillTotals:
-    """Totals of every account with lines (``lines`` numbered, in account order).
+def round_lines(
+    lines: pa.Table, account_id: I64, currencies: list[str],
+    policy: RoundingPolicy = DEFAULT_POLICY,
+) -> pa.Table:  # fmt: skip
+    """``lines`` with each amount (``micros``) rounded to its account's minor unit by the
+    policy's mode, and the exact amount kept in a new ``exact`` column. ``account_id``
+    (sorted) and ``currencies`` describe the accounts."""
+    exact = np.asarray(lines.column("micros").to_numpy(), dtype=np.int64)
+    acc = np.asarray(lines.column("account_id").to_numpy(), dtype=np.int64)
+    steps = minor_steps(currencies)[np.searchsorted(account_id, acc)] if len(acc) else \
+        np.zeros(0, np.int64)  # fmt: skip
+    rounded = round_amounts(exact, steps, policy.mode)
+    at = lines.schema.get_field_index("micros")
+    out = lines.set_column(at, "micros", pa.array(rounded, pa.int64()))
+    return out.append_column("exact", pa.array(exact, pa.int64()))
 
-    ``account_id`` (sorted), ``rate_micros`` and ``currencies`` describe the accounts;
-    tax is ``excl * rate`` rounded half-even to the micro-unit, ``due`` is ``incl``
-    rounded half-even to the currency's minor unit. A bill whose ``bound`` reaches 2^62
-    has no exact sum here (see :func:`~bss.billing.exceptions.amount_exceptions`): its
-    totals are left 0.
+
+def bill_totals(
+    lines: pa.Table, account_id: I64, rate_micros: I64, currencies: list[str],
+    policy: RoundingPolicy = DEFAULT_POLICY,
+) -> BillTotals:  # fmt: skip
+    """Totals of every account with lines (``lines`` numbered and rounded by
+    :func:`round_lines`, in account order).
+
+    ``account_id`` (sorted), ``rate_micros`` and ``currencies`` describe the accounts; an
+    account's lines are one tax group (one rate): excl is the sum of the rounded lines,
+    the tax is computed by the policy's basis (:func:`~bss.invoice.rounding.group_tax`),
+    ``incl = excl + tax`` and ``due = incl``, all on the minor-unit grid. A bill whose
+    ``bound`` reaches 2^62 has no exact sum here (see
+    :func:`~bss.billing.exceptions.amount_exceptions`): its totals are left 0.
     """
     acc = np.asarray(lines.column("account_id").to_numpy(), dtype=np.int64)
     micros = np.asarray(lines.column("micros").to_numpy(), dtype=np.int64)
@@ -200,8 +229,12 @@ def bill_totals(
     pos = np.searchsorted(account_id, billed)
     safe = exact & (np.abs(excl) < 10**18)
     tax = np.zeros_like(excl)
-    tax[safe] = mul_ratio_half_even_array(excl[safe], rate_micros[pos][safe], 1_000_000)
+    if safe.any():
+        keep = np.repeat(safe, np.diff(np.r_[first, len(acc)]))
+        kept_first = np.flatnonzero(np.r_[True, acc[keep][1:] != acc[keep][:-1]])
+        steps = minor_steps([currencies[int(i)] for i in pos[safe]])
+        tax[safe] = group_tax(micros[keep], kept_first, rate_micros[pos][safe], steps,
+                              policy).tax  # fmt: skip
     incl = excl + tax
-    due = np.zeros_like(excl)
-    due[safe] = round_to_minor_array(incl[safe], [currencies[int(i)] for i in pos[safe]])
+    due = np.where(safe, incl, 0)
     return BillTotals(billed, excl, tax, incl, due, bound)

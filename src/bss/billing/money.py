@@ -1,12 +1,13 @@
 """Exact money for bills: integer micro-units, Decimal only at the edges, explicit rounding.
 
-Rounding rules (documented for every bill):
+Rounding rules (documented for every bill, docs/invoices.md):
 - usage lines are the exact sum of the rated records' costs (already rounded per tariff);
 - recurring charges prorate as ``amount * active_days / days_in_period`` rounded half-even
   to the micro-unit; discounts are a share of those, rounded half-even to the micro-unit;
-- tax is ``amount_excl_tax * rate`` rounded half-even to the micro-unit;
-- ``amount_due`` is ``amount_incl_tax`` rounded half-even to the currency's minor unit
-  (2 decimals unless ISO 4217 says otherwise); every other amount is exact.
+- the invoice then rounds each line to the currency's minor unit (ISO 4217,
+  :func:`bss.currencies.minor_units`) and computes the tax by the workspace's rounding
+  policy (:mod:`bss.invoice.rounding`): lines + tax = total = amount due, exactly in minor
+  units; each line's exact amount is kept beside its rounded one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+
+from bss.currencies import minor_units as _iso_minor_units
 
 __all__ = [
     "MICROS",
@@ -30,16 +33,11 @@ __all__ = [
 ]
 
 MICROS = 1_000_000
-# ISO 4217 currencies whose minor unit is not 2 decimals (the common ones).
-_MINOR_UNITS = {
-    "BHD": 3, "CLP": 0, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KRW": 0, "KWD": 3,
-    "LYD": 3, "OMR": 3, "TND": 3, "UGX": 0, "VND": 0, "XAF": 0, "XOF": 0,
-}  # fmt: skip
 
 
 def minor_units(currency: str) -> int:
-    """Decimals of the currency's minor unit (EUR 2, JPY 0, KWD 3)."""
-    return _MINOR_UNITS.get(currency, 2)
+    """Decimals of the currency's minor unit (EUR 2, JPY 0, KWD 3): ISO 4217's list."""
+    return _iso_minor_units(currency)
 
 
 def to_micros(value: Decimal | str | int) -> int:

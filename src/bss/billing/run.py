@@ -58,6 +58,7 @@ from bss.billing.lines import (
     bill_totals,
     number_lines,
     period_charge_lines,
+    round_lines,
     usage_lines,
 )
 from bss.billing.passes import PassPlan, plan_pass
@@ -73,6 +74,8 @@ from bss.billing.rating_step import (
 from bss.billing.rerating import plan_rerating, record_adjustments
 from bss.db import arrow_query, transaction, utc_now
 from bss.errors import BillingError
+from bss.invoice.rounding import RoundingPolicy
+from bss.invoice.settings import policy_on
 from bss.subscriptions import subscription_table
 from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
@@ -122,7 +125,7 @@ def _accounts(conn: duckdb.DuckDBPyConnection) -> pa.Table:
     return arrow_query(
         conn,
         "SELECT a.id, a.external_id, a.currency, a.payment_terms_days, t.rate, "
-        "CAST(t.rate * 1000000 AS BIGINT) AS rate_micros "
+        "CAST(t.rate * 1000000 AS BIGINT) AS rate_micros, t.name AS tax_name "
         "FROM billing_account a JOIN tax_rate t ON t.jurisdiction = a.tax_jurisdiction "
         "ORDER BY a.id",
     )
@@ -237,22 +240,27 @@ def _without(table: pa.Table, accounts: np.ndarray) -> pa.Table:
 
 
 def _lines(charges: ProductCharges, outcome: RatingOutcome, labels: pa.Table,
-           adjustments: pa.Table, accounts: pa.Table, skip: np.ndarray) -> pa.Table:  # fmt: skip
+           adjustments: pa.Table, accounts: pa.Table, skip: np.ndarray,
+           policy: RoundingPolicy) -> pa.Table:  # fmt: skip
+    """The bill lines, numbered, rounded to the minor unit by the invoice policy."""
     lines = number_lines(
         _without(charges.lines, skip),
         usage_lines(_without(outcome.partial.usage, skip), labels),
         period_charge_lines(_without(outcome.period_charges, skip), labels),
         adjustment_lines(_without(adjustments, skip)),
     )
-    return lines.filter(pc.is_in(lines.column("account_id"), value_set=accounts.column("id")))
+    lines = lines.filter(pc.is_in(lines.column("account_id"), value_set=accounts.column("id")))
+    return round_lines(lines, np.asarray(accounts.column("id").to_numpy(), np.int64),
+                       accounts.column("currency").to_pylist(), policy)  # fmt: skip
 
 
-def _totals(lines: pa.Table, accounts: pa.Table) -> BillTotals:
+def _totals(lines: pa.Table, accounts: pa.Table, policy: RoundingPolicy) -> BillTotals:
     return bill_totals(
         lines,
         np.asarray(accounts.column("id").to_numpy(), np.int64),
         np.asarray(accounts.column("rate_micros").to_numpy(), np.int64),
         accounts.column("currency").to_pylist(),
+        policy,
     )
 
 
@@ -298,6 +306,7 @@ def run_billing(
     bill = _start_pass(conn, workspace, plan)
     tariffs = bill.tariffs
     accounts = _accounts(conn)
+    policy = policy_on(conn, period.bill_date)  # the invoice settings in force on the bill date
     charges = _scope(product_charges(conn, period), plan)
     # accounts set aside before rating: their usage is not billed by this pass
     early = currency_exceptions(charges.mismatches)
@@ -311,7 +320,8 @@ def run_billing(
     late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges, accounts)
     skip = accounts_of(early + late)
     empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
-    first = _totals(_lines(charges, outcome, labels, empty, accounts, skip), accounts)
+    first = _totals(_lines(charges, outcome, labels, empty, accounts, skip, policy), accounts,
+                    policy)  # fmt: skip
     late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
     exceptions = sorted(early + late)
     skip = accounts_of(exceptions)
@@ -346,8 +356,8 @@ def run_billing(
             ledger = db.submit(record_billed_usage, conn, rated_files, period)
             adjustments = rerating.run(executor, bill.subscriptions, tariffs) if rerating else None
             sums = adjustments.partial.sums if adjustments else empty
-            lines = _lines(charges, outcome, labels, sums, accounts, skip)
-            totals = _totals(lines, accounts)
+            lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
+            totals = _totals(lines, accounts, policy)
             if len(amount_exceptions(totals.account_id, totals.excl, totals.incl, totals.bound)):
                 raise BillingError(f"period {period.name}: a bill with its re-rating "
                                    "adjustments sums beyond exact money")  # fmt: skip

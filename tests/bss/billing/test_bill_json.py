@@ -50,9 +50,11 @@ def _seed(
             lines[i - 1], start=1
         ):
             conn.execute(
-                "INSERT INTO bill_line VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [bill_no, no, kind, product, description, quantity, unit, amount],
+                "INSERT INTO bill_line VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [bill_no, no, kind, product, description, quantity, unit, amount, amount / 3],
             )
+        # the tax's name is user text too (odd characters included)
+        conn.execute("INSERT INTO bill_tax VALUES (?, 0.19, ?, 1.5, 0.285)", [bill_no, name])
 
 
 line = st.tuples(

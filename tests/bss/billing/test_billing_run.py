@@ -80,9 +80,14 @@ def test_bill_invariants(conn: duckdb.DuckDBPyConnection, billed_ws: WorkspacePa
         assert sum(lines) == Decimal(bill["amount_excl_tax"])
         excl, tax = Decimal(bill["amount_excl_tax"]), Decimal(bill["tax_amount"])
         assert excl + tax == Decimal(bill["amount_incl_tax"])
-        assert tax == (excl * Decimal(bill["tax_rate"])).quantize(Decimal("0.000001"))
+        # the invoice policy's default: lines on the cent grid, tax on their sum, half-even
+        cents = Decimal("0.01")
+        assert all(Decimal(ln["amount"]) == Decimal(ln["amount_exact"]).quantize(cents)
+                   for ln in bill["lines"])  # fmt: skip
+        assert tax == (excl * Decimal(bill["tax_rate"])).quantize(cents)
+        assert Decimal(bill["amount_due"]) == excl + tax
         usage_lines = sum(
-            Decimal(ln["amount"]) for ln in bill["lines"] if ln["line_type"] == "usage"
+            Decimal(ln["amount_exact"]) for ln in bill["lines"] if ln["line_type"] == "usage"
         )
         mine = rated.filter(pc.equal(rated.column("account_id"), bill["account_id"]))
         assert usage_lines * 1_000_000 == sum(mine.column("cost").to_pylist())
@@ -97,7 +102,7 @@ def test_recurring_prorated_and_one_time_once(
     (erika,) = [b for b in bills_for_period(conn, "2026-10") if b["account"] == "A002"]
     fee = next(ln for ln in erika["lines"] if ln["line_type"] == "recurring")
     # ordered 15 Oct: active on 17 of 31 days; 7.99 * 17 / 31 = 4.381612.9.. -> half-even
-    assert (fee["quantity"], fee["amount"]) == (17, "4.381613")
+    assert (fee["quantity"], fee["amount_exact"], fee["amount"]) == (17, "4.381613", "4.380000")
     assert [ln["amount"] for ln in erika["lines"] if ln["line_type"] == "oneTime"] == ["9.950000"]
     run_billing(conn, billed_ws, "2026-11", now=NOW)
     (nov,) = [b for b in bills_for_period(conn, "2026-11") if b["account"] == "A002"]
