@@ -4,8 +4,9 @@ An order is ``acknowledged`` when created. Completing it (``process_order``) run
 through ``inProgress`` and applies its items: ``add`` creates a product bound to service
 identifiers (``msisdn:<E.164 digits>``, ``imsi:<digits>``, ``ip:<CIDR>``), ``modify``
 moves a product to another offering (the old product ends, a new one starts, so
-recurring charges prorate on both sides), ``delete`` terminates a product. All items
-applied -> ``completed``; some -> ``partial``; none -> ``failed``.
+recurring charges prorate on both sides), ``delete`` terminates a product, ``suspend`` and
+``resume`` set its status (dunning). All items applied -> ``completed``; some ->
+``partial``; none -> ``failed``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bss.db import record_transition, transaction, utc_now
 from bss.errors import BssError, IllegalTransitionError, NotFoundError, ValidationError
 
 __all__ = [
+    "ITEM_ACTIONS",
     "ORDER_TRANSITIONS",
     "Order",
     "OrderItem",
@@ -34,6 +36,10 @@ __all__ = [
     "process_order",
     "transition_order",
 ]
+
+#: What an order item does; ``suspend`` / ``resume`` change a product's status only
+#: (dunning suspends an account's products for non-payment, and resumes them).
+ITEM_ACTIONS = ("add", "modify", "delete", "suspend", "resume")
 
 # TMF622 order lifecycle; states with no entry are final.
 ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
@@ -101,13 +107,13 @@ def parse_service_id(text: str) -> tuple[str, str]:
 def _validate_item(
     conn: duckdb.DuckDBPyConnection, item: OrderItem, account_id: int, at: datetime
 ) -> None:
-    if item.action not in ("add", "modify", "delete"):
-        raise ValidationError(f"order item action {item.action!r} not add/modify/delete")
+    if item.action not in ITEM_ACTIONS:
+        raise ValidationError(f"order item action {item.action!r} not {'/'.join(ITEM_ACTIONS)}")
     for sid in item.service_ids:
         parse_service_id(sid)
     if item.action == "add" and item.offering_id is None:
         raise ValidationError("an add item needs an offering")
-    if item.action in ("modify", "delete"):
+    if item.action != "add":
         if item.product_id is None:
             raise ValidationError(f"a {item.action} item needs a product")
         product = get_product(conn, item.product_id)
@@ -115,6 +121,9 @@ def _validate_item(
             raise ValidationError(f"product {product.id} belongs to another account")
         if product.status == "terminated":
             raise ValidationError(f"product {product.id} is terminated")
+        wanted = {"suspend": "active", "resume": "suspended"}.get(item.action)
+        if wanted is not None and product.status != wanted:
+            raise ValidationError(f"product {product.id} is {product.status}, not {wanted}")
     if item.offering_id is not None:
         offering = get_offering(conn, item.offering_id)
         if offering.lifecycle_status != "active":
@@ -267,6 +276,14 @@ def process_order(conn: duckdb.DuckDBPyConnection, key: str | int) -> Order:
 def _apply_item(
     conn: duckdb.DuckDBPyConnection, order: Order, item: OrderItem, at: datetime
 ) -> None:
+    if item.action in ("suspend", "resume"):  # the product keeps running, barred or not
+        assert item.product_id is not None
+        old = get_product(conn, item.product_id)
+        status = "suspended" if item.action == "suspend" else "active"
+        conn.execute("UPDATE product SET status = ? WHERE id = ?", [status, old.id])
+        record_transition(conn, "product", old.id, old.status, status,
+                          f"order {order.external_id} {item.action}")  # fmt: skip
+        return
     if item.action in ("modify", "delete"):
         assert item.product_id is not None
         old = get_product(conn, item.product_id)

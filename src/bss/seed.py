@@ -22,6 +22,7 @@ import duckdb
 from bss import catalog, customers, orders
 from bss.db import record_transition, transaction
 from bss.errors import BssError, ValidationError
+from bss.receivables.sla_terms import apply_sla_entry
 from bss.seed_changes import differences, issued_until, stored
 
 __all__ = ["SeedSummary", "apply_seed", "load_seed_file"]
@@ -148,6 +149,8 @@ class _Loader:
                 lifecycle_status=off.get("status", "active"),
             )  # fmt: skip
             self.count("offering", self.created)
+        if "sla" in off:  # availability target and credit tiers (bss.receivables.sla_terms)
+            apply_sla_entry(self.conn, key, off["sla"], f"{where}.sla")
         prices = off.get("price", [])
         # Existing prices first: ending one must come before the price that follows it.
         order = sorted(

@@ -76,6 +76,8 @@ from bss.db import arrow_query, transaction, utc_now
 from bss.errors import BillingError
 from bss.invoice.rounding import RoundingPolicy
 from bss.invoice.settings import policy_on
+from bss.receivables.bill_entries import post_pass_bills
+from bss.receivables.sla_credits import with_sla_credits
 from bss.subscriptions import subscription_table
 from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
@@ -307,7 +309,8 @@ def run_billing(
     tariffs = bill.tariffs
     accounts = _accounts(conn)
     policy = policy_on(conn, period.bill_date)  # the invoice settings in force on the bill date
-    charges = _scope(product_charges(conn, period), plan)
+    # SLA credits from assurance join the charges (receivables.sla_credits, issue #23)
+    charges = with_sla_credits(conn, period, _scope(product_charges(conn, period), plan))
     # accounts set aside before rating: their usage is not billed by this pass
     early = currency_exceptions(charges.mismatches)
     early += [e for e in tariff_exceptions(bill.subscriptions, tariffs, period)
@@ -365,6 +368,7 @@ def run_billing(
             # the bills' keys are indexed in memory (DuckDB cannot spill an index)
             conn.execute("RESET memory_limit")
             bills = write_bills(conn, plan, lines, totals, accounts, already)
+            post_pass_bills(conn, bills)  # the journal: receivable, revenue, tax (#23)
             if adjustments is not None:
                 # deltas of an account set aside stay pending: its periods are re-rated again
                 record_adjustments(conn, adjustments, period, tariffs, skip=skip)

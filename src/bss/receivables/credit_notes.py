@@ -1,0 +1,174 @@
+"""Credit notes: money given back on an issued bill, with a number of its own.
+
+The bill stays exactly as it was issued; the credit note records what is credited and
+why, and posts revenue returned (``credit_notes``) and the tax back against the account's
+receivable. Two ways to say what is credited:
+
+- an amount, tax included (what the customer gets back): its net part is
+  ``amount / (1 + rate)`` rounded half-even to the minor unit, the tax is the rest;
+- whole bill lines: their amounts (rounded half-even to the minor unit), plus tax at the
+  bill's rate, rounded half-even. A line is credited once; discount and credit lines
+  (zero or negative) cannot be.
+
+A credit note larger than what remains of the bill (its amount due less the credit notes
+already issued on it), on an unknown bill or line, or without a reason, is refused with
+nothing written. Credit notes are numbered ``C<bill number without B>-<n>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from bss.billing.money import mul_ratio_half_even
+from bss.db import transaction
+from bss.errors import NotFoundError, ValidationError
+from bss.receivables.amounts import format_minor, micros_to_minor, parse_amount
+from bss.receivables.bill_entries import post_unposted_bills
+from bss.receivables.journal import account_balance, post_entry
+from bss.receivables.payments import split_amount
+
+__all__ = ["CreditNote", "credit_bill", "credited_on"]
+
+
+@dataclass(frozen=True)
+class CreditNote:
+    credit_no: str
+    bill_no: str
+    account: str
+    currency: str
+    issue_date: date
+    reason: str
+    amount_excl_tax: int  # minor units
+    tax_amount: int
+    amount_incl_tax: int
+    lines: tuple[tuple[int | None, str, int], ...]  # (bill line, description, net amount)
+    remaining: int  # what is left of the bill to credit after this one
+    balance: int  # the account's balance after it
+
+    def text(self, amount: int) -> str:
+        return format_minor(amount, self.currency)
+
+
+def credited_on(conn: duckdb.DuckDBPyConnection, bill_no: str) -> int:
+    """Minor units credited on the bill so far (all its credit notes, tax included)."""
+    row = conn.execute(
+        "SELECT coalesce(sum(amount_incl_tax), 0) FROM credit_note WHERE bill_no = ?", [bill_no]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _bill(conn: duckdb.DuckDBPyConnection, bill_no: str) -> tuple[int, str, str, int, int]:
+    row = conn.execute(
+        "SELECT b.account_id, a.external_id, b.currency, CAST(b.tax_rate * 1000000 AS BIGINT), "
+        "CAST(b.amount_due * 1000000 AS BIGINT) FROM bill b "
+        "JOIN billing_account a ON a.id = b.account_id WHERE b.bill_no = ?",
+        [bill_no],
+    ).fetchone()
+    if row is None:
+        raise NotFoundError(f"unknown bill {bill_no}")
+    account_id, account, currency, rate, due = row
+    return int(account_id), account, currency, int(rate), micros_to_minor(int(due), currency)
+
+
+def _line_credits(
+    conn: duckdb.DuckDBPyConnection, bill_no: str, numbers: Sequence[int], currency: str
+) -> list[tuple[int | None, str, int]]:
+    if len(set(numbers)) != len(numbers):
+        raise ValidationError(f"bill {bill_no}: a line is named twice")
+    found = {
+        int(n): (d, int(m))
+        for n, d, m in conn.execute(
+            "SELECT line_no, description, CAST(amount * 1000000 AS BIGINT) FROM bill_line "
+            "WHERE bill_no = ? AND list_contains(?, line_no)",
+            [bill_no, list(numbers)],
+        ).fetchall()
+    }
+    done = {
+        int(r[0])
+        for r in conn.execute(
+            "SELECT l.bill_line_no FROM credit_note_line l JOIN credit_note c "
+            "ON c.credit_no = l.credit_no WHERE c.bill_no = ? AND l.bill_line_no IS NOT NULL",
+            [bill_no],
+        ).fetchall()
+    }
+    out: list[tuple[int | None, str, int]] = []
+    for n in numbers:
+        if n not in found:
+            raise NotFoundError(f"bill {bill_no} has no line {n}")
+        if n in done:
+            raise ValidationError(f"bill {bill_no} line {n} is credited already")
+        description, micros = found[n]
+        minor = micros_to_minor(micros, currency)
+        if minor <= 0:
+            raise ValidationError(
+                f"bill {bill_no} line {n} ({description}) is {format_minor(minor, currency)} "
+                f"{currency}: only a charge can be credited"
+            )
+        out.append((n, description, minor))
+    return out
+
+
+def credit_bill(
+    conn: duckdb.DuckDBPyConnection,
+    bill_no: str,
+    *,
+    reason: str,
+    issue_date: date,
+    amount: str | None = None,
+    lines: Sequence[int] | None = None,
+) -> CreditNote:
+    """Issue a credit note on ``bill_no`` for ``amount`` (tax included) or whole ``lines``."""
+    if (amount is None) == (lines is None or not len(lines)):
+        raise ValidationError(f"credit of {bill_no}: give an amount or bill lines, not both")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError(f"credit of {bill_no}: a credit note needs a reason")
+    account_id, account, currency, rate, due = _bill(conn, bill_no)
+    if amount is not None:
+        number, named = split_amount(amount)
+        if named is not None and named != currency:
+            raise ValidationError(f"credit of {bill_no}: {named} is not the bill's currency "
+                                  f"({currency})")  # fmt: skip
+        gross = parse_amount(number, currency, what=f"credit of {bill_no}: amount")
+        net = mul_ratio_half_even(gross, 1_000_000, 1_000_000 + rate)
+        credited: list[tuple[int | None, str, int]] = [(None, reason, net)]
+        tax = gross - net
+    else:
+        assert lines is not None
+        credited = _line_credits(conn, bill_no, list(lines), currency)
+        net = sum(c[2] for c in credited)
+        tax = mul_ratio_half_even(net, rate, 1_000_000)
+        gross = net + tax
+    with transaction(conn):
+        left = due - credited_on(conn, bill_no)
+        if gross > left:
+            raise ValidationError(
+                f"credit of {bill_no}: {format_minor(gross, currency)} {currency} is more than "
+                f"what remains of the bill ({format_minor(max(left, 0), currency)} {currency} "
+                f"of {format_minor(due, currency)}); nothing written"
+            )
+        post_unposted_bills(conn)
+        row = conn.execute("SELECT count(*) FROM credit_note WHERE bill_no = ?",
+                           [bill_no]).fetchone()  # fmt: skip
+        credit_no = f"C{bill_no.removeprefix('B')}-{(row[0] if row else 0) + 1}"
+        entry = post_entry(
+            conn, kind="credit_note", account_id=account_id, currency=currency,
+            entry_date=issue_date, reference=credit_no, description=f"{bill_no}: {reason}",
+            lines=[("credit_notes", net), ("tax", tax), ("receivable", -gross)],
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO credit_note VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [credit_no, bill_no, account_id, issue_date, currency, reason, net, tax, gross,
+             entry],
+        )  # fmt: skip
+        conn.executemany(
+            "INSERT INTO credit_note_line VALUES (?, ?, ?, ?, ?)",
+            [[credit_no, i, n, d, m] for i, (n, d, m) in enumerate(credited, 1)],
+        )
+        balance = account_balance(conn, account_id)
+    return CreditNote(credit_no, bill_no, account, currency, issue_date, reason, net, tax,
+                      gross, tuple(credited), left - gross, balance)  # fmt: skip
