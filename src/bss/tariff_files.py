@@ -208,6 +208,9 @@ def _band(b: Band) -> dict[str, Any]:
         "start": _clock(b.start),
         "end": _clock(b.end),
         "weight": b.weight,
+        # the band's window, where it has one (CGRateS subscriber tariffs)
+        **({"active_from": _instant(b.active_from)} if b.active_from is not None else {}),
+        **({"active_until": _instant(b.active_until)} if b.active_until is not None else {}),
     }
 
 

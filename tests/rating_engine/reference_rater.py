@@ -133,7 +133,10 @@ def _bands_in_force(
             for y, m, d in b.dates
         )
         in_hours = b.start * 1_000_000 <= tod < b.end * 1_000_000
-        if day_ok and (listed or not (b.weekdays or b.dates)) and in_hours:
+        in_window = (b.active_from is None or b.active_from <= t_us) and (
+            b.active_until is None or t_us < b.active_until
+        )
+        if day_ok and (listed or not (b.weekdays or b.dates)) and in_hours and in_window:
             active.append(b)
     if not active:
         raise _RejectError("no_band")

@@ -218,7 +218,8 @@ def tariffs_import_cgrates(
         separator=separator,
     )
     if not state.json:
-        rows = [(t.id, ", ".join(t.services), t.rules, t.file) for t in report.tariffs]
+        written = [*report.tariffs, *report.subscriber_tariffs]  # per RatingPlan, per subject
+        rows = [(t.id, ", ".join(t.services), t.rules, t.file) for t in written]
         table(state, "tariffs written", ["tariff", "services", "rules", "file"], rows)
         skipped = [(s.what, s.reason) for s in report.skipped]
         table(state, "not imported", ["what", "why"], skipped)
@@ -227,7 +228,8 @@ def tariffs_import_cgrates(
     emit(
         state,
         {"import": report.as_dict()},
-        f"{len(report.tariffs)} tariffs and {report.bindings} bindings in {output}; "
+        f"{len(report.tariffs)} tariffs, {len(report.subscriber_tariffs)} subscriber tariffs "
+        f"and {report.bindings} bindings in {output}; "
         f"{len(report.skipped)} items not imported (listed above)",
     )
 

@@ -29,7 +29,14 @@ from typing import Any
 from rating_engine.cgrates.tariff_plan import DestinationRate, RateSlot, TariffPlan, Timing
 from rating_engine.cgrates.tp_values import ANY
 
-__all__ = ["DEFAULT_CATEGORY_SERVICES", "ConvertOptions", "NotExpressible", "plan_document"]
+__all__ = [
+    "DEFAULT_CATEGORY_SERVICES",
+    "ID_PATTERN",
+    "ConvertOptions",
+    "NotExpressible",
+    "plan_document",
+    "tariff_head",
+]
 
 #: CGRateS categories (and ToRs) and the service whose usage they rate.
 DEFAULT_CATEGORY_SERVICES: Mapping[str, str] = {
@@ -43,7 +50,7 @@ DEFAULT_CATEGORY_SERVICES: Mapping[str, str] = {
     "*data": "data",
 }
 _METHODS = {"*up": "up", "*down": "down", "*middle": "half-up"}
-_ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
+ID_PATTERN = _ID = re.compile(r"^[A-Za-z0-9_.:\-]+$")
 _PREFIX = re.compile(r"^([0-9]{1,24}|[!-/:-~][!-~]{0,23})$")  # as tariff.sections reads them
 _NS_PER_S = 1_000_000_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -220,22 +227,29 @@ def plan_document(
                 }
             )
     activations = [p.activation for p in tp.profiles if p.rating_plan == plan_id]
+    head = tariff_head(plan_id, f"CGRateS RatingPlan {plan_id}", options)
+    head["active_from"] = min(activations, default=_EPOCH)
+    doc = {"tariff": head, "destinations": destinations, "bands": bands, "rates": rates,
+           "pricing": pricing}  # fmt: skip
+    return doc, warnings
+
+
+def tariff_head(tariff_id: str, name: str, options: ConvertOptions) -> dict[str, Any]:
+    """The ``[tariff]`` table of an imported tariff (``active_from`` left to the caller)."""
     head: dict[str, Any] = {
-        "id": plan_id,
-        "name": f"CGRateS RatingPlan {plan_id}",
+        "id": tariff_id,
+        "name": name,
         "currency": options.currency,
         "timezone": options.timezone,
         "version": "cgrates",
-        "active_from": min(activations, default=_EPOCH),
+        "active_from": _EPOCH,
         "band_selection": "per-destination",
         "charge_zero_usage": False,  # CGRateS: a call of no duration costs nothing
     }
     if options.rounding_decimals is not None:
         head["increment_decimals"] = options.rounding_decimals
         head["increment_rounding_method"] = "half-up"  # CGRateS's *middle
-    doc = {"tariff": head, "destinations": destinations, "bands": bands, "rates": rates,
-           "pricing": pricing}  # fmt: skip
-    return doc, warnings
+    return head
 
 
 def _rate(tp: TariffPlan, dr: DestinationRate, service: str) -> dict[str, Any]:

@@ -16,14 +16,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from collectors.safe_csv import csv_bytes
 from rating_engine.cgrates.convert import (
     DEFAULT_CATEGORY_SERVICES,
+    ID_PATTERN,
     ConvertOptions,
     NotExpressible,
     plan_document,
+    tariff_head,
 )
+from rating_engine.cgrates.subscribers import subscriber_document
 from rating_engine.cgrates.tariff_plan import TariffPlan, read_tariff_plan
 from rating_engine.cgrates.toml_text import tariff_toml
 from rating_engine.cgrates.tp_values import ANY
@@ -38,7 +42,8 @@ __all__ = ["BINDINGS_FILE", "ImportReport", "ImportedTariff", "Skipped", "import
 BINDINGS_FILE = "bindings.csv"
 REPORT_FILE = "import_report.json"
 _BINDING_COLUMNS = ("tenant", "category", "subject", "activation_time", "tariff_id",
-                    "services", "fallback_subjects", "direction")  # fmt: skip
+                    "services", "fallback_subjects", "direction",
+                    "subscriber_tariff_id")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class ImportReport:
     source: str
     output: str
     tariffs: list[ImportedTariff] = field(default_factory=list)
+    #: one tariff per (tenant, subject): every category, fallback and activation of it
+    subscriber_tariffs: list[ImportedTariff] = field(default_factory=list)
     bindings_file: str = ""
     bindings: int = 0
     skipped: list[Skipped] = field(default_factory=list)
@@ -153,15 +160,73 @@ def import_cgrates(
                 plan_id, str(path), tuple(services), len(doc["pricing"]), tuple(warnings)
             )
         )
-    _bindings(tp, imported, categories, out, report)
+    subscriber_ids = _subscriber_tariffs(tp, imported, categories, options, out, report)
+    _bindings(tp, imported, categories, out, report, subscriber_ids)
     _unused(tp, report)
     _write(out / REPORT_FILE, json.dumps(report.as_dict(), indent=2) + "\n")
     return report
 
 
+def _subscriber_tariffs(
+    tp: TariffPlan, imported: set[str], categories: Mapping[str, str],
+    options: ConvertOptions, out: Path, report: ImportReport,
+) -> dict[tuple[str, str], str]:  # fmt: skip
+    """One tariff per (tenant, subject) (see :mod:`.subscribers`); their ids."""
+
+    def plan_doc(plan: str, service: str) -> dict[str, Any]:
+        if plan not in imported:
+            raise NotExpressible(f"it reaches RatingPlan {plan}, which was not imported")
+        return plan_document(tp, plan, [service], options)[0]
+
+    ids: dict[tuple[str, str], str] = {}
+    taken = set(tp.rating_plans)
+    for tenant in sorted({p.tenant for p in tp.profiles}):
+        # a tariff prices a service once: the first category (in name order) of each
+        by_service: dict[str, str] = {}
+        for category in sorted({p.category for p in tp.profiles if p.tenant == tenant}):
+            service = categories.get(category, "voice")
+            if service in by_service:
+                report.notes.append(
+                    f"tenant {tenant}: categories {by_service[service]} and {category} both "
+                    f"rate {service}; subscriber tariffs follow {by_service[service]}, bind "
+                    f"{category} by its RatingPlans' tariffs"
+                )
+                continue
+            by_service[service] = category
+        cats = {c: s for s, c in by_service.items()}
+        for subject in sorted({p.subject for p in tp.profiles if p.tenant == tenant}):
+            tid = f"{tenant}:{'ANY' if subject == ANY else subject}"
+            what = f"subscriber tariff {tid} (tenant {tenant}, subject {subject})"
+            try:
+                if not ID_PATTERN.match(tid) or tid in taken:
+                    raise NotExpressible(f"{tid!r} is no free tariff id")
+                head = tariff_head(tid, f"CGRateS subject {subject} of tenant {tenant}", options)
+                doc, warnings = subscriber_document(tp, tenant, subject, cats, plan_doc, head)
+                path = out / f"{tid}.toml"
+                text = tariff_toml(doc, [
+                    f"CGRateS subject {subject} of tenant {tenant}: its RatingProfiles "
+                    "(categories, fallback subjects, activations) in one tariff, imported by "
+                    "`rating-engine tariffs import-cgrates`.",
+                    *(f"warning: {w}" for w in warnings),
+                ])  # fmt: skip
+                tariff = parse_tariff(tomllib.loads(text), str(path))
+                compile_tariffs({tariff.id: tariff})
+            except (NotExpressible, TariffError) as exc:
+                report.skipped.append(Skipped(what, f"not written: {exc}"))
+                continue
+            _write(path, text)
+            taken.add(tid)
+            ids[tenant, subject] = tid
+            services = tuple(s for s in SERVICES if s in {r["service"] for r in doc["pricing"]})
+            report.subscriber_tariffs.append(
+                ImportedTariff(tid, str(path), services, len(doc["pricing"]), tuple(warnings))
+            )
+    return ids
+
+
 def _bindings(
     tp: TariffPlan, imported: set[str], categories: Mapping[str, str], out: Path,
-    report: ImportReport,
+    report: ImportReport, subscriber_ids: Mapping[tuple[str, str], str],
 ) -> None:  # fmt: skip
     rows: list[list[str]] = [list(_BINDING_COLUMNS)]
     unknown: set[str] = set()
@@ -181,7 +246,8 @@ def _bindings(
         rows.append([p.tenant, p.category, p.subject,
                          p.activation.isoformat().replace("+00:00", "Z"), p.rating_plan,
                          categories.get(p.category, "voice"), ";".join(p.fallback_subjects),
-                         p.direction])  # fmt: skip
+                         p.direction,
+                         subscriber_ids.get((p.tenant, p.subject), "")])  # fmt: skip
         report.bindings += 1
     path = out / BINDINGS_FILE
     _write(path, csv_bytes(rows).decode())  # names from the plan: formula cells defused
@@ -193,8 +259,8 @@ def _bindings(
         )
     if fallbacks:
         report.notes.append(
-            f"{fallbacks} RatingProfiles name fallback subjects: listed in {BINDINGS_FILE}, "
-            "not yet followed when rating"
+            f"{fallbacks} RatingProfiles name fallback subjects: followed by the subscriber "
+            f"tariffs ({BINDINGS_FILE}, column subscriber_tariff_id)"
         )
 
 

@@ -195,7 +195,8 @@ def read_tariff_plan(folder: Path, timezone: str = "UTC", separator: str = ",") 
                 row.get("subject"),
                 parse_timestamp(row.get("activation_time"), zone, row.at("activation_time")),
                 row.get("rating_plan_id"),
-                parse_text_list(row.get("fallback_subjects")),
+                # subjects, where "*any" is the default subject itself, not "any"
+                tuple(p.strip() for p in row.get("fallback_subjects").split(";") if p.strip()),
                 row.get("direction") or "*out",
                 _where(row),
             )

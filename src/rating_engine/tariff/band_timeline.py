@@ -75,9 +75,10 @@ def band_timeline(
     ``bands`` are in priority order; ``classify`` maps the indices of the bands in force at
     an instant (in that order) to the stretch's id, by default the first one, the winning
     band (-1 = none in force). The last entry is the end of the range (id -2, "out of
-    range"). Local wall-clock change points are mapped to UTC piece by piece between the
-    zone's offset transitions, so a repeated autumn hour is evaluated twice and a skipped
-    spring hour never starts.
+    range"). A band's active window (``active_from``/``active_until``) opens and closes it
+    at UTC instants, which begin stretches too. Local wall-clock change points are mapped
+    to UTC piece by piece between the zone's offset transitions, so a repeated autumn hour
+    is evaluated twice and a skipped spring hour never starts.
     """
     zone = ZoneInfo(timezone)
     index = {b.name: i for i, b in enumerate(bands)}
@@ -88,12 +89,23 @@ def band_timeline(
     newday: list[int] = []
     cache: dict[int, list[Band]] = {}
 
-    def winner(local_s: int) -> int:
+    # the instants (UTC s) where a band's active window opens or closes
+    edges = sorted(
+        {e // 1_000_000 for b in bands for e in (b.active_from, b.active_until) if e is not None}
+    )
+
+    def winner(local_s: int, utc_s: int) -> int:
         day, tod = divmod(local_s, 86400)
         on = cache.get(day)
         if on is None:
             on = cache[day] = _bands_on(bands, _EPOCH + timedelta(days=day))
-        return classify(tuple(index[b.name] for b in on if b.start <= tod < b.end))
+        return classify(
+            tuple(
+                index[b.name]
+                for b in on
+                if b.start <= tod < b.end and (not edges or b.in_window(utc_s * 1_000_000))
+            )
+        )
 
     for a, b_, o in _offset_pieces(zone, start_s, end_s):
         la, lb = a + o, b_ + o
@@ -107,8 +119,9 @@ def band_timeline(
             for band in on:
                 points.add(base + band.start)
                 points.add(base + band.end)
+        points.update(e + o for e in edges if a <= e < b_)
         for lp in sorted(p for p in points if la <= p < lb):
-            w = winner(lp)
+            w = winner(lp, lp - o)
             midnight = split_days and lp % 86400 == 0
             if not ids or ids[-1] != w or midnight:
                 starts.append((lp - o) * 1_000_000)

@@ -170,7 +170,7 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
 
     destinations = parse_destinations(ctx, doc.get("destinations", {}), "destinations")
     bands_raw = get_field(ctx, doc, "bands", "", dict)
-    bands = {n: parse_band(ctx, n, t) for n, t in bands_raw.items()}
+    bands = {n: parse_band(ctx, n, t, zone) for n, t in bands_raw.items()}
     rates = {
         n: parse_rate(ctx, n, t, defaults)
         for n, t in get_field(ctx, doc, "rates", "", dict).items()
@@ -210,7 +210,10 @@ def parse_tariff(doc: dict[str, Any], source: str, content_hash: str = "") -> Ta
             **destinations,
             **parse_destinations(ctx, v.get("destinations", {}), f"{vfield}.destinations"),
         }
-        v_bands = {**bands, **{n: parse_band(ctx, n, t) for n, t in v.get("bands", {}).items()}}
+        v_bands = {
+            **bands,
+            **{n: parse_band(ctx, n, t, zone) for n, t in v.get("bands", {}).items()},
+        }
         v_rates = {
             **rates,
             **{n: parse_rate(ctx, n, t, defaults) for n, t in v.get("rates", {}).items()},

@@ -89,6 +89,7 @@ class Band:
     ``dates`` ((year or None for every year, month, day)) - any day when both are empty -
     and its year, month and day of the month are in ``years``, ``months`` and
     ``month_days`` (each: empty = any), like a CGRateS Timing. The highest ``weight`` wins.
+    ``active_from``/``active_until`` bound when the band exists at all.
     """
 
     name: str
@@ -100,6 +101,16 @@ class Band:
     years: frozenset[int] = frozenset()
     months: frozenset[int] = frozenset()
     month_days: frozenset[int] = frozenset()
+    #: in force only from/until these UTC instants (microseconds, whole seconds; None =
+    #: unbounded): a CGRateS RatingPlan activation inside a tariff splits calls there
+    active_from: int | None = None
+    active_until: int | None = None
+
+    def in_window(self, t_us: int) -> bool:
+        """Whether the instant lies inside the band's active window."""
+        return (self.active_from is None or self.active_from <= t_us) and (
+            self.active_until is None or t_us < self.active_until
+        )
 
     def on_day(self, year: int, month: int, day: int, weekday: int) -> bool:
         """Whether the band applies on this local date (``weekday``: ISO, 1 = Monday)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rating_engine.tariff.fields import (
     ID_PATTERN,
@@ -16,6 +17,7 @@ from rating_engine.tariff.fields import (
     parse_money,
     parse_rounding,
     parse_time_of_day,
+    parse_timestamp,
 )
 from rating_engine.tariff.model import (
     SERVICES,
@@ -121,17 +123,23 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
     )
 
 
-def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:
-    """A ``[bands.<name>]`` table."""
+def parse_band(ctx: FieldContext, name: str, table: Any, zone: ZoneInfo | None = None) -> Band:
+    """A ``[bands.<name>]`` table; ``zone`` reads its window's naive date-times."""
     field = f"bands.{name}"
     if not isinstance(table, dict):
         raise ctx.fail(field, "expected a table")
-    check_keys(
-        ctx,
-        table,
-        {"weekdays", "dates", "years", "months", "month_days", "start", "end", "weight"},
-        field,
-    )
+    keys = {"weekdays", "dates", "years", "months", "month_days", "start", "end", "weight"}
+    check_keys(ctx, table, keys | {"active_from", "active_until"}, field)
+    window: list[int | None] = []
+    for key in ("active_from", "active_until"):
+        us = None
+        if key in table:
+            us = parse_timestamp(ctx, table[key], zone or ZoneInfo("UTC"), f"{field}.{key}")
+            if us % 1_000_000:
+                raise ctx.fail(f"{field}.{key}", "a band's window is in whole seconds")
+        window.append(us)
+    if window[0] is not None and window[1] is not None and window[0] >= window[1]:
+        raise ctx.fail(f"{field}.active_until", "active_until must be after active_from")
     weekdays = _int_set(ctx, table, "weekdays", field, 1, 7, "1 (Monday) .. 7 (Sunday)")
     years = _int_set(ctx, table, "years", field, 1900, 2200, "years 1900 .. 2200")
     months = _int_set(ctx, table, "months", field, 1, 12, "1 .. 12")
@@ -154,7 +162,8 @@ def parse_band(ctx: FieldContext, name: str, table: Any) -> Band:
     if start >= end:
         raise ctx.fail(f"{field}.end", "end must be after start (split a band over midnight)")
     weight = get_field(ctx, table, "weight", field, int, 0)
-    return Band(name, weekdays, tuple(dates), start, end, weight, years, months, month_days)
+    return Band(name, weekdays, tuple(dates), start, end, weight, years, months, month_days,
+                window[0], window[1])  # fmt: skip
 
 
 def _int_set(

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from rating_engine.cgrates.tariff_plan import DestinationRate, TariffPlan, Timing
 
-__all__ = ["cgrates_cost"]
+__all__ = ["cgrates_cost", "cgrates_subject_cost"]
 
 _NS = 1_000_000_000
 
@@ -103,26 +104,36 @@ def cgrates_cost(
     tp: TariffPlan, plan: str, destination: str, start: datetime, seconds: int, zone: str
 ) -> float | None:
     """The cost CGRateS returns for the call, or None where it finds no rate."""
+    ivs = _intervals(tp, plan, destination)
+    return _cost(tp, lambda _t: ivs, start, seconds, zone)
+
+
+def _cost(
+    tp: TariffPlan,
+    ivs_at: Callable[[datetime], list[_Interval]],
+    start: datetime,
+    seconds: int,
+    zone: str,
+) -> float | None:
     if seconds == 0:
         return 0.0  # GetCost: a call of no duration costs nothing, connect fee or not
-    ivs = _intervals(tp, plan, destination)
     tz = ZoneInfo(zone)
     local0 = start.astimezone(tz)
     # timespans: cut at midnight, where the winning interval changes, at group starts
     cuts = []
-    current = _winner(ivs, local0)
+    current = first = _winner(ivs_at(local0), local0)
     if current is None:
         return None
     for s in range(1, seconds):
         at = local0 + timedelta(seconds=s)
-        w = _winner(ivs, at)
+        w = _winner(ivs_at(at), at)
         if w is None:
             return None
         if (at.hour, at.minute, at.second) == (0, 0, 0) or w is not current:
             cuts.append((s, w))
             current = w
     spans = []  # (start s, end s, interval)
-    edges = [(0, _winner(ivs, local0)), *cuts, (seconds, None)]
+    edges = [(0, first), *cuts, (seconds, None)]
     for (a, iv), (b, _) in itertools.pairwise(edges):
         assert iv is not None
         starts = sorted({s.start_ns // _NS for s in tp.rates[iv.rate.rates]} | {a, b})
@@ -159,3 +170,127 @@ def cgrates_cost(
         if dr.rounding_decimals > decimals:
             decimals, method = dr.rounding_decimals, dr.rounding_method
     return go_round(cost, decimals, method)
+
+
+# --- a subject's RatingProfiles (RALs v0.10 CallDescriptor.LoadRatingPlans) ---------------
+
+_MAX_DEPTH = 3
+
+
+@dataclass
+class _RatingInfo:
+    activation: datetime
+    intervals: list[_Interval] | None
+    fallback_keys: tuple[tuple[str, str, str], ...]
+
+
+@dataclass
+class _Descriptor:
+    start: datetime
+    end: datetime
+    infos: list[_RatingInfo]
+
+    def continuous(self) -> bool:
+        return (
+            bool(self.infos)
+            and self.infos[0].activation <= self.start
+            and all(ri.intervals is not None for ri in self.infos)
+        )
+
+
+def _add_infos(cd: _Descriptor, ris: list[_RatingInfo]) -> None:
+    """addRatingInfos: all of them into an empty descriptor, else only an earlier start."""
+    if not cd.infos:
+        cd.infos.extend(ris)
+        return
+    cd.infos.sort(key=lambda ri: ri.activation)
+    if cd.infos[0].activation > cd.start and ris[0].activation < cd.infos[0].activation:
+        cd.infos.append(ris[0])
+        cd.infos.sort(key=lambda ri: ri.activation)
+
+
+def _plans_for_prefix(
+    tp: TariffPlan, cd: _Descriptor, key: tuple[str, str, str], destination: str, depth: int
+) -> bool:
+    """getRatingPlansForPrefix: False where CGRateS returns an error (no such profile, too
+    deep); the rating infos found (and their fallbacks) are added to ``cd``."""
+    if depth > _MAX_DEPTH:
+        return False
+    rows = sorted(
+        (p for p in tp.profiles if (p.tenant, p.category, p.subject) == key),
+        key=lambda p: p.activation,
+    )
+    if not rows:
+        return False
+    # RatingPlanActivations.GetActiveForCall
+    last, first_after = 0, len(rows)
+    for i, r in enumerate(rows):
+        if r.activation <= cd.start:
+            last = i
+        if r.activation > cd.end:
+            first_after = i
+            break
+    ris: list[_RatingInfo] = []
+    for i, r in enumerate(rows[last:first_after]):
+        ivs = _intervals(tp, r.rating_plan, destination) or None
+        fallback = tuple((key[0], key[1], s) for s in r.fallback_subjects)
+        if i == 0 and cd.start < r.activation:
+            ris.append(_RatingInfo(cd.start, None, ((key[0], key[1], "*any"),)))
+        if ivs is not None:
+            ris.append(_RatingInfo(r.activation, ivs, fallback))
+        elif fallback:
+            ris.append(_RatingInfo(r.activation, None, fallback))
+    if ris:
+        _add_infos(cd, ris)
+    if ris and cd.continuous():
+        return True
+    depth += 1
+    index = 0
+    while index < len(cd.infos):
+        ri = cd.infos[index]
+        if ri.intervals is None and ri.fallback_keys:
+            end = cd.end if index == len(cd.infos) - 1 else cd.infos[index + 1].activation
+            temp = _Descriptor(cd.start if index == 0 else ri.activation, end, [])
+            for fbk in ri.fallback_keys:
+                if not _plans_for_prefix(tp, temp, fbk, destination, depth):
+                    continue
+                for new_index, new_ri in enumerate(temp.infos):
+                    if new_ri.intervals is None:
+                        continue
+                    if new_index == 0:
+                        cd.infos[index] = new_ri
+                    else:
+                        cd.infos.insert(index + new_index, new_ri)
+                if temp.continuous():
+                    break
+        index += 1
+    return True
+
+
+def cgrates_subject_cost(
+    tp: TariffPlan,
+    tenant: str,
+    category: str,
+    subject: str,
+    destination: str,
+    start: datetime,
+    seconds: int,
+    zone: str,
+) -> float | None:
+    """What CGRateS charges ``tenant:category:subject`` for the call: its RatingProfile
+    (the ``*any`` subject's when it has none), fallback subjects, and a later activation
+    inside the call, from which that activation's plan prices the call."""
+    cd = _Descriptor(start, start + timedelta(seconds=seconds), [])
+    if not _plans_for_prefix(tp, cd, (tenant, category, subject), destination, 1):
+        cd = _Descriptor(cd.start, cd.end, [])
+        _plans_for_prefix(tp, cd, (tenant, category, "*any"), destination, 1)
+    if not cd.continuous():
+        return None  # ErrUnauthorizedDestination / ErrRatingPlanNotFound
+    infos = sorted(cd.infos, key=lambda ri: ri.activation)
+
+    def ivs_at(t: datetime) -> list[_Interval]:
+        found = [ri for ri in infos if ri.activation <= t] or infos[:1]
+        assert found[-1].intervals is not None
+        return found[-1].intervals
+
+    return _cost(tp, ivs_at, start, seconds, zone)

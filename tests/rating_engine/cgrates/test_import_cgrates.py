@@ -32,10 +32,16 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Path) -> None:
     report = import_cgrates(DATA / "retail", tmp_path)
     assert [t.id for t in report.tariffs] == ["RP_RETAIL", "RP_SMS", "RP_VOICEMAIL"]
-    assert sorted(p.name for p in tmp_path.glob("*.toml")) == [
+    assert sorted(p.name for p in tmp_path.glob("RP_*.toml")) == [
         "RP_RETAIL.toml",
         "RP_SMS.toml",
         "RP_VOICEMAIL.toml",
+    ]
+    # and one per subject (its categories, fallbacks, activations; see test_subscriber_tariffs)
+    assert [t.id for t in report.subscriber_tariffs] == [
+        "example.net:ANY",
+        "example.net:1001",
+        "example.net:voicemail_users",
     ]
     assert {t.id: t.services for t in report.tariffs} == {
         "RP_RETAIL": ("voice",),

@@ -17,7 +17,7 @@ from rating_engine.tariff.allowances import AllowanceState
 from rating_engine.tariff.load import parse_tariff
 from rating_engine.tariff.model import Tariff
 
-YEARS = (2025, 2027)
+YEARS = (2026, 2026)  # every anchor and call lies in 2026: a third of the band timeline to build
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata"]
 # instants near DST changes, midnights and the version switch
 ANCHORS = [
@@ -72,6 +72,14 @@ def rates(draw: st.DrawFn) -> dict[str, Any]:
     return rate
 
 
+WINDOW_EDGES = [
+    datetime(2026, 3, 29, 1, 0, 30, tzinfo=UTC),
+    datetime(2026, 6, 30, 22, 1, 0, tzinfo=UTC),
+    datetime(2026, 4, 4, 14, 59, 59, tzinfo=UTC),
+    datetime(2026, 12, 24, 23, 0, 17, tzinfo=UTC),
+]
+
+
 def tod(seconds: int) -> str:
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
@@ -106,6 +114,13 @@ def bands(draw: st.DrawFn, selection: str = "global") -> dict[str, Any]:
             )
         if not any(k in band for k in ("weekdays", "dates", "years", "months", "month_days")):
             band["weekdays"] = [1, 2, 3, 4, 5, 6, 7]
+        # an active window (a CGRateS RatingPlan activation inside a subject's tariff),
+        # opening or closing near the anchors, mid-call
+        window = draw(st.integers(0, 5))
+        if window == 1:
+            band["active_from"] = draw(st.sampled_from(WINDOW_EDGES))
+        elif window == 2:
+            band["active_until"] = draw(st.sampled_from(WINDOW_EDGES))
         out[f"b{i}"] = band
     if not out:
         out["all"] = {"weekdays": [1, 2, 3, 4, 5, 6, 7]}
