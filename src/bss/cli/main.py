@@ -29,6 +29,7 @@ from bss.cli.business import register_business
 from bss.cli.check import register_check
 from bss.cli.data import register_data
 from bss.cli.query import register_query
+from bss.cli.receivables import register_receivables
 from bss.cli.storage import register_storage
 from bss.cli.support import CliState, configure_logging, get_state
 from bss.cli.workspace import register_workspace
@@ -119,6 +120,7 @@ register_assurance(app)
 register_query(app)
 register_check(app)
 register_storage(app)
+register_receivables(app)
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:

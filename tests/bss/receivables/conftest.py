@@ -1,105 +1,25 @@
-"""A small business for receivables tests: two accounts (EUR, JPY), fees, an SLA offering."""
+"""Fixtures of the receivables tests: the small business of tests/receivables_business.py."""
 
 from __future__ import annotations
 
 import shutil
 import tomllib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
 from package_data import DEMO
+from receivables_business import BUSINESS, billed_workspace, copy_workspace
 
-from bss.billing.run import run_billing
 from bss.db import connect
 from bss.seed import apply_seed
 from collectors.workspace import WorkspacePaths
 
-NOW = datetime(2027, 3, 1, tzinfo=UTC)
-
-BUSINESS = """
-[[tax_rate]]
-jurisdiction = "FR"
-name = "TVA 20 %"
-rate = "0.20"
-
-[[tax_rate]]
-jurisdiction = "JP"
-name = "JCT 10 %"
-rate = "0.10"
-
-[[specification]]
-id = "link"
-name = "Business link"
-
-[[offering]]
-id = "link-100"
-specification = "link"
-name = "Link 100"
-valid_from = "2026-01-01T00:00:00Z"
-sla = { availability = "99.9", credits = [ { below = "99.9", credit = "10" },
-                                           { below = "99", credit = "25" } ] }
-
-[[offering.price]]
-id = "link-100-monthly"
-name = "monthly fee"
-type = "recurring"
-amount = "310.00"
-currency = "EUR"
-
-[[offering]]
-id = "link-jp"
-specification = "link"
-name = "Link JP"
-valid_from = "2026-01-01T00:00:00Z"
-
-[[offering.price]]
-id = "link-jp-monthly"
-name = "monthly fee"
-type = "recurring"
-amount = "12345"
-currency = "JPY"
-
-[[customer]]
-id = "C1"
-name = "Acme SARL"
-
-[[customer.account]]
-id = "A1"
-name = "Acme"
-currency = "EUR"
-tax_jurisdiction = "FR"
-payment_terms_days = 14
-
-[[customer]]
-id = "C2"
-name = "Nippon KK"
-
-[[customer.account]]
-id = "A2"
-name = "Nippon"
-currency = "JPY"
-tax_jurisdiction = "JP"
-
-[[order]]
-id = "O1"
-account = "A1"
-requested_start = "2026-10-01T00:00:00Z"
-item = [ { offering = "link-100", service_ids = ["ip:192.0.2.0/28"] } ]
-
-[[order]]
-id = "O2"
-account = "A2"
-requested_start = "2026-10-01T00:00:00Z"
-item = [ { offering = "link-jp", service_ids = ["ip:198.51.100.0/28"] } ]
-"""
-
 
 @pytest.fixture
 def business(conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths) -> WorkspacePaths:
-    """The business loaded, the demo's tariffs installed (no usage: fees only)."""
+    """The business loaded, the demo's tariffs installed, nothing billed."""
     shutil.copytree(DEMO / "tariffs", workspace.tariffs, dirs_exist_ok=True)
     apply_seed(conn, tomllib.loads(BUSINESS), "business.toml")
     return workspace
@@ -108,20 +28,18 @@ def business(conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths) -> Work
 @pytest.fixture(scope="session")
 def billed_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A database file with the business billed for 2026-10 (copy it: never written)."""
-    workspace = WorkspacePaths(tmp_path_factory.mktemp("ar") / "ws").ensure()
-    shutil.copytree(DEMO / "tariffs", workspace.tariffs, dirs_exist_ok=True)
-    conn = connect(workspace)
-    apply_seed(conn, tomllib.loads(BUSINESS), "business.toml")
-    run_billing(conn, workspace, "2026-10", now=NOW, export=False)
-    conn.close()
-    return workspace.database
+    return billed_workspace(tmp_path_factory.mktemp("ar") / "ws").database
 
 
 @pytest.fixture
-def billed(billed_db: Path, tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A fresh copy of ``billed_db``, open."""
-    workspace = WorkspacePaths(tmp_path / "billed").ensure()
-    shutil.copyfile(billed_db, workspace.database)
-    conn = connect(workspace)
+def billed_ws(billed_db: Path, tmp_path: Path) -> WorkspacePaths:
+    """A workspace with a fresh copy of ``billed_db``."""
+    return copy_workspace(billed_db, tmp_path / "billed")
+
+
+@pytest.fixture
+def billed(billed_ws: WorkspacePaths) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``billed_ws``'s database, open."""
+    conn = connect(billed_ws)
     yield conn
     conn.close()
