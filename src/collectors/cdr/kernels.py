@@ -5,8 +5,12 @@
   little-endian signed int64. Same as
   ``int.from_bytes(hashlib.blake2b(key).digest()[:8], "little", signed=True)`` - stable across
   runs, machines and versions; :func:`record_id_reference` is that reference twin.
-* :class:`IdSet` - an open-addressing hash set of int64 ids; inserting a batch tells which ids
-  were already present (earlier in the batch included), so the first occurrence wins.
+  The hashing itself is :mod:`collectors.cdr.blake2b`.
+* :class:`IdSet` - an open-addressing hash set of int64 ids (one array, an empty-slot marker:
+  one cache miss per look-up); inserting a batch tells which ids were already present
+  (earlier in the batch included), so the first occurrence wins.
+* :func:`empty_as_null` - empty values as null without copying a column that needs no
+  trimming (the usual CSV column), reading two bytes per value.
 * :func:`record_spans` - byte spans of given 1-based CSV record numbers, quote-aware, with the
   same record counting as pyarrow's CSV reader (``\\n``, ``\\r\\n`` and lone ``\\r`` end a
   record outside quotes; empty lines count).
@@ -20,128 +24,16 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
-__all__ = ["IdSet", "normalise_kernel", "record_id_reference", "record_ids", "record_spans"]
+from collectors.cdr.blake2b import blake2b_first8
 
-_IV = np.array(
-    [
-        0x6A09E667F3BCC908,
-        0xBB67AE8584CAA73B,
-        0x3C6EF372FE94F82B,
-        0xA54FF53A5F1D36F1,
-        0x510E527FADE682D1,
-        0x9B05688C2B3E6C1F,
-        0x1F83D9ABFB41BD6B,
-        0x5BE0CD19137E2179,
-    ],
-    dtype=np.uint64,
-)
-_SIGMA = np.array(
-    [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
-        [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
-        [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
-        [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
-        [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
-        [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
-        [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
-        [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
-        [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
-        [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0],
-    ],
-    dtype=np.int64,
-)
-# Parameter block word 0 for an unkeyed 64-byte digest: digest length | fanout 1 | depth 1.
-_P0 = np.uint64(0x01010040)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rotr(x: np.uint64, n: np.uint64) -> np.uint64:
-    return (x >> n) | (x << (np.uint64(64) - n))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _g(
-    a: np.uint64, b: np.uint64, c: np.uint64, d: np.uint64, x: np.uint64, y: np.uint64
-) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
-    a = a + b + x
-    d = _rotr(d ^ a, np.uint64(32))
-    c = c + d
-    b = _rotr(b ^ c, np.uint64(24))
-    a = a + b + y
-    d = _rotr(d ^ a, np.uint64(16))
-    c = c + d
-    b = _rotr(b ^ c, np.uint64(63))
-    return a, b, c, d
-
-
-@njit(cache=True, nogil=True)
-def _compress(
-    h: np.ndarray, m: np.ndarray, t: np.uint64, last: bool, iv: np.ndarray, sigma: np.ndarray
-) -> None:
-    # the 16 state words live in scalars (registers), not an array: ~2x faster
-    v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
-    v8, v9, v10, v11 = iv[0], iv[1], iv[2], iv[3]
-    v12, v13, v14, v15 = iv[4] ^ t, iv[5], iv[6], iv[7]
-    if last:
-        v14 = ~v14
-    for r in range(12):
-        s = sigma[r % 10]
-        # columns, then diagonals (RFC 7693 section 3.2)
-        v0, v4, v8, v12 = _g(v0, v4, v8, v12, m[s[0]], m[s[1]])
-        v1, v5, v9, v13 = _g(v1, v5, v9, v13, m[s[2]], m[s[3]])
-        v2, v6, v10, v14 = _g(v2, v6, v10, v14, m[s[4]], m[s[5]])
-        v3, v7, v11, v15 = _g(v3, v7, v11, v15, m[s[6]], m[s[7]])
-        v0, v5, v10, v15 = _g(v0, v5, v10, v15, m[s[8]], m[s[9]])
-        v1, v6, v11, v12 = _g(v1, v6, v11, v12, m[s[10]], m[s[11]])
-        v2, v7, v8, v13 = _g(v2, v7, v8, v13, m[s[12]], m[s[13]])
-        v3, v4, v9, v14 = _g(v3, v4, v9, v14, m[s[14]], m[s[15]])
-    h[0] ^= v0 ^ v8
-    h[1] ^= v1 ^ v9
-    h[2] ^= v2 ^ v10
-    h[3] ^= v3 ^ v11
-    h[4] ^= v4 ^ v12
-    h[5] ^= v5 ^ v13
-    h[6] ^= v6 ^ v14
-    h[7] ^= v7 ^ v15
-
-
-@njit(cache=True, nogil=True)
-def _blake2b_first8(
-    offsets: np.ndarray, data: np.ndarray, iv: np.ndarray, sigma: np.ndarray, p0: np.uint64
-) -> np.ndarray:
-    n = offsets.shape[0] - 1
-    out = np.empty(n, dtype=np.uint64)
-    h = np.empty(8, dtype=np.uint64)
-    m = np.empty(16, dtype=np.uint64)
-    for row in range(n):
-        start = offsets[row]
-        length = offsets[row + 1] - start
-        for i in range(8):
-            h[i] = iv[i]
-        h[0] ^= p0
-        done = 0
-        # every block but the last is full; an empty message is one empty last block
-        while True:
-            remaining = length - done
-            last = remaining <= 128
-            take = remaining if last else 128
-            at = start + done
-            for w in range(16):
-                base = w * 8
-                word = np.uint64(0)
-                if base + 8 <= take:
-                    for k in range(8):
-                        word |= np.uint64(data[at + base + k]) << np.uint64(8 * k)
-                elif base < take:
-                    for k in range(take - base):
-                        word |= np.uint64(data[at + base + k]) << np.uint64(8 * k)
-                m[w] = word
-            done += take
-            _compress(h, m, np.uint64(done), last, iv, sigma)
-            if last:
-                break
-        out[row] = h[0]
-    return out
+__all__ = [
+    "IdSet",
+    "empty_as_null",
+    "normalise_kernel",
+    "record_id_reference",
+    "record_ids",
+    "record_spans",
+]
 
 
 def record_ids(keys: pa.Array) -> np.ndarray:
@@ -160,7 +52,7 @@ def record_ids(keys: pa.Array) -> np.ndarray:
         if data_buf is not None and data_buf.size
         else np.zeros(1, dtype=np.uint8)
     )
-    return _blake2b_first8(offsets, data, _IV, _SIGMA, _P0).view(np.int64)
+    return blake2b_first8(offsets, data).view(np.int64)
 
 
 def record_id_reference(key: str) -> int:
@@ -168,26 +60,42 @@ def record_id_reference(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode()).digest()[:8], "little", signed=True)
 
 
+# An empty slot holds this value; the id equal to it (one in 2**64) is kept in a flag instead.
+_EMPTY = np.int64(-(1 << 63))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _slot(key: np.int64, mask: np.uint64) -> np.uint64:
+    # ids are hash outputs already; mix anyway so patterned test ids spread too
+    return ((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)) & mask
+
+
 @njit(cache=True, nogil=True)
 def _set_insert(
-    table: np.ndarray, used: np.ndarray, ids: np.ndarray, take: np.ndarray, seen: np.ndarray
+    table: np.ndarray, special: np.ndarray, ids: np.ndarray, take: np.ndarray, seen: np.ndarray
 ) -> int:
     mask = np.uint64(table.shape[0] - 1)
+    empty = np.int64(_EMPTY)
     added = 0
     for i in range(ids.shape[0]):
         if not take[i]:
             continue
         key = ids[i]
-        # ids are hash outputs already; mix anyway so patterned test ids spread too
-        slot = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-        slot &= mask
+        if key == empty:
+            if special[0]:
+                seen[i] = True
+            else:
+                special[0] = True
+                added += 1
+            continue
+        slot = _slot(key, mask)
         while True:
-            if not used[slot]:
-                used[slot] = 1
+            here = table[slot]
+            if here == empty:
                 table[slot] = key
                 added += 1
                 break
-            if table[slot] == key:
+            if here == key:
                 seen[i] = True
                 break
             slot = (slot + np.uint64(1)) & mask
@@ -195,26 +103,32 @@ def _set_insert(
 
 
 @njit(cache=True, nogil=True)
-def _set_contains(table: np.ndarray, used: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
+def _set_contains(table: np.ndarray, special: np.ndarray, ids: np.ndarray, out: np.ndarray) -> None:
     mask = np.uint64(table.shape[0] - 1)
+    empty = np.int64(_EMPTY)
     for i in range(ids.shape[0]):
         key = ids[i]
-        slot = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-        slot &= mask
-        while used[slot]:
-            if table[slot] == key:
+        if key == empty:
+            out[i] = special[0]
+            continue
+        slot = _slot(key, mask)
+        while True:
+            here = table[slot]
+            if here == key:
                 out[i] = True
+                break
+            if here == empty:
                 break
             slot = (slot + np.uint64(1)) & mask
 
 
 class IdSet:
-    """A growable set of int64 ids (open addressing, load factor <= 1/2)."""
+    """A growable set of int64 ids (open addressing in one array, load factor <= 1/2)."""
 
     def __init__(self, capacity: int = 1 << 16) -> None:
         size = 1 << max(4, (2 * max(capacity, 1) - 1).bit_length())
-        self._table = np.zeros(size, dtype=np.int64)
-        self._used = np.zeros(size, dtype=np.uint8)
+        self._table = np.full(size, _EMPTY, dtype=np.int64)
+        self._special = np.zeros(1, dtype=np.bool_)  # holds the id equal to _EMPTY
         self._count = 0
 
     def __len__(self) -> int:
@@ -223,13 +137,12 @@ class IdSet:
     def _grow(self, need: int) -> None:
         if 2 * need <= self._table.shape[0]:
             return
-        old_table, old_used = self._table, self._used
+        keys = self.keys()
         size = self._table.shape[0]
         while 2 * need > size:
             size *= 2
-        self._table = np.zeros(size, dtype=np.int64)
-        self._used = np.zeros(size, dtype=np.uint8)
-        keys = old_table[old_used.astype(bool)]
+        self._table = np.full(size, _EMPTY, dtype=np.int64)
+        self._special[0] = False
         self._count = 0
         self.add(keys)
 
@@ -243,19 +156,23 @@ class IdSet:
         )
         self._grow(self._count + int(ids.shape[0]))
         seen = np.zeros(ids.shape[0], dtype=np.bool_)
-        self._count += _set_insert(self._table, self._used, ids, take_mask, seen)
+        self._count += _set_insert(self._table, self._special, ids, take_mask, seen)
         return seen
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         """Bool mask of the ``ids`` present in the set."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         out = np.zeros(ids.shape[0], dtype=np.bool_)
-        _set_contains(self._table, self._used, ids, out)
+        if self._count:
+            _set_contains(self._table, self._special, ids, out)
         return out
 
     def keys(self) -> np.ndarray:
-        """The ids in the set (table order)."""
-        return self._table[self._used.astype(np.bool_)]
+        """The ids in the set (table order; the id equal to the empty marker last)."""
+        keys: np.ndarray = self._table[self._table != _EMPTY]
+        if self._special[0]:
+            keys = np.append(keys, np.int64(_EMPTY))
+        return keys
 
 
 @njit(cache=True, nogil=True)
@@ -339,6 +256,47 @@ def record_spans(
 @njit(cache=True, nogil=True)
 def _is_space(c: np.uint8) -> bool:
     return bool(c == 32 or (c >= 9 and c <= 13))
+
+
+@njit(cache=True, nogil=True)
+def _trim_state(offsets: np.ndarray, data: np.ndarray) -> int:
+    empty = False
+    for i in range(offsets.shape[0] - 1):
+        lo, hi = offsets[i], offsets[i + 1]
+        if lo == hi:
+            empty = True
+        elif _is_space(data[lo]) or _is_space(data[hi - 1]):
+            return 2
+    return 1 if empty else 0
+
+
+def empty_as_null(arr: pa.Array) -> pa.Array | None:
+    """``arr`` with empty values as null, sharing its buffers, when no value needs trimming
+    (no leading or trailing ASCII whitespace; only the first and last byte of each value are
+    read); None when one does, or ``arr`` has nulls already (the caller then trims)."""
+    n = len(arr)
+    if arr.null_count or not pa.types.is_string(arr.type):
+        return None
+    if n == 0:
+        return arr
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    data = (
+        np.frombuffer(bufs[2], dtype=np.uint8)
+        if bufs[2] is not None and bufs[2].size
+        else np.zeros(1, dtype=np.uint8)
+    )
+    state = _trim_state(offsets, data)
+    if state == 0:
+        return arr
+    if state == 2:
+        return None
+    present = offsets[1:] != offsets[:-1]
+    nulls = n - int(np.count_nonzero(present))
+    bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
+    return pa.Array.from_buffers(
+        pa.string(), n, [bitmap, pa.py_buffer(offsets), bufs[2]], null_count=nulls
+    )
 
 
 @njit(cache=True, nogil=True)

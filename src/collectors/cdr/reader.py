@@ -21,6 +21,8 @@ in the same pass as the content hash); otherwise such a file is refused as ``not
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +70,8 @@ CHUNK_REJECT_SCHEMA = pa.schema(
 _MAX_MSISDN = 15
 #: Longest field accepted (bytes); a longer one rejects its row with ``field_too_long``.
 MAX_FIELD_BYTES = 4096
+_TRANSFORM_THREADS = 2
+_IN_FLIGHT = 2  # batches being transformed while the reader parses the next one
 
 
 @dataclass
@@ -95,6 +99,21 @@ def _mask(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=np.bool_)
 
 
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    """Where ``arr`` is not null (no compute call when it has no nulls: the usual batch)."""
+    if arr.null_count == 0:
+        return np.ones(len(arr), dtype=np.bool_)
+    return _mask(pc.is_valid(arr))
+
+
+def _longer_than(arr: pa.Array, limit: int) -> np.ndarray:
+    """Where a value is longer than ``limit`` bytes; one max() decides for a clean batch."""
+    lengths = pc.binary_length(arr)
+    if (pc.max(lengths).as_py() or 0) <= limit:
+        return np.zeros(len(arr), dtype=np.bool_)
+    return _mask(pc.greater(lengths, limit))
+
+
 def _const(value: str | None, n: int) -> pa.Array:
     return pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value), n)
 
@@ -113,8 +132,12 @@ class _BatchTransformer:
         raw = {name: none_if_empty(a) for name, a in col.items()}
         checks: list[_Check] = []
 
-        def present(c: str) -> pa.Array:
-            return pc.is_valid(raw[c])
+        present_masks: dict[str, np.ndarray] = {}
+
+        def present(c: str) -> np.ndarray:
+            if c not in present_masks:
+                present_masks[c] = _valid_mask(raw[c])
+            return present_masks[c]
 
         for flt in m.filters:
             accepted = pc.is_in(raw[flt.column], value_set=pa.array(flt.accept, pa.string()))
@@ -132,7 +155,7 @@ class _BatchTransformer:
         def required(field_name: str, column: str | None) -> None:
             if column is not None:
                 checks.append(
-                    _Check(~_mask(present(column)), field_name, column, "missing_field", "empty")
+                    _Check(~present(column), field_name, column, "missing_field", "empty")
                 )
 
         for c in m.record_key.columns:
@@ -148,7 +171,7 @@ class _BatchTransformer:
         for c in m.used_columns():  # a field this long is garbage, whichever field it is
             checks.append(
                 _Check(
-                    _mask(pc.greater(pc.binary_length(col[c]), MAX_FIELD_BYTES)),
+                    _longer_than(col[c], MAX_FIELD_BYTES),
                     c,
                     c,
                     "field_too_long",
@@ -157,7 +180,7 @@ class _BatchTransformer:
             )
 
         def bad(field_name: str, column: str, parsed: pa.Array, reason: str, what: str) -> None:
-            mask = _mask(present(column)) & ~_mask(pc.is_valid(parsed))
+            mask = present(column) & ~_valid_mask(parsed)
             checks.append(_Check(mask, field_name, column, reason, what))
 
         sub_col = m.subscriber.column
@@ -367,7 +390,25 @@ def read_cdr_file(
         quoted_strings_can_be_null=False,
     )
     transformer = _BatchTransformer(mapping, name)
+    # Raw lines are read by forward-only scans: one scanner per transform thread (each takes
+    # its chunks in file order) and one for the duplicates, found here in file order.
     raw_lines = RawLines(path, mapping)
+    scanners: list[RawLines] = [raw_lines]
+    local = threading.local()
+
+    def thread_raw_lines() -> RawLines:
+        mine: RawLines | None = getattr(local, "raw_lines", None)
+        if mine is None:
+            mine = local.raw_lines = RawLines(path, mapping)
+            scanners.append(mine)
+        return mine
+
+    def finish(future: Future[CdrChunk]) -> CdrChunk:
+        chunk = future.result()
+        if is_duplicate is not None and chunk.usage.num_rows:
+            _move_duplicates(chunk, is_duplicate, raw_lines)
+        return chunk
+
     try:
         try:
             reader = pacsv.open_csv(
@@ -377,11 +418,15 @@ def read_cdr_file(
             if "Empty CSV file" in str(exc):
                 return
             raise CdrRefusedError("not_csv", f"{path}: not readable as CSV: {exc}") from exc
-        # The CSV reader (this thread) runs one batch ahead of the transform (a worker thread;
-        # Arrow compute and the Numba kernels release the GIL). Chunks stay in file order:
-        # one worker, and record numbers and malformed rows are taken here, in read order.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-transform") as pool:
-            pending: Future[CdrChunk] | None = None
+        # The CSV reader (this thread) runs ahead of the transforms (two worker threads: Arrow
+        # compute and the Numba kernels release the GIL, so parsing, transforms and the Parquet
+        # writer share both cores). Chunks are yielded in file order, at most _IN_FLIGHT
+        # transformed at once; record numbers and malformed rows are taken here in read order,
+        # and duplicates are found in file order as each chunk is yielded (first one wins).
+        with ThreadPoolExecutor(
+            max_workers=_TRANSFORM_THREADS, thread_name_prefix="cdr-transform"
+        ) as pool:
+            pending: deque[Future[CdrChunk]] = deque()
             while True:
                 try:
                     batch = reader.read_next_batch()
@@ -402,24 +447,23 @@ def read_cdr_file(
                 bad_rows, blanks = list(invalid), blank[0]
                 invalid.clear()
                 blank[0] = 0
-                future = None
                 if batch is not None or bad_rows or blanks:
-                    future = pool.submit(
-                        _chunk, batch, lines, transformer, raw_lines, bad_rows, blanks, is_duplicate
+                    pending.append(
+                        pool.submit(
+                            _chunk, batch, lines, transformer, thread_raw_lines, bad_rows, blanks
+                        )
                     )
-                if pending is not None:
-                    yield pending.result()
-                pending = future
+                while len(pending) > (_IN_FLIGHT if batch is not None else 0):
+                    yield finish(pending.popleft())
                 if batch is None:
                     break
-            if pending is not None:
-                yield pending.result()
     finally:
-        raw_lines.close()
+        for scanner in scanners:
+            scanner.close()
 
 
 def _drop_blank_lines(
-    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: RawLines
+    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: Callable[[], RawLines]
 ) -> tuple[pa.RecordBatch, np.ndarray, int]:
     """Drop the rows that are blank lines in the file (counted, not rejected).
 
@@ -428,11 +472,13 @@ def _drop_blank_lines(
     """
     all_empty = np.ones(batch.num_rows, dtype=np.bool_)
     for column in batch.columns:
+        if pc.min(pc.binary_length(column)).as_py() != 0:  # no empty value: no blank line
+            return batch, lines, 0
         all_empty &= _mask(pc.equal(pc.binary_length(column), 0))
     if not all_empty.any():
         return batch, lines, 0
     candidates = np.flatnonzero(all_empty)
-    raws = raw_lines.fetch(lines[candidates])
+    raws = raw_lines().fetch(lines[candidates])
     blank = np.zeros(batch.num_rows, dtype=np.bool_)
     for i, raw in zip(candidates.tolist(), raws, strict=True):
         blank[i] = raw is not None and not raw.strip()
@@ -460,14 +506,27 @@ def _duplicates(usage: pa.Table, dup: np.ndarray) -> pa.Table:
     )
 
 
+def _move_duplicates(
+    chunk: CdrChunk, is_duplicate: Callable[[np.ndarray], np.ndarray], raw_lines: RawLines
+) -> None:
+    """Move the rows whose record id ``is_duplicate`` flags from usage to the rejects."""
+    dup = np.asarray(is_duplicate(chunk.usage.column("record_id").to_numpy()), dtype=np.bool_)
+    if not dup.any():
+        return
+    rejects = _duplicates(chunk.usage, dup)
+    raws = raw_lines.fetch(rejects.column("record_no").to_numpy())
+    rejects = rejects.set_column(5, "raw", pa.array(raws, pa.binary()))
+    chunk.usage = chunk.usage.filter(pa.array(~dup))
+    chunk.rejects = pa.concat_tables([chunk.rejects, rejects])
+
+
 def _chunk(
     batch: pa.RecordBatch | None,
     lines: np.ndarray | None,
     transformer: _BatchTransformer,
-    raw_lines: RawLines,
+    thread_raw_lines: Callable[[], RawLines],
     invalid: list[tuple[int, bytes | None, str]],
     blank_lines: int,
-    is_duplicate: Callable[[np.ndarray], np.ndarray] | None,
 ) -> CdrChunk:
     """Transform one batch (record numbers ``lines``) and add the malformed rows given."""
     parts: list[pa.Table] = []
@@ -475,19 +534,13 @@ def _chunk(
     rows_read = len(invalid)
     usage = USAGE_SCHEMA.empty_table()
     if batch is not None and lines is not None and batch.num_rows:
-        batch, lines, blank_rows = _drop_blank_lines(batch, lines, raw_lines)
+        batch, lines, blank_rows = _drop_blank_lines(batch, lines, thread_raw_lines)
         blank_lines += blank_rows
     if batch is not None and lines is not None and batch.num_rows:
         usage, checks = transformer.run(batch, lines)
         rejects, skipped = _rejects_from_checks(batch, lines, checks)
-        if is_duplicate is not None and usage.num_rows:
-            ids = usage.column("record_id").to_numpy()
-            dup = np.asarray(is_duplicate(ids), dtype=np.bool_)
-            if dup.any():
-                rejects = pa.concat_tables([rejects, _duplicates(usage, dup)])
-                usage = usage.filter(pa.array(~dup))
         if rejects.num_rows:
-            raws = raw_lines.fetch(rejects.column("record_no").to_numpy())
+            raws = thread_raw_lines().fetch(rejects.column("record_no").to_numpy())
             rejects = rejects.set_column(5, "raw", pa.array(raws, pa.binary()))
         parts.append(rejects)
         rows_read += batch.num_rows

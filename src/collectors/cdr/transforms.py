@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors.cdr.kernels import normalise_kernel
+from collectors.cdr.kernels import empty_as_null, normalise_kernel
 from collectors.cdr.mapping import NumberRules, TimeSpec
 from collectors.schemas import TIMESTAMP
 
@@ -38,6 +38,9 @@ _US_PER_S = 1_000_000
 
 def none_if_empty(arr: pa.Array) -> pa.Array:
     """Trim ASCII whitespace; empty strings become null."""
+    fast = empty_as_null(arr)  # the usual column: nothing to trim, no copy
+    if fast is not None:
+        return fast
     trimmed = pc.ascii_trim_whitespace(arr)
     empty = pc.equal(pc.binary_length(trimmed), 0)
     if not pc.any(empty).as_py():
@@ -202,9 +205,12 @@ def normalise_numbers_reference(
 def map_values(arr: pa.Array, lookup: Mapping[str, str]) -> pa.Array:
     """Case-folded, trimmed values through ``lookup``; unknown values become null."""
     keys = list(lookup)
-    folded = pc.utf8_lower(pc.utf8_trim_whitespace(arr))
+    values = pa.array([lookup[k] for k in keys], pa.string())
+    # a column of a few distinct spellings: fold and look up the distinct ones only
+    encoded = pc.dictionary_encode(arr)
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(encoded.dictionary))
     index = pc.index_in(folded, value_set=pa.array(keys, pa.string()))
-    return pc.take(pa.array([lookup[k] for k in keys], pa.string()), index)
+    return pc.take(pc.take(values, index), encoded.indices)
 
 
 def compose_key(columns: Sequence[pa.Array], prefix: str) -> pa.Array:

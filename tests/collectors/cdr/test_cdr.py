@@ -16,12 +16,14 @@ from hypothesis import strategies as st
 from package_data import DATA, MAPPINGS
 
 from collectors.cdr.kernels import IdSet, record_id_reference, record_ids, record_spans
+from collectors.cdr.ledger import file_digest
 from collectors.cdr.mapping import CdrMapping, NumberRules, TimeSpec, load_mapping, parse_mapping
 from collectors.cdr.reader import CdrRefusedError, read_cdr_file
 from collectors.cdr.transforms import (
     cast_or_null,
     compose_key,
     map_values,
+    none_if_empty,
     normalise_numbers,
     normalise_numbers_reference,
     parse_duration_ms,
@@ -51,6 +53,12 @@ def test_record_id_is_documented_blake2b_prefix() -> None:
     assert record_ids(pa.array(["c-0001"]))[0] == record_id_reference("c-0001")
 
 
+def test_record_ids_across_blake2b_block_boundaries() -> None:
+    # one 128-byte block, exactly one, one byte more, several; multi-byte UTF-8 too
+    keys = ["x" * n for n in (0, 1, 7, 8, 9, 127, 128, 129, 255, 256, 257, 1000)] + ["é" * 64]
+    assert record_ids(pa.array(keys)).tolist() == [record_id_reference(k) for k in keys]
+
+
 def test_record_ids_of_a_sliced_array() -> None:
     arr = pa.array(["a", "bb", "ccc", "dddd"]).slice(1, 2)
     assert record_ids(arr).tolist() == [record_id_reference("bb"), record_id_reference("ccc")]
@@ -75,6 +83,16 @@ def test_idset_matches_python_set(batches: list[list[int]]) -> None:
         assert seen.tolist() == expected
         assert len(ids) == len(ref)
     assert sorted(ids.keys().tolist()) == sorted(ref)
+
+
+def test_idset_keeps_the_id_equal_to_its_empty_marker() -> None:
+    low = -(2**63)
+    ids = IdSet(capacity=2)
+    assert ids.add(np.array([low, 0, low], dtype=np.int64)).tolist() == [False, False, True]
+    assert ids.contains(np.array([low, 1], dtype=np.int64)).tolist() == [True, False]
+    ids.add(np.arange(100, dtype=np.int64))  # grows: the marker id survives the rehash
+    assert len(ids) == 101
+    assert sorted(ids.keys().tolist()) == [low, *range(100)]
 
 
 def test_idset_take_mask_skips_rows() -> None:
@@ -484,3 +502,41 @@ def test_custom_dialect_latin1_epoch_ms_hms_imsi(tmp_path: Path) -> None:
     (bad,) = rejects.to_pylist()
     assert (bad["record_no"], bad["reason"], bad["field"]) == (4, "bad_number", "duration")
     assert bad["raw"] == rows[3].encode("latin-1")  # the file's own bytes
+
+
+# --- empty and whitespace values, content digest --------------------------------------------
+
+_WS = " \t\n\v\f\r"
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.none() | st.text(alphabet=st.sampled_from("ab é" + _WS), max_size=6), max_size=30),
+    st.integers(0, 3),
+)
+def test_none_if_empty_trims_and_nulls_like_python(values: list[str | None], cut: int) -> None:
+    arr = pa.array(values, pa.string()).slice(min(cut, len(values)))
+    expected = [None if v is None or not v.strip(_WS) else v.strip(_WS) for v in values]
+    assert none_if_empty(arr).to_pylist() == expected[min(cut, len(values)) :]
+
+
+def test_none_if_empty_without_whitespace_shares_the_buffers() -> None:
+    arr = pa.array(["a", "", "bc", ""], pa.string())
+    out = none_if_empty(arr)
+    assert out.to_pylist() == ["a", None, "bc", None]
+    assert out.buffers()[2].address == arr.buffers()[2].address  # no copy
+    assert none_if_empty(pa.array(["a", "b"])).to_pylist() == ["a", "b"]
+
+
+def test_file_digest_reads_characters_cut_by_its_blocks(tmp_path: Path) -> None:
+    text = ("a" * 7 + "é€") * 50  # multi-byte characters across every 8-byte block edge
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode())
+    assert file_digest(path, encoding="utf-8", chunk=8) == (
+        hashlib.sha256(text.encode()).hexdigest(),
+        None,
+    )
+    path.write_bytes(b"a" * 20 + b"\xff" + b"b" * 20)  # ASCII blocks skip decoding, not checking
+    assert file_digest(path, encoding="utf-8", chunk=8)[1] == 20
+    path.write_bytes(b"a" * 15 + "é".encode()[:1])  # cut inside a character at the end
+    assert file_digest(path, encoding="utf-8", chunk=8)[1] == 16
