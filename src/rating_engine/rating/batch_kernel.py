@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 # OpenMP threads that spin after each parallel region steal the second core from the serial
 # steps between kernels (and from other processes); let them sleep unless told otherwise.
@@ -11,7 +12,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import pyarrow as pa
-from numba import njit, parallel_chunksize, prange
+from numba import config, njit
 
 from rating_engine.rating.kernel import rate_records
 from rating_engine.rating.reasons import OK
@@ -50,29 +51,49 @@ def outputs(n: int) -> tuple:
     )
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _rate_chunks(
-    rec: tuple, subs: tuple, plan: tuple, out: tuple, n: int, counts: np.ndarray
+@njit(cache=True, nogil=True)
+def _rate_chunk(
+    rec: tuple, subs: tuple, plan: tuple, out: tuple, lo: int, hi: int, counts: np.ndarray, c: int
 ) -> None:
-    """Rate records ``0..n-1`` in ``len(counts)`` chunks; ``counts[c]`` = (rejected, rated
-    without a prefix) of chunk ``c``: the caller needs no pass over the outputs for them."""
+    """Rate records ``lo..hi-1``; ``counts[c]`` = (rejected, rated without a prefix) of the
+    chunk: the caller needs no pass over the outputs for them."""
     none = np.zeros(0, np.int64)
     led = np.zeros((1, 3), np.int64)
-    n_chunks = len(counts)
     status, prefix = out[0], out[5]
-    for c in prange(n_chunks):
-        lo = c * n // n_chunks
-        hi = (c + 1) * n // n_chunks
-        svc_c = text_code(rec[4], rec[5], rec[15], lo, hi, True)
-        kt_c = text_code(rec[6], rec[7], rec[16], lo, hi, False)
-        rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
-        rejected = 0
-        no_prefix = 0
-        for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
-            rejected += status[i] != OK
-            no_prefix += (status[i] == OK) & (prefix[i] < 0)
-        counts[c, 0] = rejected
-        counts[c, 1] = no_prefix
+    svc_c = text_code(rec[4], rec[5], rec[15], lo, hi, True)
+    kt_c = text_code(rec[6], rec[7], rec[16], lo, hi, False)
+    rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
+    rejected = 0
+    no_prefix = 0
+    for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
+        rejected += status[i] != OK
+        no_prefix += (status[i] == OK) & (prefix[i] < 0)
+    counts[c, 0] = rejected
+    counts[c, 1] = no_prefix
+
+
+def _threads() -> int:
+    # NUMBA_NUM_THREADS (or the CPU count) bounds the threads, as it did for the parfor
+    return max(1, int(getattr(config, "NUMBA_NUM_THREADS", os.cpu_count() or 1)))
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(_threads(), thread_name_prefix="rate")
+    return _POOL
+
+
+def _forget_pool() -> None:
+    # a forked child has none of the parent's threads: it starts its own pool
+    global _POOL
+    _POOL = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
@@ -97,8 +118,20 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
     # each chunk's set-up (its block buffers) stays negligible
     counts = np.zeros((max(1, min(64, n // 8192)), 2), np.int64)
     if n:
-        # chunks handed out one at a time: on a shared machine a descheduled thread must not
-        # hold a static half of the batch hostage
-        with parallel_chunksize(1):
-            _rate_chunks(rec, subs, plan, out, n, counts)
+        # The chunks run on a thread pool over the GIL-free kernel, handed out one at a
+        # time (on a shared machine a descheduled thread must not hold a static half of
+        # the batch hostage). A Numba parfor did the same but took over a minute to compile
+        # on a cold cache, as long as everything else a first bill compiles (issue #22).
+        n_chunks = len(counts)
+        bounds = [(c * n // n_chunks, (c + 1) * n // n_chunks) for c in range(n_chunks)]
+        if n_chunks == 1 or _threads() == 1:
+            for c, (lo, hi) in enumerate(bounds):
+                _rate_chunk(rec, subs, plan, out, lo, hi, counts, c)
+        else:
+            done = [
+                _pool().submit(_rate_chunk, rec, subs, plan, out, lo, hi, counts, c)
+                for c, (lo, hi) in enumerate(bounds)
+            ]
+            for f in done:
+                f.result()
     return out, int(counts[:, 0].sum()), int(counts[:, 1].sum())
