@@ -108,9 +108,12 @@ def create_account(
     currency: str,
     tax_jurisdiction: str,
     payment_terms_days: int = 14,
+    address: str = "",
+    vat_id: str = "",
     at: datetime | None = None,
 ) -> Account:
-    """Create a billing account for an existing customer."""
+    """Create a billing account for an existing customer (``address``: the invoice's
+    postal address, lines separated by newlines; ``vat_id``: the buyer's VAT id)."""
     owner = get_customer(conn, customer)
     if owner.status == "closed":
         raise ValidationError(f"account {external_id}: customer {owner.external_id} is closed")
@@ -133,8 +136,19 @@ def create_account(
     with transaction(conn):
         conn.execute(
             "INSERT INTO billing_account (external_id, customer_id, name, currency, "
-            "payment_terms_days, tax_jurisdiction, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [external_id, owner.id, name, currency, payment_terms_days, tax_jurisdiction, when],
+            "payment_terms_days, tax_jurisdiction, created_at, address, vat_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                external_id,
+                owner.id,
+                name,
+                currency,
+                payment_terms_days,
+                tax_jurisdiction,
+                when,
+                address,
+                vat_id,
+            ],
         )
         account = get_account(conn, external_id)
         record_transition(conn, "billing_account", account.id, None, "active", "created", at=when)

@@ -22,12 +22,18 @@ import duckdb
 from bss import catalog, customers, orders
 from bss.db import record_transition, transaction
 from bss.errors import BssError, ValidationError
+from bss.invoice.settings import InvoiceSettings, put_settings
 from bss.receivables.sla_terms import apply_sla_entry
 from bss.seed_changes import differences, issued_until, stored
 
 __all__ = ["SeedSummary", "apply_seed", "load_seed_file"]
 
 _MAX_LISTED = 20  # differences shown in one refusal
+# [invoice] (bss.invoice.settings): its text fields, and the valid_from of a version that
+# gives none (it then applies to every bill)
+_INVOICE_TEXT = ("seller_address", "seller_vat_id", "seller_email", "payment_details",
+                 "rounding", "tax_basis")  # fmt: skip
+_SETTINGS_FROM = "1970-01-01T00:00:00+00:00"
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,20 @@ class _Loader:
         )  # fmt: skip
         self.count("price", self.updated)
 
+    def invoice(self, entry: dict[str, Any], where: str) -> None:
+        """A version of the invoice settings (seller, rounding policy)."""
+        self.where = where
+        fields = {k: _text(entry, k, where, "") for k in _INVOICE_TEXT if k in entry}
+        settings = InvoiceSettings(
+            valid_from=_time(entry.get("valid_from", _SETTINGS_FROM), f"{where}.valid_from"),
+            seller_name=_text(entry, "seller_name", where),
+            **fields,
+        )
+        if put_settings(self.conn, settings):
+            self.count("invoice", self.created)
+        else:
+            self.count("invoice", self.existing)
+
     def customer(self, cust: dict[str, Any], where: str) -> None:
         self.where = where
         key = _text(cust, "id", where)
@@ -228,11 +248,16 @@ class _Loader:
             "tax_jurisdiction": _text(acct, "tax_jurisdiction", where),
             "payment_terms_days": _int(acct, "payment_terms_days", where, 14),
         }
+        # the invoice's buyer block: compared only when the file gives them
+        for optional in ("address", "vat_id"):
+            if optional in acct:
+                want[optional] = _text(acct, optional, where)
         if not self.existing_same("account", key, want, where):
             customers.create_account(
                 self.conn, key, customer, want["name"], currency=want["currency"],
                 tax_jurisdiction=want["tax_jurisdiction"],
                 payment_terms_days=want["payment_terms_days"],
+                address=want.get("address", ""), vat_id=want.get("vat_id", ""),
             )  # fmt: skip
             self.count("account", self.created)
 
@@ -279,6 +304,10 @@ def apply_seed(conn: duckdb.DuckDBPyConnection, data: dict[str, Any], source: st
     where = source
     try:
         with transaction(conn):
+            invoice = data.get("invoice", [])
+            for i, entry in enumerate([invoice] if isinstance(invoice, dict) else invoice):
+                where = f"{source}: invoice[{i}]"
+                load.invoice(entry, where)
             for i, tax in enumerate(data.get("tax_rate", [])):
                 where = f"{source}: tax_rate[{i}]"
                 load.tax_rate(tax, where)

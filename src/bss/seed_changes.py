@@ -37,7 +37,8 @@ _TABLES = {
     "account": (
         "billing_account a JOIN customer c ON c.id = a.customer_id",
         "a.external_id",
-        "c.external_id AS customer, a.name, a.currency, a.tax_jurisdiction, a.payment_terms_days",
+        "c.external_id AS customer, a.name, a.currency, a.tax_jurisdiction, a.payment_terms_days, "
+        "a.address, a.vat_id",
     ),
     "order": (
         "product_order o JOIN billing_account a ON a.id = o.account_id",

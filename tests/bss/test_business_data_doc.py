@@ -58,8 +58,9 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
 def test_example_uses_every_documented_field() -> None:
     data = tomllib.loads(_example())
     documented = _documented()
-    assert set(documented) == {"tax_rate", "specification", "offering", "offering.price",
-                               "customer", "customer.account", "order", "order.item"}  # fmt: skip
+    assert set(documented) == {"invoice", "tax_rate", "specification", "offering",
+                               "offering.price", "customer", "customer.account", "order",
+                               "order.item"}  # fmt: skip
     for entity, names in documented.items():
         used = {key for entry in _entries(data, entity) for key in entry}
         assert names <= used, f"{entity}: documented, not in the example: {names - used}"
@@ -84,8 +85,8 @@ def test_example_loads_into_a_fresh_workspace(
     file.write_text(_example())
     ws = ["-w", str(tmp_path / "ws"), "--json"]
     first = run([*ws, "load", str(file)], capsys)
-    assert first["created"] == {"tax_rate": 2, "offering": 5, "price": 9, "customer": 2,
-                                "account": 3, "order": 5}  # fmt: skip
+    assert first["created"] == {"invoice": 1, "tax_rate": 2, "offering": 5, "price": 9,
+                                "customer": 2, "account": 3, "order": 5}  # fmt: skip
     again = run([*ws, "load", str(file)], capsys)
     assert again["created"] == {}
     assert again["updated"] == {}

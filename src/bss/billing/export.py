@@ -1,9 +1,9 @@
-"""Bills out of the database: canonical JSON (and its SHA-256), CSV and a readable HTML page."""
+"""Bills out of the database: canonical JSON (and its SHA-256), CSV, and the invoices a
+person reads (HTML, PDF) or a system takes (TMF678 JSON), rendered by :mod:`bss.invoice`."""
 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import os
 import shutil
@@ -15,19 +15,30 @@ from typing import Any
 
 import duckdb
 
-from bss.billing.money import minor_units
+from bss.errors import ValidationError
+from bss.invoice.document import invoices_for
+from bss.invoice.html import render_html
+from bss.invoice.pdf import render_pdf
+from bss.invoice.tmf678 import applied_rates, customer_bill, tmf678_json
 from bss.receivables.statements import add_statements
 from collectors.dataset import atomic_write_bytes, naming_path
 from collectors.safe_csv import csv_bytes
+from collectors.workspace import WorkspacePaths
 
 __all__ = [
+    "EXPORT_FORMATS",
+    "bill_csv",
     "bills_for_period",
     "bills_sha256",
     "canonical_json",
     "export_bills",
-    "render_html",
     "sha256_of",
 ]
+
+#: what ``export_bills`` can write per bill (``<bill_no>.<suffix>``)
+EXPORT_FORMATS = {"json": "json", "csv": "csv", "html": "html", "pdf": "pdf",
+                  "tmf678": "tmf678.json"}  # fmt: skip
+_RUN_FORMATS = ("json", "csv", "html")
 
 # Values come out of DuckDB already as text (decimals exact, dates ISO 8601), so the
 # canonical export needs no per-value conversion in Python.
@@ -96,52 +107,8 @@ def sha256_of(bills: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical_json(bills)).hexdigest()
 
 
-def _money(amount: str, currency: str) -> str:
-    # Decimal formatting rounds half-even, never through a float.
-    return f"{Decimal(amount):,.{max(minor_units(currency), 2)}f} {currency}"
-
-
-def render_html(bill: dict[str, Any]) -> str:
-    """A self-contained HTML bill: header, lines, totals, usage summary."""
-    cur = bill["currency"]
-    rows = "\n".join(
-        f"<tr><td>{ln['line_no']}</td><td>{html.escape(ln['line_type'])}</td>"
-        f"<td>{html.escape(ln['description'])}</td><td class=n>{ln['quantity']} "
-        f"{html.escape(ln['unit'])}</td><td class=n>{_money(ln['amount'], cur)}</td></tr>"
-        for ln in bill["lines"]
-    )
-    usage = [ln for ln in bill["lines"] if ln["line_type"] == "usage"]
-    usage_rows = "\n".join(
-        f"<li>{html.escape(ln['description'])}: {ln['quantity']} {html.escape(ln['unit'])}</li>"
-        for ln in usage
-    )
-    e = html.escape
-    title = "Supplementary bill" if bill.get("kind") == "supplementary" else "Bill"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Bill {e(bill["bill_no"])}</title>
-<style>body{{font-family:sans-serif;max-width:56rem;margin:2rem auto}}
-table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3rem}}
-.n{{text-align:right}}</style></head><body>
-<h1>{title} {e(bill["bill_no"])}</h1>
-<p>Account {e(bill["account"])} ({e(bill["account_name"])}) &middot; period {e(bill["period"])}
-&middot; bill date {e(bill["bill_date"])} &middot; due {e(bill["due_date"])}</p>
-<table><tr><th>#</th><th>type</th><th>description</th><th class=n>quantity</th>
-<th class=n>amount</th></tr>
-{rows}
-<tr><td></td><td></td><th>Total excl. tax</th><td></td>
-<td class=n>{_money(bill["amount_excl_tax"], cur)}</td></tr>
-<tr><td></td><td></td><th>Tax ({e(bill["tax_rate"])})</th><td></td>
-<td class=n>{_money(bill["tax_amount"], cur)}</td></tr>
-<tr><td></td><td></td><th>Total incl. tax</th><td></td>
-<td class=n>{_money(bill["amount_incl_tax"], cur)}</td></tr>
-<tr><td></td><td></td><th>Amount due</th><td></td>
-<td class=n><b>{_money(bill["amount_due"], cur)}</b></td></tr></table>
-<h2>Usage summary</h2><ul>{usage_rows or "<li>no usage</li>"}</ul>
-</body></html>
-"""
-
-
-def _csv(bill: dict[str, Any]) -> bytes:
+def bill_csv(bill: dict[str, Any]) -> bytes:
+    """A bill's lines and totals as CSV, with each line's exact amount and rounding."""
     # Names (offerings, customers) are user text: csv_bytes defuses formula cells.
     # the rounding column: each line's rounded minus exact amount (the invoice policy's)
     rows: list[list[Any]] = [["bill_no", *_LINE_KEYS, "rounding"]]
@@ -160,21 +127,46 @@ def export_bills(
     period: str,
     folder: Path,
     bills: list[dict[str, Any]] | None = None,
+    *,
+    workspace: WorkspacePaths | None = None,
+    formats: tuple[str, ...] = _RUN_FORMATS,
 ) -> list[Path]:
-    """Write each bill of the period as JSON, CSV and HTML under ``folder``; returns the files.
+    """Write each bill of the period in ``formats`` (:data:`EXPORT_FORMATS`; by default
+    JSON, CSV and the HTML invoice) under ``folder``; returns the files. ``workspace``
+    gives the tariffs that tell the invoices' data units.
 
     All or nothing: a new folder is filled under a hidden temporary name and renamed into
     place; into an existing folder, every file is written under a temporary name first and
     renamed only when all were written. So a full disk never leaves half an export that a
     rerun would take for a finished one.
     """
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        raise ValidationError(f"export format {unknown[0]!r}: expected one of "
+                              f"{', '.join(EXPORT_FORMATS)}")  # fmt: skip
+    listed = bills if bills is not None else bills_for_period(conn, period)
+    readable = {"html", "pdf", "tmf678"} & set(formats)
+    invoices = invoices_for(conn, listed, workspace) if readable else [None] * len(listed)
     files: dict[str, bytes] = {}
-    for bill in bills if bills is not None else bills_for_period(conn, period):
+    for bill, invoice in zip(listed, invoices, strict=True):
         stem = bill["bill_no"]
-        text = json.dumps(bill, sort_keys=True, indent=2, ensure_ascii=False)
-        files[f"{stem}.json"] = text.encode()
-        files[f"{stem}.csv"] = _csv(bill)
-        files[f"{stem}.html"] = render_html(bill).encode()
+        for fmt in formats:
+            name = f"{stem}.{EXPORT_FORMATS[fmt]}"
+            if fmt == "json":
+                files[name] = json.dumps(bill, sort_keys=True, indent=2,
+                                         ensure_ascii=False).encode()  # fmt: skip
+            elif fmt == "csv":
+                files[name] = bill_csv(bill)
+            elif invoice is None:
+                continue
+            elif fmt == "html":
+                files[name] = render_html(invoice).encode()
+            elif fmt == "pdf":
+                files[name] = render_pdf(invoice)
+            else:
+                document = {"customerBill": customer_bill(invoice),
+                            "appliedCustomerBillingRate": applied_rates(invoice)}  # fmt: skip
+                files[name] = tmf678_json(document).encode()
     if not folder.exists():
         staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}.tmp")
         try:

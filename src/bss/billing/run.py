@@ -300,7 +300,7 @@ def run_billing(
     plan = plan_pass(conn, period)
     if plan is None:  # billed, and nothing is missing
         if export and not exports.exists():
-            export_bills(conn, period.name, exports)
+            export_bills(conn, period.name, exports, workspace=workspace)
         return _summary(conn, period.name, bills_digest(conn, period.name),
                         exports=exports if export else None)  # fmt: skip
 
@@ -391,7 +391,7 @@ def run_billing(
         conn.execute("RESET memory_limit")
     shutil.rmtree(bill.scratch, ignore_errors=True)
     if export and bills.num_rows:
-        export_bills(conn, period.name, exports)
+        export_bills(conn, period.name, exports, workspace=workspace)
     return _summary(
         conn, period.name, digest, changed=True,
         rated=rated, suspense=outcome.suspense,

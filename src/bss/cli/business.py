@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -12,21 +14,35 @@ import duckdb
 import typer
 
 from bss import catalog, customers, orders
-from bss.billing.export import bills_for_period, export_bills
+from bss.billing.export import (
+    EXPORT_FORMATS,
+    bill_csv,
+    bills_for_period,
+    canonical_json,
+    export_bills,
+)
 from bss.billing.period import parse_period
 from bss.billing.run import run_billing
 from bss.cli.scheduler import SchedulerOption, scheduler_client
 from bss.cli.support import CliState, database, emit, get_state, table
 from bss.db import transaction
 from bss.errors import NotFoundError, ValidationError
+from bss.invoice.document import Invoice, invoices_for
+from bss.invoice.html import render_html, statement_rows, total_rows
+from bss.invoice.pdf import render_pdf
+from bss.invoice.tmf678 import applied_rates, customer_bill, tmf678_json
 from bss.seed import apply_seed, load_seed_file
+from collectors.dataset import atomic_write_bytes
 
 __all__ = ["register_business"]
 
 customers_app = typer.Typer(help="Customers (TMF629) and billing accounts (TMF666).")
 catalog_app = typer.Typer(help="Product catalog (TMF620): offerings and prices.")
 orders_app = typer.Typer(help="Product orders (TMF622) and products (TMF637).")
-bills_app = typer.Typer(help="Customer bills (TMF678): show and export.")
+bills_app = typer.Typer(
+    help="Customer bills (TMF678): show and export, as text, JSON, CSV, "
+    "HTML or PDF invoices, TMF678 JSON."
+)
 
 
 def _when(text: str | None) -> datetime:
@@ -465,31 +481,123 @@ def _period_bills(
     return bills
 
 
+BillFormat = Annotated[
+    str,
+    typer.Option("--format", "-f", help="text, json, tmf678, csv, html or pdf (html and pdf: "
+                 "one bill, --bill-no)"),
+]  # fmt: skip
+_SHOW_FORMATS = ("text", "json", "tmf678", "csv", "html", "pdf")
+
+
+def _write_out(state: CliState, payload: bytes, output: Path | None, what: str) -> None:
+    """Bytes to --output (atomically) or to stdout."""
+    if output is None:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.flush()
+        return
+    atomic_write_bytes(output, payload)
+    if not state.quiet:
+        typer.echo(f"{what} written to {output}", err=True)
+
+
 @bills_app.command("show")
-def bills_show(ctx: typer.Context, period: str, bill_no: str | None = None) -> None:
-    """Print a period's bills (or one bill) with their lines."""
+def bills_show(
+    ctx: typer.Context,
+    period: str,
+    bill_no: str | None = None,
+    fmt: BillFormat = "text",
+    output: Annotated[Path | None, typer.Option(help="write to this file, not stdout")] = None,
+) -> None:
+    """Print a period's bills (or one bill): lines, tax by rate, totals, as text or a format.
+
+    ``--format tmf678`` gives TMF678 CustomerBill and AppliedCustomerBillingRate JSON;
+    ``html`` and ``pdf`` the invoice of one bill (``--bill-no``).
+    """
     state = get_state(ctx)
     parse_period(period)  # refused before a database is opened or looked for
+    if fmt not in _SHOW_FORMATS:
+        raise ValidationError(f"--format {fmt!r}: expected one of {', '.join(_SHOW_FORMATS)}")
+    if fmt in ("html", "pdf") and bill_no is None:
+        raise ValidationError(
+            f"--format {fmt} shows one invoice: name it with --bill-no "
+            "(`bills export PERIOD FOLDER --format pdf` writes them all)"
+        )
     with database(state, read_only=True) as conn:
         bills = _period_bills(conn, period, bill_no)
-    if state.json:
-        emit(state, {"bills": bills})
-        return
-    for b in bills:
-        table(state, f"{b['bill_no']} {b['account']} {b['period']} due {b['due_date']}",
-              ["#", "type", "description", "quantity", "amount"],
-              [(ln["line_no"], ln["line_type"], ln["description"],
-                f"{ln['quantity']} {ln['unit']}", ln["amount"]) for ln in b["lines"]]
-              + [("", "", "total incl. tax", "", b["amount_incl_tax"])])  # fmt: skip
+        invoices = invoices_for(conn, bills, state.workspace)
+    if fmt == "json" or (state.json and fmt == "text"):
+        if output is None:
+            typer.echo(json.dumps({"bills": bills}, sort_keys=True, ensure_ascii=False))
+        else:
+            _write_out(state, canonical_json(bills), output, "bills")
+    elif fmt == "tmf678":
+        document = {
+            "customerBill": [customer_bill(i) for i in invoices],
+            "appliedCustomerBillingRate": [r for i in invoices for r in applied_rates(i)],
+        }
+        _write_out(state, (tmf678_json(document) + "\n").encode(), output, "TMF678 bills")
+    elif fmt == "csv":
+        _write_out(state, b"".join(bill_csv(b) for b in bills), output, "bills")
+    elif fmt == "html":
+        _write_out(state, render_html(invoices[0]).encode(), output, "invoice")
+    elif fmt == "pdf":
+        if output is None and sys.stdout.isatty():
+            raise ValidationError("--format pdf: give --output FILE (a PDF is not for a terminal)")
+        _write_out(state, render_pdf(invoices[0]), output, "invoice")
+    else:
+        for inv in invoices:
+            _show_text(state, inv)
+
+
+def _show_text(state: CliState, inv: Invoice) -> None:
+    """One invoice as tables: lines with humanised quantities, totals, statement."""
+    b = inv.bill
+    seller = f" from {inv.seller.name}" if inv.seller else ""
+    rows: list[tuple[object, ...]] = [
+        (ln.line_no, ln.line_type, ln.description, ln.quantity_text, inv.money(ln.amount))
+        for ln in inv.lines
+    ]
+    rows += [("", "", label, "", amount) for label, amount in total_rows(inv)]
+    rows += [("", "", label, "", amount) for label, amount in statement_rows(inv)]
+    table(
+        state,
+        f"{b['bill_no']} {b['account']} {inv.buyer.name}{seller} {b['period']} due {b['due_date']}",
+        ["#", "type", "description", "quantity", "amount"],
+        rows,
+    )
+    rounding = sum((ln.amount - ln.amount_exact for ln in inv.lines), Decimal(0))
+    if rounding and not state.quiet:
+        typer.echo(f"rounding ({inv.rounding}): lines differ from their exact amounts by "
+                   f"{rounding:f} {inv.currency} in total")  # fmt: skip
 
 
 @bills_app.command("export")
-def bills_export(ctx: typer.Context, period: str, folder: Path) -> None:
-    """Write each bill of a period as JSON, CSV and HTML into a folder."""
+def bills_export(
+    ctx: typer.Context,
+    period: str,
+    folder: Path,
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="json, csv, html, pdf, tmf678 (repeat or comma-separate; default json,csv,html)",
+        ),
+    ] = None,
+) -> None:
+    """Write each bill of a period into a folder: JSON, CSV, HTML invoices (default), PDF
+    invoices, TMF678 JSON."""
     state = get_state(ctx)
     parse_period(period)  # refused before a database is opened or looked for
+    formats = tuple(f.strip() for item in (fmt or ["json,csv,html"]) for f in item.split(",")
+                    if f.strip())  # fmt: skip
+    unknown = [f for f in formats if f not in EXPORT_FORMATS]
+    if unknown:
+        raise ValidationError(f"--format {unknown[0]!r}: expected one of "
+                              f"{', '.join(EXPORT_FORMATS)}")  # fmt: skip
     with database(state, read_only=True) as conn:
-        files = export_bills(conn, period, folder, _period_bills(conn, period))
+        files = export_bills(conn, period, folder, _period_bills(conn, period),
+                             workspace=state.workspace, formats=formats)  # fmt: skip
     emit(state, {"files": [str(f) for f in files]}, f"{len(files)} files in {folder}")
 
 

@@ -1,0 +1,77 @@
+"""Humanised quantities (data in the tariff's multiples, h:mm:ss, SMS) and the versioned
+invoice settings (seller, rounding policy) with the policy a billing run uses."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from package_data import DEMO
+
+from bss.errors import ValidationError
+from bss.invoice.rounding import DEFAULT_POLICY, RoundingPolicy
+from bss.invoice.settings import InvoiceSettings, policy_on, put_settings, settings_on
+from bss.invoice.units import (
+    BINARY,
+    DECIMAL,
+    data_base,
+    duration_text,
+    quantity_text,
+    volume_text,
+)
+from rating_engine.tariff.load import load_tariff_file
+
+
+def test_volumes_in_the_tariffs_multiples() -> None:
+    assert volume_text(188_512_256, BINARY) == "179.78 MiB"
+    assert volume_text(188_512_256, DECIMAL) == "188.51 MB"
+    assert volume_text(1023, BINARY) == "1023 B"
+    assert volume_text(5 * 1024**3, BINARY) == "5.00 GiB"
+    assert volume_text(2_500_000_000, DECIMAL) == "2.50 GB"
+    # per MiB in 1 KiB blocks (the demo's tariffs): binary
+    assert data_base(load_tariff_file(DEMO / "tariffs" / "fiber-2026.toml")) == BINARY
+    assert data_base(None) == DECIMAL
+
+
+def test_durations_and_other_units() -> None:
+    assert duration_text(5852) == "1:37:32"
+    assert duration_text(59) == "0:00:59"
+    assert duration_text(90_061) == "25:01:01"  # hours do not wrap at a day
+    assert quantity_text(20, "event") == "20 SMS"
+    assert quantity_text(31, "day") == "31 days"
+    assert quantity_text(1, "day") == "1 day"
+    assert quantity_text(12, "records") == "12 records"
+    assert quantity_text(1, "") == ""
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10**7))
+def test_duration_text_reads_back(seconds: int) -> None:
+    hours, minutes, secs = (int(x) for x in duration_text(seconds).split(":"))
+    assert 0 <= minutes < 60
+    assert 0 <= secs < 60
+    assert hours * 3600 + minutes * 60 + secs == seconds
+
+
+def _seller(day: str, **extra: str) -> InvoiceSettings:
+    return InvoiceSettings(datetime.fromisoformat(day).replace(tzinfo=UTC), "Seller AG", **extra)
+
+
+def test_settings_versions(conn: duckdb.DuckDBPyConnection) -> None:
+    assert settings_on(conn, date(2026, 11, 1)) is None
+    assert policy_on(conn, date(2026, 11, 1)) == DEFAULT_POLICY
+    assert put_settings(conn, _seller("2026-01-01")) is True
+    assert put_settings(conn, _seller("2026-01-01")) is False  # the same version again
+    with pytest.raises(ValidationError, match="seller_address"):
+        put_settings(conn, _seller("2026-01-01", seller_address="elsewhere"))
+    put_settings(conn, _seller("2026-11-01", rounding="half-up", tax_basis="line"))
+    assert policy_on(conn, date(2026, 10, 31)) == DEFAULT_POLICY
+    # a version from a date applies to bills of that date
+    assert policy_on(conn, date(2026, 11, 1)) == RoundingPolicy("half-up", "line")
+    with pytest.raises(ValidationError, match="rounding"):
+        _seller("2026-12-01", rounding="bankers")
+    with pytest.raises(ValidationError, match="seller_name"):
+        InvoiceSettings(datetime(2026, 1, 1, tzinfo=UTC), " ")
