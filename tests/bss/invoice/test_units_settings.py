@@ -3,7 +3,9 @@ invoice settings (seller, rounding policy) with the policy a billing run uses.""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 import pytest
@@ -11,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from package_data import DEMO
 
+from bss.billing.export import bills_for_period
+from bss.billing.run import run_billing
 from bss.errors import ValidationError
 from bss.invoice.rounding import DEFAULT_POLICY, RoundingPolicy
 from bss.invoice.settings import InvoiceSettings, policy_on, put_settings, settings_on
@@ -22,6 +26,8 @@ from bss.invoice.units import (
     quantity_text,
     volume_text,
 )
+from bss.seed import apply_seed, load_seed_file
+from collectors.workspace import WorkspacePaths
 from rating_engine.tariff.load import load_tariff_file
 
 
@@ -75,3 +81,30 @@ def test_settings_versions(conn: duckdb.DuckDBPyConnection) -> None:
         _seller("2026-12-01", rounding="bankers")
     with pytest.raises(ValidationError, match="seller_name"):
         InvoiceSettings(datetime(2026, 1, 1, tzinfo=UTC), " ")
+
+
+def test_the_billing_run_rounds_by_the_settings_in_force(
+    conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths
+) -> None:
+    """A fee of 0.125 EUR a month: half-up (the settings from the bill date) gives 0.13
+    where the default half-even gives 0.12; the tax is on the rounded line."""
+    shutil.copytree(DEMO / "tariffs", workspace.tariffs, dirs_exist_ok=True)
+    seed = load_seed_file(DEMO / "bss.toml")
+    seed["offering"].append({
+        "id": "token", "specification": "mobile", "name": "Token", "valid_from": "2026-01-01",
+        "price": [{"id": "token-monthly", "name": "monthly fee", "type": "recurring",
+                   "amount": "0.125", "currency": "EUR"}],
+    })  # fmt: skip
+    seed["order"].append({"id": "O-9", "account": "A002", "requested_start": "2026-09-01",
+                          "item": [{"offering": "token", "service_ids": []}]})  # fmt: skip
+    apply_seed(conn, seed, "test")
+    put_settings(conn, _seller("2026-11-01", rounding="half-up"))
+    run_billing(conn, workspace, "2026-10", now=datetime(2026, 12, 15, tzinfo=UTC), export=False)
+    (bill,) = [b for b in bills_for_period(conn, "2026-10") if b["account"] == "A002"]
+    (line,) = [ln for ln in bill["lines"] if ln["description"] == "Token: monthly fee"]
+    assert (line["amount_exact"], line["amount"]) == ("0.125000", "0.130000")
+    excl = sum(Decimal(ln["amount"]) for ln in bill["lines"])
+    assert Decimal(bill["amount_excl_tax"]) == excl
+    assert Decimal(bill["tax_amount"]) == (excl * Decimal("0.19")).quantize(
+        Decimal("0.01"), ROUND_HALF_UP
+    )
