@@ -1,4 +1,5 @@
-"""Benchmark: top-N source addresses by bytes - ours vs nfdump vs DuckDB vs polars.
+"""Benchmark: top-N source addresses by bytes - ours vs nfdump vs DuckDB vs polars;
+time buckets (bytes/packets/flows per destination port and hour) - ours vs DuckDB.
 
     python benchmarks/topn_vs_peers.py [--flows 5000000] [--repeat 3] [--keep DIR]
 
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_ip_flows import T0_US, make_flows, make_subscriptions
 
 from collectors.dataset import write_partitioned
+from rating_engine.traffic.flow_query import bucket_traffic_dataset as bucket_dataset
 from rating_engine.traffic.flow_query import top_n_dataset
 
 V5_HEADER = np.dtype(
@@ -233,6 +235,26 @@ def main() -> None:
         pol_s, pol, pol_cpu = _best(lambda: lazy.collect(), args.repeat)
         pol_top = [(_ip(a), int(b)) for a, b in pol.iter_rows()]
 
+        # time buckets: bytes, packets and flows per destination port and hour (epoch
+        # hours, UTC), renormalised, ordered by bucket then key - `query buckets` vs SQL
+        bucket_dataset(pq_dir, "dst_port", "hour")
+        ours_b_s, ours_b, ours_b_cpu = _best(
+            lambda: bucket_dataset(pq_dir, "dst_port", "hour"), args.repeat
+        )
+        con.execute("SET TimeZone = 'UTC'")
+        mult = "greatest(coalesce(sampling_interval, 1), 1)"
+        bucket_sql = (
+            f"SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS h, "
+            f"sum(bytes * {mult})::UBIGINT, sum(packets * {mult})::UBIGINT, count(*) "
+            f"FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL "
+            "ORDER BY h, dst_port"
+        )
+        duck_b_s, duck_b, duck_b_cpu = _best(lambda: con.execute(bucket_sql).fetchall(),
+                                             args.repeat)  # fmt: skip
+        ours_rows = [(r["dst_port"], r["bucket_start"], r["bytes"], r["packets"], r["flows"])
+                     for r in ours_b.to_pylist()]  # fmt: skip
+        duck_rows = [(p, h, int(b), int(k), int(f)) for p, h, b, k, f in duck_b]
+
         n = args.flows
         agree = ours_top == duck_top == pol_top
         result = {
@@ -250,6 +272,11 @@ def main() -> None:
             "ratio_vs_duckdb": round(duck_s / ours_s, 2),
             "ratio_vs_polars": round(pol_s / ours_s, 2),
             "target_ratio_vs_nfdump": 2.0,
+            "buckets_ours_flows_per_s": round(n / ours_b_s),
+            "buckets_duckdb_flows_per_s": round(n / duck_b_s),
+            "buckets_ratio_vs_duckdb": round(duck_b_s / ours_b_s, 2),
+            "buckets_cpu_s": {"ours": round(ours_b_cpu, 3), "duckdb": round(duck_b_cpu, 3)},
+            "buckets_agree_duckdb": ours_rows == duck_rows,
             "load_average_1m": round(os.getloadavg()[0], 2),
             "cpu_s": {
                 "ours": round(ours_cpu, 3),

@@ -301,8 +301,9 @@ def _addresses(words: np.ndarray) -> pa.Array:
 def _batch_totals(batch: pa.Table, renormalise: bool) -> tuple[int, int, int]:
     nbytes = batch.column("bytes")
     npk = batch.column("packets")
-    if renormalise:
-        # sampling interval 0 means unsampled, as in the kernels
+    if renormalise and "sampling_interval" in batch.schema.names:
+        # sampling interval 0 means unsampled, as in the kernels (a batch without the
+        # column: the row-group statistics showed nothing to renormalise)
         mult = pc.max_element_wise(batch.column("sampling_interval"), 1).cast(pa.uint64())
         nbytes = pc.multiply(nbytes, mult)
         npk = pc.multiply(npk, mult)
@@ -329,7 +330,8 @@ def _source_partial(
     rows = 0
     tf = tp = tb = 0
     cols = flow_columns(key, renormalise, timed=bucket is not None)
-    batches = scan_flows(source, cols, window, flow_filter) if source else iter(())
+    batches = (scan_flows(source, cols, window, flow_filter, drop_unsampled=True)
+               if source else iter(()))  # fmt: skip
     for chunk in _chunks(batches):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals

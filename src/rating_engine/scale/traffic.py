@@ -18,13 +18,12 @@ from typing import Any
 import pyarrow as pa
 
 from collectors.dataset import dataset_files
-from collectors.schemas import FLOW_SCHEMA
 from rating_engine.errors import RatingError
 from rating_engine.scale.executor import Executor, executor_for
 from rating_engine.scale.parts import day_of_path
-from rating_engine.traffic.aggregate import METRICS, bucket_traffic, combine_traffic, finish_top_n
+from rating_engine.traffic.aggregate import METRICS, combine_traffic
 from rating_engine.traffic.attribution import PrefixIndex
-from rating_engine.traffic.flow_query import flow_columns, scan_flows
+from rating_engine.traffic.flow_query import ranked_top_n, scan_flows, traffic_sums
 from rating_engine.traffic.percentile import (
     SAMPLES_SCHEMA,
     combine_samples,
@@ -39,9 +38,6 @@ __all__ = [
     "top_n_tasks",
     "traffic_partial",
 ]
-
-#: Flows aggregated at a time inside a task (bounds its memory).
-_BLOCK_ROWS = 4_000_000
 
 
 def flow_day_groups(source: str | Path | Sequence[str | Path]) -> list[tuple[str, ...]]:
@@ -70,29 +66,8 @@ def traffic_partial(
 ) -> pa.Table | None:
     """Every key's sums over ``files`` (None when no flow is in the window); ``group`` is
     the key of :func:`~rating_engine.traffic.aggregate.bucket_traffic`."""
-    cols = flow_columns(group, renormalise, bucket is not None)
-    partials: list[pa.Table] = []
-    held: list[pa.RecordBatch] = []
-    rows = 0
-
-    def flush() -> None:
-        table = pa.Table.from_batches(held).combine_chunks()
-        partials.append(bucket_traffic(table, group, bucket, index=index,
-                                       renormalise=renormalise, ordered=False))  # fmt: skip
-        held.clear()
-
-    for batch in scan_flows(list(files), cols, window):
-        if batch.num_rows:
-            held.append(batch)
-            rows += batch.num_rows
-            if rows >= _BLOCK_ROWS:
-                flush()
-                rows = 0
-    if held:
-        flush()
-    if not partials:
-        return None
-    return partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=False)
+    return traffic_sums(list(files), group, bucket, index=index, window=window,
+                        renormalise=renormalise, ordered=False)  # fmt: skip
 
 
 def _executor(client: Any | None, what: str, source: object) -> Executor:
@@ -145,10 +120,7 @@ def top_n_tasks(
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
     executor = _executor(client, "top-n", source)
     total = _traffic(executor, source, by, None, index, window, renormalise)
-    if total is None:
-        empty = FLOW_SCHEMA.empty_table().select(flow_columns(by, renormalise, False))
-        total = bucket_traffic(empty, by, None, index=index)
-    return finish_top_n(total, metric, n)
+    return ranked_top_n(total, by, metric, n, index=index, renormalise=renormalise)
 
 
 def bucket_traffic_tasks(

@@ -8,6 +8,7 @@ same per-batch functions are what a Dask task would run on one file.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -19,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from collectors.schemas import FLOW_SCHEMA
 from rating_engine.errors import RatingError
 from rating_engine.traffic.aggregate import (
     KEY_ALIASES,
@@ -30,7 +32,14 @@ from rating_engine.traffic.aggregate import (
 from rating_engine.traffic.attribution import PrefixIndex
 from rating_engine.traffic.flow_filter import FlowFilter
 
-__all__ = ["bucket_traffic_dataset", "flow_columns", "scan_flows", "top_n_dataset"]
+__all__ = [
+    "bucket_traffic_dataset",
+    "flow_columns",
+    "ranked_top_n",
+    "scan_flows",
+    "top_n_dataset",
+    "traffic_sums",
+]
 
 _TS = pa.timestamp("us", tz="UTC")
 #: Rows aggregated at a time (bounds memory: only this many rows are decoded at once).
@@ -85,14 +94,19 @@ def scan_flows(
     columns: Sequence[str],
     window: tuple[int, int] | None = None,
     flow_filter: FlowFilter | None = None,
+    *,
+    drop_unsampled: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Batches (one per Parquet row group) of ``columns`` from a flows dataset.
 
     ``source`` is a dataset folder (hive-partitioned), a file, or a list of files.
     ``window`` = ``(start_us, end_us)`` keeps rows with ``flow_start`` in ``[start, end)``;
     ``date=`` partitions entirely outside it are not opened. ``flow_filter`` keeps the
-    flows it matches; row groups whose statistics rule it out are not read. The next row
-    group is decoded on a second thread while the caller works on the current one.
+    flows it matches; row groups whose statistics rule it out are not read.
+    ``drop_unsampled``: when the row-group statistics show every ``sampling_interval`` to
+    be 0, 1 or null (nothing to renormalise), that column is not read and the batches
+    lack it. Row groups are decoded two at a time on worker threads, in order, while the
+    caller works on the current one.
     """
     dataset = _open(source)
     if flow_filter is not None and flow_filter.matches_all:
@@ -116,18 +130,22 @@ def scan_flows(
                 for frag in kept.get_fragments()
                 for piece in frag.split_by_row_group(flow_filter.arrow, schema=kept.schema)
             ]
+    if drop_unsampled and "sampling_interval" in columns and _unsampled(tasks):
+        columns = [c for c in columns if c != "sampling_interval"]
     cols = list(dict.fromkeys([*columns, *(["flow_start"] if window is not None else []),
                                *extra]))  # fmt: skip
 
     def read(task: tuple[str, int]) -> pa.Table:
         return pq.ParquetFile(task[0]).read_row_group(task[1], columns=cols, use_threads=True)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read, tasks[0]) if tasks else None
+    # two row groups in flight: one group's columns are too few and too unequal to keep
+    # both cores decoding, and the caller's kernels overlap the next reads
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = deque(pool.submit(read, task) for task in tasks[:2])
         for k in range(len(tasks)):
-            assert pending is not None
-            table = pending.result()
-            pending = pool.submit(read, tasks[k + 1]) if k + 1 < len(tasks) else None
+            table = pending.popleft().result()
+            if k + 2 < len(tasks):
+                pending.append(pool.submit(read, tasks[k + 2]))
             if window is not None:
                 ts = table.column("flow_start")
                 keep = pc.and_(
@@ -138,6 +156,27 @@ def scan_flows(
             if flow_filter is not None:
                 table = table.filter(flow_filter.arrow)
             yield from table.select(list(columns)).combine_chunks().to_batches()
+
+
+def _unsampled(tasks: Sequence[tuple[str, int]]) -> bool:
+    """True when the statistics of every row group in ``tasks`` prove its
+    ``sampling_interval`` values all 0, 1 or null (volumes need no renormalising)."""
+    metas: dict[str, pq.FileMetaData] = {}
+    for path, group in tasks:
+        meta = metas.get(path) or metas.setdefault(path, pq.ParquetFile(path).metadata)
+        names = meta.schema.to_arrow_schema().names
+        if "sampling_interval" not in names:
+            return False
+        rg = meta.row_group(group)
+        stats = rg.column(names.index("sampling_interval")).statistics
+        if stats is None:
+            return False
+        if stats.has_min_max:
+            if stats.max > 1:
+                return False
+        elif not (stats.has_null_count and stats.null_count == rg.num_rows):
+            return False
+    return True
 
 
 def _stream(
@@ -176,6 +215,43 @@ def _stream(
     return partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=ordered)
 
 
+def traffic_sums(
+    source: str | Path | Sequence[str | Path],
+    key: str | Sequence[str],
+    bucket: str | int | None,
+    *,
+    index: PrefixIndex | None = None,
+    window: tuple[int, int] | None = None,
+    renormalise: bool = True,
+    ordered: bool = True,
+) -> pa.Table | None:
+    """Every key's (and bucket's) sums over ``source``, streamed ~``_BLOCK_ROWS`` rows at a
+    time (None when no flow is in the window): the partial of one task or of the whole
+    dataset."""
+    cols = flow_columns(key, renormalise, bucket is not None)
+    batches = scan_flows(source, cols, window, drop_unsampled=True)
+    return _stream(batches, key, bucket, index, renormalise, ordered)
+
+
+def ranked_top_n(
+    total: pa.Table | None,
+    by: str | Sequence[str],
+    metric: str,
+    n: int,
+    *,
+    index: PrefixIndex | None = None,
+    renormalise: bool = True,
+) -> pa.Table:
+    """:func:`~rating_engine.traffic.aggregate.finish_top_n` of :func:`traffic_sums`'
+    result; no flows: an empty ranking with the key's columns."""
+    if metric not in METRICS:
+        raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
+    if total is None:
+        empty = FLOW_SCHEMA.empty_table().select(flow_columns(by, renormalise, False))
+        total = bucket_traffic(empty, by, None, index=index)
+    return finish_top_n(total, metric, n)
+
+
 def top_n_dataset(
     source: str | Path | Sequence[str | Path],
     by: str | Sequence[str] = "src_addr",
@@ -197,12 +273,9 @@ def top_n_dataset(
                            client=client)  # fmt: skip
     if metric not in METRICS:
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
-    cols = flow_columns(by, renormalise, False)
-    total = _stream(scan_flows(source, cols, window), by, None, index, renormalise, False)
-    if total is None:
-        empty = _open(source).schema.empty_table().select(cols)
-        total = bucket_traffic(empty, by, None, index=index)
-    return finish_top_n(total, metric, n)
+    total = traffic_sums(source, by, None, index=index, window=window, renormalise=renormalise,
+                         ordered=False)  # fmt: skip
+    return ranked_top_n(total, by, metric, n, index=index, renormalise=renormalise)
 
 
 def bucket_traffic_dataset(
@@ -222,8 +295,8 @@ def bucket_traffic_dataset(
 
         return bucket_traffic_tasks(source, key, bucket, index=index, window=window,
                                     renormalise=renormalise, client=client)  # fmt: skip
-    cols = flow_columns(key, renormalise, bucket is not None)
-    total = _stream(scan_flows(source, cols, window), key, bucket, index, renormalise, True)
+    total = traffic_sums(source, key, bucket, index=index, window=window,
+                         renormalise=renormalise)  # fmt: skip
     if total is None:
         raise RatingError(f"flows dataset {source}: no flows in the window")
     return total

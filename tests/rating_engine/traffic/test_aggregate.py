@@ -15,7 +15,7 @@ from ip_flow_builders import HOUR_US, T0_US, address, flows, subscriptions
 
 from collectors.addresses import address_from_bytes, address_to_bytes
 from rating_engine.errors import RatingError
-from rating_engine.traffic import bucket_kernel
+from rating_engine.traffic import bucket_kernel, groupby_kernel
 from rating_engine.traffic.aggregate import (
     bucket_traffic,
     combine_peer_pairs,
@@ -34,6 +34,7 @@ from rating_engine.traffic.bucket_kernel import aggregate_by_code
 from rating_engine.traffic.groupby_kernel import (
     _sorted,
     hash_aggregate,
+    hash_aggregate_parallel,
     radix_aggregate,
 )
 
@@ -330,3 +331,25 @@ def test_aliases_and_address_text() -> None:
     assert top_n(table, "src_ip").equals(top_n(table, "src_addr"))
     text = with_address_text(top_n(table, "srcip", n=2)).to_pylist()
     assert [(r["src_addr"], r["bytes"]) for r in text] == [("10.0.0.1", 11), ("2001:db8::9", 7)]
+
+
+@pytest.mark.parametrize("width", [0, 300_000_000])
+@pytest.mark.parametrize("distinct", [1, 3000])
+def test_constant_key_words_left_out_and_restored(width: int, distinct: int) -> None:
+    """Above the radix threshold a key word equal on every row (the zero half of
+    IPv4-mapped addresses) is dropped from the hashed rows and restored on the groups:
+    the same groups and sums as the single table over the full keys."""
+    rng = np.random.default_rng(11)
+    n = groupby_kernel._RADIX_MIN_ROWS + 5_000
+    keys = np.empty((n, 3), np.uint64)
+    keys[:, 0] = 0
+    keys[:, 1] = rng.integers(0, distinct, n).astype(np.uint64) << np.uint64(32)
+    keys[:, 2] = 0xFFFF0000
+    t = rng.integers(0, HOUR_US, n).astype(np.int64)
+    b = rng.integers(0, 1 << 30, n).astype(np.uint64)
+    mult = rng.integers(0, 3, n).astype(np.uint32)
+    e64, e8 = np.empty(0, np.uint64), np.empty(0, np.uint8)
+    one = _sorted(*hash_aggregate(keys, t, 0, width, b, b, e64, mult, e8, 0, n))
+    many = hash_aggregate_parallel(keys, t, 0, width, b, b, mult=mult)
+    for x, y in zip(one, many, strict=True):
+        assert np.array_equal(x, y)

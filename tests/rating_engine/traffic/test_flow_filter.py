@@ -313,4 +313,4 @@ def test_scan_pushes_the_filter_down_to_row_groups(
     reads.clear()
     everything = list(scan_flows(tmp_path / "f.parquet", ["dst_port"]))
     assert sum(b.num_rows for b in everything) == 100
-    assert reads == [0, 1]
+    assert sorted(reads) == [0, 1]  # two row groups are decoded at once

@@ -72,3 +72,30 @@ def test_empty_window_and_errors(dataset: Path, tmp_path: Path) -> None:
         top_n_dataset(dataset, "nope")
     with pytest.raises(RatingError, match="cannot open"):
         top_n_dataset(tmp_path / "absent")
+
+
+def test_unsampled_row_groups_skip_the_interval_column(tmp_path: Path) -> None:
+    """Row-group statistics showing every interval 0, 1 or null: the column is not read
+    (nothing to renormalise) and the results equal the in-memory ones; one sampled row
+    group anywhere and it is read again."""
+    table = _table()
+    intervals = [None if i % 7 == 0 else i % 2 for i in range(table.num_rows)]
+    plain = table.set_column(
+        table.schema.get_field_index("sampling_interval"),
+        "sampling_interval",
+        pa.array(intervals, pa.uint32()),
+    )
+    root = tmp_path / "plain"
+    write_partitioned(plain, root, time_column="flow_start", part_name="t")
+    cols = ["src_addr", "bytes", "packets", "sampling_interval"]
+    batches = list(flow_query.scan_flows(root, cols, drop_unsampled=True))
+    assert all(b.schema.names == cols[:3] for b in batches)
+    assert sum(b.num_rows for b in batches) == plain.num_rows
+    assert top_n_dataset(root, "src_addr", "bytes", 5).equals(top_n(plain, "src_addr", "bytes", 5))
+    sampled = tmp_path / "sampled"
+    write_partitioned(table, sampled, time_column="flow_start", part_name="t")
+    batches = list(flow_query.scan_flows(sampled, cols, drop_unsampled=True))
+    assert all(b.schema.names == cols for b in batches)
+    assert top_n_dataset(sampled, "src_addr", "bytes", 5).equals(
+        top_n(table, "src_addr", "bytes", 5)
+    )
