@@ -1,20 +1,30 @@
-"""Tiered (graduated) and volume pricing over a billing period.
+"""Pricing of a billing period's total: tiers with flat fees, volume, packages, free events.
 
-A tariff's ``[period_pricing.NAME]`` tables price the period's total quantity of a service
-(optionally only to some destination sets) per subscription. The quantity is the rated
-records' ``billed_units - allowance_units`` (units left after allowances), so period pricing
-adds a charge on top of the per-record costs; price a service only by period tiers by
-giving it a zero per-record rate.
+A tariff's ``[period_pricing.NAME]`` tables price the period's total per subscription of a
+service (optionally only to some destination sets). The ``measure`` summed is
 
-* ``graduated``: each tier prices the part of the total that falls inside it;
-* ``volume``: the tier the total falls into prices the whole total.
+* ``units``: the rated records' ``billed_units - allowance_units`` (units left after
+  allowances), so period pricing adds a charge on top of the per-record costs; price a
+  service only by period pricing by giving it a zero per-record rate;
+* ``events``: the number of rated records;
+* ``cost``: the records' cost in micro-units (priced by percentage tiers, e.g. a fee on
+  pass-through amounts).
 
-Tiers are tariff-level (not versioned): the period is priced with the tariff's tiers as
-loaded. Exact: the charge is a rational, rounded once with the tier table's rounding.
+From the total, the ``free_events`` earliest records (by start time, then record id) and
+then ``free_units`` are taken off; what remains is priced by the mode:
 
-The work splits for a tree reduce: :func:`period_quantities` per partition (sums),
-:func:`combine_quantities` associatively, :func:`price_period` once at the end;
-:func:`apply_period_pricing` does all three in one go.
+* ``graduated``: each tier prices the part of the total that falls inside it and adds its
+  flat fee once the total reaches it (exceeds the tier's lower limit);
+* ``volume``: the tier the total falls into prices the whole total, plus its flat fee;
+* ``package``: ``package_price`` per started block of ``package_size``.
+
+A total of 0 costs nothing (no flat fee). Tiers are tariff-level (not versioned). Exact:
+the charge is a rational, rounded once with the table's rounding.
+
+The work splits for a tree reduce: :func:`period_quantities` per partition (sums, counts
+and each subscription's ``free_events`` earliest records), :func:`combine_quantities`
+(associative and commutative: any split and order of the records gives the same table),
+:func:`price_period` once at the end; :func:`apply_period_pricing` does all three.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal, localcontext
 from fractions import Fraction
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -29,14 +40,25 @@ from rating_engine.tariff.model import PeriodPricing
 from rating_engine.tariff.plan import RatingPlan
 
 __all__ = [
+    "HEAD_ENTRY",
     "PERIOD_CHARGE_SCHEMA",
     "QUANTITY_SCHEMA",
     "apply_period_pricing",
     "combine_quantities",
+    "period_charge",
     "period_quantities",
     "price_period",
     "tier_charge",
 ]
+
+#: One of a subscription's earliest records (the candidates for its free events).
+HEAD_ENTRY = pa.struct(
+    [
+        pa.field("start_time", pa.int64(), nullable=False),
+        pa.field("record_id", pa.int64(), nullable=False),
+        pa.field("quantity", pa.int64(), nullable=False),
+    ]
+)
 
 QUANTITY_SCHEMA = pa.schema(
     [
@@ -45,6 +67,11 @@ QUANTITY_SCHEMA = pa.schema(
         pa.field("tariff_id", pa.string(), nullable=False),
         pa.field("pricing", pa.string(), nullable=False),
         pa.field("quantity", pa.int64(), nullable=False),
+        pa.field("events", pa.int64(), nullable=False),
+        # the ``keep`` earliest records (start time, record id), ascending; empty unless the
+        # pricing has free events on units or cost
+        pa.field("head", pa.list_(HEAD_ENTRY), nullable=False),
+        pa.field("keep", pa.int64(), nullable=False),
     ]
 )
 
@@ -63,6 +90,7 @@ PERIOD_CHARGE_SCHEMA = pa.schema(
     ]
 )
 
+_KEYS = ["subscription_id", "account_id", "tariff_id", "pricing"]
 _MODES = {
     "up": ROUND_UP,
     "down": ROUND_DOWN,
@@ -71,24 +99,40 @@ _MODES = {
 }
 
 
+def _amount(pp: PeriodPricing, quantity: int) -> str:
+    """A quantity as the detail shows it: money for a cost measure, else units."""
+    return f"{Decimal(quantity).scaleb(-6)}" if pp.measure == "cost" else str(quantity)
+
+
+def _price(pp: PeriodPricing, rate: Decimal) -> str:
+    return f"{rate * 100}%" if pp.measure == "cost" else f"{rate}/{pp.unit}"
+
+
 def tier_charge(pp: PeriodPricing, quantity: int) -> tuple[int, str]:
-    """(charge in micro-units, explanation) of ``quantity`` units under ``pp``."""
+    """(charge in micro-units, explanation) of ``quantity`` priced units under ``pp``
+    (after free events and units)."""
     total = Fraction(0)
     parts: list[str] = []
+    if quantity > 0 and pp.mode == "package":
+        blocks = -(-quantity // pp.package_size)
+        total = Fraction(pp.package_price) * blocks
+        parts.append(f"{blocks} x {pp.package_price} per started {pp.package_size}")
     lower = 0
-    for i, tier in enumerate(pp.tiers):
+    for i, tier in enumerate(pp.tiers if quantity > 0 and pp.mode != "package" else ()):
         upper = tier.upto
+        flat = f" + {tier.flat} flat" if tier.flat else ""
         if pp.mode == "volume":
             if upper is None or quantity <= upper:
-                total = Fraction(tier.rate) * quantity / pp.unit
-                parts.append(f"tier {i + 1}: {quantity} x {tier.rate}/{pp.unit}")
+                total = Fraction(tier.rate) * quantity / pp.unit + Fraction(tier.flat)
+                parts.append(f"tier {i + 1}: {_amount(pp, quantity)} x {_price(pp, tier.rate)}"
+                             f"{flat}")  # fmt: skip
                 break
             continue
-        inside = (quantity if upper is None else min(quantity, upper)) - lower
-        if inside <= 0:
+        if quantity <= lower:  # graduated: this tier is not reached
             break
-        total += Fraction(tier.rate) * inside / pp.unit
-        parts.append(f"tier {i + 1}: {inside} x {tier.rate}/{pp.unit}")
+        inside = (quantity if upper is None else min(quantity, upper)) - lower
+        total += Fraction(tier.rate) * inside / pp.unit + Fraction(tier.flat)
+        parts.append(f"tier {i + 1}: {_amount(pp, inside)} x {_price(pp, tier.rate)}{flat}")
         lower = upper if upper is not None else lower
     with localcontext() as ctx:
         ctx.prec = 80
@@ -99,11 +143,42 @@ def tier_charge(pp: PeriodPricing, quantity: int) -> tuple[int, str]:
     return int(rounded * 1_000_000), "; ".join(parts) or "no usage"
 
 
+def period_charge(pp: PeriodPricing, row: dict[str, object]) -> tuple[int, str]:
+    """(charge, explanation) of one :data:`QUANTITY_SCHEMA` row (as a dict) under ``pp``:
+    free events and free units taken off, the rest priced by :func:`tier_charge`."""
+    quantity, events = int(row["quantity"]), int(row["events"])  # type: ignore[call-overload]
+    notes = []
+    if pp.measure == "events":
+        quantity = events
+    if pp.free_events:
+        if pp.measure == "events":
+            free = min(pp.free_events, events)
+        else:
+            head = row["head"]
+            assert isinstance(head, list)
+            free = sum(int(e["quantity"]) for e in head[: pp.free_events])
+        quantity -= free
+        notes.append(f"first {min(pp.free_events, events)} events free ({_amount(pp, free)})")
+    if pp.free_units:
+        notes.append(f"{min(pp.free_units, quantity)} free units")
+        quantity -= min(pp.free_units, quantity)
+    charge, detail = tier_charge(pp, quantity)
+    return charge, "; ".join([*notes, detail])
+
+
+def _measured(rated: pa.Table, pp: PeriodPricing) -> pa.Array | pa.ChunkedArray:
+    """Each rated row's contribution to ``pp``'s total."""
+    if pp.measure == "cost":
+        return rated["cost"]
+    if pp.measure == "events":
+        return pa.array(np.ones(rated.num_rows, np.int64))
+    return pc.subtract(rated["billed_units"], rated["allowance_units"])
+
+
 def period_quantities(rated: pa.Table, plan: RatingPlan) -> pa.Table:
-    """Per (subscription, tariff, period pricing): summed units after allowances."""
+    """Per (subscription, tariff, period pricing): the measure's sum, the number of
+    records and the earliest ``free_events`` records (:data:`QUANTITY_SCHEMA`)."""
     out = []
-    net = pc.subtract(rated["billed_units"], rated["allowance_units"])
-    base = rated.select(["subscription_id", "account_id", "tariff_id"]).append_column("net", net)
     for tid, tariff in plan.tariffs.items():
         for pp in tariff.period_pricing:
             mask = pc.and_(
@@ -116,35 +191,94 @@ def period_quantities(rated: pa.Table, plan: RatingPlan) -> pa.Table:
                         pc.is_in(rated["destination_set"], pa.array(pp.destinations)), False
                     ),
                 )
-            part = base.filter(mask)
+            part = rated.filter(mask)
             if part.num_rows == 0:
                 continue
-            g = part.group_by(["subscription_id", "account_id", "tariff_id"]).aggregate(
-                [("net", "sum")]
-            )
-            out.append(
-                pa.table(
-                    {
-                        "subscription_id": g["subscription_id"],
-                        "account_id": g["account_id"],
-                        "tariff_id": g["tariff_id"],
-                        "pricing": pa.array([pp.name] * g.num_rows, pa.string()),
-                        "quantity": g["net_sum"].cast(pa.int64()),
-                    },
-                    schema=QUANTITY_SCHEMA,
-                )
-            )
+            n = part.num_rows
+            value = pc.cast(_measured(part, pp), pa.int64())
+            keep = pp.free_events if pp.measure != "events" else 0
+            head: pa.Array = _empty_heads(n)
+            if keep:
+                start = pc.cast(part["start_time"], pa.int64())
+                entries = pa.StructArray.from_arrays(
+                    [start.combine_chunks(), part["record_id"].combine_chunks(),
+                     value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value],
+                    fields=list(HEAD_ENTRY),
+                )  # fmt: skip
+                head = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), entries)
+            rows = pa.table(
+                [part["subscription_id"], part["account_id"],
+                 pa.repeat(pa.scalar(tid), n), pa.repeat(pa.scalar(pp.name), n), value,
+                 pa.array(np.ones(n, np.int64)), head, pa.array(np.full(n, keep, np.int64))],
+                schema=QUANTITY_SCHEMA,
+            )  # fmt: skip
+            out.append(combine_quantities(rows))
     return pa.concat_tables(out) if out else QUANTITY_SCHEMA.empty_table()
 
 
+def _empty_heads(n: int) -> pa.Array:
+    return pa.ListArray.from_arrays(
+        pa.array(np.zeros(n + 1, np.int32)), pa.array([], HEAD_ENTRY)
+    ).cast(pa.list_(HEAD_ENTRY))
+
+
 def combine_quantities(*parts: pa.Table) -> pa.Table:
-    """Associative combine of :func:`period_quantities` results (e.g. per partition)."""
+    """Associative, commutative combine of :func:`period_quantities` results (e.g. per
+    partition): sums and counts add up, each group keeps its ``keep`` earliest records.
+    The result is sorted by subscription, account, tariff and pricing."""
     table = pa.concat_tables(parts) if parts else QUANTITY_SCHEMA.empty_table()
-    keys = ["subscription_id", "account_id", "tariff_id", "pricing"]
-    g = table.group_by(keys).aggregate([("quantity", "sum")])
-    return pa.table({**{k: g[k] for k in keys}, "quantity": g["quantity_sum"]}).cast(
-        QUANTITY_SCHEMA
+    g = table.group_by(_KEYS, use_threads=False).aggregate(
+        [("quantity", "sum"), ("events", "sum"), ("keep", "max")]
     )
+    g = pa.table(
+        {**{k: g[k] for k in _KEYS}, "quantity": g["quantity_sum"], "events": g["events_sum"],
+         "keep": g["keep_max"]}
+    ).sort_by([(k, "ascending") for k in _KEYS])  # fmt: skip
+    heads = _empty_heads(g.num_rows)
+    if table.num_rows and int(pc.sum(pc.list_value_length(table["head"])).as_py() or 0):
+        heads = _earliest(table, g)
+    return pa.table(
+        [*(g[k] for k in _KEYS), g["quantity"], g["events"], heads, g["keep"]],
+        schema=QUANTITY_SCHEMA,
+    )
+
+
+def _earliest(table: pa.Table, groups: pa.Table) -> pa.Array:
+    """Per row of ``groups`` (sorted by the keys): the ``keep`` earliest head entries of
+    its rows in ``table``, ascending by (start time, record id)."""
+    head = table["head"].combine_chunks()
+    parent = pc.list_parent_indices(head)
+    flat = pc.list_flatten(head)
+    entries = pa.table(
+        {**{k: table[k].combine_chunks().take(parent) for k in _KEYS},
+         **{f.name: flat.field(f.name) for f in HEAD_ENTRY}},
+    ).sort_by([(k, "ascending") for k in [*_KEYS, "start_time", "record_id"]])  # fmt: skip
+    # each entry's group: its keys' row in ``groups`` (both sorted by the keys)
+    gid = np.zeros(entries.num_rows, np.int64)
+    if entries.num_rows > 1:
+        new = np.zeros(entries.num_rows - 1, bool)
+        for k in _KEYS:
+            col = entries[k]
+            new |= pc.not_equal(col.slice(1), col.slice(0, entries.num_rows - 1)).to_numpy()
+        gid[1:] = np.cumsum(new)
+    first_keys = entries.filter(pa.array(np.r_[True, gid[1:] != gid[:-1]])).select(_KEYS)
+    found = first_keys.append_column("seq", pa.array(np.arange(first_keys.num_rows))).join(
+        groups.select(_KEYS).append_column("row", pa.array(np.arange(groups.num_rows))), _KEYS
+    )
+    index = np.empty(first_keys.num_rows, np.int64)
+    index[found["seq"].to_numpy()] = found["row"].to_numpy()
+    group_of = index[gid]
+    first = np.r_[0, np.flatnonzero(gid[1:] != gid[:-1]) + 1]
+    rank = np.arange(entries.num_rows) - first[gid]
+    keep = groups["keep"].to_numpy()[group_of]
+    kept = rank < keep
+    counts = np.bincount(group_of[kept], minlength=groups.num_rows)
+    offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
+    picked = entries.filter(pa.array(kept))
+    values = pa.StructArray.from_arrays(
+        [picked[f.name].combine_chunks() for f in HEAD_ENTRY], fields=list(HEAD_ENTRY)
+    )
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def price_period(quantities: pa.Table, plan: RatingPlan) -> pa.Table:
@@ -155,12 +289,16 @@ def price_period(quantities: pa.Table, plan: RatingPlan) -> pa.Table:
     ).to_pylist():
         tariff = plan.tariffs[q["tariff_id"]]
         pp = next(p for p in tariff.period_pricing if p.name == q["pricing"])
-        charge, detail = tier_charge(pp, q["quantity"])
+        charge, detail = period_charge(pp, q)
         rows.append(
             {
-                **q,
+                "subscription_id": q["subscription_id"],
+                "account_id": q["account_id"],
+                "tariff_id": q["tariff_id"],
+                "pricing": q["pricing"],
                 "service": pp.service,
                 "mode": pp.mode,
+                "quantity": q["events"] if pp.measure == "events" else q["quantity"],
                 "charge": charge,
                 "currency": tariff.currency,
                 "detail": detail,

@@ -16,11 +16,14 @@ from decimal import Decimal
 
 __all__ = [
     "BAND_SELECTIONS",
+    "PERIOD_MEASURES",
+    "PERIOD_MODES",
     "ROUNDING_METHODS",
     "SERVICES",
     "Allowance",
     "Band",
     "DestinationSet",
+    "PassThrough",
     "PeriodPricing",
     "PricingRule",
     "Rate",
@@ -41,6 +44,12 @@ ROUNDING_METHODS = ("up", "down", "half-up", "half-even")
 #: that the destination set's rules name, the highest weight, then the latest start
 #: (CGRateS's rate intervals).
 BAND_SELECTIONS = ("global", "per-destination")
+#: How a period's total is priced: by tiers (each prices its part / the tier of the total
+#: prices all of it), or per started package of ``package_size`` units.
+PERIOD_MODES = ("graduated", "volume", "package")
+#: What a period pricing sums per subscription: units left after allowances (seconds,
+#: events, bytes), events (records), or the records' cost (micro-units; percentage tiers).
+PERIOD_MEASURES = ("units", "events", "cost")
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,17 @@ class RateGroup:
 
 
 @dataclass(frozen=True)
+class PassThrough:
+    """A record priced by the amount it carries (its ``price`` column): the price plus
+    ``markup_percent`` percent of it plus ``markup_fixed`` (either may be negative, never
+    so far that a price could come out below zero), then the rate's rounding and its
+    ``min_charge`` / ``max_cost``."""
+
+    markup_percent: Decimal
+    markup_fixed: Decimal
+
+
+@dataclass(frozen=True)
 class Rate:
     """A named price: connect fee, rate groups, rounding and per-record limits."""
 
@@ -79,6 +99,8 @@ class Rate:
     #: whether a record of no usage (0 s, 0 bytes) pays the connect fee and minimum charge;
     #: CGRateS charges it nothing
     charge_zero_usage: bool = True
+    #: set: the record's own price (marked up) is its cost instead of the rate groups
+    pass_through: PassThrough | None = None
 
 
 @dataclass(frozen=True)
@@ -163,18 +185,24 @@ class Allowance:
 
 @dataclass(frozen=True)
 class Tier:
-    """A tier of period pricing: quantities up to ``upto`` (None = no limit) at ``rate``."""
+    """A tier of period pricing: quantities up to ``upto`` (None = no limit) at ``rate``,
+    plus ``flat`` once when the tier is reached (graduated) or holds the total (volume)."""
 
     upto: int | None
     rate: Decimal
+    flat: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)
 class PeriodPricing:
     """Tiered pricing of a billing period's total ``service`` quantity per subscription.
 
-    ``graduated``: each tier prices the part of the total inside it; ``volume``: the tier the
-    total falls into prices all of it. ``rate`` is per ``unit`` (seconds, events, bytes).
+    ``graduated``: each tier prices the part of the total inside it and adds its flat fee;
+    ``volume``: the tier the total falls into prices all of it (and adds its flat fee);
+    ``package``: ``package_price`` per started block of ``package_size``. ``rate`` is per
+    ``unit`` of the ``measure`` (one of :data:`PERIOD_MEASURES`). Before pricing, the
+    ``free_events`` earliest records (start time, then record id) and then ``free_units``
+    are taken off the total.
     """
 
     name: str
@@ -184,6 +212,11 @@ class PeriodPricing:
     unit: int
     tiers: tuple[Tier, ...]
     rounding: Rounding
+    measure: str = "units"
+    free_units: int = 0
+    free_events: int = 0
+    package_size: int = 0
+    package_price: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)

@@ -168,9 +168,22 @@ def plan_hash(tariffs: Mapping[str, Tariff], years: tuple[int, int]) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{_LAYOUT}|{years}|".encode())
     for tid in sorted(tariffs):
-        # repr of frozen dataclasses is deterministic and covers every field
-        h.update(repr(tariffs[tid]).replace(tariffs[tid].source, "").encode())
+        # repr of frozen dataclasses is deterministic and covers every field; fields added
+        # later are left out at their defaults, so a tariff that does not use them keeps its
+        # hash (a changed hash re-rates every final period priced with the old one)
+        text = repr(tariffs[tid]).replace(tariffs[tid].source, "")
+        for default in _NEW_DEFAULTS:
+            text = text.replace(default, "")
+        h.update(text.encode())
     return h.hexdigest()
+
+
+#: reprs of fields at their defaults that were added after plans were first cached
+_NEW_DEFAULTS = (
+    ", pass_through=None",
+    ", flat=Decimal('0')",
+    ", measure='units', free_units=0, free_events=0, package_size=0, package_price=Decimal('0')",
+)
 
 
 _NAME_FIELDS = (

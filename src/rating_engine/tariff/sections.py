@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,9 +21,12 @@ from rating_engine.tariff.fields import (
     parse_timestamp,
 )
 from rating_engine.tariff.model import (
+    PERIOD_MEASURES,
+    PERIOD_MODES,
     SERVICES,
     Band,
     DestinationSet,
+    PassThrough,
     PeriodPricing,
     PricingRule,
     Rate,
@@ -62,11 +66,17 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
             "min_charge",
             "max_cost",
             "charge_zero_usage",
+            "pass_through",
+            "markup_percent",
+            "markup_fixed",
         },
         field,
     )
+    passing = _pass_through(ctx, table, field)
     connect = parse_money(ctx, table.get("connect_fee", "0"), f"{field}.connect_fee", RATE_DECIMALS)
-    groups_raw = get_field(ctx, table, "groups", field, list)
+    # a pass-through rate prices nothing by groups: one zero group bills the usage's units
+    groups_raw = [{"rate": "0", "unit": 1, "increment": 1}] if passing else \
+        get_field(ctx, table, "groups", field, list)  # fmt: skip
     if not groups_raw:
         raise ctx.fail(f"{field}.groups", "at least one rate group is required")
     groups: list[RateGroup] = []
@@ -118,9 +128,52 @@ def parse_rate(ctx: FieldContext, name: str, table: Any, defaults: dict[str, Any
     zero = table.get("charge_zero_usage", defaults.get("charge_zero_usage", True))
     if not isinstance(zero, bool):
         raise ctx.fail(f"{field}.charge_zero_usage", "expected true or false")
+    if passing is not None and passing.markup_fixed < 0 and min_charge is None:
+        raise ctx.fail(
+            f"{field}.markup_fixed",
+            f"a negative markup_fixed ({passing.markup_fixed}) makes the price of a cheap record "
+            "negative; give a min_charge",
+        )
     return Rate(
-        name, connect, tuple(groups), rounding, increment_rounding, min_charge, max_cost, zero
-    )
+        name, connect, tuple(groups), rounding, increment_rounding, min_charge, max_cost, zero,
+        passing,
+    )  # fmt: skip
+
+
+def _pass_through(ctx: FieldContext, table: dict[str, Any], field: str) -> PassThrough | None:
+    """The pass-through settings of a rate table, None unless ``pass_through = true``."""
+    on = table.get("pass_through", False)
+    if not isinstance(on, bool):
+        raise ctx.fail(f"{field}.pass_through", "expected true or false")
+    if not on:
+        for key in ("markup_percent", "markup_fixed"):
+            if key in table:
+                raise ctx.fail(f"{field}.{key}", "only for a rate with pass_through = true")
+        return None
+    for key in ("groups", "connect_fee"):
+        if key in table:
+            raise ctx.fail(f"{field}.{key}", "a pass-through rate is priced by the record's price")
+    percent = _signed(ctx, table.get("markup_percent", "0"), f"{field}.markup_percent", 4)
+    if percent < -100:
+        raise ctx.fail(
+            f"{field}.markup_percent", f"a markup of {percent} % makes every price negative"
+        )
+    fixed = _signed(ctx, table.get("markup_fixed", "0"), f"{field}.markup_fixed", MONEY_DECIMALS)
+    return PassThrough(percent, fixed)
+
+
+def _signed(ctx: FieldContext, value: Any, field: str, decimals: int) -> Decimal:
+    """A decimal string that may be negative, with at most ``decimals`` decimals."""
+    if not isinstance(value, str):
+        raise ctx.fail(field, 'expected a decimal string, e.g. "-2.5"')
+    try:
+        amount = Decimal(value.strip())
+    except InvalidOperation:
+        raise ctx.fail(field, f"not a decimal number: {value!r}") from None
+    if not amount.is_finite():
+        raise ctx.fail(field, f"must be finite: {value!r}")
+    return -parse_money(ctx, str(-amount), field, decimals) if amount < 0 else \
+        parse_money(ctx, value, field, decimals)  # fmt: skip
 
 
 def parse_band(ctx: FieldContext, name: str, table: Any, zone: ZoneInfo | None = None) -> Band:
@@ -228,20 +281,7 @@ def parse_period_pricing(
     field = f"period_pricing.{name}"
     if not isinstance(t, dict):
         raise ctx.fail(field, "expected a table")
-    check_keys(
-        ctx,
-        t,
-        {
-            "service",
-            "destinations",
-            "mode",
-            "unit",
-            "tiers",
-            "rounding_method",
-            "rounding_decimals",
-        },
-        field,
-    )
+    check_keys(ctx, t, _PERIOD_KEYS, field)
     service = get_field(ctx, t, "service", field, str)
     if service not in SERVICES:
         raise ctx.fail(f"{field}.service", f"must be one of {', '.join(SERVICES)}")
@@ -250,34 +290,99 @@ def parse_period_pricing(
         if s not in set_names:
             raise ctx.fail(f"{field}.destinations", f"unknown destination set {s!r}")
     mode = get_field(ctx, t, "mode", field, str)
-    if mode not in ("graduated", "volume"):
-        raise ctx.fail(f"{field}.mode", 'must be "graduated" or "volume"')
-    unit = get_field(ctx, t, "unit", field, int, 1)
+    if mode not in PERIOD_MODES:
+        raise ctx.fail(f"{field}.mode", 'must be "graduated", "volume" or "package"')
+    measure = get_field(ctx, t, "measure", field, str, "units")
+    if measure not in PERIOD_MEASURES:
+        raise ctx.fail(f"{field}.measure", 'must be "units", "events" or "cost"')
+    cost = measure == "cost"
+    if cost and "unit" in t:
+        raise ctx.fail(f"{field}.unit", "a cost measure is priced by percent: no unit")
+    if cost and mode == "package":
+        raise ctx.fail(f"{field}.mode", "a cost measure is priced by tiers, not packages")
+    if cost and "free_units" in t:
+        raise ctx.fail(f"{field}.free_units", "a cost measure takes free_events, not units")
+    # a cost measure is micro-units; a percent p is then p/100 per unit of money
+    unit = 1_000_000 if cost else get_field(ctx, t, "unit", field, int, 1)
     if not 1 <= unit <= 10**13:
         raise ctx.fail(f"{field}.unit", "must be an integer 1..1e13")
+    free_units = get_field(ctx, t, "free_units", field, int, 0)
+    if not 0 <= free_units < 2**62:
+        raise ctx.fail(f"{field}.free_units", "must be an integer >= 0")
+    free_events = get_field(ctx, t, "free_events", field, int, 0)
+    if not 0 <= free_events <= 10**6:
+        raise ctx.fail(f"{field}.free_events", "must be an integer 0..1000000")
+    size, price = 0, Decimal(0)
     tiers: list[Tier] = []
-    raw = get_field(ctx, t, "tiers", field, list)
-    for i, tier in enumerate(raw):
-        tfield = f"{field}.tiers[{i}]"
-        if not isinstance(tier, dict):
-            raise ctx.fail(tfield, "expected an inline table")
-        check_keys(ctx, tier, {"upto", "rate"}, tfield)
-        upto = get_field(ctx, tier, "upto", tfield, int, None)
-        last = i == len(raw) - 1
-        if (upto is None) != last:
-            raise ctx.fail(f"{tfield}.upto", "every tier but the last needs upto; the last none")
-        if upto is not None and (upto <= 0 or (tiers and upto <= (tiers[-1].upto or 0))):
-            raise ctx.fail(f"{tfield}.upto", "tier limits must be positive and increase")
-        rate = parse_money(
-            ctx, get_field(ctx, tier, "rate", tfield, str), f"{tfield}.rate", RATE_DECIMALS
-        )
-        tiers.append(Tier(upto, rate))
-    if not tiers:
-        raise ctx.fail(f"{field}.tiers", "at least one tier is required")
+    if mode == "package":
+        if "tiers" in t:
+            raise ctx.fail(f"{field}.tiers", "a package pricing has no tiers")
+        size = get_field(ctx, t, "package_size", field, int)
+        if not 1 <= size <= 10**13:
+            raise ctx.fail(f"{field}.package_size", "must be an integer 1..1e13 (not 0)")
+        price = parse_money(
+            ctx, get_field(ctx, t, "package_price", field, str), f"{field}.package_price",
+            MONEY_DECIMALS,
+        )  # fmt: skip
+    else:
+        for key in ("package_size", "package_price"):
+            if key in t:
+                raise ctx.fail(f"{field}.{key}", 'only for mode = "package"')
+        raw = get_field(ctx, t, "tiers", field, list)
+        for i, tier in enumerate(raw):
+            tiers.append(_tier(ctx, f"{field}.tiers[{i}]", tier, i == len(raw) - 1, tiers, cost))
+        if not tiers:
+            raise ctx.fail(f"{field}.tiers", "at least one tier is required")
     rounding = parse_rounding(
         ctx,
         t.get("rounding_method", defaults["rounding_method"]),
         t.get("rounding_decimals", defaults["rounding_decimals"]),
         f"{field}.rounding",
     )
-    return PeriodPricing(name, service, sets, mode, unit, tuple(tiers), rounding)
+    return PeriodPricing(
+        name, service, sets, mode, unit, tuple(tiers), rounding, measure, free_units,
+        free_events, size, price,
+    )  # fmt: skip
+
+
+_PERIOD_KEYS = {
+    "service", "destinations", "mode", "measure", "unit", "tiers", "rounding_method",
+    "rounding_decimals", "free_units", "free_events", "package_size", "package_price",
+}  # fmt: skip
+
+
+def _tier(
+    ctx: FieldContext, tfield: str, tier: Any, last: bool, before: list[Tier], cost: bool
+) -> Tier:
+    """One tier ``{ upto, rate | percent, flat }``; a cost measure's limits are money."""
+    if not isinstance(tier, dict):
+        raise ctx.fail(tfield, "expected an inline table")
+    price_key = "percent" if cost else "rate"
+    check_keys(ctx, tier, {"upto", price_key, "flat"}, tfield)
+    if cost:
+        upto_raw = tier.get("upto")
+        upto = None
+        if upto_raw is not None:
+            upto = int(parse_money(ctx, upto_raw, f"{tfield}.upto", MONEY_DECIMALS) * 10**6)
+    else:
+        upto = get_field(ctx, tier, "upto", tfield, int, None)
+    if (upto is None) != last:
+        raise ctx.fail(f"{tfield}.upto", "every tier but the last needs upto; the last none")
+    if upto is not None and upto <= 0:
+        raise ctx.fail(f"{tfield}.upto", "tier limits must be positive")
+    if upto is not None and before and upto <= (before[-1].upto or 0):
+        raise ctx.fail(
+            f"{tfield}.upto",
+            f"overlaps the tier before (up to {before[-1].upto}): tier limits must increase",
+        )
+    if price_key not in tier and "flat" not in tier:
+        raise ctx.fail(tfield, f"a tier needs a {price_key}, a flat fee or both")
+    # a percent has two decimals fewer than a rate: p % per unit of money is p/100
+    decimals = RATE_DECIMALS - 2 if cost else RATE_DECIMALS
+    rate = parse_money(
+        ctx, get_field(ctx, tier, price_key, tfield, str, "0"), f"{tfield}.{price_key}", decimals
+    )
+    flat = parse_money(
+        ctx, get_field(ctx, tier, "flat", tfield, str, "0"), f"{tfield}.flat", MONEY_DECIMALS
+    )
+    return Tier(upto, rate / 100 if cost else rate, flat)
