@@ -82,8 +82,7 @@ CREATE TABLE dunning_step (
     overdue      BIGINT NOT NULL,
     days_overdue INTEGER NOT NULL,
     order_id     BIGINT,
-    recorded_at  TIMESTAMPTZ NOT NULL,
-    PRIMARY KEY (account_id, as_of, to_level)
+    recorded_at  TIMESTAMPTZ NOT NULL  -- an account's level is its latest step
 );
 
 -- Order items may now suspend and resume a product (dunning; TMF622 modify of the product's

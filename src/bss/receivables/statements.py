@@ -9,16 +9,32 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bss.billing.money import minor_units
 from bss.receivables.amounts import format_minor
 
-__all__ = ["STATEMENT_KEYS", "add_statements", "minor_texts", "statement_members"]
+__all__ = [
+    "STATEMENT_KEYS",
+    "add_statements",
+    "currency_digits",
+    "minor_texts",
+    "statement_members",
+]
 
 #: The statement's JSON keys (``bill_statement`` columns, minor units in the table).
 STATEMENT_KEYS = ("balance_due", "other_credits", "payments_received", "previous_balance")
+
+
+def currency_digits(currencies: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Each row's currency's minor digits (null: 2), looked up once per distinct code."""
+    values = currencies.combine_chunks() if isinstance(currencies, pa.ChunkedArray) else currencies
+    codes = pc.unique(values)
+    table = np.array([minor_units(c) if c else 2 for c in codes.to_pylist()], dtype=np.int64)
+    at = pc.fill_null(pc.index_in(values, value_set=codes), 0).to_numpy(zero_copy_only=False)
+    return table[np.asarray(at, np.int64)] if len(table) else np.zeros(len(values), np.int64)
 
 
 def minor_texts(amounts: pa.Array, currencies: pa.Array) -> pa.Array:
@@ -26,8 +42,7 @@ def minor_texts(amounts: pa.Array, currencies: pa.Array) -> pa.Array:
     nulls stay null. In columns: one pass per distinct number of digits."""
     n = len(amounts)
     values = np.asarray(pc.fill_null(amounts, 0).to_numpy(zero_copy_only=False), np.int64)
-    codes = currencies.to_pylist()
-    digits = np.array([minor_units(c) if c else 2 for c in codes], dtype=np.int64)
+    digits = currency_digits(currencies)
     order = np.argsort(digits, kind="stable")
     pieces = []
     for d in np.unique(digits):
@@ -57,6 +72,8 @@ def statement_members(head: pa.Table, keys: Sequence[str]) -> dict[str, list[Any
     if not set(STATEMENT_KEYS) <= set(head.column_names):
         return out
     currency = head.column("currency").combine_chunks()
+    if all(head.column(k).null_count == head.num_rows for k in STATEMENT_KEYS):
+        return out  # first bills: nothing to add (the common case of a large run)
     for key in STATEMENT_KEYS:
         values = head.column(key).combine_chunks()
         text = minor_texts(values, currency)

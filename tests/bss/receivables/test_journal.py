@@ -44,7 +44,7 @@ operations = st.lists(
         st.sampled_from(["A1", "A2"]),
         st.integers(min_value=-5_000, max_value=60_000),
     ),
-    max_size=8,
+    max_size=5,
 )
 
 
@@ -53,7 +53,7 @@ def _snapshot(conn: duckdb.DuckDBPyConnection) -> tuple[object, ...]:
             conn.execute("SELECT count(*), sum(amount) FROM journal_line").fetchone())  # fmt: skip
 
 
-@settings(max_examples=20, deadline=None,
+@settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(ops=operations)
 def test_ledger_balances_whatever_happens(billed: duckdb.DuckDBPyConnection, ops: list) -> None:
