@@ -174,3 +174,27 @@ def test_user_text_is_escaped(demo: Path) -> None:
     assert "<script>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
     assert "a &amp; b" in page
+
+
+def test_next_invoice_shows_previous_balance_and_payment(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The receivables ledger's statement on the next bill (issue #23 part B) is printed."""
+    ws = ["-w", str(demo)]
+    _cli([*ws, "payments", "add", "A003", "100.00", "--reference", "inv-test-1",
+          "--date", "2026-11-10"], capsys)  # fmt: skip
+    conn = connect(WorkspacePaths(demo))
+    try:
+        run_billing(conn, WorkspacePaths(demo), "2026-11", now=NOW, export=False)
+    finally:
+        conn.close()
+    page = _cli([*ws, "bills", "show", "2026-11", "--bill-no", "B202611-000003", "-f", "html"],
+                capsys)  # fmt: skip
+    assert "<th>Previous balance</th><td class=n>130.66 EUR</td>" in page
+    assert "<th>Payments received</th><td class=n>-100.00 EUR</td>" in page
+    doc = json.loads(_cli([*ws, "bills", "show", "2026-11", "--bill-no", "B202611-000003",
+                           "-f", "tmf678"], capsys), parse_float=Decimal)  # fmt: skip
+    (bill,) = doc["customerBill"]
+    assert bill["previousBalance"]["value"] == Decimal("130.66")
+    assert bill["paymentsReceived"]["value"] == Decimal("100.00")
+    assert bill["balanceDue"]["value"] == Decimal("30.66") + bill["amountDue"]["value"]
