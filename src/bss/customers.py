@@ -48,6 +48,8 @@ class Account:
     tax_jurisdiction: str
     payment_terms_days: int
     status: str
+    address: str = ""  # printed on its invoices, lines separated by newlines
+    vat_id: str = ""
 
 
 def set_tax_rate(conn: duckdb.DuckDBPyConnection, jurisdiction: str, name: str, rate: str) -> None:
@@ -156,7 +158,8 @@ def create_account(
 
 
 _ACCOUNT_COLUMNS = (
-    "id, external_id, customer_id, name, currency, tax_jurisdiction, payment_terms_days, status"
+    "id, external_id, customer_id, name, currency, tax_jurisdiction, payment_terms_days, status, "
+    "coalesce(address, ''), coalesce(vat_id, '')"
 )
 
 

@@ -94,13 +94,17 @@ def customers_account(
     currency: Annotated[str, typer.Option(help="ISO 4217 code")] = "EUR",
     tax: Annotated[str, typer.Option(help="tax jurisdiction")] = "DE",
     terms: Annotated[int, typer.Option(help="payment terms in days")] = 14,
+    address: Annotated[
+        str, typer.Option(help="postal address on its invoices ('\\n' between lines)")
+    ] = "",
+    vat_id: Annotated[str, typer.Option(help="the buyer's VAT id on its invoices")] = "",
 ) -> None:
     """Create a billing account for a customer."""
     state = get_state(ctx)
     with database(state) as conn:
         account = customers.create_account(
             conn, external_id, customer, name, currency=currency, tax_jurisdiction=tax,
-            payment_terms_days=terms,
+            payment_terms_days=terms, address=address.replace("\\n", "\n"), vat_id=vat_id,
         )  # fmt: skip
         out = _account_out(conn, account)
     emit(state, out, f"account {account.external_id} of customer {out['customer']} created")

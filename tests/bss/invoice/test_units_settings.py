@@ -3,9 +3,11 @@ invoice settings (seller, rounding policy) with the policy a billing run uses.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -15,6 +17,7 @@ from package_data import DEMO
 
 from bss.billing.export import bills_for_period
 from bss.billing.run import run_billing
+from bss.cli.main import main
 from bss.errors import ValidationError
 from bss.invoice.rounding import DEFAULT_POLICY, RoundingPolicy
 from bss.invoice.settings import InvoiceSettings, policy_on, put_settings, settings_on
@@ -108,3 +111,17 @@ def test_the_billing_run_rounds_by_the_settings_in_force(
     assert Decimal(bill["tax_amount"]) == (excl * Decimal("0.19")).quantize(
         Decimal("0.01"), ROUND_HALF_UP
     )
+
+
+def test_account_address_and_vat_id_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = ["-w", str(tmp_path / "ws"), "--json"]
+    for argv in (["customers", "tax", "FR", "TVA 20 %", "0.20"], ["customers", "add", "C1", "Ada"],
+                 ["customers", "account", "A1", "C1", "Ada SARL", "--tax", "FR",
+                  "--address", "1 rue X\\n75001 Paris", "--vat-id", "FR40123456789"]):  # fmt: skip
+        with pytest.raises(SystemExit) as done:
+            main([*ws, *argv])
+        assert (done.value.code or 0) == 0
+    account = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (account["address"], account["vat_id"]) == ("1 rue X\n75001 Paris", "FR40123456789")
