@@ -194,6 +194,10 @@ def tariffs_import_cgrates(
         typer.Option(help="NAME=SERVICE: the service a RatingProfile category rates (repeat)"),
     ] = None,
     separator: Annotated[str, typer.Option(help="the CSV field separator")] = ",",
+    debit: Annotated[
+        bool,
+        typer.Option("--debit", help="price what CGRateS debits (increments, total unrounded)"),
+    ] = False,
 ) -> None:
     """Import a CGRateS TariffPlan: one tariff per RatingPlan, the RatingProfiles as
     bindings.csv, and a report of what was not imported (add the tariffs with `tariffs add`)."""
@@ -216,6 +220,7 @@ def tariffs_import_cgrates(
         rounding_decimals=None if exact else rounding_decimals,
         category_services=categories,
         separator=separator,
+        debit=debit,
     )
     if not state.json:
         written = [*report.tariffs, *report.subscriber_tariffs]  # per RatingPlan, per subject

@@ -71,6 +71,9 @@ class ConvertOptions:
     category_services: Mapping[str, str] = field(
         default_factory=lambda: dict(DEFAULT_CATEGORY_SERVICES)
     )
+    #: price as CGRateS debits an account (the sum of the increments, each timespan's
+    #: total not rounded with the rate's method) instead of as ``GetCost`` reports it
+    debit: bool = False
 
 
 @dataclass
@@ -209,7 +212,7 @@ def plan_document(
             dr = iv.rate
             rate_name = f"{dr.id}:{dest}" + (f":{service}" if len(services) > 1 else "")
             if rate_name not in rates:
-                rates[rate_name] = _rate(tp, dr, service)
+                rates[rate_name] = _rate(tp, dr, service, options, warnings)
             key = (service, dest, iv.band)
             if key in seen:
                 warnings.append(
@@ -252,7 +255,10 @@ def tariff_head(tariff_id: str, name: str, options: ConvertOptions) -> dict[str,
     return head
 
 
-def _rate(tp: TariffPlan, dr: DestinationRate, service: str) -> dict[str, Any]:
+def _rate(
+    tp: TariffPlan, dr: DestinationRate, service: str, options: ConvertOptions,
+    warnings: list[str],
+) -> dict[str, Any]:  # fmt: skip
     slots = tp.rates[dr.rates]
     if dr.rounding_decimals > 6:
         raise NotExpressible(
@@ -265,15 +271,24 @@ def _rate(tp: TariffPlan, dr: DestinationRate, service: str) -> dict[str, Any]:
         "rounding_method": _METHODS[dr.rounding_method],
         "rounding_decimals": dr.rounding_decimals,
     }
-    if dr.rounding_decimals == 0:
+    if dr.rounding_decimals == 0 or options.debit:
         # CGRateS rounds a total only to more than 0 decimals (GetLongestRounding): with 0
-        # it keeps the increments' sum; micro-units are the finest a cost has here
+        # it keeps the increments' sum; so does an account's debit (the increments, each
+        # on the general rounding_decimals grid); micro-units are the finest cost here
         rate["rounding_decimals"] = 6
     if dr.max_cost > 0 and dr.max_cost_strategy == "*free":
+        if options.debit:
+            raise NotExpressible(
+                f"MaxCost with *free when pricing debits: CGRateS then debits increments "
+                f"until their sum reaches MaxCost, up to one increment beyond it, which a cap "
+                f"cannot say ({dr.where})"
+            )
         rate["max_cost"] = _money(dr.max_cost, 6, f"MaxCost ({dr.where})")
     elif dr.max_cost > 0 and dr.max_cost_strategy == "*disconnect":
-        raise NotExpressible(
-            f"MaxCost with *disconnect (cap and mark the record) is not expressible yet "
-            f"({dr.where})"
+        # GetCost and an account's debit charge the call in full: *disconnect only makes
+        # SessionS end a live call where its cost reaches MaxCost (a dry-run debit)
+        warnings.append(
+            f"{dr.id}: MaxCost {dr.max_cost} with *disconnect: CGRateS ends a live call there; "
+            f"a rated record is charged in full, as CGRateS charges its CDR ({dr.where})"
         )
     return rate

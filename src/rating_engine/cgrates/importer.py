@@ -104,6 +104,7 @@ def import_cgrates(
     rounding_decimals: int | None = 5,
     category_services: Mapping[str, str] | None = None,
     separator: str = ",",
+    debit: bool = False,
 ) -> ImportReport:
     """Import the CGRateS TariffPlan CSV folder ``tp_dir`` into ``output_dir``.
 
@@ -112,12 +113,14 @@ def import_cgrates(
     ``currency`` and ``timezone`` (of Timings, and of activation times without an offset)
     are CGRateS configuration, not part of a TariffPlan. ``category_services`` maps a
     RatingProfile's category to the service its plan prices (default: call -> voice,
-    sms -> sms, data -> data; others -> voice). Raises :class:`TariffError` for a
+    sms -> sms, data -> data; others -> voice). ``debit`` prices what CGRateS debits an
+    account (the increments' sum) instead of the cost its ``GetCost`` reports (that sum
+    rounded with the rate's method and decimals). Raises :class:`TariffError` for a
     TariffPlan CGRateS itself would refuse (naming file, line and field).
     """
     source, out = Path(tp_dir), Path(output_dir)
     categories = dict(DEFAULT_CATEGORY_SERVICES if category_services is None else category_services)
-    options = ConvertOptions(currency, timezone, rounding_decimals, categories)
+    options = ConvertOptions(currency, timezone, rounding_decimals, categories, debit)
     tp = read_tariff_plan(source, timezone, separator)
     out.mkdir(parents=True, exist_ok=True)
     report = ImportReport(str(source), str(out))
@@ -127,6 +130,11 @@ def import_cgrates(
         f"currency {currency} and time zone {timezone} are assumed (a CGRateS TariffPlan "
         "carries neither)"
     )
+    if debit:
+        report.notes.append(
+            "costs are what CGRateS debits an account: the increments' sum, the total not "
+            "rounded with the rate's method"
+        )
     report.notes.append(
         "costs round each timespan's increments to "
         + (

@@ -107,6 +107,7 @@ def test_import_cgrates_then_add_the_tariffs(
     report = json.loads(stdout.strip().splitlines()[-1])["import"]
     # category sms mapped to data: RP_SMS prices data (1 ns of CGRateS usage = 1 byte)
     assert {t["id"]: t["services"] for t in report["tariffs"]} == {
+        "RP_CAPPED": ["voice"],
         "RP_RETAIL": ["voice"],
         "RP_SMS": ["data"],
         "RP_VOICEMAIL": ["voice"],
@@ -122,6 +123,13 @@ def test_import_cgrates_then_add_the_tariffs(
     info = json.loads(stdout.strip().splitlines()[-1])["tariff"]
     assert info["currency"] == "GBP"
     assert info["band_selection"] == "per-destination"
+    # a subscriber tariff (issue #16): its bands show the window of their RatingPlan
+    code, stdout, _ = run(["-w", str(ws), "--json", "tariffs", "show", "example.net:1001"], capsys)
+    info = json.loads(stdout.strip().splitlines()[-1])["tariff"]
+    bands = [b for v in info["versions"] for b in v["bands"]]
+    windows = {b["name"]: b["active_from"] for b in bands}
+    assert windows["RP_RETAIL.TM_PEAK@1-3"] == "2012-06-01T00:00:00+00:00"  # 1001's own
+    assert windows["RP_SMS.*any@2-3"] == "2014-01-01T00:00:00+00:00"  # the *any subject's
 
 
 def test_import_cgrates_refuses_a_bad_category_option(

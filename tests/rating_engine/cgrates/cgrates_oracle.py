@@ -101,11 +101,19 @@ def _slot(tp: TariffPlan, dr: DestinationRate, position_ns: int) -> tuple[float,
 
 
 def cgrates_cost(
-    tp: TariffPlan, plan: str, destination: str, start: datetime, seconds: int, zone: str
+    tp: TariffPlan,
+    plan: str,
+    destination: str,
+    start: datetime,
+    seconds: int,
+    zone: str,
+    debit: bool = False,
 ) -> float | None:
-    """The cost CGRateS returns for the call, or None where it finds no rate."""
+    """The cost CGRateS returns for the call, or None where it finds no rate; with
+    ``debit``, what it debits an account (``CallCost.updateCost``: the connect fee and the
+    timespans' increments, kept to the general rounding decimals; no MaxCost *free here)."""
     ivs = _intervals(tp, plan, destination)
-    return _cost(tp, lambda _t: ivs, start, seconds, zone)
+    return _cost(tp, lambda _t: ivs, start, seconds, zone, debit)
 
 
 def _cost(
@@ -114,6 +122,7 @@ def _cost(
     start: datetime,
     seconds: int,
     zone: str,
+    debit: bool = False,
 ) -> float | None:
     if seconds == 0:
         return 0.0  # GetCost: a call of no duration costs nothing, connect fee or not
@@ -169,6 +178,9 @@ def _cost(
             so_far = cost
         if dr.rounding_decimals > decimals:
             decimals, method = dr.rounding_decimals, dr.rounding_method
+    if debit:
+        assert not any(o[4].rate.max_cost_strategy == "*free" for o in out)
+        return go_round(cost, 5, "*middle")
     return go_round(cost, decimals, method)
 
 

@@ -31,8 +31,9 @@ def retail(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Path) -> None:
     report = import_cgrates(DATA / "retail", tmp_path)
-    assert [t.id for t in report.tariffs] == ["RP_RETAIL", "RP_SMS", "RP_VOICEMAIL"]
+    assert [t.id for t in report.tariffs] == ["RP_CAPPED", "RP_RETAIL", "RP_SMS", "RP_VOICEMAIL"]
     assert sorted(p.name for p in tmp_path.glob("RP_*.toml")) == [
+        "RP_CAPPED.toml",
         "RP_RETAIL.toml",
         "RP_SMS.toml",
         "RP_VOICEMAIL.toml",
@@ -41,9 +42,11 @@ def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Pa
     assert [t.id for t in report.subscriber_tariffs] == [
         "example.net:ANY",
         "example.net:1001",
+        "example.net:capped",
         "example.net:voicemail_users",
     ]
     assert {t.id: t.services for t in report.tariffs} == {
+        "RP_CAPPED": ("voice",),
         "RP_RETAIL": ("voice",),
         "RP_SMS": ("sms",),
         "RP_VOICEMAIL": ("voice",),
@@ -51,7 +54,13 @@ def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Pa
     skipped = {s.what: s.reason for s in report.skipped}
     assert "Actions.csv" in skipped
     assert "Thresholds.csv" in skipped
-    assert "*disconnect" in skipped["RatingPlan RP_CAPPED"]
+    # MaxCost *disconnect: charged in full (as CGRateS charges the CDR), said in a warning
+    (capped,) = [t for t in report.tariffs if t.id == "RP_CAPPED"]
+    assert any("*disconnect" in w for w in capped.warnings)
+    assert (
+        "warning: DR_UK_CAPPED: MaxCost 2 with *disconnect"
+        in (tmp_path / "RP_CAPPED.toml").read_text()
+    )
     assert skipped["Destination DST_UK_MOBILE"] == "used by no RatingPlan"
     with (tmp_path / "bindings.csv").open() as f:
         bindings = list(csv.DictReader(f))
@@ -60,11 +69,12 @@ def test_writes_a_tariff_per_plan_the_bindings_and_what_it_left_out(tmp_path: Pa
         ("call", "1001", "RP_RETAIL"),
         ("sms", "*any", "RP_SMS"),
         ("call", "voicemail_users", "RP_VOICEMAIL"),
+        ("call", "capped", "RP_CAPPED"),
     ]
     assert bindings[1]["activation_time"] == "2012-06-01T00:00:00Z"
     assert bindings[1]["fallback_subjects"] == "1002;*any"
     written = json.loads((tmp_path / "import_report.json").read_text())
-    assert written["bindings"] == 4
+    assert written["bindings"] == 5
     # a destination that is no number stays as it is written
     voicemail = tomllib.loads((tmp_path / "RP_VOICEMAIL.toml").read_text())
     assert voicemail["destinations"]["DST_VOICEMAIL"] == ["voicemail"]
@@ -102,10 +112,12 @@ def test_older_layouts_and_header_names(tmp_path: Path) -> None:
     assert binding["direction"] == "*out"
 
 
-def _rate(folder: Path, calls: list[tuple[str, datetime, int]]) -> list[int | None]:
+def _rate(
+    folder: Path, calls: list[tuple[str, datetime, int]], tariff: str = "RP_RETAIL"
+) -> list[int | None]:
     tariffs = load_tariffs(folder)
     plan = compile_plan(tariffs, years=YEARS)
-    subs = subscriptions_table([{"tariff_id": "RP_RETAIL"}])
+    subs = subscriptions_table([{"tariff_id": tariff}])
     usage = usage_table(
         [
             {"start_time": start, "duration_ms": seconds * 1000, "destination": dest}
@@ -194,3 +206,35 @@ def test_errors_name_file_line_and_field(tmp_path: Path) -> None:
     with pytest.raises(TariffError, match="5 columns, expected 6") as err:
         import_cgrates(tp, tmp_path / "out")
     assert "line 1" in str(err.value)
+
+
+def test_max_cost_disconnect_and_debits(tmp_path: Path) -> None:
+    """*disconnect: CGRateS's GetCost (and a postpaid debit) charge the call in full, the
+    strategy only ends live calls; ``debit=True`` prices the increments' sum unrounded."""
+    tp = read_tariff_plan(DATA / "retail")
+    wednesday = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    calls = [("447700900", wednesday, n) for n in (0, 5, 61, 479, 600, 1203)]
+    import_cgrates(DATA / "retail", tmp_path / "cost")
+    # 1203 s: 0.1 + 201 x 0.025 = 5.125 -> *up 5.125, beyond MaxCost 2 and not capped
+    capped = _rate(tmp_path / "cost", calls, "RP_CAPPED")
+    theirs = [cgrates_cost(tp, "RP_CAPPED", d, s, n, "UTC") for d, s, n in calls]
+    assert capped == [None if c is None else round(c * 1_000_000) for c in theirs]
+    assert capped[-1] == 5_125_000
+    report = import_cgrates(DATA / "retail", tmp_path / "debit", debit=True)
+    # RP_RETAIL caps with *free, which debits cannot say: not imported, and said why
+    skipped = {s.what: s.reason for s in report.skipped}
+    assert "*free when pricing debits" in skipped["RatingPlan RP_RETAIL"]
+    # debits of a German landline in RP_BASIC (0.05 + 0.02 a minute by the second): 61 s
+    # is 0.05 + 61 x round(round(61 x 0.000333.., 5) / 61, 5) = 0.05 + 61 x 0.00033 =
+    # 0.07013 debited, where GetCost reports it *up to 4 decimals: 0.0702
+    subjects = read_tariff_plan(DATA / "subjects")
+    import_cgrates(DATA / "subjects", tmp_path / "s_cost")
+    import_cgrates(DATA / "subjects", tmp_path / "s_debit", debit=True)
+    calls = [("4930123456", wednesday, n) for n in (0, 1, 40, 61, 95, 187)]
+    for folder, debit in (("s_cost", False), ("s_debit", True)):
+        ours = _rate(tmp_path / folder, calls, "RP_BASIC")
+        theirs = [
+            cgrates_cost(subjects, "RP_BASIC", d, s, n, "UTC", debit=debit) for d, s, n in calls
+        ]
+        assert ours == [None if c is None else round(c * 1_000_000) for c in theirs]
+        assert ours[3] == (70_130 if debit else 70_200)
