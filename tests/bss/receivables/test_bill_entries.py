@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date
+from datetime import UTC, date, datetime
 
 import duckdb
 from receivables_business import NOW
@@ -11,6 +11,7 @@ from receivables_business import NOW
 from bss.billing.bill_json import bills_digest
 from bss.billing.export import bills_for_period, canonical_json
 from bss.billing.run import run_billing
+from bss.orders import OrderItem, create_order, process_order
 from bss.receivables.adjustments import adjust_balance
 from bss.receivables.bill_entries import post_unposted_bills
 from bss.receivables.credit_notes import credit_bill
@@ -77,3 +78,20 @@ def test_the_next_bill_shows_previous_balance_and_payments(
     for (_, currency), amount in ledger_balances(billed).items():
         totals[currency] = totals.get(currency, 0) + amount
     assert totals == {"EUR": 0, "JPY": 0}
+
+
+def test_a_supplementary_bill_is_posted_with_its_statement(
+    billed: duckdb.DuckDBPyConnection, billed_ws: WorkspacePaths
+) -> None:
+    create_order(billed, "O3", "A1", [OrderItem("add", "link-100", None, ("ip:192.0.2.16/28",))],
+                 requested_start=datetime(2026, 10, 17, tzinfo=UTC))  # fmt: skip
+    process_order(billed, "O3")
+    result = run_billing(billed, billed_ws, "2026-10", now=NOW, export=False)
+    assert (result.supplementary, result.new_bills) == (True, 1)
+    (extra,) = [b for b in bills_for_period(billed, "2026-10") if b.get("kind")]
+    assert extra["bill_no"] == "B202610-000001-S2"
+    # 310.00 * 15 / 31 days = 150.00, + 20 % = 180.00; the regular bill is the previous one
+    assert (extra["previous_balance"], extra["balance_due"]) == ("372.00", "552.00")
+    assert account_balance(billed, 1) == 55200
+    assert run_billing(billed, billed_ws, "2026-10", now=NOW, export=False).new_bills == 0
+    assert len(_bill_entries(billed)) == 9
