@@ -58,13 +58,17 @@ def test_an_hour_down_credits_ten_percent(
     _outage(billed, "subscription:1", at(5, 10), at(5, 18), affecting=False)  # not an outage
     _outage(billed, "subscription:2", at(6, 10), at(6, 18))  # another product (A2, no SLA)
     _outage(billed, "subscription:1", datetime(2026, 10, 31, 23, 30, tzinfo=UTC), at(1, 0, 0))
-    run_billing(billed, billed_ws, "2026-11", now=NOW, export=False)
+    first = run_billing(billed, billed_ws, "2026-11", now=NOW, export=False)
     (line,) = _sla_lines(billed)
     # 60 of 43,200 minutes: 99.861 % < 99.9 % -> 10 % of 310.00
     assert line["description"] == ("SLA credit Link 100: availability 99.861 % below 99.9 % "
                                    "(outage 60 min), 10 % of the recurring fee")  # fmt: skip
     assert (line["line_type"], line["quantity"], line["unit"]) == ("credit", 60, "min")
     assert line["amount"].startswith("-31.00")  # type: ignore[union-attr]
+    # issued: a later alarm in the period changes neither the bill nor the digest
+    _outage(billed, "subscription:1", at(9, 0), at(9, 12))
+    again = run_billing(billed, billed_ws, "2026-11", now=NOW, export=False)
+    assert (again.changed, again.bills_sha256) == (False, first.bills_sha256)
     assert _sla_lines(billed) == [line]
 
 
