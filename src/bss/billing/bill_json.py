@@ -41,8 +41,9 @@ SELECT b.bill_no, b.account_id, a.external_id AS account, a.name AS account_name
        l.amount::VARCHAR AS amount, l.amount_exact::VARCHAR AS amount_exact
 FROM bill b JOIN billing_account a ON a.id = b.account_id
 LEFT JOIN bill_statement s ON s.bill_no = b.bill_no
-LEFT JOIN (SELECT bill_no, string_agg(name, ' / ' ORDER BY rate) AS tax_name FROM bill_tax
-           GROUP BY bill_no) t ON t.bill_no = b.bill_no
+LEFT JOIN (SELECT x.bill_no, string_agg(x.name, ' / ' ORDER BY x.rate) AS tax_name
+           FROM bill_tax x JOIN bill xb ON xb.bill_no = x.bill_no WHERE xb.period = $period
+           GROUP BY x.bill_no) t ON t.bill_no = b.bill_no
 LEFT JOIN bill_line l ON l.bill_no = b.bill_no
 WHERE b.period = $period
 ORDER BY b.bill_no, l.line_no

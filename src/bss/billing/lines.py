@@ -189,13 +189,16 @@ def round_lines(
     lines: pa.Table, account_id: I64, currencies: list[str],
     policy: RoundingPolicy = DEFAULT_POLICY,
 ) -> pa.Table:  # fmt: skip
-    """``lines`` with each amount (``micros``) rounded to its account's minor unit by the
-    policy's mode, and the exact amount kept in a new ``exact`` column. ``account_id``
-    (sorted) and ``currencies`` describe the accounts."""
+    """``lines`` (in account order) with each amount (``micros``) rounded to its account's
+    minor unit by the policy's mode, and the exact amount kept in a new ``exact`` column.
+    ``account_id`` (sorted) and ``currencies`` describe the accounts."""
     exact = np.asarray(lines.column("micros").to_numpy(), dtype=np.int64)
     acc = np.asarray(lines.column("account_id").to_numpy(), dtype=np.int64)
-    steps = minor_steps(currencies)[np.searchsorted(account_id, acc)] if len(acc) else \
+    # lines come in account order: one look-up per account, repeated over its lines
+    first = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]]) if len(acc) else \
         np.zeros(0, np.int64)  # fmt: skip
+    per_account = minor_steps(currencies)[np.searchsorted(account_id, acc[first])]
+    steps = np.repeat(per_account, np.diff(np.r_[first, len(acc)]))
     rounded = round_amounts(exact, steps, policy.mode)
     at = lines.schema.get_field_index("micros")
     out = lines.set_column(at, "micros", pa.array(rounded, pa.int64()))
@@ -232,7 +235,7 @@ def bill_totals(
     if safe.any():
         keep = np.repeat(safe, np.diff(np.r_[first, len(acc)]))
         kept_first = np.flatnonzero(np.r_[True, acc[keep][1:] != acc[keep][:-1]])
-        steps = minor_steps([currencies[int(i)] for i in pos[safe]])
+        steps = minor_steps(currencies)[pos[safe]]
         tax[safe] = group_tax(micros[keep], kept_first, rate_micros[pos][safe], steps,
                               policy).tax  # fmt: skip
     incl = excl + tax

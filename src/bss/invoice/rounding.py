@@ -70,7 +70,8 @@ DEFAULT_POLICY = RoundingPolicy()
 
 def minor_steps(currencies: list[str]) -> I64:
     """Micro-units per minor unit of each currency (EUR 10_000, JPY 1_000_000, BHD 1_000)."""
-    return np.array([10 ** (6 - minor_units(c)) for c in currencies], dtype=np.int64)
+    step = {c: 10 ** (6 - minor_units(c)) for c in set(currencies)}  # a few distinct codes
+    return np.fromiter(map(step.__getitem__, currencies), np.int64, len(currencies))
 
 
 def _half_up_python(values: I64, num: I64, den: I64) -> I64:
