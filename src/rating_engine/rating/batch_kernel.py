@@ -62,7 +62,10 @@ def _rate_chunk(
     status, prefix = out[0], out[5]
     svc_c = text_code(rec[4], rec[5], rec[15], lo, hi, True)
     kt_c = text_code(rec[6], rec[7], rec[16], lo, hi, False)
-    rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
+    # a run-time False, not the literal: a literal would type a second specialisation of
+    # the big kernel beside the allowance pass's, and compile it twice on a cold cache
+    in_order = lo < 0
+    rate_records(none, lo, hi, in_order, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
     rejected = 0
     no_prefix = 0
     for i in range(np.uint64(lo), np.uint64(hi)):  # just written: in cache
