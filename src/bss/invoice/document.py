@@ -13,6 +13,7 @@ number of bills.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -39,6 +40,8 @@ __all__ = [
     "money_text",
 ]
 
+#: the allowance note bss.billing.lines writes into a usage line's description
+_ALLOWANCE = re.compile(r", (-?\d+) (s|event|B) from allowance")
 #: the statement as a bill's JSON carries it (bss.receivables), in Statement's order
 _STATEMENT_KEYS = ("previous_balance", "payments_received", "other_credits", "balance_due")
 #: a usage line's unit -> its service (bss.billing.lines gives each service one unit)
@@ -124,6 +127,13 @@ class Invoice:
 def money_text(amount: Decimal | str, currency: str) -> str:
     """``1234.5`` EUR -> ``1,234.50 EUR`` (the currency's minor unit; exact, no float)."""
     return f"{Decimal(amount):,.{minor_units(currency)}f} {currency}"
+
+
+def _description(text: str, base: int) -> str:
+    """A line's description with its allowance note humanised like its quantity."""
+    return _ALLOWANCE.sub(
+        lambda m: f", {quantity_text(int(m.group(1)), m.group(2), base)} from allowance", text
+    )
 
 
 def _lines_of(text: str) -> tuple[str, ...]:
@@ -296,7 +306,7 @@ def invoices_for(
             InvoiceLine(
                 int(ln["line_no"]),
                 ln["line_type"],
-                ln["description"],
+                _description(ln["description"], bases.get(ln["product_id"] or 0, DECIMAL)),
                 int(ln["quantity"]),
                 ln["unit"],
                 quantity_text(

@@ -75,6 +75,7 @@ def test_pdf_reads_back_as_the_invoice(
         "Café Lumen SARL", "14 rue des Lilas", "VAT id FR40123456789",  # buyer
         "TVA 20 % (20 % of 108.88 EUR) 21.78 EUR", "Amount due 130.66 EUR",
         "179.78 MiB", "1:37:32", "30 SMS", "31 days",  # humanised quantities
+        "(30 records, 20 SMS from allowance)", "(42 records, 0:42:00 from allowance)",
         "IBAN DE02",
     ):  # fmt: skip
         assert expected in text, expected
