@@ -59,7 +59,7 @@ _WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 
 
 def datagram_formats(
-    buf: bytes | bytearray, starts: Sequence[int], lengths: Sequence[int]
+    buf: bytes | bytearray | memoryview, starts: Sequence[int], lengths: Sequence[int]
 ) -> list[str]:
     """The export format of each datagram from its version field, ``unknown`` if none."""
     n = len(starts)

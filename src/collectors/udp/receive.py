@@ -84,7 +84,7 @@ class ReceiveChunk:
     """Datagrams handed from the receiver to the worker, and what was dropped on the way."""
 
     def __init__(self, size: int) -> None:
-        self.buf = bytearray(size)
+        self.buf: bytearray | memoryview = bytearray(size)
         self.starts: list[int] = []
         self.lengths: list[int] = []
         self.exporters: list[bytes] = []
@@ -95,6 +95,7 @@ class ReceiveChunk:
         self.oversize: Counter[str] = Counter()
         self.used = 0  # bytes (recvfrom) or slots (recvmmsg) taken
         self.native: object = None  # the recvmmsg structures bound to ``buf``
+        self.release: int | None = None  # ring position freed when done (receiver process)
 
     def __len__(self) -> int:
         return len(self.starts)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import selectors
 import signal
 import socket
@@ -60,6 +61,8 @@ from collectors.udp.metrics import CollectorMetrics, datagram_formats
 from collectors.udp.metrics_http import MetricsServer
 from collectors.udp.outputs import CollectorOutputs, quarantine_batch
 from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
+from collectors.udp.receiver_process import ReceiverProcess
+from collectors.udp.receiver_process import available as receiver_process_available
 from collectors.udp.sockets import bind_socket, parse_allowlist, socket_drops
 from collectors.udp.stats import CollectorStats
 from collectors.workspace import WorkspacePaths
@@ -85,6 +88,7 @@ class CollectorSummary:
     quarantine_files: list[Path] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    buffer_peak_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form for ``--json`` output."""
@@ -101,6 +105,7 @@ class CollectorSummary:
             "quarantine_files": len(self.quarantine_files),
             "stats": dict(self.stats),
             "elapsed_s": round(self.elapsed_s, 3),
+            "buffer_peak_bytes": self.buffer_peak_bytes,
         }
 
 
@@ -127,6 +132,8 @@ class UdpCollector:
         compression: str = "lz4",
         enricher: FlowEnricher | None = None,
         metrics: tuple[str, int] | None = None,
+        receive_process: bool = True,
+        buffer_bytes: int = 256 << 20,
     ) -> None:
         if not listen:
             raise CollectorError("collect needs at least one --listen HOST:PORT")
@@ -162,13 +169,17 @@ class UdpCollector:
             self.peers, chunk_bytes=chunk_bytes, max_datagram=max_datagram
         )
         self._free: queue.Queue[ReceiveChunk] = queue.Queue()
-        for _ in range(max(chunks, 2)):
-            self._free.put(self.receiver.new_chunk())
         self._full: queue.Queue[ReceiveChunk | None] = queue.Queue()
         self._sockets: list[socket.socket] = []
+        self._proc: ReceiverProcess | None = None
         try:
             for host, port in listen:
                 self._sockets.append(bind_socket(host, port, rcvbuf))
+            if receive_process and receiver_process_available():
+                self._proc = ReceiverProcess(self._sockets, self.receiver, self.peers, buffer_bytes)
+            else:
+                for _ in range(max(chunks, 2)):
+                    self._free.put(self.receiver.new_chunk())
             if metrics is not None and self.metrics is not None:
                 self.metrics.listen = ",".join(f"{h}:{p}" for h, p in self.addresses)
                 self._metrics_server = MetricsServer(*metrics, self.metrics.registry, self._health)
@@ -183,6 +194,7 @@ class UdpCollector:
         self._enrich_failed = False
         self._enrich_errors = 0
         self._enrich_lock = threading.Lock()
+        self.buffer_peak_bytes = 0  # most bytes waiting in the receiver process's ring
 
     @staticmethod
     def warm_up() -> None:
@@ -210,11 +222,22 @@ class UdpCollector:
         """Where ``/metrics`` is served (the bound port), or None."""
         return None if self._metrics_server is None else self._metrics_server.address
 
+    def start_receiving(self) -> None:
+        """Fork the receiver process now (if it receives in one), before any thread starts;
+        :meth:`run` does it otherwise. Datagrams arriving before this wait in the socket."""
+        if self._proc is not None and not self._proc.started:
+            self._proc.start()
+
     def close(self) -> None:
         """Release the sockets and the metrics port (after :meth:`run`, or instead of it)."""
         if self._metrics_server is not None:
             self._metrics_server.close()
             self._metrics_server = None
+        if self._proc is not None:
+            self._proc.abort()
+            self._proc.join(10)
+            self._proc.close()
+            self._proc = None
         for sock in self._sockets:
             sock.close()
 
@@ -226,6 +249,8 @@ class UdpCollector:
             problems.append(f"receiver failed: {self._receiver_error!r}")
         elif self._receiver is not None and not self._receiver.is_alive():
             problems.append("receiver stopped")
+        elif self._proc is not None and self._proc.error is not None:
+            problems.append(f"receiver failed: {self._proc.error}")
         stalled = time.monotonic() - self._beat
         if stalled > 10:
             problems.append(f"worker loop stalled for {stalled:.0f} s")
@@ -371,33 +396,36 @@ class UdpCollector:
         """Collect until ``stop`` is set; then drain, write everything and return."""
         started = time.monotonic()
         summary = CollectorSummary(listen=self.addresses)
-        receiver = threading.Thread(
-            target=self._receive, args=(stop,), name="udp-receiver", daemon=True
-        )
-        self._receiver = receiver
-        receiver.start()
+        receiver: threading.Thread | None = None
+        if self._proc is not None:
+            self.start_receiving()
+        else:
+            receiver = threading.Thread(
+                target=self._receive, args=(stop,), name="udp-receiver", daemon=True
+            )
+            self._receiver = receiver
+            receiver.start()
         self.outputs.start()
         if self._metrics_server is not None:
             self._metrics_server.start()
             log.info("metrics on http://%s:%d/metrics", *self._metrics_server.address)
         log.info("collecting on %s into %s", self.addresses, self.workspace.root)
         last_stats = last_state = last_metrics = time.monotonic()
+        failed = True
         try:
             while True:
-                try:
-                    chunk = self._full.get(timeout=0.2)
-                except queue.Empty:
-                    chunk = None
-                    if not receiver.is_alive():  # it always ends with a None sentinel
-                        break
-                else:
-                    if chunk is None:
-                        break
+                chunk, ended = (
+                    self._next_from_process(stop)
+                    if self._proc is not None
+                    else self._next_from_thread(receiver)
+                )
+                if ended:
+                    break
+                if chunk is not None:
                     try:
                         self._process(chunk)
                     finally:
-                        chunk.reset()
-                        self._free.put(chunk)
+                        self._release(chunk)
                 now = self._beat = time.monotonic()
                 if now - last_metrics >= 1.0:
                     self._refresh_metrics()
@@ -409,9 +437,16 @@ class UdpCollector:
                 if now - last_state >= self.state_interval:
                     save_decoder_state(self.decoder, self.state_path)
                     last_state = now
+            failed = False
         finally:
             stop.set()
-            receiver.join(timeout=10)
+            if receiver is not None:
+                receiver.join(timeout=10)
+            if self._proc is not None:
+                if failed:
+                    self._proc.abort()
+                self._proc.join(10)
+                self.buffer_peak_bytes = self._proc.peak_bytes
             final_drops = socket_drops(self._sockets)
             for sock in self._sockets:
                 sock.close()
@@ -437,7 +472,44 @@ class UdpCollector:
         summary.quarantine_files = list(self.outputs.quarantine.written)
         summary.stats = dict(totals)
         summary.elapsed_s = time.monotonic() - started
+        summary.buffer_peak_bytes = self.buffer_peak_bytes
         return summary
+
+    def _next_from_thread(
+        self, receiver: threading.Thread | None
+    ) -> tuple[ReceiveChunk | None, bool]:
+        """(chunk or None, ended?) from the receiver thread's queue."""
+        try:
+            chunk = self._full.get(timeout=0.2)
+        except queue.Empty:
+            # the thread always ends with a None sentinel; a dead one ends the run too
+            return None, receiver is None or not receiver.is_alive()
+        return chunk, chunk is None
+
+    def _next_from_process(self, stop: threading.Event) -> tuple[ReceiveChunk | None, bool]:
+        """(chunk or None, ended?) from the receiver process's ring."""
+        proc = self._proc
+        assert proc is not None
+        if stop.is_set():
+            proc.stop()
+        chunk = proc.next_chunk()
+        if chunk is not None:
+            return chunk, False
+        if proc.finished:
+            if proc.error is not None:
+                self._receiver_error = RuntimeError(proc.error)
+            return None, True
+        readable, _, _ = select.select([proc.bell], [], [], 0.2)
+        if readable:
+            proc.poll()
+        return None, False
+
+    def _release(self, chunk: ReceiveChunk) -> None:
+        if self._proc is not None:
+            self._proc.release(chunk)
+        else:
+            chunk.reset()
+            self._free.put(chunk)
 
 
 def run_collector(
@@ -480,6 +552,7 @@ def run_collector(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _handler)
     try:
+        collector.start_receiving()  # forked first: a small process, no threads yet
         collector.warm_up()
         if on_ready is not None:
             on_ready(collector.addresses)

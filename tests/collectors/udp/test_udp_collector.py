@@ -203,11 +203,15 @@ def test_many_datagrams_two_sockets_rotation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("max_datagram", [9216, 65535])  # recvmmsg, recvfrom_into
-def test_both_receivers_take_every_datagram(tmp_path: Path, max_datagram: int) -> None:
+@pytest.mark.parametrize("receive_process", [True, False])  # a child process, or a thread
+def test_both_receivers_take_every_datagram(
+    tmp_path: Path, max_datagram: int, receive_process: bool
+) -> None:
     ws = WorkspacePaths(tmp_path / "w")
     v5 = cap("goflow2/netflowlegacy_data.bin")
     big = cap("python-netflow-v9-softflowd/packet_v5.bin") + bytes(12_000)  # trailing junk
-    with collecting(ws, max_datagram=max_datagram, chunk_bytes=1 << 16) as (port, out):
+    options = {"max_datagram": max_datagram, "receive_process": receive_process}
+    with collecting(ws, chunk_bytes=1 << 16, **options) as (port, out):
         send(port, [v5] * 300 + [big])
     summary = out["summary"]
     if max_datagram == 9216:  # larger than a slot: dropped and counted, never half-decoded

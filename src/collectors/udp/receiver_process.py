@@ -1,0 +1,341 @@
+"""The collector's receiver as a process of its own, handing datagrams over in shared memory.
+
+In one process the receiver thread shares the interpreter lock with decoding and Parquet
+encoding; on a busy machine it waits for the lock while the kernel's socket buffer fills,
+and the kernel drops datagrams although the collector keeps up on average. Here a forked
+child does nothing but drain the sockets (``recvmmsg`` through :mod:`collectors.udp.receive`)
+and copy each batch of datagrams back to back into a ring of ``buffer_bytes`` of anonymous
+shared memory; the parent decodes and writes the batches in arrival order and tells the
+child how far it has read. A burst faster than decoding is taken into the ring rather than
+dropped; only when the ring is full does the child stop reading, and then the kernel drops
+(counted from ``/proc/net/udp`` as before). Memory stays bounded by ``buffer_bytes``.
+
+The ring: a header page (``consumed``, bytes the parent is done with; ``stop``, set by the
+parent; an error text) and the data. A batch record is eight-byte aligned: four int64
+(datagrams, payload bytes, drop entries, record bytes), then per datagram its length, port,
+receive time (int64) and 16-byte exporter address, then per drop entry an address, a count
+and a kind (refused by the allowlist, or oversize), then the payloads. A record that does
+not fit before the end of the ring is preceded by a skip mark and written at the start.
+After each record the child writes its new ``produced`` position (an 8-byte number) to a
+pipe; a full pipe is skipped (a later position covers earlier records), the final ``-1``
+(done) or ``-2`` (error, text in the header) is always written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+import numpy as np
+
+from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, RecvFromReceiver
+
+__all__ = ["ReceiverProcess", "available"]
+
+_PAGE = 4096  # the header page
+_CONSUMED, _STOP, _ERROR_LEN = 0, 1, 2  # its int64 words; the error text starts at byte 64
+_DONE, _FAILED = -1, -2
+_ABORT = 2  # the stop word's value when the parent reads no more
+_SKIP = -1  # a record's datagram count that means "continue at the start of the ring"
+_REFUSED, _OVERSIZE = 0, 1
+
+
+def available() -> bool:
+    """Receiving in a child process needs ``fork`` (Linux here)."""
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class ReceiverProcess:
+    """The parent's side: starts the child, turns ring records into :class:`ReceiveChunk`."""
+
+    def __init__(
+        self,
+        sockets: list[socket.socket],
+        receiver: MmsgReceiver | RecvFromReceiver,
+        peers: PeerTable,
+        buffer_bytes: int,
+    ) -> None:
+        landing = len(receiver.new_chunk().buf)
+        # room for several of the largest records: a chunk's payload and its metadata
+        self.size = _pad8(max(buffer_bytes, 8 * landing))
+        self._map = mmap.mmap(-1, _PAGE + self.size, flags=mmap.MAP_SHARED)
+        self._header = np.frombuffer(self._map, dtype=np.int64, count=3)
+        self._data = memoryview(self._map)[_PAGE:]
+        self._sockets = sockets
+        self._receiver = receiver
+        self._peers = peers
+        self._pid = 0
+        self._bell = -1
+        self._read = 0  # records up to here are parsed
+        self._produced = 0  # the child's last reported position
+        self._tail = b""
+        self.finished = False
+        self.error: str | None = None
+        self.peak_bytes = 0  # most bytes waiting in the ring at once
+
+    @property
+    def started(self) -> bool:
+        return self._pid != 0
+
+    def start(self) -> None:
+        """Fork the child. Call before the collector starts threads of its own."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            os.close(read_end)
+            _child_main(self, write_end, parent)
+        os.close(write_end)
+        self._pid = pid
+        self._bell = read_end
+
+    @property
+    def bell(self) -> int:
+        """File descriptor that becomes readable when records (or the end) arrive."""
+        return self._bell
+
+    def stop(self) -> None:
+        """Ask the child to drain its sockets and finish."""
+        if self._header[_STOP] != _ABORT:
+            self._header[_STOP] = 1
+
+    def abort(self) -> None:
+        """Tell the child to end now: the parent reads no more."""
+        self._header[_STOP] = _ABORT
+
+    def poll(self) -> None:
+        """Read the child's positions from the pipe (non-blocking)."""
+        try:
+            raw = os.read(self._bell, 1 << 16)
+        except BlockingIOError:
+            return
+        if not raw:  # the child is gone without saying done
+            if not self.finished:
+                self.finished = True
+                self.error = self.error or "the receiver process ended unexpectedly"
+            return
+        raw = self._tail + raw
+        whole = len(raw) // 8 * 8
+        self._tail = raw[whole:]
+        for value in np.frombuffer(raw[:whole], dtype=np.int64).tolist():
+            if value == _DONE:
+                self.finished = True
+            elif value == _FAILED:
+                self.finished = True
+                n = int(self._header[_ERROR_LEN])
+                self.error = bytes(self._map[64 : 64 + n]).decode(errors="replace")
+            else:
+                self._produced = max(self._produced, value)
+
+    def next_chunk(self) -> ReceiveChunk | None:
+        """The next record as a chunk, or None when none is waiting."""
+        while self._read < self._produced:
+            at = self._read % self.size
+            head = np.frombuffer(self._data, dtype=np.int64, count=4, offset=at)
+            n, payload, drops, record = (int(x) for x in head)
+            if n == _SKIP:
+                self._read += self.size - at
+                continue
+            self.peak_bytes = max(self.peak_bytes, self._produced - int(self._header[_CONSUMED]))
+            chunk = self._chunk(at, n, payload, drops)
+            self._read += record
+            chunk.release = self._read
+            return chunk
+        return None
+
+    def _chunk(self, at: int, n: int, payload: int, drops: int) -> ReceiveChunk:
+        pos = at + 32
+        meta = np.frombuffer(self._data, dtype=np.int64, count=3 * n, offset=pos).reshape(3, n)
+        pos += 24 * n
+        addresses = bytes(self._data[pos : pos + 16 * n])
+        pos += 16 * n
+        chunk = ReceiveChunk(0)
+        if drops:
+            drop_addr = bytes(self._data[pos : pos + 16 * drops])
+            pos += 16 * drops
+            counts = np.frombuffer(self._data, dtype=np.int64, count=2 * drops, offset=pos)
+            pos += 16 * drops
+            for k in range(drops):
+                text = self._peers.lookup(drop_addr[16 * k : 16 * k + 16])[0]
+                target = chunk.refused if counts[drops + k] == _REFUSED else chunk.oversize
+                target[text] += int(counts[k])
+        lengths = meta[0]
+        starts = np.empty(n, dtype=np.int64)
+        if n:
+            starts[0] = pos
+            np.cumsum(lengths[:-1], out=starts[1:])
+            starts[1:] += pos
+        chunk.buf = self._data
+        chunk.starts = starts.tolist()
+        chunk.lengths = lengths.tolist()
+        chunk.ports = meta[1].tolist()
+        chunk.times = meta[2].tolist()
+        chunk.exporters = [addresses[16 * j : 16 * j + 16] for j in range(n)]
+        lookup = self._peers.lookup
+        chunk.hosts = [lookup(a)[0] for a in chunk.exporters]
+        return chunk
+
+    def release(self, chunk: ReceiveChunk) -> None:
+        """The worker is done with ``chunk`` (released in arrival order): its room is free."""
+        if chunk.release is not None:
+            self._header[_CONSUMED] = chunk.release
+
+    def join(self, timeout: float) -> None:
+        """Reap the child; kill it if it has not ended within ``timeout`` seconds."""
+        if not self._pid:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, _ = os.waitpid(self._pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                os.kill(self._pid, signal.SIGKILL)
+                os.waitpid(self._pid, 0)
+                break
+            time.sleep(0.01)
+        self._pid = 0
+
+    def close(self) -> None:
+        """Close the pipe and the ring (the chunks over it must be gone)."""
+        if self._bell >= 0:
+            os.close(self._bell)
+            self._bell = -1
+        self._header = np.zeros(3, dtype=np.int64)
+        # a chunk may still hold a view: the memory then goes with the last of them
+        with contextlib.suppress(BufferError):
+            self._data.release()
+            self._map.close()
+
+
+def _child_main(proc: ReceiverProcess, bell: int, parent: int) -> None:
+    """The child process: receive until stopped, then exit without running parent cleanup."""
+    code = 0
+    try:
+        # the parent's handlers decide when to stop: the child drains first, whatever signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child = _Child(proc, bell, parent)
+        child.run()
+        _ring_bell(bell, child.produced)  # the last position may have met a full pipe
+        _ring_bell(bell, _DONE)
+    except BaseException as exc:  # the parent raises it as the receiver's failure
+        code = 1
+        try:
+            text = repr(exc).encode()[: _PAGE - 64]
+            proc._map[64 : 64 + len(text)] = text
+            proc._header[_ERROR_LEN] = len(text)
+            _ring_bell(bell, _FAILED)
+        except BaseException:  # nothing left to tell with: the parent sees the pipe close
+            pass
+    finally:
+        os._exit(code)
+
+
+def _ring_bell(bell: int, value: int, *, wait: bool = True) -> None:
+    data = np.array([value], dtype=np.int64).tobytes()
+    while True:
+        try:
+            os.write(bell, data)
+            return
+        except BlockingIOError:
+            if not wait:
+                return
+            time.sleep(0.001)
+        except InterruptedError:
+            continue
+
+
+class _Child:
+    def __init__(self, proc: ReceiverProcess, bell: int, parent: int) -> None:
+        self.sockets = proc._sockets
+        self.receiver = proc._receiver
+        self.header = proc._header
+        self.data = proc._data
+        self.size = proc.size
+        self.bell = bell
+        self.parent = parent
+        self.produced = 0  # bytes ever placed (monotonic), skipped tails included
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self.parent
+
+    def run(self) -> None:
+        sel = selectors.DefaultSelector()
+        by_fd = {}
+        for sock in self.sockets:
+            sel.register(sock, selectors.EVENT_READ)
+            by_fd[sock.fileno()] = sock
+        chunk = self.receiver.new_chunk()
+        while True:
+            stopping = bool(self.header[_STOP])
+            if self.parent_gone() or self.header[_STOP] == _ABORT:
+                return
+            ready = (
+                self.sockets if stopping else [by_fd[key.fd] for key, _ in sel.select(timeout=0.05)]
+            )
+            drained = True
+            for sock in ready:
+                while not self.receiver.fill(chunk, sock):
+                    self.hand_over(chunk)
+                    drained = False
+            if chunk.has_news():
+                self.hand_over(chunk)
+            if stopping and drained:
+                return
+
+    def hand_over(self, chunk: ReceiveChunk) -> None:
+        """Copy the chunk into the ring as one record, ring the bell, reset the chunk."""
+        n = len(chunk)
+        drops = [(a, c, _REFUSED) for a, c in chunk.refused.items()]
+        drops += [(a, c, _OVERSIZE) for a, c in chunk.oversize.items()]
+        payload = sum(chunk.lengths)
+        record = 32 + 40 * n + 32 * len(drops) + _pad8(payload)
+        at = self.produced % self.size
+        skip = self.size - at if at + record > self.size else 0
+        while self.size - (self.produced - int(self.header[_CONSUMED])) < skip + record:
+            if self.parent_gone() or self.header[_STOP] == _ABORT:
+                raise RuntimeError("the collector stopped reading")
+            time.sleep(0.0005)  # the ring is full: the socket buffer takes the wait
+        if skip:
+            np.frombuffer(self.data, dtype=np.int64, count=1, offset=at)[0] = _SKIP
+            self.produced += skip
+            at = 0
+        head = np.frombuffer(self.data, dtype=np.int64, count=4 + 3 * n, offset=at)
+        head[:4] = (n, payload, len(drops), record)
+        head[4 : 4 + n] = chunk.lengths
+        head[4 + n : 4 + 2 * n] = chunk.ports
+        head[4 + 2 * n :] = chunk.times
+        pos = at + 32 + 24 * n
+        self.data[pos : pos + 16 * n] = b"".join(chunk.exporters)
+        pos += 16 * n
+        if drops:
+            self.data[pos : pos + 16 * len(drops)] = b"".join(
+                PeerTable.from_host(host) for host, _, _ in drops
+            )
+            pos += 16 * len(drops)
+            counts = np.frombuffer(self.data, dtype=np.int64, count=2 * len(drops), offset=pos)
+            counts[: len(drops)] = [c for _, c, _ in drops]
+            counts[len(drops) :] = [k for _, _, k in drops]
+            pos += 16 * len(drops)
+        src = memoryview(chunk.buf)
+        try:
+            for start, length in zip(chunk.starts, chunk.lengths, strict=True):
+                self.data[pos : pos + length] = src[start : start + length]
+                pos += length
+        finally:
+            src.release()
+        self.produced += record
+        _ring_bell(self.bell, self.produced, wait=False)
+        chunk.reset()

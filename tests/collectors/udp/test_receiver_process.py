@@ -1,0 +1,81 @@
+"""The receiver process: datagrams cross the shared ring in order, around its end and while it
+is full, and a receiver that dies is an error of the run, not a silent stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from collectors.dataset import read_dataset
+from collectors.errors import CollectorError
+from collectors.flows.decoder import FlowDecoder
+from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
+from collectors.schemas import FLOW_SCHEMA
+from collectors.udp.receive import ReceiveChunk
+from collectors.udp.receiver_process import available
+from collectors.udp.service import CollectorSummary, UdpCollector
+from collectors.workspace import WorkspacePaths
+
+pytestmark = pytest.mark.skipif(not available(), reason="the receiver process needs fork (Linux)")
+
+LOCAL = bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1])
+
+
+def _rows(table: pa.Table) -> list[tuple[object, ...]]:
+    return sorted(tuple(r.values()) for r in table.to_pylist())
+
+
+def test_ring_wraps_keeps_order_and_waits_when_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = WorkspacePaths(tmp_path / "w")
+    # templates first, then their data: decoding out of order would lose the data
+    datagrams = synth_template_stream("ipfix", 300, 12, seed=5) + synth_v5_datagrams(900, 30)
+    # 16 slots of 9216 bytes a landing chunk; the ring is its minimum, 8 chunks (~1.2 MB),
+    # so ~1.5 MB of datagrams wrap it; a slow worker (1 ms a chunk) lets it fill up
+    collector = UdpCollector([("127.0.0.1", 0)], ws, chunk_bytes=1 << 16, buffer_bytes=0)
+    ring = collector._proc.size if collector._proc is not None else 0
+    process = UdpCollector._process
+
+    def slow(self: UdpCollector, chunk: ReceiveChunk) -> None:
+        threading.Event().wait(0.001)
+        process(self, chunk)
+
+    monkeypatch.setattr(UdpCollector, "_process", slow)
+    port = collector.addresses[0][1]
+    stop = threading.Event()
+    out: dict[str, CollectorSummary] = {}
+    collector.start_receiving()
+    thread = threading.Thread(target=lambda: out.update(s=collector.run(stop)))
+    thread.start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for d in datagrams:
+            s.sendto(d, ("127.0.0.1", port))
+    stop.set()
+    thread.join(60)
+    summary = out["s"]
+    assert sum(map(len, datagrams)) > ring > 0
+    assert summary.socket_drops == 0
+    assert summary.datagrams == len(datagrams)
+    assert 0 < summary.buffer_peak_bytes <= ring
+    reference = FlowDecoder().decode_many(datagrams, [LOCAL] * len(datagrams), [0] * len(datagrams))
+    assert summary.flows == reference.flows.num_rows == 300 * 12 + 900 * 30
+    cols = [c for c in FLOW_SCHEMA.names if c not in ("flow_start", "flow_end")]
+    assert _rows(read_dataset(ws.flows, FLOW_SCHEMA).select(cols)) == _rows(
+        pa.Table.from_batches([reference.flows]).select(cols)
+    )
+
+
+def test_a_dead_receiver_process_fails_the_run(tmp_path: Path) -> None:
+    collector = UdpCollector([("127.0.0.1", 0)], WorkspacePaths(tmp_path / "w"))
+    collector.start_receiving()
+    assert collector._proc is not None
+    os.kill(collector._proc._pid, signal.SIGKILL)
+    with pytest.raises(CollectorError, match="receiver"):
+        collector.run(threading.Event())
