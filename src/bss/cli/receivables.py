@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 import duckdb
@@ -22,7 +23,7 @@ from bss.db import transaction
 from bss.errors import ValidationError
 from bss.receivables.adjustments import Movement, adjust_balance, write_off
 from bss.receivables.ageing import BUCKETS, Ageing, age_accounts
-from bss.receivables.amounts import format_minor, parse_amount
+from bss.receivables.amounts import format_minor
 from bss.receivables.bill_entries import post_unposted_bills
 from bss.receivables.credit_notes import credit_bill
 from bss.receivables.dunning import DunningPolicy, run_dunning
@@ -150,20 +151,25 @@ def accounts_dunning(
     reminder_days: Annotated[int, typer.Option(help="days past due for a reminder")] = 1,
     final_notice_days: Annotated[int, typer.Option(help="... for a final notice")] = 15,
     suspend_days: Annotated[int, typer.Option(help="... to suspend the products")] = 30,
-    tolerance: Annotated[str, typer.Option(help="overdue amounts up to this are not chased")] = "0",
+    tolerance: Annotated[
+        str, typer.Option(help="overdue amounts up to this (in each account's currency) wait")
+    ] = "0",
 ) -> None:
     """Move accounts between none, reminder, final notice and suspended by what is overdue;
     a suspension (and its end) is a product order on the account's products."""
     state = get_state(ctx)
     when = _day(as_of, "--as-of")
     try:
-        policy = DunningPolicy(reminder_days, final_notice_days, suspend_days)
+        let_be = Decimal(tolerance.strip())
+    except InvalidOperation:
+        raise ValidationError(f"--tolerance {tolerance!r} is not an amount") from None
+    try:
+        policy = DunningPolicy(reminder_days, final_notice_days, suspend_days, let_be)
     except ValueError as exc:
-        raise ValidationError(str(exc)) from None
+        raise ValidationError(f"dunning: {exc}") from None
     with database(state) as conn:
         steps = []
-        for step in run_dunning(conn, when, _with_tolerance(conn, policy, tolerance),
-                                apply=not dry_run):  # fmt: skip
+        for step in run_dunning(conn, when, policy, apply=not dry_run):
             steps.append({**asdict(step), "overdue_text": format_minor(step.overdue,
                                                                        step.currency)})  # fmt: skip
     if state.json:
@@ -173,23 +179,6 @@ def accounts_dunning(
           ["account", "from", "to", "overdue", "days", "order"],
           [(s["account"], s["from_level"], s["to_level"], f"{s['overdue_text']} {s['currency']}",
             s["days_overdue"], s["order"] or "") for s in steps])  # fmt: skip
-
-
-def _with_tolerance(conn: duckdb.DuckDBPyConnection, policy: DunningPolicy,
-                    text: str) -> DunningPolicy:  # fmt: skip
-    """The tolerance is typed in major units; it applies per account in its currency."""
-    if text.strip() in ("0", ""):
-        return policy
-    # a single tolerance for every currency: in minor units of the workspace's accounts,
-    # all of which must share the number of decimals for it to mean one thing
-    digits = {c for (c,) in conn.execute("SELECT DISTINCT currency FROM billing_account"
-                                          ).fetchall()}  # fmt: skip
-    minor = {parse_amount(text, c, what="--tolerance") for c in digits}
-    if len(minor) > 1:
-        raise ValidationError("--tolerance: accounts in currencies of different decimals; "
-                              "give 0 or run per currency")  # fmt: skip
-    return DunningPolicy(policy.reminder_days, policy.final_notice_days, policy.suspend_days,
-                         minor.pop() if minor else 0)  # fmt: skip
 
 
 @accounts_app.command("adjust", context_settings=_AMOUNTS)

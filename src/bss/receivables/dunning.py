@@ -3,8 +3,8 @@
 Levels, from the days past due of the account's oldest open item (:mod:`ageing`) and a
 :class:`DunningPolicy`: ``none``, ``reminder`` (from ``reminder_days``), ``final_notice``
 (from ``final_notice_days``) and ``suspended`` (from ``suspend_days``). Amounts overdue
-below ``tolerance`` (minor units) are ignored. :func:`run_dunning` records each change
-of level (``dunning_step``); reaching ``suspended`` raises a product order
+up to ``tolerance`` (in the account's currency) are let be. :func:`run_dunning` records
+each change of level (``dunning_step``); reaching ``suspended`` raises a product order
 ``DUN-<account>-<date>`` suspending the account's active products (order items
 ``suspend``, processed at once), and leaving it - the account paid - raises one that
 resumes them. Running it again on the same date changes nothing.
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import duckdb
 
+from bss.billing.money import minor_units
 from bss.db import transaction, utc_now
 from bss.orders import OrderItem, create_order, process_order
 from bss.receivables.ageing import Ageing, age_accounts
@@ -32,11 +34,14 @@ class DunningPolicy:
     reminder_days: int = 1
     final_notice_days: int = 15
     suspend_days: int = 30
-    tolerance: int = 0  # overdue amounts (minor units) at or below this are not chased
+    #: overdue amounts at or below this (in each account's own currency) are not chased
+    tolerance: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
         if not 0 < self.reminder_days <= self.final_notice_days <= self.suspend_days:
             raise ValueError("dunning days must rise: reminder <= final notice <= suspension")
+        if not self.tolerance.is_finite() or self.tolerance < 0:
+            raise ValueError(f"dunning tolerance {self.tolerance} is not an amount")
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ class DunningStep:
 
 def level_of(aged: Ageing, policy: DunningPolicy) -> str:
     """The level an account's ageing calls for."""
-    days = aged.days_overdue if aged.overdue > policy.tolerance else 0
+    limit = policy.tolerance.scaleb(minor_units(aged.currency))  # in minor units
+    days = aged.days_overdue if aged.overdue > limit else 0
     if days >= policy.suspend_days:
         return "suspended"
     if days >= policy.final_notice_days:

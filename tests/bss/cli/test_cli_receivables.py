@@ -99,6 +99,11 @@ def test_ageing_and_dunning_suspend_then_resume(
     early = run([*ws, "accounts", "dunning", "--as-of", "2026-11-20"], capsys)["changes"]
     assert {(c["account"], c["to_level"]) for c in early} == {("A1", "reminder"),
                                                               ("A2", "reminder")}  # fmt: skip
+    # 372.00 EUR overdue is within a tolerance of 400; 13579 JPY is not
+    let_be = run([*ws, "accounts", "dunning", "--as-of", "2026-12-20", "--dry-run",
+                  "--tolerance", "400"], capsys)["changes"]  # fmt: skip
+    assert [(c["account"], c["to_level"]) for c in let_be] == [("A1", "none"), ("A2", "suspended")]
+    run([*ws, "accounts", "dunning", "--tolerance", "-1"], capsys, 3)
     dry = run([*ws, "accounts", "dunning", "--as-of", "2026-12-20", "--dry-run"], capsys)
     assert {c["to_level"] for c in dry["changes"]} == {"suspended"}
     assert all(c["order"] is None for c in dry["changes"])
