@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, time
@@ -529,11 +528,10 @@ def bills_show(
     with database(state, read_only=True) as conn:
         bills = _period_bills(conn, period, bill_no)
         invoices = invoices_for(conn, bills, state.workspace)
-    if fmt == "json" or (state.json and fmt == "text"):
-        if output is None:
-            typer.echo(json.dumps({"bills": bills}, sort_keys=True, ensure_ascii=False))
-        else:
-            _write_out(state, canonical_json(bills), output, "bills")
+    if state.json and fmt == "text":
+        emit(state, {"bills": bills})
+    elif fmt == "json":  # the bytes bills_sha256 is taken over (for a whole period)
+        _write_out(state, canonical_json(bills), output, "bills")
     elif fmt == "tmf678":
         document = {
             "customerBill": [customer_bill(i) for i in invoices],

@@ -4,6 +4,7 @@ demo's bills_sha256 pinned (bill content changed on purpose with invoice roundin
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -99,6 +100,8 @@ def test_html_and_text_show_the_same_invoice(
     text = _cli(["-w", str(demo), "bills", "show", "2026-10", "--bill-no", CAFE], capsys)
     assert "130.66 EUR" in text
     assert "rounding (half-even, tax per rate group)" in text
+    canonical = _cli(["-w", str(demo), "bills", "show", "2026-10", "-f", "json"], capsys)
+    assert hashlib.sha256(canonical.encode()).hexdigest() == DEMO_BILLS_SHA256
     refused = _cli(["-w", str(demo), "bills", "show", "2026-10", "-f", "html"], capsys, code=3)
     assert refused == ""
 
