@@ -25,7 +25,7 @@ from bss.receivables.adjustments import Movement, adjust_balance, write_off
 from bss.receivables.ageing import BUCKETS, Ageing, age_accounts
 from bss.receivables.amounts import format_minor
 from bss.receivables.bill_entries import post_unposted_bills
-from bss.receivables.credit_notes import credit_bill
+from bss.receivables.credit_notes import credit_bill, write_credit_note
 from bss.receivables.dunning import DunningPolicy, run_dunning
 from bss.receivables.journal import account_balance, entries_of
 from bss.receivables.payments import add_payment
@@ -240,12 +240,14 @@ def bills_credit(
     with database(state) as conn:
         note = credit_bill(conn, bill_no, reason=reason, issue_date=when, amount=amount,
                            lines=numbers)  # fmt: skip
+    document = write_credit_note(note, state.workspace.reports / "credit-notes")
     sums = ("amount_excl_tax", "tax_amount", "amount_incl_tax", "remaining", "balance")
-    out = {**asdict(note), **{f"{k}_text": note.text(getattr(note, k)) for k in sums}}
+    out = {**asdict(note), **{f"{k}_text": note.text(getattr(note, k)) for k in sums},
+           "document": str(document)}  # fmt: skip
     emit(state, out, f"credit note {note.credit_no} on {note.bill_no}: "
                      f"{out['amount_incl_tax_text']} {note.currency} ({out['tax_amount_text']} "
                      f"tax); {out['remaining_text']} left to credit; account {note.account} "
-                     f"balance {out['balance_text']} {note.currency}")  # fmt: skip
+                     f"balance {out['balance_text']} {note.currency}; {document}")  # fmt: skip
 
 
 def register_receivables(app: typer.Typer) -> None:

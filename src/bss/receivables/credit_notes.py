@@ -17,9 +17,12 @@ nothing written. Credit notes are numbered ``C<bill number without B>-<n>``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -30,8 +33,9 @@ from bss.receivables.amounts import format_minor, micros_to_minor, parse_amount
 from bss.receivables.bill_entries import post_unposted_bills
 from bss.receivables.journal import account_balance, post_entry
 from bss.receivables.payments import split_amount
+from collectors.dataset import atomic_write_bytes
 
-__all__ = ["CreditNote", "credit_bill", "credited_on"]
+__all__ = ["CreditNote", "credit_bill", "credit_note_document", "credited_on", "write_credit_note"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,27 @@ class CreditNote:
 
     def text(self, amount: int) -> str:
         return format_minor(amount, self.currency)
+
+
+def credit_note_document(note: CreditNote) -> dict[str, Any]:
+    """The credit note as a document: amounts as decimal text in the currency's digits."""
+    return {
+        "credit_no": note.credit_no, "bill_no": note.bill_no, "account": note.account,
+        "currency": note.currency, "issue_date": note.issue_date.isoformat(),
+        "reason": note.reason, "amount_excl_tax": note.text(note.amount_excl_tax),
+        "tax_amount": note.text(note.tax_amount),
+        "amount_incl_tax": note.text(note.amount_incl_tax),
+        "lines": [{"line_no": n, "bill_line_no": bill_line, "description": text,
+                   "amount": note.text(amount)}
+                  for n, (bill_line, text, amount) in enumerate(note.lines, 1)],
+    }  # fmt: skip
+
+
+def write_credit_note(note: CreditNote, folder: Path) -> Path:
+    """``<folder>/<credit_no>.json`` (sorted keys, UTF-8), written atomically."""
+    payload = json.dumps(credit_note_document(note), sort_keys=True, indent=1,
+                         ensure_ascii=False).encode()  # fmt: skip
+    return atomic_write_bytes(folder / f"{note.credit_no}.json", payload + b"\n")
 
 
 def credited_on(conn: duckdb.DuckDBPyConnection, bill_no: str) -> int:

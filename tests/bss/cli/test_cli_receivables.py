@@ -73,6 +73,11 @@ def test_credit_notes_never_exceed_the_bill(
     assert (note["credit_no"], note["amount_excl_tax_text"], note["tax_amount_text"]) == (
         "C202610-000001-1", "100.00", "20.00")  # fmt: skip
     assert note["remaining_text"] == "252.00"
+    document = json.loads(Path(note["document"]).read_text())
+    assert (document["credit_no"], document["bill_no"], document["amount_incl_tax"]) == (
+        "C202610-000001-1", bill, "120.00")  # fmt: skip
+    assert document["lines"] == [{"line_no": 1, "bill_line_no": None, "description": "outage",
+                                  "amount": "100.00"}]  # fmt: skip
     too_much = run([*ws, "bills", "credit", bill, "--lines", "1", "--reason", "all"], capsys, 3)
     assert "more than what remains of the bill (252.00 EUR" in too_much["error"]["message"]
     for argv in (
