@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rating_engine.tariff.model import PeriodPricing
+from rating_engine.tariff.model import PeriodPricing, Tier
 from rating_engine.tariff.plan import RatingPlan
 
 __all__ = [
@@ -99,13 +99,23 @@ _MODES = {
 }
 
 
+def _num(value: Decimal) -> str:
+    """A decimal without trailing zeros or an exponent: 0.17, 5, 2.5."""
+    return f"{value.normalize():f}"
+
+
 def _amount(pp: PeriodPricing, quantity: int) -> str:
     """A quantity as the detail shows it: money for a cost measure, else units."""
-    return f"{Decimal(quantity).scaleb(-6)}" if pp.measure == "cost" else str(quantity)
+    return _num(Decimal(quantity).scaleb(-6)) if pp.measure == "cost" else str(quantity)
 
 
-def _price(pp: PeriodPricing, rate: Decimal) -> str:
-    return f"{rate * 100}%" if pp.measure == "cost" else f"{rate}/{pp.unit}"
+def _priced(pp: PeriodPricing, amount: int, tier: Tier) -> str:
+    """``amount x rate`` (a percent for a cost measure) and the tier's flat fee."""
+    flat = f"{tier.flat} flat"
+    if not tier.rate and tier.flat:
+        return flat
+    rate = f"{_num(tier.rate * 100)}%" if pp.measure == "cost" else f"{tier.rate}/{pp.unit}"
+    return f"{_amount(pp, amount)} x {rate}" + (f" + {flat}" if tier.flat else "")
 
 
 def tier_charge(pp: PeriodPricing, quantity: int) -> tuple[int, str]:
@@ -120,19 +130,17 @@ def tier_charge(pp: PeriodPricing, quantity: int) -> tuple[int, str]:
     lower = 0
     for i, tier in enumerate(pp.tiers if quantity > 0 and pp.mode != "package" else ()):
         upper = tier.upto
-        flat = f" + {tier.flat} flat" if tier.flat else ""
         if pp.mode == "volume":
             if upper is None or quantity <= upper:
                 total = Fraction(tier.rate) * quantity / pp.unit + Fraction(tier.flat)
-                parts.append(f"tier {i + 1}: {_amount(pp, quantity)} x {_price(pp, tier.rate)}"
-                             f"{flat}")  # fmt: skip
+                parts.append(f"tier {i + 1}: {_priced(pp, quantity, tier)}")
                 break
             continue
         if quantity <= lower:  # graduated: this tier is not reached
             break
         inside = (quantity if upper is None else min(quantity, upper)) - lower
         total += Fraction(tier.rate) * inside / pp.unit + Fraction(tier.flat)
-        parts.append(f"tier {i + 1}: {_amount(pp, inside)} x {_price(pp, tier.rate)}{flat}")
+        parts.append(f"tier {i + 1}: {_priced(pp, inside, tier)}")
         lower = upper if upper is not None else lower
     with localcontext() as ctx:
         ctx.prec = 80

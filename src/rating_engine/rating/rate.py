@@ -26,6 +26,12 @@ import pyarrow.compute as pc
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.errors import RatingError, TariffError
 from rating_engine.rating.batch_kernel import rate_batch
+from rating_engine.rating.pass_through import (
+    check_prices,
+    pass_through_rates,
+    price_pass_through,
+    record_prices,
+)
 from rating_engine.rating.reasons import REASONS
 from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA
 from rating_engine.tariff.allowances import LEDGER_SCHEMA, AllowanceState, consume_allowances
@@ -63,6 +69,8 @@ _FIELD = {
     "cost_overflow": "duration_ms",
     "volume_out_of_range": "volume_up",
     "unknown_key_type": "subscriber_key_type",
+    "no_price": "price",
+    "negative_price": "price",
 }
 _TEXT = {
     "unknown_subscription": "no subscription binds this subscriber key at start_time",
@@ -77,6 +85,8 @@ _TEXT = {
     "cost_overflow": "the cost exceeds the exact arithmetic range",
     "volume_out_of_range": "volume exceeds 2^62 bytes",
     "unknown_key_type": "subscriber_key_type is not msisdn, imsi or ip",
+    "no_price": "a pass-through rate prices this record but it carries no price",
+    "negative_price": "a pass-through rate prices this record but its price is negative",
 }
 
 
@@ -328,8 +338,15 @@ def _rate_batch(
     # without allowances in the plan the kernel leaves eligibility and allowance units
     # unwritten: the units are all zero
     allowances = a["elig"].size > 0
+    passing = pass_through_rates(plan)
+    if passing is not None:  # before allowances: those records draw on none
+        prices = record_prices(batch)
+        pt_rows = check_prices(passing, out, prices)
+        n_rejected = int(np.count_nonzero(status != 0))
     if allowances and out[10].any():
         ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id)
+    if passing is not None and prices is not None:
+        price_pass_through(passing, out, *pt_rows, prices[0])
     n = len(status) - n_rejected
     if n_rejected == 0:
         # every record rated: the kernel's arrays and the input's id and time columns are

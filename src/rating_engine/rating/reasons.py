@@ -4,8 +4,10 @@ from __future__ import annotations
 
 __all__ = [
     "NEG_DURATION",
+    "NEG_PRICE",
     "NO_BAND",
     "NO_DEST",
+    "NO_PRICE",
     "NO_RATE",
     "NO_VERSION",
     "OK",
@@ -34,6 +36,8 @@ REASONS = (
     "cost_overflow",
     "volume_out_of_range",
     "unknown_key_type",
+    "no_price",
+    "negative_price",
 )
 OK, UNKNOWN_SUB, UNKNOWN_TARIFF, NO_VERSION, NEG_DURATION, TIME_RANGE = 0, 1, 2, 3, 4, 5
 NO_DEST, NO_RATE, NO_BAND, UNKNOWN_SERVICE, OVERFLOW, VOLUME_RANGE, UNKNOWN_KEY = (
@@ -45,3 +49,6 @@ NO_DEST, NO_RATE, NO_BAND, UNKNOWN_SERVICE, OVERFLOW, VOLUME_RANGE, UNKNOWN_KEY 
     11,
     12,
 )
+#: Pass-through rates (:mod:`rating_engine.rating.pass_through`): the record carries no
+#: price, or a negative one.
+NO_PRICE, NEG_PRICE = 13, 14
