@@ -6,8 +6,10 @@ import hashlib
 from datetime import UTC, date, datetime
 
 import duckdb
+import pytest
 from receivables_business import NOW
 
+import bss.billing.run as billing_run
 from bss.billing.bill_json import bills_digest
 from bss.billing.export import bills_for_period, canonical_json
 from bss.billing.run import run_billing
@@ -95,3 +97,20 @@ def test_a_supplementary_bill_is_posted_with_its_statement(
     assert account_balance(billed, 1) == 55200
     assert run_billing(billed, billed_ws, "2026-10", now=NOW, export=False).new_bills == 0
     assert len(_bill_entries(billed)) == 9
+
+
+def test_a_pass_that_fails_posts_nothing(
+    billed: duckdb.DuckDBPyConnection, billed_ws: WorkspacePaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*_: object) -> None:
+        raise RuntimeError("killed after the bills were posted")
+
+    monkeypatch.setattr(billing_run, "record_one_time", crash)  # runs after post_pass_bills
+    with pytest.raises(RuntimeError):
+        run_billing(billed, billed_ws, "2026-11", now=NOW, export=False)
+    assert len(_bill_entries(billed)) == 6  # October's only: the pass rolled back whole
+    monkeypatch.undo()
+    result = run_billing(billed, billed_ws, "2026-11", now=NOW, export=False)
+    assert result.new_bills == 2
+    assert len(_bill_entries(billed)) == 12
+    assert unbalanced_entries(billed) == []
