@@ -61,7 +61,9 @@ __all__ = [
 _US_PER_DAY = 86_400_000_000
 _MAX_BLOCK = 256 << 20  # largest read block tried for a file with a very long record
 # dictionary-encode only the columns with few distinct values: cheaper and smaller files
-_DICTIONARY_COLUMNS = ("source_file", "subscriber_key_type", "service", "stage", "reason", "field")
+_DICTIONARY_COLUMNS = (
+    "source_file", "subscriber_key_type", "service", "location", "stage", "reason", "field"
+)  # fmt: skip
 # no min/max statistics on the free-text columns: unsorted, they never prune a row group and
 # they cost ~15% of the write
 _NO_STATISTICS = frozenset(

@@ -186,10 +186,20 @@ class _BatchTransformer:
         sub_col = m.subscriber.column
         subscriber = normalise_numbers(raw[sub_col], m.subscriber.normalise, m.numbers)
         if m.subscriber.key_type in ("msisdn", "imsi"):
-            digits_ok = pc.and_(
-                pc.utf8_is_digit(subscriber), pc.less_equal(pc.utf8_length(subscriber), _MAX_MSISDN)
-            )
-            subscriber = pc.if_else(digits_ok, subscriber, pa.scalar(None, pa.string()))
+            no_number = pa.scalar(None, pa.string())
+            if m.subscriber.normalise in ("digits", "e164"):
+                # the normalised text is ASCII digits or null already: only the length can fail
+                lengths = pc.binary_length(subscriber)
+                if (pc.max(lengths).as_py() or 0) > _MAX_MSISDN:
+                    subscriber = pc.if_else(
+                        pc.less_equal(lengths, _MAX_MSISDN), subscriber, no_number
+                    )
+            else:
+                digits_ok = pc.and_(
+                    pc.utf8_is_digit(subscriber),
+                    pc.less_equal(pc.utf8_length(subscriber), _MAX_MSISDN),
+                )
+                subscriber = pc.if_else(digits_ok, subscriber, no_number)
         bad("subscriber", sub_col, subscriber, "bad_number", f"not a {m.subscriber.key_type}")
 
         if m.service.column is not None:

@@ -288,26 +288,32 @@ class MmsgReceiver:
         addr[v4, 10:12] = 0xFF
         addr[v4, 12:16] = names[v4, 4:8]
         addr[~v4] = names[~v4, 8:24]
-        ports = ((names[:, 2].astype(np.int64) << 8) | names[:, 3]).tolist()
-        lengths = native.length[first:end].tolist()
+        ports = (names[:, 2].astype(np.int64) << 8) | names[:, 3]
         truncated = (native.flags[first:end] & _MSG_TRUNC) != 0
-        rows = addr.tobytes()
-        slot = native.slot_size
-        for j in range(got):
-            address = rows[16 * j : 16 * j + 16]
-            text, allowed = self.peers.lookup(address)
-            if not allowed:
-                chunk.refused[text] += 1
-                continue
-            if truncated[j]:
-                chunk.oversize[text] += 1
-                continue
-            chunk.starts.append((first + j) * slot)
-            chunk.lengths.append(lengths[j])
-            chunk.exporters.append(address)
-            chunk.hosts.append(text)
-            chunk.ports.append(ports[j])
-            chunk.times.append(now)
+        # the allowlist is asked once per distinct sender of the batch (usually one or two)
+        distinct, which = np.unique(
+            addr.view(np.dtype((np.void, 16))).reshape(got), return_inverse=True
+        )
+        senders = [bytes(d) for d in distinct.tolist()]
+        looked = [self.peers.lookup(a) for a in senders]
+        allowed = np.array([ok for _, ok in looked], dtype=np.bool_)[which]
+        take = allowed & ~truncated
+        if not take.all():
+            for k in np.unique(which[~take]).tolist():
+                refused = int(np.count_nonzero((which == k) & ~allowed))
+                oversize = int(np.count_nonzero((which == k) & allowed & truncated))
+                if refused:
+                    chunk.refused[looked[k][0]] += refused
+                if oversize:
+                    chunk.oversize[looked[k][0]] += oversize
+        rows = np.flatnonzero(take)
+        kept = which[rows].tolist()
+        chunk.starts.extend(((rows + first) * native.slot_size).tolist())
+        chunk.lengths.extend(native.length[first:end][rows].tolist())
+        chunk.exporters.extend([senders[k] for k in kept])
+        chunk.hosts.extend([looked[k][0] for k in kept])
+        chunk.ports.extend(ports[rows].tolist())
+        chunk.times.extend([now] * len(kept))
 
 
 def make_receiver(

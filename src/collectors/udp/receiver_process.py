@@ -39,7 +39,8 @@ from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, RecvFr
 __all__ = ["ReceiverProcess", "available"]
 
 _PAGE = 4096  # the header page
-_CONSUMED, _STOP, _ERROR_LEN = 0, 1, 2  # its int64 words; the error text starts at byte 64
+# its int64 words (the error text starts at byte 64); _PEAK: the most bytes the ring held
+_CONSUMED, _STOP, _ERROR_LEN, _PEAK = 0, 1, 2, 3
 _DONE, _FAILED = -1, -2
 _ABORT = 2  # the stop word's value when the parent reads no more
 _SKIP = -1  # a record's datagram count that means "continue at the start of the ring"
@@ -69,7 +70,7 @@ class ReceiverProcess:
         # room for several of the largest records: a chunk's payload and its metadata
         self.size = _pad8(max(buffer_bytes, 8 * landing))
         self._map = mmap.mmap(-1, _PAGE + self.size, flags=mmap.MAP_SHARED)
-        self._header = np.frombuffer(self._map, dtype=np.int64, count=3)
+        self._header = np.frombuffer(self._map, dtype=np.int64, count=4)
         self._data = memoryview(self._map)[_PAGE:]
         self._sockets = sockets
         self._receiver = receiver
@@ -81,7 +82,6 @@ class ReceiverProcess:
         self._tail = b""
         self.finished = False
         self.error: str | None = None
-        self.peak_bytes = 0  # most bytes waiting in the ring at once
 
     @property
     def started(self) -> bool:
@@ -99,6 +99,11 @@ class ReceiverProcess:
         os.close(write_end)
         self._pid = pid
         self._bell = read_end
+
+    @property
+    def peak_bytes(self) -> int:
+        """The most bytes the ring held at once (received, not yet decoded)."""
+        return int(self._header[_PEAK])
 
     @property
     def bell(self) -> int:
@@ -147,7 +152,6 @@ class ReceiverProcess:
             if n == _SKIP:
                 self._read += self.size - at
                 continue
-            self.peak_bytes = max(self.peak_bytes, self._produced - int(self._header[_CONSUMED]))
             chunk = self._chunk(at, n, payload, drops)
             self._read += record
             chunk.release = self._read
@@ -212,7 +216,7 @@ class ReceiverProcess:
         if self._bell >= 0:
             os.close(self._bell)
             self._bell = -1
-        self._header = np.zeros(3, dtype=np.int64)
+        self._header = np.zeros(4, dtype=np.int64)
         # a chunk may still hold a view: the memory then goes with the last of them
         with contextlib.suppress(BufferError):
             self._data.release()
@@ -331,11 +335,18 @@ class _Child:
             pos += 16 * len(drops)
         src = memoryview(chunk.buf)
         try:
-            for start, length in zip(chunk.starts, chunk.lengths, strict=True):
-                self.data[pos : pos + length] = src[start : start + length]
-                pos += length
+            packed = b"".join(
+                [
+                    src[start : start + n]
+                    for start, n in zip(chunk.starts, chunk.lengths, strict=True)
+                ]
+            )
         finally:
             src.release()
+        self.data[pos : pos + payload] = packed
         self.produced += record
+        held = self.produced - int(self.header[_CONSUMED])
+        if held > self.header[_PEAK]:
+            self.header[_PEAK] = held
         _ring_bell(self.bell, self.produced, wait=False)
         chunk.reset()

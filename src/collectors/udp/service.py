@@ -1,17 +1,22 @@
 """The UDP flow collector service behind ``rating-engine collect --listen HOST:PORT``.
 
-Three threads. The *receiver* runs a tight loop over non-blocking sockets and a
-selector and fills preallocated chunks (``recvmmsg`` many datagrams per system call,
-or ``recvfrom_into``; see :mod:`collectors.udp.receive`), drops datagrams from
-exporters outside the allowlist, and hands full chunks to the *worker* (the caller's
-thread). The worker decodes a chunk with one :meth:`FlowDecoder.decode_many` call and
-passes the batches to the *writer* thread. Memory is bounded: ``chunks`` x
-``chunk_bytes`` of receive buffers (64 MiB by default), at most 8 decoded batches
-waiting for the writer, the rotation buffer (``rotate_bytes``), and the decoder's own
-per-exporter limits (templates, held bytes). When the worker or the writer falls
-behind, the kernel socket buffer (``rcvbuf``) absorbs the rest; beyond that the kernel
-drops, which the exporters' sequence numbers then report. Outputs (flows, sFlow
-counters, quarantined datagrams, statistics) are in :mod:`collectors.udp.outputs`; each
+The *receiver* runs a tight loop over non-blocking sockets and a selector and fills
+preallocated chunks (``recvmmsg`` many datagrams per system call, or ``recvfrom_into``;
+see :mod:`collectors.udp.receive`) and drops datagrams from exporters outside the
+allowlist. On Linux it is a forked process of its own (``receive_process``, see
+:mod:`collectors.udp.receiver_process`) that packs the datagrams into a shared-memory
+ring of ``buffer_bytes`` (512 MiB by default): it never waits for the interpreter lock
+held by decoding and encoding, and a burst faster than decoding waits in the ring.
+Elsewhere it is a thread handing ``chunks`` x ``chunk_bytes`` of chunks (64 MiB) over a
+queue. The *worker* (the caller's thread) decodes a chunk with one
+:meth:`FlowDecoder.decode_many` call and passes the batches to the *writer* thread.
+Memory is bounded: the ring or the chunks, at most 8 decoded batches waiting for the
+writer, the rotation buffer (``rotate_bytes``), and the decoder's own per-exporter
+limits (templates, held bytes). When the ring is full the kernel socket buffer
+(``rcvbuf``) absorbs the rest; beyond that the kernel drops (counted as
+``socket_drops``), which the exporters' sequence numbers then report too. Outputs
+(flows, sFlow counters, quarantined datagrams, statistics) are in
+:mod:`collectors.udp.outputs`; each
 rejected (exporter, reason) is logged at most once per stats interval, and statistics
 are logged every ``stats_interval`` seconds (see :mod:`collectors.udp.stats`).
 
@@ -133,7 +138,7 @@ class UdpCollector:
         enricher: FlowEnricher | None = None,
         metrics: tuple[str, int] | None = None,
         receive_process: bool = True,
-        buffer_bytes: int = 256 << 20,
+        buffer_bytes: int = 512 << 20,
     ) -> None:
         if not listen:
             raise CollectorError("collect needs at least one --listen HOST:PORT")
