@@ -1,11 +1,13 @@
 """``import_cgrates``: a CGRateS TariffPlan folder as tariff files and bindings.
 
-One tariff per RatingPlan (tariff id = the RatingPlan's id), written as TOML; the
-RatingProfiles (tenant, category, subject, activation, RatingPlan, fallback subjects) as
-``bindings.csv``; and a report of everything that was not imported and why: files of
-other CGRateS subsystems (Actions, Thresholds, ...), RatingPlans the tariff model cannot
-express yet, profiles of those plans, unused definitions. Each tariff is checked by
-loading and compiling it before it is written.
+One tariff per RatingPlan (tariff id = the RatingPlan's id), written as TOML; one per
+tenant and subject with all its RatingProfiles (``<tenant>:<subject>``, see
+:mod:`.subscribers`); the RatingProfiles (tenant, category, subject, activation,
+RatingPlan, fallback subjects, subscriber tariff) as ``bindings.csv``; and a report of
+everything that was not imported and why: files of other CGRateS subsystems (Actions,
+Thresholds, ...), RatingPlans the tariff model cannot express yet, profiles of those
+plans, unused definitions. Each tariff is checked by loading and compiling it before it
+is written.
 """
 
 from __future__ import annotations
