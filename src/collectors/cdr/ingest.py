@@ -18,7 +18,8 @@ import datetime as dt
 import itertools
 import os
 import shutil
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,6 +61,8 @@ __all__ = [
 
 _US_PER_DAY = 86_400_000_000
 _MAX_BLOCK = 256 << 20  # largest read block tried for a file with a very long record
+_PARTS_IN_FLIGHT = 2  # usage parts being written at once
+_CONTENT_REFUSALS = ("bad_encoding", "already_ingested")
 # dictionary-encode only the columns with few distinct values: cheaper and smaller files
 _DICTIONARY_COLUMNS = (
     "source_file", "subscriber_key_type", "service", "location", "stage", "reason", "field"
@@ -200,14 +203,17 @@ class _FileIngest:
     def __init__(
         self,
         path: Path,
-        sha256: str,
-        workspace: WorkspacePaths,
+        checked: Callable[[], tuple[Path, str]],
+        hashed: Callable[[], bool],
         now: dt.datetime,
         rows_per_part: int,
     ) -> None:
         self.path = path
-        self.stage = staging_dir(workspace, sha256)
-        self.prefix = part_prefix(sha256)
+        self.hashed = hashed  # the content hash is known: a refusal need not wait
+        # (staging folder, part prefix) once the file's content hash is known and checked
+        self.checked = checked
+        self._stage: Path | None = None
+        self._prefix = ""
         self.now = now
         self.rows_per_part = rows_per_part
         self.usage: list[pa.Table] = []
@@ -219,10 +225,31 @@ class _FileIngest:
         self.rows_read = self.ingested = self.duplicates = self.blank = 0
         self.rejected: dict[str, int] = {}
         self.skipped: dict[str, int] = {}
-        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-part-writer")
-        self.pending: Future[list[Path]] | None = None
+        self.writer = ThreadPoolExecutor(
+            max_workers=_PARTS_IN_FLIGHT, thread_name_prefix="cdr-part-writer"
+        )
+        self.pending: deque[Future[list[Path]]] = deque()
+
+    @property
+    def stage(self) -> Path:
+        """The staging folder; waits for the content hash and its checks (may refuse)."""
+        if self._stage is None:
+            self._stage, self._prefix = self.checked()
+        return self._stage
+
+    @property
+    def prefix(self) -> str:
+        self.stage  # noqa: B018 - resolves the prefix with the folder
+        return self._prefix
+
+    @property
+    def staged(self) -> Path | None:
+        """The staging folder if anything may have been written there."""
+        return self._stage
 
     def add(self, chunk: CdrChunk) -> None:
+        if self._stage is None and self.hashed():
+            self.stage  # noqa: B018 - a refused file stops here, not after its first part
         self.rows_read += chunk.rows_read
         self.blank += chunk.blank_lines
         for reason, count in chunk.skipped.items():
@@ -251,23 +278,26 @@ class _FileIngest:
             return
         table = pa.concat_tables(self.usage)
         self.usage, self.usage_rows = [], 0
-        # Parquet encoding releases the GIL: write on a second thread while the next rows are
-        # parsed. One part in flight at most keeps memory bounded.
-        self.wait()
-        self.pending = self.writer.submit(
-            write_by_day,
-            table,
-            self.stage / "usage",
-            time_column="start_time",
-            part_name=f"{self.prefix}-{self.parts:05d}",
+        # Parquet encoding releases the GIL: parts are written on their own threads while the
+        # next rows are parsed, _PARTS_IN_FLIGHT at most (bounded memory; parts are separate
+        # files, so their writes need no order).
+        while len(self.pending) >= _PARTS_IN_FLIGHT:
+            self.pending.popleft().result()
+        self.pending.append(
+            self.writer.submit(
+                write_by_day,
+                table,
+                self.stage / "usage",
+                time_column="start_time",
+                part_name=f"{self.prefix}-{self.parts:05d}",
+            )
         )
         self.parts += 1
 
     def wait(self) -> None:
-        """Wait for the part being written; re-raises its error."""
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            pending.result()
+        """Wait for the parts being written; re-raises the first error."""
+        while self.pending:
+            self.pending.popleft().result()
 
     def close(self) -> None:
         self.writer.shutdown(wait=True)
@@ -322,9 +352,16 @@ def _stage(
         work.flush_usage()
         work.flush_rejects()
         work.wait()
-    except Exception:
+    except Exception as exc:
         work.close()
-        shutil.rmtree(work.stage, ignore_errors=True)
+        if work.staged is not None:
+            shutil.rmtree(work.staged, ignore_errors=True)
+        if not isinstance(exc, CdrRefusedError) or exc.reason not in _CONTENT_REFUSALS:
+            # the content hash's verdict first: an undecodable or known file is refused as such
+            try:
+                work.stage  # noqa: B018
+            except CdrRefusedError as refusal:
+                raise refusal from exc
         raise
     finally:
         work.close()
@@ -339,38 +376,51 @@ def ingest_cdr_file(
     *,
     rows_per_part: int = 500_000,
     block_size: int = 4 << 20,
+    remember: bool = True,
 ) -> CdrFileResult:
     """Ingest one file (caller holds :func:`ingest_lock` and has run :func:`recover`).
 
     Raises :class:`collectors.errors.IngestError` (a :class:`~collectors.cdr.reader.CdrRefusedError`
     with a ``reason``) when the file is refused; nothing is written then. ``ids`` gains the
-    file's record ids once it is committed.
+    file's record ids once it is committed (unless ``remember`` is false: the last file).
     """
     path = Path(path)
     if not path.is_file():
         raise CdrRefusedError("unreadable", f"{path}: not a readable file")
     sniff_cdr_file(path, mapping)
-    sha, bad_at = file_digest(path, encoding=mapping.csv.encoding)
-    if bad_at is not None:
-        # checked up front: pyarrow cannot hand an undecodable malformed row to its handler
-        raise CdrRefusedError(
-            "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
-        )
-    prior = ledger.get(sha)
-    if prior is not None and prior.status != QUARANTINED:
-        raise CdrRefusedError(
-            "already_ingested",
-            f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested at "
-            f"{prior.ingested_at}; refused, nothing added",
-        )
-    stage = staging_dir(workspace, sha)
-    shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # The content hash (and the encoding check) runs beside the first chunks' reading: its
+    # verdict is awaited before the first part is written, and ends the read when it refuses.
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-digest")
+    digest = hashing.submit(file_digest, path, encoding=mapping.csv.encoding)
+    hashing.shutdown(wait=False)
+    verdict: dict[str, Any] = {}
+
+    def checked() -> tuple[Path, str]:
+        if not verdict:
+            sha, bad_at = digest.result()
+            if bad_at is not None:
+                # pyarrow cannot hand an undecodable malformed row to its handler
+                raise CdrRefusedError(
+                    "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
+                )
+            prior = ledger.get(sha)
+            if prior is not None and prior.status != QUARANTINED:
+                raise CdrRefusedError(
+                    "already_ingested",
+                    f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested "
+                    f"at {prior.ingested_at}; refused, nothing added",
+                )
+            shutil.rmtree(staging_dir(workspace, sha), ignore_errors=True)  # an old attempt's
+            prefix = part_prefix(sha)
+            if prior is not None:  # again after a quarantine: new part names, never the old
+                prefix = f"{prefix}-again{now:%Y%m%dT%H%M%S}"
+            verdict.update(sha=sha, prior=prior, stage=staging_dir(workspace, sha), prefix=prefix)
+        return verdict["stage"], verdict["prefix"]
+
     size = block_size
     while True:
-        work = _FileIngest(path, sha, workspace, now, rows_per_part)
-        if prior is not None:  # again after a quarantine: new part names, never the old ones
-            work.prefix = f"{part_prefix(sha)}-again{now:%Y%m%dT%H%M%S}"
+        work = _FileIngest(path, checked, digest.done, now, rows_per_part)
         # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
         file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
         try:
@@ -383,6 +433,8 @@ def ingest_cdr_file(
             size = min(size * 4, _MAX_BLOCK)
             continue
         break
+    stage = work.stage  # the verdict, for a file that wrote nothing too
+    sha = verdict["sha"]
     result = CdrFileResult(
         path=str(path),
         status="ingested" if work.rows_read else "empty",
@@ -413,7 +465,8 @@ def ingest_cdr_file(
     ledger.put(entry)  # the commit point
     publish(workspace, sha)
     ledger.put(LedgerEntry(**{**asdict(entry), "status": "done"}))
-    ids.add(file_ids.keys())
+    if remember:
+        ids.add(file_ids.keys())
     return result
 
 
@@ -441,7 +494,7 @@ def ingest_cdr_files(
         ledger = IngestLedger(workspace)
         forward, back = recover(workspace, ledger)
         ids = committed_ids(workspace)
-        for path in paths:
+        for i, path in enumerate(paths):
             try:
                 results.append(
                     ingest_cdr_file(
@@ -452,6 +505,7 @@ def ingest_cdr_files(
                         ids,
                         rows_per_part=rows_per_part,
                         block_size=block_size,
+                        remember=i < len(paths) - 1,  # no later file asks about these ids
                     )
                 )
             except IngestError as exc:
