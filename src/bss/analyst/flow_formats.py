@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pyarrow as pa
@@ -113,16 +114,25 @@ def _rate(table: pa.Table, kind: str) -> pa.Array:
     return pa.array(np.where(dur > 0, count // np.maximum(dur, 1), 0).astype(np.uint64))
 
 
+@cache
+def _texts(kind: str) -> pa.Array:
+    """The 256 protocol names or TCP flag strings, built once (a listing of a few rows
+    would otherwise spend most of its time on them)."""
+    if kind == "proto":
+        return pa.array([PROTOCOL_NAMES.get(i, str(i)) for i in range(256)], _S)
+    return pa.array(
+        ["".join(c if i & (1 << (7 - k)) else "." for k, c in enumerate(_FLAG_LETTERS))
+         for i in range(256)], _S,
+    )  # fmt: skip
+
+
 def _proto(table: pa.Table) -> pa.Array:
-    names = [PROTOCOL_NAMES.get(i, str(i)) for i in range(256)]
-    return pc.take(pa.array(names, _S), _num(table, "protocol"))
+    return pc.take(_texts("proto"), _num(table, "protocol"))
 
 
 def _flags(table: pa.Table) -> pa.Array:
-    table_of = ["".join(c if i & (1 << (7 - k)) else "." for k, c in enumerate(_FLAG_LETTERS))
-                for i in range(256)]  # fmt: skip
     flags = pc.bit_wise_and(_num(table, "tcp_flags"), pa.scalar(255, pa.uint16()))
-    return pc.take(pa.array(table_of, _S), flags)
+    return pc.take(_texts("flags"), flags)
 
 
 def _address(table: pa.Table, name: str) -> pa.Array:

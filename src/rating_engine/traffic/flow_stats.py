@@ -24,14 +24,18 @@ their shares add up to 200 %), as nfdump's do.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from rating_engine.errors import RatingError
 from rating_engine.traffic.flow_filter import (
@@ -165,10 +169,12 @@ def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Pat
     root = Path(source)
     if root.is_file():
         return [root]
-    files = sorted(
-        p for p in root.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts)
-    )  # fmt: skip
+    found = []
+    for folder, dirs, names in os.walk(root):  # hidden and _temporary folders pruned
+        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+        found += [os.path.join(folder, n) for n in names
+                  if n.endswith(".parquet") and not n.startswith((".", "_"))]  # fmt: skip
+    files = [Path(f) for f in sorted(found)]
     if window is None:
         return files
     epoch = date(1970, 1, 1)
@@ -384,7 +390,11 @@ def select_flows(
             return frame.sort(flow_value(order), descending=True, maintain_order=True)
         return frame
 
-    groups = _time_groups(files) if limit is not None and order in (None, "tstart") else None
+    if limit is not None and order in ("tstart", "tend"):
+        first = _earliest(files, schema, flow_filter, window, order, limit)
+        if first is not None:
+            return first.cast(schema)
+    groups = _time_groups(files) if limit is not None and order is None else None
     if groups is None or limit is None:
         frame = ordered(_scan(files, cols, flow_filter, window))
         if limit is not None:
@@ -418,3 +428,134 @@ def _time_groups(files: Sequence[Path]) -> list[list[Path]] | None:
     if any(h == -1 for _, h in keyed) and len({d for d, _ in keyed}) != len(keyed):
         return None  # a day with and without hour partitions: ranges overlap
     return [keyed[k] for k in sorted(keyed)]
+
+
+def _leaf_index(meta: pq.FileMetaData, name: str) -> int | None:
+    for i in range(meta.num_columns):
+        if meta.schema.column(i).path == name:
+            return i
+    return None
+
+
+def _partition_groups(files: Sequence[Path]) -> list[tuple[int, list[int]]]:
+    """Indices of ``files`` grouped by ``date=``/``hour=`` partition, earliest first, each
+    with the partition's first microsecond (every flow in it starts, and so ends, no
+    earlier); one unbounded group when a file has no date partition."""
+    keyed: dict[int, list[int]] = {}
+    epoch = date(1970, 1, 1)
+    for i, f in enumerate(files):
+        day = _day_of(f)
+        if day is None:
+            return [(-(2**63), list(range(len(files))))]
+        hour = next((int(p[5:]) for p in f.parts if p.startswith("hour=") and p[5:].isdigit()),
+                    0)  # fmt: skip
+        keyed.setdefault(((day - epoch).days * 24 + hour) * 3_600_000_000, []).append(i)
+    return sorted(keyed.items())
+
+
+def _row_groups(
+    handle: pq.ParquetFile, column: str, window: tuple[int, int] | None
+) -> list[tuple[int, int]] | None:
+    """(smallest ``column`` value, row group) of the file's row groups that may hold flows
+    starting in the window; None without min/max statistics."""
+    meta = handle.metadata
+    at, start_at = _leaf_index(meta, column), _leaf_index(meta, "flow_start")
+    if at is None or start_at is None:
+        return None
+    out = []
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        if group.num_rows == 0:
+            continue
+        stats, starts = group.column(at).statistics, group.column(start_at).statistics
+        if stats is None or not stats.has_min_max or starts is None or not starts.has_min_max:
+            return None
+        if window is not None and (starts.max_raw < window[0] or starts.min_raw >= window[1]):
+            continue
+        out.append((int(stats.min_raw), rg))
+    return out
+
+
+def _earliest(
+    files: Sequence[Path],
+    schema: pa.Schema,
+    flow_filter: FlowFilter | None,
+    window: tuple[int, int] | None,
+    order: str,
+    limit: int,
+) -> pa.Table | None:
+    """``-c limit -O tstart|tend`` from row-group statistics: partitions are opened in time
+    order and their row groups visited by smallest time, reading only the time and filter
+    columns, until the ``limit``-th match so far is earlier than everything left; then the
+    full columns are decoded for the row groups holding the result only. Ties keep the
+    stored order, as a stable sort of the whole dataset would. None when a file lacks
+    statistics or a column (the caller then scans)."""
+    wanted = schema.names
+    column = "flow_start" if order == "tstart" else "flow_end"
+    keys = combined_columns([column, "flow_start"] if window else [column],
+                            flow_filter.columns if flow_filter else ())  # fmt: skip
+    ts_type = pa.timestamp("us", tz="UTC")
+    handles: dict[int, pq.ParquetFile] = {}
+    read: dict[tuple[int, int], pa.Table] = {}  # the time and filter columns read so far
+    best: pa.Table | None = None  # the limit earliest matches so far, with where they are
+
+    def done(bound: int) -> bool:
+        return (best is not None and best.num_rows >= limit
+                and best.column("_t")[limit - 1].as_py() < bound)  # fmt: skip
+
+    for bound, members in _partition_groups(files):
+        if done(bound):
+            break  # every later partition's flows start (and end) after the limit-th match
+        pieces: list[tuple[int, int, int]] = []  # (smallest time, file, row group)
+        for fi in members:
+            handle = handles[fi] = pq.ParquetFile(files[fi])
+            arrow = handle.schema_arrow
+            if any(c not in arrow.names for c in (*wanted, *keys)):
+                return None
+            if arrow.field(column).type != ts_type or arrow.field("flow_start").type != ts_type:
+                return None
+            groups = _row_groups(handle, column, window)
+            if groups is None:
+                return None
+            pieces += [(lowest, fi, rg) for lowest, rg in groups]
+        for lowest, fi, rg in sorted(pieces):
+            if done(lowest):
+                break  # every row group left in this partition starts later
+            part = read[(fi, rg)] = handles[fi].read_row_group(rg, columns=keys, use_threads=False)
+            part = part.append_column("_pos", pa.array(np.arange(part.num_rows, dtype=np.int64)))
+            if window is not None:
+                ts = part.column("flow_start").cast(pa.int64())
+                part = part.filter(pc.and_(pc.greater_equal(ts, window[0]),
+                                           pc.less(ts, window[1])))  # fmt: skip
+            if flow_filter is not None and not flow_filter.matches_all:
+                part = part.filter(flow_filter.arrow)
+            found = pa.table({
+                "_t": part.column(column).cast(pa.int64()),
+                "_file": pa.array(np.full(part.num_rows, fi, np.int64)),
+                "_group": pa.array(np.full(part.num_rows, rg, np.int64)),
+                "_pos": part.column("_pos"),
+            })  # fmt: skip
+            merged = found if best is None else pa.concat_tables([best, found])
+            order_by = [(c, "ascending") for c in merged.schema.names]
+            best = merged.take(pc.sort_indices(merged, sort_keys=order_by)[:limit])
+    if best is None or best.num_rows == 0:
+        return schema.empty_table()
+    # decode the other wanted columns of the row groups that hold the result, then put
+    # the rows in result order
+    rows: list[pa.Table] = []
+    located = best.to_pydict()
+    where = sorted({(f, g) for f, g in zip(located["_file"], located["_group"], strict=True)})
+    offset: dict[tuple[int, int], int] = {}
+    at = 0
+    rest = [c for c in wanted if c not in keys]
+    for f, g in where:
+        more = handles[f].read_row_group(g, columns=rest, use_threads=False) if rest else None
+        have = read[(f, g)]
+        rows.append(pa.table({c: have.column(c) if c in keys else more.column(c)  # type: ignore[union-attr]
+                              for c in wanted}))  # fmt: skip
+        offset[(f, g)] = at
+        at += rows[-1].num_rows
+    table = pa.concat_tables(rows)
+    take = [offset[(f, g)] + p for f, g, p in
+            zip(located["_file"], located["_group"], located["_pos"], strict=True)]  # fmt: skip
+    return table.take(pa.array(take, pa.int64()))

@@ -189,3 +189,63 @@ def test_parse_stat(text: str, keys: tuple[str, ...], orders: tuple[str, ...]) -
 def test_parse_stat_errors(text: str, words: str) -> None:
     with pytest.raises(RatingError, match=words):
         parse_stat(text)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    rows=st.lists(timed_rows, min_size=1, max_size=60),
+    order=st.sampled_from(["tstart", "tend"]),
+    limit=st.integers(1, 25),
+    text=st.sampled_from(["", "proto tcp", "dst port 443 or src port 53"]),
+    window=st.one_of(st.none(), st.tuples(st.integers(0, 30), st.integers(1, 40))),
+)
+def test_first_flows_by_time_from_row_group_statistics(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[dict[str, Any]],
+    order: str,
+    limit: int,
+    text: str,
+    window: tuple[int, int] | None,
+) -> None:
+    """``-c N -O tstart|tend`` read through row-group statistics (small row groups, hour
+    partitions, equal times) gives exactly the rows of a stable sort of every match."""
+    for i, row in enumerate(rows):  # coarse times: many ties within and across row groups
+        row["flow_start"] = (
+            T0
+            + (row["flow_start"] - T0) // (8 * HOUR) * HOUR
+            + (row["flow_end"] // 1000 % 3) * 1000
+        )
+        row["flow_end"] = row["flow_start"] + (i % 4) * HOUR
+    root = tmp_path_factory.mktemp("first")
+    write_partitioned(flows_table(rows), root, time_column="flow_start", part_name="t",
+                      hourly=True, row_group_size=2)  # fmt: skip
+    win = None if window is None else (T0 + window[0] * HOUR, T0 + window[1] * HOUR)
+    flt = compile_filter(text)
+    got = select_flows(root, flow_filter=flt, order=order, limit=limit, window=win)
+    stored = select_flows(root)  # partition order, then arrival: the stable sort's input
+    keep = flt.apply(stored) if text else stored
+    if win is not None:
+        starts_us = keep.column("flow_start").cast(pa.int64()).to_pylist()
+        keep = keep.filter(pa.array([win[0] <= s < win[1] for s in starts_us], pa.bool_()))
+    column = "flow_start" if order == "tstart" else "flow_end"
+    times = keep.column(column).cast(pa.int64()).to_pylist()
+    want = keep.take(
+        pa.array(sorted(range(len(times)), key=lambda i: times[i])[:limit], pa.int64())
+    )
+    assert got.equals(want)
+
+
+def test_first_flows_tie_in_an_earlier_stored_row_group(tmp_path: Path) -> None:
+    """A row group stored earlier whose smallest time equals the N-th match found so far
+    still holds the N-th flow (a stable sort puts it first)."""
+    base = {"src_addr": addr(HOSTS[0]), "dst_addr": addr(HOSTS[1]), "next_hop": None,
+            "exporter": None, "dst_port": 80, "protocol": 6, "tcp_flags": 0, "tos": 0,
+            "bytes": 1, "packets": 1, "input_if": 0, "output_if": 0, "src_as": 0,
+            "dst_as": 0, "vlan": 0}  # fmt: skip
+    times = [T0 + 1000, T0 + 2000, T0, T0 + 1000]  # row groups [1000, 2000], [0, 1000]
+    rows = [{**base, "src_port": i, "flow_start": t, "flow_end": t} for i, t in enumerate(times)]
+    write_partitioned(flows_table(rows), tmp_path, time_column="flow_start", part_name="t",
+                      hourly=True, row_group_size=2)  # fmt: skip
+    got = select_flows(tmp_path, order="tstart", limit=2)
+    assert got.column("src_port").to_pylist() == [2, 0]
