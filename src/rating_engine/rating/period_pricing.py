@@ -205,15 +205,38 @@ def period_quantities(rated: pa.Table, plan: RatingPlan) -> pa.Table:
             n = part.num_rows
             value = pc.cast(_measured(part, pp), pa.int64())
             keep = pp.free_events if pp.measure != "events" else 0
-            head: pa.Array = _empty_heads(n)
-            if keep:
-                start = pc.cast(part["start_time"], pa.int64())
-                entries = pa.StructArray.from_arrays(
-                    [start.combine_chunks(), part["record_id"].combine_chunks(),
-                     value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value],
-                    fields=list(HEAD_ENTRY),
+            if not keep:  # sums and counts per subscription: one hash aggregation
+                g = pa.table(
+                    {"subscription_id": part["subscription_id"],
+                     "account_id": part["account_id"], "value": value}
+                ).group_by(["subscription_id", "account_id"], use_threads=False).aggregate(
+                    [("value", "sum"), ("value", "count")]
                 )  # fmt: skip
-                head = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), entries)
+                m = g.num_rows
+                out.append(
+                    pa.table(
+                        [
+                            g["subscription_id"],
+                            g["account_id"],
+                            pa.repeat(pa.scalar(tid), m),
+                            pa.repeat(pa.scalar(pp.name), m),
+                            g["value_sum"],
+                            g["value_count"],
+                            _empty_heads(m),
+                            pa.array(np.zeros(m, np.int64)),
+                        ],
+                        schema=QUANTITY_SCHEMA,
+                    )
+                )
+                continue
+            # each record with itself as its head: the combine keeps the earliest
+            start = pc.cast(part["start_time"], pa.int64())
+            entries = pa.StructArray.from_arrays(
+                [start.combine_chunks(), part["record_id"].combine_chunks(),
+                 value.combine_chunks() if isinstance(value, pa.ChunkedArray) else value],
+                fields=list(HEAD_ENTRY),
+            )  # fmt: skip
+            head = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), entries)
             rows = pa.table(
                 [part["subscription_id"], part["account_id"],
                  pa.repeat(pa.scalar(tid), n), pa.repeat(pa.scalar(pp.name), n), value,
@@ -221,7 +244,7 @@ def period_quantities(rated: pa.Table, plan: RatingPlan) -> pa.Table:
                 schema=QUANTITY_SCHEMA,
             )  # fmt: skip
             out.append(combine_quantities(rows))
-    return pa.concat_tables(out) if out else QUANTITY_SCHEMA.empty_table()
+    return combine_quantities(*out) if out else QUANTITY_SCHEMA.empty_table()
 
 
 def _empty_heads(n: int) -> pa.Array:
