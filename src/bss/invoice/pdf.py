@@ -1,10 +1,11 @@
 """An invoice as a PDF (A4), with fpdf2.
 
 fpdf2 is pure Python (its dependencies, Pillow and fontTools, are already ours through
-matplotlib), actively maintained, embeds a subset of a TrueType font so any name prints
-(Café, Łódź, 東京), and writes the same bytes for the same invoice: the document date is
-the bill date, not the moment of rendering. The font is DejaVu Sans, which matplotlib (a
-runtime dependency) ships; found without importing matplotlib.
+matplotlib), actively maintained, embeds a subset of a TrueType font, and writes the same
+bytes for the same invoice: the document date is the bill date, not the moment of
+rendering. The font is DejaVu Sans, which matplotlib (a runtime dependency) ships, found
+without importing matplotlib: Latin, Greek and Cyrillic names print (Café, Łódź, Ελλάς);
+CJK glyphs are not in it (fpdf2 warns and leaves them out).
 """
 
 from __future__ import annotations
