@@ -283,6 +283,7 @@ def _rate_one(
         raise _RejectError("no_destination" if dset is None and service != "data" else "no_rate")
     rule0, band0 = chosen
     rate0 = rates[rule0.rate]
+    rounding = rate0.rounding  # of the total; CGRateS's: the most decimals a call crossed
     total = Fraction(0)
     pos = 0
     used = 0
@@ -297,6 +298,8 @@ def _rate_one(
             if here is None:
                 raise _RejectError("no_rate")
             rate = rates[here[0].rate]
+            if rate.increment_rounding is not None and rate.rounding.decimals > rounding.decimals:
+                rounding = rate.rounding
             gi = _group(rate, pos, scale)
             inc = rate.groups[gi].increment * scale
             end_ms = -(
@@ -341,7 +344,7 @@ def _rate_one(
         if rate0.increment_rounding is not None:  # CGRateS rounds it with the increments
             fee = _round(fee, rate0.increment_rounding)
         total += fee
-        rounded = _round(total, rate0.rounding)
+        rounded = _round(total, rounding)
         if rate0.min_charge is not None:
             rounded = max(rounded, Fraction(rate0.min_charge))
         if rate0.max_cost is not None:

@@ -460,6 +460,7 @@ def rate_records(
                                 elig_o[u] = e + 1
                         continue
             Q = ver_Q[vi * 3 + svc]  # the segment loop's common denominator
+            dec, rmeth, cq = rate_rd[r0], rate_rm[r0], rate_conn_q[r0]  # the total's rounding
             while p < qty:
                 lim_band = I64MAX
                 if svc == 0:
@@ -482,6 +483,8 @@ def rate_records(
                     if r < 0:
                         st = NO_RATE
                         break
+                    if rate_compat[r] != 0 and rate_rd[r] > dec:  # CGRateS: the most decimals
+                        dec, rmeth, cq = rate_rd[r], rate_rm[r], -1  # (GetLongestRounding)
                     # run on over the stretches priced alike (CGRateS splits a call where its
                     # rate interval changes; at midnight, bt_newday, with increment rounding)
                     lbl = price[pe + np.uint64(1)]
@@ -562,11 +565,10 @@ def rate_records(
             if (used > 0 and not priced) or (qty == 0 and rate_zero_free[r0] != 0):
                 cost = 0  # wholly covered by an allowance, or no usage: no fee, no minimum
             else:
-                dec = rate_rd[r0]
                 sc = POW10[9 - dec]
                 den = sc * Q
-                if fast and rate_conn_q[r0] >= 0 and N + rate_conn_q[r0] < LIMIT:
-                    N += rate_conn_q[r0] * first
+                if fast and cq >= 0 and N + cq < LIMIT:
+                    N += cq * first
                     qt = div_inv(N, den, rate_den_inv[r0])
                     numer = N - qt * den
                 else:
@@ -576,7 +578,7 @@ def rate_records(
                     W += rate_conn[r0] * first
                     qt = W // sc
                     numer = (W % sc) * Q + R
-                cost = round_total(qt, numer, den, rate_rm[r0]) * POW10[6 - dec]
+                cost = round_total(qt, numer, den, rmeth) * POW10[6 - dec]
                 # minimum charge, then maximum cost (no bound: -1 and the largest int64)
                 cost = min(max(cost, rate_min[r0]), rate_max[r0])
             status[u] = OK
