@@ -50,6 +50,7 @@ import pyarrow as pa
 from numba import njit
 
 from collectors.errors import CollectorError
+from collectors.kernel_arrays import readonly_all
 from collectors.pcap.packet_batch import PacketBatch
 from collectors.pcap.packet_kernel import (
     U8_ICMP_CODE,
@@ -504,15 +505,19 @@ class FlowMeter:
         parts: list[pa.Table] = []
         i = 0
         n = 0
+        # read-only whatever their source (a file or memory): the kernel compiles once
+        time_us, src, dst, u32c, u16c, u8c = readonly_all(
+            batch.time_us, batch.src, batch.dst, batch.u32c, batch.u16c, batch.u8c
+        )
         while True:
             i, n, code = _meter(
                 self._prm,
-                batch.time_us,
-                batch.src,
-                batch.dst,
-                batch.u32c,
-                batch.u16c,
-                batch.u8c,
+                time_us,
+                src,
+                dst,
+                u32c,
+                u16c,
+                u8c,
                 i,
                 self._state,
                 self._keys,

@@ -18,12 +18,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors.kernel_arrays import readonly_all
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP, USAGE_SCHEMA
 from rating_engine.errors import RatingError, TariffError
 from rating_engine.rating.batch_kernel import rate_batch
@@ -265,20 +265,6 @@ def _legs(batch: pa.RecordBatch) -> np.ndarray:
     return np.ascontiguousarray(legs.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _readonly(x: Any) -> Any:
-    """An array as a read-only view (other values as they are).
-
-    Numba types a read-only array apart from a writable one, and the rating kernel is
-    compiled once per combination of its inputs' types: Arrow buffers read from files are
-    read-only, built in memory writable, and the empty stand-ins (no leg column, no
-    validity bitmap, unaligned words) writable. One type each: one compile (each costs
-    about half a minute of CPU on a cold cache; the test suite had six)."""
-    if isinstance(x, np.ndarray) and x.flags.writeable:
-        x = x.view()
-        x.flags.writeable = False
-    return x
-
-
 def _words(data: np.ndarray) -> np.ndarray:
     """``data`` viewed as aligned little-endian uint64 words (empty if not 8-aligned: the
     kernel then reads the text bytes one by one)."""
@@ -343,12 +329,10 @@ def _rate_batch(
     k_off, k_data, _, _ = _strings(col("subscriber_key"))
     d_off, d_data, d_valid, d_bit0 = _strings(col("destination"))
     a = plan.arrays
-    rec = tuple(
-        _readonly(x)
-        for x in (start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off, k_data,
-                  d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
-                  _words(kt_data), _words(d_data), _legs(batch))
-    )  # fmt: skip
+    # read-only, one Numba type per input whatever its source: the kernel compiles once
+    rec = readonly_all(start_us, dur, vol_up, vol_down, s_off, s_data, kt_off, kt_data, k_off,
+                       k_data, d_off, d_data, d_valid, d_bit0, _words(k_data), _words(s_data),
+                       _words(kt_data), _words(d_data), _legs(batch))  # fmt: skip
     out, n_rejected, n_no_prefix = rate_batch(rec, subs.arrays, plan.kernel_args())
     status = out[0]
     record_id = _num(col("record_id"), np.int64)

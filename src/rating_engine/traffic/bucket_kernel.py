@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from collectors.kernel_arrays import readonly_all
 from rating_engine.traffic.groupby_kernel import (
     EMPTY_U32,
     EMPTY_U64,
@@ -254,6 +255,10 @@ def aggregate_by_code(
     n = codes.shape[0]
     if width <= 0:
         width, t = 1, np.zeros(n, dtype=np.int64)
+    # read-only whatever their source: each kernel compiles once (collectors.kernel_arrays)
+    codes, t, nbytes, npackets, weight, mult = readonly_all(
+        codes, t, nbytes, npackets, weight, mult
+    )
     count, tmin, tmax = _valid_range(codes, nkeys, t) if n else (0, 0, 0)
     if count == 0:
         e = np.empty(0, np.int64)

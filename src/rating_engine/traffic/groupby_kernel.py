@@ -32,6 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit, prange
 
+from collectors.kernel_arrays import readonly, readonly_all
+
 __all__ = [
     "BUCKET_US",
     "EMPTY_U8",
@@ -434,6 +436,10 @@ def hash_aggregate_parallel(
     """
     n = keys.shape[0]
     k = threads or n_threads()
+    # read-only whatever their source: each kernel compiles once (collectors.kernel_arrays)
+    keys, t, nbytes, npackets, weight, mult, sel = readonly_all(
+        keys, t, nbytes, npackets, weight, mult, sel
+    )
     keys_in = keys
     if n >= _RADIX_MIN_ROWS:
         # a key word equal on every row (the zero half of IPv4-mapped addresses) is left
@@ -449,6 +455,7 @@ def hash_aggregate_parallel(
                 axis=1,
                 out=np.frombuffer(packed, np.uint64)[: n * kept.size].reshape(n, kept.size),
             )
+            keys = readonly(keys)
         # ~40k+ rows per partition: tables stay in cache, few write streams (measured)
         bits = int(min(max(int(np.log2(max(n, 1) / 40_000)), 1), 10))
         gk, gb, gp, gf = radix_aggregate(keys, t, t0, width, nbytes, npackets, weight, mult,
@@ -494,10 +501,10 @@ def hash_aggregate_parallel(
         gf = np.concatenate([p[3] for p in parts])
         # the bucket word goes back in as "time" with width 1, so it stays the bucket word
         tb = gk[:, -1].view(np.int64)
+        words, tb, gb, gp, gf = readonly_all(np.ascontiguousarray(gk[:, :-1]), tb, gb, gp, gf)
         gk, gb, gp, gf = hash_aggregate(
-            np.ascontiguousarray(gk[:, :-1]), tb, 0, 1, gb, gp, gf, EMPTY_U32, EMPTY_U8, 0,
-            gk.shape[0],
-        )  # fmt: skip
+            words, tb, 0, 1, gb, gp, gf, readonly(EMPTY_U32), readonly(EMPTY_U8), 0, gk.shape[0]
+        )
     return _sorted(gk, gb, gp, gf) if ordered else (gk, gb, gp, gf)
 
 
