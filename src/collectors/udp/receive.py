@@ -291,9 +291,15 @@ class MmsgReceiver:
         ports = (names[:, 2].astype(np.int64) << 8) | names[:, 3]
         truncated = (native.flags[first:end] & _MSG_TRUNC) != 0
         # the allowlist is asked once per distinct sender of the batch (usually one or two)
-        distinct, which = np.unique(
-            addr.view(np.dtype((np.void, 16))).reshape(got), return_inverse=True
-        )
+        if (addr == addr[0]).all():  # one sender: no sorting
+            distinct, which = (
+                addr[:1].view(np.dtype((np.void, 16))).reshape(1),
+                np.zeros(got, dtype=np.intp),
+            )
+        else:
+            distinct, which = np.unique(
+                addr.view(np.dtype((np.void, 16))).reshape(got), return_inverse=True
+            )
         senders = [bytes(d) for d in distinct.tolist()]
         looked = [self.peers.lookup(a) for a in senders]
         allowed = np.array([ok for _, ok in looked], dtype=np.bool_)[which]

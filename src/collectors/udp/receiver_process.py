@@ -45,6 +45,8 @@ _DONE, _FAILED = -1, -2
 _ABORT = 2  # the stop word's value when the parent reads no more
 _SKIP = -1  # a record's datagram count that means "continue at the start of the ring"
 _REFUSED, _OVERSIZE = 0, 1
+_HAND_OVER_S = 0.002  # a partly filled chunk goes to the parent after this long
+_FEW, _GATHER_S = 32, 0.0005  # fewer datagrams than this in a round: pause this long
 
 
 def available() -> bool:
@@ -282,6 +284,7 @@ class _Child:
             sel.register(sock, selectors.EVENT_READ)
             by_fd[sock.fileno()] = sock
         chunk = self.receiver.new_chunk()
+        handed = time.monotonic()
         while True:
             stopping = bool(self.header[_STOP])
             if self.parent_gone() or self.header[_STOP] == _ABORT:
@@ -290,14 +293,23 @@ class _Child:
                 self.sockets if stopping else [by_fd[key.fd] for key, _ in sel.select(timeout=0.05)]
             )
             drained = True
+            before = len(chunk)
             for sock in ready:
                 while not self.receiver.fill(chunk, sock):
                     self.hand_over(chunk)
+                    handed = time.monotonic()
+                    before = 0
                     drained = False
-            if chunk.has_news():
+            now = time.monotonic()
+            if chunk.has_news() and (stopping or now - handed >= _HAND_OVER_S):
                 self.hand_over(chunk)
+                handed = now
             if stopping and drained:
                 return
+            if ready and drained and len(chunk) - before < _FEW:
+                # A trickle: let datagrams gather for a moment, so each system call and
+                # each hand-over moves many (the socket buffer holds tens of milliseconds).
+                time.sleep(_GATHER_S)
 
     def hand_over(self, chunk: ReceiveChunk) -> None:
         """Copy the chunk into the ring as one record, ring the bell, reset the chunk."""
