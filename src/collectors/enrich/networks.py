@@ -22,6 +22,8 @@ __all__ = ["Networks", "lookup_ranges", "merge_networks", "networks_from_lists"]
 
 _U64 = np.uint64
 _MAX64 = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+#: A /16 with more ranges than this gets a per-/24 index (Networks.v4_dense).
+_DENSE = 16
 
 
 @dataclass(frozen=True, repr=False)
@@ -52,6 +54,34 @@ class Networks:
 
     def __repr__(self) -> str:
         return f"Networks({len(self)} ranges, {self.columns} value columns)"
+
+    @functools.cached_property
+    def v4_dense(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A second index level for the /16s holding many ranges: ``(offset, index,
+        whole)``; ``offset[b]`` (int64[65536], -1 for a sparse /16) points into ``index``
+        and ``whole`` (int32), 257 entries per dense /16 (one per /24, and an end):
+        ``index`` is the first range starting in each /24, ``whole`` the range covering
+        all of that /24 (>= 0), -2 when no range touches it, -1 when it must be searched.
+        A look-up in a /16 cut into /24s then reads one entry instead of halving through
+        hundreds of ranges (8 dependent steps)."""
+        counts = np.diff(self.v4_index)
+        dense = np.flatnonzero(counts > _DENSE)
+        offset = np.full(65536, -1, np.int64)
+        offset[dense] = np.arange(dense.shape[0], dtype=np.int64) * 257
+        points = (dense.astype(np.int64)[:, None] << 16) + (np.arange(257, dtype=np.int64) << 8)
+        flat = points.reshape(-1)
+        index = np.searchsorted(self.v4_start, flat).astype(np.int32)
+        # the range holding each /24's first address, and whether it runs to the /24's end
+        k = np.searchsorted(self.v4_start, flat, side="right").astype(np.int64) - 1
+        safe = np.maximum(k, 0)
+        ends = np.where(k >= 0, self.v4_end[safe].astype(np.int64), -1)
+        starts_inside = np.append(index[1:] > index[:-1], False)  # a range starts in the /24
+        whole = np.full(flat.shape[0], -1, np.int32)
+        covers = (k >= 0) & (ends >= flat) & (ends >= flat + 255)
+        whole[covers] = k[covers]
+        untouched = ((k < 0) | (ends < flat)) & ~starts_inside
+        whole[untouched] = -2
+        return offset, index, whole
 
     @functools.cached_property
     def all_values(self) -> np.ndarray:
@@ -95,15 +125,29 @@ def networks_from_lists(v4: list[tuple[int, int, int]], v6: list[tuple[int, int,
 
 # -- the kernels -----------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _find_v4(a: np.int64, index: np.ndarray, start: np.ndarray, end: np.ndarray) -> int:
-    """Range holding IPv4 ``a``, or -1: the last start <= a, searched within a's /16.
+def _find_v4(
+    a: np.int64,
+    index: np.ndarray,
+    dense_at: np.ndarray,
+    dense: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+) -> int:
+    """Range holding IPv4 ``a``, or -1: the last start <= a, searched within a's /24 when
+    its /16 is dense (``dense_at``/``dense``: :attr:`Networks.v4_dense`), else its /16.
 
     Branch-free halving: the comparison becomes a multiply, not a jump the processor
     mispredicts half the time (that cost more than the memory reads).
     """
     bucket = a >> 16
-    base = index[bucket]
-    n = index[bucket + 1] - base
+    at = dense_at[bucket]
+    if at >= 0:
+        sub = at + ((a >> 8) & 0xFF)
+        base = np.int64(dense[sub])
+        n = np.int64(dense[sub + 1]) - base
+    else:
+        base = index[bucket]
+        n = index[bucket + 1] - base
     if n == 0:
         k = base - 1
     else:
@@ -154,6 +198,9 @@ def _bswap64(x: np.uint64) -> np.uint64:
 def _lookup(
     words: np.ndarray,
     v4_index: np.ndarray,
+    dense_at: np.ndarray,
+    dense: np.ndarray,
+    whole: np.ndarray,
     v4_start: np.ndarray,
     v4_end: np.ndarray,
     s_hi: np.ndarray,
@@ -186,9 +233,16 @@ def _lookup(
                 | ((x >> np.uint64(8)) & np.uint64(0xFF00))
                 | (x >> np.uint64(24))
             )
-            k = _find_v4(a, v4_index, v4_start, v4_end)
-            if k >= 0:
-                row = k
+            # a /24 one range covers whole (or none touches) is answered from one entry,
+            # here rather than in _find_v4: the call alone cost 4x the look-up (measured)
+            at = dense_at[a >> 16]
+            known = np.int64(whole[at + ((a >> 8) & 0xFF)]) if at >= 0 else np.int64(-1)
+            if known >= 0:
+                row = known
+            elif known == -1:
+                k = _find_v4(a, v4_index, dense_at, dense, v4_start, v4_end)
+                if k >= 0:
+                    row = k
         elif s_hi.shape[0]:
             k = _find_v6(_bswap64(w0), _bswap64(w1), s_hi, s_lo, e_hi, e_lo)
             if k >= 0:
@@ -205,9 +259,13 @@ def _words(addresses: np.ndarray) -> np.ndarray:
 
 def _run(networks: Networks, addresses: np.ndarray, v6_only: bool) -> np.ndarray:
     out = np.empty((addresses.shape[0], networks.columns), np.int64)
+    dense_at, dense, whole = networks.v4_dense
     _lookup(
         _words(addresses),
         networks.v4_index,
+        dense_at,
+        dense,
+        whole,
         networks.v4_start,
         networks.v4_end,
         networks.v6_start_hi,

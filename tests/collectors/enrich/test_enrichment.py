@@ -264,3 +264,50 @@ def test_unreadable_or_wrong_databases_are_clear_errors(tmp_path: Path) -> None:
             FlowEnricher.open(**kwargs)  # type: ignore[arg-type]
         assert message in str(info.value)
         assert str(next(iter(kwargs.values()))) in str(info.value)
+
+
+def test_dense_slash16_lookups_equal_a_plain_search() -> None:
+    """A /16 cut into many ranges gets a per-/24 index (whole /24s answered from one
+    entry, others searched): every edge and random addresses give what a plain sorted
+    search gives, with ranges covering a /24, halves of one, gaps, and ranges running
+    across /24 boundaries."""
+    from bisect import bisect_right
+
+    from collectors.enrich.networks import networks_from_lists
+
+    base = 10 << 24
+    v4: list[tuple[int, int, int]] = []
+    for i in range(256):
+        start = base + (i << 8)
+        kind = i % 5
+        if kind == 0:
+            v4.append((start, start + 255, i))
+        elif kind == 1:
+            v4 += [(start, start + 127, i), (start + 128, start + 255, 1000 + i)]
+        elif kind == 3 and i < 255:  # from the middle of this /24 into the next one
+            v4.append((start + 100, start + 256 + 50, i))
+    v4.append((200 << 24, (200 << 24) + 4095, 7))  # a sparse /16 elsewhere
+    nets = networks_from_lists(list(v4), [])
+    starts = [s for s, _, _ in sorted(v4)]
+    ordered = sorted(v4)
+
+    def plain(a: int) -> int:
+        k = bisect_right(starts, a) - 1
+        return ordered[k][2] if k >= 0 and a <= ordered[k][1] else -1
+
+    rng = np.random.default_rng(3)
+    probes = {a + d for s, e, _ in v4 for a in (s, e) for d in (-1, 0, 1)}
+    probes |= set((base + rng.integers(0, 1 << 16, 3000)).tolist())
+    probes |= {(200 << 24) + 5000, (11 << 24) + 1}
+    probes = {p for p in probes if 0 <= p < (1 << 32)}
+    addresses = np.array(
+        [np.frombuffer(address_to_bytes(str(ipaddress.IPv4Address(p))), np.uint8)
+         for p in sorted(probes)]
+    )  # fmt: skip
+    got = lookup_ranges(nets, addresses)[:, 0].tolist()
+    assert got == [plain(p) for p in sorted(probes)]
+    offset, _index, whole = nets.v4_dense
+    assert offset[(10 << 8)] >= 0
+    assert offset[200 << 8] == -1
+    assert {-2, -1}.issubset(set(whole.tolist()))
+    assert (whole >= 0).any()
