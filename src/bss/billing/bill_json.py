@@ -30,7 +30,9 @@ _ROWS = 1 << 16
 # bill fields as bills_for_period reads them, then the line fields; one row per line
 _SQL = """
 SELECT b.bill_no, b.account_id, a.external_id AS account, a.name AS account_name, b.period,
-       s.previous_balance, s.payments_received, s.other_credits, s.balance_due,
+       s.previous_balance_minor AS previous_balance,
+       s.payments_received_minor AS payments_received,
+       s.other_credits_minor AS other_credits, s.balance_due_minor AS balance_due,
        strftime(b.period_start, '%Y-%m-%dT%H:%M:%S+00:00') AS period_start,
        strftime(b.period_end, '%Y-%m-%dT%H:%M:%S+00:00') AS period_end,
        b.bill_date::VARCHAR AS bill_date, b.due_date::VARCHAR AS due_date, b.currency,

@@ -179,8 +179,8 @@ def _statements(
     if not _has_table(conn, "bill_statement"):
         return {}
     rows = conn.execute(
-        "SELECT bill_no, previous_balance, payments_received, other_credits, balance_due "
-        f"FROM bill_statement WHERE bill_no {_IN}",
+        "SELECT bill_no, previous_balance_minor, payments_received_minor, other_credits_minor, "
+        f"balance_due_minor FROM bill_statement WHERE bill_no {_IN}",
         [bills],
     ).fetchall()
     out = {}

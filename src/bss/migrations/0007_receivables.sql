@@ -1,6 +1,9 @@
 -- Accounts receivable, dunning and SLA credits (issue #23).
 -- Money here is BIGINT in minor units of the account's currency (EUR cents, JPY yen, BHD
 -- fils), never a float: the ledger is what was invoiced, paid and credited, after rounding.
+-- Every such column is named `*_minor`: elsewhere (bill, bill_line, ...) `amount`,
+-- `tax_amount` and the like are DECIMAL(18,6) in the currency's units, and one name must not
+-- mean both.
 -- No table here references `bill` by a foreign key on purpose: a later migration may rebuild
 -- the bill table (as 0004 did), which DuckDB refuses while another table references it.
 
@@ -27,27 +30,27 @@ CREATE TABLE journal_entry (
 -- No primary key: a billing pass posts three lines per bill in bulk (a million bills),
 -- and the only writer (bss.receivables) numbers them.
 CREATE TABLE journal_line (
-    entry_id BIGINT NOT NULL,
-    line_no  INTEGER NOT NULL CHECK (line_no > 0),
-    ledger   VARCHAR NOT NULL CHECK (ledger IN (
-               'receivable', 'revenue', 'tax', 'cash', 'credit_notes', 'adjustments',
-               'bad_debt')),
-    amount   BIGINT NOT NULL
+    entry_id     BIGINT NOT NULL,
+    line_no      INTEGER NOT NULL CHECK (line_no > 0),
+    ledger       VARCHAR NOT NULL CHECK (ledger IN (
+                   'receivable', 'revenue', 'tax', 'cash', 'credit_notes', 'adjustments',
+                   'bad_debt')),
+    amount_minor BIGINT NOT NULL
 );
 
 -- A credit note: money given back on an issued bill, which itself stays as it is.
 CREATE TABLE credit_note (
-    credit_no       VARCHAR PRIMARY KEY,
-    bill_no         VARCHAR NOT NULL,
-    account_id      BIGINT NOT NULL REFERENCES billing_account (id),
-    issue_date      DATE NOT NULL,
-    currency        VARCHAR NOT NULL,
-    reason          VARCHAR NOT NULL CHECK (length(reason) > 0),
-    amount_excl_tax BIGINT NOT NULL CHECK (amount_excl_tax >= 0),
-    tax_amount      BIGINT NOT NULL CHECK (tax_amount >= 0),
-    amount_incl_tax BIGINT NOT NULL CHECK (amount_incl_tax > 0),
-    entry_id        BIGINT NOT NULL REFERENCES journal_entry (id),
-    CHECK (amount_incl_tax = amount_excl_tax + tax_amount)
+    credit_no             VARCHAR PRIMARY KEY,
+    bill_no               VARCHAR NOT NULL,
+    account_id            BIGINT NOT NULL REFERENCES billing_account (id),
+    issue_date            DATE NOT NULL,
+    currency              VARCHAR NOT NULL,
+    reason                VARCHAR NOT NULL CHECK (length(reason) > 0),
+    amount_excl_tax_minor BIGINT NOT NULL CHECK (amount_excl_tax_minor >= 0),
+    tax_minor             BIGINT NOT NULL CHECK (tax_minor >= 0),
+    amount_incl_tax_minor BIGINT NOT NULL CHECK (amount_incl_tax_minor > 0),
+    entry_id              BIGINT NOT NULL REFERENCES journal_entry (id),
+    CHECK (amount_incl_tax_minor = amount_excl_tax_minor + tax_minor)
 );
 
 CREATE TABLE credit_note_line (
@@ -55,7 +58,7 @@ CREATE TABLE credit_note_line (
     line_no      INTEGER NOT NULL CHECK (line_no > 0),
     bill_line_no INTEGER,  -- the bill line credited in full; null for a credit of an amount
     description  VARCHAR NOT NULL,
-    amount       BIGINT NOT NULL CHECK (amount >= 0),  -- excluding tax
+    amount_minor BIGINT NOT NULL CHECK (amount_minor >= 0),  -- excluding tax
     PRIMARY KEY (credit_no, line_no)
 );
 
@@ -64,25 +67,25 @@ CREATE TABLE credit_note_line (
 -- notes, adjustments, write-offs) posted since, and the balance with this bill. Only
 -- bills of accounts with earlier ledger entries have one (a first bill has nothing before).
 CREATE TABLE bill_statement (
-    bill_no           VARCHAR PRIMARY KEY,
-    previous_balance  BIGINT NOT NULL,
-    payments_received BIGINT NOT NULL,
-    other_credits     BIGINT NOT NULL,
-    balance_due       BIGINT NOT NULL
+    bill_no                 VARCHAR PRIMARY KEY,
+    previous_balance_minor  BIGINT NOT NULL,
+    payments_received_minor BIGINT NOT NULL,
+    other_credits_minor     BIGINT NOT NULL,
+    balance_due_minor       BIGINT NOT NULL
 );
 
 -- Dunning: each change of an account's level (none, reminder, final_notice, suspended),
 -- with what was overdue; a suspension names the order that suspended the products.
 CREATE TABLE dunning_step (
-    account_id   BIGINT NOT NULL REFERENCES billing_account (id),
-    as_of        DATE NOT NULL,
-    from_level   VARCHAR NOT NULL,
-    to_level     VARCHAR NOT NULL CHECK (to_level IN (
-                   'none', 'reminder', 'final_notice', 'suspended')),
-    overdue      BIGINT NOT NULL,
-    days_overdue INTEGER NOT NULL,
-    order_id     BIGINT,
-    recorded_at  TIMESTAMPTZ NOT NULL  -- an account's level is its latest step
+    account_id    BIGINT NOT NULL REFERENCES billing_account (id),
+    as_of         DATE NOT NULL,
+    from_level    VARCHAR NOT NULL,
+    to_level      VARCHAR NOT NULL CHECK (to_level IN (
+                    'none', 'reminder', 'final_notice', 'suspended')),
+    overdue_minor BIGINT NOT NULL,
+    days_overdue  INTEGER NOT NULL,
+    order_id      BIGINT,
+    recorded_at   TIMESTAMPTZ NOT NULL  -- an account's level is its latest step
 );
 
 -- Order items may now suspend and resume a product (dunning; TMF622 modify of the product's

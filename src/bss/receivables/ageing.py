@@ -23,7 +23,7 @@ BUCKETS = ("current", "1-30", "31-60", "61-90", "90+")
 
 _ENTRIES = """
 SELECT e.account_id, a.external_id, e.currency, e.id, e.kind, e.entry_date, e.reference,
-       l.amount, b.due_date, c.bill_no
+       l.amount_minor, b.due_date, c.bill_no
 FROM journal_entry e
 JOIN billing_account a ON a.id = e.account_id
 JOIN journal_line l ON l.entry_id = e.id AND l.ledger = 'receivable'

@@ -41,23 +41,23 @@ WITH last_bill AS (
     SELECT account_id, max(id) AS id FROM journal_entry
     WHERE kind = 'bill' AND account_id IN (SELECT account_id FROM _post) GROUP BY account_id
 ), moves AS (
-    SELECT e.account_id, e.id, e.kind, l.amount FROM journal_entry e
+    SELECT e.account_id, e.id, e.kind, l.amount_minor AS amount FROM journal_entry e
     JOIN journal_line l ON l.entry_id = e.id AND l.ledger = 'receivable'
     WHERE e.account_id IN (SELECT account_id FROM _post)
 ), sums AS (
     SELECT p.bill_no, p.due,
-           coalesce(sum(m.amount) FILTER (WHERE m.id <= lb.id), 0) AS previous_balance,
+           coalesce(sum(m.amount) FILTER (WHERE m.id <= lb.id), 0) AS previous_balance_minor,
            coalesce(-sum(m.amount) FILTER (WHERE m.id > coalesce(lb.id, 0)
-                                           AND m.kind = 'payment'), 0) AS payments_received,
+                                           AND m.kind = 'payment'), 0) AS payments_received_minor,
            coalesce(-sum(m.amount) FILTER (WHERE m.id > coalesce(lb.id, 0)
-                                           AND m.kind <> 'payment'), 0) AS other_credits,
+                                           AND m.kind <> 'payment'), 0) AS other_credits_minor,
            count(m.id) AS moved
     FROM _post p LEFT JOIN last_bill lb ON lb.account_id = p.account_id
     LEFT JOIN moves m ON m.account_id = p.account_id
     GROUP BY p.bill_no, p.due
 )
-SELECT bill_no, previous_balance, payments_received, other_credits,
-       previous_balance - payments_received - other_credits + due
+SELECT bill_no, previous_balance_minor, payments_received_minor, other_credits_minor,
+       previous_balance_minor - payments_received_minor - other_credits_minor + due
 FROM sums WHERE moved > 0
 """
 

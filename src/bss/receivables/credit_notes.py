@@ -81,7 +81,8 @@ def write_credit_note(note: CreditNote, folder: Path) -> Path:
 def credited_on(conn: duckdb.DuckDBPyConnection, bill_no: str) -> int:
     """Minor units credited on the bill so far (all its credit notes, tax included)."""
     row = conn.execute(
-        "SELECT coalesce(sum(amount_incl_tax), 0) FROM credit_note WHERE bill_no = ?", [bill_no]
+        "SELECT coalesce(sum(amount_incl_tax_minor), 0) FROM credit_note WHERE bill_no = ?",
+        [bill_no],
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -112,7 +112,7 @@ def account_balance(
     """What the account owes (negative: what it has in credit), in minor units: the sum of
     its receivable lines (of entries up to id ``until``, if given)."""
     row = conn.execute(
-        "SELECT coalesce(sum(l.amount), 0) FROM journal_line l JOIN journal_entry e "
+        "SELECT coalesce(sum(l.amount_minor), 0) FROM journal_line l JOIN journal_entry e "
         "ON e.id = l.entry_id WHERE e.account_id = ? AND l.ledger = 'receivable' "
         "AND (? IS NULL OR e.id <= ?)",
         [account_id, until, until],
@@ -123,7 +123,7 @@ def account_balance(
 def ledger_balances(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
     """(ledger, currency) -> balance over every entry; each currency's balances sum to 0."""
     rows = conn.execute(
-        "SELECT l.ledger, e.currency, sum(l.amount) FROM journal_line l JOIN journal_entry e "
+        "SELECT l.ledger, e.currency, sum(l.amount_minor) FROM journal_line l JOIN journal_entry e "
         "ON e.id = l.entry_id GROUP BY ALL ORDER BY 2, 1"
     ).fetchall()
     return {(ledger, currency): int(total) for ledger, currency, total in rows}
@@ -133,7 +133,7 @@ def unbalanced_entries(conn: duckdb.DuckDBPyConnection) -> list[int]:
     """Ids of entries whose lines do not sum to zero (or that have no lines): none, ever."""
     rows = conn.execute(
         "SELECT e.id FROM journal_entry e LEFT JOIN journal_line l ON l.entry_id = e.id "
-        "GROUP BY e.id HAVING count(l.entry_id) < 2 OR sum(l.amount) <> 0 ORDER BY e.id"
+        "GROUP BY e.id HAVING count(l.entry_id) < 2 OR sum(l.amount_minor) <> 0 ORDER BY e.id"
     ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -147,7 +147,7 @@ def entries_of(conn: duckdb.DuckDBPyConnection, account_id: int) -> list[Entry]:
     ).fetchall()
     lines: dict[int, list[tuple[str, int]]] = {}
     for entry_id, ledger, amount in conn.execute(
-        "SELECT l.entry_id, l.ledger, l.amount FROM journal_line l JOIN journal_entry e "
+        "SELECT l.entry_id, l.ledger, l.amount_minor FROM journal_line l JOIN journal_entry e "
         "ON e.id = l.entry_id WHERE e.account_id = ? ORDER BY l.entry_id, l.line_no",
         [account_id],
     ).fetchall():

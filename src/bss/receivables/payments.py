@@ -76,7 +76,7 @@ def add_payment(
         raise ValidationError("a payment needs a reference (the bank's or provider's)")
     with transaction(conn):
         found = conn.execute(
-            "SELECT e.account_id, a.external_id, e.currency, e.entry_date, l.amount "
+            "SELECT e.account_id, a.external_id, e.currency, e.entry_date, l.amount_minor "
             "FROM journal_entry e JOIN billing_account a ON a.id = e.account_id "
             "JOIN journal_line l ON l.entry_id = e.id AND l.ledger = 'cash' "
             "WHERE e.kind = 'payment' AND e.reference = ?",

@@ -88,9 +88,9 @@ def add_statements(
 ) -> None:
     """Add the statement keys to the period's bills (dicts) that have one."""
     rows = conn.execute(
-        "SELECT s.bill_no, b.currency, s.balance_due, s.other_credits, s.payments_received, "
-        "s.previous_balance FROM bill_statement s JOIN bill b ON b.bill_no = s.bill_no "
-        "WHERE b.period = ?",
+        "SELECT s.bill_no, b.currency, s.balance_due_minor, s.other_credits_minor, "
+        "s.payments_received_minor, s.previous_balance_minor FROM bill_statement s "
+        "JOIN bill b ON b.bill_no = s.bill_no WHERE b.period = ?",
         [period],
     ).fetchall()
     found = {r[0]: r for r in rows}

@@ -24,7 +24,7 @@ from collectors.workspace import WorkspacePaths
 
 def _bill_entries(conn: duckdb.DuckDBPyConnection) -> list[tuple[object, ...]]:
     return conn.execute(
-        "SELECT e.reference, l.ledger, l.amount FROM journal_entry e JOIN journal_line l "
+        "SELECT e.reference, l.ledger, l.amount_minor FROM journal_entry e JOIN journal_line l "
         "ON l.entry_id = e.id WHERE e.kind = 'bill' ORDER BY 1, l.line_no"
     ).fetchall()
 
