@@ -19,7 +19,7 @@ import itertools
 import os
 import shutil
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,7 +62,6 @@ __all__ = [
 _US_PER_DAY = 86_400_000_000
 _MAX_BLOCK = 256 << 20  # largest read block tried for a file with a very long record
 _PARTS_IN_FLIGHT = 2  # usage parts being written at once
-_CONTENT_REFUSALS = ("bad_encoding", "already_ingested")
 # dictionary-encode only the columns with few distinct values: cheaper and smaller files
 _DICTIONARY_COLUMNS = (
     "source_file", "subscriber_key_type", "service", "location", "stage", "reason", "field"
@@ -203,17 +202,14 @@ class _FileIngest:
     def __init__(
         self,
         path: Path,
-        checked: Callable[[], tuple[Path, str]],
-        hashed: Callable[[], bool],
+        stage: Path,
+        prefix: str,
         now: dt.datetime,
         rows_per_part: int,
     ) -> None:
         self.path = path
-        self.hashed = hashed  # the content hash is known: a refusal need not wait
-        # (staging folder, part prefix) once the file's content hash is known and checked
-        self.checked = checked
-        self._stage: Path | None = None
-        self._prefix = ""
+        self.stage = stage
+        self.prefix = prefix
         self.now = now
         self.rows_per_part = rows_per_part
         self.usage: list[pa.Table] = []
@@ -230,26 +226,7 @@ class _FileIngest:
         )
         self.pending: deque[Future[list[Path]]] = deque()
 
-    @property
-    def stage(self) -> Path:
-        """The staging folder; waits for the content hash and its checks (may refuse)."""
-        if self._stage is None:
-            self._stage, self._prefix = self.checked()
-        return self._stage
-
-    @property
-    def prefix(self) -> str:
-        self.stage  # noqa: B018 - resolves the prefix with the folder
-        return self._prefix
-
-    @property
-    def staged(self) -> Path | None:
-        """The staging folder if anything may have been written there."""
-        return self._stage
-
     def add(self, chunk: CdrChunk) -> None:
-        if self._stage is None and self.hashed():
-            self.stage  # noqa: B018 - a refused file stops here, not after its first part
         self.rows_read += chunk.rows_read
         self.blank += chunk.blank_lines
         for reason, count in chunk.skipped.items():
@@ -352,16 +329,9 @@ def _stage(
         work.flush_usage()
         work.flush_rejects()
         work.wait()
-    except Exception as exc:
+    except Exception:
         work.close()
-        if work.staged is not None:
-            shutil.rmtree(work.staged, ignore_errors=True)
-        if not isinstance(exc, CdrRefusedError) or exc.reason not in _CONTENT_REFUSALS:
-            # the content hash's verdict first: an undecodable or known file is refused as such
-            try:
-                work.stage  # noqa: B018
-            except CdrRefusedError as refusal:
-                raise refusal from exc
+        shutil.rmtree(work.stage, ignore_errors=True)
         raise
     finally:
         work.close()
@@ -388,39 +358,28 @@ def ingest_cdr_file(
     if not path.is_file():
         raise CdrRefusedError("unreadable", f"{path}: not a readable file")
     sniff_cdr_file(path, mapping)
+    sha, bad_at = file_digest(path, encoding=mapping.csv.encoding)
+    if bad_at is not None:
+        # checked up front: pyarrow cannot hand an undecodable malformed row to its handler
+        raise CdrRefusedError(
+            "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
+        )
+    prior = ledger.get(sha)
+    if prior is not None and prior.status != QUARANTINED:
+        raise CdrRefusedError(
+            "already_ingested",
+            f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested at "
+            f"{prior.ingested_at}; refused, nothing added",
+        )
+    stage = staging_dir(workspace, sha)
+    shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    # The content hash (and the encoding check) runs beside the first chunks' reading: its
-    # verdict is awaited before the first part is written, and ends the read when it refuses.
-    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-digest")
-    digest = hashing.submit(file_digest, path, encoding=mapping.csv.encoding)
-    hashing.shutdown(wait=False)
-    verdict: dict[str, Any] = {}
-
-    def checked() -> tuple[Path, str]:
-        if not verdict:
-            sha, bad_at = digest.result()
-            if bad_at is not None:
-                # pyarrow cannot hand an undecodable malformed row to its handler
-                raise CdrRefusedError(
-                    "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
-                )
-            prior = ledger.get(sha)
-            if prior is not None and prior.status != QUARANTINED:
-                raise CdrRefusedError(
-                    "already_ingested",
-                    f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested "
-                    f"at {prior.ingested_at}; refused, nothing added",
-                )
-            shutil.rmtree(staging_dir(workspace, sha), ignore_errors=True)  # an old attempt's
-            prefix = part_prefix(sha)
-            if prior is not None:  # again after a quarantine: new part names, never the old
-                prefix = f"{prefix}-again{now:%Y%m%dT%H%M%S}"
-            verdict.update(sha=sha, prior=prior, stage=staging_dir(workspace, sha), prefix=prefix)
-        return verdict["stage"], verdict["prefix"]
-
+    prefix = part_prefix(sha)
+    if prior is not None:  # again after a quarantine: new part names, never the old ones
+        prefix = f"{prefix}-again{now:%Y%m%dT%H%M%S}"
     size = block_size
     while True:
-        work = _FileIngest(path, checked, digest.done, now, rows_per_part)
+        work = _FileIngest(path, stage, prefix, now, rows_per_part)
         # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
         file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
         try:
@@ -433,8 +392,6 @@ def ingest_cdr_file(
             size = min(size * 4, _MAX_BLOCK)
             continue
         break
-    stage = work.stage  # the verdict, for a file that wrote nothing too
-    sha = verdict["sha"]
     result = CdrFileResult(
         path=str(path),
         status="ingested" if work.rows_read else "empty",
