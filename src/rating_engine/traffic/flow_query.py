@@ -194,11 +194,13 @@ def _stream(
 
     def flush() -> None:
         table = pa.Table.from_batches(block).combine_chunks()
+        # the batches go back to the memory pool before the kernel asks for its scratch:
+        # it reuses their pages instead of faulting in fresh ones
+        block.clear()
         partials.append(
             bucket_traffic(table, key, bucket, index=index, renormalise=renormalise,
                            ordered=ordered)
         )  # fmt: skip
-        block.clear()
 
     for batch in batches:
         if batch.num_rows == 0:
