@@ -29,7 +29,7 @@ from rating_engine.cgrates.convert import (
     plan_document,
     tariff_head,
 )
-from rating_engine.cgrates.subscribers import subscriber_document
+from rating_engine.cgrates.subscribers import profile_index, subscriber_document
 from rating_engine.cgrates.tariff_plan import TariffPlan, read_tariff_plan
 from rating_engine.cgrates.toml_text import tariff_toml
 from rating_engine.cgrates.tp_values import ANY
@@ -186,13 +186,18 @@ def _subscriber_tariffs(
 ) -> dict[tuple[str, str], str]:  # fmt: skip
     """One tariff per (tenant, subject) (see :mod:`.subscribers`); their ids."""
 
+    docs: dict[tuple[str, str], dict[str, Any]] = {}  # shared by every subject
+
     def plan_doc(plan: str, service: str) -> dict[str, Any]:
         if plan not in imported:
             raise NotExpressible(f"it reaches RatingPlan {plan}, which was not imported")
-        return plan_document(tp, plan, [service], options)[0]
+        if (plan, service) not in docs:
+            docs[plan, service] = plan_document(tp, plan, [service], options)[0]
+        return docs[plan, service]
 
     ids: dict[tuple[str, str], str] = {}
     taken = set(tp.rating_plans)
+    index = profile_index(tp)
     for tenant in sorted({p.tenant for p in tp.profiles}):
         # a tariff prices a service once: the first category (in name order) of each
         by_service: dict[str, str] = {}
@@ -214,7 +219,9 @@ def _subscriber_tariffs(
                 if not ID_PATTERN.match(tid) or tid in taken:
                     raise NotExpressible(f"{tid!r} is no free tariff id")
                 head = tariff_head(tid, f"CGRateS subject {subject} of tenant {tenant}", options)
-                doc, warnings = subscriber_document(tp, tenant, subject, cats, plan_doc, head)
+                doc, warnings = subscriber_document(
+                    tp, tenant, subject, cats, plan_doc, head, index
+                )
                 path = out / f"{tid}.toml"
                 text = tariff_toml(doc, [
                     f"CGRateS subject {subject} of tenant {tenant}: its RatingProfiles "

@@ -141,12 +141,14 @@ def subscriber_document(
     categories: Mapping[str, str],
     plan_doc: Callable[[str, str], Mapping[str, Any]],
     head: Mapping[str, Any],
+    index: Index | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The tariff of ``tenant:subject``: for each category (category -> service, one
     category a service) its RatingPlans as CGRateS resolves them. ``plan_doc(plan,
     service)`` is a RatingPlan's tariff document for one service; ``head`` the tariff
-    table to start from. Returns the document and warnings."""
-    index = profile_index(tp)
+    table to start from; ``index``: :func:`profile_index` of ``tp``, made once for many
+    subjects. Returns the document and warnings."""
+    index = profile_index(tp) if index is None else index
     warnings: list[str] = []
     boundaries: set[datetime] = set()
     for category in categories:
