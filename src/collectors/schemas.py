@@ -16,6 +16,8 @@ __all__ = [
     "REJECT_SCHEMA",
     "SOURCE_FORMATS",
     "TIMESTAMP",
+    "USAGE_PRICE",
+    "USAGE_PRICED_SCHEMA",
     "USAGE_SCHEMA",
     "describe",
     "documented_field",
@@ -164,6 +166,19 @@ USAGE_SCHEMA = pa.schema(
         _f("location", pa.string(), True, "cell or location id where the CDR has one"),
     ]
 )
+
+#: Optional usage column: the price the record carries (roaming partner charge, premium
+#: content, wholesale cost), priced by pass-through rates. Written only by sources that have
+#: one (a CDR mapping with a ``price`` field), so usage without prices keeps its layout; a
+#: part without the column reads as null prices.
+USAGE_PRICE = _f(
+    "price",
+    pa.int64(),
+    True,
+    "price carried by the record, micro-units (10^-6) of the tariff's currency; null if none",
+)
+#: USAGE_SCHEMA with the optional price: what the billing partitions read and rate.
+USAGE_PRICED_SCHEMA = USAGE_SCHEMA.append(USAGE_PRICE)
 
 REJECT_SCHEMA = pa.schema(
     [

@@ -15,7 +15,7 @@ from bss.billing.period import Period
 from bss.billing.rating_step import tariff_plan
 from bss.errors import ValidationError
 from collectors.dataset import read_dataset
-from collectors.schemas import USAGE_SCHEMA
+from collectors.schemas import USAGE_PRICED_SCHEMA, USAGE_SCHEMA
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.rate import compile_plan, load_tariffs
 from rating_engine.rating.what_if import what_if, what_if_by_tariff
@@ -77,7 +77,7 @@ def compare_tariffs(
     end = pa.scalar(period.end, USAGE_SCHEMA.field("start_time").type)
     usage = read_dataset(
         workspace.usage,
-        USAGE_SCHEMA,
+        USAGE_PRICED_SCHEMA,  # parts without prices read as null prices
         filter=(pc.field("start_time") >= start) & (pc.field("start_time") < end),
     ).sort_by([("start_time", "ascending"), ("record_id", "ascending")])
     table = what_if(usage, subscriptions, plan_a, plan_b, tariff_map=mapping)

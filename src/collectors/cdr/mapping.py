@@ -22,6 +22,7 @@ then for each usage field the column it comes from and how to read it::
     duration = { column = "duration", unit = "s" }
     volume_up = "bytes_up"          # a bare string is a column name
     destination = { column = "destination", normalise = "e164" }
+    price = { column = "charge", unit = "currency" }   # optional: pass-through rates
 
     [[filters]]                     # rows whose column is not in `accept` are kept out
     column = "disposition"
@@ -35,6 +36,11 @@ without: local time in ``zone``). Naive local times are converted to UTC with th
 DST included; ``ambiguous`` decides the repeated autumn hour (``earliest`` = zoneinfo
 ``fold=0``, ``latest``, or ``reject``); local times inside the spring gap are rejected.
 Duration units: ``s`` (fraction allowed, truncated to ms), ``ms``, ``hms`` (``H:MM:SS``).
+Price units (the usage column ``price``, micro-units): ``currency`` (decimal text such as
+``1.25`` or ``-0.000001``, at most 12 integer and 6 significant fraction digits, read exactly
+as text, never through a float) or ``micro`` (integer micro-units). A price that is not such a
+number rejects its row ``bad_price``; an empty one is null (``required = true`` rejects it).
+A mapping without ``price`` writes no price column (null prices to the rating).
 
 Every problem raises :class:`~collectors.errors.IngestError` naming the file and the key.
 """
@@ -56,6 +62,7 @@ __all__ = [
     "DURATION_UNITS",
     "KEY_TYPES",
     "NORMALISATIONS",
+    "PRICE_UNITS",
     "SERVICES",
     "CdrMapping",
     "ColumnSpec",
@@ -64,6 +71,7 @@ __all__ = [
     "KeySpec",
     "NumberRules",
     "NumberSpec",
+    "PriceSpec",
     "RecordFilter",
     "ServiceSpec",
     "SubscriberSpec",
@@ -80,6 +88,7 @@ DURATION_UNITS = ("s", "ms", "hms")
 AMBIGUOUS_CHOICES = ("earliest", "latest", "reject")
 TIME_KEYWORDS = ("iso8601", "epoch_s", "epoch_ms", "epoch_us")
 FILTER_ACTIONS = ("reject", "skip")
+PRICE_UNITS = ("currency", "micro")
 # the mappings shipped inside the package (generic, asterisk): package data
 _SHIPPED_MAPPINGS = Path(str(files("collectors.cdr") / "mappings"))
 
@@ -161,6 +170,15 @@ class NumberSpec:
 
 
 @dataclass(frozen=True)
+class PriceSpec:
+    """The price a record carries (pass-through rates): column and unit, or none."""
+
+    column: str | None = None
+    unit: str = "currency"
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class RecordFilter:
     """Rows whose ``column`` value is not in ``accept`` go aside with ``reason``."""
 
@@ -187,6 +205,7 @@ class CdrMapping:
     destination: NumberSpec = NumberSpec()
     origin: NumberSpec = NumberSpec()
     location: ColumnSpec = ColumnSpec()
+    price: PriceSpec = PriceSpec()
     numbers: NumberRules | None = None
     filters: tuple[RecordFilter, ...] = ()
     description: str = ""
@@ -204,6 +223,7 @@ class CdrMapping:
             self.destination.column,
             self.origin.column,
             self.location.column,
+            self.price.column,
             *(f.column for f in self.filters),
         ):
             if c is not None and c not in cols:
@@ -453,6 +473,12 @@ def parse_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> CdrM
                 t.get("required", bool, False),
             )
             t.done()
+    price = PriceSpec()
+    if (t := _field_table(fields, "price")) is not None:
+        price_col = _column(t, required=True)
+        price = PriceSpec(price_col, t.choice("unit", PRICE_UNITS, "currency"),
+                          t.get("required", bool, False))  # fmt: skip
+        t.done()
     fields.done()
 
     filters: list[RecordFilter] = []
@@ -490,6 +516,7 @@ def parse_mapping(data: Mapping[str, Any], *, source: str = "<mapping>") -> CdrM
         destination=numbered["destination"],
         origin=numbered["origin"],
         location=plain["location"],
+        price=price,
         numbers=numbers,
         filters=tuple(filters),
         description=description,

@@ -42,10 +42,11 @@ from collectors.cdr.transforms import (
     none_if_empty,
     normalise_numbers,
     parse_duration_ms,
+    parse_price,
     parse_times,
     parse_unsigned,
 )
-from collectors.schemas import TIMESTAMP, USAGE_SCHEMA
+from collectors.schemas import TIMESTAMP, USAGE_PRICED_SCHEMA, USAGE_SCHEMA
 
 __all__ = [
     "CHUNK_REJECT_SCHEMA",
@@ -163,7 +164,8 @@ class _BatchTransformer:
         required("subscriber", m.subscriber.column)
         required("service", m.service.column)
         required("start_time", m.start_time.column)
-        for fname in ("duration", "volume_up", "volume_down", "destination", "origin", "location"):
+        for fname in ("duration", "volume_up", "volume_down", "destination", "origin", "location",
+                      "price"):  # fmt: skip
             spec = getattr(m, fname)
             if spec.required:
                 required(fname, spec.column)
@@ -254,6 +256,11 @@ class _BatchTransformer:
             )
         loc = m.location
         location = raw[loc.column] if loc.column is not None else _const(loc.constant, n)
+        price = None
+        if m.price.column is not None:  # issue #25: the price a pass-through rate charges
+            price = parse_price(raw[m.price.column], m.price.unit)
+            what = "a decimal price" if m.price.unit == "currency" else "integer micro-units"
+            bad("price", m.price.column, price, "bad_price", f"not {what}")
 
         rejected = np.zeros(n, dtype=np.bool_)
         for chk in checks:
@@ -281,8 +288,9 @@ class _BatchTransformer:
                 pc.filter(numbers["destination"], good),
                 pc.filter(numbers["origin"], good),
                 pc.filter(location, good).cast(pa.string()),
+                *([] if price is None else [pc.filter(price, good)]),
             ],
-            schema=USAGE_SCHEMA,
+            schema=USAGE_SCHEMA if price is None else USAGE_PRICED_SCHEMA,
         )
         return table, checks
 

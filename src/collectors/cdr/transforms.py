@@ -25,6 +25,7 @@ __all__ = [
     "normalise_numbers",
     "normalise_numbers_reference",
     "parse_duration_ms",
+    "parse_price",
     "parse_scaled",
     "parse_times",
     "parse_unsigned",
@@ -90,6 +91,27 @@ def parse_scaled(arr: pa.Array, digits: int) -> pa.Array:
         value = pc.add_checked(value, frac)
     negative = pc.equal(pc.struct_field(parts, "neg"), "-")
     return pc.if_else(negative, pc.negate_checked(value), value)
+
+
+#: Prices: sign, at most 12 integer digits (10^12 x 10^6 < 2^63) and 6 fraction digits
+#: (trailing zeros beyond the sixth allowed); ``micro``: an integer of at most 18 digits.
+_PRICE_CURRENCY = r"^(?P<neg>[-+]?)(?P<whole>\d{1,12})(?:\.(?P<frac>\d{0,6})0*)?$"
+_PRICE_MICRO = r"^(?P<neg>[-+]?)(?P<whole>\d{1,18})$"
+
+
+def parse_price(arr: pa.Array, unit: str) -> pa.Array:
+    """Prices as int64 micro-units (null where not a price of ``unit``: ``currency`` decimal
+    text or ``micro`` integers). Exact: the digits are joined as text and cast once, so no
+    value goes through a float and none can overflow (the patterns bound the digits)."""
+    parts = pc.extract_regex(arr, _PRICE_CURRENCY if unit == "currency" else _PRICE_MICRO)
+    digits = pc.struct_field(parts, "whole")
+    if unit == "currency":
+        frac = pc.utf8_rpad(pc.fill_null(pc.struct_field(parts, "frac"), ""), 6, "0")
+        digits = pc.binary_join_element_wise(digits, frac, "")
+    value = pc.cast(pc.if_else(pc.is_valid(parts), digits, pa.scalar(None, pa.string())),
+                    pa.int64())  # fmt: skip
+    negative = pc.equal(pc.struct_field(parts, "neg"), "-")
+    return pc.if_else(negative, pc.negate(value), value)
 
 
 def parse_duration_ms(arr: pa.Array, unit: str) -> pa.Array:

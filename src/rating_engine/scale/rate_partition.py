@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collectors.schemas import REJECT_SCHEMA, USAGE_SCHEMA
+from collectors.schemas import REJECT_SCHEMA, USAGE_PRICED_SCHEMA, USAGE_SCHEMA
 from rating_engine.rating.period_pricing import combine_quantities
 from rating_engine.rating.rate import SubscriptionIndex, rate_stream
 from rating_engine.scale.partials import RatePartial, UsageAccumulator, in_period_quantities
@@ -55,6 +55,7 @@ __all__ = [
     "rate_bucket",
     "split_day",
     "usage_rows",
+    "with_prices",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -156,8 +157,10 @@ def _unbilled(job: RateJob, day: DayFiles) -> Iterator[pa.Table]:
             return
     for path in day.usage:
         source = pq.ParquetFile(path, page_checksum_verification=True)
-        for batch in source.iter_batches(batch_size=_SPLIT_BATCH, columns=USAGE_SCHEMA.names):
-            table = pa.Table.from_batches([batch]).cast(USAGE_SCHEMA)
+        priced = USAGE_PRICED_SCHEMA.names[-1] in source.schema_arrow.names
+        columns = USAGE_PRICED_SCHEMA.names if priced else USAGE_SCHEMA.names
+        for batch in source.iter_batches(batch_size=_SPLIT_BATCH, columns=columns):
+            table = with_prices(pa.Table.from_batches([batch]))
             keep = pc.less(table.column("start_time"), end)
             if billed.shape[0]:
                 ids = np.asarray(table.column("record_id").to_numpy(), dtype=np.int64)
@@ -167,6 +170,15 @@ def _unbilled(job: RateJob, day: DayFiles) -> Iterator[pa.Table]:
                 yield table
 
 
+def with_prices(table: pa.Table) -> pa.Table:
+    """``table`` as ``USAGE_PRICED_SCHEMA``: usage parts written without the optional
+    ``price`` column (all but CDR files with a price) read as null prices, so every part of
+    a day concatenates and pass-through rates see the prices of those that have them."""
+    if "price" not in table.column_names:
+        table = table.append_column("price", pa.nulls(table.num_rows, pa.int64()))
+    return table.select(USAGE_PRICED_SCHEMA.names).cast(USAGE_PRICED_SCHEMA)
+
+
 def _scratch(job: RateJob, day: int, bucket: int) -> Path:
     return Path(job.scratch) / "split" / day_folder(day) / f"b{bucket:03d}.arrow"
 
@@ -174,7 +186,7 @@ def _scratch(job: RateJob, day: int, bucket: int) -> Path:
 def split_day(day: DayFiles, *, job: RateJob, router: AccountRouter) -> int:
     """Stage one: the day's unbilled records into one scratch file per bucket; returns
     how many records."""
-    out = ScratchWriter(USAGE_SCHEMA)
+    out = ScratchWriter(USAGE_PRICED_SCHEMA)
     rows = 0
     try:
         for table in _unbilled(job, day):

@@ -19,10 +19,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from collectors.schemas import USAGE_SCHEMA
+from collectors.schemas import USAGE_PRICED_SCHEMA, USAGE_SCHEMA
 from rating_engine.rating.rate import SubscriptionIndex, rate_stream
 from rating_engine.scale.parts import DayPartWriter
-from rating_engine.scale.rate_partition import DayFiles
+from rating_engine.scale.rate_partition import DayFiles, with_prices
 from rating_engine.tariff.allowances import AllowanceState
 from rating_engine.tariff.plan import RatingPlan
 
@@ -123,9 +123,11 @@ def _chunks(job: RerateJob) -> Iterator[tuple[pa.Table, pa.Table]]:
         )  # fmt: skip
         ids = pa.array(np.sort(np.asarray(billed.column("record_id").to_numpy(), np.int64)))
         for path in day.usage:
-            usage = pq.read_table(
-                path, columns=USAGE_SCHEMA.names, page_checksum_verification=True
-            ).cast(USAGE_SCHEMA)
+            priced = "price" in pq.read_schema(path).names
+            usage = with_prices(pq.read_table(
+                path, columns=(USAGE_PRICED_SCHEMA if priced else USAGE_SCHEMA).names,
+                page_checksum_verification=True,
+            ))  # fmt: skip
             usage_parts.append(usage.filter(pc.is_in(usage.column("record_id"), ids)))
         billed_parts.append(billed)
         rows += billed.num_rows
@@ -152,7 +154,7 @@ def rerate_period(
         for billed, usage in _chunks(job):
             usage = usage.sort_by([("start_time", "ascending"), ("record_id", "ascending")])
             batches = usage.combine_chunks().to_batches() or [
-                pa.RecordBatch.from_pylist([], schema=USAGE_SCHEMA)
+                pa.RecordBatch.from_pylist([], schema=USAGE_PRICED_SCHEMA)
             ]
             rated = pa.concat_tables(
                 [r.rated for r in rate_stream(batches, index, plan, allowances=state)]
