@@ -24,6 +24,7 @@ pipe; a full pipe is skipped (a later position covers earlier records), the fina
 from __future__ import annotations
 
 import contextlib
+import gc
 import mmap
 import os
 import selectors
@@ -47,6 +48,7 @@ _SKIP = -1  # a record's datagram count that means "continue at the start of the
 _REFUSED, _OVERSIZE = 0, 1
 _HAND_OVER_S = 0.002  # a partly filled chunk goes to the parent after this long
 _FEW, _GATHER_S = 32, 0.0005  # fewer datagrams than this in a round: pause this long
+_PAGE_STEP, _PREFAULT = 4096, 4 << 20  # memory page; ring bytes faulted in per idle round
 
 
 def available() -> bool:
@@ -232,6 +234,10 @@ def _child_main(proc: ReceiverProcess, bell: int, parent: int) -> None:
         # the parent's handlers decide when to stop: the child drains first, whatever signal
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The collector's objects came along with the fork: a full collection walking them
+        # stalls the receiver for tens of milliseconds (and copies their pages), long enough
+        # for the socket buffer to overflow. Only what the child makes is collected.
+        gc.freeze()
         child = _Child(proc, bell, parent)
         child.run()
         _ring_bell(bell, child.produced)  # the last position may have met a full pipe
@@ -273,6 +279,8 @@ class _Child:
         self.bell = bell
         self.parent = parent
         self.produced = 0  # bytes ever placed (monotonic), skipped tails included
+        self.touched = 0  # the ring's pages below this have been faulted in
+        self.pages = np.frombuffer(self.data, dtype=np.uint8)[::_PAGE_STEP]
 
     def parent_gone(self) -> bool:
         return os.getppid() != self.parent
@@ -289,8 +297,11 @@ class _Child:
             stopping = bool(self.header[_STOP])
             if self.parent_gone() or self.header[_STOP] == _ABORT:
                 return
+            idle_wait = 0.0 if self.touched < self.size else 0.05
             ready = (
-                self.sockets if stopping else [by_fd[key.fd] for key, _ in sel.select(timeout=0.05)]
+                self.sockets
+                if stopping
+                else [by_fd[key.fd] for key, _ in sel.select(timeout=idle_wait)]
             )
             drained = True
             before = len(chunk)
@@ -306,10 +317,25 @@ class _Child:
                 handed = now
             if stopping and drained:
                 return
-            if ready and drained and len(chunk) - before < _FEW:
-                # A trickle: let datagrams gather for a moment, so each system call and
-                # each hand-over moves many (the socket buffer holds tens of milliseconds).
+            # Idle or a trickle: fault in the next pages of the ring (not on the receive path
+            # later), or let datagrams gather for a moment, so each system call and each
+            # hand-over moves many (the socket buffer holds tens of milliseconds).
+            if drained and len(chunk) - before < _FEW and not self.prefault() and ready:
                 time.sleep(_GATHER_S)
+
+    def prefault(self) -> bool:
+        """Touch the next pages of the ring not written yet (first lap only); False when
+        there are none left. A page's first touch costs a fault and zeroing: a few
+        microseconds a datagram if it happened while receiving."""
+        if self.touched >= self.size or self.produced >= self.size:
+            self.touched = self.size
+            return False
+        start = max(self.touched, self.produced)
+        end = min(self.size, start + _PREFAULT)
+        # only the free part ahead of the writer: zeros there overwrite nothing
+        self.pages[-(-start // _PAGE_STEP) : end // _PAGE_STEP] = 0
+        self.touched = end
+        return True
 
     def hand_over(self, chunk: ReceiveChunk) -> None:
         """Copy the chunk into the ring as one record, ring the bell, reset the chunk."""
