@@ -45,6 +45,12 @@ class WorkspacePaths:
         return self.root / "usage"
 
     @property
+    def quantities(self) -> Path:
+        """Quantity-change records of prorated metered quantities (lines, seats, IP blocks):
+        ``rating_engine.rating.prorated.QUANTITY_CHANGE_SCHEMA``, by day of valid_from."""
+        return self.root / "quantities"
+
+    @property
     def rated(self) -> Path:
         return self.root / "rated"
 

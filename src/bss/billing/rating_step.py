@@ -9,24 +9,29 @@ instead of adding to them; what the pass bills is reduced to partial sums on the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from math import ceil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from bss.billing.period import Period
 from bss.errors import BillingError
 from collectors.dataset import reading_parts, remove_parts
+from collectors.schemas import REJECT_SCHEMA
 from collectors.workspace import WorkspacePaths
-from rating_engine.rating.period_pricing import price_period
+from rating_engine.rating.period_pricing import QUANTITY_SCHEMA, combine_quantities, price_period
+from rating_engine.rating.prorated import QUANTITY_CHANGE_SCHEMA, prorated_quantities
 from rating_engine.rating.rate import RatingPlan, compile_plan, load_tariffs
 from rating_engine.scale.executor import Executor
 from rating_engine.scale.flow_partition import FlowDay, FlowUsageJob, derive_day
 from rating_engine.scale.partials import RatePartial, combine_rate_partials
-from rating_engine.scale.parts import files_by_day, is_part_of, remove_tag_parts
+from rating_engine.scale.parts import DayPartWriter, files_by_day, is_part_of, remove_tag_parts
 from rating_engine.scale.rate_partition import (
     Billable,
     DayFiles,
@@ -171,9 +176,59 @@ def rate_period(
     with reading_parts(parts):
         partial = _rate_days(workspace, period, subscriptions, executor, plan, days, tag,
                              billable, chunk_rows, buckets, scratch)  # fmt: skip
+    quantities, rejected = _prorated(workspace, period, subscriptions, plan, tag)
+    if rejected:
+        reasons = dict(partial.suspense_by_reason)
+        for reason, count in rejected.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        partial = dataclasses.replace(partial, suspense=partial.suspense + sum(rejected.values()),
+                                      suspense_by_reason=dict(sorted(reasons.items())))  # fmt: skip
     # Tiers price the period's own usage; late records of earlier periods were (or will
     # be) priced with their own period, never moved into another period's tiers.
-    return RatingOutcome(partial, price_period(partial.quantities, plan), plan, tag)
+    priced = price_period(
+        combine_quantities(partial.quantities, quantities),
+        plan,
+        period_seconds=(period.end_us() - period.start_us()) // 1_000_000,
+    )
+    return RatingOutcome(partial, priced, plan, tag)
+
+
+def _prorated(
+    workspace: WorkspacePaths, period: Period, subscriptions: pa.Table, plan: RatingPlan,
+    tag: str,
+) -> tuple[pa.Table, dict[str, int]]:  # fmt: skip
+    """The period's prorated quantities from ``W/quantities`` (every record that took effect
+    before the period's end: a level carries over), file by file, and the counts of the
+    records set aside - written to the pass's suspense naming file, record and field."""
+    if not any(pp.measure == "prorated" for t in plan.tariffs.values()
+               for pp in t.period_pricing):  # fmt: skip
+        return QUANTITY_SCHEMA.empty_table(), {}
+    last = (period.end_us() - 1) // 86_400_000_000
+    files = [p for day, ps in sorted(files_by_day(workspace.quantities).items())
+             if day <= last for p in ps]  # fmt: skip
+    parts, rows = [], []
+    now = datetime.now(UTC)
+    with reading_parts(files):
+        for path in files:
+            table = pq.read_table(path, columns=QUANTITY_CHANGE_SCHEMA.names,
+                                  page_checksum_verification=True)  # fmt: skip
+            found = prorated_quantities(table, subscriptions, plan, period.start_us(),
+                                        period.end_us())  # fmt: skip
+            parts.append(found.quantities)
+            for record_id, (reason, message) in found.rejected.items():
+                rows.append({"stage": "rating", "source_file": str(path), "record_no": None,
+                             "record_id": record_id, "field": message.split(":")[0],
+                             "reason": reason, "message": f"{path.name}: {message}",
+                             "raw": None, "rejected_at": now})  # fmt: skip
+    if rows:
+        with DayPartWriter(workspace.suspense, f"run-{tag}-quantities", REJECT_SCHEMA,
+                           "rejected_at") as out:  # fmt: skip
+            out.write(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA))
+    counts: dict[str, int] = {}
+    for row in rows:
+        reason = str(row["reason"])
+        counts[reason] = counts.get(reason, 0) + 1
+    return combine_quantities(*parts), counts
 
 
 def _rate_days(

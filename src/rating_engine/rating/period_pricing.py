@@ -48,6 +48,7 @@ __all__ = [
     "period_charge",
     "period_quantities",
     "price_period",
+    "prorated_charge",
     "tier_charge",
 ]
 
@@ -104,12 +105,19 @@ def _num(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def _amount(pp: PeriodPricing, quantity: int) -> str:
-    """A quantity as the detail shows it: money for a cost measure, else units."""
-    return _num(Decimal(quantity).scaleb(-6)) if pp.measure == "cost" else str(quantity)
+def _amount(pp: PeriodPricing, quantity: int | Fraction) -> str:
+    """A quantity as the detail shows it: money for a cost measure, else units (an average
+    of a prorated measure to 6 decimals, ``~`` when it has more)."""
+    if isinstance(quantity, Fraction) and quantity.denominator != 1:
+        with localcontext() as ctx:
+            ctx.prec = 40
+            exact = Decimal(quantity.numerator) / Decimal(quantity.denominator)
+            shown = exact.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+        return ("" if shown == exact else "~") + _num(shown)
+    return _num(Decimal(int(quantity)).scaleb(-6)) if pp.measure == "cost" else str(quantity)
 
 
-def _priced(pp: PeriodPricing, amount: int, tier: Tier) -> str:
+def _priced(pp: PeriodPricing, amount: int | Fraction, tier: Tier) -> str:
     """``amount x rate`` (a percent for a cost measure) and the tier's flat fee."""
     flat = f"{tier.flat} flat"
     if not tier.rate and tier.flat:
@@ -118,9 +126,9 @@ def _priced(pp: PeriodPricing, amount: int, tier: Tier) -> str:
     return f"{_amount(pp, amount)} x {rate}" + (f" + {flat}" if tier.flat else "")
 
 
-def tier_charge(pp: PeriodPricing, quantity: int) -> tuple[int, str]:
+def tier_charge(pp: PeriodPricing, quantity: int | Fraction) -> tuple[int, str]:
     """(charge in micro-units, explanation) of ``quantity`` priced units under ``pp``
-    (after free events and units)."""
+    (after free events and units; a prorated measure's average is a fraction)."""
     total = Fraction(0)
     parts: list[str] = []
     if quantity > 0 and pp.mode == "package":
@@ -174,6 +182,26 @@ def period_charge(pp: PeriodPricing, row: dict[str, object]) -> tuple[int, str]:
     return charge, "; ".join([*notes, detail])
 
 
+def prorated_charge(
+    pp: PeriodPricing, row: dict[str, object], period_seconds: int
+) -> tuple[int, str]:
+    """(charge, explanation) of a ``prorated`` measure's :data:`QUANTITY_SCHEMA` row: its
+    quantity is unit-seconds, so the average level over the period is quantity / period
+    seconds (exact, a fraction); ``free_units`` come off the average, which the tiers price."""
+    seconds = int(row["quantity"])  # type: ignore[call-overload]
+    average = Fraction(seconds, period_seconds)
+    head = f"average {_amount(pp, average)} {pp.metric} ({row['events']} changes)"
+    if average < 0:  # more removed than added: bad input, priced as nothing
+        return 0, f"{head}: below zero (more removed than added), nothing charged"
+    notes = [head]
+    if pp.free_units:
+        free = min(Fraction(pp.free_units), average)
+        notes.append(f"{_amount(pp, free)} free units")
+        average -= free
+    charge, detail = tier_charge(pp, average)
+    return charge, "; ".join([*notes, detail])
+
+
 def _measured(rated: pa.Table, pp: PeriodPricing) -> pa.Array | pa.ChunkedArray:
     """Each rated row's contribution to ``pp``'s total."""
     if pp.measure == "cost":
@@ -189,6 +217,8 @@ def period_quantities(rated: pa.Table, plan: RatingPlan) -> pa.Table:
     out = []
     for tid, tariff in plan.tariffs.items():
         for pp in tariff.period_pricing:
+            if pp.measure == "prorated":  # from quantity changes (rating.prorated)
+                continue
             mask = pc.and_(
                 pc.equal(rated["tariff_id"], tid), pc.equal(rated["service"], pp.service)
             )
@@ -312,24 +342,35 @@ def _earliest(table: pa.Table, groups: pa.Table) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
-def price_period(quantities: pa.Table, plan: RatingPlan) -> pa.Table:
-    """Charges (PERIOD_CHARGE_SCHEMA) for the period's quantities, sorted by subscription."""
+def price_period(
+    quantities: pa.Table, plan: RatingPlan, *, period_seconds: int | None = None
+) -> pa.Table:
+    """Charges (PERIOD_CHARGE_SCHEMA) for the period's quantities, sorted by subscription;
+    ``period_seconds`` (the period's length) prices prorated measures. A prorated row's
+    ``quantity`` is its average level rounded half-even (the detail shows it exactly)."""
     rows = []
     for q in quantities.sort_by(
         [("subscription_id", "ascending"), ("pricing", "ascending")]
     ).to_pylist():
         tariff = plan.tariffs[q["tariff_id"]]
         pp = next(p for p in tariff.period_pricing if p.name == q["pricing"])
-        charge, detail = period_charge(pp, q)
+        shown = q["events"] if pp.measure == "events" else q["quantity"]
+        if pp.measure == "prorated":
+            if not period_seconds:
+                raise ValueError("price_period: prorated measures need period_seconds")
+            charge, detail = prorated_charge(pp, q, period_seconds)
+            shown = round(Fraction(q["quantity"], period_seconds))
+        else:
+            charge, detail = period_charge(pp, q)
         rows.append(
             {
                 "subscription_id": q["subscription_id"],
                 "account_id": q["account_id"],
                 "tariff_id": q["tariff_id"],
                 "pricing": q["pricing"],
-                "service": pp.service,
+                "service": pp.service or pp.metric,  # a prorated measure: its metric
                 "mode": pp.mode,
-                "quantity": q["events"] if pp.measure == "events" else q["quantity"],
+                "quantity": shown,
                 "charge": charge,
                 "currency": tariff.currency,
                 "detail": detail,

@@ -52,10 +52,11 @@ def part_name(tag: str, bucket: int, buckets: int) -> str:
 
 
 def is_part_of(path: Path | str, tags: Iterable[str]) -> bool:
-    """Whether ``path`` is a rated or suspense part written by a pass with one of ``tags``."""
+    """Whether ``path`` is a rated or suspense part written by a pass with one of ``tags``
+    (its suspense of quantity-change records included)."""
     name = Path(path).name
     return any(
-        name == f"part-run-{t}.parquet"
+        name in (f"part-run-{t}.parquet", f"part-run-{t}-quantities.parquet")
         or (name.startswith(f"part-run-{t}-b") and name[len(f"part-run-{t}-b") :].count("-") == 0)
         for t in tags
     )

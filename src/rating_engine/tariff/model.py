@@ -49,7 +49,9 @@ BAND_SELECTIONS = ("global", "per-destination")
 PERIOD_MODES = ("graduated", "volume", "package")
 #: What a period pricing sums per subscription: units left after allowances (seconds,
 #: events, bytes), events (records), or the records' cost (micro-units; percentage tiers).
-PERIOD_MEASURES = ("units", "events", "cost")
+#: ``prorated``: a quantity living over the period (lines, seats, IP blocks), priced on the
+#: time-weighted average of its level (:mod:`rating_engine.rating.prorated`).
+PERIOD_MEASURES = ("units", "events", "cost", "prorated")
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,8 @@ class PeriodPricing:
     free_events: int = 0
     package_size: int = 0
     package_price: Decimal = Decimal(0)
+    #: the quantity a ``prorated`` measure averages (quantity-change records' ``metric``)
+    metric: str = ""
 
 
 @dataclass(frozen=True)

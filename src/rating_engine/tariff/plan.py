@@ -183,6 +183,7 @@ _NEW_DEFAULTS = (
     ", pass_through=None",
     ", flat=Decimal('0')",
     ", measure='units', free_units=0, free_events=0, package_size=0, package_price=Decimal('0')",
+    ", metric=''",
     ", active_from=None, active_until=None",
 )
 

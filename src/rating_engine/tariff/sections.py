@@ -282,8 +282,19 @@ def parse_period_pricing(
     if not isinstance(t, dict):
         raise ctx.fail(field, "expected a table")
     check_keys(ctx, t, _PERIOD_KEYS, field)
-    service = get_field(ctx, t, "service", field, str)
-    if service not in SERVICES:
+    prorated = t.get("measure") == "prorated"
+    metric = ""
+    if prorated:  # a quantity over the period: no service, destinations or events
+        metric = get_field(ctx, t, "metric", field, str)
+        if not metric.replace("_", "").isalnum():
+            raise ctx.fail(f"{field}.metric", "must be a name of letters, digits and _")
+        for key in ("service", "destinations", "free_events"):
+            if key in t:
+                raise ctx.fail(f"{field}.{key}", 'not for measure = "prorated" (give metric)')
+    elif "metric" in t:
+        raise ctx.fail(f"{field}.metric", 'only for measure = "prorated"')
+    service = "" if prorated else get_field(ctx, t, "service", field, str)
+    if not prorated and service not in SERVICES:
         raise ctx.fail(f"{field}.service", f"must be one of {', '.join(SERVICES)}")
     sets = tuple(get_field(ctx, t, "destinations", field, list, []))
     for s in sets:
@@ -294,7 +305,7 @@ def parse_period_pricing(
         raise ctx.fail(f"{field}.mode", 'must be "graduated", "volume" or "package"')
     measure = get_field(ctx, t, "measure", field, str, "units")
     if measure not in PERIOD_MEASURES:
-        raise ctx.fail(f"{field}.measure", 'must be "units", "events" or "cost"')
+        raise ctx.fail(f"{field}.measure", 'must be "units", "events", "cost" or "prorated"')
     cost = measure == "cost"
     if cost and "unit" in t:
         raise ctx.fail(f"{field}.unit", "a cost measure is priced by percent: no unit")
@@ -341,13 +352,13 @@ def parse_period_pricing(
     )
     return PeriodPricing(
         name, service, sets, mode, unit, tuple(tiers), rounding, measure, free_units,
-        free_events, size, price,
+        free_events, size, price, metric,
     )  # fmt: skip
 
 
 _PERIOD_KEYS = {
     "service", "destinations", "mode", "measure", "unit", "tiers", "rounding_method",
-    "rounding_decimals", "free_units", "free_events", "package_size", "package_price",
+    "rounding_decimals", "free_units", "free_events", "package_size", "package_price", "metric",
 }  # fmt: skip
 
 
