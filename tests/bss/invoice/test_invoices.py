@@ -182,7 +182,7 @@ def test_user_text_is_escaped(demo: Path) -> None:
 
 
 def test_next_invoice_shows_previous_balance_and_payment(
-    demo: Path, capsys: pytest.CaptureFixture[str]
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The receivables ledger's statement on the next bill (issue #23 part B) is printed."""
     ws = ["-w", str(demo)]
@@ -203,3 +203,46 @@ def test_next_invoice_shows_previous_balance_and_payment(
     assert bill["previousBalance"]["value"] == Decimal("130.66")
     assert bill["paymentsReceived"]["value"] == Decimal("100.00")
     assert bill["balanceDue"]["value"] == Decimal("30.66") + bill["amountDue"]["value"]
+    due = f"{bill['balanceDue']['value']} EUR"
+    statement = ("Previous balance", "130.66 EUR"), ("Payments received", "-100.00 EUR"), (
+        "Balance due", due)  # fmt: skip
+    text = _cli([*ws, "bills", "show", "2026-11", "--bill-no", "B202611-000003"], capsys)
+    for label, amount in statement:  # the text tables print the statement too
+        assert any(label in row and amount in row for row in text.splitlines()), label
+    pdf = tmp_path / "next.pdf"
+    _cli([*ws, "bills", "show", "2026-11", "--bill-no", "B202611-000003", "-f", "pdf",
+          "--output", str(pdf)], capsys)  # fmt: skip
+    read = "\n".join(page.extract_text() for page in PdfReader(pdf).pages)
+    for label, amount in statement:
+        assert f"{label} {amount}" in read, label
+
+
+def test_rerun_with_receivables_is_idempotent(
+    demo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Payments, a credit note and an adjustment after the bills (and a bill with a
+    statement) leave a re-run of both periods unchanged: the same bills_sha256."""
+    ws = ["-w", str(demo)]
+    paths = WorkspacePaths(demo)
+    conn = connect(paths)
+    try:
+        # (billed by the test before; billed here when this test runs alone)
+        november = run_billing(conn, paths, "2026-11", now=NOW, export=False).bills_sha256
+    finally:
+        conn.close()
+    for argv in (
+        ["payments", "add", "A001", "205.87", "--reference", "idem-1", "--date", "2026-12-02"],
+        ["bills", "credit", CAFE, "--amount", "10.00", "--reason", "outage", "--date",
+         "2026-12-03"],
+        ["bills", "credit", "B202611-000002", "--lines", "1", "--reason", "x", "--date",
+         "2026-12-03"],
+        ["accounts", "adjust", "A002", "2.50", "--reason", "fee", "--date", "2026-12-04"],
+    ):  # fmt: skip
+        _cli([*ws, *argv], capsys)
+    conn = connect(paths)
+    try:
+        again = [run_billing(conn, paths, p, now=NOW, export=False) for p in ("2026-10", "2026-11")]
+    finally:
+        conn.close()
+    assert [(r.changed, r.bills_sha256) for r in again] == [
+        (False, DEMO_BILLS_SHA256), (False, november)]  # fmt: skip
