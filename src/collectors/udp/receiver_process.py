@@ -31,13 +31,15 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, RecvFromReceiver
 
-__all__ = ["ReceiverProcess", "available"]
+__all__ = ["ReceiverProcess", "available", "lower_priority"]
 
 _PAGE = 4096  # the header page
 # its int64 words (the error text starts at byte 64); _PEAK: the most bytes the ring held
@@ -54,6 +56,47 @@ _PAGE_STEP, _PREFAULT = 4096, 4 << 20  # memory page; ring bytes faulted in per 
 def available() -> bool:
     """Receiving in a child process needs ``fork`` (Linux here)."""
     return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def lower_priority(by: int) -> Callable[[], None] | None:
+    """Add ``by`` to this thread's niceness (threads it starts inherit it, on Linux) and
+    return what undoes it - only where the system lets a thread take it back (tried first on
+    a throwaway thread): the caller's thread must not stay slowed after the run."""
+    if not hasattr(os, "setpriority"):
+        return None
+    if not _can_raise_back(by):
+        return None
+    tid = threading.get_native_id()
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(before + by, 19))
+    except OSError:
+        return None
+
+    def restore() -> None:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, before)
+
+    return restore
+
+
+def _can_raise_back(by: int) -> bool:
+    ok: list[bool] = []
+
+    def probe() -> None:
+        tid = threading.get_native_id()
+        try:
+            before = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(before + by, 19))
+            os.setpriority(os.PRIO_PROCESS, tid, before)
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    thread = threading.Thread(target=probe, name="nice-probe")
+    thread.start()
+    thread.join()
+    return bool(ok and ok[0])
 
 
 def _pad8(n: int) -> int:

@@ -14,7 +14,9 @@ Memory is bounded: the ring or the chunks, at most 8 decoded batches waiting for
 writer, the rotation buffer (``rotate_bytes``), and the decoder's own per-exporter
 limits (templates, held bytes). When the ring is full the kernel socket buffer
 (``rcvbuf``) absorbs the rest; beyond that the kernel drops (counted as
-``socket_drops``), which the exporters' sequence numbers then report too. Outputs
+``socket_drops``), which the exporters' sequence numbers then report too. Beside a
+receiver process the worker and the writer run 5 steps nicer (where the system lets the
+run take that back after), so on a busy machine the receiver gets the CPU first. Outputs
 (flows, sFlow counters, quarantined datagrams, statistics) are in
 :mod:`collectors.udp.outputs`; each
 rejected (exporter, reason) is logged at most once per stats interval, and statistics
@@ -66,7 +68,7 @@ from collectors.udp.metrics import CollectorMetrics, datagram_formats
 from collectors.udp.metrics_http import MetricsServer
 from collectors.udp.outputs import CollectorOutputs, quarantine_batch
 from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
-from collectors.udp.receiver_process import ReceiverProcess
+from collectors.udp.receiver_process import ReceiverProcess, lower_priority
 from collectors.udp.receiver_process import available as receiver_process_available
 from collectors.udp.sockets import bind_socket, parse_allowlist, socket_drops
 from collectors.udp.stats import CollectorStats
@@ -75,6 +77,8 @@ from collectors.workspace import WorkspacePaths
 __all__ = ["CollectorSummary", "UdpCollector", "run_collector"]
 
 log = logging.getLogger(__name__)
+
+DECODE_NICENESS = 5  # niceness added to the decoding threads beside a receiver process
 
 
 @dataclass
@@ -402,8 +406,13 @@ class UdpCollector:
         started = time.monotonic()
         summary = CollectorSummary(listen=self.addresses)
         receiver: threading.Thread | None = None
+        restore = None
         if self._proc is not None:
             self.start_receiving()
+            # Decoding and writing (this thread and the writer it starts) yield the CPU to the
+            # receiver process when they compete for it: what they fall behind waits in the
+            # ring, while a receiver kept waiting loses datagrams in the kernel.
+            restore = lower_priority(DECODE_NICENESS)
         else:
             receiver = threading.Thread(
                 target=self._receive, args=(stop,), name="udp-receiver", daemon=True
@@ -460,6 +469,8 @@ class UdpCollector:
             self._close_interval(time.monotonic() - last_stats, final_drops)
             self._refresh_metrics()
             self.outputs.collector_stats.flush()
+            if restore is not None:
+                restore()
             self.close()
         if self._receiver_error is not None:
             raise CollectorError(f"receiver failed: {self._receiver_error!r}")

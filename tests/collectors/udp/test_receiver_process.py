@@ -79,3 +79,12 @@ def test_a_dead_receiver_process_fails_the_run(tmp_path: Path) -> None:
     os.kill(collector._proc._pid, signal.SIGKILL)
     with pytest.raises(CollectorError, match="receiver"):
         collector.run(threading.Event())
+
+
+def test_the_callers_thread_priority_is_restored(tmp_path: Path) -> None:
+    tid = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, tid)
+    stop = threading.Event()
+    stop.set()
+    UdpCollector([("127.0.0.1", 0)], WorkspacePaths(tmp_path / "w")).run(stop)
+    assert os.getpriority(os.PRIO_PROCESS, tid) == before
