@@ -24,6 +24,7 @@ from bss.billing.period import parse_period
 from bss.billing.run import run_billing
 from bss.cli.scheduler import SchedulerOption, scheduler_client
 from bss.cli.support import CliState, database, emit, get_state, table
+from bss.currencies import minor_units
 from bss.db import transaction
 from bss.errors import NotFoundError, ValidationError
 from bss.invoice.document import Invoice, invoices_for
@@ -437,8 +438,9 @@ def bill(
         result = run_billing(conn, state.workspace, period, client=client)
         shown = bills_for_period(conn, period, limit=_SHOWN_BILLS) if not state.json else []
     if not state.json:
-        rows = [(b["bill_no"], b["account"], len(b["lines"]), b["amount_incl_tax"],
-                 b["currency"]) for b in shown]  # fmt: skip
+        rows = [(b["bill_no"], b["account"], len(b["lines"]),
+                 money_text(b["amount_incl_tax"], b["currency"]), b["currency"])
+                for b in shown]  # fmt: skip
         more = f" (first {len(rows)} of {result.accounts})" if result.accounts > len(rows) else ""
         table(state, f"bills {period}{more}", ["bill", "account", "lines", "total", "currency"],
               rows)  # fmt: skip
@@ -466,6 +468,15 @@ def bill(
 
 #: Bills listed by ``bill`` (all of them are in the exports and ``bills show``).
 _SHOWN_BILLS = 50
+
+
+def money_text(amount: object, currency: str) -> str:
+    """A bill amount as a person reads it: the currency's minor-unit digits ("416.56",
+    not the stored "416.560000"). Never rounds: an amount off that grid (a bill made
+    before invoices were rounded) is printed as stored."""
+    exact = Decimal(str(amount))
+    shown = exact.quantize(Decimal(1).scaleb(-minor_units(currency)))
+    return f"{shown if shown == exact else exact:f}"
 
 
 def _period_bills(

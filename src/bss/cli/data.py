@@ -25,6 +25,7 @@ ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captur
 def demo(ctx: typer.Context, scheduler: SchedulerOption = None) -> None:
     """Run the whole path on the embedded data: packets and CDRs to bills and a chart."""
     from bss.billing.export import bills_for_period
+    from bss.cli.business import money_text
     from bss.cli.demo import DEMO_PERIOD, run_demo
 
     state = get_state(ctx)
@@ -40,13 +41,14 @@ def demo(ctx: typer.Context, scheduler: SchedulerOption = None) -> None:
     if not state.json:
         columns = ["bill", "account", "name", "lines", "total", "currency"]
         rows = [(x["bill_no"], x["account"], x["account_name"], len(x["lines"]),
-                 x["amount_incl_tax"], x["currency"]) for x in bills]  # fmt: skip
+                 money_text(x["amount_incl_tax"], x["currency"]), x["currency"])
+                for x in bills]  # fmt: skip
         table(state, f"bills {DEMO_PERIOD}", columns, rows)
         table(state, "outputs", ["what", "where"], sorted(result.outputs.items()))
         suspense = ", ".join(f"{k} {v}" for k, v in b.suspense_by_reason.items()) or "none"
         state.console.print(
-            f"period {b.period}: {b.accounts} bills, total {b.total} "
-            f"({', '.join(f'{v} {k}' for k, v in b.currency_totals.items())}), "
+            f"period {b.period}: {b.accounts} bills, total "
+            f"{', '.join(f'{money_text(v, k)} {k}' for k, v in b.currency_totals.items())}, "
             f"rated {b.rated}, suspense {b.suspense} ({suspense}), changed={b.changed}\n"
             f"bills_sha256 {b.bills_sha256}"
         )

@@ -166,10 +166,11 @@ def _taxes(conn: duckdb.DuckDBPyConnection, bills: list[str]) -> dict[str, list[
 
 
 def _has_table(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
-    row = conn.execute(
+    # fetchall: a result left unfinished (fetchone) makes DuckDB 2 refuse the next conn.sql
+    (row,) = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-    ).fetchone()
-    return bool(row and row[0])
+    ).fetchall()
+    return bool(row[0])
 
 
 def _statements(

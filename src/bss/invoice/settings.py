@@ -55,13 +55,14 @@ def _instant(day: date | datetime) -> datetime:
 
 def settings_on(conn: duckdb.DuckDBPyConnection, day: date | datetime) -> InvoiceSettings | None:
     """The version in force on ``day`` (a date: at its end, UTC); None before the first."""
-    row = conn.execute(
+    rows = conn.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM invoice_settings WHERE valid_from <= ? "
         "ORDER BY valid_from DESC LIMIT 1",
         [_instant(day)],
-    ).fetchone()
-    if row is None:
+    ).fetchall()  # not fetchone: DuckDB 2 refuses a conn.sql after an unfinished result
+    if not rows:
         return None
+    (row,) = rows
     values = dict(zip(_COLUMNS, row, strict=True))
     values["valid_from"] = values["valid_from"].astimezone(UTC)
     return InvoiceSettings(**values)
@@ -77,10 +78,11 @@ def put_settings(conn: duckdb.DuckDBPyConnection, settings: InvoiceSettings) -> 
     """Add a version; True if added, False if the same version exists already. A version
     with the same ``valid_from`` and other values is refused (issued bills rest on it:
     a change is a new version from a later date)."""
-    have = conn.execute(
+    found = conn.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM invoice_settings WHERE valid_from = ?",
         [settings.valid_from],
-    ).fetchone()
+    ).fetchall()  # (valid_from is the key: one row at most)
+    have = found[0] if found else None
     want = asdict(settings)
     if have is not None:
         stored = dict(zip(_COLUMNS, have, strict=True))
