@@ -25,7 +25,7 @@ from bss.receivables.adjustments import Movement, adjust_balance, write_off
 from bss.receivables.ageing import BUCKETS, Ageing, age_accounts
 from bss.receivables.amounts import format_minor
 from bss.receivables.bill_entries import post_unposted_bills
-from bss.receivables.credit_notes import credit_bill, write_credit_note
+from bss.receivables.credit_notes import credit_bill
 from bss.receivables.dunning import DunningPolicy, run_dunning
 from bss.receivables.journal import account_balance, entries_of
 from bss.receivables.payments import add_payment
@@ -238,9 +238,12 @@ def bills_credit(
     if (amount is None) == (numbers is None):
         raise ValidationError("bills credit: give --amount or --lines (one of them)")
     with database(state) as conn:
+        folder = state.workspace.reports / "credit-notes"
+        # the document is written inside the credit's transaction: a failed write posts
+        # nothing, so re-running the command after exit 8 is safe
         note = credit_bill(conn, bill_no, reason=reason, issue_date=when, amount=amount,
-                           lines=numbers)  # fmt: skip
-    document = write_credit_note(note, state.workspace.reports / "credit-notes")
+                           lines=numbers, folder=folder)  # fmt: skip
+    document = folder / f"{note.credit_no}.json"
     sums = ("amount_excl_tax", "tax_amount", "amount_incl_tax", "remaining", "balance")
     out = {**asdict(note), **{f"{k}_text": note.text(getattr(note, k)) for k in sums},
            "document": str(document)}  # fmt: skip

@@ -146,8 +146,14 @@ def credit_bill(
     issue_date: date,
     amount: str | None = None,
     lines: Sequence[int] | None = None,
+    folder: Path | None = None,
 ) -> CreditNote:
-    """Issue a credit note on ``bill_no`` for ``amount`` (tax included) or whole ``lines``."""
+    """Issue a credit note on ``bill_no`` for ``amount`` (tax included) or whole ``lines``.
+
+    With ``folder``, its document (:func:`write_credit_note`) is written before the
+    transaction commits: a failed write posts nothing, so running the same call again is
+    safe (a commit that fails after the write leaves a document the retry overwrites with
+    the same number)."""
     if (amount is None) == (lines is None or not len(lines)):
         raise ValidationError(f"credit of {bill_no}: give an amount or bill lines, not both")
     reason = reason.strip()
@@ -196,5 +202,8 @@ def credit_bill(
             [[credit_no, i, n, d, m] for i, (n, d, m) in enumerate(credited, 1)],
         )
         balance = account_balance(conn, account_id)
-    return CreditNote(credit_no, bill_no, account, currency, issue_date, reason, net, tax,
-                      gross, tuple(credited), left - gross, balance)  # fmt: skip
+        note = CreditNote(credit_no, bill_no, account, currency, issue_date, reason, net, tax,
+                          gross, tuple(credited), left - gross, balance)  # fmt: skip
+        if folder is not None:
+            write_credit_note(note, folder)
+    return note

@@ -135,3 +135,20 @@ def test_adjustments_and_write_offs(ws: list[str], capsys: pytest.CaptureFixture
     assert (gone["amount_text"], gone["balance_text"]) == ("-370.00", "0.00")
     run([*ws, "accounts", "adjust", "A1", "1.234", "--reason", "x"], capsys, 3)
     assert balance(ws, capsys)["balance_text"] == "0.00"
+
+
+def test_a_credit_retried_after_a_failed_document_write_posts_once(
+    ws: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = Path(ws[1]) / "reports" / "credit-notes"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.touch()  # a file where the folder goes: the document cannot be written
+    argv = [*ws, "bills", "credit", "B202610-000001", "--amount", "10.00", "--reason", "g",
+            "--date", "2026-11-06"]  # fmt: skip
+    run(argv, capsys, 8)
+    assert balance(ws, capsys)["balance_text"] == "372.00"  # nothing posted
+    folder.unlink()
+    note = run(argv, capsys)  # "run the same command again" (docs/cli.md, exit 8)
+    assert note["credit_no"] == "C202610-000001-1"
+    assert json.loads(Path(note["document"]).read_text())["amount_incl_tax"] == "10.00"
+    assert balance(ws, capsys)["balance_text"] == "362.00"
