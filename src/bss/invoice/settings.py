@@ -77,7 +77,8 @@ def policy_on(conn: duckdb.DuckDBPyConnection, day: date | datetime) -> Rounding
 def put_settings(conn: duckdb.DuckDBPyConnection, settings: InvoiceSettings) -> bool:
     """Add a version; True if added, False if the same version exists already. A version
     with the same ``valid_from`` and other values is refused (issued bills rest on it:
-    a change is a new version from a later date)."""
+    a change is a new version from a later date), and so is a new version from on or
+    before the latest bill's date (it would change invoices already issued)."""
     found = conn.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM invoice_settings WHERE valid_from = ?",
         [settings.valid_from],
@@ -95,6 +96,13 @@ def put_settings(conn: duckdb.DuckDBPyConnection, settings: InvoiceSettings) -> 
                 + " (a change is a new version: give it a later valid_from)"
             )
         return False
+    issued = conn.execute("SELECT max(bill_date) FROM bill").fetchall()[0][0]
+    if issued is not None and settings.valid_from <= _instant(issued):
+        raise ValidationError(
+            f"invoice settings valid from {settings.valid_from.isoformat()}: bills up to "
+            f"{issued.isoformat()} were issued under the settings then in force; a new "
+            f"version must start after {issued.isoformat()}"
+        )
     conn.execute(
         f"INSERT INTO invoice_settings ({', '.join(_COLUMNS)}) VALUES "
         f"({', '.join('?' for _ in _COLUMNS)})",
