@@ -8,7 +8,8 @@ receivable. Two ways to say what is credited:
   ``amount / (1 + rate)`` rounded half-even to the minor unit, the tax is the rest;
 - whole bill lines: their amounts (rounded half-even to the minor unit), plus tax at the
   bill's rate, rounded half-even. A line is credited once; discount and credit lines
-  (zero or negative) cannot be.
+  (zero or negative) go with the first charge of their product credited (net: what was
+  billed for it), never alone.
 
 A credit note larger than what remains of the bill (its amount due less the credit notes
 already issued on it), on an unknown bill or line, or without a reason, is refused with
@@ -103,14 +104,17 @@ def _bill(conn: duckdb.DuckDBPyConnection, bill_no: str) -> tuple[int, str, str,
 def _line_credits(
     conn: duckdb.DuckDBPyConnection, bill_no: str, numbers: Sequence[int], currency: str
 ) -> list[tuple[int | None, str, int]]:
+    """The credited lines: each named charge with its product's discount and credit lines
+    (zero or negative, same product) if no charge of that product was credited before, so
+    a discounted charge is credited at what was billed for it, never at its full price."""
     if len(set(numbers)) != len(numbers):
         raise ValidationError(f"bill {bill_no}: a line is named twice")
-    found = {
-        int(n): (d, int(m))
-        for n, d, m in conn.execute(
-            "SELECT line_no, description, CAST(amount * 1000000 AS BIGINT) FROM bill_line "
-            "WHERE bill_no = ? AND list_contains(?, line_no)",
-            [bill_no, list(numbers)],
+    lines = {
+        int(n): (None if p is None else int(p), str(d), micros_to_minor(int(m), currency))
+        for n, p, d, m in conn.execute(
+            "SELECT line_no, product_id, description, CAST(amount * 1000000 AS BIGINT) "
+            "FROM bill_line WHERE bill_no = ? ORDER BY line_no",
+            [bill_no],
         ).fetchall()
     }
     done = {
@@ -121,20 +125,40 @@ def _line_credits(
             [bill_no],
         ).fetchall()
     }
+    # products whose discount lines went with a charge credited before
+    taken = {lines[n][0] for n in done if n in lines and lines[n][0] is not None}
+    charged = {lines[n][0] for n in numbers if n in lines and lines[n][2] > 0}
     out: list[tuple[int | None, str, int]] = []
     for n in numbers:
-        if n not in found:
+        if n not in lines:
             raise NotFoundError(f"bill {bill_no} has no line {n}")
         if n in done:
             raise ValidationError(f"bill {bill_no} line {n} is credited already")
-        description, micros = found[n]
-        minor = micros_to_minor(micros, currency)
+        product, description, minor = lines[n]
         if minor <= 0:
+            if product is not None and product in taken:
+                raise ValidationError(f"bill {bill_no} line {n} ({description}) is credited "
+                                      "already with its product's charge")  # fmt: skip
+            if product is not None and product in charged:
+                continue  # credited with its product's charge, below
             raise ValidationError(
                 f"bill {bill_no} line {n} ({description}) is {format_minor(minor, currency)} "
-                f"{currency}: only a charge can be credited"
+                f"{currency}: only a charge can be credited (a discount goes with its charge)"
             )
-        out.append((n, description, minor))
+        with_: list[int] = []
+        if product is not None and product not in taken:
+            taken.add(product)
+            with_ = [k for k, (p, _, m) in lines.items() if p == product and m <= 0]
+        net = minor + sum(lines[k][2] for k in with_)
+        if net <= 0:
+            raise ValidationError(
+                f"bill {bill_no} line {n} ({description}) less its discount lines is "
+                f"{format_minor(net, currency)} {currency}: nothing to credit"
+            )
+        if with_:
+            description += f" (net of line{'s' if len(with_) > 1 else ''} " + ", ".join(
+                map(str, with_)) + ")"  # fmt: skip
+        out.append((n, description, net))
     return out
 
 
