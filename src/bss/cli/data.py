@@ -13,8 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from bss.cli.scheduler import SchedulerOption, scheduler_client
-from bss.cli.support import CliState, database, emit, get_state, progress, table
+from bss.cli.support import (
+    CliState,
+    SchedulerOption,
+    database,
+    emit,
+    get_state,
+    progress,
+    scheduler_client,
+    table,
+)
 from bss.errors import ValidationError
 
 __all__ = ["register_data"]
@@ -25,7 +33,7 @@ ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captur
 def demo(ctx: typer.Context, scheduler: SchedulerOption = None) -> None:
     """Run the whole path on the embedded data: packets and CDRs to bills and a chart."""
     from bss.billing.export import bills_for_period
-    from bss.cli.business import money_text
+    from bss.cli.bills import money_text
     from bss.cli.demo import DEMO_PERIOD, run_demo
 
     state = get_state(ctx)

@@ -25,6 +25,7 @@ import typer.core
 from typer._click.exceptions import UsageError
 
 from bss.cli.assurance import register_assurance
+from bss.cli.bills import register_bills
 from bss.cli.business import register_business
 from bss.cli.check import register_check
 from bss.cli.data import register_data
@@ -115,6 +116,7 @@ def _root(
 
 register_workspace(app)
 register_business(app)
+register_bills(app)
 register_data(app)
 register_assurance(app)
 register_query(app)

@@ -24,8 +24,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bss.cli.scheduler import SchedulerOption, scheduler_client
-from bss.cli.support import CliState, emit, get_state, table
+from bss.cli.support import CliState, SchedulerOption, emit, get_state, scheduler_client, table
 
 __all__ = ["query_app", "register_query"]
 

@@ -1,7 +1,7 @@
 """CLI commands of accounts receivable: payments, balances, ageing, dunning, credit notes.
 
 ``payments add``, ``accounts balance|ageing|dunning|adjust|write-off`` and ``bills credit``
-(attached to the ``bills`` group of :mod:`bss.cli.business`). Money on the command line
+(attached to the ``bills`` group of :mod:`bss.cli.bills`). Money on the command line
 is decimal text in the account's currency; errors are the business layer's
 (:class:`~bss.errors.ValidationError`, :class:`~bss.errors.NotFoundError`: exit 3).
 """
@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import duckdb
 import typer
 
-from bss.cli.business import bills_app
+from bss.cli.bills import bills_app
 from bss.cli.support import CliState, database, emit, get_state, table
 from bss.customers import get_account
 from bss.db import transaction

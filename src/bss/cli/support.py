@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import duckdb
 import typer
@@ -26,11 +26,13 @@ _log = logging.getLogger(__name__)
 
 __all__ = [
     "CliState",
+    "SchedulerOption",
     "configure_logging",
     "database",
     "emit",
     "get_state",
     "progress",
+    "scheduler_client",
     "table",
 ]
 
@@ -169,3 +171,39 @@ def database(state: CliState, *, read_only: bool = False) -> Iterator[duckdb.Duc
             yield conn
     finally:
         conn.close()
+
+
+# ``--scheduler``: the per-command option that runs a command's partition steps on Dask:
+# ``tcp://HOST:PORT`` (a running ``dask scheduler``), ``local:N`` (a local cluster of N
+# worker processes for this command), or ``none``; ``$RATING_ENGINE_SCHEDULER`` is the
+# default. Dask is imported only when one is asked for, so commands start as fast as
+# before without it.
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        envvar="RATING_ENGINE_SCHEDULER",
+        help="run the partition steps on Dask: tcp://HOST:PORT, local:N (N worker "
+        "processes started for the command) or none",
+        show_default=False,
+    ),
+]
+
+
+@contextmanager
+def scheduler_client(text: str | None, workspace: WorkspacePaths) -> Iterator[Any | None]:
+    """A checked ``dask.distributed.Client`` for ``text``, or None to run in process.
+
+    The scheduler is reached, and every worker checked to import the package and see the
+    workspace, before the command writes anything.
+    """
+    from rating_engine.scale.cluster import parse_scheduler
+
+    spec = parse_scheduler(text)
+    if spec is None:
+        yield None
+        return
+    from rating_engine.scale.cluster import open_client
+
+    with open_client(spec, workspace.root) as client:
+        yield client
