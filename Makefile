@@ -43,8 +43,10 @@ debian-tools:
 demo: $(VENV)/.installed-runtime
 	$(VENV)/bin/rating-engine demo
 
+# One worker per core; a test file's tests stay on one worker (they share set-ups and
+# files, e.g. the README test's wheel venv).
 test: $(VENV)/.installed-test debian-tools
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
