@@ -6,10 +6,13 @@ receivable. Two ways to say what is credited:
 
 - an amount, tax included (what the customer gets back): its net part is
   ``amount / (1 + rate)`` rounded half-even to the minor unit, the tax is the rest;
-- whole bill lines: their amounts (rounded half-even to the minor unit), plus tax at the
-  bill's rate, rounded half-even. A line is credited once; discount and credit lines
-  (zero or negative) go with the first charge of their product credited (net: what was
-  billed for it), never alone.
+- whole bill lines: their amounts (as billed, in the minor unit), plus their tax computed
+  as the bill's rounding policy did (:mod:`bss.invoice.rounding`, the invoice settings in
+  force on the bill's date: per rate group or per line, half-even or half-up), at most
+  the bill's tax not yet credited; the note crediting the bill's last line takes exactly
+  that rest, so crediting every line gives back the amount due. A line is credited once;
+  discount and credit lines (zero or negative) go with the first charge of their product
+  credited (net: what was billed for it), never alone.
 
 A credit note larger than what remains of the bill (its amount due less the credit notes
 already issued on it), on an unknown bill or line, or without a reason, is refused with
@@ -26,17 +29,27 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
-from bss.billing.money import mul_ratio_half_even
+from bss.billing.money import minor_units, mul_ratio_half_even
 from bss.db import transaction
 from bss.errors import NotFoundError, ValidationError
+from bss.invoice.rounding import RoundingPolicy, group_tax
+from bss.invoice.settings import policy_on
 from bss.receivables.amounts import format_minor, micros_to_minor, parse_amount
 from bss.receivables.bill_entries import post_unposted_bills
 from bss.receivables.journal import account_balance, post_entry
 from bss.receivables.payments import split_amount
 from collectors.dataset import atomic_write_bytes
 
-__all__ = ["CreditNote", "credit_bill", "credit_note_document", "credited_on", "write_credit_note"]
+__all__ = [
+    "CreditNote",
+    "credit_bill",
+    "credit_note_document",
+    "credited_on",
+    "line_credit_tax",
+    "write_credit_note",
+]
 
 
 @dataclass(frozen=True)
@@ -88,25 +101,58 @@ def credited_on(conn: duckdb.DuckDBPyConnection, bill_no: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _bill(conn: duckdb.DuckDBPyConnection, bill_no: str) -> tuple[int, str, str, int, int]:
-    row = conn.execute(
+@dataclass(frozen=True)
+class _Bill:
+    account_id: int
+    account: str
+    currency: str
+    rate: int  # micro-units: 200_000 = 20 %
+    due: int  # minor units
+    tax: int  # minor units
+    bill_date: date
+
+
+def _tax_credited(conn: duckdb.DuckDBPyConnection, bill_no: str) -> int:
+    rows = conn.execute("SELECT coalesce(sum(tax_minor), 0) FROM credit_note WHERE bill_no = ?",
+                        [bill_no]).fetchall()  # fmt: skip
+    return int(rows[0][0])
+
+
+def _bill(conn: duckdb.DuckDBPyConnection, bill_no: str) -> _Bill:
+    rows = conn.execute(
         "SELECT b.account_id, a.external_id, b.currency, CAST(b.tax_rate * 1000000 AS BIGINT), "
-        "CAST(b.amount_due * 1000000 AS BIGINT) FROM bill b "
-        "JOIN billing_account a ON a.id = b.account_id WHERE b.bill_no = ?",
+        "CAST(b.amount_due * 1000000 AS BIGINT), CAST(b.tax_amount * 1000000 AS BIGINT), "
+        "b.bill_date FROM bill b JOIN billing_account a ON a.id = b.account_id "
+        "WHERE b.bill_no = ?",
         [bill_no],
-    ).fetchone()
-    if row is None:
+    ).fetchall()
+    if not rows:
         raise NotFoundError(f"unknown bill {bill_no}")
-    account_id, account, currency, rate, due = row
-    return int(account_id), account, currency, int(rate), micros_to_minor(int(due), currency)
+    account_id, account, currency, rate, due, tax, bill_date = rows[0]
+    return _Bill(int(account_id), account, currency, int(rate),
+                 micros_to_minor(int(due), currency), micros_to_minor(int(tax), currency),
+                 bill_date)  # fmt: skip
+
+
+def line_credit_tax(parts: Sequence[int], rate: int, currency: str, policy: RoundingPolicy) -> int:
+    """The tax (minor units) of credited bill lines ``parts`` (minor units, discounts < 0)
+    at ``rate`` (micro-units), as the bill's rounding ``policy`` taxed them on the bill."""
+    if not parts:
+        return 0
+    step: int = 10 ** (6 - minor_units(currency))
+    got = group_tax(np.array(parts, np.int64) * step, np.zeros(1, np.int64),
+                    np.array([rate], np.int64), np.array([step], np.int64), policy)  # fmt: skip
+    return int(got.tax[0]) // step
 
 
 def _line_credits(
     conn: duckdb.DuckDBPyConnection, bill_no: str, numbers: Sequence[int], currency: str
-) -> list[tuple[int | None, str, int]]:
-    """The credited lines: each named charge with its product's discount and credit lines
-    (zero or negative, same product) if no charge of that product was credited before, so
-    a discounted charge is credited at what was billed for it, never at its full price."""
+) -> tuple[list[tuple[int | None, str, int]], list[int], bool]:
+    """The credited lines, the bill lines' amounts in them (charges and discounts), and
+    whether every line of the bill is credited with them. Each named charge goes with its
+    product's discount and credit lines (zero or negative, same product) if no charge of
+    that product was credited before, so a discounted charge is credited at what was
+    billed for it, never at its full price."""
     if len(set(numbers)) != len(numbers):
         raise ValidationError(f"bill {bill_no}: a line is named twice")
     lines = {
@@ -129,6 +175,7 @@ def _line_credits(
     taken = {lines[n][0] for n in done if n in lines and lines[n][0] is not None}
     charged = {lines[n][0] for n in numbers if n in lines and lines[n][2] > 0}
     out: list[tuple[int | None, str, int]] = []
+    parts: list[int] = []
     for n in numbers:
         if n not in lines:
             raise NotFoundError(f"bill {bill_no} has no line {n}")
@@ -159,7 +206,9 @@ def _line_credits(
             description += f" (net of line{'s' if len(with_) > 1 else ''} " + ", ".join(
                 map(str, with_)) + ")"  # fmt: skip
         out.append((n, description, net))
-    return out
+        parts += [minor, *(lines[k][2] for k in with_)]
+    covered = done | set(numbers) | {k for k, (p, _, m) in lines.items() if m <= 0 and p in taken}
+    return out, parts, covered >= set(lines)
 
 
 def credit_bill(
@@ -183,7 +232,9 @@ def credit_bill(
     reason = reason.strip()
     if not reason:
         raise ValidationError(f"credit of {bill_no}: a credit note needs a reason")
-    account_id, account, currency, rate, due = _bill(conn, bill_no)
+    bill = _bill(conn, bill_no)
+    account_id, account, currency, rate, due = (bill.account_id, bill.account, bill.currency,
+                                                bill.rate, bill.due)  # fmt: skip
     if amount is not None:
         number, named = split_amount(amount)
         if named is not None and named != currency:
@@ -195,9 +246,14 @@ def credit_bill(
         tax = gross - net
     else:
         assert lines is not None
-        credited = _line_credits(conn, bill_no, list(lines), currency)
+        credited, parts, complete = _line_credits(conn, bill_no, list(lines), currency)
         net = sum(c[2] for c in credited)
-        tax = mul_ratio_half_even(net, rate, 1_000_000)
+        # taxed as the bill was (its policy: rounding mode, per rate group or per line);
+        # never more than the bill's tax not yet credited, and exactly that on the note
+        # that credits its last line, so crediting every line gives back the amount due
+        tax_left = bill.tax - _tax_credited(conn, bill_no)
+        tax = line_credit_tax(parts, rate, currency, policy_on(conn, bill.bill_date))
+        tax = tax_left if complete else max(0, min(tax, tax_left))
         gross = net + tax
     with transaction(conn):
         left = due - credited_on(conn, bill_no)

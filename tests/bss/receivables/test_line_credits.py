@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from package_data import DEMO
 from receivables_business import BUSINESS, NOW, copy_workspace
 
@@ -18,7 +20,7 @@ from bss.billing.run import run_billing
 from bss.db import connect
 from bss.errors import ValidationError
 from bss.invoice.settings import InvoiceSettings, put_settings
-from bss.receivables.credit_notes import credit_bill
+from bss.receivables.credit_notes import credit_bill, credited_on
 from bss.seed import apply_seed
 from collectors.workspace import WorkspacePaths
 
@@ -114,3 +116,25 @@ def test_a_discounted_charge_is_credited_net(lines: duckdb.DuckDBPyConnection) -
     # a charge without discount is credited at its price
     rest = credit_bill(lines, "B202610-000001", reason="x", issue_date=NOW.date(), lines=[1])
     assert rest.amount_excl_tax == 31000
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.permutations([1, 2, 4, 5]), st.lists(st.booleans(), min_size=3, max_size=3))
+def test_crediting_every_line_gives_back_the_amount_due(
+    line_db: Path, tmp_path_factory: pytest.TempPathFactory, order: list[int], cuts: list[bool]
+) -> None:
+    """Under tax per line (72.64 where the tax of the sum is 72.63), in any grouping of
+    the lines into credit notes and any order, the notes add up to the bill."""
+    conn = connect(copy_workspace(line_db, tmp_path_factory.mktemp("all")))
+    try:
+        notes: list[list[int]] = [[order[0]]]
+        for n, cut in zip(order[1:], cuts, strict=True):
+            notes[-1:] = [notes[-1], [n]] if cut else [[*notes[-1], n]]
+        for named in notes:
+            note = credit_bill(conn, "B202610-000001", reason="x", issue_date=NOW.date(),
+                               lines=named)  # fmt: skip
+            assert note.tax_amount >= 0
+        assert note.remaining == 0
+        assert credited_on(conn, "B202610-000001") == 43580  # the amount due, 435.80
+    finally:
+        conn.close()
