@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal, InvalidOperation
 
 import duckdb
 
@@ -49,8 +50,12 @@ def _amount(text: str, currency: str, what: str) -> int:
     number, named = split_amount(text)
     if named is not None and named != currency:
         raise ValidationError(f"{what}: {named} is not the account's currency ({currency})")
+    try:  # Decimal's grammar: one optional sign ("+-5", "--5" are not numbers)
+        Decimal(number)
+    except InvalidOperation:
+        raise ValidationError(f"{what} {text!r} is not a decimal number") from None
     negative = number.startswith("-")
-    minor = parse_amount(number.lstrip("+-"), currency, what=what)
+    minor = parse_amount(number[1:] if number[0] in "+-" else number, currency, what=what)
     return -minor if negative else minor
 
 

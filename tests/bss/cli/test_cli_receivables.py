@@ -152,3 +152,19 @@ def test_a_credit_retried_after_a_failed_document_write_posts_once(
     assert note["credit_no"] == "C202610-000001-1"
     assert json.loads(Path(note["document"]).read_text())["amount_incl_tax"] == "10.00"
     assert balance(ws, capsys)["balance_text"] == "362.00"
+
+
+def test_an_amount_takes_one_sign_at_most(
+    ws: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for text in ("+-5.00", "--5.00", "-+5", "++5", "5-"):
+        error = run([*ws, "accounts", "adjust", "A1", text, "--reason", "x"], capsys, 3)["error"]
+        assert "is not a decimal number" in error["message"], text
+        run([*ws, "accounts", "write-off", "A1", "--amount", text, "--reason", "x"], capsys, 3)
+    assert balance(ws, capsys)["balance_text"] == "372.00"  # nothing written
+    assert (
+        run([*ws, "accounts", "adjust", "A1", "+5.00", "--reason", "fee"], capsys)["amount"] == 500
+    )
+    assert run([*ws, "accounts", "adjust", "A1", "-2", "--reason", "x"], capsys)["amount"] == -200
+    gone = run([*ws, "accounts", "write-off", "A1", "--amount", "+3.00", "--reason", "x"], capsys)
+    assert (gone["amount"], gone["balance_text"]) == (-300, "372.00")
