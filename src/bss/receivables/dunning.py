@@ -7,7 +7,8 @@ up to ``tolerance`` (in the account's currency) are let be. :func:`run_dunning` 
 each change of level (``dunning_step``); reaching ``suspended`` raises a product order
 ``DUN-<account>-<date>`` suspending the account's active products (order items
 ``suspend``, processed at once), and leaving it - the account paid - raises one that
-resumes them. Running it again on the same date changes nothing.
+resumes them. Running it again on the same date changes nothing; a date before the
+latest run's is refused (levels would move backwards).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import duckdb
 
 from bss.billing.money import minor_units
 from bss.db import transaction, utc_now
+from bss.errors import ValidationError
 from bss.orders import OrderItem, create_order, process_order
 from bss.receivables.ageing import Ageing, age_accounts
 from bss.receivables.bill_entries import post_unposted_bills
@@ -84,7 +86,13 @@ def _order(conn: duckdb.DuckDBPyConnection, aged: Ageing, action: str, as_of: da
         [aged.account_id, status]).fetchall()]  # fmt: skip
     if not products:
         return None
-    name = f"DUN-{aged.account}-{as_of.isoformat()}" + ("" if action == "suspend" else "-resume")
+    base = f"DUN-{aged.account}-{as_of.isoformat()}" + ("" if action == "suspend" else "-resume")
+    # the same move again on one date (suspended, paid, then overdue again): a new order
+    taken = {str(r[0]) for r in conn.execute(
+        "SELECT external_id FROM product_order WHERE external_id = ? OR external_id LIKE ?",
+        [base, f"{base}-%"]).fetchall()}  # fmt: skip
+    name = next(n for n in (base, *(f"{base}-{i}" for i in range(2, len(taken) + 3)))
+                if n not in taken)  # fmt: skip
     create_order(conn, name, aged.account_id,
                  [OrderItem(action, product_id=p) for p in products],
                  requested_start=datetime.combine(as_of, datetime.min.time(), UTC))  # fmt: skip
@@ -101,6 +109,13 @@ def run_dunning(
     policy = policy or DunningPolicy()
     steps: list[DunningStep] = []
     with transaction(conn):
+        latest = conn.execute("SELECT max(as_of) FROM dunning_step").fetchall()[0][0]
+        if latest is not None and as_of < latest:
+            raise ValidationError(
+                f"dunning as of {as_of.isoformat()}: it ran as of {latest.isoformat()} "
+                "already; a run cannot go back in time (levels and suspensions would move "
+                "backwards): give a date from then on"
+            )
         if apply:
             post_unposted_bills(conn)
         levels = current_levels(conn)

@@ -168,3 +168,15 @@ def test_an_amount_takes_one_sign_at_most(
     assert run([*ws, "accounts", "adjust", "A1", "-2", "--reason", "x"], capsys)["amount"] == -200
     gone = run([*ws, "accounts", "write-off", "A1", "--amount", "+3.00", "--reason", "x"], capsys)
     assert (gone["amount"], gone["balance_text"]) == (-300, "372.00")
+
+
+def test_dunning_never_goes_back_in_time(ws: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    done = run([*ws, "accounts", "dunning", "--as-of", "2026-12-20"], capsys)["changes"]
+    assert {(c["account"], c["to_level"]) for c in done} == {("A1", "suspended"),
+                                                             ("A2", "suspended")}  # fmt: skip
+    for extra in ([], ["--dry-run"]):
+        back = run([*ws, "accounts", "dunning", "--as-of", "2026-11-20", *extra], capsys, 3)
+        assert "it ran as of 2026-12-20 already" in back["error"]["message"]
+    assert run([*ws, "accounts", "dunning", "--as-of", "2026-12-20"], capsys)["changes"] == []
+    products = run([*ws, "orders", "products", "--account", "A1"], capsys)["products"]
+    assert [p["status"] for p in products] == ["suspended"]
