@@ -15,8 +15,8 @@ receivable. Two ways to say what is credited:
   credited (net: what was billed for it), never alone.
 
 A credit note larger than what remains of the bill (its amount due less the credit notes
-already issued on it), on an unknown bill or line, or without a reason, is refused with
-nothing written. Credit notes are numbered ``C<bill number without B>-<n>``.
+already issued on it), on an unknown bill or line, dated before its bill, or without a
+reason, is refused with nothing written. Credit notes are numbered ``C<bill number without B>-<n>``.
 """
 
 from __future__ import annotations
@@ -233,6 +233,11 @@ def credit_bill(
     if not reason:
         raise ValidationError(f"credit of {bill_no}: a credit note needs a reason")
     bill = _bill(conn, bill_no)
+    if issue_date < bill.bill_date:
+        raise ValidationError(
+            f"credit of {bill_no}: {issue_date.isoformat()} is before the bill's date "
+            f"({bill.bill_date.isoformat()}); a credit note cannot precede its bill"
+        )
     account_id, account, currency, rate, due = (bill.account_id, bill.account, bill.currency,
                                                 bill.rate, bill.due)  # fmt: skip
     if amount is not None:

@@ -180,3 +180,13 @@ def test_dunning_never_goes_back_in_time(ws: list[str], capsys: pytest.CaptureFi
     assert run([*ws, "accounts", "dunning", "--as-of", "2026-12-20"], capsys)["changes"] == []
     products = run([*ws, "orders", "products", "--account", "A1"], capsys)["products"]
     assert [p["status"] for p in products] == ["suspended"]
+
+
+def test_a_credit_note_cannot_precede_its_bill(
+    ws: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [*ws, "bills", "credit", "B202610-000001", "--amount", "1.00", "--reason", "x"]
+    early = run([*argv, "--date", "2020-01-01"], capsys, 3)["error"]["message"]
+    assert "2020-01-01 is before the bill's date (2026-11-01)" in early
+    assert balance(ws, capsys)["balance_text"] == "372.00"
+    assert run([*argv, "--date", "2026-11-01"], capsys)["balance_text"] == "371.00"
