@@ -135,6 +135,27 @@ def _cuts(subs_in_order: np.ndarray) -> list[int]:
     return cuts
 
 
+def _time_order(sub: np.ndarray, start: np.ndarray, rid: np.ndarray) -> np.ndarray:
+    """``np.lexsort((rid, start, sub))``: (subscription, start) packed in one int64 key
+    and sorted once, then the rare runs of equal keys ordered by record id (a 3-key
+    lexsort costs ~4x one sort: ~1 s of CPU per 2M records)."""
+    if len(sub) == 0:
+        return np.zeros(0, np.int64)
+    s_lo, s_hi = int(sub.min()), int(sub.max())
+    t_lo, t_hi = int(start.min()), int(start.max())
+    span = t_hi - t_lo + 1
+    if (s_hi - s_lo + 1) * span >= 1 << 63:
+        return np.lexsort((rid, start, sub))
+    key = (sub.astype(np.int64) - s_lo) * span + (start.astype(np.int64) - t_lo)
+    order = np.argsort(key, kind="stable")
+    ranked = key[order]
+    tie = ranked[1:] == ranked[:-1]
+    if tie.any():
+        at = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])  # runs of equal keys
+        order[at] = order[at][np.lexsort((rid[order[at]], ranked[at]))]
+    return order
+
+
 def consume_allowances(
     plan: RatingPlan,
     state: AllowanceState,
@@ -156,7 +177,7 @@ def consume_allowances(
     idx = np.flatnonzero(elig)
     if len(idx) == 0 or len(plan.allowance_ids) == 0:
         return LEDGER_SCHEMA.empty_table()
-    order = idx[np.lexsort((record_id[idx], start_us[idx], sub_id[idx]))]
+    order = idx[_time_order(sub_id[idx], start_us[idx], record_id[idx])]
     e = elig[order].astype(np.int64) - 1
     lo = a["elig_ptr"][e]
     counts = a["elig_ptr"][e + 1] - lo
