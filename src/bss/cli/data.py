@@ -201,6 +201,14 @@ def collect(
     rotate_seconds: Annotated[int, typer.Option(help="Parquet file rotation, seconds")] = 60,
     rotate_bytes: Annotated[int, typer.Option(help="Parquet file rotation, bytes")] = 64 << 20,
     stats_interval: Annotated[int, typer.Option(help="stats log/dataset interval, s")] = 10,
+    buffer_mib: Annotated[
+        int,
+        typer.Option(
+            "--buffer-mib",
+            help="MiB of memory between the receiving process and decoding: a burst faster "
+            "than decoding waits there instead of being dropped by the kernel",
+        ),
+    ] = 512,
     metrics: Annotated[
         str | None, typer.Option(help="HOST:PORT to serve Prometheus /metrics and /healthz")
     ] = None,
@@ -212,6 +220,8 @@ def collect(
     state = get_state(ctx)
     if bool(listen) == bool(interface):
         raise ValidationError("give either --listen HOST:PORT (repeatable) or --interface IFACE")
+    if not 1 <= buffer_mib <= 1 << 20:
+        raise ValidationError(f"--buffer-mib {buffer_mib}: expected 1 to 1048576 (MiB)")
     if interface and (metrics or asn_db or geo_db or interfaces):
         raise ValidationError(
             "--metrics, --asn-db, --geo-db and --interfaces apply to --listen, not --interface"
@@ -239,6 +249,7 @@ def collect(
         [parse_listen(x) for x in listen or []], state.workspace.ensure(),
         allowlist=allow or None, rotate_seconds=rotate_seconds, rotate_bytes=rotate_bytes,
         stats_interval=stats_interval, enricher=enricher, metrics=metrics_at,
+        buffer_bytes=buffer_mib << 20,
         on_ready=lambda bound: print(
             "listening on " + " ".join(f"{h}:{p}" for h, p in bound), file=sys.stderr, flush=True
         ),

@@ -30,7 +30,7 @@ def test_collect_flushes_on_sigterm(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     cmd = [sys.executable, "-c", "from bss.cli.main import main; main()", "--workspace", str(ws),
            "--json", "collect", "--listen", f"127.0.0.1:{port}",
-           "--stats-interval", "1"]  # fmt: skip
+           "--stats-interval", "1", "--buffer-mib", "16"]  # fmt: skip
     payload = V5.read_bytes()
     # running() stops the collector however the test ends (SIGTERM, then SIGKILL).
     with running(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -53,3 +53,13 @@ def test_collect_flushes_on_sigterm(tmp_path: Path) -> None:
     rows = sum(pq.read_metadata(f).num_rows for f in files)
     assert rows == 60  # 10 datagrams of 6 flows each, none lost on loopback
     assert summary["flows"] == rows
+    assert 0 < summary["buffer_peak_bytes"] <= 16 << 20  # what waited fits the 16 MiB ring
+
+
+def test_collect_refuses_a_buffer_of_nothing(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "from bss.cli.main import main; main()", "--workspace",
+           str(tmp_path / "ws"), "collect", "--listen", "127.0.0.1:0",
+           "--buffer-mib", "0"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3
+    assert "--buffer-mib 0" in proc.stderr
