@@ -24,6 +24,8 @@ from bss.receivables.credit_notes import credit_bill, credited_on
 from bss.seed import apply_seed
 from collectors.workspace import WorkspacePaths
 
+SINCE = datetime(2026, 1, 1, tzinfo=UTC)
+
 # A1 also buys a 59.00 fee with a 10 % discount and two 0.03 tokens (tax per line:
 # 0.006 -> 0.01 each, where the tax of their sum, 0.012, is 0.01)
 EXTRA = """
@@ -68,9 +70,8 @@ item = [ { offering = "promo", service_ids = [] }, { offering = "token", service
 """
 
 
-@pytest.fixture(scope="module")
-def line_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workspace = WorkspacePaths(tmp_path_factory.mktemp("lines") / "ws").ensure()
+def _billed(folder: Path, policy: InvoiceSettings) -> Path:
+    workspace = WorkspacePaths(folder).ensure()
     shutil.copytree(DEMO / "tariffs", workspace.tariffs, dirs_exist_ok=True)
     conn = connect(workspace)
     try:
@@ -79,12 +80,18 @@ def line_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for key in ("offering", "order"):
             seed[key] = seed[key] + extra[key]
         apply_seed(conn, seed, "business.toml")
-        put_settings(conn, InvoiceSettings(datetime(2026, 1, 1, tzinfo=UTC), "Seller SA",
-                                           tax_basis="line"))  # fmt: skip
+        put_settings(conn, policy)
         run_billing(conn, workspace, "2026-10", now=NOW, export=False)
     finally:
         conn.close()
     return workspace.database
+
+
+@pytest.fixture(scope="module")
+def line_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Billed with tax per line (half-even)."""
+    return _billed(tmp_path_factory.mktemp("lines") / "ws",
+                   InvoiceSettings(SINCE, "Seller SA", tax_basis="line"))  # fmt: skip
 
 
 @pytest.fixture
@@ -136,5 +143,17 @@ def test_crediting_every_line_gives_back_the_amount_due(
             assert note.tax_amount >= 0
         assert note.remaining == 0
         assert credited_on(conn, "B202610-000001") == 43580  # the amount due, 435.80
+    finally:
+        conn.close()
+
+
+def test_line_credits_round_half_up_as_the_bill_did(tmp_path: Path) -> None:
+    """A2's 12345 JPY at 10 %: 1234.5 yen of tax, 1235 half-up (1234 half-even); its
+    credit note gives back the whole 13580."""
+    db = _billed(tmp_path / "up", InvoiceSettings(SINCE, "Seller SA", rounding="half-up"))
+    conn = connect(copy_workspace(db, tmp_path / "ws"))
+    try:
+        note = credit_bill(conn, "B202610-000002", reason="x", issue_date=NOW.date(), lines=[1])
+        assert (note.amount_excl_tax, note.tax_amount, note.remaining) == (12345, 1235, 0)
     finally:
         conn.close()
