@@ -190,3 +190,19 @@ def test_a_credit_note_cannot_precede_its_bill(
     assert "2020-01-01 is before the bill's date (2026-11-01)" in early
     assert balance(ws, capsys)["balance_text"] == "372.00"
     assert run([*argv, "--date", "2026-11-01"], capsys)["balance_text"] == "371.00"
+
+
+def test_dunning_suspends_again_on_one_date(
+    ws: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Suspended, paid and resumed, then overdue again (a charge dated back), all on one
+    date: the second suspension is an order of its own, not a failed run."""
+    dun = [*ws, "accounts", "dunning", "--as-of", "2026-12-20"]
+    run(dun, capsys)
+    run([*ws, "payments", "add", "A1", "372", "--date", "2026-12-20", "--reference", "P"], capsys)
+    assert [c["order"] for c in run(dun, capsys)["changes"]] == ["DUN-A1-2026-12-20-resume"]
+    run([*ws, "accounts", "adjust", "A1", "5", "--reason", "fee", "--date", "2026-11-01"], capsys)
+    again = run(dun, capsys)["changes"]
+    assert [(c["to_level"], c["order"]) for c in again] == [("suspended", "DUN-A1-2026-12-20-2")]
+    products = run([*ws, "orders", "products", "--account", "A1"], capsys)["products"]
+    assert [p["status"] for p in products] == ["suspended"]
