@@ -30,14 +30,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 from numba import njit
 
 from rating_engine.errors import RatingError
-from rating_engine.traffic.groupby_kernel import address_words, numeric_column
+from rating_engine.traffic.groupby_kernel import (
+    address_words,
+    numeric_column,
+    row_chunks,
+    run_chunks,
+)
 
 __all__ = [
     "ATTRIBUTION_COLUMNS",
@@ -275,22 +279,11 @@ def _bswap(x: np.uint64) -> np.uint64:
     return (x << np.uint64(32)) | (x >> np.uint64(32))
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _pick(
-    lo_i: int, cand_off: I64, cand: I32, active_from: I64, active_to: I64, ts: np.int64
-) -> np.int32:
-    for c in range(cand_off[lo_i], cand_off[lo_i + 1]):
-        e = cand[c]
-        if active_from[e] <= ts and ts < active_to[e]:
-            return np.int32(e)
-    return np.int32(-1)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _lookup(
-    w0: np.uint64,
-    w1: np.uint64,
-    ts: np.int64,
+@njit(cache=True, nogil=True)
+def _match_chunk(
+    src: U64,
+    dst: U64,
+    start_us: I64,
     v4_bounds: I64,
     v4_cand_off: I64,
     v4_cand: I32,
@@ -302,37 +295,69 @@ def _lookup(
     v6_l1: I64,
     active_from: I64,
     active_to: I64,
-) -> np.int32:
-    hi = _bswap(w0)
-    lo = _bswap(w1)
-    if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
-        a = np.int64(lo & np.uint64(0xFFFFFFFF))
-        top = a >> 16
-        i = v4_l1[top]
-        j = v4_l1[top + 1] if top < 65535 else v4_bounds.shape[0] - 1
-        # largest k in [i, j] with bounds[k] <= a (bounds[i] <= a holds); branch-free
-        # halving: the select compiles to a conditional move, no mispredictions
-        length = j - i + 1
-        while length > 1:
-            half = length >> 1
-            i = i + half if v4_bounds[i + half] <= a else i
-            length -= half
-        return _pick(i, v4_cand_off, v4_cand, active_from, active_to, ts)
+    out_src: I32,
+    out_dst: I32,
+    lo_row: int,
+    hi_row: int,
+) -> None:
+    """Entry numbers of rows ``lo_row..hi_row-1`` into ``out_src`` / ``out_dst``.
+
+    The lookup is written out in the loop: as helper functions taking the index arrays
+    it ran 3x slower in a serial kernel (their reference counting in the hot loop).
+    """
+    n4 = v4_bounds.shape[0]
     n6 = v6_hi.shape[0]
-    top = np.int64(hi >> np.uint64(48))
-    i = v6_l1[top]
-    j = v6_l1[top + 1] if top < 65535 else n6 - 1
-    length = j - i + 1
-    while length > 1:
-        half = length >> 1
-        bh = v6_hi[i + half]
-        le = (bh < hi) | ((bh == hi) & (v6_lo[i + half] <= lo))
-        i = i + half if le else i
-        length -= half
-    return _pick(i, v6_cand_off, v6_cand, active_from, active_to, ts)
+    for i in range(lo_row, hi_row):
+        ts = start_us[i]
+        for side in range(2):
+            if side == 0:
+                hi = _bswap(src[i, 0])
+                lo = _bswap(src[i, 1])
+            else:
+                hi = _bswap(dst[i, 0])
+                lo = _bswap(dst[i, 1])
+            entry = np.int32(-1)
+            if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
+                a = np.int64(lo & np.uint64(0xFFFFFFFF))
+                top = a >> 16
+                k = v4_l1[top]
+                j = v4_l1[top + 1] if top < 65535 else n4 - 1
+                # largest k in [k, j] with bounds[k] <= a (bounds[k] <= a holds);
+                # branch-free halving: the select compiles to a conditional move, no
+                # mispredictions
+                length = j - k + 1
+                while length > 1:
+                    half = length >> 1
+                    k = k + half if v4_bounds[k + half] <= a else k
+                    length -= half
+                # candidates longest prefix first: the first active at the flow's start
+                for c in range(v4_cand_off[k], v4_cand_off[k + 1]):
+                    e = v4_cand[c]
+                    if active_from[e] <= ts and ts < active_to[e]:
+                        entry = np.int32(e)
+                        break
+            else:
+                top = np.int64(hi >> np.uint64(48))
+                k = v6_l1[top]
+                j = v6_l1[top + 1] if top < 65535 else n6 - 1
+                length = j - k + 1
+                while length > 1:
+                    half = length >> 1
+                    bh = v6_hi[k + half]
+                    le = (bh < hi) | ((bh == hi) & (v6_lo[k + half] <= lo))
+                    k = k + half if le else k
+                    length -= half
+                for c in range(v6_cand_off[k], v6_cand_off[k + 1]):
+                    e = v6_cand[c]
+                    if active_from[e] <= ts and ts < active_to[e]:
+                        entry = np.int32(e)
+                        break
+            if side == 0:
+                out_src[i] = entry
+            else:
+                out_dst[i] = entry
 
 
-@njit(cache=True, nogil=True, parallel=True)
 def match_entries(
     src: U64,
     dst: U64,
@@ -349,20 +374,19 @@ def match_entries(
     active_from: I64,
     active_to: I64,
 ) -> tuple[I32, I32]:
-    """Entry number (or -1) of the block holding each flow's source and destination."""
+    """Entry number (or -1) of the block holding each flow's source and destination.
+
+    Row chunks run on a thread pool over the GIL-free kernel (a Numba parfor compiled
+    4x longer on a cold cache, issue #22).
+    """
     n = start_us.shape[0]
     out_src = np.empty(n, dtype=np.int32)
     out_dst = np.empty(n, dtype=np.int32)
-    for i in nb.prange(n):
-        ts = start_us[i]
-        out_src[i] = _lookup(
-            src[i, 0], src[i, 1], ts, v4_bounds, v4_cand_off, v4_cand, v4_l1,
-            v6_hi, v6_lo, v6_cand_off, v6_cand, v6_l1, active_from, active_to,
-        )  # fmt: skip
-        out_dst[i] = _lookup(
-            dst[i, 0], dst[i, 1], ts, v4_bounds, v4_cand_off, v4_cand, v4_l1,
-            v6_hi, v6_lo, v6_cand_off, v6_cand, v6_l1, active_from, active_to,
-        )  # fmt: skip
+    args = (
+        src, dst, start_us, v4_bounds, v4_cand_off, v4_cand, v4_l1,
+        v6_hi, v6_lo, v6_cand_off, v6_cand, v6_l1, active_from, active_to, out_src, out_dst,
+    )  # fmt: skip
+    run_chunks(_match_chunk, args, row_chunks(n))
     return out_src, out_dst
 
 
