@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit, prange
+from numba import njit
 
 from collectors.addresses import addresses_to_strings
 from rating_engine.errors import RatingError
@@ -43,6 +43,8 @@ from rating_engine.traffic.groupby_kernel import (
     bucket_width_us,
     hash_aggregate_parallel,
     numeric_column,
+    row_chunks,
+    run_chunks,
     sampling_multipliers,
 )
 
@@ -252,16 +254,30 @@ def bucket_traffic(
     return _traffic_table(np.ascontiguousarray(gk[:, :-1]), fields, gb, gp, gf, start=starts)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _primary_chunk(
+    es: npt.NDArray[np.int32],
+    ed: npt.NDArray[np.int32],
+    code_of: npt.NDArray[np.int32],
+    out: npt.NDArray[np.int32],
+    lo: int,
+    hi: int,
+) -> None:
+    for i in range(lo, hi):
+        e = ed[i] if ed[i] >= 0 else es[i]
+        out[i] = code_of[e] if e >= 0 else -1
+
+
 def _primary_codes(
     es: npt.NDArray[np.int32], ed: npt.NDArray[np.int32], code_of: npt.NDArray[np.int32]
 ) -> npt.NDArray[np.int32]:
-    """Subscription code of each flow's primary side (destination first), -1 if none."""
-    n = es.shape[0]
-    out = np.empty(n, dtype=np.int32)
-    for i in prange(n):
-        e = ed[i] if ed[i] >= 0 else es[i]
-        out[i] = code_of[e] if e >= 0 else -1
+    """Subscription code of each flow's primary side (destination first), -1 if none.
+
+    Row chunks on a thread pool over the GIL-free kernel, not a Numba parfor: it
+    compiled several times longer on a cold cache (issue #22).
+    """
+    out = np.empty(es.shape[0], dtype=np.int32)
+    run_chunks(_primary_chunk, (es, ed, code_of, out), row_chunks(es.shape[0]))
     return out
 
 
