@@ -323,8 +323,9 @@ def run_billing(
     late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges, accounts)
     skip = accounts_of(early + late)
     empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
-    first = _totals(_lines(charges, outcome, labels, empty, accounts, skip, policy), accounts,
-                    policy)  # fmt: skip
+    first_skip = skip
+    first_lines = _lines(charges, outcome, labels, empty, accounts, skip, policy)
+    first = _totals(first_lines, accounts, policy)
     late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
     exceptions = sorted(early + late)
     skip = accounts_of(exceptions)
@@ -359,8 +360,12 @@ def run_billing(
             ledger = db.submit(record_billed_usage, conn, rated_files, period)
             adjustments = rerating.run(executor, bill.subscriptions, tariffs) if rerating else None
             sums = adjustments.partial.sums if adjustments else empty
-            lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
-            totals = _totals(lines, accounts, policy)
+            if sums.num_rows == 0 and np.array_equal(skip, first_skip):
+                lines, totals = first_lines, first  # the same inputs: made once
+            else:
+                lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
+                totals = _totals(lines, accounts, policy)
+            del first_lines
             if len(amount_exceptions(totals.account_id, totals.excl, totals.incl, totals.bound)):
                 raise BillingError(f"period {period.name}: a bill with its re-rating "
                                    "adjustments sums beyond exact money")  # fmt: skip
