@@ -299,20 +299,32 @@ def _hashes(
     return out
 
 
-@njit(cache=True, nogil=True)
 def _choose_pilots(hashes: np.ndarray, kdisp: np.ndarray) -> bool:
-    """Pilots for every bucket, largest buckets first; False if a bucket finds none."""
-    rows = kdisp[_ROWS]
-    shift = np.uint64(kdisp[_SHIFT])
+    """Pilots for every bucket, largest buckets first; False if a bucket finds none.
+
+    The buckets are sorted by numpy (stable sorts: the order the kernel's own gave); only
+    the pilot search is compiled - Numba's mergesort and fancy indexing were most of this
+    step's 4.7 s compile (CPU, cold cache; issue #22).
+    """
     nb = len(kdisp) - _PILOTS
-    bucket = (hashes >> shift).astype(np.int64)
-    size = np.bincount(bucket, minlength=nb)
+    bucket = (hashes >> np.uint64(kdisp[_SHIFT])).astype(np.int64)
+    size = np.bincount(bucket, minlength=nb).astype(np.int64)
     start = np.zeros(nb + 1, np.int64)
     start[1:] = np.cumsum(size)
-    hs = hashes[np.argsort(bucket, kind="mergesort")]  # a bucket's hashes side by side
+    hs = hashes[np.argsort(bucket, kind="stable")]  # a bucket's hashes side by side
+    order = np.argsort(-size, kind="stable").astype(np.int64)
+    return bool(_search_pilots(hs, size, start, order, kdisp))
+
+
+@njit(cache=True, nogil=True)
+def _search_pilots(
+    hs: np.ndarray, size: np.ndarray, start: np.ndarray, order: np.ndarray, kdisp: np.ndarray
+) -> bool:
+    """The pilot search of :func:`_choose_pilots`, buckets in ``order``."""
+    rows = kdisp[_ROWS]
     taken = np.zeros(rows, np.bool_)
-    slots = np.empty(max(1, int(size.max()) if nb else 1), np.int64)
-    for b in np.argsort(-size, kind="mergesort"):
+    slots = np.empty(max(1, int(size.max())), np.int64)
+    for b in order:
         m = size[b]
         if m == 0:
             break
