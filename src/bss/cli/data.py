@@ -27,7 +27,9 @@ from bss.errors import ValidationError
 
 __all__ = ["register_data"]
 
-ingest_app = typer.Typer(help="Files into the workspace: CDR CSVs, packet captures, flow exports.")
+ingest_app = typer.Typer(
+    help="Files into the workspace: CDR CSVs, packet captures, flow exports, quantity changes."
+)
 
 
 def demo(ctx: typer.Context, scheduler: SchedulerOption = None) -> None:
@@ -93,6 +95,27 @@ def ingest_cdr(
     rules = load_mapping(mapping, country_code=country_code)
     with progress(state, "ingesting CDRs"):
         summary = ingest_cdr_files(files, rules, state.workspace.ensure())
+    emit(state, summary.to_dict(), summary.format_text())
+    if summary.refused:
+        raise IngestError(f"{len(summary.refused)} of {len(files)} files refused (see above)")
+
+
+@ingest_app.command("quantities")
+def ingest_quantities(
+    ctx: typer.Context,
+    files: Annotated[list[Path], typer.Argument(help="CSV: product,metric,valid_from,change")],
+) -> None:
+    """Quantity changes of prorated metered quantities (lines, seats) into W/quantities.
+
+    Bad rows are kept aside in W/rejected, counted; ingesting a file again adds nothing.
+    A file that is not UTF-8 CSV with those columns is refused (exit 6 after the others).
+    """
+    from bss.quantities import ingest_quantity_files
+    from collectors.errors import IngestError
+
+    state = get_state(ctx)
+    with database(state) as conn, progress(state, "ingesting quantities"):
+        summary = ingest_quantity_files(conn, files, state.workspace.ensure())
     emit(state, summary.to_dict(), summary.format_text())
     if summary.refused:
         raise IngestError(f"{len(summary.refused)} of {len(files)} files refused (see above)")

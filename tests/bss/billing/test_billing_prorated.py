@@ -4,6 +4,7 @@ cut; records that cannot be priced go to suspense naming file, record and field.
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ import pytest
 from package_data import DEMO
 
 from bss.billing.run import run_billing
+from bss.cli.main import main
 from bss.db import connect
 from bss.seed import apply_seed, load_seed_file
 from bss.subscriptions import subscription_table
@@ -43,9 +45,10 @@ def _changes(rows: list[tuple[int, int, str, datetime, int]]) -> pa.Table:
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = WorkspacePaths(tmp_path_factory.mktemp("prorated") / "ws").ensure()
+def _seeded(root: Path) -> tuple[WorkspacePaths, int]:
+    """A demo workspace whose mobile tariff prices extra_lines, and the subscription
+    (product) of 4915110000001."""
+    ws = WorkspacePaths(root).ensure()
     shutil.copytree(DEMO / "tariffs", ws.tariffs, dirs_exist_ok=True)
     tariff = ws.tariffs / "mobile-2026.toml"
     tariff.write_text(tariff.read_text(encoding="utf-8") + LINES, encoding="utf-8")
@@ -56,7 +59,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         conn.close()
     keys = subs.filter(pc.equal(subs.column("key"), "4915110000001"))
-    sub = int(keys.column("subscription_id")[0].as_py())
+    return ws, int(keys.column("subscription_id")[0].as_py())
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws, sub = _seeded(tmp_path_factory.mktemp("prorated") / "ws")
     # 2 lines from September, +3 on 17 October 00:00 (15 of 31 days), -1 on the 27th (5 days)
     # and one record of a metric the tariff does not price; in two files of different days
     write_partitioned(
@@ -110,3 +118,41 @@ def test_prorated_lines_on_the_bill(template: Path, tmp_path: Path) -> None:
     assert "tariff mobile-2026 prices no 'seats'" in rejected[0]["message"]
     cut = _bill(root, tmp_path / "cut", chunk_rows=1, buckets=3)
     assert cut[0] == sha
+
+
+def test_quantities_ingested_through_the_cli_are_billed(
+    template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same changes as ``template``'s, as a user gives them: a CSV naming the product,
+    through ``rating-engine ingest quantities``; the bill is the one of the API path."""
+    ws, sub = _seeded(tmp_path / "cli")
+    csv_file = tmp_path / "lines.csv"
+    csv_file.write_text(
+        "product,metric,valid_from,change\n"
+        f"{sub},extra_lines,2026-09-20,2\n"
+        f"{sub},extra_lines,2026-10-27T00:00:00Z,-1\n"
+        f"{sub},extra_lines,2026-10-17T02:00:00+02:00,+3\n"
+        f"{sub},seats,2026-10-17,1\n"
+        f"{sub},extra_lines,2026-11-02,9\n"
+        f"{sub + 999},extra_lines,2026-10-02,9\n",
+        encoding="utf-8",
+    )
+    for expected in ((5, 0), (0, 5)):  # the second ingest adds nothing
+        with pytest.raises(SystemExit) as done:
+            main(["-w", str(ws.root), "--json", "ingest", "quantities", str(csv_file)])
+        assert done.value.code in (0, None)
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (out["ingested"], out["duplicates"]) == expected
+        assert out["rejected_by_reason"] == {"unknown_product": 1}
+    api = _bill(template, tmp_path / "api", chunk_rows=1 << 40, buckets=1)
+    sha, suspense = _bill(ws.root, tmp_path / "billed", chunk_rows=1 << 40, buckets=1)
+    assert sha == api[0]
+    conn = connect(WorkspacePaths(tmp_path / "billed"))
+    try:
+        amount = conn.execute(
+            "SELECT amount FROM bill_line WHERE description LIKE 'extra_lines graduated%'"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert amount == [(Decimal("15.16"),)]
+    assert [r["reason"] for r in suspense if r["field"] == "metric"] == ["unpriced_metric"]
