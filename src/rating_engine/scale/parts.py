@@ -145,7 +145,11 @@ class DayPartWriter:
             final = self.root / day_folder(day) / f"part-{self.name}.parquet"
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-            writer = pq.ParquetWriter(tmp, self.schema, compression="zstd")
+            # no dictionary for the record id and the time: unique per record, the encoder
+            # fills a dictionary only to fall back to plain (~half the write's CPU)
+            unique = {"record_id", self.time_column}
+            keyed = [f.name for f in self.schema if f.name not in unique]
+            writer = pq.ParquetWriter(tmp, self.schema, compression="zstd", use_dictionary=keyed)
             self._open[day] = (writer, tmp, final)
         return self._open[day][0]
 
