@@ -25,6 +25,7 @@ import pyarrow as pa
 from numba import njit
 
 from collectors.cdr.blake2b import blake2b_first8
+from collectors.kernel_arrays import readonly_all
 
 __all__ = [
     "IdSet",
@@ -52,7 +53,8 @@ def record_ids(keys: pa.Array) -> np.ndarray:
         if data_buf is not None and data_buf.size
         else np.zeros(1, dtype=np.uint8)
     )
-    return blake2b_first8(offsets, data).view(np.int64)
+    # read-only either way (Arrow's buffers or the stand-in): the kernel compiles once
+    return blake2b_first8(*readonly_all(offsets, data)).view(np.int64)
 
 
 def record_id_reference(key: str) -> int:
