@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -190,10 +189,27 @@ class _Rejects:
         })  # fmt: skip
 
 
-def _raw(row: list[str]) -> str:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(row)
-    return out.getvalue()
+class _Lines:
+    """The file's physical lines as the CSV reader consumes them, so that a rejected
+    record keeps its text as it was in the file (a quoted field may span lines)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line: str = next(self._fh)
+        self.taken.append(line)
+        return line
+
+    def record(self) -> str:
+        """The lines read since the last call, without the final line break."""
+        text = "".join(self.taken)
+        self.taken.clear()
+        return text.rstrip("\r\n")
 
 
 def _parse_row(
@@ -241,11 +257,13 @@ def _read_file(
     rows_read = 0
     try:
         with open(path, encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh)
+            lines = _Lines(fh)
+            reader = csv.reader(lines)
             header: list[str] | None = None
             line = 0
             for row in reader:
                 start, line = line + 1, reader.line_num
+                raw = lines.record()
                 if not any(cell.strip() for cell in row):
                     continue  # blank line
                 if header is None:
@@ -261,11 +279,11 @@ def _read_file(
                 rows_read += 1
                 if len(row) != len(header):
                     found = f"{len(row)} fields, the header has {len(header)}"
-                    rejects.add(start, None, "bad_row", found, _raw(row))
+                    rejects.add(start, None, "bad_row", found, raw)
                     continue
                 parsed, fault = _parse_row(dict(zip(header, row, strict=True)), products)
                 if fault is not None:
-                    rejects.add(start, fault[0], fault[1], fault[2], _raw(row))
+                    rejects.add(start, fault[0], fault[1], fault[2], raw)
                     continue
                 assert parsed is not None
                 product, metric, valid_us, change = parsed

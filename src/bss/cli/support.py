@@ -87,7 +87,9 @@ def emit(state: CliState, payload: dict[str, Any], human: str | None = None) -> 
     if state.json:
         typer.echo(json.dumps(payload, default=_default, sort_keys=True))
     elif human is not None and not state.quiet:
-        state.console.print(human)
+        # as written: no rich markup read in names and paths ("[...]"), and one line stays
+        # one line when piped (rich would wrap at 80 columns off a terminal)
+        state.console.print(human, markup=False, highlight=False, soft_wrap=True)
 
 
 def table(
