@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_ip_flows import make_flows, make_subscriptions
 
+from rating_engine.kernel_threads import n_threads
 from rating_engine.traffic.aggregate import bucket_traffic
 from rating_engine.traffic.attribution import attribute_flows, build_prefix_index, entries_for
-from rating_engine.traffic.groupby_kernel import n_threads
 from rating_engine.traffic.usage_from_flows import usage_from_flows
 
 

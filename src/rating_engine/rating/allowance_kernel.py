@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from rating_engine.kernel_threads import run_chunks
 from rating_engine.rating.batch_kernel import outputs
 from rating_engine.rating.kernel import rate_records
 from rating_engine.rating.record_text import MIXED
@@ -51,6 +52,4 @@ def apply_allowances(
 
     if len(bounds) == 2:
         return piece(0, len(order))
-    with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-        ledgers = list(pool.map(piece, bounds[:-1], bounds[1:]))
-    return np.concatenate(ledgers)
+    return np.concatenate(run_chunks(piece, (), list(itertools.pairwise(bounds))))

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
-# OpenMP threads that spin after each parallel region steal the second core from the serial
-# steps between kernels (and from other processes); let them sleep unless told otherwise.
-# Must be set before Numba's OpenMP layer starts, i.e. before the first parallel kernel runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 import numpy as np
 import pyarrow as pa
-from numba import config
 
+from rating_engine.kernel_threads import run_chunks
 from rating_engine.rating.kernel import rate_records
 from rating_engine.rating.reasons import OK
 from rating_engine.rating.record_text import text_code
@@ -52,10 +44,10 @@ def outputs(n: int) -> tuple:
 
 
 def _rate_chunk(
-    rec: tuple, subs: tuple, plan: tuple, out: tuple, lo: int, hi: int, counts: np.ndarray, c: int
-) -> None:
-    """Rate records ``lo..hi-1``; ``counts[c]`` = (rejected, rated without a prefix) of the
-    chunk: the caller needs no pass over the outputs for them.
+    rec: tuple, subs: tuple, plan: tuple, out: tuple, lo: int, hi: int
+) -> tuple[int, int]:
+    """Rate records ``lo..hi-1``; returns (rejected, rated without a prefix) of the chunk,
+    so the caller needs no pass over the outputs for them.
 
     Plain Python around the compiled kernel, not a compiled wrapper: a compiled caller
     links and optimises the whole rating kernel once more (half of a first bill's compile
@@ -67,32 +59,7 @@ def _rate_chunk(
     kt_c = text_code(rec[6], rec[7], rec[16], lo, hi, False)
     rate_records(none, lo, hi, False, none, none, none, led, rec, subs, plan, out, svc_c, kt_c)
     ok = out[0][lo:hi] == OK
-    counts[c, 0] = hi - lo - int(np.count_nonzero(ok))
-    counts[c, 1] = int(np.count_nonzero(ok & (out[5][lo:hi] < 0)))
-
-
-def _threads() -> int:
-    # NUMBA_NUM_THREADS (or the CPU count) bounds the threads, as it did for the parfor
-    return max(1, int(getattr(config, "NUMBA_NUM_THREADS", os.cpu_count() or 1)))
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_threads(), thread_name_prefix="rate")
-    return _POOL
-
-
-def _forget_pool() -> None:
-    # a forked child has none of the parent's threads: it starts its own pool
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
+    return hi - lo - int(np.count_nonzero(ok)), int(np.count_nonzero(ok & (out[5][lo:hi] < 0)))
 
 
 def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
@@ -113,24 +80,12 @@ def rate_batch(rec: tuple, subs: tuple, plan: tuple) -> tuple[tuple, int, int]:
     """
     n = len(rec[0])
     out = outputs(n)
-    # up to 64 chunks of >= 8,192 records: enough to balance the threads, few enough that
-    # each chunk's set-up (its block buffers) stays negligible
-    counts = np.zeros((max(1, min(64, n // 8192)), 2), np.int64)
-    if n:
-        # The chunks run on a thread pool over the GIL-free kernel, handed out one at a
-        # time (on a shared machine a descheduled thread must not hold a static half of
-        # the batch hostage). A Numba parfor did the same but took over a minute to compile
-        # on a cold cache, as long as everything else a first bill compiles (issue #22).
-        n_chunks = len(counts)
-        bounds = [(c * n // n_chunks, (c + 1) * n // n_chunks) for c in range(n_chunks)]
-        if n_chunks == 1 or _threads() == 1:
-            for c, (lo, hi) in enumerate(bounds):
-                _rate_chunk(rec, subs, plan, out, lo, hi, counts, c)
-        else:
-            done = [
-                _pool().submit(_rate_chunk, rec, subs, plan, out, lo, hi, counts, c)
-                for c, (lo, hi) in enumerate(bounds)
-            ]
-            for f in done:
-                f.result()
-    return out, int(counts[:, 0].sum()), int(counts[:, 1].sum())
+    if not n:
+        return out, 0, 0
+    # up to 64 chunks of >= 8,192 records: enough to balance the threads (handed out one at
+    # a time: a descheduled thread holds no static share), few enough that each chunk's
+    # set-up (its block buffers) stays negligible
+    k = max(1, min(64, n // 8192))
+    counts = run_chunks(_rate_chunk, (rec, subs, plan, out),
+                        [(c * n // k, (c + 1) * n // k) for c in range(k)])  # fmt: skip
+    return out, sum(r for r, _ in counts), sum(p for _, p in counts)

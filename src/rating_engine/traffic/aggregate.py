@@ -33,6 +33,7 @@ from numba import njit
 
 from collectors.addresses import addresses_to_strings
 from rating_engine.errors import RatingError
+from rating_engine.kernel_threads import row_chunks, run_chunks
 from rating_engine.traffic.attribution import PrefixIndex, flow_entries
 from rating_engine.traffic.bucket_kernel import aggregate_by_code
 from rating_engine.traffic.groupby_kernel import (
@@ -43,8 +44,6 @@ from rating_engine.traffic.groupby_kernel import (
     bucket_width_us,
     hash_aggregate_parallel,
     numeric_column,
-    row_chunks,
-    run_chunks,
     sampling_multipliers,
 )
 

@@ -36,11 +36,10 @@ import pyarrow as pa
 from numba import njit
 
 from rating_engine.errors import RatingError
+from rating_engine.kernel_threads import row_chunks, run_chunks
 from rating_engine.traffic.groupby_kernel import (
     address_words,
     numeric_column,
-    row_chunks,
-    run_chunks,
 )
 
 __all__ = [

@@ -10,19 +10,17 @@ summed, or the hash kernel of :mod:`rating_engine.traffic.groupby_kernel` - chos
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
 from numba import njit
 
 from collectors.kernel_arrays import readonly_all
+from rating_engine.kernel_threads import n_threads, run_chunks
 from rating_engine.traffic.groupby_kernel import (
     EMPTY_U32,
     EMPTY_U64,
     hash_aggregate_parallel,
-    n_threads,
-    run_chunks,
 )
 
 __all__ = ["DENSE_MAX_CELLS", "aggregate_by_code", "dense_aggregate"]
@@ -298,12 +296,8 @@ def aggregate_by_code(
         rows = int(min(max(n * 4 // nbuckets, 1 << 16), _CHUNK_ROWS))
         bounds = [*range(0, n, rows), n]
         args = (codes, nkeys, t, t0, width, nbytes, npackets, weight, mult)
-        with ThreadPoolExecutor(max_workers=n_threads()) as pool:
-            futures = [
-                pool.submit(_chunk_sparse, *args, lo, hi, DENSE_MAX_CELLS // 4)
-                for lo, hi in itertools.pairwise(bounds)
-            ]
-            parts = [fu.result() for fu in futures]
+        chunks = [(lo, hi, DENSE_MAX_CELLS // 4) for lo, hi in itertools.pairwise(bounds)]
+        parts = run_chunks(_chunk_sparse, args, chunks)
         cells, b, p, f = _scatter(
             np.concatenate([x[0] for x in parts]),
             np.concatenate([x[1] for x in parts]),

@@ -21,12 +21,9 @@ Small-integer keys (subscriptions, ports) go through the dense kernels of
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numba as nb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -34,6 +31,7 @@ import pyarrow.compute as pc
 from numba import njit
 
 from collectors.kernel_arrays import readonly, readonly_all
+from rating_engine.kernel_threads import n_threads, run_chunks
 
 __all__ = [
     "BUCKET_US",
@@ -44,11 +42,8 @@ __all__ = [
     "bucket_width_us",
     "hash_aggregate",
     "hash_aggregate_parallel",
-    "n_threads",
     "numeric_column",
     "radix_aggregate",
-    "row_chunks",
-    "run_chunks",
     "sampling_multipliers",
 ]
 
@@ -80,47 +75,6 @@ def bucket_width_us(bucket: str | int | None) -> int:
         return BUCKET_US[bucket]
     except KeyError:
         raise ValueError(f"unknown bucket {bucket!r}; use one of {sorted(BUCKET_US)}") from None
-
-
-def n_threads() -> int:
-    """Worker threads for the kernels: Numba's configured thread count."""
-    return max(1, min(nb.get_num_threads(), os.cpu_count() or 1))
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _forget_pool() -> None:
-    # a forked child has none of the parent's threads: it starts its own pool
-    global _POOL
-    _POOL = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
-
-
-def run_chunks(kernel: Callable[..., Any], args: tuple, chunks: Sequence[tuple]) -> list:
-    """``kernel(*args, *chunk)`` for each chunk (e.g. a row range ``(lo, hi)``), on
-    :func:`n_threads` threads; the results come back in ``chunks`` order.
-
-    The kernels are serial ``nogil`` Numba functions: a thread pool over them replaces a
-    Numba parfor, whose compile took seconds per kernel on a cold cache (issue #22).
-    Chunks are handed out one at a time, so a thread descheduled on a shared machine
-    does not hold a fixed share of the rows.
-    """
-    global _POOL
-    if len(chunks) <= 1 or n_threads() == 1:
-        return [kernel(*args, *chunk) for chunk in chunks]
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(n_threads(), thread_name_prefix="traffic")
-    futures = [_POOL.submit(kernel, *args, *chunk) for chunk in chunks]
-    return [f.result() for f in futures]
-
-
-def row_chunks(n: int, min_rows: int = 1 << 16) -> list[tuple[int, int]]:
-    """Up to four row ranges per thread, each of at least ``min_rows`` rows (one if fewer)."""
-    k = max(1, min(4 * n_threads(), n // min_rows))
-    return [(c * n // k, (c + 1) * n // k) for c in range(k)]
 
 
 def address_words(column: pa.Array | pa.ChunkedArray) -> U64:
