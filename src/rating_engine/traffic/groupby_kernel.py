@@ -21,7 +21,6 @@ Small-integer keys (subscriptions, ports) go through the dense kernels of
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -441,6 +440,8 @@ def hash_aggregate_parallel(
     The combine aggregates the partials again (bucket already resolved, flows as weight);
     with ``ordered`` the result is sorted by bucket, then key words, so it does not depend
     on the thread count; without, groups stay in hash order (cheaper, for partials).
+    ``threads``: how many row chunks (default :func:`n_threads`); they run on the kernels'
+    shared pool (:mod:`rating_engine.kernel_threads`).
     """
     n = keys.shape[0]
     k = threads or n_threads()
@@ -478,28 +479,9 @@ def hash_aggregate_parallel(
     if n < 200_000:
         k = 1
     bounds = np.linspace(0, n, k + 1).astype(np.int64)
-    if k == 1:
-        parts = [hash_aggregate(keys, t, t0, width, nbytes, npackets, weight, mult, sel, 0, n)]
-    else:
-        with ThreadPoolExecutor(max_workers=k) as pool:
-            futures = [
-                pool.submit(
-                    hash_aggregate,
-                    keys,
-                    t,
-                    t0,
-                    width,
-                    nbytes,
-                    npackets,
-                    weight,
-                    mult,
-                    sel,
-                    int(bounds[i]),
-                    int(bounds[i + 1]),
-                )
-                for i in range(k)
-            ]
-            parts = [f.result() for f in futures]
+    chunks = [(int(bounds[i]), int(bounds[i + 1])) for i in range(k)]
+    parts = run_chunks(hash_aggregate, (keys, t, t0, width, nbytes, npackets, weight, mult, sel),
+                       chunks)  # fmt: skip
     if len(parts) == 1:
         gk, gb, gp, gf = parts[0]
     else:
