@@ -40,6 +40,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from collectors.cdr.ingest import FileTotals
 from collectors.cdr.ledger import file_digest, ingest_lock
 from collectors.dataset import dataset_files, read_dataset, write_partitioned
 from collectors.errors import IngestError
@@ -80,26 +81,10 @@ class QuantityFileResult:
 
 
 @dataclass(frozen=True)
-class QuantityIngestSummary:
+class QuantityIngestSummary(FileTotals):
     """Per-file results of one :func:`ingest_quantity_files` call, with totals."""
 
     files: tuple[QuantityFileResult, ...]
-
-    @property
-    def rows_read(self) -> int:
-        return sum(f.rows_read for f in self.files)
-
-    @property
-    def ingested(self) -> int:
-        return sum(f.ingested for f in self.files)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(f.duplicates for f in self.files)
-
-    @property
-    def refused(self) -> tuple[QuantityFileResult, ...]:
-        return tuple(f for f in self.files if f.status == "refused")
 
     def rejected_by_reason(self) -> dict[str, int]:
         out: dict[str, int] = {}

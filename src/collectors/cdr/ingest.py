@@ -53,6 +53,7 @@ from collectors.workspace import WorkspacePaths
 __all__ = [
     "CdrFileResult",
     "CdrIngestSummary",
+    "FileTotals",
     "ingest_cdr_file",
     "ingest_cdr_files",
     "recover_cdr_ingest",
@@ -90,13 +91,11 @@ class CdrFileResult:
     message: str = ""
 
 
-@dataclass(frozen=True)
-class CdrIngestSummary:
-    """Per-file results of one :func:`ingest_cdr_files` call, with totals."""
+class FileTotals:
+    """Totals over the per-file results (``files``: each with ``rows_read``, ``ingested``,
+    ``duplicates`` and ``status``) of an ingest of files: CDRs, quantity changes."""
 
-    files: tuple[CdrFileResult, ...]
-    rolled_forward: int = 0
-    rolled_back: int = 0
+    files: tuple[Any, ...]
 
     @property
     def rows_read(self) -> int:
@@ -111,8 +110,17 @@ class CdrIngestSummary:
         return sum(f.duplicates for f in self.files)
 
     @property
-    def refused(self) -> tuple[CdrFileResult, ...]:
+    def refused(self) -> tuple[Any, ...]:
         return tuple(f for f in self.files if f.status == "refused")
+
+
+@dataclass(frozen=True)
+class CdrIngestSummary(FileTotals):
+    """Per-file results of one :func:`ingest_cdr_files` call, with totals."""
+
+    files: tuple[CdrFileResult, ...]
+    rolled_forward: int = 0
+    rolled_back: int = 0
 
     def rejected_by_reason(self) -> dict[str, int]:
         """Rows kept out, per reason, ``duplicate`` included."""
