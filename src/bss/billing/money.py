@@ -27,6 +27,8 @@ __all__ = [
     "minor_units",
     "mul_ratio_half_even",
     "mul_ratio_half_even_array",
+    "mul_ratio_half_up",
+    "mul_ratio_half_up_array",
     "round_to_minor",
     "round_to_minor_array",
     "to_micros",
@@ -64,11 +66,33 @@ def mul_ratio_half_even(micros: int, numerator: int, denominator: int) -> int:
     return q
 
 
+def mul_ratio_half_up(micros: int, numerator: int, denominator: int) -> int:
+    """``micros * numerator / denominator`` rounded half away from zero, exactly."""
+    prod = micros * numerator
+    q, r = divmod(abs(prod), denominator)
+    q += 2 * r >= denominator
+    return q if prod >= 0 else -q
+
+
 def mul_ratio_half_even_array(
     values: npt.ArrayLike, numerator: npt.ArrayLike, denominator: npt.ArrayLike
 ) -> npt.NDArray[np.int64]:
-    """:func:`mul_ratio_half_even` element-wise, exact: in int64 when no product can
-    overflow, else with Python integers (a result outside int64 is an error)."""
+    """:func:`mul_ratio_half_even` element-wise, exact (see :func:`_mul_ratio_array`)."""
+    return _mul_ratio_array(values, numerator, denominator, half_up=False)
+
+
+def mul_ratio_half_up_array(
+    values: npt.ArrayLike, numerator: npt.ArrayLike, denominator: npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """:func:`mul_ratio_half_up` element-wise, exact (see :func:`_mul_ratio_array`)."""
+    return _mul_ratio_array(values, numerator, denominator, half_up=True)
+
+
+def _mul_ratio_array(
+    values: npt.ArrayLike, numerator: npt.ArrayLike, denominator: npt.ArrayLike, half_up: bool
+) -> npt.NDArray[np.int64]:
+    """Element-wise and exact: in int64 when no product can overflow, else with Python
+    integers (a result outside int64 is an error)."""
     v = np.asarray(values, dtype=np.int64)
     num = np.broadcast_to(np.asarray(numerator, dtype=np.int64), v.shape)
     den = np.broadcast_to(np.asarray(denominator, dtype=np.int64), v.shape)
@@ -78,15 +102,23 @@ def mul_ratio_half_even_array(
         raise ValueError("denominator must be positive")
     big = max(abs(int(v.min())), abs(int(v.max()))) * max(abs(int(num.min())), abs(int(num.max())))
     if big >= 1 << 62:
+        one = mul_ratio_half_up if half_up else mul_ratio_half_even
         return np.array(
-            [mul_ratio_half_even(int(a), int(b), int(c))
+            [one(int(a), int(b), int(c))
              for a, b, c in zip(v.tolist(), num.tolist(), den.tolist(), strict=True)],
             dtype=np.int64,
         )  # fmt: skip
     prod = v * num
+    out: npt.NDArray[np.int64]
+    if half_up:
+        mag = np.abs(prod)
+        q = mag // den
+        q = q + (2 * (mag - q * den) >= den)
+        out = np.where(prod < 0, -q, q)
+        return out
     q = np.floor_divide(prod, den)
     twice = 2 * (prod - q * den)
-    out: npt.NDArray[np.int64] = q + ((twice > den) | ((twice == den) & (q % 2 == 1)))
+    out = q + ((twice > den) | ((twice == den) & (q % 2 == 1)))
     return out
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bss.billing.money import MICROS, mul_ratio_half_even_array
+from bss.billing.money import MICROS, mul_ratio_half_even_array, mul_ratio_half_up_array
 from bss.currencies import minor_units
 from bss.errors import ValidationError
 
@@ -74,16 +74,6 @@ def minor_steps(currencies: list[str]) -> I64:
     return np.fromiter(map(step.__getitem__, currencies), np.int64, len(currencies))
 
 
-def _half_up_python(values: I64, num: I64, den: I64) -> I64:
-    out = []
-    for v, n, d in zip(values.tolist(), num.tolist(), den.tolist(), strict=True):
-        prod = v * n
-        q, r = divmod(abs(prod), d)
-        q += 2 * r >= d
-        out.append(q if prod >= 0 else -q)
-    return np.array(out, dtype=np.int64)
-
-
 def mul_ratio_round_array(
     values: npt.ArrayLike, numerator: npt.ArrayLike, denominator: npt.ArrayLike, mode: str
 ) -> I64:
@@ -92,22 +82,7 @@ def mul_ratio_round_array(
         return mul_ratio_half_even_array(values, numerator, denominator)
     if mode != "half-up":
         raise ValidationError(f"rounding {mode!r}: expected one of {', '.join(MODES)}")
-    v = np.asarray(values, dtype=np.int64)
-    num = np.broadcast_to(np.asarray(numerator, dtype=np.int64), v.shape)
-    den = np.broadcast_to(np.asarray(denominator, dtype=np.int64), v.shape)
-    if v.size == 0:
-        return np.zeros(0, np.int64)
-    if int(den.min()) <= 0:
-        raise ValueError("denominator must be positive")
-    big = max(abs(int(v.min())), abs(int(v.max()))) * max(abs(int(num.min())), abs(int(num.max())))
-    if big >= 1 << 62:
-        return _half_up_python(v, num, den)
-    prod = v * num
-    mag = np.abs(prod)
-    q = mag // den
-    q = q + (2 * (mag - q * den) >= den)
-    out: I64 = np.where(prod < 0, -q, q)
-    return out
+    return mul_ratio_half_up_array(values, numerator, denominator)
 
 
 def round_amounts(micros: npt.ArrayLike, steps: npt.ArrayLike, mode: str) -> I64:
