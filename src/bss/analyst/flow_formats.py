@@ -4,29 +4,32 @@
     text = render_flows(table, "fmt:%ts %td %pr %sap -> %dap %byt")
     sys.stdout.buffer.write(text)
 
-Every column is turned into text with Arrow compute functions over the whole table (an
-address is converted once per distinct value), lines are joined the same way and the
-result is the bytes of one Arrow string buffer: no Python work per flow, so a listing
-of millions of flows costs about as much as reading them. Times are UTC. Like nfdump,
-``line``/``long``/``extended`` scale packets and bytes past a million (``1.2 M``)
-unless ``plain`` numbers are asked for; ``csv`` and ``json`` are always plain. ICMP
-destination ports print as ``type.code``; an IPv6 address and its port are joined by
-``.`` (``2001:db8::1.443``), as nfdump does.
+A listing is one polars ``select`` over the whole table: each token is an expression
+(numbers and times formatted by polars, addresses from a table of the 256 octets,
+protocol names and TCP flags looked up), padded and joined into lines; ``csv`` is
+written by polars' CSV writer from the typed columns. No Python work per flow, and the
+expressions are built once per format, so a thousand flows take about a millisecond and
+millions about as long as reading them. An IPv6 address is converted once per distinct
+value (RFC 5952, :mod:`ipaddress`). Times are UTC. Like nfdump, ``line``/``long``/
+``extended`` scale packets and bytes past a million (``1.2 M``) unless ``plain``
+numbers are asked for; ``csv`` and ``json`` are always plain. ICMP destination ports
+print as ``type.code``; an IPv6 address and its port are joined by ``.``
+(``2001:db8::1.443``), as nfdump does.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-import numpy as np
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from bss.analyst.query import address_text
 from bss.errors import ValidationError
+from collectors.addresses import addresses_to_strings
 from rating_engine.traffic.filter_syntax import PROTOCOL_NAMES
 
 __all__ = ["FORMATS", "TOKENS", "TOKEN_COLUMNS", "format_columns", "render_flows"]
@@ -38,161 +41,215 @@ FORMATS = {
     "extended": "%ts %td %pr %sap -> %dap %flg %tos %pkt %byt %pps %bps %bpp %fl",
 }
 _FLAG_LETTERS = "CEUAPRSF"  # bit 7 .. bit 0, nfdump's order
-_S = pa.string()
+_V4_PREFIX = b"\x00" * 10 + b"\xff\xff"  # IPv4-mapped IPv6: ::ffff:a.b.c.d
+_ADDRESS_COLUMNS = ("src_addr", "dst_addr", "next_hop", "exporter")
+_TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.3f"  # %.3f: milliseconds, truncated
+_SCALED = ("packets", "bytes")
 
 
-def _join(*parts: pa.Array | str) -> pa.Array:
-    return pc.binary_join_element_wise(*[pa.scalar(p, _S) if isinstance(p, str) else p
-                                         for p in parts], "")  # fmt: skip
+@dataclass(frozen=True)
+class _Shape:
+    """What of the data the expressions depend on: the address columns holding IPv6
+    (their text is a ``_<name>_text`` column beside them) and the volume columns with a
+    value past a million (the others need no scaling)."""
+
+    v6: frozenset[str] = frozenset()
+    big: frozenset[str] = frozenset()
 
 
-def _num(table: pa.Table, name: str) -> pa.Array:
-    col = table.column(name)
-    return (col.combine_chunks() if col.num_chunks else pa.array([], col.type)).fill_null(0)
+def _num(name: str) -> pl.Expr:
+    return pl.col(name).fill_null(0)
 
 
-def _digits(values: pa.Array) -> pa.Array:
-    return values.cast(_S)
+def _digits(values: pl.Expr) -> pl.Expr:
+    return values.cast(pl.String)
 
 
-def _scaled(values: pa.Array, plain: bool) -> pa.Array:
-    """nfdump's number scaling: ``1.2 M``, ``3.4 G``, ``5.6 T`` (decimal), else plain."""
-    out = _digits(values)
-    if plain or len(values) == 0:
-        return out
-    v = values.to_numpy(zero_copy_only=False).astype(np.float64)
-    big = v >= 1e6
-    if not big.any():
-        return out
-    v = v[big]  # only the large values are rewritten (usually few)
-    scale = np.where(v >= 1e12, 1e12, np.where(v >= 1e9, 1e9, 1e6))
-    tenths = np.round(v / scale * 10).astype(np.int64)
-    units = np.where(scale == 1e12, 2, np.where(scale == 1e9, 1, 0))
-    unit = pc.take(pa.array([" M", " G", " T"]), pa.array(units))
-    text = _join(_digits(pa.array(tenths // 10)), ".", _digits(pa.array(tenths % 10)), unit)
-    return pc.replace_with_mask(out, pa.array(big), text)
+def _scaled(values: pl.Expr, plain: bool) -> pl.Expr:
+    """nfdump's number scaling: ``1.2 M``, ``3.4 G``, ``5.6 T`` (decimal, tenths rounded
+    half to even), else plain."""
+    if plain:
+        return _digits(values)
+    v = values.cast(pl.Float64)
+    scale = pl.when(v >= 1e12).then(1e12).when(v >= 1e9).then(1e9).otherwise(1e6)
+    tenths = (v / scale * 10).round(0, mode="half_to_even").cast(pl.Int64)
+    unit = pl.when(v >= 1e12).then(pl.lit(" T")).when(v >= 1e9).then(pl.lit(" G"))
+    text = pl.concat_str(_digits(tenths // 10), pl.lit("."), _digits(tenths % 10),
+                         unit.otherwise(pl.lit(" M")))  # fmt: skip
+    return pl.when(v >= 1e6).then(text).otherwise(_digits(values))
 
 
-def _two(values: np.ndarray) -> pa.Array:
-    return pc.utf8_lpad(_digits(pa.array(values)), 2, "0")
+def _naive(name: str) -> pl.Expr:
+    """A time column as a UTC time without zone (formatting a zoned time converts it per
+    value)."""
+    return pl.col(name).cast(pl.Datetime("us", "UTC")).dt.replace_time_zone(None)
 
 
-def _time(table: pa.Table, name: str) -> pa.Array:
-    """``YYYY-MM-DD hh:mm:ss.mmm`` (UTC): each distinct day written once, the time of day
-    from integer arithmetic (Arrow's strftime converts zones per value: far slower)."""
-    us = pc.cast(table.column(name).combine_chunks(), pa.int64()).to_numpy(zero_copy_only=False)
-    days, rest = np.divmod(us, 86_400_000_000)
-    ms = rest // 1000
-    uniq, idx = np.unique(days, return_inverse=True)
-    names = pa.array(np.array(uniq, dtype="datetime64[D]").astype(str).tolist(), _S)
-    secs = ms // 1000
-    return _join(pc.take(names, pa.array(idx)), " ", _two(secs // 3600), ":",
-                 _two(secs // 60 % 60), ":", _two(secs % 60), ".",
-                 pc.utf8_lpad(_digits(pa.array(ms % 1000)), 3, "0"))  # fmt: skip
+def _time(name: str) -> pl.Expr:
+    """``YYYY-MM-DD hh:mm:ss.mmm`` (UTC)."""
+    return _naive(name).dt.to_string(_TIME_FORMAT)
 
 
-def _duration_ms(table: pa.Table) -> pa.Array:
-    start = pc.cast(table.column("flow_start").combine_chunks(), pa.int64())
-    end = pc.cast(table.column("flow_end").combine_chunks(), pa.int64())
-    return pc.max_element_wise(pc.divide(pc.subtract(end, start), 1000), 0)
+def _duration_ms() -> pl.Expr:
+    dur = pl.col("flow_end").cast(pl.Int64) - pl.col("flow_start").cast(pl.Int64)
+    return (dur // 1000).clip(0)
 
 
-def _seconds(ms: pa.Array) -> pa.Array:
-    whole = pc.divide(ms, 1000)
-    rest = pc.subtract(ms, pc.multiply(whole, 1000))
-    return _join(_digits(whole), ".", pc.utf8_lpad(_digits(rest), 3, "0"))
+def _seconds(ms: pl.Expr) -> pl.Expr:
+    return pl.concat_str(_digits(ms // 1000), pl.lit("."), _digits(ms % 1000).str.zfill(3))
 
 
-def _rate(table: pa.Table, kind: str) -> pa.Array:
+def _rate(kind: str) -> pl.Expr:
     """Per-flow pps, bps, bpp in nfdump's integer arithmetic (0 for a 0 ms flow)."""
-    dur = _duration_ms(table).to_numpy(zero_copy_only=False).astype(np.uint64)
-    pk = _num(table, "packets").to_numpy(zero_copy_only=False).astype(np.uint64)
-    by = _num(table, "bytes").to_numpy(zero_copy_only=False).astype(np.uint64)
+    pk, by = _num("packets").cast(pl.UInt64), _num("bytes").cast(pl.UInt64)
     if kind == "bpp":
-        return pa.array(np.where(pk > 0, by // np.maximum(pk, 1), 0).astype(np.uint64))
-    count = pk * np.uint64(1000) if kind == "pps" else by * np.uint64(8000)
-    return pa.array(np.where(dur > 0, count // np.maximum(dur, 1), 0).astype(np.uint64))
+        return pl.when(pk > 0).then(by // pk.clip(1)).otherwise(0).cast(pl.UInt64)
+    dur = _duration_ms().cast(pl.UInt64)
+    count = pk * 1000 if kind == "pps" else by * 8000
+    return pl.when(dur > 0).then(count // dur.clip(1)).otherwise(0).cast(pl.UInt64)
 
 
 @cache
-def _texts(kind: str) -> pa.Array:
-    """The 256 protocol names or TCP flag strings, built once (a listing of a few rows
-    would otherwise spend most of its time on them)."""
+def _texts(kind: str) -> pl.Series:
+    """The 256 protocol names, TCP flag strings or decimal octets, built once."""
     if kind == "proto":
-        return pa.array([PROTOCOL_NAMES.get(i, str(i)) for i in range(256)], _S)
-    return pa.array(
+        return pl.Series([PROTOCOL_NAMES.get(i, str(i)) for i in range(256)], dtype=pl.String)
+    if kind == "octets":
+        return pl.Series([str(i) for i in range(256)], dtype=pl.String)
+    return pl.Series(
         ["".join(c if i & (1 << (7 - k)) else "." for k, c in enumerate(_FLAG_LETTERS))
-         for i in range(256)], _S,
+         for i in range(256)], dtype=pl.String,
     )  # fmt: skip
 
 
-def _proto(table: pa.Table) -> pa.Array:
-    return pc.take(_texts("proto"), _num(table, "protocol"))
+def _looked_up(kind: str, index: pl.Expr) -> pl.Expr:
+    return pl.lit(_texts(kind)).gather(index.cast(pl.UInt32))
 
 
-def _flags(table: pa.Table) -> pa.Array:
-    flags = pc.bit_wise_and(_num(table, "tcp_flags"), pa.scalar(255, pa.uint16()))
-    return pc.take(_texts("flags"), flags)
+def _proto() -> pl.Expr:
+    return _looked_up("proto", _num("protocol"))
 
 
-def _address(table: pa.Table, name: str) -> pa.Array:
-    return address_text(table.column(name)).fill_null("-")
+def _flags() -> pl.Expr:
+    return _looked_up("flags", _num("tcp_flags").cast(pl.UInt32) & 255)
 
 
-def _port(table: pa.Table, name: str) -> pa.Array:
-    port = _num(table, name)
+def _is_v4(name: str) -> pl.Expr:
+    return pl.col(name).bin.starts_with(_V4_PREFIX)
+
+
+def _v6_column(name: str) -> str:
+    return f"_{name}_text"
+
+
+def _address(name: str, shape: _Shape) -> pl.Expr:
+    """An address column as text: IPv4 (mapped) from its four octets, others from the
+    frame's ``_<name>_text`` column (see :func:`_shaped`); null -> ``-``."""
+    addr = pl.col(name)
+    octets = [pl.lit(_texts("octets")).gather(addr.bin.get(i)) for i in range(12, 16)]
+    text = pl.concat_str(octets, separator=".")
+    if name in shape.v6:
+        text = pl.when(_is_v4(name)).then(text).otherwise(pl.col(_v6_column(name)))
+    return text.fill_null("-")  # (without IPv6 every value is IPv4 or null)
+
+
+def _shaped(frame: pl.DataFrame) -> tuple[pl.DataFrame, _Shape]:
+    """The frame with a ``_<name>_text`` column beside each address column holding IPv6
+    (not mapped) addresses - RFC 5952 text by :mod:`ipaddress`, once per distinct
+    address - and its :class:`_Shape`; one pass over the frame when it has no IPv6."""
+    names = [n for n in _ADDRESS_COLUMNS if n in frame.columns]
+    volumes = [n for n in _SCALED if n in frame.columns]
+    if frame.height == 0 or not (names or volumes):
+        return frame, _Shape()
+    other = {n: pl.col(n).is_not_null() & ~_is_v4(n) for n in names}
+    seen = frame.select(
+        *(e.any().alias(n) for n, e in other.items()),
+        *((pl.col(n).max() >= 1_000_000).alias(n) for n in volumes),
+    ).row(0, named=True)  # fmt: skip
+    shape = _Shape(frozenset(n for n in names if seen[n]),
+                   frozenset(n for n in volumes if seen[n]))  # fmt: skip
+    texts = []
+    for name in sorted(shape.v6):
+        values = frame.select(pl.col(name).filter(other[name]).unique()).to_series()
+        words = pl.Series(addresses_to_strings(values.to_arrow().cast(pa.binary(16))),
+                          dtype=pl.String)  # fmt: skip
+        texts.append(pl.col(name).replace_strict(values, words, default=None,
+                                                 return_dtype=pl.String)
+                     .alias(_v6_column(name)))  # fmt: skip
+    return (frame.with_columns(texts) if texts else frame), shape
+
+
+def _port(name: str) -> pl.Expr:
+    port = _num(name)
     if name == "src_port":
         return _digits(port)
-    icmp = pc.is_in(_num(table, "protocol"), pa.array([1, 58], pa.uint8()))
-    kind = _digits(pc.divide(port, 256))
-    code = _digits(pc.bit_wise_and(port, pa.scalar(255, pa.uint16())))
-    return pc.if_else(icmp, _join(kind, ".", code), _digits(port))
+    icmp = _num("protocol").is_in([1, 58])
+    typed = pl.concat_str(_digits(port // 256), pl.lit("."), _digits(port % 256))
+    return pl.when(icmp).then(typed).otherwise(_digits(port))
 
 
-def _address_port(table: pa.Table, side: str) -> pa.Array:
-    addr = _address(table, f"{side}_addr")
-    sep = pc.if_else(pc.match_substring(addr, ":"), ".", ":")
-    return _join(addr, sep, _port(table, f"{side}_port"))
+def _address_port(shape: _Shape, side: str) -> pl.Expr:
+    name = f"{side}_addr"
+    sep = pl.lit(":")
+    if name in shape.v6:  # IPv6 text and its port are joined by a dot
+        sep = pl.when(pl.col(_v6_column(name)).is_null()).then(sep).otherwise(pl.lit("."))
+    return pl.concat_str(_address(name, shape), sep, _port(f"{side}_port"))
+
+
+#: (the data's shape, plain numbers) -> the token's text
+_Text = Callable[[_Shape, bool], pl.Expr]
 
 
 @dataclass(frozen=True)
 class _Token:
     header: str
     width: int  # >0 right-aligned, <0 left-aligned
-    text: Callable[[pa.Table, bool], pa.Array]
+    text: _Text
     csv: str = ""  # nfdump's csv column name
 
 
+def _n(name: str) -> _Text:
+    return lambda s, p: _digits(_num(name))
+
+
+def _volume(name: str) -> _Text:
+    return lambda s, p: _scaled(_num(name), p or name not in s.big)
+
+
+def _addr(name: str) -> _Text:
+    return lambda s, p: _address(name, s)
+
+
 TOKENS: dict[str, _Token] = {
-    "ts": _Token("Date first seen", -23, lambda t, p: _time(t, "flow_start"), "ts"),
-    "te": _Token("Date last seen", -23, lambda t, p: _time(t, "flow_end"), "te"),
-    "td": _Token("Duration", 9, lambda t, p: _seconds(_duration_ms(t)), "td"),
-    "pr": _Token("Proto", -5, lambda t, p: _proto(t), "pr"),
-    "sa": _Token("Src IP Addr", 16, lambda t, p: _address(t, "src_addr"), "sa"),
-    "da": _Token("Dst IP Addr", 16, lambda t, p: _address(t, "dst_addr"), "da"),
-    "sap": _Token("Src IP Addr:Port", 22, lambda t, p: _address_port(t, "src")),
-    "dap": _Token("Dst IP Addr:Port", -22, lambda t, p: _address_port(t, "dst")),
-    "sp": _Token("Src Pt", 6, lambda t, p: _port(t, "src_port"), "sp"),
-    "dp": _Token("Dst Pt", 6, lambda t, p: _port(t, "dst_port"), "dp"),
-    "pkt": _Token("Packets", 8, lambda t, p: _scaled(_num(t, "packets"), p), "ipkt"),
-    "ipkt": _Token("In Pkt", 8, lambda t, p: _scaled(_num(t, "packets"), p)),
-    "byt": _Token("Bytes", 8, lambda t, p: _scaled(_num(t, "bytes"), p), "ibyt"),
-    "ibyt": _Token("In Byte", 8, lambda t, p: _scaled(_num(t, "bytes"), p)),
-    "fl": _Token("Flows", 5, lambda t, p: pa.array(["1"] * t.num_rows, _S), "fl"),
-    "flg": _Token("Flags", -8, lambda t, p: _flags(t), "flg"),
-    "tos": _Token("Tos", 3, lambda t, p: _digits(_num(t, "tos")), "stos"),
-    "stos": _Token("STos", 4, lambda t, p: _digits(_num(t, "tos"))),
-    "pps": _Token("pps", 8, lambda t, p: _scaled(_rate(t, "pps"), p), "pps"),
-    "bps": _Token("bps", 8, lambda t, p: _scaled(_rate(t, "bps"), p), "bps"),
-    "bpp": _Token("Bpp", 6, lambda t, p: _digits(_rate(t, "bpp")), "bpp"),
-    "sas": _Token("Src AS", 6, lambda t, p: _digits(_num(t, "src_as")), "sas"),
-    "das": _Token("Dst AS", 6, lambda t, p: _digits(_num(t, "dst_as")), "das"),
-    "in": _Token("Input", 5, lambda t, p: _digits(_num(t, "input_if")), "in"),
-    "out": _Token("Output", 6, lambda t, p: _digits(_num(t, "output_if")), "out"),
-    "nh": _Token("Next-hop IP", 16, lambda t, p: _address(t, "next_hop"), "nh"),
-    "ra": _Token("Router IP", 16, lambda t, p: _address(t, "exporter"), "ra"),
-    "svln": _Token("SVlan", 5, lambda t, p: _digits(_num(t, "vlan")), "svln"),
-    "sr": _Token("Sampling", 8, lambda t, p: _digits(_num(t, "sampling_interval"))),
+    "ts": _Token("Date first seen", -23, lambda s, p: _time("flow_start"), "ts"),
+    "te": _Token("Date last seen", -23, lambda s, p: _time("flow_end"), "te"),
+    "td": _Token("Duration", 9, lambda s, p: _seconds(_duration_ms()), "td"),
+    "pr": _Token("Proto", -5, lambda s, p: _proto(), "pr"),
+    "sa": _Token("Src IP Addr", 16, _addr("src_addr"), "sa"),
+    "da": _Token("Dst IP Addr", 16, _addr("dst_addr"), "da"),
+    "sap": _Token("Src IP Addr:Port", 22, lambda s, p: _address_port(s, "src")),
+    "dap": _Token("Dst IP Addr:Port", -22, lambda s, p: _address_port(s, "dst")),
+    "sp": _Token("Src Pt", 6, lambda s, p: _port("src_port"), "sp"),
+    "dp": _Token("Dst Pt", 6, lambda s, p: _port("dst_port"), "dp"),
+    "pkt": _Token("Packets", 8, _volume("packets"), "ipkt"),
+    "ipkt": _Token("In Pkt", 8, _volume("packets")),
+    "byt": _Token("Bytes", 8, _volume("bytes"), "ibyt"),
+    "ibyt": _Token("In Byte", 8, _volume("bytes")),
+    "fl": _Token("Flows", 5, lambda s, p: pl.lit("1"), "fl"),
+    "flg": _Token("Flags", -8, lambda s, p: _flags(), "flg"),
+    "tos": _Token("Tos", 3, _n("tos"), "stos"),
+    "stos": _Token("STos", 4, _n("tos")),
+    "pps": _Token("pps", 8, lambda s, p: _scaled(_rate("pps"), p), "pps"),
+    "bps": _Token("bps", 8, lambda s, p: _scaled(_rate("bps"), p), "bps"),
+    "bpp": _Token("Bpp", 6, lambda s, p: _digits(_rate("bpp")), "bpp"),
+    "sas": _Token("Src AS", 6, _n("src_as"), "sas"),
+    "das": _Token("Dst AS", 6, _n("dst_as"), "das"),
+    "in": _Token("Input", 5, _n("input_if"), "in"),
+    "out": _Token("Output", 6, _n("output_if"), "out"),
+    "nh": _Token("Next-hop IP", 16, _addr("next_hop"), "nh"),
+    "ra": _Token("Router IP", 16, _addr("exporter"), "ra"),
+    "svln": _Token("SVlan", 5, _n("vlan"), "svln"),
+    "sr": _Token("Sampling", 8, _n("sampling_interval")),
 }
 _CSV = "%ts,%te,%td,%sa,%da,%sp,%dp,%pr,%flg,%stos,%pkt,%byt,%in,%out,%sas,%das,%nh,%svln,%ra"
 _TIMES = ("flow_start", "flow_end")
@@ -252,19 +309,42 @@ def format_columns(output: str) -> list[str]:
     return list(dict.fromkeys([*cols, "packets", "bytes"]))
 
 
-def _pad(text: pa.Array, width: int) -> pa.Array:
-    return pc.utf8_lpad(text, width) if width > 0 else pc.utf8_rpad(text, -width)
+def _pad(text: pl.Expr, width: int) -> pl.Expr:
+    return text.str.pad_start(width) if width > 0 else text.str.pad_end(-width)
 
 
-def _lines(table: pa.Table, parts: list[str | _Token], plain: bool, padded: bool) -> pa.Array:
-    pieces: list[pa.Array | str] = []
-    for part in parts:
+@cache
+def _line(output: str, plain: bool, shape: _Shape) -> pl.Expr:
+    """One listing line (without its end) as an expression: built once per format."""
+    pieces: list[pl.Expr] = []
+    for part in _parse(_format_text(output)):
         if isinstance(part, str):
-            pieces.append(part)
+            pieces.append(pl.lit(part))
         else:
-            text = part.text(table, plain)
-            pieces.append(_pad(text, part.width) if padded else text)
-    return _join(*pieces, "\n")
+            pieces.append(_pad(part.text(shape, plain), part.width))
+    return pl.concat_str(pieces)
+
+
+#: csv columns written as they are (numbers; times by the writer's time format)
+_CSV_TYPED = {"sp": "src_port", "stos": "tos", "pkt": "packets", "byt": "bytes",
+              "in": "input_if", "out": "output_if", "sas": "src_as", "das": "dst_as",
+              "svln": "vlan"}  # fmt: skip
+
+
+@cache
+def _csv_columns(shape: _Shape) -> list[pl.Expr]:
+    """nfdump's csv columns: numbers and times typed (polars' CSV writer formats them
+    itself, faster than as text), the others as text."""
+    out = []
+    for name in _TOKEN_RE.findall(_CSV):
+        if name in ("ts", "te"):
+            expr = _naive("flow_start" if name == "ts" else "flow_end")
+        elif name in _CSV_TYPED:
+            expr = _num(_CSV_TYPED[name])
+        else:
+            expr = TOKENS[name].text(shape, True)
+        out.append(expr.alias(name))
+    return out
 
 
 def _header(parts: list[str | _Token]) -> str:
@@ -278,63 +358,80 @@ def _header(parts: list[str | _Token]) -> str:
     return "".join(out).rstrip() + "\n"
 
 
-def _json_lines(table: pa.Table) -> pa.Array:
-    def addr(name: str, key: str) -> pa.Array:
-        text = _address(table, name)
-        v6 = pc.match_substring(text, ":")
-        return pc.if_else(v6, _join(f'"{key.replace("@", "6")}": "', text, '"'),
-                          _join(f'"{key.replace("@", "4")}": "', text, '"'))  # fmt: skip
+@cache
+def _json_item(shape: _Shape) -> pl.Expr:
+    def addr(name: str, key: str) -> pl.Expr:
+        v6 = pl.col(_v6_column(name)).is_not_null() if name in shape.v6 else pl.lit(False)
+        key4, key6 = (f'"{key.replace("@", v)}": "' for v in "46")
+        return pl.concat_str(pl.when(v6).then(pl.lit(key6)).otherwise(pl.lit(key4)),
+                             _address(name, shape), pl.lit('"'))  # fmt: skip
 
-    def ts(name: str) -> pa.Array:
-        return pc.replace_substring(_time(table, name), " ", "T")
+    def ts(name: str) -> pl.Expr:
+        return _naive(name).dt.to_string(_TIME_FORMAT.replace(" ", "T"))
+
+    def n(name: str) -> pl.Expr:
+        return _digits(_num(name))
 
     sep = ",\n\t"
-    return _join(
-        '{\n\t"first": "', ts("flow_start"), '"', sep, '"last": "', ts("flow_end"), '"', sep,
-        '"proto": ', _digits(_num(table, "protocol")), sep,
-        '"tcp_flags": "', _flags(table), '"', sep,
-        '"src_port": ', _digits(_num(table, "src_port")), sep,
-        '"dst_port": ', _digits(_num(table, "dst_port")), sep,
-        '"src_tos": ', _digits(_num(table, "tos")), sep,
-        addr("src_addr", "src@_addr"), sep, addr("dst_addr", "dst@_addr"), sep,
-        '"in_packets": ', _digits(_num(table, "packets")), sep,
-        '"in_bytes": ', _digits(_num(table, "bytes")), sep,
-        '"input_snmp": ', _digits(_num(table, "input_if")), sep,
-        '"output_snmp": ', _digits(_num(table, "output_if")), sep,
-        '"src_as": ', _digits(_num(table, "src_as")), sep,
-        '"dst_as": ', _digits(_num(table, "dst_as")), sep,
-        '"src_vlan": ', _digits(_num(table, "vlan")), sep,
-        addr("exporter", "ip@_router"), "\n}",
+    return pl.concat_str(
+        pl.lit('{\n\t"first": "'), ts("flow_start"), pl.lit(f'"{sep}"last": "'),
+        ts("flow_end"), pl.lit(f'"{sep}"proto": '), n("protocol"),
+        pl.lit(f'{sep}"tcp_flags": "'), _flags(), pl.lit(f'"{sep}"src_port": '),
+        n("src_port"), pl.lit(f'{sep}"dst_port": '), n("dst_port"),
+        pl.lit(f'{sep}"src_tos": '), n("tos"), pl.lit(sep),
+        addr("src_addr", "src@_addr"), pl.lit(sep), addr("dst_addr", "dst@_addr"),
+        pl.lit(f'{sep}"in_packets": '), n("packets"), pl.lit(f'{sep}"in_bytes": '),
+        n("bytes"), pl.lit(f'{sep}"input_snmp": '), n("input_if"),
+        pl.lit(f'{sep}"output_snmp": '), n("output_if"), pl.lit(f'{sep}"src_as": '),
+        n("src_as"), pl.lit(f'{sep}"dst_as": '), n("dst_as"),
+        pl.lit(f'{sep}"src_vlan": '), n("vlan"), pl.lit(sep),
+        addr("exporter", "ip@_router"), pl.lit("\n}"),
     )  # fmt: skip
 
 
-def _buffer(lines: pa.Array) -> bytes:
-    """The concatenated values of a string array: its data buffer between the offsets."""
-    if len(lines) == 0:
-        return b""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset :]
-    data: bytes = lines.buffers()[2].to_pybytes()
-    return data[offsets[0] : offsets[len(lines)]]
+def _frame(table: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    if isinstance(table, pl.DataFrame):
+        return table
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _joined(frame: pl.DataFrame, line: pl.Expr, terminator: str) -> bytes:
+    """Each line's text followed by ``terminator``."""
+    text = frame.select(line.str.join(terminator)).item()
+    return str(text).encode() + terminator.encode()
 
 
 def render_flows(
-    table: pa.Table, output: str = "line", *, plain: bool = False, header: bool = True
+    table: pa.Table | pl.DataFrame,
+    output: str = "line",
+    *,
+    plain: bool = False,
+    header: bool = True,
 ) -> bytes:
-    """The flows of ``table`` (``FLOW_SCHEMA`` columns) as nfdump would print them with
-    ``-o output``: ``line``, ``long``, ``extended``, ``csv``, ``json`` or ``fmt:...``."""
+    """The flows of ``table`` (``FLOW_SCHEMA`` columns, as Arrow or polars) as nfdump
+    would print them with ``-o output``: ``line``, ``long``, ``extended``, ``csv``,
+    ``json`` or ``fmt:...``."""
     if output == "json":
-        body = _json_lines(table)
-        if len(body) == 0:
+        frame, shape = _shaped(_frame(table))
+        if frame.height == 0:
             return b"[]\n"
-        items = pc.binary_join_element_wise(body, pa.scalar(",\n", _S), "")
-        text = _buffer(items)
-        return b"[\n" + text[:-2] + b"\n]\n"
-    csv = output == "csv"
+        return b"[\n" + _joined(frame, _json_item(shape), ",\n")[:-2] + b"\n]\n"
     parts = _parse(_format_text(output))
-    body = _buffer(_lines(table, parts, plain or csv, not csv)) if table.num_rows else b""
-    if not header:
-        return body
-    if csv:
-        names = [p.csv or p.header for p in parts if isinstance(p, _Token)]
-        return (",".join(names) + "\n").encode() + body
-    return _header(parts).encode() + body
+    top = b""
+    if header and output == "csv":
+        top = (",".join(p.csv or p.header for p in parts if isinstance(p, _Token)) + "\n").encode()
+    elif header:
+        top = _header(parts).encode()
+    frame, shape = _shaped(_frame(table))
+    if frame.height == 0:
+        return top
+    if output != "csv":
+        return top + _joined(frame, _line(output, plain, shape), "\n")
+    out = io.BytesIO()
+    out.write(top)
+    frame.select(_csv_columns(shape)).write_csv(
+        out, include_header=False, quote_style="never", datetime_format=_TIME_FORMAT
+    )  # never quoting: no value holds a comma, quote or line end
+    return out.getvalue()
