@@ -9,8 +9,10 @@
   from the interface files, by exporter and ifIndex.
 
 Columns it has no source for stay null. Both databases are merged into one range table
-at start, so each address costs one look-up whatever is configured
-(:mod:`collectors.enrich.networks`). Everything is read and checked in
+at start, each range carrying its AS number and country packed in one word, so each
+address costs one look-up whatever is configured, and one compiled pass over a batch
+writes a side's AS numbers and its country column's Arrow buffers
+(:mod:`collectors.enrich.address_index`). Everything is read and checked in
 :meth:`FlowEnricher.open`, before traffic; :meth:`FlowEnricher.enrich` never raises on
 flow data.
 """
@@ -25,9 +27,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from collectors.enrich.address_index import AddressIndex, build_index, enrich_side, pack_values
 from collectors.enrich.interfaces import InterfaceTable, load_interface_files
 from collectors.enrich.mmdb import GeoDatabase, load_asn_database, load_geo_database
-from collectors.enrich.networks import Networks, lookup_ranges, merge_networks
+from collectors.enrich.networks import Networks, merge_networks
 
 __all__ = ["ENRICHMENT_COLUMNS", "FlowEnricher"]
 
@@ -55,6 +58,31 @@ def _numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False))
 
 
+def _packed(networks: Networks, asn_col: int, geo_col: int, codes: tuple[str, ...]) -> AddressIndex:
+    """The merged ranges' index, each range's payload its AS number and country letters."""
+    # every code is two ASCII letters (mmdb.py keeps no other): as a native uint16 they are
+    # the bytes a string column holds
+    letters = np.frombuffer("".join(codes).encode("ascii"), np.uint16)
+    if letters.shape[0] != len(codes):
+        raise ValueError("country codes must be two ASCII letters")
+    letters = np.append(letters, np.uint16(0))  # index -1: none
+
+    def payloads(values: np.ndarray) -> np.ndarray:
+        asn = np.maximum(values[:, asn_col], 0) if asn_col >= 0 else np.zeros(len(values), np.int64)
+        geo = letters[values[:, geo_col]] if geo_col >= 0 else np.zeros(len(values), np.int64)
+        return pack_values(asn, geo)
+
+    n = networks
+    return build_index(
+        (n.v4_start, n.v4_end, payloads(n.v4_values)),
+        (n.v6_start_hi, n.v6_start_lo, n.v6_end_hi, n.v6_end_lo, payloads(n.v6_values)),
+    )
+
+
+def _as_column(values: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.uint32(), values.shape[0], [None, pa.py_buffer(values)])
+
+
 @dataclass
 class FlowEnricher:
     """What to fill, read once; :meth:`enrich` applies it to each batch."""
@@ -62,33 +90,20 @@ class FlowEnricher:
     asn: GeoDatabase | None = None
     geo: GeoDatabase | None = None
     interfaces: InterfaceTable | None = None
-    _networks: Networks | None = field(default=None, init=False, repr=False)
-    _asn_col: int = field(default=-1, init=False, repr=False)
-    _geo_col: int = field(default=-1, init=False, repr=False)
-    _countries: pa.Array = field(
-        default_factory=lambda: pa.array([], pa.string()), init=False, repr=False
-    )
-    _code_bytes: np.ndarray = field(
-        default_factory=lambda: np.empty(0, np.uint16), init=False, repr=False
-    )
+    _index: AddressIndex | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         parts: list[Networks] = []
+        asn_col = geo_col = -1
         if self.asn is not None:
-            self._asn_col = len(parts)
+            asn_col = len(parts)
             parts.append(self.asn.networks)
         if self.geo is not None:
-            self._geo_col = len(parts)
+            geo_col = len(parts)
             parts.append(self.geo.networks)
-            self._countries = pa.array(list(self.geo.codes), pa.string())
-        self._networks = merge_networks(parts) if parts else None
-        if self._networks is not None:
-            _ = self._networks.v4_dense  # built at start, not on the first batch
-        # every code is two ASCII letters (mmdb.py keeps no other): a column of them is
-        # built from two bytes a row, not by Arrow's string take (~5x slower)
-        codes = self.geo.codes if self.geo is not None else ()
-        if all(len(c.encode()) == 2 for c in codes):
-            self._code_bytes = np.frombuffer("".join(codes).encode(), np.uint16)
+        if parts:
+            codes = self.geo.codes if self.geo is not None else ()
+            self._index = _packed(merge_networks(parts), asn_col, geo_col, codes)
 
     @classmethod
     def open(
@@ -127,21 +142,6 @@ class FlowEnricher:
             }
         return out
 
-    def _country_column(self, code: np.ndarray) -> pa.Array:
-        """Country codes (indices into the geo database's codes, -1: none) as a string
-        column, null where none: offsets step by 2 over found rows, data their bytes."""
-        found = code >= 0
-        n = code.shape[0]
-        if self._code_bytes.shape[0] != len(self._countries):  # not all 2 letters
-            return self._countries.take(pa.array(code, pa.int64(), mask=~found))
-        offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(found.astype(np.int32) * 2, out=offsets[1:])
-        data = self._code_bytes[code[found]]
-        validity = None if found.all() else pa.py_buffer(np.packbits(found, bitorder="little"))
-        return pa.StringArray.from_buffers(
-            n, pa.py_buffer(offsets), pa.py_buffer(data), validity, n - int(found.sum())
-        )
-
     def enrich(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` with the enrichment columns filled (``FLOW_SCHEMA`` in and out)."""
         n = batch.num_rows
@@ -153,17 +153,20 @@ class FlowEnricher:
         def put(name: str, array: pa.Array) -> None:
             arrays[schema.get_field_index(name)] = array
 
-        if self._networks is not None:
+        if self._index is not None:
             for side in ("src", "dst"):
-                values = lookup_ranges(self._networks, _addresses(batch.column(f"{side}_addr")))
-                if self._asn_col >= 0:
-                    found = values[:, self._asn_col]
-                    old = _numbers(batch.column(f"{side}_as"))
-                    fill = (old == 0) & (found > 0)
-                    if fill.any():
-                        put(f"{side}_as", pa.array(np.where(fill, found, old).astype(np.uint32)))
-                if self._geo_col >= 0:
-                    put(f"{side}_country", self._country_column(values[:, self._geo_col]))
+                old = _numbers(batch.column(f"{side}_as")).astype(np.uint32, copy=False)
+                addresses = _addresses(batch.column(f"{side}_addr"))
+                as_out, offsets, letters, valid, filled, found = enrich_side(
+                    self._index, addresses, old
+                )
+                if filled:
+                    put(f"{side}_as", _as_column(as_out))
+                if self.geo is not None:
+                    bits = None if found == n else pa.py_buffer(valid)
+                    put(f"{side}_country", pa.StringArray.from_buffers(
+                        n, pa.py_buffer(offsets), pa.py_buffer(letters[:found]), bits,
+                        n - found))  # fmt: skip
         if self.interfaces is not None and len(self.interfaces):
             exporter = batch.column("exporter")
             for side in ("input", "output"):

@@ -40,6 +40,20 @@ def dbs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         asn.setdefault(cidr, 1000 + i)
         if i % 2:
             geo.setdefault(cidr, {"country": {"iso_code": "ABCDEFGHIJ"[i % 10] + "Z"}})
+    # a /16 cut into many networks (the per-/24 index): whole /24s, halves, a /26 alone,
+    # gaps, runs of one AS (adjacent ranges with one value), countries cut otherwise
+    for i in range(256):
+        net = f"100.64.{i}"
+        if i % 4 == 0:
+            asn[f"{net}.0/24"] = 79999 if 100 <= i < 140 else 70000 + i
+        elif i % 4 == 1:
+            asn[f"{net}.0/25"], asn[f"{net}.128/25"] = 70000 + i, 71000 + i
+        elif i % 4 == 3:
+            asn[f"{net}.64/26"] = 72000 + i
+        if i % 7 == 0:
+            geo[f"{net}.0/24"] = {"country": {"iso_code": "FI"}}
+    geo["100.64.0.0/17"] = {"country": {"iso_code": "SE"}}
+    geo["100.64.128.0/18"] = {"country": {"iso_code": "NO"}}
     for i in range(100):
         plen = int(rng.integers(16, 129))
         addr = (0x2A00 << 112 | int(rng.integers(0, 1 << 62)) << 50) >> (128 - plen) << (128 - plen)
@@ -93,6 +107,16 @@ def test_lookup_equals_the_reader_at_every_network_edge(dbs: tuple[Path, Path]) 
                 want = _expected(reader, _text(point), kind)
                 got = None if value < 0 else value if kind == "asn" else db.codes[value]
                 assert got == want, (_text(point), kind)
+    # the enricher's own index (AS and country packed per range), in one batch
+    enricher = FlowEnricher(asn=asn, geo=geo)
+    src = [p.to_bytes(16, "big") for p in points]
+    out = enricher.enrich(_flows(src, src_as=[0] * len(src), dst=src[::-1]))
+    with maxminddb.open_database(str(dbs[0])) as a, maxminddb.open_database(str(dbs[1])) as g:
+        for side, order in (("src", points), ("dst", points[::-1])):
+            want_as = [_expected(a, _text(p), "asn") or 0 for p in order]
+            want_geo = [_expected(g, _text(p), "geo") for p in order]
+            assert out.column(f"{side}_as").to_pylist() == want_as
+            assert out.column(f"{side}_country").to_pylist() == want_geo
 
 
 @pytest.fixture(scope="module")
@@ -105,22 +129,36 @@ def opened(
         yield enricher, a, g
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.one_of(
-        st.integers(0, (1 << 32) - 1).map(lambda a: 0xFFFF_0000_0000 + a),
-        st.integers(0, (1 << 128) - 1),
-        st.integers(0, (1 << 80) - 1).map(lambda a: (0x2A00 << 112) + (a << 32)),
-        st.integers(0, (1 << 96) - 1).map(lambda a: (0x20010DB8 << 96) + a),
-    )
+_ADDRESSES = st.one_of(
+    st.integers(0, (1 << 32) - 1).map(lambda a: 0xFFFF_0000_0000 + a),
+    st.integers(0, (1 << 128) - 1),
+    st.integers(0, (1 << 80) - 1).map(lambda a: (0x2A00 << 112) + (a << 32)),
+    st.integers(0, (1 << 96) - 1).map(lambda a: (0x20010DB8 << 96) + a),
+    st.integers(0, (1 << 16) - 1).map(lambda a: 0xFFFF_6440_0000 + a),  # 100.64/16
 )
-def test_any_address_like_the_reader(
-    opened: tuple[FlowEnricher, maxminddb.Reader, maxminddb.Reader], value: int
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_ADDRESSES, st.sampled_from([0, 0, 65001])), min_size=1, max_size=40))
+def test_any_addresses_like_the_reader(
+    opened: tuple[FlowEnricher, maxminddb.Reader, maxminddb.Reader], rows: list[tuple[int, int]]
 ) -> None:
+    """A batch of random addresses (src, and dst in reverse order) gets the reader's own
+    ``get`` answers: AS numbers where the exporter left 0, countries, nulls where none."""
     enricher, asn, geo = opened
-    out = enricher.enrich(_flows([value.to_bytes(16, "big")], src_as=[0])).to_pylist()[0]
-    assert out["src_as"] == (_expected(asn, _text(value), "asn") or 0)
-    assert out["src_country"] == _expected(geo, _text(value), "geo")
+    src = [value.to_bytes(16, "big") for value, _ in rows]
+    exported = [as_number for _, as_number in rows]
+    out = enricher.enrich(_flows(src, src_as=exported, dst=src[::-1]))
+    texts = [_text(value) for value, _ in rows]
+    want_as = [_expected(asn, t, "asn") or 0 for t in texts]
+    assert out.column("src_as").to_pylist() == [
+        e or w for e, w in zip(exported, want_as, strict=True)
+    ]
+    assert out.column("dst_as").to_pylist() == want_as[::-1]  # _flows' dst_as are 0
+    want_geo = [_expected(geo, t, "geo") for t in texts]
+    assert out.column("src_country").to_pylist() == want_geo
+    assert out.column("dst_country").to_pylist() == want_geo[::-1]
+    out.validate(full=True)
 
 
 def _flows(
@@ -306,8 +344,11 @@ def test_dense_slash16_lookups_equal_a_plain_search() -> None:
     )  # fmt: skip
     got = lookup_ranges(nets, addresses)[:, 0].tolist()
     assert got == [plain(p) for p in sorted(probes)]
-    offset, _index, whole = nets.v4_dense
-    assert offset[(10 << 8)] >= 0
-    assert offset[200 << 8] == -1
-    assert {-2, -1}.issubset(set(whole.tolist()))
-    assert (whole >= 0).any()
+    # 10.0/16 has a per-/24 table holding answers (none, a range) and searches; 200.0/16 not
+    index = nets.index
+    assert index.top[10 << 8] >> 62 == 2
+    assert index.top[200 << 8] >> 62 == 1
+    entries = index.sub[int(index.top[10 << 8]) & 0xFFFF_FFFF :][:256]
+    assert {0, 1} == set((entries >> 62).tolist())
+    assert (entries == 0).any()
+    assert ((entries > 0) & (entries >> 62 == 0)).any()
