@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rating_engine.errors import RatingError
@@ -163,17 +162,30 @@ def _day_of(path: Path) -> date | None:
     return None
 
 
+def _parquet_parts(folder: str, found: list[str]) -> None:
+    """Parquet files under ``folder`` (as ``os.walk`` would find them: symlinked folders
+    not entered), hidden and ``_temporary`` names left out."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".", "_")):
+                continue
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    _parquet_parts(entry.path, found)
+            elif name.endswith(".parquet"):
+                found.append(entry.path)
+
+
 def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Path]:
     """Parquet parts of a dataset folder (or the one file) that may hold the window's
     flows: ``date=`` partitions wholly outside ``[start, end)`` are left out."""
     root = Path(source)
     if root.is_file():
         return [root]
-    found = []
-    for folder, dirs, names in os.walk(root):  # hidden and _temporary folders pruned
-        dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
-        found += [os.path.join(folder, n) for n in names
-                  if n.endswith(".parquet") and not n.startswith((".", "_"))]  # fmt: skip
+    found: list[str] = []
+    if root.is_dir():
+        _parquet_parts(str(root), found)
     files = [Path(f) for f in sorted(found)]
     if window is None:
         return files
@@ -393,7 +405,7 @@ def select_flows(
     if limit is not None and order in ("tstart", "tend"):
         first = _earliest(files, schema, flow_filter, window, order, limit)
         if first is not None:
-            return first.cast(schema)
+            return first if first.schema == schema else first.cast(schema)
     groups = _time_groups(files) if limit is not None and order is None else None
     if groups is None or limit is None:
         frame = ordered(_scan(files, cols, flow_filter, window))
@@ -453,6 +465,25 @@ def _partition_groups(files: Sequence[Path]) -> list[tuple[int, list[int]]]:
     return sorted(keyed.items())
 
 
+_FOOTERS: dict[tuple[str, int, int, int], pq.FileMetaData] = {}
+_FOOTERS_KEPT = 4096
+
+
+def _parquet_file(path: Path) -> pq.ParquetFile:
+    """A part opened with its footer parsed once per process (most of an open's cost:
+    row-group statistics of every column); keyed by path, inode, size and modification
+    time, so a part written again is read again."""
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    meta = _FOOTERS.get(key)
+    handle = pq.ParquetFile(path, metadata=meta)
+    if meta is None:
+        if len(_FOOTERS) >= _FOOTERS_KEPT:
+            _FOOTERS.pop(next(iter(_FOOTERS)))  # the oldest
+        _FOOTERS[key] = handle.metadata
+    return handle
+
+
 def _row_groups(
     handle: pq.ParquetFile, column: str, window: tuple[int, int] | None
 ) -> list[tuple[int, int]] | None:
@@ -476,6 +507,27 @@ def _row_groups(
     return out
 
 
+def _matches(
+    part: pa.Table,
+    flow_filter: FlowFilter | None,
+    window: tuple[int, int] | None,
+) -> np.ndarray:
+    """Positions of the rows of ``part`` in the window that the filter keeps (polars
+    evaluates the filter: on one row group it costs a fraction of an Acero plan)."""
+    conditions = []
+    if window is not None:
+        ts = pl.col("flow_start").dt.epoch("us")
+        conditions.append((ts >= window[0]) & (ts < window[1]))
+    if flow_filter is not None and not flow_filter.matches_all:
+        conditions.append(flow_filter.polars)
+    if not conditions:
+        return np.arange(part.num_rows, dtype=np.int64)
+    frame = pl.from_arrow(part, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    keep = frame.select(pl.all_horizontal(conditions).fill_null(False)).to_series()
+    return np.flatnonzero(keep.to_numpy())
+
+
 def _earliest(
     files: Sequence[Path],
     schema: pa.Schema,
@@ -497,18 +549,18 @@ def _earliest(
     ts_type = pa.timestamp("us", tz="UTC")
     handles: dict[int, pq.ParquetFile] = {}
     read: dict[tuple[int, int], pa.Table] = {}  # the time and filter columns read so far
-    best: pa.Table | None = None  # the limit earliest matches so far, with where they are
+    # the limit earliest matches so far: time, file, row group, row (sorted by all four)
+    best = np.empty((4, 0), dtype=np.int64)
 
     def done(bound: int) -> bool:
-        return (best is not None and best.num_rows >= limit
-                and best.column("_t")[limit - 1].as_py() < bound)  # fmt: skip
+        return best.shape[1] >= limit and int(best[0, limit - 1]) < bound
 
     for bound, members in _partition_groups(files):
         if done(bound):
             break  # every later partition's flows start (and end) after the limit-th match
         pieces: list[tuple[int, int, int]] = []  # (smallest time, file, row group)
         for fi in members:
-            handle = handles[fi] = pq.ParquetFile(files[fi])
+            handle = handles[fi] = _parquet_file(files[fi])
             arrow = handle.schema_arrow
             if any(c not in arrow.names for c in (*wanted, *keys)):
                 return None
@@ -522,40 +574,33 @@ def _earliest(
             if done(lowest):
                 break  # every row group left in this partition starts later
             part = read[(fi, rg)] = handles[fi].read_row_group(rg, columns=keys, use_threads=False)
-            part = part.append_column("_pos", pa.array(np.arange(part.num_rows, dtype=np.int64)))
-            if window is not None:
-                ts = part.column("flow_start").cast(pa.int64())
-                part = part.filter(pc.and_(pc.greater_equal(ts, window[0]),
-                                           pc.less(ts, window[1])))  # fmt: skip
-            if flow_filter is not None and not flow_filter.matches_all:
-                part = part.filter(flow_filter.arrow)
-            found = pa.table({
-                "_t": part.column(column).cast(pa.int64()),
-                "_file": pa.array(np.full(part.num_rows, fi, np.int64)),
-                "_group": pa.array(np.full(part.num_rows, rg, np.int64)),
-                "_pos": part.column("_pos"),
-            })  # fmt: skip
-            merged = found if best is None else pa.concat_tables([best, found])
-            order_by = [(c, "ascending") for c in merged.schema.names]
-            best = merged.take(pc.sort_indices(merged, sort_keys=order_by)[:limit])
-    if best is None or best.num_rows == 0:
+            rows = _matches(part, flow_filter, window)
+            times = part.column(column).cast(pa.int64()).to_numpy()[rows]
+            found = np.stack([times, np.full_like(rows, fi), np.full_like(rows, rg), rows])
+            merged = np.concatenate([best, found], axis=1)
+            best = merged[:, np.lexsort(merged[::-1])[:limit]]
+    if best.shape[1] == 0:
         return schema.empty_table()
-    # decode the other wanted columns of the row groups that hold the result, then put
-    # the rows in result order
-    rows: list[pa.Table] = []
-    located = best.to_pydict()
-    where = sorted({(f, g) for f, g in zip(located["_file"], located["_group"], strict=True)})
-    offset: dict[tuple[int, int], int] = {}
-    at = 0
+    # decode the other wanted columns of the row groups that hold the result (up to the
+    # last row wanted of each), then put the rows in result order
+    pairs = np.unique(best[1:3], axis=1)  # (file, row group) pairs, sorted
     rest = [c for c in wanted if c not in keys]
-    for f, g in where:
-        more = handles[f].read_row_group(g, columns=rest, use_threads=False) if rest else None
+    pieces_read: list[pa.Table] = []
+    offset = np.zeros((len(files), int(pairs[1].max()) + 1), dtype=np.int64)
+    at = 0
+    for f, g in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
         have = read[(f, g)]
-        rows.append(pa.table({c: have.column(c) if c in keys else more.column(c)  # type: ignore[union-attr]
-                              for c in wanted}))  # fmt: skip
-        offset[(f, g)] = at
-        at += rows[-1].num_rows
-    table = pa.concat_tables(rows)
-    take = [offset[(f, g)] + p for f, g, p in
-            zip(located["_file"], located["_group"], located["_pos"], strict=True)]  # fmt: skip
-    return table.take(pa.array(take, pa.int64()))
+        upto = int(best[3][(best[1] == f) & (best[2] == g)].max()) + 1
+        columns = {c: have.column(c).slice(0, upto) for c in keys if c in wanted}
+        if rest and upto < have.num_rows:
+            batches = handles[f].iter_batches(batch_size=upto, row_groups=[g], columns=rest,
+                                              use_threads=False)  # fmt: skip
+            columns |= dict(zip(rest, next(iter(batches)).columns, strict=True))
+        elif rest:
+            more = handles[f].read_row_group(g, columns=rest, use_threads=False)
+            columns |= {c: more.column(c) for c in rest}
+        pieces_read.append(pa.table([columns[c] for c in wanted], names=wanted))
+        offset[f, g] = at
+        at += upto
+    table = pieces_read[0] if len(pieces_read) == 1 else pa.concat_tables(pieces_read)
+    return table.take(pa.array(offset[best[1], best[2]] + best[3]))
