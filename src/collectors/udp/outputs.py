@@ -155,6 +155,12 @@ class CollectorOutputs:
         self._thread = threading.Thread(target=self._write_loop, name="flow-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def thread_id(self) -> int | None:
+        """The writer thread's native id while it runs (for its niceness), else None."""
+        thread = self._thread
+        return thread.native_id if thread is not None and thread.is_alive() else None
+
     def write_flows(self, batch: pa.RecordBatch) -> None:
         """Queue decoded flows for the writer thread (blocks while 8 batches wait)."""
         self._enqueue(self.flows, batch)

@@ -33,13 +33,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, RecvFromReceiver
 
-__all__ = ["ReceiverProcess", "available", "lower_priority"]
+__all__ = ["DecodePriority", "ReceiverProcess", "available"]
 
 _PAGE = 4096  # the header page
 # its int64 words (the error text starts at byte 64); _PEAK: the most bytes the ring held
@@ -51,6 +50,9 @@ _REFUSED, _OVERSIZE = 0, 1
 _HAND_OVER_S = 0.002  # a partly filled chunk goes to the parent after this long
 _FEW, _GATHER_S = 32, 0.0005  # fewer datagrams than this in a round: pause this long
 _PAGE_STEP, _PREFAULT = 4096, 4 << 20  # memory page; ring bytes faulted in per idle round
+# the most the parent takes into one decoding call: past ~1,000 datagrams the per-call cost
+# is paid off, and bigger batches leave the CPU caches (measured: 4,000 was slower)
+MERGE_DATAGRAMS, MERGE_BYTES = 1024, 4 << 20
 
 
 def available() -> bool:
@@ -58,26 +60,65 @@ def available() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "fork")
 
 
-def lower_priority(by: int) -> Callable[[], None] | None:
-    """Add ``by`` to this thread's niceness (threads it starts inherit it, on Linux) and
-    return what undoes it - only where the system lets a thread take it back (tried first on
-    a throwaway thread): the caller's thread must not stay slowed after the run."""
-    if not hasattr(os, "setpriority"):
-        return None
-    if not _can_raise_back(by):
-        return None
-    tid = threading.get_native_id()
-    try:
-        before = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(before + by, 19))
-    except OSError:
-        return None
+class DecodePriority:
+    """The decoding threads' niceness beside the receiver process: ``by`` steps nicer while
+    the ring has room, their own again when it fills.
 
-    def restore() -> None:
+    Nicer, decoding and writing yield the CPU to the receiver (and so to the kernel's
+    socket buffer) when they compete for it: what they fall behind waits in the ring. But
+    on a machine busy with other work, threads that nice would barely run and the ring
+    would fill; so past ``high`` bytes waiting they are restored, and made nicer again
+    below ``low``. Only where the system lets a thread take its niceness back (tried first
+    on a throwaway thread); elsewhere nothing changes. :meth:`close` restores them for good.
+    """
+
+    def __init__(self, by: int, *, high: int, low: int) -> None:
+        self.by, self.high, self.low = by, high, low
+        self.enabled = hasattr(os, "setpriority") and _can_raise_back(by)
+        self._threads: dict[int, int] = {}  # native thread id -> its niceness before
+        self.lowered = False
+
+    def add_current(self) -> None:
+        """Take the calling thread in (threads it starts later inherit its niceness)."""
+        if not self.enabled:
+            return
+        tid = threading.get_native_id()
+        try:
+            self._threads[tid] = os.getpriority(os.PRIO_PROCESS, tid)
+        except OSError:
+            return
+        if self.lowered:
+            self._set(tid, self._threads[tid] + self.by)
+
+    def add(self, tid: int | None, like: int) -> None:
+        """Take thread ``tid`` in, started by ``like`` (its niceness before is like's)."""
+        if tid is not None and like in self._threads:
+            self._threads[tid] = self._threads[like]
+
+    def update(self, waiting: int) -> None:
+        """Nicer or not, by the bytes ``waiting`` in the ring."""
+        if not self._threads:
+            return
+        if self.lowered and waiting > self.high:
+            self._apply(lower=False)
+        elif not self.lowered and waiting < self.low:
+            self._apply(lower=True)
+
+    def close(self) -> None:
+        """Every thread back to its niceness before; none is managed after."""
+        if self.lowered:
+            self._apply(lower=False)
+        self._threads.clear()
+
+    def _apply(self, *, lower: bool) -> None:
+        for tid, before in self._threads.items():
+            self._set(tid, before + self.by if lower else before)
+        self.lowered = lower
+
+    @staticmethod
+    def _set(tid: int, nice: int) -> None:
         with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, tid, before)
-
-    return restore
+            os.setpriority(os.PRIO_PROCESS, tid, max(-20, min(nice, 19)))
 
 
 def _can_raise_back(by: int) -> bool:
@@ -190,8 +231,28 @@ class ReceiverProcess:
             else:
                 self._produced = max(self._produced, value)
 
-    def next_chunk(self) -> ReceiveChunk | None:
-        """The next record as a chunk, or None when none is waiting."""
+    @property
+    def held_bytes(self) -> int:
+        """Ring bytes reported by the child and not yet released by the parent."""
+        return self._produced - int(self._header[_CONSUMED])
+
+    @property
+    def pending_bytes(self) -> int:
+        """Ring bytes reported by the child and not yet taken by :meth:`next_chunk`."""
+        return self._produced - self._read
+
+    def next_chunk(
+        self, max_datagrams: int = MERGE_DATAGRAMS, max_bytes: int = MERGE_BYTES
+    ) -> ReceiveChunk | None:
+        """The records waiting, as one chunk of up to ``max_datagrams`` datagrams and
+        ``max_bytes`` of ring (at least one record), or None when none is waiting.
+
+        Decoding costs a fixed amount per call besides its cost per flow: one call over
+        many of the child's small hand-overs costs about half as much per flow as one
+        call each (decode_many on 80 v9 datagrams vs 1,000)."""
+        chunk: ReceiveChunk | None = None
+        taken = 0
+        bound = min(max_bytes, self.size // 4)
         while self._read < self._produced:
             at = self._read % self.size
             head = np.frombuffer(self._data, dtype=np.int64, count=4, offset=at)
@@ -199,11 +260,14 @@ class ReceiverProcess:
             if n == _SKIP:
                 self._read += self.size - at
                 continue
-            chunk = self._chunk(at, n, payload, drops)
+            if chunk is not None and (len(chunk) + n > max_datagrams or taken + record > bound):
+                break
+            part = self._chunk(at, n, payload, drops)
+            chunk = part if chunk is None else _merge(chunk, part)
             self._read += record
+            taken += record
             chunk.release = self._read
-            return chunk
-        return None
+        return chunk
 
     def _chunk(self, at: int, n: int, payload: int, drops: int) -> ReceiveChunk:
         pos = at + 32
@@ -268,6 +332,19 @@ class ReceiverProcess:
         with contextlib.suppress(BufferError):
             self._data.release()
             self._map.close()
+
+
+def _merge(into: ReceiveChunk, part: ReceiveChunk) -> ReceiveChunk:
+    """``part``'s datagrams and drop counts after ``into``'s (both over the ring)."""
+    into.starts += part.starts
+    into.lengths += part.lengths
+    into.ports += part.ports
+    into.times += part.times
+    into.exporters += part.exporters
+    into.hosts += part.hosts
+    into.refused.update(part.refused)
+    into.oversize.update(part.oversize)
+    return into
 
 
 def _child_main(proc: ReceiverProcess, bell: int, parent: int) -> None:

@@ -4,6 +4,7 @@ is full, and a receiver that dies is an error of the run, not a silent stop."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import threading
@@ -17,9 +18,10 @@ from collectors.errors import CollectorError
 from collectors.flows.decoder import FlowDecoder
 from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
 from collectors.schemas import FLOW_SCHEMA
-from collectors.udp.receive import ReceiveChunk
-from collectors.udp.receiver_process import available
+from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk
+from collectors.udp.receiver_process import DecodePriority, ReceiverProcess, available
 from collectors.udp.service import CollectorSummary, UdpCollector
+from collectors.udp.sockets import bind_socket
 from collectors.workspace import WorkspacePaths
 
 pytestmark = pytest.mark.skipif(not available(), reason="the receiver process needs fork (Linux)")
@@ -88,3 +90,63 @@ def test_the_callers_thread_priority_is_restored(tmp_path: Path) -> None:
     stop.set()
     UdpCollector([("127.0.0.1", 0)], WorkspacePaths(tmp_path / "w")).run(stop)
     assert os.getpriority(os.PRIO_PROCESS, tid) == before
+
+
+def test_records_are_taken_together_in_order_within_the_bounds() -> None:
+    # small landing chunks (8 slots) so the child hands over many records
+    peers = PeerTable(None)
+    receiver = MmsgReceiver(peers, slots=8, slot_size=2048)
+    with bind_socket("127.0.0.1", 0, 4 << 20) as sock:  # room for all: none dropped
+        proc = ReceiverProcess([sock], receiver, peers, 1 << 20)
+        proc.start()
+        try:
+            sent = [i.to_bytes(4, "big") * (1 + i % 50) for i in range(300)]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+                for d in sent:
+                    out.sendto(d, sock.getsockname())
+            proc.stop()
+            while not proc.finished:
+                select.select([proc.bell], [], [], 1.0)
+                proc.poll()
+            got: list[bytes] = []
+            sizes: list[int] = []
+            released = 0
+            while (chunk := proc.next_chunk(max_datagrams=40)) is not None:
+                assert chunk.release is not None
+                assert chunk.release > released
+                released = chunk.release
+                sizes.append(len(chunk))
+                got += chunk.datagrams()
+                assert chunk.hosts == ["127.0.0.1"] * len(chunk)
+                proc.release(chunk)
+            assert got == sent
+            assert max(sizes) <= 40 < sum(sizes)  # bounded, and more than one record a call
+            assert len(sizes) < 300 / 8  # fewer calls than the child's records
+            assert proc.held_bytes == 0
+        finally:
+            proc.abort()
+            proc.join(10)
+            proc.close()
+
+
+def test_decoding_is_nicer_only_while_the_ring_has_room() -> None:
+    if not DecodePriority(5, high=100, low=10).enabled:
+        pytest.skip("this system lets no thread take its niceness back: none is changed")
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+
+    def worker() -> None:
+        tid = threading.get_native_id()
+        priority = DecodePriority(5, high=100, low=10)
+        priority.add_current()
+        for waiting in (0, 50, 101, 50, 5):
+            priority.update(waiting)
+            seen.append(os.getpriority(os.PRIO_PROCESS, tid) - before)
+        priority.close()
+        seen.append(os.getpriority(os.PRIO_PROCESS, tid) - before)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    # nicer at first, kept while below high, restored past it, nicer again below low
+    assert seen == [5, 5, 0, 0, 5, 0]
