@@ -27,7 +27,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from collectors.enrich.address_index import AddressIndex, build_index, enrich_side, pack_values
+from collectors.enrich.address_index import (
+    AddressIndex,
+    Enriched,
+    build_index,
+    enrich_side,
+    pack_values,
+)
 from collectors.enrich.interfaces import InterfaceTable, load_interface_files
 from collectors.enrich.mmdb import GeoDatabase, load_asn_database, load_geo_database
 from collectors.enrich.networks import Networks, merge_networks
@@ -91,6 +97,9 @@ class FlowEnricher:
     geo: GeoDatabase | None = None
     interfaces: InterfaceTable | None = None
     _index: AddressIndex | None = field(default=None, init=False, repr=False)
+    _offsets: np.ndarray = field(
+        default_factory=lambda: np.zeros(1, np.int32), init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         parts: list[Networks] = []
@@ -142,6 +151,18 @@ class FlowEnricher:
             }
         return out
 
+    def _country_column(self, got: Enriched) -> pa.Array:
+        """A string column of two letters a row, null where none was found: every row
+        takes two bytes, so the offsets are a constant 0, 2, 4... shared by all batches
+        (Arrow lets a null slot hold bytes; readers never see them)."""
+        n = got.letters.shape[0]
+        if self._offsets.shape[0] <= n:
+            self._offsets = np.arange(0, 2 * (2 * n + 1), 2, dtype=np.int32)
+        found = got.found
+        bits = None if found == n else pa.py_buffer(got.valid)
+        offsets = pa.py_buffer(self._offsets[: n + 1])
+        return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(got.letters), bits, n - found)
+
     def enrich(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` with the enrichment columns filled (``FLOW_SCHEMA`` in and out)."""
         n = batch.num_rows
@@ -155,18 +176,15 @@ class FlowEnricher:
 
         if self._index is not None:
             for side in ("src", "dst"):
-                old = _numbers(batch.column(f"{side}_as")).astype(np.uint32, copy=False)
-                addresses = _addresses(batch.column(f"{side}_addr"))
-                as_out, offsets, letters, valid, filled, found = enrich_side(
-                    self._index, addresses, old
+                got = enrich_side(
+                    self._index,
+                    _addresses(batch.column(f"{side}_addr")),
+                    _numbers(batch.column(f"{side}_as")).astype(np.uint32, copy=False),
                 )
-                if filled:
-                    put(f"{side}_as", _as_column(as_out))
+                if got.filled:
+                    put(f"{side}_as", _as_column(got.as_numbers))
                 if self.geo is not None:
-                    bits = None if found == n else pa.py_buffer(valid)
-                    put(f"{side}_country", pa.StringArray.from_buffers(
-                        n, pa.py_buffer(offsets), pa.py_buffer(letters[:found]), bits,
-                        n - found))  # fmt: skip
+                    put(f"{side}_country", self._country_column(got))
         if self.interfaces is not None and len(self.interfaces):
             exporter = batch.column("exporter")
             for side in ("input", "output"):
