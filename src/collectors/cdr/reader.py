@@ -265,10 +265,13 @@ class _BatchTransformer:
         rejected = np.zeros(n, dtype=np.bool_)
         for chk in checks:
             rejected |= chk.mask
-        good = pa.array(~rejected)
-        key = compose_key(
-            [pc.filter(raw[c], good) for c in m.record_key.columns], m.record_key.prefix
-        )
+        good_mask = pa.array(~rejected)
+
+        def good(arr: pa.Array) -> pa.Array:
+            # the usual batch has no bad row: its columns are used as they are, not copied
+            return pc.filter(arr, good_mask) if rejected.any() else arr
+
+        key = compose_key([good(raw[c]) for c in m.record_key.columns], m.record_key.prefix)
         if key.null_count:  # only if a key column has null, which `required` rejected
             raise AssertionError("record key null after checks")
         n_good = len(key)
@@ -278,17 +281,17 @@ class _BatchTransformer:
                 key,
                 _const(self.source_name, n_good),
                 pa.array(lines[~rejected], pa.int64()),
-                pc.filter(subscriber, good),
+                good(subscriber),
                 _const(m.subscriber.key_type, n_good),
-                pc.filter(service, good),
-                pc.filter(start, good).cast(TIMESTAMP),
-                pc.filter(duration, good).cast(pa.int64()),
-                pc.filter(volumes["volume_up"], good),
-                pc.filter(volumes["volume_down"], good),
-                pc.filter(numbers["destination"], good),
-                pc.filter(numbers["origin"], good),
-                pc.filter(location, good).cast(pa.string()),
-                *([] if price is None else [pc.filter(price, good)]),
+                good(service),
+                good(start).cast(TIMESTAMP),
+                good(duration).cast(pa.int64()),
+                good(volumes["volume_up"]),
+                good(volumes["volume_down"]),
+                good(numbers["destination"]),
+                good(numbers["origin"]),
+                good(location).cast(pa.string()),
+                *([] if price is None else [good(price)]),
             ],
             schema=USAGE_SCHEMA if price is None else USAGE_PRICED_SCHEMA,
         )

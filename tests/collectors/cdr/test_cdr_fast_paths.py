@@ -1,0 +1,80 @@
+"""CDR ingest fast paths equal the plain ones: BLAKE2b lanes, runs of equal times."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collectors.cdr.kernels import record_id_reference, record_ids, run_starts
+from collectors.cdr.mapping import TimeSpec
+from collectors.cdr.transforms import parse_times
+
+
+def test_record_ids_in_lane_groups_with_long_keys_between() -> None:
+    # short keys are hashed 16 at a time: full groups, a partial last group, and keys longer
+    # than one block (hashed alone) between them must each get their own digest
+    for n in (1, 15, 16, 17, 33, 50):
+        keys = [f"c{i}" if i % 7 else "k" * (120 + i) for i in range(n)]
+        assert record_ids(pa.array(keys)).tolist() == [record_id_reference(k) for k in keys]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["", "a", "ab", "ba", "é", "x" * 129, "x" * 128]), max_size=60))
+def test_record_ids_of_repeated_keys(keys: list[str]) -> None:
+    assert record_ids(pa.array(keys, pa.string())).tolist() == [
+        record_id_reference(k) for k in keys
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([None, "", "a", "ab", "b", "ba"]), max_size=40), st.integers(0, 3))
+def test_run_starts_match_python(values: list[str | None], cut: int) -> None:
+    arr = pa.array(["zz"] * cut + values, pa.string()).slice(cut)
+    expected = [i == 0 or values[i] != values[i - 1] for i in range(len(values))]
+    assert run_starts(arr).tolist() == expected
+
+
+_TIMES = [
+    None,
+    "2026-03-29 01:59:59",
+    "2026-03-29 02:30:00",  # spring-forward gap in Berlin: null
+    "2026-03-29 03:00:00",
+    "2026-10-25 02:30:00",  # the repeated autumn hour
+    "2026-10-25T02:30:00+02:00",
+    "2026-07-01T12:00:00Z",
+    "2026-07-01T12:00:00.250",
+    "2026-02-30 10:00:00",  # no such day
+    "later",
+]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(_TIMES), st.integers(1, 6)), min_size=1, max_size=25),
+    st.sampled_from(["earliest", "latest", "reject"]),
+)
+def test_times_parsed_once_per_run_equal_each_parsed_alone(
+    runs: list[tuple[str | None, int]], ambiguous: str
+) -> None:
+    values = [v for v, k in runs for _ in range(k)]
+    spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin", ambiguous=ambiguous)
+    got = parse_times(pa.array(values, pa.string()), spec).to_pylist()
+    alone = [parse_times(pa.array([v], pa.string()), spec).to_pylist()[0] for v in values]
+    assert got == alone
+    if "2026-07-01T12:00:00Z" in values:
+        assert dt.datetime(2026, 7, 1, 12, tzinfo=dt.UTC) in got
+
+
+def test_times_in_file_order_are_parsed_per_run() -> None:
+    # 10 CDRs a second for a minute: one parse per second, the same values as 600 parses
+    seconds = np.repeat(np.arange(60), 10)
+    values = [f"2026-03-29 01:59:{s:02d}" for s in seconds]
+    spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin")
+    arr = pa.array(values)
+    assert int(run_starts(arr).sum()) == 60
+    expected = [dt.datetime(2026, 3, 29, 0, 59, int(s), tzinfo=dt.UTC) for s in seconds]
+    assert parse_times(arr, spec).to_pylist() == expected
