@@ -13,9 +13,11 @@ received is exactly what both sides query. Each query runs on
 Queries: two filtered top-10 statistics (one of them two statistics in one call, as
 ``-s srcip/bytes -s dstport/flows``), a time-sorted listing of the first 1000 matches
 (``-c 1000 -O tstart``) and a full CSV listing of a selective filter. Results are
-checked to agree (top-10 byte counts, listed flow counts). Wall clock, best of
-``--repeat`` warm runs, and the CPU seconds of each best run (the machine is shared; the
-load average is reported). Last line: one JSON object with the ratios.
+checked to agree (top-10 byte counts, listed flow counts). Each round runs ours, nfdump
+and DuckDB once, one after the other, ``--repeat`` rounds (so a burst of load on the
+shared machine falls on all three alike); reported: the best wall clock of each, its
+median, and the CPU seconds of the best run, with wall and CPU ratios (the load average
+is reported too). Last line: one JSON object with the ratios.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_ip_flows import make_flows, make_subscriptions
-from topn_vs_peers import _best, build_nfcapd_files
+from topn_vs_peers import _cpu, build_nfcapd_files
 
 from bss.analyst.flow_formats import format_columns, render_flows
 from bss.analyst.nfdump_queries import flow_stats, list_flows
@@ -164,18 +166,31 @@ def main() -> None:
         glob = str(paths.flows / "**" / "*.parquet")
         con = duckdb.connect()
         con.execute("SET threads = 2")
+        load_before = round(os.getloadavg()[0], 2)
         result: dict[str, Any] = {
             "benchmark": "nfdump_filter_vs_peers", "flows": nf["received"],
             "nfcapd_sent": nf["sent"], "ingest_nfcapd_s": nf.get("ingest_nfcapd_s"),
             "threads": os.cpu_count(), "queries": {},
         }  # fmt: skip
         for name, (nf_args, flt, where) in QUERIES.items():
-            _ours(paths, name, flt)  # warm: polars plans, Numba-free path
-            ours_s, ours, ours_cpu = _best(lambda n=name, f=flt: _ours(paths, n, f), args.repeat)
-            nf_s, nf_out, nf_cpu = _best(lambda a=nf_args, f=flt: _nfdump(nf_dir, a, f),
-                                         args.repeat)  # fmt: skip
-            duck_s, duck, duck_cpu = _best(lambda n=name, w=where: _duck(con, glob, n, w),
-                                           args.repeat)  # fmt: skip
+            _ours(paths, name, flt)  # warm: polars plans, kernels, part footers
+            runs = {"ours": (lambda n=name, f=flt: _ours(paths, n, f)),
+                    "nfdump": (lambda a=nf_args, f=flt: _nfdump(nf_dir, a, f)),
+                    "duckdb": (lambda n=name, w=where: _duck(con, glob, n, w))}  # fmt: skip
+            walls: dict[str, list[float]] = {k: [] for k in runs}
+            cpus: dict[str, list[float]] = {k: [] for k in runs}
+            out: dict[str, Any] = {}
+            for _ in range(args.repeat):  # one round: each side once, alternating
+                for side, fn in runs.items():
+                    c, t = _cpu(), time.perf_counter()
+                    out[side] = fn()
+                    walls[side].append(time.perf_counter() - t)
+                    cpus[side].append(_cpu() - c)
+            best = {k: min(v) for k, v in walls.items()}
+            median = {k: sorted(v)[len(v) // 2] for k, v in walls.items()}
+            cpu = {k: cpus[k][walls[k].index(best[k])] for k in runs}
+            ours_s, nf_s, duck_s = best["ours"], best["nfdump"], best["duckdb"]
+            ours, nf_out, duck = out["ours"], out["nfdump"], out["duckdb"]
             if name.startswith("stats"):
                 nf_value: Any = _nfdump_top_bytes(nf_out)
             else:
@@ -186,8 +201,12 @@ def main() -> None:
                 "duckdb_s": round(duck_s, 4),
                 "ratio_vs_nfdump": round(nf_s / ours_s, 2),
                 "ratio_vs_duckdb": round(duck_s / ours_s, 2),
-                "cpu_s": {"ours": round(ours_cpu, 3), "nfdump": round(nf_cpu, 3),
-                          "duckdb": round(duck_cpu, 3)},
+                "median_s": {k: round(v, 4) for k, v in median.items()},
+                "median_ratio_vs_nfdump": round(median["nfdump"] / median["ours"], 2),
+                "median_ratio_vs_duckdb": round(median["duckdb"] / median["ours"], 2),
+                "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+                "cpu_ratio_vs_nfdump": round(cpu["nfdump"] / max(cpu["ours"], 1e-9), 2),
+                "cpu_ratio_vs_duckdb": round(cpu["duckdb"] / max(cpu["ours"], 1e-9), 2),
                 "agree_duckdb": ours == duck, "agree_nfdump": ours == nf_value,
                 "result": ours if isinstance(ours, int) else ours[:3],
             }  # fmt: skip
@@ -195,9 +214,12 @@ def main() -> None:
             print(f"{name:<26} ours {ours_s:7.3f}s  nfdump {nf_s:7.3f}s  duckdb {duck_s:7.3f}s  "
                   f"agree nfdump={q['agree_nfdump']} duckdb={q['agree_duckdb']}")  # fmt: skip
         con.close()
+        result["load_average_1m_before"] = load_before
         ratios = list(result["queries"].values())
         result["min_ratio_vs_nfdump"] = min(q["ratio_vs_nfdump"] for q in ratios)
         result["min_ratio_vs_duckdb"] = min(q["ratio_vs_duckdb"] for q in ratios)
+        result["min_cpu_ratio_vs_nfdump"] = min(q["cpu_ratio_vs_nfdump"] for q in ratios)
+        result["min_cpu_ratio_vs_duckdb"] = min(q["cpu_ratio_vs_duckdb"] for q in ratios)
         result["load_average_1m"] = round(os.getloadavg()[0], 2)
         print(json.dumps(result))
     finally:

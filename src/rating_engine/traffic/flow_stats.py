@@ -162,36 +162,52 @@ def _day_of(path: Path) -> date | None:
     return None
 
 
-def _parquet_parts(folder: str, found: list[str]) -> None:
+def _parquet_parts(folder: str, found: list[str], days: tuple[int, int] | None) -> None:
     """Parquet files under ``folder`` (as ``os.walk`` would find them: symlinked folders
-    not entered), hidden and ``_temporary`` names left out."""
+    not entered), hidden and ``_temporary`` names left out, ``date=`` folders outside
+    ``days`` (first and last day since the epoch) not entered."""
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name
             if name.startswith((".", "_")):
                 continue
             if entry.is_dir():
+                inner = days
+                if days is not None and name.startswith("date="):
+                    day = _day_number(name[5:])
+                    if day is not None and not days[0] <= day <= days[1]:
+                        continue
+                    inner = None  # the outermost date= part is the one that counts
                 if not entry.is_symlink():
-                    _parquet_parts(entry.path, found)
+                    _parquet_parts(entry.path, found, inner)
             elif name.endswith(".parquet"):
                 found.append(entry.path)
 
 
+def _day_number(text: str) -> int | None:
+    try:
+        return (date.fromisoformat(text) - date(1970, 1, 1)).days
+    except ValueError:
+        return None
+
+
 def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Path]:
     """Parquet parts of a dataset folder (or the one file) that may hold the window's
-    flows: ``date=`` partitions wholly outside ``[start, end)`` are left out."""
+    flows: ``date=`` partitions wholly outside ``[start, end)`` are left out (and their
+    folders not listed)."""
     root = Path(source)
     if root.is_file():
         return [root]
+    days = None if window is None else (window[0] // _DAY_US, (window[1] - 1) // _DAY_US)
     found: list[str] = []
     if root.is_dir():
-        _parquet_parts(str(root), found)
+        # below a date= folder already, the first date= part of a path is the root's
+        _parquet_parts(str(root), found, None if _day_of(root) else days)
     files = [Path(f) for f in sorted(found)]
-    if window is None:
+    if days is None:
         return files
     epoch = date(1970, 1, 1)
-    lo, hi = window[0] // _DAY_US, (window[1] - 1) // _DAY_US
-    return [f for f in files if (d := _day_of(f)) is None or lo <= (d - epoch).days <= hi]
+    return [f for f in files if (d := _day_of(f)) is None or days[0] <= (d - epoch).days <= days[1]]
 
 
 def _scan(

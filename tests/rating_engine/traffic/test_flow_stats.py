@@ -249,3 +249,29 @@ def test_first_flows_tie_in_an_earlier_stored_row_group(tmp_path: Path) -> None:
                       hourly=True, row_group_size=2)  # fmt: skip
     got = select_flows(tmp_path, order="tstart", limit=2)
     assert got.column("src_port").to_pylist() == [2, 0]
+
+
+def test_window_files_leaves_out_days_outside_the_window(tmp_path: Path) -> None:
+    from rating_engine.traffic.flow_stats import window_files
+
+    for rel in ["date=2026-01-01/hour=00/a.parquet", "date=2026-01-02/b.parquet",
+                "date=bad/c.parquet", "x.parquet", "_tmp/y.parquet", ".h/z.parquet",
+                "date=2026-01-03/.h.parquet", "date=2026-01-04/date=2026-01-01/n.parquet",
+                "date=2026-01-01/date=2026-01-04/m.parquet"]:  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    day = 86_400_000_000
+    jan1 = int((datetime(2026, 1, 1, tzinfo=UTC) - EPOCH).total_seconds()) * 1_000_000
+
+    def names(window: tuple[int, int] | None) -> list[str]:
+        return [p.relative_to(tmp_path).as_posix() for p in window_files(tmp_path, window)]
+
+    assert names(None) == ["date=2026-01-01/date=2026-01-04/m.parquet",
+                           "date=2026-01-01/hour=00/a.parquet", "date=2026-01-02/b.parquet",
+                           "date=2026-01-04/date=2026-01-01/n.parquet", "date=bad/c.parquet",
+                           "x.parquet"]  # fmt: skip
+    # the outermost date= folder decides; folders without a readable date always stay
+    assert names((jan1 + day, jan1 + 2 * day)) == ["date=2026-01-02/b.parquet",
+                                                   "date=bad/c.parquet", "x.parquet"]  # fmt: skip
+    assert names((jan1 + 3 * day, jan1 + 9 * day)) == [
+        "date=2026-01-04/date=2026-01-01/n.parquet", "date=bad/c.parquet", "x.parquet"]  # fmt: skip
