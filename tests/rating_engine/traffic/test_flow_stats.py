@@ -94,7 +94,7 @@ def as_rows(table: pa.Table, nkeys: int) -> list[tuple[Any, ...]]:
 STATS = ["srcip/bytes", "dstport/flows/packets", "proto,srcport/bps", "ip/bytes", "port/flows",
          "srcip4/8,srcip6/64,dstip6/32/bpp", "record/pps",
          "srcas,dstas,inif,outif,vlan,tos,flags/bytes",
-         "router/flows", "nhip/bytes"]  # fmt: skip
+         "router/flows", "nhip/bytes", "dstip/packets/flows"]  # fmt: skip
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
