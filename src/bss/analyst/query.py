@@ -1,9 +1,11 @@
 """Top-N and time-bucket queries over a workspace's flows, the way ``nfdump -s`` reports them.
 
 ``top_talkers(paths, by="src_ip", metric="bytes", n=10)`` is ``nfdump -s srcip/bytes -n 10``
-over the workspace's Parquet flows: the rows are streamed batch by batch through the
-Numba group-by kernels of :mod:`rating_engine.traffic.aggregate` (a partial per batch, merged with
-the associative combine), so memory is bounded by the number of distinct keys. Each row
+over the workspace's Parquet flows: the rows are streamed batch by batch through a
+group-by - Arrow's hash aggregation or the Numba kernels of
+:mod:`rating_engine.traffic.aggregate`, whichever is faster for the key in this process
+(:func:`_use_kernels`) - a partial per batch, merged with the associative combine, so
+memory is bounded by the number of distinct keys. Each row
 carries its share of the window's total flows, packets and bytes in percent, as nfdump
 prints them. Volumes are renormalised by the sampling interval unless
 ``renormalise=False``.
@@ -23,9 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,16 +36,21 @@ from collectors.addresses import addresses_to_strings
 from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
 from rating_engine.errors import FilterError
-from rating_engine.traffic.aggregate import (
+from rating_engine.traffic.flow_query import (
     METRICS,
-    bucket_traffic,
-    combine_traffic,
+    arrow_combine,
+    arrow_sums,
     finish_top_n,
+    flow_columns,
+    plain_columns,
+    scan_flows,
 )
-from rating_engine.traffic.attribution import PrefixIndex, build_prefix_index
-from rating_engine.traffic.flow_filter import FlowFilter, compile_filter
-from rating_engine.traffic.flow_query import flow_columns, scan_flows
-from rating_engine.traffic.groupby_kernel import address_words
+
+if TYPE_CHECKING:
+    # imported where used: a query of plain keys without a filter starts without Numba
+    # (the kernels), polars (the filter's compiler) and DuckDB (the bss database)
+    from rating_engine.traffic.attribution import PrefixIndex
+    from rating_engine.traffic.flow_filter import FlowFilter
 
 __all__ = [
     "BY_KEYS",
@@ -233,7 +239,10 @@ def addresses_as_text(table: pa.Table) -> pa.Table:
 
 def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
     """IP-block index of every subscription binding in the workspace's bss (read-only)."""
+    import duckdb
+
     from bss.subscriptions import subscription_table
+    from rating_engine.traffic.attribution import build_prefix_index
 
     if not paths.database.exists():
         raise ValidationError(f"workspace {paths.root}: no bss database, so no subscriptions")
@@ -249,6 +258,10 @@ def prefix_index(paths: WorkspacePaths) -> PrefixIndex:
 def checked_filter(expression: str | FlowFilter | None) -> FlowFilter | None:
     """:func:`~rating_engine.traffic.flow_filter.compile_filter` with its error as a
     :class:`ValidationError` (bad input: exit code 3), position and caret kept."""
+    if expression is None:
+        return None
+    from rating_engine.traffic.flow_filter import compile_filter
+
     try:
         return compile_filter(expression)
     except FilterError as exc:
@@ -257,9 +270,10 @@ def checked_filter(expression: str | FlowFilter | None) -> FlowFilter | None:
         raise error from exc
 
 
-def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
+def _chunks(batches: Iterator[pa.RecordBatch], contiguous: bool = True) -> Iterator[pa.Table]:
     """Batches gathered into tables of at least ``_CHUNK_ROWS`` rows (fewer, larger kernel
-    calls and partials: one hourly file is often only a few 100k flows)."""
+    calls and partials: one hourly file is often only a few 100k flows); ``contiguous``
+    (for the kernels): each column in one buffer (a copy; Arrow's grouping needs none)."""
     held: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
@@ -268,10 +282,44 @@ def _chunks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.Table]:
         held.append(batch)
         rows += batch.num_rows
         if rows >= _CHUNK_ROWS:
-            yield pa.Table.from_batches(held).combine_chunks()
+            table = pa.Table.from_batches(held)
+            yield table.combine_chunks() if contiguous else table
             held, rows = [], 0
     if held:
-        yield pa.Table.from_batches(held).combine_chunks()
+        table = pa.Table.from_batches(held)
+        yield table.combine_chunks() if contiguous else table
+
+
+#: Which engine aggregates a query: None chooses (see :func:`_use_kernels`); tests set
+#: "arrow" or "kernels" to compare them.
+ENGINE: str | None = None
+
+
+def _use_kernels(key: tuple[str, ...]) -> bool:
+    """Numba's kernels or Arrow's hash aggregation (the same sums, measured in
+    benchmarks/query_processes.py and query_top.py).
+
+    Subscriptions and prefixes need the kernels (IP-block index, masks). Plain keys go to
+    Arrow unless Numba is already loaded in this process: a one-shot ``rating-engine
+    query`` would spend ~0.5 s CPU loading Numba and its cached kernels, more than the
+    kernels save over Arrow on a few million flows, while a long-lived process (notebook,
+    Dask worker) that has them loaded gets the kernels' single-key speed. Address pairs
+    go to Arrow either way: its grouping of two 16-byte columns is the faster one.
+    """
+    if ENGINE is not None and plain_columns(key) is not None:
+        return ENGINE == "kernels"
+    if plain_columns(key) is None:
+        return True
+    return len(key) == 1 and "numba" in sys.modules
+
+
+def _words(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """``(n, 2)`` uint64 view of 16-byte addresses (a chunked column is combined first)."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.uint64)
+    return np.frombuffer(arr.buffers()[1], np.uint64, 2 * n, arr.offset * 16).reshape(n, 2)
 
 
 def _ordered_pairs(chunk: pa.Table) -> pa.Table:
@@ -280,8 +328,8 @@ def _ordered_pairs(chunk: pa.Table) -> pa.Table:
     Same pairing as :func:`rating_engine.traffic.aggregate.top_conversations`, done per chunk so
     the pairs can be grouped as partials and merged across chunks.
     """
-    src = address_words(chunk.column("src_addr"))
-    dst = address_words(chunk.column("dst_addr"))
+    src = _words(chunk.column("src_addr"))
+    dst = _words(chunk.column("dst_addr"))
     # big-endian words compare like the bytes
     sb = src.byteswap() if sys.byteorder == "little" else src
     db = dst.byteswap() if sys.byteorder == "little" else dst
@@ -325,33 +373,56 @@ def _source_partial(
     """Every key's sums over ``source`` (the flows folder, or some of its files) and, for
     ``subscription``, the flows' totals (the groups leave out unattributed flows)."""
     key = BY_KEYS[by]
-    group: str | list[str] = key[0] if len(key) == 1 else list(key)
+    kernels = _use_kernels(key)
     partials: list[pa.Table] = []
     rows = 0
     tf = tp = tb = 0
     cols = flow_columns(key, renormalise, timed=bucket is not None)
     batches = (scan_flows(source, cols, window, flow_filter, drop_unsampled=True)
                if source else iter(()))  # fmt: skip
-    for chunk in _chunks(batches):
+    for chunk in _chunks(batches, contiguous=kernels):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
             f, p, b = _batch_totals(chunk, renormalise)
             tf, tp, tb = tf + f, tp + p, tb + b
         if by == "conversation":
             chunk = _ordered_pairs(chunk)
-        # hash order is enough: callers rank (finish_top_n) or sort the result themselves
-        part = bucket_traffic(
-            chunk, group, bucket, index=index, renormalise=renormalise, ordered=False
-        )
-        partials.append(part)
-        rows += part.num_rows
+        partials.append(_sums(chunk, key, bucket, index, renormalise, kernels))
+        rows += partials[-1].num_rows
         if rows > _MERGE_ROWS and len(partials) > 1:
-            partials = [combine_traffic(partials, ordered=False)]
+            partials = [_combine(partials, kernels)]
             rows = partials[0].num_rows
     if not partials:
         return None, (0, 0, 0)
-    total = partials[0] if len(partials) == 1 else combine_traffic(partials, ordered=False)
+    total = partials[0] if len(partials) == 1 else _combine(partials, kernels)
     return total, (tf, tp, tb)
+
+
+def _sums(
+    chunk: pa.Table,
+    key: tuple[str, ...],
+    bucket: str | int | None,
+    index: PrefixIndex | None,
+    renormalise: bool,
+    kernels: bool,
+) -> pa.Table:
+    """One chunk's partial, in hash order: callers rank (finish_top_n) or sort it."""
+    group: str | list[str] = key[0] if len(key) == 1 else list(key)
+    if not kernels:
+        return arrow_sums(chunk, group, bucket, renormalise)
+    from rating_engine.traffic.aggregate import bucket_traffic
+
+    return bucket_traffic(chunk, group, bucket, index=index, renormalise=renormalise,
+                          ordered=False)  # fmt: skip
+
+
+def _combine(tables: list[pa.Table], kernels: bool) -> pa.Table:
+    """Partials merged (sum per key), by the engine that made them."""
+    if not kernels:
+        return arrow_combine(tables)
+    from rating_engine.traffic.aggregate import combine_traffic
+
+    return combine_traffic(tables, ordered=False)
 
 
 def _combine_sources(
@@ -359,9 +430,9 @@ def _combine_sources(
 ) -> tuple[pa.Table | None, tuple[int, int, int]]:
     """Associative combine of :func:`_source_partial` results."""
     tables = [t for t, _ in parts if t is not None]
-    total = None if not tables else tables[0] if len(tables) == 1 else combine_traffic(
-        tables, ordered=False
-    )  # fmt: skip
+    # either engine merges either's partials (same columns and types)
+    kernels = "numba" in sys.modules
+    total = None if not tables else tables[0] if len(tables) == 1 else _combine(tables, kernels)
     sums = tuple(sum(t[i] for _, t in parts) for i in range(3))
     return total, (sums[0], sums[1], sums[2])
 
@@ -383,7 +454,6 @@ def _aggregate(
     key = BY_KEYS[by]
     if key == ("subscription",) and index is None:
         index = prefix_index(paths)
-    group: str | list[str] = key[0] if len(key) == 1 else list(key)
     options: dict[str, Any] = {"by": by, "bucket": bucket, "window": window,
                                "renormalise": renormalise, "flow_filter": flow_filter}  # fmt: skip
     if client is None:
@@ -403,8 +473,8 @@ def _aggregate(
             else (None, (0, 0, 0))
         )  # fmt: skip
     if total is None:
-        empty = _empty_flows(key, renormalise)
-        total = bucket_traffic(empty, group, bucket, index=index, renormalise=renormalise)
+        total = _sums(_empty_flows(key, renormalise), key, bucket, index, renormalise,
+                      _use_kernels(key))  # fmt: skip
     tf, tp, tb = sums
     if key != ("subscription",):
         # every flow is in exactly one group: the groups add up to the window's totals

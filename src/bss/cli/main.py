@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import errno
+import importlib
 import json
 import os
 import sys
 import traceback
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,16 +24,7 @@ import typer.core
 # typer 0.29 (pinned) carries its own copy of click; its usage error is the one raised
 from typer._click.exceptions import UsageError
 
-from bss.cli.assurance import register_assurance
-from bss.cli.bills import register_bills
-from bss.cli.business import register_business
-from bss.cli.check import register_check
-from bss.cli.data import register_data
-from bss.cli.query import register_query
-from bss.cli.receivables import register_receivables
-from bss.cli.storage import register_storage
 from bss.cli.support import CliState, configure_logging, get_state
-from bss.cli.workspace import register_workspace
 from bss.errors import (
     BillingError,
     IllegalTransitionError,
@@ -77,6 +68,8 @@ _GLOBAL_NAMES = ("workspace", "quiet", "json_out", "debug")
 
 
 def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # slow: only for --version
+
     try:
         return version("rating-engine")
     except PackageNotFoundError:  # running from a source tree that was never installed
@@ -114,15 +107,42 @@ def _root(
     configure_logging(state)
 
 
-register_workspace(app)
-register_business(app)
-register_bills(app)
-register_data(app)
-register_assurance(app)
-register_query(app)
-register_check(app)
-register_storage(app)
-register_receivables(app)
+#: The modules of bss.cli whose ``register_<module>(app)`` attach the commands, in the order
+#: ``--help`` lists them.
+COMMAND_MODULES = (
+    "workspace", "business", "bills", "data", "assurance", "query", "check", "storage",
+    "receivables",
+)  # fmt: skip
+#: Each command word -> the modules that make it (``bills credit`` is receivables'). A run
+#: imports only its command's modules (``query top`` loads neither the billing nor DuckDB);
+#: a word not listed here, --help before the command word, or completion loads them all.
+#: tests/bss/cli/test_cli_lazy.py checks this table against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "init": ("workspace",), "examples": ("workspace",), "tariffs": ("workspace",),
+    "load": ("business",), "customers": ("business",), "catalog": ("business",),
+    "orders": ("business",), "bill": ("bills",), "bills": ("bills", "receivables"),
+    "demo": ("data",), "collect": ("data",), "rate": ("data",), "ingest": ("data",),
+    "alarms": ("assurance",), "tickets": ("assurance",), "query": ("query",),
+    "check": ("check",), "expire": ("storage",), "compact": ("storage",),
+    "payments": ("receivables",), "accounts": ("receivables",),
+}  # fmt: skip
+_registered: set[str] = set()
+_origin: dict[int, int] = {}  # id of a registered command or group -> its module's rank
+
+
+def register_commands(modules: tuple[str, ...] = COMMAND_MODULES) -> None:
+    """Import ``modules`` of bss.cli and attach their commands to ``app`` (each once)."""
+    infos: tuple[list[Any], list[Any]] = (app.registered_commands, app.registered_groups)
+    for module in sorted(set(modules) - _registered, key=COMMAND_MODULES.index):
+        before = [len(held) for held in infos]
+        register = getattr(importlib.import_module(f"bss.cli.{module}"), f"register_{module}")
+        register(app)
+        _registered.add(module)
+        for held, n in zip(infos, before, strict=True):
+            _origin.update((id(info), COMMAND_MODULES.index(module)) for info in held[n:])
+    # --help lists the table's order whichever command was loaded first
+    for held in infos:
+        held.sort(key=lambda info: _origin.get(id(info), len(COMMAND_MODULES)))
 
 
 def _set_global(ctx: Any, param: Any, value: Any) -> Any:
@@ -155,9 +175,12 @@ def _flags_without_type() -> None:
     typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
 
 
-def build_cli() -> Any:
-    """The click command tree of ``app``, with the global options on every (sub)command."""
+def build_cli(command: str | None = None) -> Any:
+    """The click command tree of ``app``, with the global options on every (sub)command;
+    with ``command`` (a command word of :data:`COMMANDS`), only the modules that make it
+    are imported, and only their commands are in the tree."""
     _flags_without_type()
+    register_commands(COMMANDS.get(command or "", COMMAND_MODULES))
     root = typer.main.get_command(app)
     shared = [p for p in root.params if p.name in _GLOBAL_NAMES]
 
@@ -178,6 +201,27 @@ def build_cli() -> Any:
 
     attach(root)
     return root
+
+
+def _command_word(args: list[str]) -> str | None:
+    """The command word of a command line (the first word that is neither a global
+    option nor its value); None when the whole tree is needed: root --help, shell
+    completion, or no command."""
+    if any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ):
+        return None
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if (
+            word in ("--help", "-h")
+            or word.startswith("--install-completion")
+            or (word.startswith("--show-completion"))
+        ):
+            return None
+        if not word.startswith("-"):
+            return word
+        i += 2 if word in ("-w", "--workspace") else 1
+    return None
 
 
 def _storage_message(exc: OSError, state: CliState) -> str:
@@ -248,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
         # standalone mode: usage errors, --help and Ctrl-C are handled and exit by the CLI
         # framework itself; our own errors and the machine's come out here. Under --json a
         # usage error comes out too, to be one JSON object like every other error.
-        code = build_cli().main(
+        code = build_cli(_command_word(args)).main(
             args=args, prog_name="rating-engine", obj=state, standalone_mode=not state.json
         )
         raise SystemExit(code if isinstance(code, int) else 0)

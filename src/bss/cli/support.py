@@ -11,16 +11,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from bss.db import connect, storage_faults
 from collectors.workspace import WorkspacePaths, resolve_workspace
+
+if TYPE_CHECKING:  # imported where used: a command that needs no database loads no DuckDB
+    import duckdb
+    from rich.progress import Progress
 
 _log = logging.getLogger(__name__)
 
@@ -96,6 +96,8 @@ def table(
     state: CliState, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
     """A rich table for people (suppressed by --quiet)."""
+    from rich.table import Table
+
     out = Table(title=title)
     for name in columns:
         out.add_column(name, justify="right" if name in ("total", "lines", "amount") else "left")
@@ -109,6 +111,8 @@ def progress(state: CliState, what: str) -> Iterator[None]:
     """A pulsing bar with elapsed time on long steps (silent with --quiet, on stderr under
     --json); the steps report their own counts when done. The first run of a command
     compiles its Numba kernels: that shows as its own step instead of a silent pause."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     bar = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
         console=state.console, transient=True, disable=state.quiet,
@@ -166,6 +170,8 @@ def _compile_notice(state: CliState, bar: Progress, task: Any, what: str) -> Ite
 def database(state: CliState, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
     """The workspace's database, closed when the command ends; DuckDB's reports of a full
     or read-only disk or a corrupt file become the errors the CLI maps to exit 8 and 9."""
+    from bss.db import connect, storage_faults
+
     workspace = state.workspace
     conn = connect(workspace, read_only=read_only)
     try:

@@ -36,6 +36,11 @@ from rating_engine.errors import RatingError
 from rating_engine.kernel_threads import row_chunks, run_chunks
 from rating_engine.traffic.attribution import PrefixIndex, flow_entries
 from rating_engine.traffic.bucket_kernel import aggregate_by_code
+
+# the ranking and the names need no Numba: they live with the dataset queries (flow_query),
+# which import this module only when they run a kernel
+from rating_engine.traffic.flow_query import KEY_ALIASES, METRICS, finish_top_n
+from rating_engine.traffic.flow_query import sortable as _sortable
 from rating_engine.traffic.groupby_kernel import (
     EMPTY_U8,
     EMPTY_U32,
@@ -63,7 +68,6 @@ __all__ = [
     "with_address_text",
 ]
 
-METRICS = ("bytes", "packets", "flows")
 _ADDR = pa.binary(16)
 _TS = pa.timestamp("us", tz="UTC")
 _HOUR_US = 3_600_000_000
@@ -76,20 +80,6 @@ Table: TypeAlias = pa.Table | pa.RecordBatch
 
 def _as_table(flows: Table) -> pa.Table:
     return flows if isinstance(flows, pa.Table) else pa.Table.from_batches([flows])
-
-
-#: nfdump-style names accepted as keys.
-KEY_ALIASES = {
-    "src_ip": "src_addr",
-    "dst_ip": "dst_addr",
-    "srcip": "src_addr",
-    "dstip": "dst_addr",
-    "proto": "protocol",
-    "srcport": "src_port",
-    "dstport": "dst_port",
-    "srcas": "src_as",
-    "dstas": "dst_as",
-}
 
 
 def _expand(key: str | Sequence[str]) -> list[str]:
@@ -359,30 +349,6 @@ def combine_traffic(tables: Iterable[pa.Table], *, ordered: bool = True) -> pa.T
     start = gk[:, -1].astype(np.int64) + t0 if has_bucket else None
     kw = np.ascontiguousarray(gk[:, :-1])
     return _traffic_table(kw, fields, gb, gp, gf, start=start)
-
-
-def finish_top_n(partial: pa.Table, metric: str = "bytes", n: int = 10) -> pa.Table:
-    """The ``n`` keys with the largest ``metric`` (ties: smaller key bytes first), ranked 1..n."""
-    if metric not in METRICS:
-        raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
-    if partial.num_rows == 0:
-        return partial.append_column("rank", pa.array([], pa.int64()))
-    values = numeric_column(partial.column(metric), np.uint64)
-    k = min(n, values.shape[0])
-    # candidates: everything >= the k-th largest value, then an exact ordered sort
-    kth = np.partition(values, values.shape[0] - k)[values.shape[0] - k]
-    cand = np.flatnonzero(values >= kth)
-    sub = partial.take(pa.array(cand))
-    keys = [c for c in sub.schema.names if c not in METRICS]
-    sort_keys = [(metric, "descending")] + [(c, "ascending") for c in keys]
-    top = sub.take(pc.sort_indices(_sortable(sub), sort_keys=sort_keys)).slice(0, k)
-    return top.append_column("rank", pa.array(np.arange(1, k + 1, dtype=np.int64)))
-
-
-def _sortable(table: pa.Table) -> pa.Table:
-    # Arrow cannot sort fixed_size_binary; binary sorts the same bytes the same way
-    cols = [c.cast(pa.binary()) if c.type == _ADDR else c for c in table.columns]
-    return pa.table(cols, names=table.schema.names)
 
 
 def top_n(

@@ -13,8 +13,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
@@ -22,26 +23,72 @@ import pyarrow.parquet as pq
 
 from collectors.schemas import FLOW_SCHEMA
 from rating_engine.errors import RatingError
-from rating_engine.traffic.aggregate import (
-    KEY_ALIASES,
-    METRICS,
-    bucket_traffic,
-    combine_traffic,
-    finish_top_n,
-)
-from rating_engine.traffic.attribution import PrefixIndex
-from rating_engine.traffic.flow_filter import FlowFilter
+
+if TYPE_CHECKING:
+    # Numba's modules (the kernels of aggregate, the index of attribution) and the filter
+    # compiler (polars) are imported where they run: a query answered without them - a
+    # scan, a ranking, Arrow's hash aggregation - starts without their ~0.5 s of loading
+    from rating_engine.traffic.attribution import PrefixIndex
+    from rating_engine.traffic.flow_filter import FlowFilter
 
 __all__ = [
+    "BUCKET_US",
+    "KEY_ALIASES",
+    "METRICS",
+    "arrow_combine",
+    "arrow_sums",
     "bucket_traffic_dataset",
+    "bucket_width_us",
+    "finish_top_n",
     "flow_columns",
+    "plain_columns",
     "ranked_top_n",
     "scan_flows",
+    "sortable",
     "top_n_dataset",
     "traffic_sums",
 ]
 
+#: The metric columns of every aggregation (uint64).
+METRICS = ("bytes", "packets", "flows")
+#: nfdump-style names accepted as keys.
+KEY_ALIASES = {
+    "src_ip": "src_addr",
+    "dst_ip": "dst_addr",
+    "srcip": "src_addr",
+    "dstip": "dst_addr",
+    "proto": "protocol",
+    "srcport": "src_port",
+    "dstport": "dst_port",
+    "srcas": "src_as",
+    "dstas": "dst_as",
+}
+_ADDR = pa.binary(16)
 _TS = pa.timestamp("us", tz="UTC")
+
+#: Time bucket widths in microseconds, by name. Buckets are aligned to the epoch (UTC).
+BUCKET_US = {
+    "1min": 60_000_000,
+    "5min": 300_000_000,
+    "hour": 3_600_000_000,
+    "day": 86_400_000_000,
+}
+
+
+def bucket_width_us(bucket: str | int | None) -> int:
+    """Width of a bucket name (``1min``, ``5min``, ``hour``, ``day``) or a width in us; 0 = none."""
+    if bucket is None:
+        return 0
+    if isinstance(bucket, int):
+        if bucket < 0:
+            raise ValueError(f"bucket width must be >= 0 us, got {bucket}")
+        return bucket
+    try:
+        return BUCKET_US[bucket]
+    except KeyError:
+        raise ValueError(f"unknown bucket {bucket!r}; use one of {sorted(BUCKET_US)}") from None
+
+
 #: Rows aggregated at a time (bounds memory: only this many rows are decoded at once).
 _BLOCK_ROWS = 8_000_000
 _DAY_US = 86_400_000_000
@@ -158,6 +205,103 @@ def scan_flows(
             yield from table.select(list(columns)).combine_chunks().to_batches()
 
 
+def finish_top_n(partial: pa.Table, metric: str = "bytes", n: int = 10) -> pa.Table:
+    """The ``n`` keys with the largest ``metric`` (ties: smaller key bytes first), ranked 1..n."""
+    if metric not in METRICS:
+        raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
+    if partial.num_rows == 0:
+        return partial.append_column("rank", pa.array([], pa.int64()))
+    values = np.asarray(partial.column(metric).to_numpy(), dtype=np.uint64)
+    k = min(n, values.shape[0])
+    # candidates: everything >= the k-th largest value, then an exact ordered sort
+    kth = np.partition(values, values.shape[0] - k)[values.shape[0] - k]
+    cand = np.flatnonzero(values >= kth)
+    sub = partial.take(pa.array(cand))
+    keys = [c for c in sub.schema.names if c not in METRICS]
+    sort_keys = [(metric, "descending")] + [(c, "ascending") for c in keys]
+    top = sub.take(pc.sort_indices(sortable(sub), sort_keys=sort_keys)).slice(0, k)
+    return top.append_column("rank", pa.array(np.arange(1, k + 1, dtype=np.int64)))
+
+
+def sortable(table: pa.Table) -> pa.Table:
+    """``table`` with its address columns as binary: Arrow cannot sort fixed_size_binary;
+    binary sorts the same bytes the same way."""
+    cols = [c.cast(pa.binary()) if c.type == _ADDR else c for c in table.columns]
+    return pa.table(cols, names=table.schema.names)
+
+
+def plain_columns(key: str | Sequence[str]) -> list[str] | None:
+    """The flow columns a group-by on ``key`` groups by, when they are plain columns
+    (addresses, ports, protocol, AS, exporter, interfaces with their exporter); None for
+    the keys only the kernels compute (``subscription``, ``src_prefix``, ``dst_prefix``)."""
+    names = [key] if isinstance(key, str) else list(key)
+    cols: list[str] = []
+    for name in (KEY_ALIASES.get(n, n) for n in names):
+        if name in ("subscription", "src_prefix", "dst_prefix"):
+            return None
+        cols += ["exporter", name] if name in ("input_if", "output_if") else [name]
+    return cols
+
+
+def arrow_sums(
+    flows: pa.Table, key: str | Sequence[str], bucket: str | int | None, renormalise: bool
+) -> pa.Table:
+    """Bytes, packets and flows per key (and time bucket) of ``flows`` by Arrow's hash
+    aggregation (both cores): the partial :func:`~rating_engine.traffic.aggregate.
+    bucket_traffic` makes, with the same columns, types and sums, in hash order.
+
+    For the plain keys of :func:`plain_columns`. A null exporter is grouped as ``::``
+    and a null integer as 0, as the kernels do; a null or 0 sampling interval counts as 1.
+    """
+    cols = plain_columns(key)
+    if cols is None:
+        raise RatingError(f"key {key!r}: not a plain column key (use bucket_traffic)")
+    arrays: list[pa.Array | pa.ChunkedArray] = []
+    for name in cols:
+        col = flows.column(name)
+        if col.null_count:
+            col = pc.fill_null(col, pa.scalar(bytes(16), _ADDR) if col.type == _ADDR else 0)
+        arrays.append(col)
+    names = list(cols)
+    width = bucket_width_us(bucket)
+    if width:
+        # epoch-aligned buckets, floor division as the kernels (before 1970 too)
+        t = flows.column("flow_start").combine_chunks().view(pa.int64()).to_numpy()
+        arrays.append(pa.array(t // width * width, pa.int64()).cast(_TS))
+        names.append("bucket_start")
+    nbytes, npk = flows.column("bytes"), flows.column("packets")
+    if renormalise and "sampling_interval" in flows.schema.names:
+        mult = pc.max_element_wise(pc.fill_null(flows.column("sampling_interval"), 0), 1)
+        mult = mult.cast(pa.uint64())
+        nbytes, npk = pc.multiply(nbytes, mult), pc.multiply(npk, mult)
+    table = pa.table([*arrays, nbytes, npk], names=[*names, "bytes", "packets"])
+    sums = table.group_by(names, use_threads=True).aggregate(
+        [("bytes", "sum"), ("packets", "sum"), ([], "count_all")]
+    )
+    return _partial(sums, names, "count_all")
+
+
+def arrow_combine(tables: Sequence[pa.Table]) -> pa.Table:
+    """Merge partials of :func:`arrow_sums` or ``bucket_traffic`` (sum per key) by Arrow's
+    hash aggregation: :func:`~rating_engine.traffic.aggregate.combine_traffic` in hash order."""
+    table = pa.concat_tables(tables)
+    keys = [n for n in table.schema.names if n not in METRICS]
+    sums = table.group_by(keys, use_threads=True).aggregate(
+        [("bytes", "sum"), ("packets", "sum"), ("flows", "sum")]
+    )
+    return _partial(sums, keys, "flows_sum")
+
+
+def _partial(sums: pa.Table, keys: list[str], flows: str) -> pa.Table:
+    columns = [sums.column(k) for k in keys] + [
+        sums.column("bytes_sum"),
+        sums.column("packets_sum"),
+        sums.column(flows).cast(pa.uint64()),
+    ]
+    # key columns keep their types (group_by hands them back as they went in)
+    return pa.table(columns, names=[*keys, *METRICS]).combine_chunks()
+
+
 def _unsampled(tasks: Sequence[tuple[str, int]]) -> bool:
     """True when the statistics of every row group in ``tasks`` prove its
     ``sampling_interval`` values all 0, 1 or null (volumes need no renormalising)."""
@@ -188,6 +332,8 @@ def _stream(
     ordered: bool,
 ) -> pa.Table | None:
     """Aggregate ~``_BLOCK_ROWS`` rows at a time, then combine the partials."""
+    from rating_engine.traffic.aggregate import bucket_traffic, combine_traffic
+
     partials: list[pa.Table] = []
     block: list[pa.RecordBatch] = []
     rows = 0
@@ -244,11 +390,13 @@ def ranked_top_n(
     index: PrefixIndex | None = None,
     renormalise: bool = True,
 ) -> pa.Table:
-    """:func:`~rating_engine.traffic.aggregate.finish_top_n` of :func:`traffic_sums`'
+    """:func:`finish_top_n` of :func:`traffic_sums`'
     result; no flows: an empty ranking with the key's columns."""
     if metric not in METRICS:
         raise RatingError(f"top-N metric {metric!r}: use one of {', '.join(METRICS)}")
     if total is None:
+        from rating_engine.traffic.aggregate import bucket_traffic
+
         empty = FLOW_SCHEMA.empty_table().select(flow_columns(by, renormalise, False))
         total = bucket_traffic(empty, by, None, index=index)
     return finish_top_n(total, metric, n)

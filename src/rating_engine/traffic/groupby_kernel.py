@@ -31,6 +31,7 @@ from numba import njit
 
 from collectors.kernel_arrays import readonly, readonly_all
 from rating_engine.kernel_threads import n_threads, run_chunks
+from rating_engine.traffic.flow_query import BUCKET_US, bucket_width_us  # Numba-free home
 
 __all__ = [
     "BUCKET_US",
@@ -52,28 +53,6 @@ I64 = npt.NDArray[np.int64]
 EMPTY_U8 = np.empty(0, dtype=np.uint8)
 EMPTY_U32 = np.empty(0, dtype=np.uint32)
 EMPTY_U64 = np.empty(0, dtype=np.uint64)
-
-#: Time bucket widths in microseconds, by name. Buckets are aligned to the epoch (UTC).
-BUCKET_US = {
-    "1min": 60_000_000,
-    "5min": 300_000_000,
-    "hour": 3_600_000_000,
-    "day": 86_400_000_000,
-}
-
-
-def bucket_width_us(bucket: str | int | None) -> int:
-    """Width of a bucket name (``1min``, ``5min``, ``hour``, ``day``) or a width in us; 0 = none."""
-    if bucket is None:
-        return 0
-    if isinstance(bucket, int):
-        if bucket < 0:
-            raise ValueError(f"bucket width must be >= 0 us, got {bucket}")
-        return bucket
-    try:
-        return BUCKET_US[bucket]
-    except KeyError:
-        raise ValueError(f"unknown bucket {bucket!r}; use one of {sorted(BUCKET_US)}") from None
 
 
 def address_words(column: pa.Array | pa.ChunkedArray) -> U64:

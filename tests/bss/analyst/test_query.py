@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -170,9 +171,15 @@ def flows_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[WorkspacePaths, 
      "input_if", "output_if", "src_as", "dst_as"],
 )  # fmt: skip
 @pytest.mark.parametrize("metric", ["bytes", "packets", "flows"])
+@pytest.mark.parametrize("engine", ["arrow", "kernels"])
 def test_top_talkers_equals_polars(
-    flows_ws: tuple[WorkspacePaths, pa.Table], by: str, metric: str
+    flows_ws: tuple[WorkspacePaths, pa.Table],
+    by: str,
+    metric: str,
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(query, "ENGINE", engine)
     paths, flows = flows_ws
     got = top_talkers(paths, by, metric, 5)
     _compare(got, reference(flows, by, metric, 5), by)
@@ -219,7 +226,11 @@ def test_prefix_keys_show_their_length(flows_ws: tuple[WorkspacePaths, pa.Table]
                         "2001:db8::/48", "2001:db8:ffff::/48"}  # fmt: skip
 
 
-def test_buckets_equal_polars(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
+@pytest.mark.parametrize("engine", ["arrow", "kernels"])
+def test_buckets_equal_polars(
+    flows_ws: tuple[WorkspacePaths, pa.Table], engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(query, "ENGINE", engine)
     paths, flows = flows_ws
     got = pl.from_arrow(flow_buckets(paths, "proto", "hour"))
     assert isinstance(got, pl.DataFrame)
@@ -301,11 +312,8 @@ def test_property_top_n_equals_reference(
 def test_cli_top_json_matches_function(
     flows_ws: tuple[WorkspacePaths, pa.Table], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bss.cli.main import app, main
-    from bss.cli.query import register_query
+    from bss.cli.main import main
 
-    if "query" not in [g.name for g in app.registered_groups]:
-        register_query(app)
     paths, flows = flows_ws
     window = "2026-10-05T00:00/2026-10-06T00:00"
     args = ["--workspace", str(paths.root), "query", "top", "--by", "dst_port"]
@@ -324,3 +332,60 @@ def test_cli_top_json_matches_function(
     with pytest.raises(SystemExit) as done:
         main([*args, "--by", "nonsense"])
     assert done.value.code == 3
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n_flows=st.integers(0, 150),
+    seed=st.integers(0, 2**16),
+    by=st.sampled_from(["src_ip", "dst_port", "pair", "conversation", "input_if", "proto"]),
+    bucket=st.sampled_from([None, "5min", "hour", 7_000_000]),
+    chunk=st.sampled_from([1, 50, 10_000]),
+    before_1970=st.booleans(),
+)
+def test_property_arrow_engine_equals_kernels(
+    n_flows: int, seed: int, by: str, bucket: str | int | None, chunk: int, before_1970: bool
+) -> None:
+    """Arrow's hash aggregation and the Numba kernels give the same partial: the same
+    groups, sums and types, for any chunking (partials merged by either engine), buckets
+    before the epoch included (floor division)."""
+    flows = make_flows(n_flows, seed, hours=3)
+    if before_1970:  # the same flows 60 years earlier
+        shift = pa.scalar(60 * 365 * 24 * HOUR, pa.duration("us"))
+        i = flows.schema.get_field_index("flow_start")
+        flows = flows.set_column(i, "flow_start", pc.subtract(flows.column("flow_start"), shift))
+    tables = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_workspace(Path(tmp) / "ws", flows)
+        for engine in ("arrow", "kernels"):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(query, "ENGINE", engine)
+                mp.setattr(query, "_CHUNK_ROWS", chunk)
+                mp.setattr(query, "_MERGE_ROWS", chunk)
+                if bucket is None:
+                    tables[engine] = top_talkers(paths, by, "bytes", 1000, text=False)
+                else:  # buckets are directed: a conversation's are its pair's
+                    key = "pair" if by == "conversation" else by
+                    tables[engine] = flow_buckets(paths, key, bucket, text=False)
+    assert tables["arrow"].schema == tables["kernels"].schema
+    assert tables["arrow"].to_pylist() == tables["kernels"].to_pylist()
+    assert tables["arrow"].num_rows <= n_flows
+
+
+def test_plain_keys_need_no_numba(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
+    """Without Numba loaded, plain keys are grouped by Arrow; subscriptions and prefixes
+    always by the kernels."""
+    import sys
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delitem(sys.modules, "numba", raising=False)
+        assert not query._use_kernels(BY_KEYS["src_ip"])
+        assert not query._use_kernels(BY_KEYS["output_if"])
+        assert query._use_kernels(BY_KEYS["src_prefix"])
+        assert query._use_kernels(BY_KEYS["subscription"])
+    import numba  # noqa: F401  (loaded: a single key goes to the kernels)
+
+    assert query._use_kernels(BY_KEYS["src_ip"])
+    assert not query._use_kernels(BY_KEYS["pair"])

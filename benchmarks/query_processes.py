@@ -1,0 +1,216 @@
+"""Benchmark: ``rating-engine query`` as a user runs it - one whole process per query - vs
+DuckDB as a user runs it, on the same Parquet.
+
+    python benchmarks/query_processes.py [--flows 5000000] [--runs 5] [--keep DIR]
+                                         [--duckdb-cli PATH] [--only top_src_ip,...]
+
+The flows of ``benchmarks/topn_vs_peers.py`` (same generator, same size) are written as a
+workspace's flows dataset. Each statistic is then run as three commands, in turn
+(ours, DuckDB's Python one-liner, the ``duckdb`` CLI - A B C A B C ...) ``--runs`` times
+after one warm-up round that is not counted:
+
+- ours: the ``rating-engine`` console script beside this Python (``query top ... --json``);
+- ``python -c 'import duckdb; ...'``: the same answer in SQL over the same files;
+- the ``duckdb`` command-line shell (``--duckdb-cli``, default: ``duckdb`` on PATH; the
+  pip ``duckdb`` package ships no shell, the ``duckdb-cli`` package does): same SQL.
+
+The SQL computes what ``query`` prints: the top 10 with flows, packets and bytes
+(renormalised by the sampling interval), each with its share of the totals, bytes per
+packet and the address as text; or the time buckets (dst_port x hour) with their sums.
+Each command's answer is checked against ours. Times are whole-process wall clock, start-up
+included (interpreter, imports, kernels loaded from Numba's cache), and the CPU seconds
+(user + system) of each child; medians over the runs, ratios = peer / ours (> 1: ours is
+faster). The load average is reported beside them. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+#: Address text in SQL: IPv4-mapped addresses as dotted quads, others as 8 hex groups
+#: (the synthetic flows are IPv4; the agreement check compares the IPv4 ones).
+_V4 = "concat_ws('.', {})".format(
+    ", ".join(f"('0x' || substr(hex({{col}}), {25 + 2 * i}, 2))::INT" for i in range(4))
+)
+_TEXT = (
+    "CASE WHEN substr(hex({col}), 1, 24) = '00000000000000000000FFFF' THEN " + _V4 + " ELSE "
+    "lower(concat_ws(':', " + ", ".join(f"substr(hex({{col}}), {1 + 4 * i}, 4)" for i in range(8))
+    + ")) END"
+)  # fmt: skip
+_MULT = "greatest(coalesce(sampling_interval, 1), 1)"
+
+#: statistic -> (our query arguments, SQL over {glob}, key columns for the agreement check)
+STATISTICS: dict[str, tuple[list[str], str]] = {
+    "top_src_ip": (
+        ["top", "--by", "src_ip", "--metric", "bytes", "-n", "10"],
+        "WITH g AS (SELECT src_addr, count(*) AS flows, sum(packets * {mult}) AS packets, "
+        "sum(bytes * {mult}) AS bytes FROM read_parquet('{glob}', hive_partitioning = true) "
+        "GROUP BY ALL), t AS (SELECT sum(flows) AS tf, sum(packets) AS tp, sum(bytes) AS tb "
+        "FROM g) SELECT row_number() OVER (ORDER BY bytes DESC, src_addr) AS rank, "
+        + _TEXT.format(col="src_addr")
+        + " AS src_addr, flows, 100.0 * flows / tf AS "
+        "flows_pct, packets, 100.0 * packets / tp AS packets_pct, bytes, 100.0 * bytes / tb "
+        "AS bytes_pct, bytes // greatest(packets, 1) AS bpp FROM g, t "
+        "ORDER BY bytes DESC, g.src_addr LIMIT 10",
+    ),
+    "top_dst_port": (
+        ["top", "--by", "dst_port", "--metric", "bytes", "-n", "10"],
+        "WITH g AS (SELECT dst_port, count(*) AS flows, sum(packets * {mult}) AS packets, "
+        "sum(bytes * {mult}) AS bytes FROM read_parquet('{glob}', hive_partitioning = true) "
+        "GROUP BY ALL), t AS (SELECT sum(flows) AS tf, sum(packets) AS tp, sum(bytes) AS tb "
+        "FROM g) SELECT row_number() OVER (ORDER BY bytes DESC, dst_port) AS rank, dst_port, "
+        "flows, 100.0 * flows / tf AS flows_pct, packets, 100.0 * packets / tp AS "
+        "packets_pct, bytes, 100.0 * bytes / tb AS bytes_pct, bytes // greatest(packets, 1) "
+        "AS bpp FROM g, t ORDER BY bytes DESC, dst_port LIMIT 10",
+    ),
+    "buckets_dst_port_hour": (
+        ["buckets", "--by", "dst_port", "--bucket", "hour"],
+        "SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS bucket_start, "
+        "sum(bytes * {mult}) AS bytes, sum(packets * {mult}) AS packets, count(*) AS flows "
+        "FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL "
+        "ORDER BY bucket_start, dst_port",
+    ),
+}
+
+_PY_PEER = (
+    "import json, sys, duckdb\n"
+    "con = duckdb.connect()\n"
+    "con.execute(\"SET TimeZone = 'UTC'\")\n"
+    "con.execute('SET enable_progress_bar = false')  # it would print on stdout\n"
+    "cur = con.execute(sys.argv[1])\n"
+    "names = [d[0] for d in cur.description]\n"
+    "print(json.dumps([dict(zip(names, r)) for r in cur.fetchall()], default=str))\n"
+)
+
+
+def _ours_command(ws: Path, args: list[str]) -> list[str]:
+    script = Path(sys.executable).parent / "rating-engine"
+    head = [str(script)] if script.exists() else [
+        sys.executable, "-c", "from bss.cli.main import main; main()"
+    ]  # fmt: skip
+    return [*head, "-w", str(ws), "query", *args, "--json"]
+
+
+def _run(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall s, CPU s of the child, stdout) of one whole process, reaped with its rusage."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd[:6])} ... exited {proc.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime, out
+
+
+def _rows(name: str, out: str) -> list[tuple[Any, ...]]:
+    """The rows' key and integer columns, comparable across engines."""
+    try:  # the duckdb shell's -json spreads its array over lines; ours is the last line
+        data = json.loads(out or "[]")
+    except json.JSONDecodeError:
+        data = json.loads(out.strip().splitlines()[-1])
+    rows = data["rows"] if isinstance(data, dict) else data
+    if name.startswith("top_"):
+        key = "src_addr" if name == "top_src_ip" else "dst_port"
+        return [(int(r["rank"]), str(r[key]), int(r["flows"]), int(r["packets"]),
+                 int(r["bytes"]), int(r["bpp"])) for r in rows]  # fmt: skip
+    return [(int(r["dst_port"]), str(r["bucket_start"])[:19].replace("T", " "), int(r["bytes"]),
+             int(r["packets"]), int(r["flows"])) for r in rows]  # fmt: skip
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 4)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--flows", type=int, default=5_000_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", type=Path, default=None, help="work folder to keep and reuse")
+    ap.add_argument("--duckdb-cli", default=shutil.which("duckdb"), help="duckdb shell")
+    ap.add_argument("--only", default=",".join(STATISTICS), help="statistics to run")
+    args = ap.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="query-processes-"))
+    ws = work / "ws"
+    marker = work / "flows.json"
+    try:
+        if not (marker.exists() and json.loads(marker.read_text()).get("flows") == args.flows):
+            from synthetic_ip_flows import make_flows, make_subscriptions
+
+            from collectors.dataset import write_partitioned
+            from collectors.workspace import WorkspacePaths
+
+            paths = WorkspacePaths(ws).ensure()
+            shutil.rmtree(paths.flows, ignore_errors=True)
+            _subs, starts, plens = make_subscriptions(20_000)
+            flows = make_flows(args.flows, starts, plens)
+            write_partitioned(flows, paths.flows, time_column="flow_start", part_name="bench")
+            del flows
+            marker.write_text(json.dumps({"flows": args.flows}))
+        glob = str(ws / "flows" / "**" / "*.parquet")
+        result: dict[str, Any] = {
+            "benchmark": "query_processes",
+            "flows": args.flows,
+            "runs": args.runs,
+            "cpus": os.cpu_count(),
+            "duckdb_cli": bool(args.duckdb_cli),
+            "load_average_1m_before": round(os.getloadavg()[0], 2),
+        }
+        for name in args.only.split(","):
+            query, sql = STATISTICS[name]
+            sql = sql.format(glob=glob, mult=_MULT)
+            commands = {"ours": _ours_command(ws, query),
+                        "duckdb_py": [sys.executable, "-c", _PY_PEER, sql]}  # fmt: skip
+            if args.duckdb_cli:
+                commands["duckdb_cli"] = [args.duckdb_cli, "-json", "-c",
+                                          "SET TimeZone = 'UTC'; " + sql]  # fmt: skip
+            walls: dict[str, list[float]] = {k: [] for k in commands}
+            cpus: dict[str, list[float]] = {k: [] for k in commands}
+            answers: dict[str, list[tuple[Any, ...]]] = {}
+            for run in range(args.runs + 1):  # round 0: warm-up, not counted
+                for who, cmd in commands.items():
+                    wall, cpu, out = _run(cmd)
+                    if run == 0:
+                        answers[who] = _rows(name, out)
+                    else:
+                        walls[who].append(wall)
+                        cpus[who].append(cpu)
+            entry: dict[str, Any] = {
+                "wall_s": {k: _median(v) for k, v in walls.items()},
+                "cpu_s": {k: _median(v) for k, v in cpus.items()},
+                "agree": {k: answers[k] == answers["ours"] for k in commands if k != "ours"},
+            }
+            for peer in commands:
+                if peer != "ours":
+                    ratios = [p / o for p, o in zip(walls[peer], walls["ours"], strict=True)]
+                    entry[f"ratio_vs_{peer}"] = round(statistics.median(ratios), 2)
+                    entry[f"cpu_ratio_vs_{peer}"] = round(
+                        statistics.median(cpus[peer]) / statistics.median(cpus["ours"]), 2
+                    )
+            result[name] = entry
+            print(name, json.dumps(entry, sort_keys=True), flush=True)
+        result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
+        print(json.dumps(result, sort_keys=True))
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

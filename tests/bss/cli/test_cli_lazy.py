@@ -1,0 +1,120 @@
+"""A command imports only the CLI modules that make it: ``query top`` starts without the
+billing, DuckDB, polars or Numba; the command table matches what the modules register."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from bss.cli.main import COMMAND_MODULES, COMMANDS, _command_word
+from collectors.dataset import write_partitioned
+from collectors.schemas import FLOW_SCHEMA
+from collectors.workspace import WorkspacePaths
+
+# Each module's registrations into a fresh app, in a child: registering into the shared
+# sub-apps a second time would leave duplicates in this process.
+_REGISTERED = """
+import json, importlib, typer
+from bss.cli import bills
+out = {}
+for module in %r:
+    app = typer.Typer()
+    credit = len(bills.bills_app.registered_commands)
+    getattr(importlib.import_module("bss.cli." + module), "register_" + module)(app)
+    names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
+    if len(bills.bills_app.registered_commands) > credit:  # a subcommand of `bills`
+        names.append("bills")
+    out[module] = names
+print(json.dumps(out))
+"""
+
+_QUERY_RUN = """
+import json, sys
+from bss.cli.main import build_cli, main
+try:
+    main(["-w", sys.argv[1], "query", "top", "--by", "dst_port", "--json"])
+except SystemExit as done:
+    assert done.code in (0, None), done.code
+loaded = sorted(m.split(".")[0] if not m.startswith("bss.") else m for m in sys.modules)
+order = list(build_cli().commands)
+print(json.dumps({"modules": loaded, "order": order}))
+"""
+
+
+def _flows(n: int) -> pa.Table:
+    """``n`` flows over 7 destination ports (non-null columns filled, the others null)."""
+    rng = np.random.default_rng(3)
+    filled = {
+        "flow_start": pa.array(1_790_000_000_000_000 + rng.integers(0, 3_600_000_000, n)),
+        "src_addr": pa.array([bytes(15) + bytes([i % 9]) for i in range(n)], pa.binary(16)),
+        "dst_port": pa.array(rng.integers(0, 7, n).astype(np.uint16)),
+        "bytes": pa.array(rng.integers(40, 1500, n).astype(np.uint64)),
+        "packets": pa.array(np.ones(n, np.uint64)),
+        "source_format": pa.array(["ipfix"] * n),
+    }
+    columns = []
+    for field in FLOW_SCHEMA:
+        if field.name in filled:
+            columns.append(filled[field.name].cast(field.type))
+        elif field.name == "flow_end":
+            columns.append(filled["flow_start"].cast(field.type))
+        elif field.nullable:
+            columns.append(pa.nulls(n, field.type))
+        elif pa.types.is_fixed_size_binary(field.type):
+            columns.append(pa.array([bytes(16)] * n, field.type))
+        else:
+            columns.append(pa.array(np.zeros(n, np.int64)).cast(field.type))
+    return pa.table(columns, schema=FLOW_SCHEMA)
+
+
+def _child(code: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_command_table_matches_the_modules() -> None:
+    registered = json.loads(_child(_REGISTERED % (COMMAND_MODULES,)))
+    made_by: dict[str, set[str]] = {}
+    for module, names in registered.items():
+        assert names, f"bss.cli.{module} registers nothing"
+        for name in names:
+            made_by.setdefault(name, set()).add(module)
+    assert {name: set(modules) for name, modules in COMMANDS.items()} == made_by
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [
+        (["-w", "ws", "query", "top"], "query"),
+        (["--workspace=ws", "--json", "-q", "bill", "--period", "2026-10"], "bill"),
+        (["--debug", "query", "--help"], "query"),
+        (["--help", "query"], None),
+        (["-w", "ws", "--help"], None),
+        (["--install-completion"], None),
+        ([], None),
+        (["-w"], None),
+    ],
+)
+def test_command_word(argv: list[str], word: str | None) -> None:
+    assert _command_word(argv) == word
+
+
+def test_query_top_process_loads_no_billing_duckdb_polars_or_numba(tmp_path: Path) -> None:
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    write_partitioned(_flows(200), paths.flows, time_column="flow_start", part_name="t")
+    out = json.loads(_child(_QUERY_RUN, str(paths.root)))
+    loaded = set(out["modules"])
+    for heavy in ("duckdb", "polars", "numba", "bss.billing.run", "bss.cli.bills", "rich.progress"):
+        assert heavy not in loaded, f"query top imported {heavy}"
+    # --help after it lists every command, in the table's order
+    fresh = json.loads(_child("import json; from bss.cli.main import build_cli; "
+                              "print(json.dumps(list(build_cli().commands)))"))  # fmt: skip
+    assert out["order"] == fresh
+    assert set(fresh) == set(COMMANDS)
