@@ -210,14 +210,12 @@ class _FileIngest:
     def __init__(
         self,
         path: Path,
-        stage: Path,
-        prefix: str,
+        place: _Placement,
         now: dt.datetime,
         rows_per_part: int,
     ) -> None:
         self.path = path
-        self.stage = stage
-        self.prefix = prefix
+        self.place = place
         self.now = now
         self.rows_per_part = rows_per_part
         self.usage: list[pa.Table] = []
@@ -272,9 +270,9 @@ class _FileIngest:
             self.writer.submit(
                 write_by_day,
                 table,
-                self.stage / "usage",
+                self.place.stage / "usage",
                 time_column="start_time",
-                part_name=f"{self.prefix}-{self.parts:05d}",
+                part_name=f"{self.place.prefix}-{self.parts:05d}",
             )
         )
         self.parts += 1
@@ -309,9 +307,9 @@ class _FileIngest:
         ).sort_by("record_no")
         write_by_day(
             table,
-            self.stage / "rejected",
+            self.place.stage / "rejected",
             time_column="rejected_at",
-            part_name=f"{self.prefix}-r{self.reject_parts:05d}",
+            part_name=f"{self.place.prefix}-r{self.reject_parts:05d}",
         )
         self.reject_parts += 1
 
@@ -334,15 +332,85 @@ def _stage(
     try:
         for chunk in read_cdr_file(path, mapping, block_size=block_size, is_duplicate=is_duplicate):
             work.add(chunk)
+            work.place.check_early()
         work.flush_usage()
         work.flush_rejects()
         work.wait()
     except Exception:
         work.close()
-        shutil.rmtree(work.stage, ignore_errors=True)
+        work.place.discard()
         raise
     finally:
         work.close()
+
+
+class _Placement:
+    """Where a file's parts are staged, known once its content hash is.
+
+    The hash (SHA-256 and the encoding check, one pass over the file) runs on its own thread
+    while the first rows are parsed: hashlib releases the GIL, so it costs no wall time on a
+    second core. The file's refusal by the hash (not valid text, already ingested) is raised
+    as soon as the hash is known - before any part is written, which needs the hash for the
+    staging folder and the part names - and takes precedence over any other failure, as when
+    the hash was taken first.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        mapping: CdrMapping,
+        workspace: WorkspacePaths,
+        ledger: IngestLedger,
+        digest: Future[tuple[str, int | None]],
+        now: dt.datetime,
+    ) -> None:
+        self.path, self.mapping, self.workspace, self.ledger = path, mapping, workspace, ledger
+        self.digest, self.now = digest, now
+        self._where: tuple[str, Path, str] | None = None
+
+    def resolve(self) -> tuple[str, Path, str]:
+        """(sha256, staging folder, part prefix); raises the file's refusal, if any."""
+        if self._where is None:
+            path, encoding = self.path, self.mapping.csv.encoding
+            sha, bad_at = self.digest.result()
+            if bad_at is not None:
+                # checked before any row: pyarrow cannot hand an undecodable row to its handler
+                raise CdrRefusedError(
+                    "bad_encoding", f"{path}: not {encoding} text at byte {bad_at}"
+                )
+            prior = self.ledger.get(sha)
+            if prior is not None and prior.status != QUARANTINED:
+                raise CdrRefusedError(
+                    "already_ingested",
+                    f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested "
+                    f"at {prior.ingested_at}; refused, nothing added",
+                )
+            stage = staging_dir(self.workspace, sha)
+            shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
+            prefix = part_prefix(sha)
+            if prior is not None:  # again after a quarantine: new part names, never the old ones
+                prefix = f"{prefix}-again{self.now:%Y%m%dT%H%M%S}"
+            self._where = (sha, stage, prefix)
+        return self._where
+
+    def check_early(self) -> None:
+        """Refuse the file as soon as its hash says so (a file ingested before is not read
+        to its end)."""
+        if self._where is None and self.digest.done():
+            self.resolve()
+
+    @property
+    def stage(self) -> Path:
+        return self.resolve()[1]
+
+    @property
+    def prefix(self) -> str:
+        return self.resolve()[2]
+
+    def discard(self) -> None:
+        """Remove what was staged (nothing when no part was placed yet)."""
+        if self._where is not None:
+            shutil.rmtree(self._where[1], ignore_errors=True)
 
 
 def ingest_cdr_file(
@@ -366,40 +434,37 @@ def ingest_cdr_file(
     if not path.is_file():
         raise CdrRefusedError("unreadable", f"{path}: not a readable file")
     sniff_cdr_file(path, mapping)
-    sha, bad_at = file_digest(path, encoding=mapping.csv.encoding)
-    if bad_at is not None:
-        # checked up front: pyarrow cannot hand an undecodable malformed row to its handler
-        raise CdrRefusedError(
-            "bad_encoding", f"{path}: not {mapping.csv.encoding} text at byte {bad_at}"
-        )
-    prior = ledger.get(sha)
-    if prior is not None and prior.status != QUARANTINED:
-        raise CdrRefusedError(
-            "already_ingested",
-            f"{path}: same content (sha256 {sha[:16]}...) as {prior.file_name} ingested at "
-            f"{prior.ingested_at}; refused, nothing added",
-        )
-    stage = staging_dir(workspace, sha)
-    shutil.rmtree(stage, ignore_errors=True)  # leftovers of an uncommitted attempt
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    prefix = part_prefix(sha)
-    if prior is not None:  # again after a quarantine: new part names, never the old ones
-        prefix = f"{prefix}-again{now:%Y%m%dT%H%M%S}"
-    size = block_size
-    while True:
-        work = _FileIngest(path, stage, prefix, now, rows_per_part)
-        # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
-        file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
-        try:
-            _stage(path, mapping, work, ids, file_ids, size)
-        except CdrRefusedError as exc:
-            if exc.reason != "record_too_long" or size >= _MAX_BLOCK:
-                raise
-            # A record longer than a read block (a huge field): read the file again with
-            # larger blocks; the field is then rejected on its own as field_too_long.
-            size = min(size * 4, _MAX_BLOCK)
-            continue
-        break
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdr-digest") as hashing:
+        place = _Placement(
+            path,
+            mapping,
+            workspace,
+            ledger,
+            hashing.submit(file_digest, path, encoding=mapping.csv.encoding),
+            now,
+        )
+        size = block_size
+        while True:
+            work = _FileIngest(path, place, now, rows_per_part)
+            # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
+            file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
+            try:
+                _stage(path, mapping, work, ids, file_ids, size)
+            except Exception as exc:
+                place.resolve()  # the hash's refusal first (raises it), as if taken first
+                if (
+                    not isinstance(exc, CdrRefusedError)
+                    or exc.reason != "record_too_long"
+                    or size >= _MAX_BLOCK
+                ):
+                    raise
+                # A record longer than a read block (a huge field): read the file again with
+                # larger blocks; the field is then rejected on its own as field_too_long.
+                size = min(size * 4, _MAX_BLOCK)
+                continue
+            break
+        sha, stage, _ = place.resolve()  # an empty file is refused by its hash too
     result = CdrFileResult(
         path=str(path),
         status="ingested" if work.rows_read else "empty",

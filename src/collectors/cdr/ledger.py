@@ -102,19 +102,24 @@ def file_digest(
     ascii_ok = encoding is not None and codecs.lookup(encoding).name == "utf-8"
     bad_at: int | None = None
     done = 0
+    # one buffer read into again and again: a new 1 MiB bytes object per block cost fresh,
+    # zeroed pages from the kernel each time (a quarter of the hashing's CPU)
+    buffer = bytearray(chunk)
+    view = memoryview(buffer)
     try:
-        with open(path, "rb") as fh:
-            while block := fh.read(chunk):
+        with open(path, "rb", buffering=0) as fh:
+            while size := fh.readinto(buffer):
+                block = view[:size]
                 digest.update(block)
                 if decoder is not None and bad_at is None:
-                    if ascii_ok and block.isascii() and not decoder.getstate()[0]:
-                        done += len(block)
+                    if ascii_ok and _isascii(buffer, size) and not decoder.getstate()[0]:
+                        done += size
                         continue
                     try:
                         decoder.decode(block)
                     except UnicodeDecodeError as exc:
                         bad_at = done + max(0, exc.start)
-                done += len(block)
+                done += size
         if decoder is not None and bad_at is None:
             try:
                 decoder.decode(b"", final=True)
@@ -123,6 +128,10 @@ def file_digest(
     except OSError as exc:
         raise IngestError(f"{path}: cannot read: {exc.strerror}") from exc
     return digest.hexdigest(), bad_at
+
+
+def _isascii(buffer: bytearray, size: int) -> bool:
+    return buffer.isascii() if size == len(buffer) else bytes(buffer[:size]).isascii()
 
 
 def part_prefix(sha256: str) -> str:
