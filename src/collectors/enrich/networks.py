@@ -137,12 +137,15 @@ def merge_networks(parts: list[Networks]) -> Networks:
     if len(parts) == 1:
         return parts[0]
     # IPv4: pieces start at every start and every end + 1 (int64: 2**32 fits)
-    bounds = np.unique(
+    bounds = np.sort(
         np.concatenate(
             [p.v4_start.astype(np.int64) for p in parts]
             + [p.v4_end.astype(np.int64) + 1 for p in parts]
         )
     )
+    # distinct by sorting: np.unique (hash-based in numpy 2.3+) took 2.7 s of CPU on the
+    # 2.2 million bounds of two GeoLite2-sized databases, sorting 0.12 s
+    bounds = bounds[np.append(True, bounds[1:] != bounds[:-1])]
     starts4 = bounds[bounds < (1 << 32)]
     ends4 = np.append(starts4[1:] - 1, (1 << 32) - 1)
     vals4 = np.concatenate([_v4_lookup(p, starts4) for p in parts], axis=1)
