@@ -8,7 +8,10 @@ DuckDB SQL computing the same top-10 (renormalised bytes) from the same files, f
 ``src_ip``, ``dst_port`` and ``conversation``; checks the three agree. The nfdump
 comparison is ``benchmarks/topn_vs_peers.py``. With ``--demo DIR`` the demo workspace's
 flows are timed too (made with ``rating-engine --workspace DIR demo`` if missing).
-Wall clock, best of ``--repeat`` warm runs (Numba compiled first). Last line: JSON.
+Ours is timed with the engine ``top_talkers`` chooses in this process (Numba is not loaded
+first, as in a ``query`` command), then with Arrow's grouping and with the Numba kernels
+each forced (``arrow_s``, ``kernels_s``). Wall clock, best of ``--repeat`` warm runs (Numba
+compiled first). Whole processes: ``benchmarks/query_processes.py``. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synthetic_ip_flows import make_flows, make_subscriptions
 
+import bss.analyst.query as query
 from bss.analyst.query import top_talkers
 from collectors.dataset import write_partitioned
 from collectors.workspace import WorkspacePaths
@@ -89,12 +93,23 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         top_talkers(paths, by, "bytes", 10)
         first = time.perf_counter() - t0
+        # the engine top_talkers chooses in this process, then each one forced
+        chosen = "kernels" if query._use_kernels(query.BY_KEYS[by]) else "arrow"
         ours_s, ours = _best(lambda by=by: top_talkers(paths, by, "bytes", 10), repeat)
+        engines = {}
+        for engine in ("arrow", "kernels"):
+            query.ENGINE = engine
+            top_talkers(paths, by, "bytes", 10)  # kernels: compiled or loaded first
+            engines[engine], _ = _best(lambda by=by: top_talkers(paths, by, "bytes", 10), repeat)
+        query.ENGINE = None
         pl_s, pl_top = _best(lambda by=by: _polars(glob, by), repeat)
         db_s, db_top = _best(lambda by=by: _duckdb(con, glob, by), repeat)
         ours_top = [int(v) for v in ours.column("bytes").to_pylist()]
         out[by] = {
             "ours_s": round(ours_s, 4),
+            "engine": chosen,
+            "arrow_s": round(engines["arrow"], 4),
+            "kernels_s": round(engines["kernels"], 4),
             "first_run_s": round(first, 3),
             "polars_s": round(pl_s, 4),
             "duckdb_s": round(db_s, 4),
@@ -103,7 +118,8 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
             "vs_duckdb": round(db_s / ours_s, 2),
             "same_top10_bytes": ours_top == pl_top == db_top,
         }
-        print(f"{rows:>10} flows  {by:<13} ours {ours_s:7.3f}s  polars {pl_s:7.3f}s  "
+        print(f"{rows:>10} flows  {by:<13} ours {ours_s:7.3f}s ({chosen}; arrow "
+              f"{engines['arrow']:.3f}s, kernels {engines['kernels']:.3f}s)  polars {pl_s:7.3f}s  "
               f"duckdb {db_s:7.3f}s  agree={out[by]['same_top10_bytes']}")  # fmt: skip
     con.close()
     return out

@@ -77,6 +77,10 @@ _I64_MAX = 2**63 - 1
 _MERGE_ROWS = 4_000_000
 #: Rows handed to the kernels at once.
 _CHUNK_ROWS = 2_000_000
+#: Rows handed to Arrow's grouping at once (it needs no contiguous copy; fewer, larger
+#: partials spare merging them: 5M flows by address took 0.80 s CPU in one chunk, 1.24 s
+#: in 2M-row chunks).
+_ARROW_CHUNK_ROWS = 8_000_000
 
 #: ``--by`` names (nfdump's words and ours) -> group key of :mod:`rating_engine.traffic.aggregate`.
 BY_KEYS: dict[str, tuple[str, ...]] = {
@@ -270,10 +274,12 @@ def checked_filter(expression: str | FlowFilter | None) -> FlowFilter | None:
         raise error from exc
 
 
-def _chunks(batches: Iterator[pa.RecordBatch], contiguous: bool = True) -> Iterator[pa.Table]:
-    """Batches gathered into tables of at least ``_CHUNK_ROWS`` rows (fewer, larger kernel
-    calls and partials: one hourly file is often only a few 100k flows); ``contiguous``
-    (for the kernels): each column in one buffer (a copy; Arrow's grouping needs none)."""
+def _chunks(
+    batches: Iterator[pa.RecordBatch], size: int, contiguous: bool = True
+) -> Iterator[pa.Table]:
+    """Batches gathered into tables of at least ``size`` rows (fewer, larger kernel calls
+    and partials: one hourly file is often only a few 100k flows); ``contiguous`` (for the
+    kernels): each column in one buffer (a copy; Arrow's grouping needs none)."""
     held: list[pa.RecordBatch] = []
     rows = 0
     for batch in batches:
@@ -281,7 +287,7 @@ def _chunks(batches: Iterator[pa.RecordBatch], contiguous: bool = True) -> Itera
             continue
         held.append(batch)
         rows += batch.num_rows
-        if rows >= _CHUNK_ROWS:
+        if rows >= size:
             table = pa.Table.from_batches(held)
             yield table.combine_chunks() if contiguous else table
             held, rows = [], 0
@@ -296,21 +302,23 @@ ENGINE: str | None = None
 
 
 def _use_kernels(key: tuple[str, ...]) -> bool:
-    """Numba's kernels or Arrow's hash aggregation (the same sums, measured in
-    benchmarks/query_processes.py and query_top.py).
+    """Numba's kernels or Arrow's hash aggregation (the same sums): measured in
+    benchmarks/query_top.py (in process) and benchmarks/query_processes.py (whole
+    processes).
 
     Subscriptions and prefixes need the kernels (IP-block index, masks). Plain keys go to
-    Arrow unless Numba is already loaded in this process: a one-shot ``rating-engine
-    query`` would spend ~0.5 s CPU loading Numba and its cached kernels, more than the
-    kernels save over Arrow on a few million flows, while a long-lived process (notebook,
-    Dask worker) that has them loaded gets the kernels' single-key speed. Address pairs
-    go to Arrow either way: its grouping of two 16-byte columns is the faster one.
+    the kernels once Numba is loaded in this process (a notebook, a Dask worker, a second
+    query): there they are the faster (5M flows by address: ~2x Arrow's CPU). Else to
+    Arrow: a one-shot ``rating-engine query`` would spend ~0.5 s CPU loading Numba and
+    its cached kernels, and their scratch memory's page faults, more than they save on
+    millions of flows (whole process, 5M flows by address: 1.4 s CPU with Arrow, 2.2 s
+    with the kernels).
     """
-    if ENGINE is not None and plain_columns(key) is not None:
-        return ENGINE == "kernels"
     if plain_columns(key) is None:
         return True
-    return len(key) == 1 and "numba" in sys.modules
+    if ENGINE is not None:
+        return ENGINE == "kernels"
+    return "numba" in sys.modules
 
 
 def _words(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -380,7 +388,8 @@ def _source_partial(
     cols = flow_columns(key, renormalise, timed=bucket is not None)
     batches = (scan_flows(source, cols, window, flow_filter, drop_unsampled=True)
                if source else iter(()))  # fmt: skip
-    for chunk in _chunks(batches, contiguous=kernels):
+    size = _CHUNK_ROWS if kernels else _ARROW_CHUNK_ROWS
+    for chunk in _chunks(batches, size, contiguous=kernels):
         if key == ("subscription",):
             # flows outside every subscription are left out of the groups, not the totals
             f, p, b = _batch_totals(chunk, renormalise)

@@ -214,6 +214,7 @@ def test_streaming_merge_equals_one_shot(
 ) -> None:
     paths, flows = flows_ws
     monkeypatch.setattr(query, "_CHUNK_ROWS", 1)  # one partial per batch (per file here)
+    monkeypatch.setattr(query, "_ARROW_CHUNK_ROWS", 1)
     monkeypatch.setattr(query, "_MERGE_ROWS", 1)  # merged after every batch
     got = top_talkers(paths, "conversation", "bytes", 10)
     _compare(got, reference(flows, "conversation", "bytes", 10), "conversation")
@@ -363,6 +364,7 @@ def test_property_arrow_engine_equals_kernels(
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(query, "ENGINE", engine)
                 mp.setattr(query, "_CHUNK_ROWS", chunk)
+                mp.setattr(query, "_ARROW_CHUNK_ROWS", chunk)
                 mp.setattr(query, "_MERGE_ROWS", chunk)
                 if bucket is None:
                     tables[engine] = top_talkers(paths, by, "bytes", 1000, text=False)
@@ -388,4 +390,4 @@ def test_plain_keys_need_no_numba(flows_ws: tuple[WorkspacePaths, pa.Table]) -> 
     import numba  # noqa: F401  (loaded: a single key goes to the kernels)
 
     assert query._use_kernels(BY_KEYS["src_ip"])
-    assert not query._use_kernels(BY_KEYS["pair"])
+    assert query._use_kernels(BY_KEYS["pair"])
