@@ -6,13 +6,58 @@ import itertools
 from collections.abc import Sequence
 
 import numpy as np
+from numba import njit
 
 from rating_engine.kernel_threads import run_chunks
 from rating_engine.rating.batch_kernel import outputs
 from rating_engine.rating.kernel import rate_records
 from rating_engine.rating.record_text import MIXED
 
-__all__ = ["apply_allowances"]
+__all__ = ["allowance_slots", "apply_allowances"]
+
+
+@njit(cache=True, nogil=True)
+def allowance_slots(
+    order: np.ndarray,
+    sub_id: np.ndarray,
+    elig: np.ndarray,
+    elig_ptr: np.ndarray,
+    elig_allow: np.ndarray,
+    n_allow: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The allowance slots - one per (subscription, allowance) - of ``order``'s records,
+    which come subscription by subscription: (slot_ptr, slot_ix) as :func:`apply_allowances`
+    takes them, and each slot's subscription and allowance. A record's slots are its
+    eligibility entry's allowances (``elig[i] - 1`` indexes ``elig_ptr``), in that order;
+    slots are numbered as they first appear, so a subscription's are consecutive and each
+    allowance's have ascending subscriptions. One pass, no sort."""
+    n = order.shape[0]
+    total = 0
+    for o in range(n):
+        e = elig[order[o]] - 1
+        total += elig_ptr[e + 1] - elig_ptr[e]
+    slot_ptr = np.zeros(n + 1, np.int64)
+    slot_ix = np.empty(total, np.int64)
+    slot_sub = np.empty(total, np.int64)
+    slot_allow = np.empty(total, np.int64)
+    mine = np.full(n_allow, -1, np.int64)  # each allowance's latest slot
+    first = n_slots = k = 0  # slots from ``first`` on are the current subscription's
+    for o in range(n):
+        i = order[o]
+        if o > 0 and sub_id[i] != sub_id[order[o - 1]]:
+            first = n_slots
+        e = elig[i] - 1
+        for j in range(elig_ptr[e], elig_ptr[e + 1]):
+            a = elig_allow[j]
+            if mine[a] < first:  # the subscription's first record with this allowance
+                mine[a] = n_slots
+                slot_sub[n_slots] = sub_id[i]
+                slot_allow[n_slots] = a
+                n_slots += 1
+            slot_ix[k] = mine[a]
+            k += 1
+        slot_ptr[o + 1] = k
+    return slot_ptr, slot_ix, slot_sub[:n_slots], slot_allow[:n_slots]
 
 
 def apply_allowances(
@@ -38,8 +83,10 @@ def apply_allowances(
     order - the same rows as one pass.
     """
     scratch = outputs(len(rec[0]))
-    # cost and used land in the batch's outputs; the rest of the re-run goes to scratch
-    target = (*scratch[:8], out[8], out[9], *scratch[10:])
+    # The re-run reads the batch's service, eligibility (its set column) and tariff and
+    # writes cost and used into the batch's outputs; what else it writes goes to scratch.
+    target = (scratch[0], out[1], *scratch[2:8], out[8], out[9], out[10], *scratch[11:13],
+              out[13])  # fmt: skip
     bounds = [0, *parts, len(order)]
 
     def piece(lo: int, hi: int) -> np.ndarray:

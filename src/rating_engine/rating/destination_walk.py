@@ -7,7 +7,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["walk_destination"]
+__all__ = ["ASCII_0", "BYTE", "DIGIT_CARRY", "TOP6", "walk_destination"]
+
+#: SWAR digit tests on a little-endian word of text (the rating kernel's first digits): a
+#: byte is a digit when neither it minus ASCII_0 nor that plus DIGIT_CARRY has its top bit
+#: set (TOP6: the top bits of six bytes); BYTE masks one byte
+ASCII_0 = np.uint64(0x3030303030303030)
+DIGIT_CARRY = np.uint64(0x7676767676767676)
+TOP6 = np.uint64(0x808080808080)
+BYTE = np.uint64(0xFF)
 
 
 @njit(cache=True, nogil=True)

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 from rating_engine.rating.allowance_draw import draw_allowances
-from rating_engine.rating.destination_walk import walk_destination
+from rating_engine.rating.destination_walk import ASCII_0, BYTE, DIGIT_CARRY, TOP6, walk_destination
 from rating_engine.rating.exact_arithmetic import (
     I64MAX,
     LIMIT,
@@ -73,11 +73,6 @@ _FAST_QTY = 1 << 40
 _BLOCK = 512
 #: "The destination look-up finished in phase B1" (see rate_records)
 _DONE = -2
-#: SWAR digit tests on a little-endian word of text (see the destination look-up)
-_ASCII_0 = np.uint64(0x3030303030303030)
-_DIGIT_CARRY = np.uint64(0x7676767676767676)
-_TOP6 = np.uint64(0x808080808080)
-_BYTE = np.uint64(0xFF)
 
 
 @njit(cache=True, nogil=True)
@@ -105,7 +100,8 @@ def rate_records(
 
     One function holds the whole per-record path and is called once per chunk: handing the
     plan's arrays to a helper per record would cost a reference-count round trip per array
-    per record. With ``allow``, each record (o-th of ``idx``) draws free units from its
+    per record. With ``allow`` (re-pricing after the batch pass, whose service, allowance
+    entry and tariff ``out`` holds), each record (o-th of ``idx``) draws free units from its
     allowance slots ``slot_ix[slot_ptr[o]:slot_ptr[o + 1]]`` and the ledger
     (record, slot, units; row 0 column 0 counts rows) is appended to.
     """
@@ -158,7 +154,7 @@ def rate_records(
         # checks, prices and writes each record. B1 also writes the subscription and account
         # of every record with a binding.
         # A1: each key's words and its one row in the table (perfect hash: no probe loop)
-        for o in range(blo, bhi):
+        for o in range(blo, blo if allow else bhi):  # (none when re-pricing: see A2)
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             kt = kt_c
@@ -186,6 +182,9 @@ def rate_records(
             i = idx[o] if len(idx) > 0 else o
             u, u1, ob = np.uint64(i), np.uint64(i + 1), np.uint64(o - blo)
             b = -1
+            if allow:  # re-pricing: the batch pass's outputs say the tariff, service and
+                kts[ob], bk[ob], bti[ob] = 0, 0, ti_o[u]  # (B1) destination column
+                continue
             sl = ksl[ob]
             if sl >= 0:
                 hit = (
@@ -227,7 +226,7 @@ def rate_records(
             b = bk[ob]
             sub_o[u] = bsub[ob] if b >= 0 else -1
             acc_o[u] = bacc[ob] if b >= 0 else -1
-            if has_elig:  # allowances look at every record's: set it for the rejected too
+            if has_elig and not allow:  # allowances look at every record's: the rejected too
                 elig_o[u] = 0
             if b < 0 or bti[ob] < 0:
                 continue
@@ -253,6 +252,10 @@ def rate_records(
                 while bt_start[base + kb + 1] <= t0:
                     kb += 1
             dk[ob] = kb
+            if allow:  # the set column is in the record's allowance entry (no prefix)
+                dpre[ob], ent = -1, elig_o[u] - 1 - ver_elig_first[vi]
+                dcol[ob] = ent - svc_o[u] * (ver_n_sets[vi] + 1)
+                continue
             valid = True
             if has_valid:
                 bit = dst_bit0 + i
@@ -267,11 +270,11 @@ def rate_records(
             if j1 - j0 >= JUMP_DIGITS + 2:
                 # six digits from one word (SWAR): a byte is a digit when neither it minus
                 # '0' nor that plus 0x76 has its top bit set; then pairs of digits
-                x = short_text(dst_words, dst_data, j0, j1) - _ASCII_0
-                if ((x + _DIGIT_CARRY) | x) & _TOP6 == 0:
+                x = short_text(dst_words, dst_data, j0, j1) - ASCII_0
+                if ((x + DIGIT_CARRY) | x) & TOP6 == 0:
                     y = x * np.uint64(10) + (x >> np.uint64(8))  # bytes 0, 2, 4: the pairs
-                    d4 = np.int64(y & _BYTE) * 100 + np.int64((y >> np.uint64(16)) & _BYTE)
-                    d56 = np.int64((y >> np.uint64(32)) & _BYTE)
+                    d4 = np.int64(y & BYTE) * 100 + np.int64((y >> np.uint64(16)) & BYTE)
+                    d56 = np.int64((y >> np.uint64(32)) & BYTE)
             if not bad and d56 < 0:
                 # the first digits in one look-up instead of a walk of dependent loads
                 for j in range(j0, j0 + JUMP_DIGITS):
@@ -337,8 +340,8 @@ def rate_records(
             # fields are all set below; a rejected record's are left undefined (only its
             # status, subscription and account are read)
             # --- service, subscriber, binding, version --------------------------------------
-            svc = svc_c
-            if svc_c == MIXED:
+            svc = svc_o[u] if allow else svc_c
+            if svc == MIXED:
                 svc = record_code(svc_words, svc_data, svc_off, u, u1, True)
             if svc < 0:
                 status[u] = UNKNOWN_SERVICE

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from collectors.schemas import REJECT_SCHEMA, USAGE_PRICED_SCHEMA, USAGE_SCHEMA
 from rating_engine.rating.period_pricing import combine_quantities
-from rating_engine.rating.rate import SubscriptionIndex, rate_stream
+from rating_engine.rating.rate import RATING_COLUMNS, SubscriptionIndex, rate_stream
 from rating_engine.scale.partials import RatePartial, UsageAccumulator, in_period_quantities
 from rating_engine.scale.parts import (
     DAY_US,
@@ -64,6 +64,8 @@ _EMPTY = np.zeros(0, np.int64)
 _SPLIT_BATCH = 1 << 20
 #: Partials combined once this many have piled up in a task.
 _COMBINE_EVERY = 8
+#: What a task reads of a usage part: the columns rating reads, and the price.
+_READ_SCHEMA = pa.schema([USAGE_PRICED_SCHEMA.field(n) for n in (*RATING_COLUMNS, "price")])
 
 
 @dataclass(frozen=True)
@@ -157,26 +159,33 @@ def _unbilled(job: RateJob, day: DayFiles) -> Iterator[pa.Table]:
             return
     for path in day.usage:
         source = pq.ParquetFile(path, page_checksum_verification=True)
-        priced = USAGE_PRICED_SCHEMA.names[-1] in source.schema_arrow.names
-        columns = USAGE_PRICED_SCHEMA.names if priced else USAGE_SCHEMA.names
+        columns = _READ_SCHEMA.names
+        if "price" not in source.schema_arrow.names:
+            columns = columns[:-1]
         for batch in source.iter_batches(batch_size=_SPLIT_BATCH, columns=columns):
-            table = with_prices(pa.Table.from_batches([batch]))
-            keep = pc.less(table.column("start_time"), end)
+            table = with_prices(pa.Table.from_batches([batch]), _READ_SCHEMA)
+            times = table.column("start_time")
+            # a filter copies every column: only when some row goes
+            keep = None if pc.less(pc.max(times), end).as_py() else pc.less(times, end)
             if billed.shape[0]:
                 ids = np.asarray(table.column("record_id").to_numpy(), dtype=np.int64)
-                keep = pc.and_(keep, pa.array(~_isin(ids, billed)))
-            table = table.filter(keep)
+                gone = _isin(ids, billed)
+                if gone.any():
+                    keep = pa.array(~gone) if keep is None else pc.and_(keep, pa.array(~gone))
+            if keep is not None:
+                table = table.filter(keep)
             if table.num_rows:
                 yield table
 
 
-def with_prices(table: pa.Table) -> pa.Table:
-    """``table`` as ``USAGE_PRICED_SCHEMA``: usage parts written without the optional
-    ``price`` column (all but CDR files with a price) read as null prices, so every part of
-    a day concatenates and pass-through rates see the prices of those that have them."""
+def with_prices(table: pa.Table, schema: pa.Schema = USAGE_PRICED_SCHEMA) -> pa.Table:
+    """``table`` as ``schema`` (``USAGE_PRICED_SCHEMA`` or columns of it): usage parts
+    written without the optional ``price`` column (all but CDR files with a price) read as
+    null prices, so every part of a day concatenates and pass-through rates see the prices
+    of those that have them."""
     if "price" not in table.column_names:
         table = table.append_column("price", pa.nulls(table.num_rows, pa.int64()))
-    return table.select(USAGE_PRICED_SCHEMA.names).cast(USAGE_PRICED_SCHEMA)
+    return table.select(schema.names).cast(schema)
 
 
 def _scratch(job: RateJob, day: int, bucket: int) -> Path:
@@ -186,7 +195,7 @@ def _scratch(job: RateJob, day: int, bucket: int) -> Path:
 def split_day(day: DayFiles, *, job: RateJob, router: AccountRouter) -> int:
     """Stage one: the day's unbilled records into one scratch file per bucket; returns
     how many records."""
-    out = ScratchWriter(USAGE_PRICED_SCHEMA)
+    out = ScratchWriter(_READ_SCHEMA)
     rows = 0
     try:
         for table in _unbilled(job, day):

@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from rating_engine.rating.allowance_kernel import apply_allowances
+from rating_engine.rating.allowance_kernel import allowance_slots, apply_allowances
 from rating_engine.tariff.plan import SVC_VOICE, RatingPlan
 
 __all__ = ["LEDGER_SCHEMA", "AllowanceState", "consume_allowances"]
@@ -86,17 +86,25 @@ class AllowanceState:
 
     def put(self, sids: np.ndarray, names: list[str], codes: np.ndarray,
             units: np.ndarray) -> None:  # fmt: skip
-        """Record the units left of each (``sids[i]``, ``names[codes[i]]``)."""
+        """Record the units left of each (``sids[i]``, ``names[codes[i]]``); a pair
+        appears once."""
         for code in np.unique(codes).tolist():
             sel = codes == code
             new_keys, new_left = sids[sel], units[sel]
+            if new_keys.shape[0] > 1 and np.any(new_keys[1:] <= new_keys[:-1]):
+                order = np.argsort(new_keys, kind="stable")
+                new_keys, new_left = new_keys[order], new_left[order]
             if names[code] in self._left:
+                # a merge of two sorted arrays: the known pairs in place, the new inserted
                 keys, left = self._left[names[code]]
-                kept = ~np.isin(keys, new_keys)
-                new_keys = np.concatenate([keys[kept], new_keys])
-                new_left = np.concatenate([left[kept], new_left])
-            order = np.argsort(new_keys, kind="stable")
-            self._left[names[code]] = (new_keys[order], new_left[order])
+                at = np.searchsorted(keys, new_keys)
+                known = at < keys.shape[0]
+                known[known] = keys[at[known]] == new_keys[known]
+                left[at[known]] = new_left[known]
+                new = ~known
+                new_keys = np.insert(keys, at[new], new_keys[new])
+                new_left = np.insert(left, at[new], new_left[new])
+            self._left[names[code]] = (new_keys, np.asarray(new_left, np.int64))
 
     def units_left(self, plan: RatingPlan, subscription_id: int, allowance_id: str) -> int:
         """Units (seconds, events, bytes) left for ``subscription_id`` in ``allowance_id``."""
@@ -106,19 +114,6 @@ class AllowanceState:
         left = self.take(np.array([subscription_id], np.int64), [allowance_id],
                          np.zeros(1, np.int64), np.array([full], np.int64))  # fmt: skip
         return int(left[0]) // scale
-
-
-def _slots(subs_of: np.ndarray, allow: np.ndarray, n_allow: int) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (subscription, allowance) pairs, sorted, and each pair's slot number."""
-    lo, hi = (int(subs_of.min()), int(subs_of.max())) if len(subs_of) else (0, 0)
-    if -(1 << 62) // max(n_allow, 1) < lo and hi < (1 << 62) // max(n_allow, 1):
-        # one int64 key per pair: a 1-D unique instead of a row-wise one (~10x faster)
-        keys, slot_ix = np.unique(subs_of * n_allow + allow, return_inverse=True)
-        uniq = np.stack([np.floor_divide(keys, n_allow), keys % n_allow], axis=1)
-    else:
-        uniq, slot_ix = np.unique(np.stack([subs_of, allow], axis=1), axis=0,
-                                  return_inverse=True)  # fmt: skip
-    return uniq, slot_ix.reshape(-1).astype(np.int64)
 
 
 def _cuts(subs_in_order: np.ndarray) -> list[int]:
@@ -156,6 +151,22 @@ def _time_order(sub: np.ndarray, start: np.ndarray, rid: np.ndarray) -> np.ndarr
     return order
 
 
+def _with_free_units(
+    order: np.ndarray, slot_ptr: np.ndarray, slot_ix: np.ndarray, remaining: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Only the records with free units left in a slot: the others keep the batch's price
+    (the kernel would skip them; units left only ever go down), with their slots."""
+    if len(order) == 0:
+        return order, slot_ptr, slot_ix
+    counts = np.diff(slot_ptr)
+    live = np.add.reduceat(remaining[slot_ix], slot_ptr[:-1]) > 0
+    if live.all():
+        return order, slot_ptr, slot_ix
+    kept = np.zeros(int(live.sum()) + 1, np.int64)
+    np.cumsum(counts[live], out=kept[1:])
+    return order[live], kept, slot_ix[np.repeat(live, counts)]
+
+
 def consume_allowances(
     plan: RatingPlan,
     state: AllowanceState,
@@ -178,31 +189,25 @@ def consume_allowances(
     if len(idx) == 0 or len(plan.allowance_ids) == 0:
         return LEDGER_SCHEMA.empty_table()
     order = idx[_time_order(sub_id[idx], start_us[idx], record_id[idx])]
-    e = elig[order].astype(np.int64) - 1
-    lo = a["elig_ptr"][e]
-    counts = a["elig_ptr"][e + 1] - lo
-    slot_ptr = np.zeros(len(order) + 1, np.int64)
-    np.cumsum(counts, out=slot_ptr[1:])
-    within = np.arange(slot_ptr[-1], dtype=np.int64) - np.repeat(slot_ptr[:-1], counts)
-    allow = a["elig"][np.repeat(lo, counts) + within]
-    subs_of = np.repeat(sub_id[order], counts)
-    uniq, slot_ix = _slots(subs_of, allow, len(plan.allowance_ids))
+    slot_ptr, slot_ix, sids, codes = allowance_slots(
+        order, sub_id, elig, a["elig_ptr"], a["elig"], len(plan.allowance_ids)
+    )
     # full allowance of each allowance index, in base units (voice in ms)
     full = np.asarray(plan.allowance_units, np.int64) * np.where(
         a["allow_svc"] == SVC_VOICE, 1000, 1
     )
-    sids, codes = uniq[:, 0], uniq[:, 1]
     remaining = state.take(sids, plan.allowance_ids, codes, full)
+    order, slot_ptr, slot_ix = _with_free_units(order, slot_ptr, slot_ix, remaining)
     ledger = apply_allowances(
         order, slot_ptr, slot_ix, remaining, rec, subs, plan.kernel_args(), out,
         _cuts(sub_id[order]),
     )  # fmt: skip
     state.put(sids, plan.allowance_ids, codes, remaining)
-    led_allow = uniq[ledger[:, 1], 1]
+    led_allow = codes[ledger[:, 1]]
     led_scale = np.where(a["allow_svc"][led_allow] == SVC_VOICE, 1000, 1)
     return pa.table(
         {
-            "subscription_id": pa.array(uniq[ledger[:, 1], 0], pa.int64()),
+            "subscription_id": pa.array(sids[ledger[:, 1]], pa.int64()),
             "record_id": pa.array(record_id[ledger[:, 0]], pa.int64()),
             "allowance_id": pa.array(plan.allowance_ids, pa.string()).take(pa.array(led_allow)),
             "units": pa.array(ledger[:, 2] // led_scale, pa.int64()),

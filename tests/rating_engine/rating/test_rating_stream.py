@@ -8,7 +8,13 @@ import pyarrow as pa
 from package_data import TARIFFS
 from reference_rater import subscriptions_table, usage_table
 
-from rating_engine.rating.rate import compile_plan, load_tariffs, rate_stream, rate_usage
+from rating_engine.rating.rate import (
+    RATING_COLUMNS,
+    compile_plan,
+    load_tariffs,
+    rate_stream,
+    rate_usage,
+)
 from rating_engine.tariff.allowances import AllowanceState
 
 DATA = TARIFFS
@@ -62,3 +68,23 @@ def test_empty_input() -> None:
     result = rate_usage(empty, subscriptions_table([{"tariff_id": "mobile-flex"}]), plan)
     assert result.rated.num_rows == 0
     assert result.rejected.num_rows == 0
+
+
+def test_rating_reads_only_its_columns() -> None:
+    # the record key, origin and location are not read: usage without them rates the same
+    tariffs = load_tariffs(DATA)
+    plan = compile_plan({"mobile-classic": tariffs["mobile-classic"]}, years=(2026, 2026))
+    start = datetime(2026, 3, 2, 6, tzinfo=UTC)
+    table = usage_table([
+        {"service": "voice", "start_time": start + timedelta(minutes=i), "duration_ms": 61_000,
+         "destination": "4930123", "subscriber_key": "491700000001" if i % 4 else "4917999"}
+        for i in range(40)
+    ])  # fmt: skip
+    subs = subscriptions_table([{"tariff_id": "mobile-classic"}])
+    whole = rate_usage(table, subs, plan)
+    lean = rate_usage(table.select(list(RATING_COLUMNS)), subs, plan)
+    assert lean.rated.equals(whole.rated)
+    assert lean.rejected.drop_columns("rejected_at").equals(
+        whole.rejected.drop_columns("rejected_at"))  # fmt: skip
+    assert whole.rejected.num_rows == 10
+    assert set(RATING_COLUMNS) < set(table.column_names)
