@@ -5,13 +5,16 @@
     tables, totals = flow_statistics("W/flows", stats, flow_filter=f, n=10)
     rows = select_flows("W/flows", flow_filter=f, order="tstart", limit=20)
 
-Both are polars lazy scans of the dataset's files (polars reads, filters and groups our
-Parquet faster than DuckDB and than our own kernels once a filter is involved - see
-``benchmarks/nfdump_filter_vs_peers.py``): the filter is pushed into the Parquet reader
-(row groups whose statistics cannot match are skipped), ``date=`` partitions outside the
-window are not opened, and every statistic of one call is computed from one scan
-(polars shares the common filtered scan between them). Addresses are grouped as 128-bit
-integers and come back as 16 bytes.
+Both are polars lazy scans of the dataset's files (polars reads and filters our Parquet
+faster than DuckDB - see ``benchmarks/nfdump_filter_vs_peers.py``): the filter is pushed
+into the Parquet reader (row groups whose statistics cannot match are skipped), ``date=``
+partitions outside the window are not listed, and every statistic of one call is
+computed from one scan (polars shares the common filtered scan between them; with
+several statistics and a top-N of one address among them, the matching flows are held
+once and, from 500k of them, that statistic is summed by the Numba hash group-by, which
+takes a quarter of polars' CPU on hundreds of thousands of addresses). Addresses are
+grouped as 128-bit integers and come back as 16 bytes. A listing of the first N in time
+order reads row-group statistics first (:mod:`rating_engine.traffic.flow_parts`).
 
 A statistic groups by one or more keys and orders by ``flows``, ``packets``, ``bytes``,
 ``pps``, ``bps`` or ``bpp`` (descending; ties by key). Per group: flows, packets and
@@ -320,11 +323,13 @@ def flow_statistics(
         empty = [_empty_stat(spec) for spec in stats for _ in spec.orders]
         return empty, FlowTotals(0, 0, 0)
     base = _scan(files, combined_columns(key_cols, metrics_cols), flow_filter, window)
-    kernel = [_by_kernel(spec, n) for spec in stats]
+    # several statistics in one call: the matching flows are held once in memory and
+    # shared (one statistic streams: polars fuses the scan and the group-by)
+    kernel = [_by_kernel(spec, n) and len(stats) > 1 for spec in stats]
     if any(kernel):
-        # the matching flows once in memory: the kernel's statistics and polars' share them
         frame = base.collect()
-        kernel = [k and frame.height > 0 and not any(frame[c].null_count() for c in spec.keys)
+        kernel = [k and frame.height >= _KERNEL_ROWS
+                  and not any(frame[c].null_count() for c in spec.keys)
                   for k, spec in zip(kernel, stats, strict=True)]  # fmt: skip
         base = frame.lazy()
     plans: list[pl.LazyFrame] = []
@@ -368,6 +373,11 @@ def _ranked(grouped: pl.LazyFrame, order: str, names: Sequence[str], n: int) -> 
     ranked = grouped.sort([order, *names], descending=[True] + [False] * len(names),
                           nulls_last=True)  # fmt: skip
     return ranked.head(n) if n else ranked
+
+
+#: fewer matching flows than this are grouped by polars (the kernel's gain is in the
+#: many-group case; below it, polars was as fast or faster: measured)
+_KERNEL_ROWS = 500_000
 
 
 def _by_kernel(spec: StatSpec, n: int) -> bool:

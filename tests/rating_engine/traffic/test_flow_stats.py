@@ -275,3 +275,26 @@ def test_window_files_leaves_out_days_outside_the_window(tmp_path: Path) -> None
                                                    "date=bad/c.parquet", "x.parquet"]  # fmt: skip
     assert names((jan1 + 3 * day, jan1 + 9 * day)) == [
         "date=2026-01-04/date=2026-01-01/n.parquet", "date=bad/c.parquet", "x.parquet"]  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(timed_rows, min_size=1, max_size=60), n=st.sampled_from([1, 3]),
+       renormalise=st.booleans())  # fmt: skip
+def test_address_statistics_by_the_kernel_equal_the_reference(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]], n: int,
+    renormalise: bool,
+) -> None:  # fmt: skip
+    """Several statistics with a top-N of one address: the hash group-by kernel's path
+    (taken from 500k matching flows; here from the first) ranks as the reference."""
+    from unittest import mock
+
+    root = tmp_path_factory.mktemp("flows")
+    write_partitioned(flows_table(rows), root, time_column="flow_start", part_name="t",
+                      hourly=True)  # fmt: skip
+    specs = [parse_stat(s) for s in ("srcip/bytes/flows", "dstip/packets", "dstport/flows")]
+    with mock.patch("rating_engine.traffic.flow_stats._KERNEL_ROWS", 1):
+        tables, _ = flow_statistics(root, specs, n=n, renormalise=renormalise)
+    pairs = [(s, o) for s in specs for o in s.orders]
+    for table, (spec, order) in zip(tables, pairs, strict=True):
+        expected = ref_stats(rows, spec.keys, order, n, renormalise)
+        assert as_rows(table, 1) == [(e[0], *e[2:]) for e in expected], (spec, order)
