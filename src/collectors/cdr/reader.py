@@ -351,11 +351,13 @@ def read_cdr_file(
     source_name: str | None = None,
     block_size: int = 4 << 20,
     is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None,
+    trusted_text: bool = False,
 ) -> Iterator[CdrChunk]:
     """Yield the file's usable rows and its rejected rows, batch by batch.
 
     ``is_duplicate`` gets each batch's record ids and returns a mask of duplicates; those rows
-    are moved to the rejects with reason ``duplicate``.
+    are moved to the rejects with reason ``duplicate``. ``trusted_text``: the caller checks
+    the file's encoding itself and uses no row of a file that fails (no UTF-8 check per value).
 
     Raises :class:`CdrRefusedError` for a file that is not this CSV layout (binary, wrong
     header, no line with the mapping's column count, undecodable text). An empty or
@@ -409,6 +411,9 @@ def read_cdr_file(
         include_columns=list(used),
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
+        # the ingest checks the whole file's encoding (with its hash, on another thread) and
+        # refuses it before any row is written, so the reader need not check every value
+        check_utf8=not trusted_text,
     )
     transformer = _BatchTransformer(mapping, name)
     # Raw lines are read by forward-only scans: one scanner per transform thread (each takes
