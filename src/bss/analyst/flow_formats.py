@@ -50,11 +50,14 @@ _SCALED = ("packets", "bytes")
 @dataclass(frozen=True)
 class _Shape:
     """What of the data the expressions depend on: the address columns holding IPv6
-    (their text is a ``_<name>_text`` column beside them) and the volume columns with a
-    value past a million (the others need no scaling)."""
+    (their text is a ``_<name>_text`` column beside them), those with no address at all,
+    the volume columns with a value past a million (the others need no scaling) and
+    whether any flow is ICMP (the others' destination port is a plain number)."""
 
     v6: frozenset[str] = frozenset()
     big: frozenset[str] = frozenset()
+    empty: frozenset[str] = frozenset()
+    icmp: bool = True
 
 
 def _num(name: str) -> pl.Expr:
@@ -145,6 +148,8 @@ def _v6_column(name: str) -> str:
 def _address(name: str, shape: _Shape) -> pl.Expr:
     """An address column as text: IPv4 (mapped) from its four octets, others from the
     frame's ``_<name>_text`` column (see :func:`_shaped`); null -> ``-``."""
+    if name in shape.empty:
+        return pl.lit("-")
     addr = pl.col(name)
     octets = [pl.lit(_texts("octets")).gather(addr.bin.get(i)) for i in range(12, 16)]
     text = pl.concat_str(octets, separator=".")
@@ -157,17 +162,22 @@ def _shaped(frame: pl.DataFrame) -> tuple[pl.DataFrame, _Shape]:
     """The frame with a ``_<name>_text`` column beside each address column holding IPv6
     (not mapped) addresses - RFC 5952 text by :mod:`ipaddress`, once per distinct
     address - and its :class:`_Shape`; one pass over the frame when it has no IPv6."""
-    names = [n for n in _ADDRESS_COLUMNS if n in frame.columns]
+    present = [n for n in _ADDRESS_COLUMNS if n in frame.columns]
+    empty = frozenset(n for n in present if frame[n].null_count() == frame.height)
+    names = [n for n in present if n not in empty]
     volumes = [n for n in _SCALED if n in frame.columns]
-    if frame.height == 0 or not (names or volumes):
+    if frame.height == 0:
         return frame, _Shape()
     other = {n: pl.col(n).is_not_null() & ~_is_v4(n) for n in names}
+    protocol = [_num("protocol").is_in([1, 58]).any().alias("_icmp")]
     seen = frame.select(
         *(e.any().alias(n) for n, e in other.items()),
         *((pl.col(n).max() >= 1_000_000).alias(n) for n in volumes),
+        *(protocol if "protocol" in frame.columns else []),
     ).row(0, named=True)  # fmt: skip
     shape = _Shape(frozenset(n for n in names if seen[n]),
-                   frozenset(n for n in volumes if seen[n]))  # fmt: skip
+                   frozenset(n for n in volumes if seen[n]), empty,
+                   bool(seen.get("_icmp", True)))  # fmt: skip
     texts = []
     for name in sorted(shape.v6):
         values = frame.select(pl.col(name).filter(other[name]).unique()).to_series()
@@ -179,9 +189,9 @@ def _shaped(frame: pl.DataFrame) -> tuple[pl.DataFrame, _Shape]:
     return (frame.with_columns(texts) if texts else frame), shape
 
 
-def _port(name: str) -> pl.Expr:
+def _port(name: str, shape: _Shape) -> pl.Expr:
     port = _num(name)
-    if name == "src_port":
+    if name == "src_port" or not shape.icmp:
         return _digits(port)
     icmp = _num("protocol").is_in([1, 58])
     typed = pl.concat_str(_digits(port // 256), pl.lit("."), _digits(port % 256))
@@ -193,7 +203,7 @@ def _address_port(shape: _Shape, side: str) -> pl.Expr:
     sep = pl.lit(":")
     if name in shape.v6:  # IPv6 text and its port are joined by a dot
         sep = pl.when(pl.col(_v6_column(name)).is_null()).then(sep).otherwise(pl.lit("."))
-    return pl.concat_str(_address(name, shape), sep, _port(f"{side}_port"))
+    return pl.concat_str(_address(name, shape), sep, _port(f"{side}_port", shape))
 
 
 #: (the data's shape, plain numbers) -> the token's text
@@ -229,8 +239,8 @@ TOKENS: dict[str, _Token] = {
     "da": _Token("Dst IP Addr", 16, _addr("dst_addr"), "da"),
     "sap": _Token("Src IP Addr:Port", 22, lambda s, p: _address_port(s, "src")),
     "dap": _Token("Dst IP Addr:Port", -22, lambda s, p: _address_port(s, "dst")),
-    "sp": _Token("Src Pt", 6, lambda s, p: _port("src_port"), "sp"),
-    "dp": _Token("Dst Pt", 6, lambda s, p: _port("dst_port"), "dp"),
+    "sp": _Token("Src Pt", 6, lambda s, p: _port("src_port", s), "sp"),
+    "dp": _Token("Dst Pt", 6, lambda s, p: _port("dst_port", s), "dp"),
     "pkt": _Token("Packets", 8, _volume("packets"), "ipkt"),
     "ipkt": _Token("In Pkt", 8, _volume("packets")),
     "byt": _Token("Bytes", 8, _volume("bytes"), "ibyt"),
@@ -339,8 +349,12 @@ def _csv_columns(shape: _Shape) -> list[pl.Expr]:
     for name in _TOKEN_RE.findall(_CSV):
         if name in ("ts", "te"):
             expr = _naive("flow_start" if name == "ts" else "flow_end")
+        elif name == "td":  # seconds with 3 decimals (exact: whole ms below 2**53)
+            expr = _duration_ms().cast(pl.Float64) / 1000
         elif name in _CSV_TYPED:
             expr = _num(_CSV_TYPED[name])
+        elif name == "dp" and not shape.icmp:
+            expr = _num("dst_port")
         else:
             expr = TOKENS[name].text(shape, True)
         out.append(expr.alias(name))
@@ -432,6 +446,10 @@ def render_flows(
     out = io.BytesIO()
     out.write(top)
     frame.select(_csv_columns(shape)).write_csv(
-        out, include_header=False, quote_style="never", datetime_format=_TIME_FORMAT
+        out,
+        include_header=False,
+        quote_style="never",
+        datetime_format=_TIME_FORMAT,
+        float_precision=3,
     )  # never quoting: no value holds a comma, quote or line end
     return out.getvalue()
