@@ -232,13 +232,12 @@ def _columns(
     old_as: np.ndarray,
     as_out: np.ndarray,
     letters: np.ndarray,
-    valid: np.ndarray,
     counts: np.ndarray,
 ) -> None:
     """From payloads packed by :func:`pack_values`: ``as_out`` the exporter's AS
     (``old_as``) or, where it is 0, the database's; the country column's two
-    ``letters`` per row (0 where none) and its ``valid`` bits; ``counts``: AS numbers
-    filled, countries found. No branch per row (the loop is vectorised)."""
+    ``letters`` per row (0 where none); ``counts``: AS numbers filled, countries found.
+    No branch per row (the loop is vectorised)."""
     n = payloads.shape[0]
     filled = np.int64(0)
     found = np.int64(0)
@@ -252,11 +251,6 @@ def _columns(
         code = np.uint16(p >> np.uint64(32))
         letters[i] = code
         found += np.int64(code != 0)
-    for byte in range(valid.shape[0]):
-        bits = np.int64(0)
-        for j in range(min(8, n - 8 * byte)):
-            bits |= np.int64(letters[8 * byte + j] != 0) << j
-        valid[byte] = np.uint8(bits)
     counts[0] = filled
     counts[1] = found
 
@@ -284,7 +278,7 @@ class Enriched:
     as_numbers: np.ndarray  # uint32: the exporter's, or the database's where it was 0
     filled: int  # AS numbers taken from the database
     letters: np.ndarray  # uint16: a country's two letters, 0 where none
-    valid: np.ndarray  # uint8: Arrow validity bits of the countries
+    valid: np.ndarray | None  # uint8: Arrow validity bits of the countries; None: all found
     found: int  # countries found
 
 
@@ -294,7 +288,9 @@ def enrich_side(index: AddressIndex, addresses: np.ndarray, old_as: np.ndarray) 
     n = old_as.shape[0]
     as_out = np.empty(n, np.uint32)
     letters = np.empty(n, np.uint16)
-    valid = np.empty((n + 7) // 8, np.uint8)
     counts = np.zeros(2, np.int64)
-    _columns(lookup_payloads(index, addresses, False), old_as, as_out, letters, valid, counts)
-    return Enriched(as_out, int(counts[0]), letters, valid, int(counts[1]))
+    _columns(lookup_payloads(index, addresses, False), old_as, as_out, letters, counts)
+    found = int(counts[1])
+    # numpy's packbits: a third of the time the bits took in the vectorised loop (measured)
+    valid = None if found == n else np.packbits(letters != 0, bitorder="little")
+    return Enriched(as_out, int(counts[0]), letters, valid, found)

@@ -159,7 +159,7 @@ class FlowEnricher:
         if self._offsets.shape[0] <= n:
             self._offsets = np.arange(0, 2 * (2 * n + 1), 2, dtype=np.int32)
         found = got.found
-        bits = None if found == n else pa.py_buffer(got.valid)
+        bits = None if got.valid is None else pa.py_buffer(got.valid)
         offsets = pa.py_buffer(self._offsets[: n + 1])
         return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(got.letters), bits, n - found)
 
