@@ -135,8 +135,8 @@ def _matches(
         return np.arange(part.num_rows, dtype=np.int64)
     frame = pl.from_arrow(part, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
-    keep = frame.select(pl.all_horizontal(conditions).fill_null(False)).to_series()
-    return np.flatnonzero(keep.to_numpy())
+    where = frame.select(pl.arg_where(pl.all_horizontal(conditions))).to_series()
+    return where.to_numpy().astype(np.int64)  # (null: no match)
 
 
 def earliest_flows(
