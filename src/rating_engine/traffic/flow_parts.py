@@ -12,7 +12,8 @@ per process.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -21,9 +22,24 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rating_engine.errors import RatingError
 from rating_engine.traffic.flow_filter import FlowFilter, combined_columns
 
-__all__ = ["day_of", "earliest_flows", "time_groups"]
+__all__ = [
+    "IrregularLayoutError",
+    "day_number",
+    "day_of",
+    "earliest_flows",
+    "hour_partitions",
+    "parquet_parts",
+    "partition_groups",
+    "time_groups",
+]
+
+_HOUR_US = 3_600_000_000
+_DAY_US = 86_400_000_000
+_DATE = re.compile(r"date=\d{4}-\d{2}-\d{2}")
+_HOUR = re.compile(r"hour=\d{2}")
 
 
 def day_of(path: Path) -> date | None:
@@ -35,6 +51,36 @@ def day_of(path: Path) -> date | None:
             except ValueError:
                 return None
     return None
+
+
+def parquet_parts(folder: str, found: list[str], days: tuple[int, int] | None) -> None:
+    """Parquet files under ``folder`` (as ``os.walk`` would find them: symlinked folders
+    not entered), hidden and ``_temporary`` names left out, ``date=`` folders outside
+    ``days`` (first and last day since the epoch) not entered."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith((".", "_")):
+                continue
+            if entry.is_dir():
+                inner = days
+                if days is not None and name.startswith("date="):
+                    day = day_number(name[5:])
+                    if day is not None and not days[0] <= day <= days[1]:
+                        continue
+                    inner = None  # the outermost date= part is the one that counts
+                if not entry.is_symlink():
+                    parquet_parts(entry.path, found, inner)
+            elif name.endswith(".parquet"):
+                found.append(entry.path)
+
+
+def day_number(text: str) -> int | None:
+    """Days since 1970-01-01 of an ISO date, None if it is not one."""
+    try:
+        return (date.fromisoformat(text) - date(1970, 1, 1)).days
+    except ValueError:
+        return None
 
 
 def time_groups(files: Sequence[Path]) -> list[list[Path]] | None:
@@ -60,20 +106,65 @@ def _leaf_index(meta: pq.FileMetaData, name: str) -> int | None:
     return None
 
 
-def _partition_groups(files: Sequence[Path]) -> list[tuple[int, list[int]]]:
-    """Indices of ``files`` grouped by ``date=``/``hour=`` partition, earliest first, each
-    with the partition's first microsecond (every flow in it starts, and so ends, no
-    earlier); one unbounded group when a file has no date partition."""
-    keyed: dict[int, list[int]] = {}
+def partition_groups(files: Sequence[Path]) -> list[tuple[int, list[Path]]]:
+    """``files`` (in stored order) grouped by ``date=``/``hour=`` partition, earliest
+    first, each with the partition's first microsecond (every flow in it starts, and so
+    ends, no earlier); one unbounded group when a file has no date partition."""
+    keyed: dict[int, list[Path]] = {}
     epoch = date(1970, 1, 1)
-    for i, f in enumerate(files):
+    for f in files:
         day = day_of(f)
         if day is None:
-            return [(-(2**63), list(range(len(files))))]
+            return [(-(2**63), list(files))]
         hour = next((int(p[5:]) for p in f.parts if p.startswith("hour=") and p[5:].isdigit()),
                     0)  # fmt: skip
-        keyed.setdefault(((day - epoch).days * 24 + hour) * 3_600_000_000, []).append(i)
+        keyed.setdefault(((day - epoch).days * 24 + hour) * _HOUR_US, []).append(f)
     return sorted(keyed.items())
+
+
+class IrregularLayoutError(RatingError):
+    """A dataset folder not laid out as ``date=YYYY-MM-DD/hour=HH/`` only (internal: the
+    listing then lists every part first)."""
+
+
+def _visible(folder: str) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return sorted((e for e in entries if not e.name.startswith((".", "_"))),
+                      key=lambda e: e.name)  # fmt: skip
+
+
+def hour_partitions(root: Path, window: tuple[int, int] | None) -> Iterator[tuple[int, list[Path]]]:
+    """:func:`partition_groups` of a ``date=YYYY-MM-DD/hour=HH/`` dataset folder, each
+    hour folder listed only when its turn comes (a listing that stops early does not walk
+    years of partitions); days outside the window skipped. Raises
+    :class:`IrregularLayout` on anything else (files or other folders beside them):
+    names of this layout sort as their times, so the stored order is the same."""
+    if not root.is_dir():
+        raise IrregularLayoutError(str(root))
+    # a folder's entries are all checked before any of its partitions is handed out: a
+    # stray file anywhere in it could hold earlier flows
+    days = None if window is None else (window[0] // _DAY_US, (window[1] - 1) // _DAY_US)
+    day_folders = [(_folder_number(e, _DATE), e.path) for e in _visible(str(root))]
+    for day, day_path in day_folders:
+        if days is not None and not days[0] <= day <= days[1]:
+            continue
+        hour_folders = [(_folder_number(e, _HOUR), e.path) for e in _visible(day_path)]
+        for hour, hour_path in hour_folders:
+            found: list[str] = []
+            parquet_parts(hour_path, found, None)
+            if found:
+                yield (day * 24 + hour) * _HOUR_US, [Path(f) for f in sorted(found)]
+
+
+def _folder_number(entry: os.DirEntry[str], pattern: re.Pattern[str]) -> int:
+    """The day (since 1970) of a ``date=`` folder or the hour of an ``hour=`` folder."""
+    if not pattern.fullmatch(entry.name) or not entry.is_dir() or entry.is_symlink():
+        raise IrregularLayoutError(entry.path)
+    text = entry.name.partition("=")[2]
+    number = day_number(text) if pattern is _DATE else int(text)
+    if number is None:
+        raise IrregularLayoutError(entry.path)
+    return number
 
 
 _FOOTERS: dict[tuple[str, int, int, int], pq.FileMetaData] = {}
@@ -140,14 +231,15 @@ def _matches(
 
 
 def earliest_flows(
-    files: Sequence[Path],
+    partitions: Iterable[tuple[int, list[Path]]],
     schema: pa.Schema,
     flow_filter: FlowFilter | None,
     window: tuple[int, int] | None,
     order: str,
     limit: int,
 ) -> pa.Table | None:
-    """``-c limit -O tstart|tend`` from row-group statistics: partitions are opened in time
+    """``-c limit -O tstart|tend`` from row-group statistics: ``partitions`` (first
+    microsecond, files in stored order; see :func:`partition_groups`) are opened in time
     order and their row groups visited by smallest time, reading only the time and filter
     columns, until the ``limit``-th match so far is earlier than everything left; then the
     full columns are decoded for the row groups holding the result only. Ties keep the
@@ -158,7 +250,7 @@ def earliest_flows(
     keys = combined_columns([column, "flow_start"] if window else [column],
                             flow_filter.columns if flow_filter else ())  # fmt: skip
     ts_type = pa.timestamp("us", tz="UTC")
-    handles: dict[int, pq.ParquetFile] = {}
+    handles: list[pq.ParquetFile] = []  # file numbers: stored order
     read: dict[tuple[int, int], pa.Table] = {}  # the time and filter columns read so far
     # the limit earliest matches so far: time, file, row group, row (sorted by all four)
     best = np.empty((4, 0), dtype=np.int64)
@@ -166,12 +258,14 @@ def earliest_flows(
     def done(bound: int) -> bool:
         return best.shape[1] >= limit and int(best[0, limit - 1]) < bound
 
-    for bound, members in _partition_groups(files):
+    for bound, members in partitions:
         if done(bound):
             break  # every later partition's flows start (and end) after the limit-th match
         pieces: list[tuple[int, int, int]] = []  # (smallest time, file, row group)
-        for fi in members:
-            handle = handles[fi] = _parquet_file(files[fi])
+        for path in members:
+            fi = len(handles)
+            handle = _parquet_file(path)
+            handles.append(handle)
             arrow = handle.schema_arrow
             if any(c not in arrow.names for c in (*wanted, *keys)):
                 return None
@@ -197,7 +291,7 @@ def earliest_flows(
     pairs = np.unique(best[1:3], axis=1)  # (file, row group) pairs, sorted
     rest = [c for c in wanted if c not in keys]
     pieces_read: list[pa.Table] = []
-    offset = np.zeros((len(files), int(pairs[1].max()) + 1), dtype=np.int64)
+    offset = np.zeros((len(handles), int(pairs[1].max()) + 1), dtype=np.int64)
     at = 0
     for f, g in zip(pairs[0].tolist(), pairs[1].tolist(), strict=True):
         have = read[(f, g)]

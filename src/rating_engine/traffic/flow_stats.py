@@ -27,7 +27,6 @@ their shares add up to 200 %), as nfdump's do.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +44,15 @@ from rating_engine.traffic.flow_filter import (
     combined_columns,
     flow_value,
 )
-from rating_engine.traffic.flow_parts import day_of, earliest_flows, time_groups
+from rating_engine.traffic.flow_parts import (
+    IrregularLayoutError,
+    day_of,
+    earliest_flows,
+    hour_partitions,
+    parquet_parts,
+    partition_groups,
+    time_groups,
+)
 
 __all__ = [
     "ELEMENTS",
@@ -155,35 +162,6 @@ def parse_stat(text: str, aggregate: Sequence[str] = ()) -> StatSpec:
     return StatSpec(tuple(dict.fromkeys(keys)), tuple(dict.fromkeys(orders)), text)
 
 
-def _parquet_parts(folder: str, found: list[str], days: tuple[int, int] | None) -> None:
-    """Parquet files under ``folder`` (as ``os.walk`` would find them: symlinked folders
-    not entered), hidden and ``_temporary`` names left out, ``date=`` folders outside
-    ``days`` (first and last day since the epoch) not entered."""
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            name = entry.name
-            if name.startswith((".", "_")):
-                continue
-            if entry.is_dir():
-                inner = days
-                if days is not None and name.startswith("date="):
-                    day = _day_number(name[5:])
-                    if day is not None and not days[0] <= day <= days[1]:
-                        continue
-                    inner = None  # the outermost date= part is the one that counts
-                if not entry.is_symlink():
-                    _parquet_parts(entry.path, found, inner)
-            elif name.endswith(".parquet"):
-                found.append(entry.path)
-
-
-def _day_number(text: str) -> int | None:
-    try:
-        return (date.fromisoformat(text) - date(1970, 1, 1)).days
-    except ValueError:
-        return None
-
-
 def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Path]:
     """Parquet parts of a dataset folder (or the one file) that may hold the window's
     flows: ``date=`` partitions wholly outside ``[start, end)`` are left out (and their
@@ -195,7 +173,7 @@ def window_files(source: str | Path, window: tuple[int, int] | None) -> list[Pat
     found: list[str] = []
     if root.is_dir():
         # below a date= folder already, the first date= part of a path is the root's
-        _parquet_parts(str(root), found, None if day_of(root) else days)
+        parquet_parts(str(root), found, None if day_of(root) else days)
     files = [Path(f) for f in sorted(found)]
     if days is None:
         return files
@@ -469,6 +447,15 @@ def select_flows(
         raise RatingError(f"flow limit {limit}: must be at least 1")
     wanted = list(columns) if columns is not None else FLOW_SCHEMA.names
     schema = pa.schema([FLOW_SCHEMA.field(c) for c in wanted])
+    if limit is not None and order in ("tstart", "tend"):
+        try:  # hour partitions listed one by one, as reached (a date=/hour= dataset)
+            first = earliest_flows(hour_partitions(Path(source), window), schema, flow_filter,
+                                   window, order, limit)  # fmt: skip
+        except IrregularLayoutError:  # laid out otherwise: every part listed first
+            first = earliest_flows(partition_groups(window_files(source, window)), schema,
+                                   flow_filter, window, order, limit)  # fmt: skip
+        if first is not None:
+            return first if first.schema == schema else first.cast(schema)
     files = window_files(source, window)
     if not files:
         return schema.empty_table()
@@ -486,10 +473,6 @@ def select_flows(
             return frame.sort(flow_value(order), descending=True, maintain_order=True)
         return frame
 
-    if limit is not None and order in ("tstart", "tend"):
-        first = earliest_flows(files, schema, flow_filter, window, order, limit)
-        if first is not None:
-            return first if first.schema == schema else first.cast(schema)
     groups = time_groups(files) if limit is not None and order is None else None
     if groups is None or limit is None:
         frame = ordered(_scan(files, cols, flow_filter, window))

@@ -251,6 +251,37 @@ def test_first_flows_tie_in_an_earlier_stored_row_group(tmp_path: Path) -> None:
     assert got.column("src_port").to_pylist() == [2, 0]
 
 
+@pytest.mark.parametrize("stray", ["x.parquet", "date=2026-01-01/x.parquet",
+                                   "date=2026-01-01/hour=5/x.parquet",
+                                   "other/x.parquet"])  # fmt: skip
+def test_first_flows_read_a_part_outside_the_hour_folders(tmp_path: Path, stray: str) -> None:
+    """-c N -O tstart lists hour folders as it reaches them; a part anywhere else (here
+    holding the earliest flow) makes it list every part first, as before."""
+    import shutil
+
+    from rating_engine.traffic.flow_parts import IrregularLayoutError, hour_partitions
+
+    base = {"src_addr": addr(HOSTS[0]), "dst_addr": addr(HOSTS[1]), "next_hop": None,
+            "exporter": None, "dst_port": 80, "protocol": 6, "tcp_flags": 0, "tos": 0,
+            "bytes": 1, "packets": 1, "input_if": 0, "output_if": 0, "src_as": 0,
+            "dst_as": 0, "vlan": 0}  # fmt: skip
+    rows = [{**base, "src_port": i, "flow_start": T0 + i * HOUR, "flow_end": T0 + i * HOUR}
+            for i in range(1, 4)]  # fmt: skip
+    write_partitioned(flows_table(rows), tmp_path / "ds", time_column="flow_start",
+                      part_name="t", hourly=True)  # fmt: skip
+    assert len(list(hour_partitions(tmp_path / "ds", None))) == 3
+    assert select_flows(tmp_path / "ds", order="tstart", limit=1).column(
+        "src_port").to_pylist() == [1]  # fmt: skip
+    write_partitioned(flows_table([{**base, "src_port": 0, "flow_start": T0, "flow_end": T0}]),
+                      tmp_path / "early", time_column="flow_start", part_name="e")  # fmt: skip
+    (tmp_path / "ds" / stray).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(next((tmp_path / "early").rglob("*.parquet")), tmp_path / "ds" / stray)
+    with pytest.raises(IrregularLayoutError):
+        list(hour_partitions(tmp_path / "ds", None))
+    got = select_flows(tmp_path / "ds", order="tstart", limit=2)
+    assert got.column("src_port").to_pylist() == [0, 1]
+
+
 def test_window_files_leaves_out_days_outside_the_window(tmp_path: Path) -> None:
     from rating_engine.traffic.flow_stats import window_files
 
