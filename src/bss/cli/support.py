@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from collectors.workspace import WorkspacePaths, resolve_workspace
 
-if TYPE_CHECKING:  # imported where used: a command that needs no database loads no DuckDB
+if TYPE_CHECKING:  # imported where used: a command that needs no database loads no DuckDB,
+    # one that prints only JSON no rich
     import duckdb
+    from rich.console import Console
     from rich.progress import Progress
 
 _log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class CliState:
 
     @property
     def console(self) -> Console:
+        from rich.console import Console
+
         # Progress and tables go to stderr under --json so stdout's last line stays the JSON.
         return Console(stderr=self.json, quiet=self.quiet)
 
