@@ -11,9 +11,6 @@
   (earlier in the batch included), so the first occurrence wins.
 * :func:`empty_as_null` - empty values as null without copying a column that needs no
   trimming (the usual CSV column), reading two bytes per value.
-* :func:`run_starts` - where a string column's value differs from the one before (a CDR
-  file in time order repeats each start time several times in a row), so a costly per-value
-  transform runs once per run of equal values.
 * :func:`record_spans` - byte spans of given 1-based CSV record numbers, quote-aware, with the
   same record counting as pyarrow's CSV reader (``\\n``, ``\\r\\n`` and lone ``\\r`` end a
   record outside quotes; empty lines count).
@@ -37,7 +34,6 @@ __all__ = [
     "record_id_reference",
     "record_ids",
     "record_spans",
-    "run_starts",
 ]
 
 
@@ -408,47 +404,3 @@ def normalise_kernel(
     return pa.Array.from_buffers(
         pa.string(), n, [bitmap, pa.py_buffer(out_off), pa.py_buffer(out_data)], null_count=nulls
     )
-
-
-@njit(cache=True, nogil=True)
-def _run_starts(offsets: np.ndarray, data: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    n = offsets.shape[0] - 1
-    starts = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        if i == 0 or valid[i] != valid[i - 1]:
-            starts[i] = True
-            continue
-        if not valid[i]:  # nulls in a row are one run
-            starts[i] = False
-            continue
-        lo, hi, plo = offsets[i], offsets[i + 1], offsets[i - 1]
-        same = hi - lo == lo - plo
-        k = hi - lo - 1
-        while same and k >= 0:  # from the end: times in order differ in their last digits
-            same = data[lo + k] == data[plo + k]
-            k -= 1
-        starts[i] = not same
-    return starts
-
-
-def run_starts(arr: pa.Array) -> np.ndarray:
-    """Bool mask: True where a value of the string array ``arr`` starts a run of equal values
-    (the first row, and every row unlike the row before; nulls equal nulls)."""
-    if pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.string())
-    n = len(arr)
-    if n == 0:
-        return np.zeros(0, dtype=np.bool_)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8)
-        if bufs[2] is not None and bufs[2].size
-        else np.zeros(1, dtype=np.uint8)
-    )
-    valid = (
-        np.ones(n, dtype=np.bool_)
-        if arr.null_count == 0
-        else np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
-    )
-    return _run_starts(*readonly_all(offsets, data, valid))

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors.cdr.kernels import empty_as_null, normalise_kernel, run_starts
+from collectors.cdr.kernels import empty_as_null, normalise_kernel
 from collectors.cdr.mapping import NumberRules, TimeSpec
 from collectors.schemas import TIMESTAMP
 
@@ -130,9 +130,33 @@ def parse_duration_ms(arr: pa.Array, unit: str) -> pa.Array:
 
 
 def _local_to_utc(naive: pa.Array, spec: TimeSpec) -> pa.Array:
-    """Wall-clock times in ``spec.zone`` to UTC; gap times (and ambiguous ones if asked) null."""
+    """Wall-clock times in ``spec.zone`` to UTC; gap times (and ambiguous ones if asked) null.
+
+    A switch writes its CDRs in time order, several to a second: the zone's rules (~60 ns a
+    value in Arrow) are applied once per run of equal times and the result repeated, the
+    same value for value.
+    """
     if spec.zone == "UTC":
         return pc.cast(naive, TIMESTAMP)
+    n = len(naive)
+    if n < 2:
+        return _zone_rules(naive, spec)
+    micros = np.asarray(
+        pc.fill_null(naive.cast(pa.int64()), 0).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    starts = np.empty(n, dtype=np.bool_)
+    starts[0] = True
+    np.not_equal(micros[1:], micros[:-1], out=starts[1:])
+    if naive.null_count:  # a null and a real 1970-01-01 00:00 are different runs
+        valid = np.asarray(naive.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+        starts[1:] |= valid[1:] != valid[:-1]
+    if 2 * int(np.count_nonzero(starts)) > n:  # mostly distinct: no gain
+        return _zone_rules(naive, spec)
+    once = _zone_rules(naive.filter(pa.array(starts)), spec)
+    return once.take(pa.array(np.cumsum(starts, dtype=np.int64) - 1))
+
+
+def _zone_rules(naive: pa.Array, spec: TimeSpec) -> pa.Array:
     ambiguous = "earliest" if spec.ambiguous == "reject" else spec.ambiguous
     zoned = pc.assume_timezone(
         naive, timezone=spec.zone, ambiguous=ambiguous, nonexistent="earliest"
@@ -169,21 +193,7 @@ def _parse_iso(arr: pa.Array, spec: TimeSpec) -> pa.Array:
 
 
 def parse_times(arr: pa.Array, spec: TimeSpec) -> pa.Array:
-    """Times as ``timestamp[us, UTC]`` per ``spec.format`` (see :mod:`collectors.cdr.mapping`).
-
-    A switch writes its CDRs in time order, several to a second: each run of equal texts is
-    parsed once (the text parse and the time-zone rules cost ~150 ns a value) and the result
-    repeated, which is the same result value for value.
-    """
-    starts = run_starts(arr)
-    runs = int(np.count_nonzero(starts))
-    if runs * 2 > len(arr):  # mostly distinct: no gain
-        return _parse_times(arr, spec)
-    once = _parse_times(arr.filter(pa.array(starts)), spec)
-    return once.take(pa.array(np.cumsum(starts, dtype=np.int64) - 1))
-
-
-def _parse_times(arr: pa.Array, spec: TimeSpec) -> pa.Array:
+    """Times as ``timestamp[us, UTC]`` per ``spec.format`` (see :mod:`collectors.cdr.mapping`)."""
     fmt = spec.format
     if fmt == "iso8601":
         return _parse_iso(arr, spec)

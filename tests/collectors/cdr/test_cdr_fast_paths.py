@@ -9,7 +9,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.cdr.kernels import record_id_reference, record_ids, run_starts
+from collectors.cdr.kernels import record_id_reference, record_ids
 from collectors.cdr.mapping import TimeSpec
 from collectors.cdr.transforms import parse_times
 
@@ -28,14 +28,6 @@ def test_record_ids_of_repeated_keys(keys: list[str]) -> None:
     assert record_ids(pa.array(keys, pa.string())).tolist() == [
         record_id_reference(k) for k in keys
     ]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from([None, "", "a", "ab", "b", "ba"]), max_size=40), st.integers(0, 3))
-def test_run_starts_match_python(values: list[str | None], cut: int) -> None:
-    arr = pa.array(["zz"] * cut + values, pa.string()).slice(cut)
-    expected = [i == 0 or values[i] != values[i - 1] for i in range(len(values))]
-    assert run_starts(arr).tolist() == expected
 
 
 _TIMES = [
@@ -70,11 +62,17 @@ def test_times_parsed_once_per_run_equal_each_parsed_alone(
 
 
 def test_times_in_file_order_are_parsed_per_run() -> None:
-    # 10 CDRs a second for a minute: one parse per second, the same values as 600 parses
+    # 10 CDRs a second for a minute: the same values as 600 parses one at a time
     seconds = np.repeat(np.arange(60), 10)
     values = [f"2026-03-29 01:59:{s:02d}" for s in seconds]
     spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin")
     arr = pa.array(values)
-    assert int(run_starts(arr).sum()) == 60
     expected = [dt.datetime(2026, 3, 29, 0, 59, int(s), tzinfo=dt.UTC) for s in seconds]
     assert parse_times(arr, spec).to_pylist() == expected
+
+
+def test_a_null_beside_the_epoch_is_its_own_run() -> None:
+    values = ["1970-01-01 01:00:00", None, None, "1970-01-01 01:00:00", "1970-01-01 01:00:00"]
+    spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert parse_times(pa.array(values), spec).to_pylist() == [epoch, None, None, epoch, epoch]
