@@ -63,6 +63,7 @@ __all__ = [
 _US_PER_DAY = 86_400_000_000
 _MAX_BLOCK = 256 << 20  # largest read block tried for a file with a very long record
 _PARTS_IN_FLIGHT = 2  # usage parts being written at once
+_MIN_SPLIT = 50_000  # rows: the last part of a file is written in two halves from twice this
 # dictionary-encode only the columns with few distinct values: cheaper and smaller files
 _DICTIONARY_COLUMNS = (
     "source_file", "subscriber_key_type", "service", "location", "stage", "reason", "field"
@@ -266,27 +267,34 @@ class _FileIngest:
         if self.reject_rows >= self.rows_per_part:
             self.flush_rejects()
 
-    def flush_usage(self) -> None:
+    def flush_usage(self, *, last: bool = False) -> None:
         if not self.usage:
             return
         table = pa.concat_tables(self.usage)
         self.usage, self.usage_rows = [], 0
-        # Parquet encoding releases the GIL: parts are written on their own threads while the
-        # next rows are parsed, _PARTS_IN_FLIGHT at most (bounded memory; parts are separate
-        # files, so their writes need no order).
-        while len(self.pending) >= _PARTS_IN_FLIGHT:
-            self.pending.popleft().result()
-        self.pending.append(
-            self.writer.submit(
-                write_by_day,
-                table,
-                self.place.stage / "usage",
-                time_column="start_time",
-                part_name=f"{self.place.prefix}-{self.parts:05d}",
-                compression=USAGE_COMPRESSION,
+        pieces = [table]
+        if last and table.num_rows >= 2 * _MIN_SPLIT:
+            # the file's last rows: nothing else is left to run, so they are written as two
+            # parts at once, one on each writer thread (a shorter tail)
+            half = table.num_rows // 2
+            pieces = [table.slice(0, half), table.slice(half)]
+        for piece in pieces:
+            # Parquet encoding releases the GIL: parts are written on their own threads while
+            # the next rows are parsed, _PARTS_IN_FLIGHT at most (bounded memory; parts are
+            # separate files, so their writes need no order).
+            while len(self.pending) >= _PARTS_IN_FLIGHT:
+                self.pending.popleft().result()
+            self.pending.append(
+                self.writer.submit(
+                    write_by_day,
+                    piece,
+                    self.place.stage / "usage",
+                    time_column="start_time",
+                    part_name=f"{self.place.prefix}-{self.parts:05d}",
+                    compression=USAGE_COMPRESSION,
+                )
             )
-        )
-        self.parts += 1
+            self.parts += 1
 
     def wait(self) -> None:
         """Wait for the parts being written; re-raises the first error."""
@@ -348,7 +356,7 @@ def _stage(
         for chunk in chunks:
             work.add(chunk)
             work.place.check_early()
-        work.flush_usage()
+        work.flush_usage(last=True)
         work.flush_rejects()
         work.wait()
     except Exception:
