@@ -15,13 +15,16 @@ rate, charge, write bills and the billed-usage ledger. The run streams, so its p
 memory should not grow with the records (compare 2M and 10M). ``--records 0`` times the
 bills alone (recurring charges of every account). ``--scheduler`` runs the partition
 steps on Dask (the driver's peak is then the one reported; workers' are their own). The
-large run needs ~10 GB of disk. The last line is one JSON object.
+large run needs ~10 GB of disk. The last line is one JSON object; ``cpu_s`` is the timed
+run's CPU (user + system, all threads of the process) and ``load`` the 1-minute load
+average at its end: on a shared machine compare CPU, and runs made side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -117,13 +120,17 @@ def _child(ws_root: str, scheduler: str | None) -> None:
     conn = connect(ws)
     spec = parse_scheduler(scheduler)
     with open_client(spec, ws.root) if spec else nullcontext() as client:
+        before = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         result = run_billing(conn, ws, "2026-10", export=False, client=client)
         elapsed = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"seconds": round(elapsed, 2), "peak_rss_mb": round(peak / 2**20),
-                      "bills": result.accounts, "rated": result.rated,
-                      "suspense": result.suspense}))  # fmt: skip
+        after = resource.getrusage(resource.RUSAGE_SELF)
+    # this process's CPU (all its threads: the kernels', Arrow's and DuckDB's), not the workers'
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    peak = after.ru_maxrss * 1024
+    print(json.dumps({"seconds": round(elapsed, 2), "cpu_s": round(cpu, 2),
+                      "peak_rss_mb": round(peak / 2**20), "bills": result.accounts,
+                      "rated": result.rated, "suspense": result.suspense}))  # fmt: skip
 
 
 def main() -> None:
@@ -152,10 +159,12 @@ def main() -> None:
                 raise SystemExit(f"the run failed:\n{out.stderr[-4000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])
             run.update(records=records, accounts=args.accounts, setup_s=round(setup_s, 1),
+                       load=round(os.getloadavg()[0], 1),
                        records_per_s=round(records / run["seconds"]),
                        scheduler=args.scheduler or "in-process")  # fmt: skip
-            print(f"{records:>11,} records, {args.accounts:,} accounts: {run['seconds']} s, "
-                  f"peak {run['peak_rss_mb']} MB, {run['records_per_s']:,} records/s")  # fmt: skip
+            print(f"{records:>11,} records, {args.accounts:,} accounts: {run['seconds']} s "
+                  f"(CPU {run['cpu_s']} s), peak {run['peak_rss_mb']} MB, "
+                  f"{run['records_per_s']:,} records/s, load {os.getloadavg()[0]:.1f}")  # fmt: skip
             results.append(run)
     print(json.dumps({"benchmark": "billing_run", "runs": results}))
 

@@ -68,3 +68,24 @@ def test_a_file_outside_a_day_folder_is_named(tmp_path: Path) -> None:
     (tmp_path / "stray.parquet").write_bytes(b"")
     with pytest.raises(RatingError, match=r"stray\.parquet: not in a date=YYYY-MM-DD folder"):
         files_by_day(tmp_path)
+
+
+def test_rated_parts_keep_statistics_of_time_and_ids(tmp_path: Path) -> None:
+    # min/max for what parts are looked up by (time, integer ids), dictionaries for text
+    label = pa.dictionary(pa.int32(), pa.string())
+    schema = pa.schema([("record_id", pa.int64()), ("t", SCHEMA.field("t").type),
+                        ("label", label), ("cost", pa.int64())])  # fmt: skip
+    table = pa.table({"record_id": [5, 3], "t": _table([20_400, 20_400]).column("t"),
+                      "label": pa.array(["a", "b"]).dictionary_encode(), "cost": [7, 9]},
+                     schema=schema)  # fmt: skip
+    with DayPartWriter(tmp_path, "run-x", schema, "t") as writer:
+        writer.write(table)
+    (path,) = files_by_day(tmp_path)[20_400]
+    meta = pa.parquet.read_metadata(path).row_group(0)
+    stats = {meta.column(i).path_in_schema: meta.column(i).statistics for i in range(4)}
+    assert (stats["record_id"].min, stats["record_id"].max) == (3, 5)
+    assert stats["t"].has_min_max
+    assert stats["cost"] is None
+    assert "RLE_DICTIONARY" in meta.column(2).encodings
+    assert "RLE_DICTIONARY" not in meta.column(0).encodings
+    assert pa.parquet.read_table(path).equals(table)
