@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
@@ -168,21 +169,30 @@ def _folder_number(entry: os.DirEntry[str], pattern: re.Pattern[str]) -> int:
 
 
 _FOOTERS: dict[tuple[str, int, int, int], pq.FileMetaData] = {}
-_FOOTERS_KEPT = 4096
+#: footers kept, by their serialized size (an hour part of 16Ki-row groups: ~40 KB)
+_FOOTER_BYTES_KEPT = 32 * 1024 * 1024
+_footer_bytes = 0
+_footers_lock = threading.Lock()
 
 
 def _parquet_file(path: Path) -> pq.ParquetFile:
     """A part opened with its footer parsed once per process (most of an open's cost:
     row-group statistics of every column); keyed by path, inode, size and modification
-    time, so a part written again is read again."""
+    time, so a part written again is read again; the oldest footers are dropped past
+    32 MB of them."""
+    global _footer_bytes
     st = os.stat(path)
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     meta = _FOOTERS.get(key)
     handle = pq.ParquetFile(path, metadata=meta)
     if meta is None:
-        if len(_FOOTERS) >= _FOOTERS_KEPT:
-            _FOOTERS.pop(next(iter(_FOOTERS)))  # the oldest
-        _FOOTERS[key] = handle.metadata
+        with _footers_lock:
+            if key not in _FOOTERS:
+                _FOOTERS[key] = handle.metadata
+                _footer_bytes += handle.metadata.serialized_size
+            while _footer_bytes > _FOOTER_BYTES_KEPT and len(_FOOTERS) > 1:
+                oldest = _FOOTERS.pop(next(iter(_FOOTERS)))
+                _footer_bytes -= oldest.serialized_size
     return handle
 
 
