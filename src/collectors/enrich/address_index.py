@@ -61,6 +61,8 @@ def _entries(
     """An entry per block ``[b, b + size)``: the payload of a range covering it whole,
     0 if no range touches it, else a search over the ranges starting in it (bits 0-31
     the first, 32-49 how many; the range before them is a candidate too)."""
+    if start.shape[0] == 0:  # a database without IPv4 networks (IPv6 only, or empty)
+        return np.zeros(blocks.shape[0], np.uint64)
     first = np.searchsorted(start, blocks)
     count = np.searchsorted(start, blocks + size) - first
     k = np.searchsorted(start, blocks, side="right").astype(np.int64) - 1

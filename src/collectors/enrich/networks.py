@@ -145,9 +145,10 @@ def merge_networks(parts: list[Networks]) -> Networks:
     )
     # distinct by sorting: np.unique (hash-based in numpy 2.3+) took 2.7 s of CPU on the
     # 2.2 million bounds of two GeoLite2-sized databases, sorting 0.12 s
-    bounds = bounds[np.append(True, bounds[1:] != bounds[:-1])]
+    if bounds.shape[0]:  # none when no part has IPv4 networks
+        bounds = bounds[np.append(True, bounds[1:] != bounds[:-1])]
     starts4 = bounds[bounds < (1 << 32)]
-    ends4 = np.append(starts4[1:] - 1, (1 << 32) - 1)
+    ends4 = np.append(starts4[1:] - 1, (1 << 32) - 1) if starts4.shape[0] else starts4
     vals4 = np.concatenate([_v4_lookup(p, starts4) for p in parts], axis=1)
     keep = (vals4 >= 0).any(axis=1)
     s4 = starts4[keep].astype(np.uint32)

@@ -222,6 +222,22 @@ def test_no_database_leaves_the_columns_null(tmp_path: Path) -> None:
         assert FLOW_SCHEMA.field(name).metadata[b"doc"]
 
 
+def test_a_database_without_ipv4_networks_still_enriches(tmp_path: Path) -> None:
+    # an IPv6-only ASN database beside a normal country one: the IPv4 index is empty
+    asn = write_asn_db(tmp_path / "asn6.mmdb", {"2001:db8::/32": 64510})
+    enricher = FlowEnricher.open(asn_db=asn, geo_db=write_geo_db(tmp_path / "geo.mmdb"))
+    assert enricher is not None
+    src = [address_to_bytes(a) for a in ("2001:db8:1::5", "10.1.2.3", "2001:db9::1")]
+    out = enricher.enrich(_flows(src, src_as=[0, 0, 0]))
+    assert out.column("src_as").to_pylist() == [64510, 0, 0]
+    assert out.column("src_country").to_pylist() == ["NL", "DE", None]
+    alone = FlowEnricher.open(asn_db=asn)
+    assert alone is not None
+    assert alone.enrich(_flows(src, src_as=[0, 0, 0])).column("src_as").to_pylist() == [
+        64510, 0, 0,
+    ]  # fmt: skip
+
+
 INTERFACES = """
 [exporter."192.0.2.1"]
 1 = { name = "xe-0/0/1", speed = "10G" }
