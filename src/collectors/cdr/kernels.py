@@ -312,10 +312,11 @@ def _normalise_kernel(
     intl: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = offsets.shape[0] - 1
+    ncc = cc.shape[0]
     out_off = np.zeros(n + 1, dtype=np.int32)
     out_valid = np.zeros(n, dtype=np.bool_)
-    out = np.empty(max(1, offsets[n] - offsets[0] + n * cc.shape[0]), dtype=np.uint8)
-    digits = np.empty(max(1, offsets[n] - offsets[0]), dtype=np.uint8)
+    # each value's output fits in its own bytes plus a country code
+    out = np.empty(max(1, offsets[n] - offsets[0] + n * ncc), dtype=np.uint8)
     pos = 0
     for i in range(n):
         out_off[i] = pos
@@ -334,24 +335,33 @@ def _normalise_kernel(
                 pos += 1
             out_valid[i] = True
             continue
-        nd = 0
+        # The digits go straight to the output, behind room for a country code: every byte
+        # is stored and the write position only moves past a digit (no branch per byte).
+        first = pos + ncc
+        end = first
         for k in range(lo, hi):
-            if 48 <= data[k] <= 57:
-                digits[nd] = data[k]
-                nd += 1
-        start = 0
+            c = data[k]
+            out[end] = c
+            end += np.uint8(c - 48) < 10
+        start = first  # the first digit kept
         if mode == 2 and data[lo] != 43:  # e164 without a leading '+'
-            if nd >= intl.shape[0] and _has_prefix(digits, intl):
-                start = intl.shape[0]
-            elif trunk.shape[0] and nd >= trunk.shape[0] and _has_prefix(digits, trunk):
-                start = trunk.shape[0]
-                for k in range(cc.shape[0]):
+            nd = end - first
+            if nd >= intl.shape[0] and _has_prefix(out[first:], intl):
+                start += intl.shape[0]
+            elif trunk.shape[0] and nd >= trunk.shape[0] and _has_prefix(out[first:], trunk):
+                start += trunk.shape[0]
+                for k in range(ncc):  # the country code replaces the trunk prefix
                     out[pos] = cc[k]
                     pos += 1
-        if nd - start <= 0 and pos == out_off[i]:
+                for k in range(start, end):
+                    out[pos] = out[k]
+                    pos += 1
+                out_valid[i] = pos > out_off[i]  # empty (no country code, no digit): null
+                continue
+        if end - start <= 0:
             continue
-        for k in range(start, nd):
-            out[pos] = digits[k]
+        for k in range(start, end):  # moves left: never overwrites a digit not yet moved
+            out[pos] = out[k]
             pos += 1
         out_valid[i] = True
     out_off[n] = pos

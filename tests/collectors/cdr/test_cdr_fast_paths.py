@@ -1,4 +1,5 @@
-"""CDR ingest fast paths equal the plain ones: BLAKE2b lanes, runs of equal times."""
+"""CDR ingest fast paths equal the plain ones: BLAKE2b lanes, runs of equal times, number
+normalisation writing digits in place."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collectors.cdr.kernels import record_id_reference, record_ids
-from collectors.cdr.mapping import TimeSpec
-from collectors.cdr.transforms import parse_times
+from collectors.cdr.mapping import NumberRules, TimeSpec
+from collectors.cdr.transforms import normalise_numbers, normalise_numbers_reference, parse_times
 
 
 def test_record_ids_in_lane_groups_with_long_keys_between() -> None:
@@ -76,3 +77,16 @@ def test_a_null_beside_the_epoch_is_its_own_run() -> None:
     spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin")
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     assert parse_times(pa.array(values), spec).to_pylist() == [epoch, None, None, epoch, epoch]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.none() | st.text(alphabet="0123456789+ -()/é\t", max_size=14), max_size=40),
+    st.sampled_from([NumberRules("", "0", "00"), NumberRules("7", "8", "810")]),
+)
+def test_e164_with_odd_rules_matches_reference(
+    values: list[str | None], rules: NumberRules
+) -> None:
+    # an empty country code turns a lone trunk prefix into nothing: null, as in the reference
+    got = normalise_numbers(pa.array(values, pa.string()), "e164", rules).to_pylist()
+    assert got == [normalise_numbers_reference(v, "e164", rules) for v in values]
