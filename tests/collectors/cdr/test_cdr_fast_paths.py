@@ -4,15 +4,24 @@ normalisation writing digits in place."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from package_data import MAPPINGS
 
+from collectors.cdr.ingest import _MIN_SPLIT, ingest_cdr_files
 from collectors.cdr.kernels import record_id_reference, record_ids
-from collectors.cdr.mapping import NumberRules, TimeSpec
+from collectors.cdr.ledger import IngestLedger
+from collectors.cdr.mapping import NumberRules, TimeSpec, load_mapping
 from collectors.cdr.transforms import normalise_numbers, normalise_numbers_reference, parse_times
+from collectors.dataset import dataset_files, read_dataset
+from collectors.schemas import USAGE_SCHEMA
+from collectors.workspace import WorkspacePaths
+
+GENERIC = load_mapping(MAPPINGS / "generic.toml")
 
 
 def test_record_ids_in_lane_groups_with_long_keys_between() -> None:
@@ -90,3 +99,54 @@ def test_e164_with_odd_rules_matches_reference(
     # an empty country code turns a lone trunk prefix into nothing: null, as in the reference
     got = normalise_numbers(pa.array(values, pa.string()), "e164", rules).to_pylist()
     assert got == [normalise_numbers_reference(v, "e164", rules) for v in values]
+
+
+# --- the file's hash beside the parse ----------------------------------------------------
+
+HEADER = "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell"
+
+
+def _rows(n: int, prefix: str = "k") -> list[str]:
+    return [
+        f"{prefix}{i},0170{i},voice,2026-01-05 10:00:{i % 60:02d},60,,,030{i},0170{i},c"
+        for i in range(n)
+    ]
+
+
+def test_a_file_ingested_before_is_refused_and_leaves_nothing_staged(tmp_path: Path) -> None:
+    ws = WorkspacePaths(tmp_path / "w")
+    path = tmp_path / "a.csv"
+    path.write_text("\n".join([HEADER, *_rows(3000)]) + "\n")
+    first = ingest_cdr_files([path], GENERIC, ws, rows_per_part=500, block_size=4096)
+    assert first.ingested == 3000
+    parts = dataset_files(ws.usage)
+    again = ingest_cdr_files([path], GENERIC, ws, rows_per_part=500, block_size=4096)
+    assert [f.refused_reason for f in again.files] == ["already_ingested"]
+    assert dataset_files(ws.usage) == parts
+    assert not any((ws.state / "cdr_staging").glob("*/*"))
+
+
+def test_bad_text_is_refused_even_when_the_reader_fails_first(tmp_path: Path) -> None:
+    # undecodable bytes early, then a record longer than any read block tried (the reader's
+    # own failure): the hash's refusal wins, as when the hash was taken before reading
+    path = tmp_path / "b.csv"
+    body = "\n".join([HEADER, *_rows(50)]).encode()
+    path.write_bytes(body + b"\nx1,\xff\xfe,voice\n" + b'x2,"' + b"9" * 70_000 + b'",sms\n')
+    ws = WorkspacePaths(tmp_path / "w")
+    summary = ingest_cdr_files([path], GENERIC, ws, block_size=4096)
+    assert [f.refused_reason for f in summary.files] == ["bad_encoding"]
+    assert dataset_files(ws.usage) == []
+    assert dataset_files(ws.rejected) == []
+    assert IngestLedger(ws).entries == {}
+
+
+def test_last_rows_written_as_two_parts(tmp_path: Path) -> None:
+    ws = WorkspacePaths(tmp_path / "w")
+    path = tmp_path / "c.csv"
+    n = 2 * _MIN_SPLIT + 10
+    path.write_text("\n".join([HEADER, *_rows(n)]) + "\n")
+    summary = ingest_cdr_files([path], GENERIC, ws)
+    assert summary.ingested == n
+    assert len(dataset_files(ws.usage)) == 2  # one day, the file's rows in two halves
+    usage = read_dataset(ws.usage, USAGE_SCHEMA, columns=["source_line"])
+    assert sorted(usage.column("source_line").to_pylist()) == list(range(2, n + 2))
