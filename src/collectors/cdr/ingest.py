@@ -44,7 +44,13 @@ from collectors.cdr.ledger import (
     staging_dir,
 )
 from collectors.cdr.mapping import CdrMapping
-from collectors.cdr.reader import CdrChunk, CdrRefusedError, read_cdr_file, sniff_cdr_file
+from collectors.cdr.reader import (
+    READ_BLOCK,
+    CdrChunk,
+    CdrRefusedError,
+    read_cdr_file,
+    sniff_cdr_file,
+)
 from collectors.dataset import naming_path
 from collectors.errors import IngestError
 from collectors.schemas import REJECT_SCHEMA, TIMESTAMP
@@ -444,7 +450,7 @@ def ingest_cdr_file(
     ids: IdSet,
     *,
     rows_per_part: int = 500_000,
-    block_size: int = 4 << 20,
+    block_size: int = READ_BLOCK,
     remember: bool = True,
 ) -> CdrFileResult:
     """Ingest one file (caller holds :func:`ingest_lock` and has run :func:`recover`).
@@ -537,7 +543,7 @@ def ingest_cdr_files(
     workspace: WorkspacePaths,
     *,
     rows_per_part: int = 500_000,
-    block_size: int = 4 << 20,
+    block_size: int = READ_BLOCK,
 ) -> CdrIngestSummary:
     """Ingest CSV CDR files into ``W/usage`` (see the module docstring); never raises for a
     refused file - it is listed in the summary with its reason."""
