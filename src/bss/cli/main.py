@@ -236,10 +236,15 @@ def _storage_message(exc: OSError, state: CliState) -> str:
             f"no space left on the device holding {where}: nothing was committed; free space "
             "and run the same command again"
         )
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if exc.errno == errno.EROFS:
         return (
             f"cannot write {where} ({exc.strerror}): the workspace must be writable; choose "
             "another with --workspace or fix its permissions"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):  # a read (a folder not listable) or a write
+        return (
+            f"cannot use {where} ({exc.strerror}): the workspace must be readable and "
+            "writable; choose another with --workspace or fix its permissions"
         )
     return f"storage error on {where}: {exc.strerror or exc}"
 

@@ -57,7 +57,9 @@ def day_of(path: Path) -> date | None:
 def parquet_parts(folder: str, found: list[str], days: tuple[int, int] | None) -> None:
     """Parquet files under ``folder`` (as ``os.walk`` would find them: symlinked folders
     not entered), hidden and ``_temporary`` names left out, ``date=`` folders outside
-    ``days`` (first and last day since the epoch) not entered."""
+    ``days`` (first and last day since the epoch) not entered. A folder that cannot be
+    listed raises its OSError (``os.walk`` skipped it): a query must not leave its flows
+    out without a word."""
     with os.scandir(folder) as entries:
         for entry in entries:
             name = entry.name

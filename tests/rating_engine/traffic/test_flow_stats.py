@@ -308,6 +308,37 @@ def test_window_files_leaves_out_days_outside_the_window(tmp_path: Path) -> None
         "date=2026-01-04/date=2026-01-01/n.parquet", "date=bad/c.parquet", "x.parquet"]  # fmt: skip
 
 
+def test_a_folder_that_cannot_be_listed_is_an_error_not_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.walk skipped a folder it could not list: a query silently missed its flows.
+    (The tests run as root, where permissions do not stop opendir: scandir is patched.)"""
+    import os
+
+    from rating_engine.traffic.flow_stats import window_files
+
+    rows = [{"src_addr": addr(HOSTS[0]), "dst_addr": addr(HOSTS[1]), "next_hop": None,
+             "exporter": None, "src_port": 1, "dst_port": 80, "protocol": 6, "tcp_flags": 0,
+             "tos": 0, "bytes": 1, "packets": 1, "input_if": 0, "output_if": 0, "src_as": 0,
+             "dst_as": 0, "vlan": 0, "flow_start": T0, "flow_end": T0}]  # fmt: skip
+    write_partitioned(flows_table(rows), tmp_path / "ds", time_column="flow_start",
+                      part_name="t", hourly=True)  # fmt: skip
+    locked = next((tmp_path / "ds").glob("date=*"))
+    real = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PermissionError) as error:
+        window_files(tmp_path / "ds", None)
+    assert error.value.filename == str(locked)
+    with pytest.raises(PermissionError):
+        select_flows(tmp_path / "ds", order="tstart", limit=1)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(timed_rows, min_size=1, max_size=60), n=st.sampled_from([1, 3]),
        renormalise=st.booleans())  # fmt: skip
