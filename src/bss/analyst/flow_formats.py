@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -68,14 +69,29 @@ def _digits(values: pl.Expr) -> pl.Expr:
     return values.cast(pl.String)
 
 
+def _tenths(values: pl.Series) -> pl.Series:
+    """Each volume's quotient by its unit in tenths, as nfdump's ``printf("%5.1f")``
+    rounds ``(double)v / 1e6``: the double's exact value, ties to even. Divided by numpy
+    (polars multiplies by the reciprocal: 999950000 * 1e-6 is 999.9499999999999, not the
+    quotient 999.95). ``q * 10`` rounded agrees except where the product lands on a half:
+    1.05 (really 1.05000000000000004) times 10 is 10.5, yet prints ``1.1``; those few are
+    decided by Python's formatting, which rounds the exact value as C does."""
+    v = values.to_numpy()
+    q = v / np.where(v >= 1e12, 1e12, np.where(v >= 1e9, 1e9, 1e6))
+    t = q * 10
+    tenths = np.rint(t)
+    for i in np.flatnonzero(t - np.floor(t) == 0.5).tolist():
+        tenths[i] = round(float(f"{q[i]:.1f}") * 10)
+    return pl.Series(values.name, tenths, pl.Float64).cast(pl.Int64)
+
+
 def _scaled(values: pl.Expr, plain: bool) -> pl.Expr:
-    """nfdump's number scaling: ``1.2 M``, ``3.4 G``, ``5.6 T`` (decimal, tenths rounded
-    half to even), else plain."""
+    """nfdump's number scaling: ``1.2 M``, ``3.4 G``, ``5.6 T`` (decimal, the quotient's
+    tenths as nfdump's ``%5.1f`` rounds them), else plain."""
     if plain:
         return _digits(values)
     v = values.cast(pl.Float64)
-    scale = pl.when(v >= 1e12).then(1e12).when(v >= 1e9).then(1e9).otherwise(1e6)
-    tenths = (v / scale * 10).round(0, mode="half_to_even").cast(pl.Int64)
+    tenths = v.map_batches(_tenths, return_dtype=pl.Int64)
     unit = pl.when(v >= 1e12).then(pl.lit(" T")).when(v >= 1e9).then(pl.lit(" G"))
     text = pl.concat_str(_digits(tenths // 10), pl.lit("."), _digits(tenths % 10),
                          unit.otherwise(pl.lit(" M")))  # fmt: skip
