@@ -381,7 +381,8 @@ class _Placement:
     second core. The file's refusal by the hash (not valid text, already ingested) is raised
     as soon as the hash is known - before any part is written, which needs the hash for the
     staging folder and the part names - and takes precedence over any other failure, as when
-    the hash was taken first.
+    the hash was taken first. When the ledger holds a file of the same size (or of a size not
+    recorded), the hash is awaited before reading, so a file sent again is refused at once.
     """
 
     def __init__(
@@ -473,11 +474,16 @@ def ingest_cdr_file(
             hashing.submit(file_digest, path, encoding=mapping.csv.encoding),
             now,
         )
+        file_size = path.stat().st_size
+        if any(e.size in (None, file_size) for e in ledger.entries.values()):
+            # maybe a file ingested before: its hash first, so it is refused without reading
+            # (a file of a size no entry has cannot be, and is read while it is hashed)
+            place.resolve()
         size = block_size
         while True:
             work = _FileIngest(path, place, now, rows_per_part)
             # sized from the file so the id set rarely grows (~60 bytes a CDR line is a floor)
-            file_ids = IdSet(capacity=max(1 << 16, path.stat().st_size // 60))
+            file_ids = IdSet(capacity=max(1 << 16, file_size // 60))
             try:
                 _stage(path, mapping, work, ids, file_ids, size)
             except Exception as exc:
@@ -520,6 +526,7 @@ def ingest_cdr_file(
         skipped=result.skipped,
         ingested_at=now.isoformat(),
         status="committing",
+        size=file_size,
     )
     ledger.put(entry)  # the commit point
     publish(workspace, sha)

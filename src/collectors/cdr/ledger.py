@@ -83,6 +83,9 @@ class LedgerEntry:
     skipped: dict[str, int] = field(default_factory=dict)
     ingested_at: str = ""
     status: str = "done"
+    #: bytes of the file (None in entries written before it was recorded): a file of another
+    #: size cannot have the same content, so the ingest need not wait for its hash to start
+    size: int | None = None
 
 
 def file_sha256(path: Path, *, chunk: int = 1 << 20) -> str:

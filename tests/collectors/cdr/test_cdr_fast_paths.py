@@ -4,6 +4,7 @@ normalisation writing digits in place."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from package_data import MAPPINGS
 
 from collectors.cdr.ingest import _MIN_SPLIT, ingest_cdr_files
 from collectors.cdr.kernels import record_id_reference, record_ids
-from collectors.cdr.ledger import IngestLedger
+from collectors.cdr.ledger import IngestLedger, LedgerEntry
 from collectors.cdr.mapping import NumberRules, TimeSpec, load_mapping
 from collectors.cdr.transforms import normalise_numbers, normalise_numbers_reference, parse_times
 from collectors.dataset import dataset_files, read_dataset
@@ -150,3 +151,20 @@ def test_last_rows_written_as_two_parts(tmp_path: Path) -> None:
     assert len(dataset_files(ws.usage)) == 2  # one day, the file's rows in two halves
     usage = read_dataset(ws.usage, USAGE_SCHEMA, columns=["source_line"])
     assert sorted(usage.column("source_line").to_pylist()) == list(range(2, n + 2))
+
+
+def test_ledger_sizes_decide_whether_the_hash_is_awaited(tmp_path: Path) -> None:
+    ws = WorkspacePaths(tmp_path / "w")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("\n".join([HEADER, *_rows(40)]) + "\n")
+    b.write_text("\n".join([HEADER, *_rows(41, prefix="m")]) + "\n")
+    assert ingest_cdr_files([a], GENERIC, ws).ingested == 40
+    (entry,) = IngestLedger(ws).entries.values()
+    assert entry.size == a.stat().st_size
+    assert ingest_cdr_files([b], GENERIC, ws).ingested == 41  # another size: read while hashed
+    # an entry written before sizes were recorded: the same content is still refused
+    ledger = IngestLedger(ws)
+    ledger.put(LedgerEntry(**{**asdict(entry), "size": None}))
+    again = ingest_cdr_files([a], GENERIC, ws)
+    assert [f.refused_reason for f in again.files] == ["already_ingested"]
+    assert read_dataset(ws.usage, USAGE_SCHEMA, columns=["record_id"]).num_rows == 81
