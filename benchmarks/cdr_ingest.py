@@ -1,6 +1,7 @@
 """CDR ingest benchmark: generated generic-layout CSV -> W/usage Parquet, rows per second.
 
     python benchmarks/cdr_ingest.py [--rows N] [--bad-every K] [--repeat R] [--keep DIR]
+                                    [--compare OTHER_WS]
 
 Generates N rows in the layout of the shipped mapping `generic` (national, international and
 '+' numbers; local ISO times in Europe/Berlin; voice/sms/data), then times
@@ -10,6 +11,9 @@ on the same file. Numba compilation is warmed up on a small file first and repor
 With ``--repeat R`` the bare parse and the ingest (into a fresh workspace) alternate R times
 and the medians are compared (the machine is shared: one run is noise); CPU seconds (all
 threads, user + system) are reported beside wall seconds, and their ratio too.
+``--compare OTHER_WS`` checks that this version ingests the same content as another one
+(run it with ``--keep DIR``; its workspace is ``DIR/ws``): the same usage rows, ids, values
+and schema, the same rejected rows (but their time) and the same ledger counts.
 Prints a few lines for people; the last line is one JSON object.
 """
 
@@ -30,8 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.dataset as pads
 
 from collectors.cdr.ingest import ingest_cdr_files
+from collectors.cdr.ledger import LEDGER_NAME
 from collectors.cdr.mapping import load_mapping
 from collectors.workspace import WorkspacePaths
 
@@ -97,6 +103,37 @@ _COLUMNS = (
 )
 
 
+def _same_content(ours: Path, theirs: Path) -> bool:
+    """Whether two workspaces hold the same ingested content (see the module docstring)."""
+    same = True
+    for name, key in (("usage", ["source_line"]), ("rejected", ["record_no", "reason"])):
+        tables = []
+        for root in (ours, theirs):
+            files = sorted(str(f) for f in (root / name).rglob("*.parquet"))
+            table = (
+                pads.dataset(files, format="parquet")
+                .to_table()
+                .sort_by([(k, "ascending") for k in key])
+            )
+            tables.append(table.drop_columns(["rejected_at"]) if name == "rejected" else table)
+        equal = tables[0].schema.equals(tables[1].schema, check_metadata=True) and tables[0].equals(
+            tables[1]
+        )
+        print(f"{name}: {tables[0].num_rows} rows here, {tables[1].num_rows} there, "
+              f"{'the same' if equal else 'DIFFERENT'}")  # fmt: skip
+        same = same and equal
+    counted = ("file_name", "mapping", "rows_read", "rows", "duplicates", "rejected", "skipped")
+    ledgers = [
+        sorted(
+            tuple((k, json.dumps(e[k], sort_keys=True)) for k in counted)
+            for e in json.loads((root / "state" / LEDGER_NAME).read_text())["files"].values()
+        )
+        for root in (ours, theirs)
+    ]
+    print(f"ledger: {'the same' if ledgers[0] == ledgers[1] else 'DIFFERENT'}")
+    return same and ledgers[0] == ledgers[1]
+
+
 def _cpu() -> float:
     """CPU seconds of this process, all threads, user + system."""
     t = os.times()
@@ -109,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bad-every", type=int, default=0, help="every K-th row negative")
     parser.add_argument("--repeat", type=int, default=1, help="alternating runs (medians)")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    parser.add_argument("--compare", type=Path, default=None, help="workspace of another run")
     args = parser.parse_args(argv)
     mapping = load_mapping(MAPPING)
     with tempfile.TemporaryDirectory(prefix="cdr-bench-") as tmp:
@@ -152,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         again = ingest_cdr_files([csv_path], mapping, ws)
         refuse_s = time.perf_counter() - t0
+        same = None if args.compare is None else _same_content(ws.root, args.compare)
     assert parsed == args.rows
     assert summary.ingested + sum(summary.rejected_by_reason().values()) == args.rows
     assert again.ingested == 0
@@ -180,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "generate_s": round(gen_s, 1),
         "target_rows_per_s": 2_000_000,
         "cpus": os.cpu_count(),
+        "same_content_as_compared": same,
     }
     print(f"generated {args.rows} rows ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
     print(f"pyarrow CSV parse only: {args.rows / parse_s:,.0f} rows/s (CPU {parse_cpu_s:.2f} s)")
