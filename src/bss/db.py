@@ -158,6 +158,9 @@ def connect(workspace: WorkspacePaths, *, read_only: bool = False) -> duckdb.Duc
         conn.execute("SET enable_progress_bar = false")  # ours is rich's, on stderr
         if not read_only:
             _migrate(conn)
+        # the migration check's fetchone() leaves its result open, and DuckDB 2 refuses
+        # a relation query (conn.sql in a notebook) until it is discarded
+        conn.abort()
     return conn
 
 

@@ -22,6 +22,16 @@ def test_migrations_apply_once(workspace: WorkspacePaths) -> None:
     again.close()
 
 
+def test_a_fresh_connection_takes_relation_queries(workspace: WorkspacePaths) -> None:
+    """An analyst's first `conn.sql(...)` after connect: DuckDB 2 refuses it while a
+    result of connect's own checks is left open."""
+    connect(workspace).close()  # created and migrated
+    for read_only in (False, True):
+        conn = connect(workspace, read_only=read_only)
+        assert conn.sql("SELECT count(*) FROM schema_migrations").fetchall()[0][0] >= 1
+        conn.close()
+
+
 # Names that mean money in some table. In the DECIMAL(18,6) tables they are amounts in the
 # currency's units; the receivables ledger (0007) keeps integer minor units (cents) in
 # columns named `<money name>_minor`, so one name never means both to someone querying.
