@@ -10,9 +10,11 @@ from the memory-mapped file with a quote-aware Numba scan
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import io
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from collectors.cdr.kernels import record_spans
 from collectors.cdr.mapping import CdrMapping
 from collectors.errors import IngestError
 
-__all__ = ["CdrRefusedError", "RawLines", "RecordNumbering", "sniff_cdr_file"]
+__all__ = ["CdrRefusedError", "RawLines", "RecordNumbering", "ScanPoints", "sniff_cdr_file"]
 
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_LINES = 20
@@ -106,16 +108,41 @@ class RecordNumbering:
         return k + before + self.first
 
 
+class ScanPoints:
+    """Where record starts are known in a file: (record number, byte offset) pairs left by
+    the scanners of one file, so a scanner skips what another one scanned already (each
+    transform thread has its own scanner; without these each read the whole file)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[int] = [1]
+        self._offsets: list[int] = [0]
+
+    def add(self, record: int, offset: int) -> None:
+        with self._lock:
+            i = bisect.bisect_left(self._records, record)
+            if i == len(self._records) or self._records[i] != record:
+                self._records.insert(i, record)
+                self._offsets.insert(i, offset)
+
+    def before(self, record: int) -> tuple[int, int]:
+        """The known start (record, offset) nearest at or before ``record``."""
+        with self._lock:
+            i = bisect.bisect_right(self._records, record) - 1
+            return self._records[i], self._offsets[i]
+
+
 class RawLines:
     """Raw bytes of rejected records, by a forward-only scan of the memory-mapped file."""
 
-    def __init__(self, path: Path, mapping: CdrMapping) -> None:
+    def __init__(self, path: Path, mapping: CdrMapping, points: ScanPoints | None = None) -> None:
         self.path = path
         self.quote = mapping.csv.quote
         self.delimiter = mapping.csv.delimiter
         self.buf: np.ndarray | None = None
         self.pos = 0
         self.record = 1
+        self.points = points if points is not None else ScanPoints()
 
     def fetch(self, record_nos: np.ndarray) -> list[bytes | None]:
         if record_nos.size == 0:
@@ -124,8 +151,9 @@ class RawLines:
             self.buf = np.memmap(self.path, dtype=np.uint8, mode="r")
         order = np.argsort(record_nos, kind="stable")
         wanted = record_nos[order]
-        if wanted[0] < self.record:  # asked for an earlier record: rescan from the start
-            self.pos, self.record = 0, 1
+        record, pos = self.points.before(int(wanted[0]))
+        if record > self.record or wanted[0] < self.record:  # a later known start, or back
+            self.pos, self.record = pos, record
         starts, ends, self.pos, self.record = record_spans(
             self.buf,
             wanted,
@@ -134,6 +162,7 @@ class RawLines:
             pos=self.pos,
             record=self.record,
         )
+        self.points.add(self.record, self.pos)
         out: list[bytes | None] = [None] * record_nos.size
         for j, i in enumerate(order.tolist()):
             if starts[j] >= 0:

@@ -33,7 +33,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from collectors.cdr.csv_files import CdrRefusedError, RawLines, RecordNumbering, sniff_cdr_file
+from collectors.cdr.csv_files import (
+    CdrRefusedError,
+    RawLines,
+    RecordNumbering,
+    ScanPoints,
+    sniff_cdr_file,
+)
 from collectors.cdr.kernels import record_ids
 from collectors.cdr.mapping import CdrMapping
 from collectors.cdr.transforms import (
@@ -422,14 +428,15 @@ def read_cdr_file(
     transformer = _BatchTransformer(mapping, name)
     # Raw lines are read by forward-only scans: one scanner per transform thread (each takes
     # its chunks in file order) and one for the duplicates, found here in file order.
-    raw_lines = RawLines(path, mapping)
+    points = ScanPoints()  # the scanners skip ahead to where another one got
+    raw_lines = RawLines(path, mapping, points)
     scanners: list[RawLines] = [raw_lines]
     local = threading.local()
 
     def thread_raw_lines() -> RawLines:
         mine: RawLines | None = getattr(local, "raw_lines", None)
         if mine is None:
-            mine = local.raw_lines = RawLines(path, mapping)
+            mine = local.raw_lines = RawLines(path, mapping, points)
             scanners.append(mine)
         return mine
 

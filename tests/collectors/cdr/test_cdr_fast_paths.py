@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from package_data import MAPPINGS
 
+from collectors.cdr.csv_files import RawLines, ScanPoints
 from collectors.cdr.ingest import _MIN_SPLIT, ingest_cdr_files
 from collectors.cdr.kernels import record_id_reference, record_ids
 from collectors.cdr.ledger import IngestLedger, LedgerEntry
@@ -168,3 +169,17 @@ def test_ledger_sizes_decide_whether_the_hash_is_awaited(tmp_path: Path) -> None
     again = ingest_cdr_files([a], GENERIC, ws)
     assert [f.refused_reason for f in again.files] == ["already_ingested"]
     assert read_dataset(ws.usage, USAGE_SCHEMA, columns=["record_id"]).num_rows == 81
+
+
+def test_raw_lines_scanners_share_where_records_start(tmp_path: Path) -> None:
+    # two scanners of one file: the second starts where the first got, and either may still
+    # go back to an earlier record; the bytes are the file's lines either way
+    lines = [HEADER, *_rows(30), 'q1,"a\nb",voice', *_rows(5, prefix="z")]
+    path = tmp_path / "r.csv"
+    path.write_bytes(("\r\n".join(lines) + "\n").encode())
+    points = ScanPoints()
+    first, second = RawLines(path, GENERIC, points), RawLines(path, GENERIC, points)
+    assert first.fetch(np.array([20])) == [lines[19].encode()]
+    assert second.fetch(np.array([33, 32])) == [lines[32].encode(), lines[31].encode()]
+    assert second.fetch(np.array([2])) == [lines[1].encode()]
+    assert first.fetch(np.array([36, 25])) == [lines[35].encode(), lines[24].encode()]
