@@ -42,6 +42,7 @@ from rating_engine.traffic.flow_query import (
     arrow_sums,
     finish_top_n,
     flow_columns,
+    numpy_array,
     plain_columns,
     scan_flows,
 )
@@ -213,7 +214,7 @@ def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     start = column.offset * 16
     raw = np.frombuffer(column.buffers()[1], np.uint8)[start : start + n * 16].reshape(n, 16)
     v4 = (raw[:, :12] == np.frombuffer(_V4_MAPPED, np.uint8)).all(axis=1)
-    octets = [pa.array(raw[:, 12 + i]).cast(pa.string()) for i in range(4)]
+    octets = [numpy_array(raw[:, 12 + i]).cast(pa.string()) for i in range(4)]
     text = pc.binary_join_element_wise(*octets, ".")
     v6 = ~v4 & column.is_valid().to_numpy(zero_copy_only=False)
     if v6.any():
@@ -501,7 +502,7 @@ def _empty_flows(key: tuple[str, ...], renormalise: bool) -> pa.Table:
 
 def _pct(values: pa.ChunkedArray | pa.Array, total: int) -> pa.Array:
     v = np.asarray(values.to_numpy(), dtype=np.float64)
-    return pa.array(v * 100.0 / total if total else np.zeros_like(v), pa.float64())
+    return numpy_array(v * 100.0 / total if total else np.zeros_like(v))
 
 
 def top_talkers(
@@ -548,7 +549,7 @@ def top_talkers(
     pk = np.asarray(top.column("packets").to_numpy(), dtype=np.uint64)
     by_ = np.asarray(top.column("bytes").to_numpy(), dtype=np.uint64)
     bpp = np.where(pk > 0, by_ // np.maximum(pk, np.uint64(1)), np.uint64(0))
-    out = out.append_column("bpp", pa.array(bpp, pa.uint64()))
+    out = out.append_column("bpp", numpy_array(bpp.astype(np.uint64)))
     meta = {
         "by": by,
         "metric": metric,

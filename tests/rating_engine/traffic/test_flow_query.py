@@ -99,3 +99,18 @@ def test_unsampled_row_groups_skip_the_interval_column(tmp_path: Path) -> None:
     assert top_n_dataset(sampled, "src_addr", "bytes", 5).equals(
         top_n(table, "src_addr", "bytes", 5)
     )
+
+
+def test_numpy_array_keeps_values_and_types() -> None:
+    import numpy as np
+
+    strided = np.arange(12, dtype=np.uint8).reshape(4, 3)[:, 1]
+    big = np.arange(5, dtype=np.uint64) * 2**61
+    for values in (big, np.array([-3, 0, 7], np.int64), np.array([0.5, -1.25]), strided):
+        got = flow_query.numpy_array(values)
+        assert got.type == pa.from_numpy_dtype(values.dtype)
+        assert got.null_count == 0
+        assert got.to_pylist() == values.tolist()
+    for bad in (np.array([True, False]), np.zeros((2, 2)), np.array(["a"], object)):
+        with pytest.raises(TypeError):
+            flow_query.numpy_array(bad)
