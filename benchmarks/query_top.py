@@ -1,23 +1,32 @@
-"""Benchmark: ``rating-engine query top`` (bss.analyst.query.top_talkers) vs polars and DuckDB.
+"""Benchmark: ``rating-engine query top`` / ``query buckets`` (bss.analyst.query) vs polars
+and DuckDB, in one process.
 
-    python benchmarks/query_top.py [--flows 3000000] [--repeat 3] [--demo DIR]
+    python benchmarks/query_top.py [--flows 3000000] [--repeat 5] [--demo DIR]
 
 Measures the user-facing path - Parquet in, the top-10 with nfdump's percentages of the
-window totals out (streamed partials, text addresses) - against a polars lazy scan and
-DuckDB SQL computing the same top-10 (renormalised bytes) from the same files, for
-``src_ip``, ``dst_port`` and ``conversation``; checks the three agree. The nfdump
-comparison is ``benchmarks/topn_vs_peers.py``. With ``--demo DIR`` the demo workspace's
-flows are timed too (made with ``rating-engine --workspace DIR demo`` if missing).
-Ours is timed with the engine ``top_talkers`` chooses in this process (Numba is not loaded
-first, as in a ``query`` command), then with Arrow's grouping and with the Numba kernels
-each forced (``arrow_s``, ``kernels_s``). Wall clock, best of ``--repeat`` warm runs (Numba
-compiled first). Whole processes: ``benchmarks/query_processes.py``. Last line: JSON.
+window totals out (streamed partials, text addresses), or the time buckets - against a
+polars lazy scan and DuckDB SQL computing the same answer (renormalised bytes) from the
+same files: top-10 by ``src_ip``, ``dst_port``, ``proto`` and ``conversation``, and
+``buckets_dst_port_hour`` (bytes per destination port and hour); checks they agree. The
+nfdump comparison is ``benchmarks/topn_vs_peers.py``. With ``--demo DIR`` the demo
+workspace's flows are timed too (made with ``rating-engine --workspace DIR demo`` if missing).
+
+Ours runs with the engine ``query`` chooses in this process (Numba is not loaded first, as
+in a ``query`` command), alternating with the peers (ours, polars, DuckDB, ours, ...) for
+``--repeat`` rounds after a warm-up; then with Arrow's grouping and with the Numba
+kernels each forced (``arrow_s``, ``kernels_s``, best of ``--repeat``). Times are wall
+clock medians; ``vs_*`` = the median of the per-round ratios peer / ours (> 1: ours is
+faster); ``cpu_s`` = this process's CPU (all threads) per run, median. The 1-minute load
+average is reported before and after. Whole processes: ``benchmarks/query_processes.py``.
+Last line: JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic_ip_flows import make_flows, make_subscriptions
 
 import bss.analyst.query as query
-from bss.analyst.query import top_talkers
+from bss.analyst.query import flow_buckets, top_talkers
 from collectors.dataset import write_partitioned
 from collectors.workspace import WorkspacePaths
 
@@ -50,9 +59,21 @@ def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
     return best, out
 
 
+_TOP_KEYS = {"src_ip": "src_addr", "dst_port": "dst_port", "proto": "protocol"}
+_BUCKETS = "buckets_dst_port_hour"
+
+
 def _polars(glob: str, by: str) -> list[int]:
     lf = pl.scan_parquet(glob, hive_partitioning=True)
     m = pl.max_horizontal(pl.col("sampling_interval"), pl.lit(1)).cast(pl.UInt64)
+    if by == _BUCKETS:
+        out = (
+            lf.group_by("dst_port", pl.col("flow_start").dt.truncate("1h").alias("bucket"))
+            .agg((pl.col("bytes") * m).sum().alias("bytes"), pl.len().alias("flows"))
+            .sort("bucket", "dst_port")
+            .collect()
+        )
+        return [int(v) for v in out["bytes"].to_list()]
     if by == "conversation":
         lf = lf.with_columns(
             pl.min_horizontal("src_addr", "dst_addr").alias("a"),
@@ -60,7 +81,7 @@ def _polars(glob: str, by: str) -> list[int]:
         )
         keys = ["a", "b"]
     else:
-        keys = [{"src_ip": "src_addr"}.get(by, by)]
+        keys = [_TOP_KEYS[by]]
     out = (
         lf.group_by(keys)
         .agg((pl.col("bytes") * m).sum().alias("bytes"), pl.len().alias("flows"))
@@ -72,55 +93,89 @@ def _polars(glob: str, by: str) -> list[int]:
 
 
 def _duckdb(con: duckdb.DuckDBPyConnection, glob: str, by: str) -> list[int]:
-    keys = {
-        "src_ip": "src_addr",
-        "dst_port": "dst_port",
-        "conversation": "least(src_addr, dst_addr), greatest(src_addr, dst_addr)",
-    }[by]
+    source = f"read_parquet('{glob}', hive_partitioning = true)"
+    if by == _BUCKETS:
+        rows = con.execute(
+            "SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS bucket, "
+            f"sum(bytes * greatest(sampling_interval, 1)) AS b, count(*) FROM {source} "
+            "GROUP BY ALL ORDER BY bucket, dst_port"
+        ).fetchall()
+        return [int(r[2]) for r in rows]
+    keys = _TOP_KEYS.get(by, "least(src_addr, dst_addr), greatest(src_addr, dst_addr)")
     rows = con.execute(
         f"SELECT {keys}, sum(bytes * greatest(sampling_interval, 1)) AS b, count(*) "
-        f"FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL "
-        "ORDER BY b DESC LIMIT 10"
+        f"FROM {source} GROUP BY ALL ORDER BY b DESC LIMIT 10"
     ).fetchall()
     return [int(r[-2]) for r in rows]
+
+
+def _ours(paths: WorkspacePaths, by: str) -> list[int]:
+    if by == _BUCKETS:
+        table = flow_buckets(paths, "dst_port", "hour")
+    else:
+        table = top_talkers(paths, by, "bytes", 10)
+    return [int(v) for v in table.column("bytes").to_pylist()]
 
 
 def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
     glob = str(paths.flows / "**" / "*.parquet")
     con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
     out: dict[str, Any] = {"flows": rows}
-    for by in ("src_ip", "dst_port", "conversation"):
+    statistics_ = ("src_ip", "dst_port", "proto", "conversation", _BUCKETS)
+    # every statistic as a one-shot query runs it (Numba not loaded) first, alternating
+    # with the peers; the engines forced after (forcing the kernels loads Numba)
+    for by in statistics_:
+        key = query.BY_KEYS["dst_port" if by == _BUCKETS else by]
+        runs: dict[str, Callable[[], list[int]]] = {
+            "ours": lambda by=by: _ours(paths, by),
+            "polars": lambda by=by: _polars(glob, by),
+            "duckdb": lambda by=by: _duckdb(con, glob, by),
+        }
         t0 = time.perf_counter()
-        top_talkers(paths, by, "bytes", 10)
+        answers = {who: fn() for who, fn in runs.items()}  # warm-up round, not counted
         first = time.perf_counter() - t0
-        # the engine top_talkers chooses in this process, then each one forced
-        chosen = "kernels" if query._use_kernels(query.BY_KEYS[by]) else "arrow"
-        ours_s, ours = _best(lambda by=by: top_talkers(paths, by, "bytes", 10), repeat)
-        engines = {}
+        chosen = "kernels" if query._use_kernels(key) else "arrow"
+        walls: dict[str, list[float]] = {who: [] for who in runs}
+        cpus: dict[str, list[float]] = {who: [] for who in runs}
+        for _ in range(repeat):
+            for who, fn in runs.items():
+                t, c = time.perf_counter(), time.process_time()
+                fn()
+                walls[who].append(time.perf_counter() - t)
+                cpus[who].append(time.process_time() - c)
+        med = {who: statistics.median(v) for who, v in walls.items()}
+        ratio = {
+            peer: round(statistics.median(
+                [p / o for p, o in zip(walls[peer], walls["ours"], strict=True)]), 2)
+            for peer in ("polars", "duckdb")
+        }  # fmt: skip
+        out[by] = {
+            "ours_s": round(med["ours"], 4),
+            "engine": chosen,
+            "warm_up_round_s": round(first, 3),
+            "polars_s": round(med["polars"], 4),
+            "duckdb_s": round(med["duckdb"], 4),
+            "cpu_s": {who: round(statistics.median(v), 4) for who, v in cpus.items()},
+            "ours_flows_per_s": round(rows / med["ours"]),
+            "vs_polars": ratio["polars"],
+            "vs_duckdb": ratio["duckdb"],
+            "agree": answers["ours"] == answers["polars"] == answers["duckdb"],
+            "load_1m": round(os.getloadavg()[0], 2),
+        }
+        print(f"{rows:>10} flows  {by:<22} ours {med['ours']:7.3f}s ({chosen})  polars "
+              f"{med['polars']:7.3f}s  duckdb {med['duckdb']:7.3f}s  vs duckdb "
+              f"{ratio['duckdb']:.2f}x  load {os.getloadavg()[0]:.1f}  "
+              f"agree={out[by]['agree']}", flush=True)  # fmt: skip
+    for by in statistics_:
         for engine in ("arrow", "kernels"):
             query.ENGINE = engine
-            top_talkers(paths, by, "bytes", 10)  # kernels: compiled or loaded first
-            engines[engine], _ = _best(lambda by=by: top_talkers(paths, by, "bytes", 10), repeat)
+            _ours(paths, by)  # kernels: compiled or loaded first
+            best, _ = _best(lambda by=by: _ours(paths, by), repeat)
+            out[by][f"{engine}_s"] = round(best, 4)
         query.ENGINE = None
-        pl_s, pl_top = _best(lambda by=by: _polars(glob, by), repeat)
-        db_s, db_top = _best(lambda by=by: _duckdb(con, glob, by), repeat)
-        ours_top = [int(v) for v in ours.column("bytes").to_pylist()]
-        out[by] = {
-            "ours_s": round(ours_s, 4),
-            "engine": chosen,
-            "arrow_s": round(engines["arrow"], 4),
-            "kernels_s": round(engines["kernels"], 4),
-            "first_run_s": round(first, 3),
-            "polars_s": round(pl_s, 4),
-            "duckdb_s": round(db_s, 4),
-            "ours_flows_per_s": round(rows / ours_s),
-            "vs_polars": round(pl_s / ours_s, 2),
-            "vs_duckdb": round(db_s / ours_s, 2),
-            "same_top10_bytes": ours_top == pl_top == db_top,
-        }
-        print(f"{rows:>10} flows  {by:<13} ours {ours_s:7.3f}s ({chosen}; arrow "
-              f"{engines['arrow']:.3f}s, kernels {engines['kernels']:.3f}s)  polars {pl_s:7.3f}s  "
-              f"duckdb {db_s:7.3f}s  agree={out[by]['same_top10_bytes']}")  # fmt: skip
+        print(f"{rows:>10} flows  {by:<22} engines forced: arrow {out[by]['arrow_s']:.3f}s, "
+              f"kernels {out[by]['kernels_s']:.3f}s", flush=True)  # fmt: skip
     con.close()
     return out
 
@@ -128,11 +183,12 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=3_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--demo", type=Path, default=None, help="demo workspace to time too")
     args = parser.parse_args()
 
-    result: dict[str, Any] = {"benchmark": "query_top"}
+    result: dict[str, Any] = {"benchmark": "query_top",
+                              "load_average_1m_before": round(os.getloadavg()[0], 2)}  # fmt: skip
     if args.demo is not None:
         if not (args.demo / "flows").exists():
             subprocess.run(
@@ -153,6 +209,7 @@ def main() -> None:
         print(f"wrote {args.flows} flows in {time.perf_counter() - t:.1f}s")
         del flows
         result["synthetic"] = _measure(paths, args.flows, args.repeat)
+    result["load_average_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, sort_keys=True))
 
 

@@ -114,3 +114,36 @@ def test_numpy_array_keeps_values_and_types() -> None:
     for bad in (np.array([True, False]), np.zeros((2, 2)), np.array(["a"], object)):
         with pytest.raises(TypeError):
             flow_query.numpy_array(bad)
+
+
+@pytest.mark.parametrize(("ahead", "rows"), [(1, 1), (4, 1), (4, 150), (4, 10**9)])
+def test_scan_reads_ahead_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int, rows: int
+) -> None:
+    """Whatever number of row groups (and rows) are read ahead, the batches come in
+    file and row-group order, every row once, with a window and a filter too."""
+    import pyarrow.parquet as pq
+
+    from rating_engine.traffic.flow_filter import compile_filter
+
+    monkeypatch.setattr(flow_query, "_READ_AHEAD", ahead)
+    monkeypatch.setattr(flow_query, "_READ_AHEAD_ROWS", rows)
+    table = _table()
+    files = []
+    for i in range(3):  # three files of several small row groups
+        part = table.slice(i * 130, 130)
+        files.append(tmp_path / f"part-{i}.parquet")
+        pq.write_table(part, files[-1], row_group_size=40)
+    cols = ["src_addr", "dst_port", "bytes"]
+    want = table.slice(0, 390).select(cols)
+    got = pa.Table.from_batches(list(flow_query.scan_flows(files, cols)))
+    assert got.equals(want)
+    window = (T0_US + 100_000, T0_US + 300_000)
+    got = pa.Table.from_batches(list(flow_query.scan_flows(files, cols, window)))
+    start = table.slice(0, 390).column("flow_start").cast(pa.int64()).to_pylist()
+    keep = [window[0] <= t < window[1] for t in start]
+    assert 0 < sum(keep) < len(keep)
+    assert got.equals(want.filter(pa.array(keep)))
+    flt = compile_filter("dst port 80 or bytes > 5000")
+    got = pa.Table.from_batches(list(flow_query.scan_flows(files, cols, None, flt)))
+    assert got.equals(want.filter(flt.arrow))
