@@ -1,12 +1,17 @@
 """The database writes of a billing pass, in bulk and inside its one transaction.
 
 Bills and lines go in through Arrow tables (not row by row); the billed-usage ledger and
-its duplicate check are DuckDB reading the pass's rated parts directly; the products a
-bill took account of and the one-time fees it charged are recorded so that a later pass
-bills only what is missing and nothing twice.
+its duplicate check are DuckDB reading the pass's rated parts directly - the ledger part
+by part while the pass is still rating (:class:`BilledUsageFeed`); the products a bill
+took account of and the one-time fees it charged are recorded so that a later pass bills
+only what is missing and nothing twice.
 """
 
 from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import TracebackType
 
 import duckdb
 import numpy as np
@@ -18,8 +23,24 @@ from bss.billing.money import micros_to_decimal_array
 from bss.billing.passes import PassPlan
 from bss.billing.period import Period
 from bss.errors import BillingError
+from collectors.dataset import dataset_files
+from rating_engine.scale.parts import is_part_of
 
-__all__ = ["bill_numbers", "record_billed_usage", "record_one_time", "write_bills"]
+__all__ = [
+    "BilledUsageFeed",
+    "bill_numbers",
+    "check_repeats",
+    "record_billed_usage",
+    "record_one_time",
+    "unrecord_accounts",
+    "write_bills",
+]
+
+_INSERT = (
+    "INSERT INTO billed_usage SELECT record_id, account_id, $period, "
+    "CAST(CAST(cost AS DECIMAL(18, 0)) * 0.000001 AS DECIMAL(18, 6)) "
+    "FROM read_parquet($files)"
+)
 
 
 def bill_numbers(period: Period, accounts: np.ndarray, supplement: np.ndarray | None = None,
@@ -140,24 +161,104 @@ def record_one_time(conn: duckdb.DuckDBPyConnection, one_time: pa.Table, bills: 
         conn.unregister("_one_time")
 
 
-def record_billed_usage(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    """Check that no record id repeats among the pass's rated parts (DuckDB groups them,
-    spilling to disk beyond its memory limit), then add them to the billed-usage ledger."""
+def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
+    """Refuse the pass when a record id repeats among its rated parts (DuckDB groups them,
+    spilling to disk beyond its memory limit). The query reads the parts only, so it runs
+    on a connection of its own: ``conn`` may go on (in its transaction) meanwhile."""
     if not files:
         return
-    ((repeats,),) = conn.execute(
-        "SELECT count(*) FROM (SELECT record_id FROM read_parquet($files) GROUP BY record_id "
-        "HAVING count(*) > 1)",
-        {"files": files},
-    ).fetchall()
+    cursor = conn.cursor()
+    try:
+        ((repeats,),) = cursor.execute(
+            "SELECT count(*) FROM (SELECT record_id FROM read_parquet($files) "
+            "GROUP BY record_id HAVING count(*) > 1)",
+            {"files": files},
+        ).fetchall()
+    finally:
+        cursor.close()
     if repeats:
         raise BillingError(
             f"period {period.name}: {repeats} rated records repeat a record_id; refusing to "
             "bill any record twice (check the usage dataset)"
         )
+
+
+def record_billed_usage(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
+    """Check that no record id repeats among the pass's rated parts, then add them to the
+    billed-usage ledger."""
+    if not files:
+        return
+    check_repeats(conn, files, period)
+    conn.execute(_INSERT, {"period": period.name, "files": files})
+
+
+def unrecord_accounts(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period,
+                      accounts: np.ndarray) -> None:  # fmt: skip
+    """Take the records of ``accounts`` in ``files`` (this pass's rated parts, added by a
+    :class:`BilledUsageFeed`) out of the ledger again: accounts set aside after rating."""
+    if not files or not len(accounts):
+        return
     conn.execute(
-        "INSERT INTO billed_usage SELECT record_id, account_id, $period, "
-        "CAST(CAST(cost AS DECIMAL(18, 0)) * 0.000001 AS DECIMAL(18, 6)) "
-        "FROM read_parquet($files)",
-        {"period": period.name, "files": files},
-    )
+        "DELETE FROM billed_usage WHERE period = $period AND list_contains($accounts, "
+        "account_id) AND record_id IN (SELECT record_id FROM read_parquet($files) "
+        "WHERE list_contains($accounts, account_id))",
+        {"period": period.name, "files": files,
+         "accounts": [int(a) for a in np.asarray(accounts, np.int64)]},
+    )  # fmt: skip
+
+
+class BilledUsageFeed:
+    """Adds a pass's rated parts to the billed-usage ledger as they are published, on a
+    thread, while the pass is still rating (DuckDB releases the GIL).
+
+    Use inside the pass's transaction, as a context manager around the rating: nothing
+    else may use ``conn`` until it is left. Leaving it takes the parts published since the
+    last look and waits for the thread; an error of the thread is raised there (and the
+    transaction rolled back by its owner). A part is published whole (written under a
+    temporary name and renamed), and a part written again - a retried task - has the same
+    rows, so each file is read once. The duplicate check (:func:`check_repeats`) runs
+    over all the parts once rating is done.
+    """
+
+    #: seconds between two looks for new parts
+    POLL = 0.25
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, rated_root: Path, tag: str,
+                 period: Period) -> None:  # fmt: skip
+        self.conn, self.root, self.tag, self.period = conn, rated_root, tag, period
+        self.files: list[str] = []  # recorded, in the order they were
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"ledger-{tag}", daemon=True)
+
+    def _published(self) -> list[str]:
+        found = (str(p) for p in dataset_files(self.root) if is_part_of(p, [self.tag]))
+        return [p for p in found if p not in self._seen]
+
+    def _take(self) -> None:
+        new = self._published()
+        if new:
+            self.conn.execute(_INSERT, {"period": self.period.name, "files": new})
+            self._seen.update(new)
+            self.files.extend(new)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.POLL):
+                self._take()
+        except BaseException as exc:  # raised in the owner's thread on leaving
+            self._error = exc
+
+    def __enter__(self) -> BilledUsageFeed:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        self._stop.set()
+        self._thread.join()
+        if kind is None:
+            if self._error is not None:
+                raise self._error
+            self._take()  # the parts published since the thread's last look

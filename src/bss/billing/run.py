@@ -51,7 +51,13 @@ from bss.billing.exceptions import (
     usage_currency_exceptions,
 )
 from bss.billing.export import export_bills
-from bss.billing.ledger import record_billed_usage, record_one_time, write_bills
+from bss.billing.ledger import (
+    BilledUsageFeed,
+    check_repeats,
+    record_one_time,
+    unrecord_accounts,
+    write_bills,
+)
 from bss.billing.lines import (
     BillTotals,
     adjustment_lines,
@@ -79,11 +85,10 @@ from bss.invoice.settings import policy_on
 from bss.receivables.bill_entries import post_pass_bills
 from bss.receivables.sla_credits import with_sla_credits
 from bss.subscriptions import subscription_table
-from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.rate import RatingPlan
 from rating_engine.scale.executor import Executor, executor_for
-from rating_engine.scale.parts import drop_rows, is_part_of, remove_tag_parts
+from rating_engine.scale.parts import drop_rows, remove_tag_parts
 from rating_engine.scale.rate_partition import Billable
 from rating_engine.scale.rerate_partition import ADJUSTMENT_SUM_SCHEMA
 
@@ -112,6 +117,14 @@ class BillingRunResult:
     new_bills: int = 0  # bills this run made
     exceptions: list[dict[str, Any]] = field(default_factory=list)
     exceptions_by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class _NothingToBillError(Exception):
+    """A later pass found nothing to bill: its transaction is rolled back."""
+
+    def __init__(self, listed: list[dict[str, Any]], exceptions: list[Any]) -> None:
+        super().__init__("nothing to bill")
+        self.listed, self.exceptions = listed, exceptions
 
 
 def _labels(conn: duckdb.DuckDBPyConnection) -> pa.Table:
@@ -316,70 +329,77 @@ def run_billing(
     early += [e for e in tariff_exceptions(bill.subscriptions, tariffs, period)
               if plan.everyone or e.account_id in set(plan.accounts.tolist())]  # fmt: skip
     billable = Billable(plan.everyone, plan.accounts, plan.products, accounts_of(early))
-    outcome = _rate(workspace, bill, executor, chunk_rows, buckets, billable)
-    labels = _labels(conn)
-    already = _billed_accounts(conn, period)
-    # and after: usage in another currency, amounts beyond exact money
-    late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges, accounts)
-    skip = accounts_of(early + late)
-    empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
-    first_skip = skip
-    first_lines = _lines(charges, outcome, labels, empty, accounts, skip, policy)
-    first = _totals(first_lines, accounts, policy)
-    late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
-    exceptions = sorted(early + late)
-    skip = accounts_of(exceptions)
-    external = dict(zip(accounts.column("id").to_pylist(),
-                        accounts.column("external_id").to_pylist(), strict=True))  # fmt: skip
-    listed = [{"account": external.get(e.account_id, str(e.account_id)),
-               "account_id": e.account_id, "reason": e.reason, "message": e.message}
-              for e in exceptions]  # fmt: skip
-    if plan.supplementary and not len(first.without(skip).account_id):
-        # a later pass that bills nothing records nothing (its exceptions are reported)
-        for root in (workspace.rated, workspace.suspense):
-            remove_tag_parts(root, plan.tag)
-        shutil.rmtree(bill.scratch, ignore_errors=True)
-        return _summary(conn, period.name, bills_digest(conn, period.name),
-                        exports=exports if export else None, pass_no=plan.pass_no,
-                        supplementary=True, exceptions=listed,
-                        exceptions_by_reason=by_reason(exceptions))  # fmt: skip
-    rated_files = [str(p) for p in dataset_files(workspace.rated) if is_part_of(p, [plan.tag])]
-    dropped = drop_rows([Path(f) for f in rated_files], "account_id", accounts_of(late))
-    rated_files = [f for f in rated_files if Path(f).exists()]
-    rerating = (
-        plan_rerating(conn, workspace, period, tariffs, tags_of=plan.tags_of,
-                      scratch=bill.scratch, chunk_rows=chunk_rows)
-        if plan.pass_no == 1 else None
-    )  # fmt: skip
-    pa.default_memory_pool().release_unused()  # the chunks' buffers, before DuckDB's turn
+    for root in (workspace.rated, workspace.suspense):  # before the ledger looks for parts
+        remove_tag_parts(root, plan.tag)
     conn.execute(f"SET memory_limit = '{_DB_MEMORY}'")
     try:
-        with transaction(conn), ThreadPoolExecutor(max_workers=1) as db:
-            # DuckDB checks and records the rated records (it releases the GIL) while the
-            # bills are made here; nothing else uses the connection until it is done
-            ledger = db.submit(record_billed_usage, conn, rated_files, period)
-            adjustments = rerating.run(executor, bill.subscriptions, tariffs) if rerating else None
-            sums = adjustments.partial.sums if adjustments else empty
-            if sums.num_rows == 0 and np.array_equal(skip, first_skip):
-                lines, totals = first_lines, first  # the same inputs: made once
-            else:
-                lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
-                totals = _totals(lines, accounts, policy)
-            del first_lines
-            if len(amount_exceptions(totals.account_id, totals.excl, totals.incl, totals.bound)):
-                raise BillingError(f"period {period.name}: a bill with its re-rating "
-                                   "adjustments sums beyond exact money")  # fmt: skip
-            ledger.result()
-            # the bills' keys are indexed in memory (DuckDB cannot spill an index)
-            conn.execute("RESET memory_limit")
-            bills = write_bills(conn, plan, lines, totals, accounts, already)
-            post_pass_bills(conn, bills)  # the journal: receivable, revenue, tax (#23)
-            if adjustments is not None:
-                # deltas of an account set aside stay pending: its periods are re-rated again
-                record_adjustments(conn, adjustments, period, tariffs, skip=skip)
-            record_one_time(conn, _without(charges.one_time, skip), bills)
-            record_exceptions(conn, period, plan.pass_no, exceptions)
-            digest = bills_digest(conn, period.name)
+        with transaction(conn):
+            # DuckDB adds each rated part to the billed-usage ledger as soon as it is
+            # published, on a thread, while later days are rated (it releases the GIL);
+            # nothing else uses the connection until the rating is done
+            with BilledUsageFeed(conn, workspace.rated, plan.tag, period) as feed:
+                outcome = _rate(workspace, bill, executor, chunk_rows, buckets, billable)
+            labels = _labels(conn)
+            already = _billed_accounts(conn, period)
+            # and after: usage in another currency, amounts beyond exact money
+            late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges,
+                                             accounts)  # fmt: skip
+            skip = accounts_of(early + late)
+            empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
+            first_skip = skip
+            first_lines = _lines(charges, outcome, labels, empty, accounts, skip, policy)
+            first = _totals(first_lines, accounts, policy)
+            late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
+            exceptions = sorted(early + late)
+            skip = accounts_of(exceptions)
+            ids, names = accounts.column("id"), accounts.column("external_id")
+            external = dict(zip(ids.to_pylist(), names.to_pylist(), strict=True))
+            listed = [{"account": external.get(e.account_id, str(e.account_id)),
+                       "account_id": e.account_id, "reason": e.reason, "message": e.message}
+                      for e in exceptions]  # fmt: skip
+            if plan.supplementary and not len(first.without(skip).account_id):
+                raise _NothingToBillError(listed, exceptions)  # its ledger entries roll back
+            # accounts set aside after rating: out of the ledger and the rated parts
+            unrecord_accounts(conn, feed.files, period, accounts_of(late))
+            dropped = drop_rows([Path(f) for f in feed.files], "account_id", accounts_of(late))
+            rated_files = sorted(f for f in feed.files if Path(f).exists())
+            rerating = (
+                plan_rerating(conn, workspace, period, tariffs, tags_of=plan.tags_of,
+                              scratch=bill.scratch, chunk_rows=chunk_rows)
+                if plan.pass_no == 1 else None
+            )  # fmt: skip
+            pa.default_memory_pool().release_unused()  # the chunks' buffers
+            with ThreadPoolExecutor(max_workers=1) as db:
+                # DuckDB checks the rated records for a repeated id on a connection of its
+                # own (it reads the parts, not the tables) while a corrected period is
+                # re-rated and the bills are made and written here; the pass commits only
+                # once the check has passed, and a repeat rolls all of it back
+                repeats = db.submit(check_repeats, conn, rated_files, period)
+                adjustments = None
+                if rerating is not None:
+                    adjustments = rerating.run(executor, bill.subscriptions, tariffs)
+                sums = adjustments.partial.sums if adjustments else empty
+                if sums.num_rows == 0 and np.array_equal(skip, first_skip):
+                    lines, totals = first_lines, first  # the same inputs: made once
+                else:
+                    lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
+                    totals = _totals(lines, accounts, policy)
+                del first_lines
+                if len(amount_exceptions(totals.account_id, totals.excl, totals.incl,
+                                         totals.bound)):  # fmt: skip
+                    raise BillingError(f"period {period.name}: a bill with its re-rating "
+                                       "adjustments sums beyond exact money")  # fmt: skip
+                # the bills' keys are indexed in memory (DuckDB cannot spill an index)
+                conn.execute("RESET memory_limit")
+                bills = write_bills(conn, plan, lines, totals, accounts, already)
+                post_pass_bills(conn, bills)  # the journal: receivable, revenue, tax (#23)
+                if adjustments is not None:
+                    # deltas of an account set aside stay pending: its periods are re-rated
+                    record_adjustments(conn, adjustments, period, tariffs, skip=skip)
+                record_one_time(conn, _without(charges.one_time, skip), bills)
+                record_exceptions(conn, period, plan.pass_no, exceptions)
+                digest = bills_digest(conn, period.name)
+                repeats.result()
             rated = outcome.rated - dropped
             conn.execute(
                 "INSERT INTO billing_pass VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -392,6 +412,15 @@ def run_billing(
                     "suspense_records, bills_sha256) VALUES (?, ?, ?, ?, ?, ?)",
                     [period.name, utc_now(), digest[1], rated, outcome.suspense, digest[0]],
                 )  # fmt: skip
+    except _NothingToBillError as nothing:
+        # a later pass that bills nothing records nothing (its exceptions are reported)
+        for root in (workspace.rated, workspace.suspense):
+            remove_tag_parts(root, plan.tag)
+        shutil.rmtree(bill.scratch, ignore_errors=True)
+        return _summary(conn, period.name, bills_digest(conn, period.name),
+                        exports=exports if export else None, pass_no=plan.pass_no,
+                        supplementary=True, exceptions=nothing.listed,
+                        exceptions_by_reason=by_reason(nothing.exceptions))  # fmt: skip
     finally:
         conn.execute("RESET memory_limit")
     shutil.rmtree(bill.scratch, ignore_errors=True)

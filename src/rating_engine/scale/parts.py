@@ -119,11 +119,17 @@ class DayPartWriter:
 
     ``write`` splits a table by the UTC day of ``time_column`` and appends each day's rows
     to that day's file; ``close`` fsyncs and renames every file into place; ``abort``
-    removes the temporary files. Row order within a day is kept.
+    removes the temporary files. Row order within a day is kept. ``ordered``: the rows
+    come in ascending days across writes, so a day's file is published as soon as a write
+    starts past it (a reader - the billed-usage ledger - can take it while later days are
+    still being rated).
     """
 
-    def __init__(self, root: Path, name: str, schema: pa.Schema, time_column: str) -> None:
+    def __init__(self, root: Path, name: str, schema: pa.Schema, time_column: str,
+                 *, ordered: bool = False) -> None:  # fmt: skip
         self.root, self.name, self.schema, self.time_column = root, name, schema, time_column
+        self.ordered = ordered
+        self._published = -(1 << 62)  # days before this one are published (ordered)
         self._open: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
         self.rows = 0
         # A dictionary for the text columns only (labels repeat; numbers seldom do, and ids
@@ -143,6 +149,12 @@ class DayPartWriter:
         if days.shape[0] > 1 and np.any(days[1:] < days[:-1]):
             order = np.argsort(days, kind="stable")
             table, days = table.take(pa.array(order)), days[order]
+        if self.ordered:
+            if days[0] < self._published:  # a published file would be written over
+                raise RatingError(f"{self.name}: rows of day {int(days[0])} after that day's "
+                                  "part was published (rows out of day order)")  # fmt: skip
+            self._publish([d for d in self._open if d < days[0]])
+            self._published = int(days[0])
         cuts = np.flatnonzero(np.diff(days)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, days.shape[0]], strict=True):
             self._writer(int(days[lo])).write_table(table.slice(int(lo), int(hi - lo)))
@@ -160,17 +172,20 @@ class DayPartWriter:
             self._open[day] = (writer, tmp, final)
         return self._open[day][0]
 
-    def close(self) -> list[Path]:
-        """Publish every day's file; returns them."""
+    def _publish(self, days: list[int]) -> list[Path]:
         done = []
-        for writer, tmp, final in self._open.values():
+        for day in days:
+            writer, tmp, final = self._open.pop(day)
             writer.close()
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
             done.append(final)
-        self._open.clear()
-        return sorted(done)
+        return done
+
+    def close(self) -> list[Path]:
+        """Publish every day's file; returns them."""
+        return sorted(self._publish(list(self._open)))
 
     def abort(self) -> None:
         for writer, tmp, _ in self._open.values():

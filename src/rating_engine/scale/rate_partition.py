@@ -269,7 +269,9 @@ def rate_bucket(bucket: int, *, job: RateJob, context: RateContext) -> RateParti
     (Parquet and the kernels release the GIL).
     """
     name = part_name(job.tag, bucket, job.buckets)
-    rated_out = DayPartWriter(Path(job.rated_root), name, RATED_SCHEMA, "start_time")
+    # a bucket's days come in ascending order: each day's part is published once rated
+    rated_out = DayPartWriter(Path(job.rated_root), name, RATED_SCHEMA, "start_time",
+                              ordered=True)  # fmt: skip
     suspense_out = DayPartWriter(Path(job.suspense_root), name, REJECT_SCHEMA, "rejected_at")
     plan = context.plan
     usage = UsageAccumulator(context.sub_ids, context.sub_accounts, labels(plan.currencies),
