@@ -18,6 +18,10 @@ steps on Dask (the driver's peak is then the one reported; workers' are their ow
 large run needs ~10 GB of disk. The last line is one JSON object; ``cpu_s`` is the timed
 run's CPU (user + system, all threads of the process) and ``load`` the 1-minute load
 average at its end: on a shared machine compare CPU, and runs made side by side.
+``--phases`` adds where the wall time goes: per step of the run (rating, the ledger's
+inserts on their thread, the duplicate check, the bills' writes, the digest; the commit is
+the gap before ``_summary``), when it first started and last ended (seconds from the run's
+start), how long it was busy and how many calls: what overlaps shows as intervals that do.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import time
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -107,7 +112,44 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
         write_partitioned(table, ws.usage, time_column="start_time", part_name=f"bench-{part}")
 
 
-def _child(ws_root: str, scheduler: str | None) -> None:
+#: (module, attribute) of the steps --phases times; a class attribute is "Class.method"
+_PHASES = [("bss.billing.run", n) for n in (
+    "_start_pass", "product_charges", "_rate", "_labels", "_lines", "_totals", "drop_rows",
+    "unrecord_accounts", "plan_rerating", "check_repeats", "write_bills", "post_pass_bills",
+    "bills_digest", "_summary")] + [("bss.billing.ledger", "BilledUsageFeed._take")]  # fmt: skip
+
+
+def _time_phases(t0: float) -> dict[str, list[float]]:
+    """Wrap the steps in _PHASES; returns name -> [first start, last end, busy, calls]."""
+    import functools
+    import importlib
+
+    seen: dict[str, list[float]] = {}
+
+    def timed(name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter() - t0
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                end = time.perf_counter() - t0
+                entry = seen.setdefault(name, [start, end, 0.0, 0])
+                entry[1], entry[2], entry[3] = end, entry[2] + end - start, entry[3] + 1
+
+        return wrapper
+
+    for module, name in _PHASES:
+        owner: Any = importlib.import_module(module)
+        *path, attr = name.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        if hasattr(owner, attr):
+            setattr(owner, attr, timed(name, getattr(owner, attr)))
+    return seen
+
+
+def _child(ws_root: str, scheduler: str | None, phases: bool = False) -> None:
     """Timed: one billing run; prints its numbers as JSON."""
     from contextlib import nullcontext
 
@@ -122,6 +164,7 @@ def _child(ws_root: str, scheduler: str | None) -> None:
     with open_client(spec, ws.root) if spec else nullcontext() as client:
         before = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
+        steps = _time_phases(t0) if phases else {}
         result = run_billing(conn, ws, "2026-10", export=False, client=client)
         elapsed = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_SELF)
@@ -130,7 +173,10 @@ def _child(ws_root: str, scheduler: str | None) -> None:
     peak = after.ru_maxrss * 1024
     print(json.dumps({"seconds": round(elapsed, 2), "cpu_s": round(cpu, 2),
                       "peak_rss_mb": round(peak / 2**20), "bills": result.accounts,
-                      "rated": result.rated, "suspense": result.suspense}))  # fmt: skip
+                      "rated": result.rated, "suspense": result.suspense,
+                      **({"phases": {k: {"start_s": round(v[0], 2), "end_s": round(v[1], 2),
+                                         "busy_s": round(v[2], 2), "calls": int(v[3])}
+                                     for k, v in steps.items()}} if phases else {})}))  # fmt: skip
 
 
 def main() -> None:
@@ -139,10 +185,15 @@ def main() -> None:
     parser.add_argument("--records", default="2000000,10000000", help="comma-separated sizes")
     parser.add_argument("--scheduler", help="tcp://HOST:PORT or local:N (default: in process)")
     parser.add_argument("--workdir", help="where the workspaces go (default: the temp folder)")
+    parser.add_argument(
+        "--phases",
+        action="store_true",
+        help="time the run's steps (start, end, busy seconds; in the JSON)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.scheduler)
+        _child(args.child, args.scheduler, args.phases)
         return
     results = []
     for records in (int(x) for x in args.records.split(",")):
@@ -154,6 +205,8 @@ def main() -> None:
             command = [sys.executable, __file__, "--child", str(ws)]
             if args.scheduler:
                 command += ["--scheduler", args.scheduler]
+            if args.phases:
+                command.append("--phases")
             out = subprocess.run(command, capture_output=True, text=True)
             if out.returncode:
                 raise SystemExit(f"the run failed:\n{out.stderr[-4000:]}")
@@ -165,6 +218,9 @@ def main() -> None:
             print(f"{records:>11,} records, {args.accounts:,} accounts: {run['seconds']} s "
                   f"(CPU {run['cpu_s']} s), peak {run['peak_rss_mb']} MB, "
                   f"{run['records_per_s']:,} records/s, load {os.getloadavg()[0]:.1f}")  # fmt: skip
+            for step, t in run.get("phases", {}).items():
+                print(f"    {step:<24} {t['start_s']:7.2f} -> {t['end_s']:7.2f} s, busy "
+                      f"{t['busy_s']:6.2f} s in {t['calls']} call(s)")  # fmt: skip
             results.append(run)
     print(json.dumps({"benchmark": "billing_run", "runs": results}))
 

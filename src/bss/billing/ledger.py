@@ -164,7 +164,7 @@ def record_one_time(conn: duckdb.DuckDBPyConnection, one_time: pa.Table, bills: 
 def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
     """Refuse the pass when a record id repeats among its rated parts (DuckDB groups them,
     spilling to disk beyond its memory limit). The query reads the parts only, so it runs
-    on a connection of its own: ``conn`` may go on (in its transaction) meanwhile."""
+    on a connection of its own: ``conn`` stays free (in its transaction) meanwhile."""
     if not files:
         return
     cursor = conn.cursor()

@@ -370,36 +370,35 @@ def run_billing(
             )  # fmt: skip
             pa.default_memory_pool().release_unused()  # the chunks' buffers
             with ThreadPoolExecutor(max_workers=1) as db:
-                # DuckDB checks the rated records for a repeated id on a connection of its
-                # own (it reads the parts, not the tables) while a corrected period is
-                # re-rated and the bills are made and written here; the pass commits only
-                # once the check has passed, and a repeat rolls all of it back
+                # DuckDB checks the rated records for a repeated id (on a connection of its
+                # own: it reads the parts, not the tables) while a corrected period is
+                # re-rated here; it stays within its memory limit, so the check runs before
+                # the bills (beside them, unlimited, it raised the peak past 1.5 GB)
                 repeats = db.submit(check_repeats, conn, rated_files, period)
                 adjustments = None
                 if rerating is not None:
                     adjustments = rerating.run(executor, bill.subscriptions, tariffs)
-                sums = adjustments.partial.sums if adjustments else empty
-                if sums.num_rows == 0 and np.array_equal(skip, first_skip):
-                    lines, totals = first_lines, first  # the same inputs: made once
-                else:
-                    lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
-                    totals = _totals(lines, accounts, policy)
-                del first_lines
-                if len(amount_exceptions(totals.account_id, totals.excl, totals.incl,
-                                         totals.bound)):  # fmt: skip
-                    raise BillingError(f"period {period.name}: a bill with its re-rating "
-                                       "adjustments sums beyond exact money")  # fmt: skip
-                # the bills' keys are indexed in memory (DuckDB cannot spill an index)
-                conn.execute("RESET memory_limit")
-                bills = write_bills(conn, plan, lines, totals, accounts, already)
-                post_pass_bills(conn, bills)  # the journal: receivable, revenue, tax (#23)
-                if adjustments is not None:
-                    # deltas of an account set aside stay pending: its periods are re-rated
-                    record_adjustments(conn, adjustments, period, tariffs, skip=skip)
-                record_one_time(conn, _without(charges.one_time, skip), bills)
-                record_exceptions(conn, period, plan.pass_no, exceptions)
-                digest = bills_digest(conn, period.name)
-                repeats.result()
+                repeats.result()  # a repeat refuses the whole pass before any bill
+            sums = adjustments.partial.sums if adjustments else empty
+            if sums.num_rows == 0 and np.array_equal(skip, first_skip):
+                lines, totals = first_lines, first  # the same inputs: made once
+            else:
+                lines = _lines(charges, outcome, labels, sums, accounts, skip, policy)
+                totals = _totals(lines, accounts, policy)
+            del first_lines
+            if len(amount_exceptions(totals.account_id, totals.excl, totals.incl, totals.bound)):
+                raise BillingError(f"period {period.name}: a bill with its re-rating "
+                                   "adjustments sums beyond exact money")  # fmt: skip
+            # the bills' keys are indexed in memory (DuckDB cannot spill an index)
+            conn.execute("RESET memory_limit")
+            bills = write_bills(conn, plan, lines, totals, accounts, already)
+            post_pass_bills(conn, bills)  # the journal: receivable, revenue, tax (#23)
+            if adjustments is not None:
+                # deltas of an account set aside stay pending: its periods are re-rated again
+                record_adjustments(conn, adjustments, period, tariffs, skip=skip)
+            record_one_time(conn, _without(charges.one_time, skip), bills)
+            record_exceptions(conn, period, plan.pass_no, exceptions)
+            digest = bills_digest(conn, period.name)
             rated = outcome.rated - dropped
             conn.execute(
                 "INSERT INTO billing_pass VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from collectors.dataset import dataset_files
+from rating_engine.errors import RatingError
 from rating_engine.scale.parts import (
     DAY_US,
     DayPartWriter,
@@ -89,3 +90,33 @@ def test_rated_parts_keep_statistics_of_time_and_ids(tmp_path: Path) -> None:
     assert "RLE_DICTIONARY" in meta.column(2).encodings
     assert "RLE_DICTIONARY" not in meta.column(0).encodings
     assert pa.parquet.read_table(path).equals(table)
+
+
+def test_ordered_writer_publishes_a_day_once_a_write_passes_it(tmp_path: Path) -> None:
+    writer = DayPartWriter(tmp_path, "run-x", SCHEMA, "t", ordered=True)
+    with writer:
+        writer.write(_table([20_400, 20_400]))
+        writer.write(_table([20_400, 20_401]))  # the same day again: still open
+        assert dataset_files(tmp_path) == []
+        writer.write(_table([20_402]))  # past 20_400 and 20_401: both are whole
+        assert sorted(files_by_day(tmp_path)) == [20_400, 20_401]
+        assert pa.parquet.read_table(files_by_day(tmp_path)[20_400][0]).num_rows == 3
+        with pytest.raises(RatingError, match="out of day order"):
+            writer.write(_table([20_401]))  # would write over a published part
+    assert sorted(files_by_day(tmp_path)) == [20_400, 20_401, 20_402]
+    assert pa.parquet.read_table(files_by_day(tmp_path)[20_401][0]).num_rows == 1
+
+
+def test_a_failed_ordered_task_keeps_only_whole_days(tmp_path: Path) -> None:
+    writer = DayPartWriter(tmp_path, "run-x", SCHEMA, "t", ordered=True)
+
+    def task() -> None:
+        with writer:
+            writer.write(_table([20_400]))
+            writer.write(_table([20_401]))
+            raise RuntimeError("the task died")
+
+    with pytest.raises(RuntimeError):
+        task()
+    assert sorted(files_by_day(tmp_path)) == [20_400]  # 20_401 was not whole: removed
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
