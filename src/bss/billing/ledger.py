@@ -209,7 +209,9 @@ def unrecord_accounts(conn: duckdb.DuckDBPyConnection, files: list[str], period:
 
 class BilledUsageFeed:
     """Adds a pass's rated parts to the billed-usage ledger as they are published, on a
-    thread, while the pass is still rating (DuckDB releases the GIL).
+    thread, while the pass is still rating (DuckDB releases the GIL) - or, with ``watch``
+    False, all of them in one insert on leaving (when the rating keeps this machine's
+    cores busy itself, the ledger beside it only slows it down).
 
     Use inside the pass's transaction, as a context manager around the rating: nothing
     else may use ``conn`` until it is left. Leaving it takes the parts published since the
@@ -224,8 +226,9 @@ class BilledUsageFeed:
     POLL = 0.25
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, rated_root: Path, tag: str,
-                 period: Period) -> None:  # fmt: skip
+                 period: Period, *, watch: bool = True) -> None:  # fmt: skip
         self.conn, self.root, self.tag, self.period = conn, rated_root, tag, period
+        self.watch = watch
         self.files: list[str] = []  # recorded, in the order they were
         self._seen: set[str] = set()
         self._stop = threading.Event()
@@ -251,13 +254,15 @@ class BilledUsageFeed:
             self._error = exc
 
     def __enter__(self) -> BilledUsageFeed:
-        self._thread.start()
+        if self.watch:
+            self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip
         self._stop.set()
-        self._thread.join()
+        if self.watch:
+            self._thread.join()
         if kind is None:
             if self._error is not None:
                 raise self._error

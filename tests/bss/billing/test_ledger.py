@@ -126,3 +126,15 @@ def test_a_repeated_id_is_refused(conn: duckdb.DuckDBPyConnection, tmp_path: Pat
     with pytest.raises(BillingError, match="1 rated records repeat a record_id"):
         check_repeats(conn, files, PERIOD)
     check_repeats(conn, files[:1], PERIOD)
+
+
+def test_unwatched_parts_are_recorded_on_leaving(
+    conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths
+) -> None:
+    feed = BilledUsageFeed(conn, workspace.rated, "2026-10", PERIOD, watch=False)
+    with transaction(conn), feed, _writer(workspace, "run-2026-10") as out:
+        out.write(_rated([1, 2], [7, 8], DAY))
+        out.write(_rated([3], [7], DAY + 1))
+        assert feed.files == []  # nothing is taken while the rating runs
+    assert len(feed.files) == 2
+    assert [r[:2] for r in _ledger(conn)] == [(1, 7), (2, 8), (3, 7)]
