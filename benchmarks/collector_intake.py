@@ -45,6 +45,7 @@ from typing import Any
 
 from collectors.flows.decoder import FlowDecoder
 from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
+from collectors.udp.receive import _IoVec, _MMsgHdr  # recvmmsg's structs serve sendmmsg
 
 OUR_COLLECTOR = """
 import json, sys
@@ -105,26 +106,6 @@ def _wait_bound(port: int, proc: subprocess.Popen[str], timeout: float = 20.0) -
 
 
 _SEQUENCE_AT = {5: 16, 9: 12, 10: 8}  # header offset of the sequence number, by version
-
-
-class _IoVec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-class _MsgHdr(ctypes.Structure):
-    _fields_ = [
-        ("msg_name", ctypes.c_void_p),
-        ("msg_namelen", ctypes.c_uint32),
-        ("msg_iov", ctypes.POINTER(_IoVec)),
-        ("msg_iovlen", ctypes.c_size_t),
-        ("msg_control", ctypes.c_void_p),
-        ("msg_controllen", ctypes.c_size_t),
-        ("msg_flags", ctypes.c_int),
-    ]
-
-
-class _MMsgHdr(ctypes.Structure):
-    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
 def _sendmmsg() -> Any:
