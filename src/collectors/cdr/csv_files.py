@@ -15,15 +15,25 @@ import codecs
 import csv
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors.cdr.kernels import record_spans
 from collectors.cdr.mapping import CdrMapping
 from collectors.errors import IngestError
 
-__all__ = ["CdrRefusedError", "RawLines", "RecordNumbering", "ScanPoints", "sniff_cdr_file"]
+__all__ = [
+    "CdrRefusedError",
+    "RawLines",
+    "RecordNumbering",
+    "ScanPoints",
+    "drop_blank_lines",
+    "sniff_cdr_file",
+]
 
 _SNIFF_BYTES = 64 * 1024
 _SNIFF_LINES = 20
@@ -171,3 +181,29 @@ class RawLines:
 
     def close(self) -> None:
         self.buf = None  # np.memmap closes its mapping when collected
+
+
+def drop_blank_lines(
+    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: Callable[[], RawLines]
+) -> tuple[pa.RecordBatch, np.ndarray, int]:
+    """Drop the rows that are blank lines in the file (counted, not rejected).
+
+    pyarrow reads an empty line as a row of empty values when empty lines are not ignored; a
+    row with every mapped column empty is a blank line only if its raw bytes are blank too.
+    """
+    all_empty = np.ones(batch.num_rows, dtype=np.bool_)
+    for column in batch.columns:
+        if pc.min(pc.binary_length(column)).as_py() != 0:  # no empty value: no blank line
+            return batch, lines, 0
+        empty = pc.fill_null(pc.equal(pc.binary_length(column), 0), False)
+        all_empty &= np.asarray(empty.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    if not all_empty.any():
+        return batch, lines, 0
+    candidates = np.flatnonzero(all_empty)
+    raws = raw_lines().fetch(lines[candidates])
+    blank = np.zeros(batch.num_rows, dtype=np.bool_)
+    for i, raw in zip(candidates.tolist(), raws, strict=True):
+        blank[i] = raw is not None and not raw.strip()
+    if not blank.any():
+        return batch, lines, 0
+    return batch.filter(pa.array(~blank)), lines[~blank], int(blank.sum())

@@ -38,6 +38,7 @@ from collectors.cdr.csv_files import (
     RawLines,
     RecordNumbering,
     ScanPoints,
+    drop_blank_lines,
     sniff_cdr_file,
 )
 from collectors.cdr.kernels import record_ids
@@ -510,31 +511,6 @@ def read_cdr_file(
             scanner.close()
 
 
-def _drop_blank_lines(
-    batch: pa.RecordBatch, lines: np.ndarray, raw_lines: Callable[[], RawLines]
-) -> tuple[pa.RecordBatch, np.ndarray, int]:
-    """Drop the rows that are blank lines in the file (counted, not rejected).
-
-    pyarrow reads an empty line as a row of empty values when empty lines are not ignored; a
-    row with every mapped column empty is a blank line only if its raw bytes are blank too.
-    """
-    all_empty = np.ones(batch.num_rows, dtype=np.bool_)
-    for column in batch.columns:
-        if pc.min(pc.binary_length(column)).as_py() != 0:  # no empty value: no blank line
-            return batch, lines, 0
-        all_empty &= _mask(pc.equal(pc.binary_length(column), 0))
-    if not all_empty.any():
-        return batch, lines, 0
-    candidates = np.flatnonzero(all_empty)
-    raws = raw_lines().fetch(lines[candidates])
-    blank = np.zeros(batch.num_rows, dtype=np.bool_)
-    for i, raw in zip(candidates.tolist(), raws, strict=True):
-        blank[i] = raw is not None and not raw.strip()
-    if not blank.any():
-        return batch, lines, 0
-    return batch.filter(pa.array(~blank)), lines[~blank], int(blank.sum())
-
-
 def _duplicates(usage: pa.Table, dup: np.ndarray) -> pa.Table:
     rows = usage.filter(pa.array(dup))
     keys = rows.column("record_key").to_pylist()
@@ -582,7 +558,7 @@ def _chunk(
     rows_read = len(invalid)
     usage = USAGE_SCHEMA.empty_table()
     if batch is not None and lines is not None and batch.num_rows:
-        batch, lines, blank_rows = _drop_blank_lines(batch, lines, thread_raw_lines)
+        batch, lines, blank_rows = drop_blank_lines(batch, lines, thread_raw_lines)
         blank_lines += blank_rows
     if batch is not None and lines is not None and batch.num_rows:
         usage, checks = transformer.run(batch, lines)

@@ -55,8 +55,6 @@ import time
 import types
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -74,7 +72,7 @@ from collectors.udp.receive import PeerTable, ReceiveChunk, make_receiver
 from collectors.udp.receiver_process import DecodePriority, ReceiverProcess
 from collectors.udp.receiver_process import available as receiver_process_available
 from collectors.udp.sockets import bind_socket, parse_allowlist, socket_drops
-from collectors.udp.stats import CollectorStats
+from collectors.udp.stats import CollectorStats, CollectorSummary
 from collectors.workspace import WorkspacePaths
 
 __all__ = ["CollectorSummary", "UdpCollector", "run_collector"]
@@ -94,43 +92,6 @@ def _bell_rings(bell: int, timeout: float) -> bool:
     """True when the receiver process's pipe has news within ``timeout`` seconds."""
     readable, _, _ = select.select([bell], [], [], timeout)
     return bool(readable)
-
-
-@dataclass
-class CollectorSummary:
-    """What one run of the collector did."""
-
-    listen: list[tuple[str, int]]
-    datagrams: int = 0
-    flows: int = 0
-    received_bytes: int = 0
-    rejected: int = 0
-    not_allowed: int = 0
-    socket_drops: int = 0
-    flow_files: list[Path] = field(default_factory=list)
-    counter_files: list[Path] = field(default_factory=list)
-    quarantine_files: list[Path] = field(default_factory=list)
-    stats: dict[str, int] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-    buffer_peak_bytes: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form for ``--json`` output."""
-        return {
-            "listen": [f"{h}:{p}" for h, p in self.listen],
-            "datagrams": self.datagrams,
-            "flows": self.flows,
-            "received_bytes": self.received_bytes,
-            "rejected": self.rejected,
-            "not_allowed": self.not_allowed,
-            "socket_drops": self.socket_drops,
-            "flow_files": len(self.flow_files),
-            "counter_files": len(self.counter_files),
-            "quarantine_files": len(self.quarantine_files),
-            "stats": dict(self.stats),
-            "elapsed_s": round(self.elapsed_s, 3),
-            "buffer_peak_bytes": self.buffer_peak_bytes,
-        }
 
 
 class UdpCollector:

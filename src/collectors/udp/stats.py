@@ -1,4 +1,5 @@
-"""Collector statistics: counters per interval and per exporter, a log line, the stats dataset.
+"""Collector statistics: counters per interval and per exporter, a log line, the stats
+dataset, and the summary of a whole run (:class:`CollectorSummary`).
 
 The stats dataset (``W/collector_stats/``) is long-format: one row per interval,
 exporter and metric, so new metrics (``malformed:<reason>``, per-format counts)
@@ -17,12 +18,15 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from collectors.schemas import TIMESTAMP
 
-__all__ = ["STATS_SCHEMA", "CollectorStats"]
+__all__ = ["STATS_SCHEMA", "CollectorStats", "CollectorSummary"]
 
 log = logging.getLogger(__name__)
 
@@ -162,3 +166,40 @@ class CollectorStats:
         self._logged.clear()
         self.interval_start_us = end_us
         return batch
+
+
+@dataclass
+class CollectorSummary:
+    """What one run of the collector did."""
+
+    listen: list[tuple[str, int]]
+    datagrams: int = 0
+    flows: int = 0
+    received_bytes: int = 0
+    rejected: int = 0
+    not_allowed: int = 0
+    socket_drops: int = 0
+    flow_files: list[Path] = field(default_factory=list)
+    counter_files: list[Path] = field(default_factory=list)
+    quarantine_files: list[Path] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    buffer_peak_bytes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for ``--json`` output."""
+        return {
+            "listen": [f"{h}:{p}" for h, p in self.listen],
+            "datagrams": self.datagrams,
+            "flows": self.flows,
+            "received_bytes": self.received_bytes,
+            "rejected": self.rejected,
+            "not_allowed": self.not_allowed,
+            "socket_drops": self.socket_drops,
+            "flow_files": len(self.flow_files),
+            "counter_files": len(self.counter_files),
+            "quarantine_files": len(self.quarantine_files),
+            "stats": dict(self.stats),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "buffer_peak_bytes": self.buffer_peak_bytes,
+        }
