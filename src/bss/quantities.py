@@ -107,16 +107,7 @@ class QuantityIngestSummary(FileTotals):
 
     def format_text(self) -> str:
         """One line per file, then the totals."""
-        lines = []
-        for f in self.files:
-            if f.status == "refused":
-                lines.append(f"REFUSED ({f.refused_reason}): {f.message}")
-                continue
-            kept_out = ", ".join(f"{r} {c}" for r, c in sorted(f.rejected.items()))
-            lines.append(
-                f"{f.path}: {f.status}, read {f.rows_read}, ingested {f.ingested}, "
-                f"already ingested {f.duplicates}" + (f", rejected: {kept_out}" if kept_out else "")
-            )
+        lines = self.file_lines("already ingested")
         reasons = ", ".join(f"{r} {c}" for r, c in self.rejected_by_reason().items())
         lines.append(
             f"total: read {self.rows_read}, ingested {self.ingested}, already ingested "

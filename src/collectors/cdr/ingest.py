@@ -126,6 +126,20 @@ class FileTotals:
     def refused(self) -> tuple[Any, ...]:
         return tuple(f for f in self.files if f.status == "refused")
 
+    def file_lines(self, duplicates: str) -> list[str]:
+        """One report line per file (``duplicates``: what the repeated rows are called)."""
+        lines = []
+        for f in self.files:
+            if f.status == "refused":
+                lines.append(f"REFUSED ({f.refused_reason}): {f.message}")
+                continue
+            kept_out = ", ".join(f"{r} {c}" for r, c in sorted(f.rejected.items()))
+            lines.append(
+                f"{f.path}: {f.status}, read {f.rows_read}, ingested {f.ingested}, "
+                f"{duplicates} {f.duplicates}" + (f", rejected: {kept_out}" if kept_out else "")
+            )
+        return lines
+
 
 @dataclass(frozen=True)
 class CdrIngestSummary(FileTotals):
@@ -159,16 +173,7 @@ class CdrIngestSummary(FileTotals):
 
     def format_text(self) -> str:
         """A short report for people, one line per file then the totals per reason."""
-        lines = []
-        for f in self.files:
-            if f.status == "refused":
-                lines.append(f"REFUSED ({f.refused_reason}): {f.message}")
-                continue
-            kept_out = ", ".join(f"{r} {c}" for r, c in sorted(f.rejected.items()))
-            lines.append(
-                f"{f.path}: {f.status}, read {f.rows_read}, ingested {f.ingested}, "
-                f"duplicates {f.duplicates}" + (f", rejected: {kept_out}" if kept_out else "")
-            )
+        lines = self.file_lines("duplicates")
         reasons = ", ".join(f"{r} {c}" for r, c in self.rejected_by_reason().items())
         lines.append(
             f"total: read {self.rows_read}, ingested {self.ingested}, "
