@@ -7,16 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from bss.cli.main import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
+from cli_runs import run
 
 
 def ok(ws: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:

@@ -7,21 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runs import run
 from mmdb_files import write_asn_db, write_geo_db
 
-from bss.cli.main import main
 from collectors.dataset import read_dataset
 from collectors.flows.ingest import write_datagram_file
 from collectors.netflow.export_synth import synth_v5_datagrams
 from collectors.schemas import FLOW_SCHEMA
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def test_ingest_flows_enriched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

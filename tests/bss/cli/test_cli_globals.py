@@ -6,16 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runs import run
 
-from bss.cli.main import EXIT_CODES, build_cli, main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
+from bss.cli.main import EXIT_CODES, build_cli
 
 
 @pytest.fixture

@@ -7,23 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_runs import run
 from package_data import DEMO
 
-from bss.cli.main import main
 from bss.db import connect
 from bss.seed import apply_seed, load_seed_file
 from collectors.dataset import read_dataset
 from collectors.schemas import REJECT_SCHEMA
 from collectors.workspace import WorkspacePaths
 from rating_engine.rating.prorated import QUANTITY_CHANGE_SCHEMA
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 @pytest.fixture

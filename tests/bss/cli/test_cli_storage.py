@@ -11,24 +11,16 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from cli_runs import run
 from package_data import DEMO
 
 from bss.billing.run import run_billing
-from bss.cli.main import main
 from bss.db import connect
 from bss.seed import apply_seed, load_seed_file
 from collectors.addresses import address_to_bytes
 from collectors.dataset import dataset_files, read_dataset, write_partitioned
 from collectors.schemas import FLOW_SCHEMA
 from collectors.workspace import WorkspacePaths
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 def flows(when: datetime, dst: str, n: int = 3) -> pa.Table:

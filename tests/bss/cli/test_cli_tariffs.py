@@ -7,17 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_runs import run
 from package_data import TARIFFS
-
-from bss.cli.main import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as done:
-        main(argv)
-    out, err = capsys.readouterr()
-    code = done.value.code
-    return (0 if code is None else int(code)), out, err
 
 
 @pytest.fixture
