@@ -24,6 +24,7 @@ import typer.core
 # typer 0.29 (pinned) carries its own copy of click; its usage error is the one raised
 from typer._click.exceptions import UsageError
 
+from bss.cli.coercion import quick_converters
 from bss.cli.support import CliState, configure_logging, get_state
 from bss.errors import (
     BillingError,
@@ -180,6 +181,7 @@ def build_cli(command: str | None = None) -> Any:
     with ``command`` (a command word of :data:`COMMANDS`), only the modules that make it
     are imported, and only their commands are in the tree."""
     _flags_without_type()
+    quick_converters()  # no pydantic validators for plain option values
     register_commands(COMMANDS.get(command or "", COMMAND_MODULES))
     root = typer.main.get_command(app)
     shared = [p for p in root.params if p.name in _GLOBAL_NAMES]
