@@ -335,6 +335,32 @@ def _normalise_kernel(
                 pos += 1
             out_valid[i] = True
             continue
+        # The usual value: digits only, maybe after one '+'. The prefix rules are decided on
+        # the text itself and the digits copied once, checked as they go; a value with any
+        # other byte is undone and takes the general path below.
+        plus = data[lo] == 43
+        start = lo + 1 if plus else lo
+        if mode == 2 and not plus:
+            nd = hi - start
+            if nd >= intl.shape[0] and _has_prefix_at(data, start, intl):
+                start += intl.shape[0]
+            elif trunk.shape[0] and nd >= trunk.shape[0] and _has_prefix_at(data, start, trunk):
+                start += trunk.shape[0]
+                for k in range(ncc):  # the country code replaces the trunk prefix
+                    out[pos] = cc[k]
+                    pos += 1
+        clean = True
+        for k in range(start, hi):
+            c = data[k]
+            if np.uint8(c - 48) >= 10:
+                clean = False
+                break
+            out[pos] = c
+            pos += 1
+        if clean:
+            out_valid[i] = pos > out_off[i]  # nothing left (no digit, no country code): null
+            continue
+        pos = out_off[i]
         # The digits go straight to the output, behind room for a country code: every byte
         # is stored and the write position only moves past a digit (no branch per byte).
         first = pos + ncc
@@ -366,6 +392,14 @@ def _normalise_kernel(
         out_valid[i] = True
     out_off[n] = pos
     return out_off, out[: max(pos, 1)], out_valid
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_prefix_at(data: np.ndarray, at: int, prefix: np.ndarray) -> bool:
+    for k in range(prefix.shape[0]):  # noqa: SIM110 - numba has no all() over generators
+        if data[at + k] != prefix[k]:
+            return False
+    return True
 
 
 @njit(cache=True, nogil=True, inline="always")
