@@ -16,11 +16,14 @@ after one warm-up round that is not counted:
 
 The SQL computes what ``query`` prints: the top 10 with flows, packets and bytes
 (renormalised by the sampling interval), each with its share of the totals, bytes per
-packet and the address as text; or the time buckets (dst_port x hour) with their sums.
-Each command's answer is checked against ours. Times are whole-process wall clock, start-up
-included (interpreter, imports, kernels loaded from Numba's cache), and the CPU seconds
-(user + system) of each child; medians over the runs, ratios = peer / ours (> 1: ours is
-faster). The load average is reported beside them. Last line: one JSON object.
+packet and the address as text (``query top``); the same with first and last seen, packets
+and bits per second (``query stats -s dstport/bytes``); the time buckets (dst_port x hour)
+with their sums (``query buckets``); the first 1000 flows by start time, every column, the
+addresses as text (``query list -c 1000 -O tstart``). Each command's answer is checked
+against ours. Times are whole-process wall clock, start-up included (interpreter, imports
+from compiled bytecode as an installed package's, kernels loaded from Numba's cache), and
+the CPU seconds (user + system) of each child; medians over the runs, ratios = peer / ours
+(> 1: ours is faster). The load average is reported beside them. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -75,6 +78,28 @@ STATISTICS: dict[str, tuple[list[str], str]] = {
         "packets_pct, bytes, 100.0 * bytes / tb AS bytes_pct, bytes // greatest(packets, 1) "
         "AS bpp FROM g, t ORDER BY bytes DESC, dst_port LIMIT 10",
     ),
+    "stats_dst_port": (
+        ["stats", "-s", "dstport/bytes", "-n", "10"],
+        "WITH g AS (SELECT dst_port, count(*) AS flows, sum(packets * {mult}) AS packets, "
+        "sum(bytes * {mult}) AS bytes, min(flow_start) AS first, max(flow_end) AS last "
+        "FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL), "
+        "t AS (SELECT sum(flows) AS tf, sum(packets) AS tp, sum(bytes) AS tb FROM g), "
+        "d AS (SELECT *, greatest(epoch(last) - epoch(first), 0.001) AS secs FROM g) "
+        "SELECT row_number() OVER (ORDER BY bytes DESC, dst_port) AS rank, dst_port, first, "
+        "last, flows, 100.0 * flows / tf AS flows_pct, packets, 100.0 * packets / tp AS "
+        "packets_pct, bytes, 100.0 * bytes / tb AS bytes_pct, (packets / secs)::BIGINT AS pps, "
+        "(8 * bytes / secs)::BIGINT AS bps, bytes // greatest(packets, 1) AS bpp FROM d, t "
+        "ORDER BY bytes DESC, dst_port LIMIT 10",
+    ),
+    "list_first_1000": (
+        ["list", "-c", "1000", "-O", "tstart"],
+        "SELECT * EXCLUDE (date) REPLACE ("
+        + ", ".join(f"{_TEXT.format(col=c)} AS {c}" for c in ("src_addr", "dst_addr", "exporter"))
+        + ", CASE WHEN next_hop IS NULL THEN NULL ELSE "
+        + _TEXT.format(col="next_hop")
+        + " END AS next_hop) FROM read_parquet('{glob}', hive_partitioning = true) "
+        "ORDER BY flow_start LIMIT 1000",
+    ),
     "buckets_dst_port_hour": (
         ["buckets", "--by", "dst_port", "--bucket", "hour"],
         "SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS bucket_start, "
@@ -95,6 +120,13 @@ _PY_PEER = (
 )
 
 
+#: The children's environment: as an installed package runs, from compiled bytecode. Without
+#: PYTHONDONTWRITEBYTECODE (set in some shells) the warm-up round writes the bytecode of
+#: every module it imports; with it, every run would compile again each module edited since
+#: its last bytecode (~0.1 s in a work tree), a cost an installed wheel never pays.
+_CHILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _ours_command(ws: Path, args: list[str]) -> list[str]:
     script = Path(sys.executable).parent / "rating-engine"
     head = [str(script)] if script.exists() else [
@@ -106,7 +138,8 @@ def _ours_command(ws: Path, args: list[str]) -> list[str]:
 def _run(cmd: list[str]) -> tuple[float, float, str]:
     """(wall s, CPU s of the child, stdout) of one whole process, reaped with its rusage."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=_CHILD_ENV)  # fmt: skip
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -124,7 +157,17 @@ def _rows(name: str, out: str) -> list[tuple[Any, ...]]:
         data = json.loads(out or "[]")
     except json.JSONDecodeError:
         data = json.loads(out.strip().splitlines()[-1])
-    rows = data["rows"] if isinstance(data, dict) else data
+    if isinstance(data, dict):  # ours: rows of top/buckets, the statistic's, the flows
+        rows = data["stats"][0]["rows"] if "stats" in data else data.get("flows", data.get("rows"))
+    else:
+        rows = data
+    if name.startswith("stats_"):
+        return [(rank, int(r["dst_port"]), int(r["flows"]), int(r["packets"]), int(r["bytes"]),
+                 int(r["bpp"])) for rank, r in enumerate(rows, 1)]  # fmt: skip
+    if name.startswith("list_"):  # the same flows (order among equal start times aside)
+        return sorted((str(r["flow_start"])[:19].replace("T", " "), str(r["src_addr"]),
+                       str(r["dst_addr"]), int(r["bytes"]), int(r["packets"]))
+                      for r in rows)  # fmt: skip
     if name.startswith("top_"):
         key = "src_addr" if name == "top_src_ip" else "dst_port"
         return [(int(r["rank"]), str(r[key]), int(r["flows"]), int(r["packets"]),
