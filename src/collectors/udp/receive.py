@@ -277,6 +277,8 @@ class MmsgReceiver:
             now = time.time_ns() // 1000
             self._take(chunk, native, first, got, now)
             chunk.used = first + got
+            if got < room:  # the socket had no more: asking again would only say so
+                return True
         return False
 
     def _take(self, chunk: ReceiveChunk, native: _Native, first: int, got: int, now: int) -> None:

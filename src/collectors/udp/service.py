@@ -491,7 +491,7 @@ class UdpCollector:
         """(chunk or None, ended?) from the receiver process's ring.
 
         A trickle (less than ``GATHER_BYTES`` waiting) is left to gather for up to
-        ``GATHER_S`` first: the child hands over every 2 ms, and one decoding call over
+        ``GATHER_S`` first: the child hands over every 5 ms, and one decoding call over
         many of its records costs about half as much per flow as one call each, which
         leaves the CPU to the receiver when the machine is busy. Behind (more waiting)
         or stopping, there is no wait."""

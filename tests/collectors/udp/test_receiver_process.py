@@ -150,3 +150,48 @@ def test_decoding_is_nicer_only_while_the_ring_has_room() -> None:
     thread.join()
     # nicer at first, kept while below high, restored past it, nicer again below low
     assert seen == [5, 5, 0, 0, 5, 0]
+
+
+def test_a_trickle_pauses_longer_within_the_bounds() -> None:
+    from collectors.udp import receiver_process as rp
+
+    low, high = rp._GATHER_S, rp._GATHER_MAX_S
+    assert rp.gather_pause(0, 0.001) == high  # nothing taken: the longest pause
+    assert rp.gather_pause(1, 0.001) == high  # a trickle: capped
+    assert rp.gather_pause(10_000, 0.001) == low  # a flood: the shortest
+    # in between: until about _FEW datagrams are expected at the rate just seen
+    got, seconds = rp._FEW, 0.0012
+    pause = rp.gather_pause(got, seconds)
+    assert low < pause < high
+    assert pause == pytest.approx(seconds)
+    assert rp.gather_pause(got // 2, seconds / 2) == pytest.approx(seconds)
+
+
+def test_the_ring_is_faulted_in_only_ahead_of_the_writer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from collectors.udp import receiver_process as rp
+
+    monkeypatch.setattr(rp, "_PREFAULT", 1 << 20)
+    monkeypatch.setattr(rp, "_PREFAULT_AHEAD", 2 << 20)
+    peers = PeerTable(None)
+    with bind_socket("127.0.0.1", 0, 1 << 20) as sock:
+        proc = ReceiverProcess([sock], MmsgReceiver(peers, slots=8, slot_size=2048), peers, 8 << 20)
+        try:
+            child = rp._Child(proc, -1, os.getpid())
+            while child.prefault():
+                pass
+            assert child.touched == 2 << 20  # the window ahead, not the whole ring
+            assert not child.prefault_due()
+            child.produced = 5 << 20  # the writer moved on: the window moves with it
+            assert child.prefault_due()
+            while child.prefault():
+                pass
+            assert child.touched == 7 << 20
+            child.produced = 7 << 20
+            while child.prefault():
+                pass
+            assert child.touched == proc.size  # never past the ring's end
+            child.produced = proc.size + (1 << 20)  # second lap: every page was touched
+            assert not child.prefault()
+            assert not child.prefault_due()
+        finally:
+            proc.close()
