@@ -39,7 +39,7 @@ _QUERY_RUN = """
 import json, sys
 from bss.cli.main import build_cli, main
 try:
-    main(["-w", sys.argv[1], "query", "top", "--by", "dst_port", "--json"])
+    main(["-w", sys.argv[1], *sys.argv[2:]])
 except SystemExit as done:
     assert done.code in (0, None), done.code
 loaded = sorted(m.split(".")[0] if not m.startswith(("bss.", "numpy.ma")) else m
@@ -111,7 +111,8 @@ def test_command_word(argv: list[str], word: str | None) -> None:
 def test_query_top_process_loads_no_billing_duckdb_polars_or_numba(tmp_path: Path) -> None:
     paths = WorkspacePaths(tmp_path / "ws").ensure()
     write_partitioned(_flows(200), paths.flows, time_column="flow_start", part_name="t")
-    out = json.loads(_child(_QUERY_RUN, str(paths.root)))
+    out = json.loads(_child(_QUERY_RUN, str(paths.root), "query", "top", "--by", "dst_port",
+                            "--json"))  # fmt: skip
     loaded = set(out["modules"])
     # numpy.ma: pa.array(ndarray) imports it (~14 ms) to ask whether the array is masked
     # pydantic: typer's option converters (bss.cli.coercion converts plain values itself)
@@ -122,3 +123,17 @@ def test_query_top_process_loads_no_billing_duckdb_polars_or_numba(tmp_path: Pat
     everything = list(build_cli().commands)
     assert out["order"] == everything
     assert set(everything) == set(COMMANDS)
+
+
+def test_query_stats_process_loads_no_duckdb_numba_rich_or_pydantic(tmp_path: Path) -> None:
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    flows = _flows(200)  # IPv4 sources (IPv6 ones are written as text through numpy.ma)
+    v4 = pa.array([bytes(10) + b"\xff\xff\x0a\x00\x00" + bytes([i % 9]) for i in range(200)],
+                  pa.binary(16))  # fmt: skip
+    flows = flows.set_column(flows.schema.get_field_index("src_addr"), "src_addr", v4)
+    write_partitioned(flows, paths.flows, time_column="flow_start", part_name="t")
+    out = json.loads(_child(_QUERY_RUN, str(paths.root), "query", "stats", "-s",
+                            "dstport/bytes", "-s", "srcip/flows", "--json"))  # fmt: skip
+    loaded = set(out["modules"])
+    for heavy in ("duckdb", "numba", "bss.billing.run", "rich", "numpy.ma", "pydantic"):
+        assert heavy not in loaded, f"query stats imported {heavy}"
