@@ -83,6 +83,38 @@ def test_times_in_file_order_are_parsed_per_run() -> None:
     assert parse_times(arr, spec).to_pylist() == expected
 
 
+# wall-clock times a few days either side of a transition: 30-minute DST (Lord Howe), the
+# day Samoa skipped (2011-12-30), a half-hour zone, and plain European DST
+_NEAR_TRANSITIONS = [
+    ("Europe/Berlin", dt.datetime(2026, 3, 29, 2, 0)),
+    ("Europe/Berlin", dt.datetime(2026, 10, 25, 2, 0)),
+    ("Australia/Lord_Howe", dt.datetime(2026, 4, 5, 1, 30)),
+    ("Pacific/Apia", dt.datetime(2011, 12, 30, 0, 0)),
+    ("America/St_Johns", dt.datetime(2026, 11, 1, 1, 0)),
+]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from(_NEAR_TRANSITIONS),
+    st.lists(st.integers(-5 * 86_400, 5 * 86_400), min_size=2, max_size=30),
+    st.integers(0, 7_200),
+    st.sampled_from(["earliest", "latest", "reject"]),
+)
+def test_times_with_one_offset_equal_the_zone_rules(
+    near: tuple[str, dt.datetime], seconds: list[int], spread: int, ambiguous: str
+) -> None:
+    # a batch is either far from a transition (one offset for all: subtracted) or near one
+    # (the rules); either way each value is what the zone's rules give it alone
+    zone, at = near
+    base = seconds[0]
+    values = [at + dt.timedelta(seconds=base + (s % (spread + 1))) for s in sorted(seconds)]
+    spec = TimeSpec(column="t", format="iso8601", zone=zone, ambiguous=ambiguous)
+    text = pa.array([v.isoformat(sep=" ") for v in values])
+    alone = [parse_times(text.slice(i, 1), spec).to_pylist()[0] for i in range(len(values))]
+    assert parse_times(text, spec).to_pylist() == alone
+
+
 def test_a_null_beside_the_epoch_is_its_own_run() -> None:
     values = ["1970-01-01 01:00:00", None, None, "1970-01-01 01:00:00", "1970-01-01 01:00:00"]
     spec = TimeSpec(column="t", format="iso8601", zone="Europe/Berlin")
