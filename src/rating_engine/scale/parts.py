@@ -122,13 +122,13 @@ class DayPartWriter:
     removes the temporary files. Row order within a day is kept. ``ordered``: the rows
     come in ascending days across writes, so a day's file is published as soon as a write
     starts past it (a reader - the billed-usage ledger - can take it while later days are
-    still being rated).
+    still being rated). ``compression``: the Parquet codec of the files.
     """
 
     def __init__(self, root: Path, name: str, schema: pa.Schema, time_column: str,
-                 *, ordered: bool = False) -> None:  # fmt: skip
+                 *, ordered: bool = False, compression: str = "zstd") -> None:  # fmt: skip
         self.root, self.name, self.schema, self.time_column = root, name, schema, time_column
-        self.ordered = ordered
+        self.ordered, self.compression = ordered, compression
         self._published = -(1 << 62)  # days before this one are published (ordered)
         self._open: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
         self.rows = 0
@@ -166,7 +166,7 @@ class DayPartWriter:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
             writer = pq.ParquetWriter(
-                tmp, self.schema, compression="zstd", use_dictionary=self._texts,
+                tmp, self.schema, compression=self.compression, use_dictionary=self._texts,
                 write_statistics=self._keys,
             )  # fmt: skip
             self._open[day] = (writer, tmp, final)

@@ -269,9 +269,12 @@ def rate_bucket(bucket: int, *, job: RateJob, context: RateContext) -> RateParti
     (Parquet and the kernels release the GIL).
     """
     name = part_name(job.tag, bucket, job.buckets)
-    # a bucket's days come in ascending order: each day's part is published once rated
+    # a bucket's days come in ascending order: each day's part is published once rated.
+    # LZ4, not zstd: the run writes the rated records once and DuckDB reads them twice
+    # (ledger, duplicate check); per 10M records LZ4 costs 0.7 s less CPU to write and
+    # 0.6 s less to read into the ledger, for parts a third larger (316 vs 238 MB)
     rated_out = DayPartWriter(Path(job.rated_root), name, RATED_SCHEMA, "start_time",
-                              ordered=True)  # fmt: skip
+                              ordered=True, compression="lz4")  # fmt: skip
     suspense_out = DayPartWriter(Path(job.suspense_root), name, REJECT_SCHEMA, "rejected_at")
     plan = context.plan
     usage = UsageAccumulator(context.sub_ids, context.sub_accounts, labels(plan.currencies),
