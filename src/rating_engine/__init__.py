@@ -4,7 +4,7 @@ Rating (``rate_usage``, ``rate_stream``), flow attribution and usage (``attribut
 ``usage_from_flows``), aggregations (``top_n``, ``bucket_traffic``, ``percentile_95``) and
 anomaly detection. Per-partition steps take and return Arrow tables or record batches and
 hold no global state, so they run unchanged as Dask tasks. Names are imported on first
-use (PEP 562): importing the package does not load Numba.
+use (PEP 562): importing the package loads neither Numba nor pyarrow.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from collectors.lazy import lazy_getattr
 from rating_engine.errors import FilterError, RatingError, TariffError
-from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
 
 if TYPE_CHECKING:
     from rating_engine.cgrates.importer import import_cgrates
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
         rate_usage,
     )
     from rating_engine.rating.what_if import what_if, what_if_by_tariff
+    from rating_engine.schemas import RATED_SCHEMA, SUBSCRIPTION_SCHEMA, decode_labels
     from rating_engine.tariff.allowances import AllowanceState
     from rating_engine.tariff.model import Tariff
     from rating_engine.tariff.plan import RatingPlan
@@ -60,6 +60,9 @@ if TYPE_CHECKING:
     from rating_engine.traffic.usage_from_flows import record_id_for_key, usage_from_flows
 
 _LAZY = {
+    "RATED_SCHEMA": "schemas",  # pyarrow: not loaded for the errors alone (the CLI's start)
+    "SUBSCRIPTION_SCHEMA": "schemas",
+    "decode_labels": "schemas",
     "bucket_traffic": "traffic.aggregate",
     "combine_traffic": "traffic.aggregate",
     "distinct_peers": "traffic.aggregate",

@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     state = CliState(debug="--debug" in args, json="--json" in args)
     _numba_cache_outside_site_packages()
+    _one_blas_thread()
     try:
         # standalone mode: usage errors, --help and Ctrl-C are handled and exit by the CLI
         # framework itself; our own errors and the machine's come out here. Under --json a
@@ -324,6 +325,14 @@ def main(argv: list[str] | None = None) -> None:
         if state.debug:
             traceback.print_exc()
         _fail(state, EXIT_CORRUPT, "CorruptStorage", _corrupt_message(exc))
+
+
+def _one_blas_thread() -> None:
+    """numpy's OpenBLAS starts a thread per core when numpy is imported (~25 ms CPU of a
+    one-shot command, more under load); nothing here calls BLAS (Numba and Arrow do the
+    work), so a CLI process asks for one unless the user chose otherwise. Set before the
+    command's modules import numpy (importing this module does not)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _numba_cache_outside_site_packages() -> None:

@@ -36,8 +36,9 @@ print(json.dumps(out))
 """
 
 _QUERY_RUN = """
-import json, sys
+import json, os, sys
 from bss.cli.main import build_cli, main
+first = sorted(m for m in ("numpy", "pyarrow", "polars", "duckdb") if m in sys.modules)
 try:
     main(["-w", sys.argv[1], *sys.argv[2:]])
 except SystemExit as done:
@@ -45,7 +46,8 @@ except SystemExit as done:
 loaded = sorted(m.split(".")[0] if not m.startswith(("bss.", "numpy.ma")) else m
                 for m in sys.modules)
 order = list(build_cli().commands)
-print(json.dumps({"modules": loaded, "order": order}))
+blas = os.environ.get("OPENBLAS_NUM_THREADS")
+print(json.dumps({"modules": loaded, "order": order, "blas": blas, "first": first}))
 """
 
 
@@ -119,6 +121,8 @@ def test_query_top_process_loads_no_billing_duckdb_polars_or_numba(tmp_path: Pat
     for heavy in ("duckdb", "polars", "numba", "bss.billing.run", "bss.cli.bills", "rich",
                   "numpy.ma", "pydantic"):  # fmt: skip
         assert heavy not in loaded, f"query top imported {heavy}"
+    # importing the CLI loads no numpy: main() asks for one OpenBLAS thread before it does
+    assert (out["first"], out["blas"]) == ([], "1")
     # --help after it lists every command, in the order of a run that loaded them all
     everything = list(build_cli().commands)
     assert out["order"] == everything
