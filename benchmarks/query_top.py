@@ -11,14 +11,17 @@ same files: top-10 by ``src_ip``, ``dst_port``, ``proto`` and ``conversation``, 
 nfdump comparison is ``benchmarks/topn_vs_peers.py``. With ``--demo DIR`` the demo
 workspace's flows are timed too (made with ``rating-engine --workspace DIR demo`` if missing).
 
-Ours runs with the engine ``query`` chooses in this process (Numba is not loaded first, as
-in a ``query`` command), alternating with the peers (ours, polars, DuckDB, ours, ...) for
-``--repeat`` rounds after a warm-up; then with Arrow's grouping and with the Numba
-kernels each forced (``arrow_s``, ``kernels_s``, best of ``--repeat``). Times are wall
-clock medians; ``vs_*`` = the median of the per-round ratios peer / ours (> 1: ours is
-faster); ``cpu_s`` = this process's CPU (all threads) per run, median. The 1-minute load
-average is reported before and after. Whole processes: ``benchmarks/query_processes.py``.
-Last line: JSON.
+Ours runs with the engine ``query`` chooses in this process (Numba is not loaded first;
+polars is, as in a notebook, a filtered query or this benchmark's polars peer - a
+one-shot ``query`` loads it from ``_POLARS_BYTES`` of Parquet), alternating with the
+peers (ours, polars, DuckDB, ours, ...) for ``--repeat`` rounds after a warm-up; then
+with Arrow's grouping, polars and the Numba kernels each forced (``arrow_s``,
+``polars_s_forced``, ``kernels_s``, best of ``--repeat``). Times are wall clock medians;
+``vs_*`` = the median of the per-round ratios peer / ours (> 1: ours is faster);
+``cpu_s`` = this process's CPU (all threads) per run, median, and ``cpu_vs_duckdb`` their
+ratio. The JSON's ``vs_duckdb`` / ``cpu_vs_duckdb`` give every statistic's ratio in one
+place. The 1-minute load average is reported before and after. Whole processes:
+``benchmarks/query_processes.py``. Last line: JSON.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         answers = {who: fn() for who, fn in runs.items()}  # warm-up round, not counted
         first = time.perf_counter() - t0
-        chosen = "kernels" if query._use_kernels(key) else "arrow"
+        chosen = query._engine(key)
         walls: dict[str, list[float]] = {who: [] for who in runs}
         cpus: dict[str, list[float]] = {who: [] for who in runs}
         for _ in range(repeat):
@@ -160,6 +163,9 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
             "ours_flows_per_s": round(rows / med["ours"]),
             "vs_polars": ratio["polars"],
             "vs_duckdb": ratio["duckdb"],
+            "cpu_vs_duckdb": round(
+                statistics.median(cpus["duckdb"]) / max(statistics.median(cpus["ours"]), 1e-9), 2
+            ),
             "agree": answers["ours"] == answers["polars"] == answers["duckdb"],
             "load_1m": round(os.getloadavg()[0], 2),
         }
@@ -168,15 +174,18 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
               f"{ratio['duckdb']:.2f}x  load {os.getloadavg()[0]:.1f}  "
               f"agree={out[by]['agree']}", flush=True)  # fmt: skip
     for by in statistics_:
-        for engine in ("arrow", "kernels"):
+        for engine in ("arrow", "polars", "kernels"):
             query.ENGINE = engine
             _ours(paths, by)  # kernels: compiled or loaded first
             best, _ = _best(lambda by=by: _ours(paths, by), repeat)
-            out[by][f"{engine}_s"] = round(best, 4)
+            out[by]["polars_s_forced" if engine == "polars" else f"{engine}_s"] = round(best, 4)
         query.ENGINE = None
         print(f"{rows:>10} flows  {by:<22} engines forced: arrow {out[by]['arrow_s']:.3f}s, "
-              f"kernels {out[by]['kernels_s']:.3f}s", flush=True)  # fmt: skip
+              f"polars {out[by]['polars_s_forced']:.3f}s, kernels {out[by]['kernels_s']:.3f}s",
+              flush=True)  # fmt: skip
     con.close()
+    for name in ("vs_duckdb", "cpu_vs_duckdb"):
+        out[name] = {by: out[by][name] for by in statistics_}
     return out
 
 

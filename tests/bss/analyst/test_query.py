@@ -171,7 +171,7 @@ def flows_ws(tmp_path_factory: pytest.TempPathFactory) -> tuple[WorkspacePaths, 
      "input_if", "output_if", "src_as", "dst_as"],
 )  # fmt: skip
 @pytest.mark.parametrize("metric", ["bytes", "packets", "flows"])
-@pytest.mark.parametrize("engine", ["arrow", "kernels"])
+@pytest.mark.parametrize("engine", ["arrow", "kernels", "polars"])
 def test_top_talkers_equals_polars(
     flows_ws: tuple[WorkspacePaths, pa.Table],
     by: str,
@@ -227,7 +227,7 @@ def test_prefix_keys_show_their_length(flows_ws: tuple[WorkspacePaths, pa.Table]
                         "2001:db8::/48", "2001:db8:ffff::/48"}  # fmt: skip
 
 
-@pytest.mark.parametrize("engine", ["arrow", "kernels"])
+@pytest.mark.parametrize("engine", ["arrow", "kernels", "polars"])
 def test_buckets_equal_polars(
     flows_ws: tuple[WorkspacePaths, pa.Table], engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -346,12 +346,12 @@ def test_cli_top_json_matches_function(
     chunk=st.sampled_from([1, 50, 10_000]),
     before_1970=st.booleans(),
 )
-def test_property_arrow_engine_equals_kernels(
+def test_property_engines_agree(
     n_flows: int, seed: int, by: str, bucket: str | int | None, chunk: int, before_1970: bool
 ) -> None:
-    """Arrow's hash aggregation and the Numba kernels give the same partial: the same
-    groups, sums and types, for any chunking (partials merged by either engine), buckets
-    before the epoch included (floor division)."""
+    """Arrow's hash aggregation, the Numba kernels and polars' scan give the same partial:
+    the same groups, sums and types, for any chunking (partials merged by either engine),
+    buckets before the epoch included (floor division)."""
     flows = make_flows(n_flows, seed, hours=3)
     if before_1970:  # the same flows 60 years earlier
         shift = pa.scalar(60 * 365 * 24 * HOUR, pa.duration("us"))
@@ -360,7 +360,7 @@ def test_property_arrow_engine_equals_kernels(
     tables = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_workspace(Path(tmp) / "ws", flows)
-        for engine in ("arrow", "kernels"):
+        for engine in ("arrow", "kernels", "polars"):
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(query, "ENGINE", engine)
                 mp.setattr(query, "_CHUNK_ROWS", chunk)
@@ -371,23 +371,34 @@ def test_property_arrow_engine_equals_kernels(
                 else:  # buckets are directed: a conversation's are its pair's
                     key = "pair" if by == "conversation" else by
                     tables[engine] = flow_buckets(paths, key, bucket, text=False)
-    assert tables["arrow"].schema == tables["kernels"].schema
-    assert tables["arrow"].to_pylist() == tables["kernels"].to_pylist()
+    for engine in ("kernels", "polars"):
+        assert tables["arrow"].schema == tables[engine].schema
+        assert tables["arrow"].to_pylist() == tables[engine].to_pylist()
     assert tables["arrow"].num_rows <= n_flows
 
 
-def test_plain_keys_need_no_numba(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
-    """Without Numba loaded, plain keys are grouped by Arrow; subscriptions and prefixes
-    always by the kernels."""
+def test_engine_choice(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
+    """Subscriptions and prefixes always go to the kernels; plain keys to polars once it
+    is loaded, or when the window holds enough Parquet to pay for its import; else to
+    the kernels when Numba is loaded, else to Arrow."""
     import sys
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delitem(sys.modules, "numba", raising=False)
-        assert not query._use_kernels(BY_KEYS["src_ip"])
-        assert not query._use_kernels(BY_KEYS["output_if"])
-        assert query._use_kernels(BY_KEYS["src_prefix"])
-        assert query._use_kernels(BY_KEYS["subscription"])
-    import numba  # noqa: F401  (loaded: a single key goes to the kernels)
+    import numba  # noqa: F401  (loaded, then hidden below)
 
-    assert query._use_kernels(BY_KEYS["src_ip"])
-    assert query._use_kernels(BY_KEYS["pair"])
+    paths, _flows = flows_ws
+
+    def window() -> int:
+        return sum(p.stat().st_size for p in paths.flows.rglob("*.parquet"))
+
+    assert query._engine(BY_KEYS["src_prefix"]) == "kernels"
+    assert query._engine(BY_KEYS["subscription"]) == "kernels"
+    assert query._engine(BY_KEYS["src_ip"]) == "polars"  # loaded by this test module
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delitem(sys.modules, "polars")
+        assert query._engine(BY_KEYS["pair"], window) == "kernels"
+        mp.delitem(sys.modules, "numba")
+        assert query._engine(BY_KEYS["src_ip"], window) == "arrow"
+        assert query._engine(BY_KEYS["output_if"]) == "arrow"
+        mp.setattr(query, "_POLARS_BYTES", 1)
+        assert query._engine(BY_KEYS["dst_port"], window) == "polars"
+        assert query._engine(BY_KEYS["dst_port"], int) == "arrow"  # nothing in the window

@@ -360,3 +360,71 @@ def test_address_statistics_by_the_kernel_equal_the_reference(
     for table, (spec, order) in zip(tables, pairs, strict=True):
         expected = ref_stats(rows, spec.keys, order, n, renormalise)
         assert as_rows(table, 1) == [(e[0], *e[2:]) for e in expected], (spec, order)
+
+
+@pytest.mark.parametrize(
+    "key_pairs",
+    [(("src_addr",), False), (("exporter",), False), (("dst_port",), False),
+     (("input_if",), False), (("src_addr", "dst_addr"), False), (("protocol", "tos"), False),
+     (("src_addr", "dst_addr"), True)],
+)  # fmt: skip
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(
+    rows=st.lists(timed_rows, min_size=1, max_size=60),
+    bucket=st.sampled_from([0, HOUR, 7_000_000]),
+    filter_text=st.sampled_from(["", "proto tcp", "src net 10.0.0.0/8"]),
+    window=st.one_of(st.none(), st.tuples(st.integers(0, 30), st.integers(1, 30))),
+    renormalise=st.booleans(),
+)  # fmt: skip
+def test_polars_sums_equal_arrow_sums(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]],
+    key_pairs: tuple[tuple[str, ...], bool], bucket: int, filter_text: str,
+    window: tuple[int, int] | None, renormalise: bool,
+) -> None:  # fmt: skip
+    """polars_sums is the partial of arrow_sums (same columns, types and sums): null
+    exporters group as ``::``, null or 0 sampling as 1, pairs in byte order, buckets
+    floored, the window and the filter applied."""
+    import pyarrow.compute as pc
+
+    from rating_engine.traffic.flow_query import arrow_sums, plain_columns, sortable
+    from rating_engine.traffic.flow_stats import polars_sums, window_files
+
+    key, pairs = key_pairs
+    root = tmp_path_factory.mktemp("flows")
+    table = flows_table(rows)
+    write_partitioned(table, root, time_column="flow_start", part_name="t", hourly=True)
+    flt = compile_filter(filter_text) if filter_text else None
+    win = None if window is None else (T0 + window[0] * HOUR, T0 + sum(window) * HOUR)
+    columns = plain_columns(key) or []  # input_if: with its exporter
+    got = polars_sums(window_files(root, win), columns, bucket, window=win, flow_filter=flt,
+                      renormalise=renormalise, pairs=pairs)  # fmt: skip
+    rows_kept = table if flt is None else flt.apply(table)
+    if win is not None:
+        ts = rows_kept.column("flow_start").cast(pa.int64())
+        rows_kept = rows_kept.filter(pc.and_(pc.greater_equal(ts, win[0]), pc.less(ts, win[1])))
+    if pairs:
+        src, dst = (
+            rows_kept.column("src_addr").to_pylist(),
+            rows_kept.column("dst_addr").to_pylist(),
+        )
+        lo = pa.array([min(a, b) for a, b in zip(src, dst, strict=True)], pa.binary(16))
+        hi = pa.array([max(a, b) for a, b in zip(src, dst, strict=True)], pa.binary(16))
+        rows_kept = rows_kept.set_column(
+            rows_kept.schema.get_field_index("src_addr"), "src_addr", lo
+        )
+        rows_kept = rows_kept.set_column(
+            rows_kept.schema.get_field_index("dst_addr"), "dst_addr", hi
+        )
+    if rows_kept.num_rows == 0:
+        assert got is None
+        return
+    want = arrow_sums(rows_kept, list(key), bucket or None, renormalise)
+    assert got is not None
+    assert got.schema == want.schema
+
+    def ordered(t: pa.Table) -> list[dict[str, Any]]:
+        keys = [c for c in t.schema.names if c not in ("bytes", "packets", "flows")]
+        return t.take(pc.sort_indices(sortable(t), [(k, "ascending") for k in keys])).to_pylist()
+
+    assert ordered(got) == ordered(want)
