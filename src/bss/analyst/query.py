@@ -317,9 +317,12 @@ def _source_partial(
     renormalise: bool,
     index: PrefixIndex | None,
     flow_filter: FlowFilter | None = None,
+    ranks: tuple[str, int] | None = None,
 ) -> tuple[pa.Table | None, tuple[int, int, int]]:
-    """Every key's sums over ``source`` (the flows folder, or some of its files) and, for
-    ``subscription``, the flows' totals (the groups leave out unattributed flows)."""
+    """Every key's sums over ``source`` (the flows folder, or some of its files) and the
+    flows' totals (for ``subscription`` the groups leave out unattributed flows).
+    ``ranks`` = ``(metric, n)``: the groups that cannot be in that top ``n`` may be left
+    out (polars keeps them to itself)."""
     key = BY_KEYS[by]
 
     def window_bytes() -> int:
@@ -333,8 +336,12 @@ def _source_partial(
         files = window_files(source, window) if isinstance(source, Path) else list(source)
         total = polars_sums(files, plain_columns(key) or [], bucket_width_us(bucket),
                             window=window, flow_filter=flow_filter, renormalise=renormalise,
-                            pairs=by == "conversation")  # fmt: skip
-        return total, (0, 0, 0)
+                            pairs=by == "conversation", ranks=ranks)  # fmt: skip
+        if ranks is None or total is None:
+            return total, _group_totals(total)
+        meta = total.schema.metadata
+        tf, tp, tb = (int(meta[f"total_{m}".encode()]) for m in ("flows", "packets", "bytes"))
+        return total.replace_schema_metadata(None), (tf, tp, tb)
     kernels = engine == "kernels"
     partials: list[pa.Table] = []
     rows = 0
@@ -358,7 +365,15 @@ def _source_partial(
     if not partials:
         return None, (0, 0, 0)
     total = partials[0] if len(partials) == 1 else _combine(partials, kernels)
-    return total, (tf, tp, tb)
+    return total, (tf, tp, tb) if key == ("subscription",) else _group_totals(total)
+
+
+def _group_totals(total: pa.Table | None) -> tuple[int, int, int]:
+    """Flows, packets and bytes over every group: each flow is in exactly one."""
+    if total is None:
+        return 0, 0, 0
+    tf, tp, tb = (int(pc.sum(total.column(m)).as_py() or 0) for m in ("flows", "packets", "bytes"))
+    return tf, tp, tb
 
 
 def _sums(
@@ -409,9 +424,11 @@ def _aggregate(
     index: PrefixIndex | None,
     flow_filter: FlowFilter | None = None,
     client: Any | None = None,
+    ranks: tuple[str, int] | None = None,
 ) -> tuple[pa.Table, Totals]:
-    """The full partial (every key) over the window plus the window's totals; with
-    ``client``, a task per day of flows on its Dask cluster (the same result)."""
+    """The full partial (every key; with ``ranks`` = ``(metric, n)`` at least those that
+    can be in that top ``n``) over the window plus the window's totals; with ``client``,
+    a task per day of flows on its Dask cluster (the same result)."""
     if by not in BY_KEYS:
         raise ValidationError(f"group by {by!r}: use one of {', '.join(sorted(BY_KEYS))}")
     key = BY_KEYS[by]
@@ -421,7 +438,7 @@ def _aggregate(
                                "renormalise": renormalise, "flow_filter": flow_filter}  # fmt: skip
     if client is None:
         source: Path | tuple[str, ...] = paths.flows if dataset_files(paths.flows) else ()
-        total, sums = _source_partial(source, index=index, **options)
+        total, sums = _source_partial(source, index=index, ranks=ranks, **options)
     else:
         from rating_engine.scale.executor import executor_for
         from rating_engine.scale.traffic import flow_day_groups
@@ -438,13 +455,7 @@ def _aggregate(
     if total is None:
         total = _sums(_empty_flows(key, renormalise), key, bucket, index, renormalise,
                       _engine(key) == "kernels")  # fmt: skip
-    tf, tp, tb = sums
-    if key != ("subscription",):
-        # every flow is in exactly one group: the groups add up to the window's totals
-        tf, tp, tb = (
-            int(pc.sum(total.column(m)).as_py() or 0) for m in ("flows", "packets", "bytes")
-        )
-    return total, Totals(tf, tp, tb)
+    return total, Totals(*sums)
 
 
 def _empty_flows(key: tuple[str, ...], renormalise: bool) -> pa.Table:
@@ -488,7 +499,8 @@ def top_talkers(
         raise ValidationError(f"top-N n={n}: must be at least 1")
     win = None if window is None else window_of(window[0], window[1])
     flt = checked_filter(flow_filter)
-    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index, flt, client)
+    partial, totals = _aggregate(workspace_paths, by, None, win, renormalise, index, flt, client,
+                                 (metric, n))  # fmt: skip
     top = finish_top_n(partial, metric, n)
     keys = [c for c in top.schema.names if c not in (*METRICS, "rank")]
     out = top.select(["rank", *keys])

@@ -282,6 +282,7 @@ def polars_sums(
     flow_filter: FlowFilter | None = None,
     renormalise: bool = True,
     pairs: bool = False,
+    ranks: tuple[str, int] | None = None,
 ) -> pa.Table | None:
     """Bytes, packets and flows per value of ``columns`` (and per ``bucket_us`` bucket of
     ``flow_start``, epoch-aligned, as ``bucket_start``) over ``files``, by one polars lazy
@@ -289,7 +290,10 @@ def polars_sums(
     :func:`rating_engine.traffic.flow_query.arrow_sums` - same columns, types and sums, in
     hash order; None when no flow matches. ``pairs``: ``src_addr``, ``dst_addr`` put in
     byte order first (a conversation). Null keys group as 0 (``::``), a null or 0
-    sampling interval counts as 1, as the other engines do."""
+    sampling interval counts as 1, as the other engines do. ``ranks`` = ``(metric, n)``:
+    only the groups that can rank in the top ``n`` by ``metric`` (at or above its n-th
+    largest value: ``finish_top_n`` ranks them as it would all), the sums over every
+    group in the schema metadata (``total_flows``, ``total_packets``, ``total_bytes``)."""
     if not files:
         return None
     extra = ["flow_start"] if bucket_us else []
@@ -321,6 +325,13 @@ def polars_sums(
     halves = [e for n in names if n in _ADDRESS_COLUMNS
               for e in ((pl.col(n) // _2_64).cast(pl.UInt64).alias(f"{n}.hi"),
                         (pl.col(n) & _LOW_64).cast(pl.UInt64).alias(f"{n}.lo"))]  # fmt: skip
+    meta: dict[str, str] | None = None
+    if ranks is not None:  # the groups stay in polars; only the candidates leave it
+        grouped = sums.collect()
+        total = grouped.select(pl.col(m).sum() for m in ("flows", "packets", "bytes"))
+        meta = {f"total_{m}": str(int(total[m][0] or 0)) for m in total.columns}
+        metric = pl.col(ranks[0])
+        sums = grouped.lazy().filter(metric >= metric.top_k(ranks[1]).min())
     got = sums.with_columns(halves).collect()
     if got.height == 0:
         return None
@@ -340,7 +351,7 @@ def polars_sums(
             arr = got[name].to_arrow().cast(kind or FLOW_SCHEMA.field(name).type)
             arrays.append(arr)
     arrays += [got[m].to_arrow() for m in ("bytes", "packets", "flows")]
-    return pa.table(arrays, names=[*names, "bytes", "packets", "flows"])
+    return pa.table(arrays, names=[*names, "bytes", "packets", "flows"], metadata=meta)
 
 
 _2_64 = pl.lit(1 << 64, dtype=pl.UInt128)
