@@ -79,8 +79,10 @@ _DICTIONARY_COLUMNS = (
 _NO_STATISTICS = frozenset(
     ("record_key", "subscriber_key", "destination", "origin", "location", "message", "raw")
 )
-# line numbers and times in file order: deltas of a few bits instead of 8 bytes a value
-_DELTA_COLUMNS = ("source_line", "start_time")
+# line numbers and times in file order: deltas of a few bits instead of 8 bytes a value;
+# durations (ms, under 2^22 for an hour): bit-packed to their width, smaller than LZ4's
+# plain pages and about half their CPU
+_DELTA_COLUMNS = ("source_line", "start_time", "duration_ms")
 #: Usage parts: LZ4 pages cost ~1/4 less CPU to write than zstd (and about half to scan, as
 #: for `ingest nfcapd`), for ~1.5x the bytes on random numbers (less where subscribers
 #: repeat). Rejected rows keep zstd: raw text, rarely read, compresses well.
