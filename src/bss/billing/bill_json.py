@@ -7,8 +7,8 @@ dicts for that costs seconds and gigabytes, so here the same bytes are made with
 string kernels from two queries (the bills, and their lines streamed beside them): values
 come out of DuckDB as text exactly as :func:`~bss.billing.export.bills_for_period` gets
 them, strings are escaped as Python's encoder does (values needing more than quotes
-around them go through it), and each bill is one text. The bytes are equal by construction and checked against ``json.dumps`` by
-the tests.
+around them go through it), and each bill is one text. The bytes are equal by
+construction and checked against ``json.dumps`` by the tests.
 """
 
 from __future__ import annotations
