@@ -8,20 +8,20 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import typer
 
-from bss import customers
-from bss.assurance import alarms, tickets
-from bss.assurance.run import AssurancePolicy, run_assurance
 from bss.cli.support import CliState, database, emit, get_state, table
-from bss.db import schema_version
 from bss.errors import BssError, ValidationError
-from rating_engine.traffic.anomaly import INTERFACE_SPEED_SCHEMA
+
+if TYPE_CHECKING:  # assurance (DuckDB, pyarrow, Numba) loads in the commands that use it:
+    # --help and the other commands start without it
+    import duckdb
+    import pyarrow as pa
+
+    from bss.assurance.alarms import Alarm
+    from bss.assurance.tickets import Ticket
 
 __all__ = ["alarms_app", "register_assurance", "tickets_app"]
 
@@ -32,6 +32,8 @@ tickets_app = typer.Typer(help="Trouble tickets (TMF621): open, move along, comm
 @contextmanager
 def _reading(state: CliState) -> Iterator[duckdb.DuckDBPyConnection]:
     """Read-only database that has the assurance tables (read-only opens never migrate)."""
+    from bss.db import schema_version
+
     with database(state, read_only=True) as conn:
         if schema_version(conn) < 2:
             raise BssError(
@@ -58,6 +60,11 @@ def _when(text: str) -> datetime:
 
 def _speeds(path: Path) -> pa.Table:
     """A CSV with header ``exporter,if_index,speed_bps``."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from rating_engine.traffic.anomaly import INTERFACE_SPEED_SCHEMA
+
     try:
         opts = pacsv.ConvertOptions(column_types=INTERFACE_SPEED_SCHEMA)
         return pacsv.read_csv(path, convert_options=opts).select(INTERFACE_SPEED_SCHEMA.names)
@@ -65,7 +72,7 @@ def _speeds(path: Path) -> pa.Table:
         raise ValidationError(f"interface speeds {path}: {exc}") from exc
 
 
-def _alarm_row(a: alarms.Alarm) -> tuple[object, ...]:
+def _alarm_row(a: Alarm) -> tuple[object, ...]:
     return (a.id, a.alarmed_object, a.alarm_type, a.probable_cause, a.specific_problem,
             a.perceived_severity, a.state, a.ack_state, a.occurrences,
             f"{a.changed_time:%Y-%m-%d %H:%M}")  # fmt: skip
@@ -83,6 +90,8 @@ def alarms_list(
     severity: Annotated[str | None, typer.Option(help="one perceived severity")] = None,
 ) -> None:
     """Open alarms (or all), most recently changed first."""
+    from bss.assurance import alarms
+
     state = get_state(ctx)
     with _reading(state) as conn:
         found = alarms.list_alarms(
@@ -97,6 +106,8 @@ def alarms_list(
 @alarms_app.command("show")
 def alarms_show(ctx: typer.Context, alarm_id: int) -> None:
     """One alarm with its measurements, comments and history."""
+    from bss.assurance import alarms
+
     state = get_state(ctx)
     with _reading(state) as conn:
         alarm = alarms.get_alarm(conn, alarm_id)
@@ -126,6 +137,8 @@ def alarms_ack(
     undo: Annotated[bool, typer.Option(help="withdraw the acknowledgement")] = False,
 ) -> None:
     """Acknowledge an alarm (or withdraw the acknowledgement)."""
+    from bss.assurance import alarms
+
     state = get_state(ctx)
     who = user or _user()
     with database(state) as conn:
@@ -143,6 +156,8 @@ def alarms_comment(
     author: Annotated[str | None, typer.Option(help="default: login")] = None,
 ) -> None:
     """Add a comment to an alarm."""
+    from bss.assurance import alarms
+
     state = get_state(ctx)
     with database(state) as conn:
         comment = alarms.comment_alarm(conn, alarm_id, author or _user(), text)
@@ -152,6 +167,8 @@ def alarms_comment(
 @alarms_app.command("clear")
 def alarms_clear(ctx: typer.Context, alarm_id: int, reason: str = "cleared by operator") -> None:
     """Clear an open alarm by hand."""
+    from bss.assurance import alarms
+
     state = get_state(ctx)
     with database(state) as conn:
         alarm = alarms.clear_alarm(conn, alarm_id, reason=reason)
@@ -171,6 +188,8 @@ def alarms_detect(
     ] = None,
 ) -> None:
     """Run detection over the workspace's flows; raise, update and clear alarms; sync tickets."""
+    from bss.assurance.run import AssurancePolicy, run_assurance
+
     state = get_state(ctx)
     policy = AssurancePolicy(
         bucket=bucket, window=timedelta(minutes=window_minutes), silence_minutes=silence_minutes,
@@ -188,8 +207,10 @@ def alarms_detect(
          f"tickets opened {len(t.opened)}, resolved {len(t.resolved)}")  # fmt: skip
 
 
-def _ticket_out(conn: duckdb.DuckDBPyConnection, ticket: tickets.Ticket) -> dict[str, Any]:
+def _ticket_out(conn: duckdb.DuckDBPyConnection, ticket: Ticket) -> dict[str, Any]:
     """A ticket for --json and tables: its fields and its customers' business ids."""
+    from bss import customers
+
     names = [customers.get_customer(conn, c).external_id for c in ticket.customer_ids]
     return {**asdict(ticket), "customers": names}
 
@@ -206,6 +227,8 @@ def tickets_list(
     all_: Annotated[bool, typer.Option("--all", help="resolved, closed, cancelled too")] = False,
 ) -> None:
     """Open tickets (or all), newest first."""
+    from bss.assurance import tickets
+
     state = get_state(ctx)
     with _reading(state) as conn:
         found = [_ticket_out(conn, t) for t in tickets.list_tickets(conn, open_only=not all_)]
@@ -219,6 +242,8 @@ def tickets_list(
 @tickets_app.command("show")
 def tickets_show(ctx: typer.Context, ticket_id: int) -> None:
     """One ticket with its notes and history."""
+    from bss.assurance import tickets
+
     state = get_state(ctx)
     with _reading(state) as conn:
         ticket = _ticket_out(conn, tickets.get_ticket(conn, ticket_id))
@@ -256,6 +281,9 @@ def tickets_open(
     ] = None,
 ) -> None:
     """Open a ticket by hand."""
+    from bss import customers
+    from bss.assurance import tickets
+
     state = get_state(ctx)
     with database(state) as conn:
         ticket = tickets.open_ticket(
@@ -270,6 +298,8 @@ def tickets_open(
 @tickets_app.command("transition")
 def tickets_transition(ctx: typer.Context, ticket_id: int, to_state: str, reason: str = "") -> None:
     """Move a ticket to another TMF621 state (illegal moves are refused)."""
+    from bss.assurance import tickets
+
     state = get_state(ctx)
     with database(state) as conn:
         ticket = tickets.transition_ticket(conn, ticket_id, to_state, reason)
@@ -285,6 +315,8 @@ def tickets_comment(
     author: Annotated[str | None, typer.Option(help="default: login")] = None,
 ) -> None:
     """Add a note to a ticket."""
+    from bss.assurance import tickets
+
     state = get_state(ctx)
     with database(state) as conn:
         note = tickets.note_ticket(conn, ticket_id, author or _user(), text)

@@ -6,20 +6,11 @@ import sys
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 
-from bss.billing.export import (
-    EXPORT_FORMATS,
-    bill_csv,
-    bills_for_period,
-    canonical_json,
-    export_bills,
-)
 from bss.billing.period import parse_period
-from bss.billing.run import run_billing
 from bss.cli.support import (
     CliState,
     SchedulerOption,
@@ -31,11 +22,12 @@ from bss.cli.support import (
 )
 from bss.currencies import minor_units
 from bss.errors import NotFoundError, ValidationError
-from bss.invoice.document import Invoice, invoices_for
-from bss.invoice.html import render_html, statement_rows, total_rows
-from bss.invoice.pdf import render_pdf
-from bss.invoice.tmf678 import applied_rates, customer_bill, tmf678_json
-from collectors.dataset import atomic_write_bytes
+
+if TYPE_CHECKING:  # billing and invoices (DuckDB, pyarrow, Numba) load in the commands that
+    # use them: --help and the other commands start without them
+    import duckdb
+
+    from bss.invoice.document import Invoice
 
 __all__ = ["bills_app", "money_text", "register_bills"]
 
@@ -57,6 +49,9 @@ def bill(
     missing - fixed exceptions, accounts and products added since - on supplementary
     bills.
     """
+    from bss.billing.export import bills_for_period
+    from bss.billing.run import run_billing
+
     state = get_state(ctx)
     with scheduler_client(scheduler, state.workspace) as client, database(state) as conn:
         result = run_billing(conn, state.workspace, period, client=client)
@@ -107,6 +102,8 @@ def _period_bills(
     conn: duckdb.DuckDBPyConnection, period: str, bill_no: str | None = None
 ) -> list[dict[str, Any]]:
     """The period's bills (or the one named); refuses a bad period and an unbilled one."""
+    from bss.billing.export import bills_for_period
+
     parse_period(period)  # exit 3 on '2026-13' or 'garbage', not an empty success
     bills = [b for b in bills_for_period(conn, period) if bill_no in (None, b["bill_no"])]
     if bill_no is not None and not bills:
@@ -129,6 +126,8 @@ _SHOW_FORMATS = ("text", "json", "tmf678", "csv", "html", "pdf")
 
 def _write_out(state: CliState, payload: bytes, output: Path | None, what: str) -> None:
     """Bytes to --output (atomically) or to stdout."""
+    from collectors.dataset import atomic_write_bytes
+
     if output is None:
         sys.stdout.buffer.write(payload)
         sys.stdout.flush()
@@ -151,6 +150,12 @@ def bills_show(
     ``--format tmf678`` gives TMF678 CustomerBill and AppliedCustomerBillingRate JSON;
     ``html`` and ``pdf`` the invoice of one bill (``--bill-no``).
     """
+    from bss.billing.export import bill_csv, canonical_json
+    from bss.invoice.document import invoices_for
+    from bss.invoice.html import render_html
+    from bss.invoice.pdf import render_pdf
+    from bss.invoice.tmf678 import applied_rates, customer_bill, tmf678_json
+
     state = get_state(ctx)
     parse_period(period)  # refused before a database is opened or looked for
     if fmt not in _SHOW_FORMATS:
@@ -188,6 +193,8 @@ def bills_show(
 
 def _show_text(state: CliState, inv: Invoice) -> None:
     """One invoice as tables: lines with humanised quantities, totals, statement."""
+    from bss.invoice.html import statement_rows, total_rows
+
     b = inv.bill
     seller = f" from {inv.seller.name}" if inv.seller else ""
     rows: list[tuple[object, ...]] = [
@@ -224,6 +231,8 @@ def bills_export(
 ) -> None:
     """Write each bill of a period into a folder: JSON, CSV, HTML invoices (default), PDF
     invoices, TMF678 JSON."""
+    from bss.billing.export import EXPORT_FORMATS, export_bills
+
     state = get_state(ctx)
     parse_period(period)  # refused before a database is opened or looked for
     formats = tuple(f.strip() for item in (fmt or ["json,csv,html"]) for f in item.split(",")

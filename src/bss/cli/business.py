@@ -6,16 +6,19 @@ from dataclasses import asdict
 from datetime import UTC, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 
-from bss import catalog, customers, orders
 from bss.cli.support import CliState, database, emit, get_state, table
-from bss.db import transaction
 from bss.errors import NotFoundError, ValidationError
-from bss.seed import apply_seed, load_seed_file
+
+if TYPE_CHECKING:  # the business modules (DuckDB, pyarrow) load in the commands that use
+    # them: --help and the other commands start without them
+    import duckdb
+
+    from bss.customers import Account
+    from bss.orders import Order
 
 __all__ = ["register_business"]
 
@@ -37,14 +40,18 @@ def _when(text: str | None) -> datetime:
 @customers_app.command("add")
 def customers_add(ctx: typer.Context, external_id: str, name: str) -> None:
     """Create a customer."""
+    from bss import customers
+
     state = get_state(ctx)
     with database(state) as conn:
         customer = customers.create_customer(conn, external_id, name)
     emit(state, asdict(customer), f"customer {customer.external_id} created")
 
 
-def _account_out(conn: duckdb.DuckDBPyConnection, account: customers.Account) -> dict[str, Any]:
+def _account_out(conn: duckdb.DuckDBPyConnection, account: Account) -> dict[str, Any]:
     """An account for --json: its fields (numeric ``id`` kept) and the business ids."""
+    from bss import customers
+
     owner = customers.get_customer(conn, account.customer_id).external_id
     return {**asdict(account), "account": account.external_id, "customer": owner}
 
@@ -52,6 +59,8 @@ def _account_out(conn: duckdb.DuckDBPyConnection, account: customers.Account) ->
 @customers_app.command("list")
 def customers_list(ctx: typer.Context) -> None:
     """Billing accounts with their customers (the ids you gave them)."""
+    from bss import customers
+
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
         accounts = [_account_out(conn, a) for a in customers.list_accounts(conn)]
@@ -79,6 +88,8 @@ def customers_account(
     vat_id: Annotated[str, typer.Option(help="the buyer's VAT id on its invoices")] = "",
 ) -> None:
     """Create a billing account for a customer."""
+    from bss import customers
+
     state = get_state(ctx)
     with database(state) as conn:
         account = customers.create_account(
@@ -98,6 +109,8 @@ def customers_status(
     reason: str = "",
 ) -> None:
     """Suspend, reactivate or close a customer or billing account."""
+    from bss import customers
+
     state = get_state(ctx)
     with database(state) as conn:
         if account:
@@ -112,6 +125,8 @@ def customers_status(
 @customers_app.command("tax")
 def customers_tax(ctx: typer.Context, jurisdiction: str, name: str, rate: str) -> None:
     """Set the tax rate of a jurisdiction (a decimal such as 0.19)."""
+    from bss import customers
+
     state = get_state(ctx)
     with database(state) as conn:
         customers.set_tax_rate(conn, jurisdiction, name, rate)
@@ -121,6 +136,8 @@ def customers_tax(ctx: typer.Context, jurisdiction: str, name: str, rate: str) -
 @catalog_app.command("list")
 def catalog_list(ctx: typer.Context) -> None:
     """Offerings and their prices."""
+    from bss import catalog
+
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
         prices = catalog.list_prices(conn)
@@ -138,6 +155,8 @@ def catalog_list(ctx: typer.Context) -> None:
 @catalog_app.command("status")
 def catalog_status(ctx: typer.Context, offering_id: str, status: str, reason: str = "") -> None:
     """Move an offering along inDesign -> active -> retired."""
+    from bss import catalog
+
     state = get_state(ctx)
     with database(state) as conn:
         offering = catalog.set_offering_status(conn, offering_id, status, reason)
@@ -175,6 +194,9 @@ def catalog_add(
     Price ids are the offering id with -monthly, -one-time, -usage or -discount; valid from
     --valid-from (default now). Several prices or price versions: `catalog price`.
     """
+    from bss import catalog
+    from bss.db import transaction
+
     state = get_state(ctx)
     start = _when(valid_from)
     end = _when(valid_to) if valid_to is not None else None
@@ -227,6 +249,8 @@ def catalog_price(
     valid_to: Time = None,
 ) -> None:
     """Add one price to an offering (a new price version takes its own id and validity)."""
+    from bss import catalog
+
     state = get_state(ctx)
     with database(state) as conn:
         catalog.add_price(
@@ -257,6 +281,8 @@ def catalog_retire(
     reason: Annotated[str, typer.Option(help="why, kept in the history")] = "",
 ) -> None:
     """Retire an offering: no new orders; products already sold keep running and billing."""
+    from bss import catalog
+
     state = get_state(ctx)
     with database(state) as conn:
         offering = catalog.set_offering_status(conn, offering_id, "retired", reason)
@@ -273,6 +299,8 @@ def _discount_name(fraction: str | None) -> str:
 
 
 def _offering_out(conn: duckdb.DuckDBPyConnection, offering_id: str) -> dict[str, Any]:
+    from bss import catalog
+
     offering = catalog.get_offering(conn, offering_id)
     spec = catalog.get_specification(conn, offering.specification_id)
     return {
@@ -332,6 +360,8 @@ def orders_add(
     process: Annotated[bool, typer.Option(help="complete the order at once")] = True,
 ) -> None:
     """Order an offering for an account (one add item)."""
+    from bss import orders
+
     state = get_state(ctx)
     item = orders.OrderItem("add", offering_id=offering, service_ids=tuple(service_id))
     with database(state) as conn:
@@ -344,8 +374,10 @@ def orders_add(
     emit(state, out, f"order {order.external_id} for account {out['account']}: {order.state}")
 
 
-def _order_out(conn: duckdb.DuckDBPyConnection, order: orders.Order) -> dict[str, Any]:
+def _order_out(conn: duckdb.DuckDBPyConnection, order: Order) -> dict[str, Any]:
     """An order for --json: its fields and the account's business id."""
+    from bss import customers
+
     return {**asdict(order), "account": customers.get_account(conn, order.account_id).external_id}
 
 
@@ -354,6 +386,8 @@ def orders_transition(
     ctx: typer.Context, external_id: str, to_state: str, reason: str = ""
 ) -> None:
     """Move an order to another TMF622 state (illegal moves are refused)."""
+    from bss import orders
+
     state = get_state(ctx)
     with database(state) as conn:
         order = (
@@ -371,6 +405,8 @@ def orders_products(ctx: typer.Context, account: str | None = None) -> None:
 
     A product's number (``product``) is the id a modify or delete order item names.
     """
+    from bss import customers, orders
+
     state = get_state(ctx)
     with database(state, read_only=True) as conn:
         products = orders.list_products(conn, account)
@@ -393,6 +429,8 @@ def load(ctx: typer.Context, file: Path) -> None:
     An entry that exists with other values is refused with the differences listed; a price
     changes by ending it (valid_to) and adding a new price valid from that date.
     """
+    from bss.seed import apply_seed, load_seed_file
+
     state = get_state(ctx)
     with database(state) as conn:
         summary = apply_seed(conn, load_seed_file(file), str(file))

@@ -11,24 +11,20 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import duckdb
 import typer
 
 from bss.cli.bills import bills_app
 from bss.cli.support import CliState, database, emit, get_state, table
-from bss.customers import get_account
-from bss.db import transaction
 from bss.errors import ValidationError
-from bss.receivables.adjustments import Movement, adjust_balance, write_off
-from bss.receivables.ageing import BUCKETS, Ageing, age_accounts
-from bss.receivables.amounts import format_minor
-from bss.receivables.bill_entries import post_unposted_bills
-from bss.receivables.credit_notes import credit_bill
-from bss.receivables.dunning import DunningPolicy, run_dunning
-from bss.receivables.journal import account_balance, entries_of
-from bss.receivables.payments import add_payment
+
+if TYPE_CHECKING:  # receivables (DuckDB, pyarrow) load in the commands that use them:
+    # --help and the other commands start without them
+    import duckdb
+
+    from bss.receivables.adjustments import Movement
+    from bss.receivables.ageing import Ageing
 
 __all__ = ["register_receivables"]
 
@@ -49,11 +45,16 @@ def _day(text: str | None, what: str = "--date") -> date:
 
 def _ready(conn: duckdb.DuckDBPyConnection) -> None:
     """Bills issued before the ledger existed are posted first (see bill_entries)."""
+    from bss.db import transaction
+    from bss.receivables.bill_entries import post_unposted_bills
+
     with transaction(conn):
         post_unposted_bills(conn)
 
 
 def _movement(state: CliState, move: Movement, what: str) -> None:
+    from bss.receivables.amounts import format_minor
+
     out = {**asdict(move), "amount_text": move.amount_text,
            "balance_text": format_minor(move.balance, move.currency)}  # fmt: skip
     emit(state, out, f"{what} {move.reference}: {move.amount_text} {move.currency}, account "
@@ -70,6 +71,9 @@ def payments_add(
     currency: Annotated[str | None, typer.Option(help="default: the account's")] = None,
 ) -> None:
     """Record a payment received; adding the same reference again changes nothing."""
+    from bss.receivables.amounts import format_minor
+    from bss.receivables.payments import add_payment
+
     state = get_state(ctx)
     when = _day(date_)
     with database(state) as conn:
@@ -88,6 +92,10 @@ def accounts_balance(
     ctx: typer.Context, account: Annotated[str, typer.Argument(help="the billing account's id")]
 ) -> None:
     """What the account owes (negative: its credit), with every journal entry."""
+    from bss.customers import get_account
+    from bss.receivables.amounts import format_minor
+    from bss.receivables.journal import account_balance, entries_of
+
     state = get_state(ctx)
     with database(state) as conn:
         _ready(conn)
@@ -109,6 +117,8 @@ def accounts_balance(
 
 
 def _aged_out(aged: Ageing) -> dict[str, Any]:
+    from bss.receivables.amounts import format_minor
+
     cur = aged.currency
     return {
         "account": aged.account, "currency": cur, "balance": aged.balance,
@@ -128,6 +138,10 @@ def accounts_ageing(
     as_of: Annotated[str | None, typer.Option(help="YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Open amounts by days past due: current, 1-30, 31-60, 61-90, 90+ (per account)."""
+    from bss.customers import get_account
+    from bss.receivables.ageing import BUCKETS, age_accounts
+    from bss.receivables.amounts import format_minor
+
     state = get_state(ctx)
     when = _day(as_of, "--as-of")
     with database(state) as conn:
@@ -157,6 +171,9 @@ def accounts_dunning(
 ) -> None:
     """Move accounts between none, reminder, final notice and suspended by what is overdue;
     a suspension (and its end) is a product order on the account's products."""
+    from bss.receivables.amounts import format_minor
+    from bss.receivables.dunning import DunningPolicy, run_dunning
+
     state = get_state(ctx)
     when = _day(as_of, "--as-of")
     try:
@@ -190,6 +207,8 @@ def accounts_adjust(
     date_: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Move an account's balance by hand (a journal entry against 'adjustments')."""
+    from bss.receivables.adjustments import adjust_balance
+
     state = get_state(ctx)
     when = _day(date_)
     with database(state) as conn:
@@ -206,6 +225,8 @@ def accounts_write_off(
     date_: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Write off what an account owes (or part of it) as bad debt."""
+    from bss.receivables.adjustments import write_off
+
     state = get_state(ctx)
     when = _day(date_)
     with database(state) as conn:
@@ -232,6 +253,8 @@ def bills_credit(
     date_: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default today)")] = None,
 ) -> None:
     """Issue a credit note on a bill (the bill itself stays as issued)."""
+    from bss.receivables.credit_notes import credit_bill
+
     state = get_state(ctx)
     when = _day(date_)
     numbers = _line_numbers(lines) if lines is not None else None
