@@ -141,3 +141,21 @@ def test_query_stats_process_loads_no_duckdb_numba_rich_or_pydantic(tmp_path: Pa
     loaded = set(out["modules"])
     for heavy in ("duckdb", "numba", "bss.billing.run", "rich", "numpy.ma", "pydantic"):
         assert heavy not in loaded, f"query stats imported {heavy}"
+
+
+_HELP_RUN = """
+import json, sys
+from bss.cli.main import main
+try:
+    main(["--help"])
+except SystemExit as done:
+    assert done.code in (0, None), done.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_help_loads_no_numpy_pyarrow_duckdb_or_numba() -> None:
+    """``--help`` imports every command module: they load their engines in the commands."""
+    loaded = set(json.loads(_child(_HELP_RUN)))
+    for heavy in ("numpy", "pyarrow", "duckdb", "polars", "numba", "pydantic", "bss.billing.run"):
+        assert heavy not in loaded, f"--help imported {heavy}"
