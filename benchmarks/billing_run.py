@@ -19,7 +19,8 @@ large run needs ~10 GB of disk. The last line is one JSON object; ``cpu_s`` is t
 run's CPU (user + system, all threads of the process) and ``load`` the 1-minute load
 average at its end: on a shared machine compare CPU, and runs made side by side.
 ``--phases`` adds where the wall time goes: per step of the run (rating, the ledger's
-inserts on their thread, the duplicate check, the bills' writes, the digest; the commit is
+inserts and the duplicate check on their thread beside the lines, the bills' writes, the
+digest; the commit is
 the gap before ``_summary``), when it first started and last ended (seconds from the run's
 start), how long it was busy and how many calls: what overlaps shows as intervals that do.
 """
@@ -115,7 +116,8 @@ def _setup(ws_root: Path, accounts: int, records: int) -> None:
 #: (module, attribute) of the steps --phases times; a class attribute is "Class.method"
 _PHASES = [("bss.billing.run", n) for n in (
     "_start_pass", "product_charges", "_rate", "_labels", "_lines", "_totals", "drop_rows",
-    "unrecord_accounts", "plan_rerating", "check_repeats", "write_bills", "post_pass_bills",
+    "unrecord_accounts", "plan_rerating", "repeated_ids", "check_repeats", "write_bills",
+    "post_pass_bills",
     "bills_digest", "_summary")] + [("bss.billing.ledger", "BilledUsageFeed._take")]  # fmt: skip
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "check_repeats",
     "record_billed_usage",
     "record_one_time",
+    "repeated_ids",
     "unrecord_accounts",
     "write_bills",
 ]
@@ -161,12 +162,12 @@ def record_one_time(conn: duckdb.DuckDBPyConnection, one_time: pa.Table, bills: 
         conn.unregister("_one_time")
 
 
-def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    """Refuse the pass when a record id repeats among its rated parts (DuckDB groups them,
-    spilling to disk beyond its memory limit). The query reads the parts only, so it runs
-    on a connection of its own: ``conn`` stays free (in its transaction) meanwhile."""
+def repeated_ids(conn: duckdb.DuckDBPyConnection, files: list[str]) -> int:
+    """How many record ids repeat among ``files`` (DuckDB groups them, spilling to disk
+    beyond its memory limit). The query reads the parts only, so it runs on a connection
+    of its own: ``conn`` stays free (in its transaction) meanwhile."""
     if not files:
-        return
+        return 0
     cursor = conn.cursor()
     try:
         ((repeats,),) = cursor.execute(
@@ -176,6 +177,13 @@ def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Per
         ).fetchall()
     finally:
         cursor.close()
+    return int(repeats)
+
+
+def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
+    """Refuse the pass when a record id repeats among its rated parts
+    (:func:`repeated_ids`)."""
+    repeats = repeated_ids(conn, files)
     if repeats:
         raise BillingError(
             f"period {period.name}: {repeats} rated records repeat a record_id; refusing to "
@@ -219,16 +227,17 @@ class BilledUsageFeed:
     transaction rolled back by its owner). A part is published whole (written under a
     temporary name and renamed), and a part written again - a retried task - has the same
     rows, so each file is read once. The duplicate check (:func:`check_repeats`) runs
-    over all the parts once rating is done.
+    over all the parts once rating is done. ``defer``: leaving does not take the last
+    parts; :meth:`finish` does (on another thread, say, while the caller goes on).
     """
 
     #: seconds between two looks for new parts
     POLL = 0.25
 
     def __init__(self, conn: duckdb.DuckDBPyConnection, rated_root: Path, tag: str,
-                 period: Period, *, watch: bool = True) -> None:  # fmt: skip
+                 period: Period, *, watch: bool = True, defer: bool = False) -> None:  # fmt: skip
         self.conn, self.root, self.tag, self.period = conn, rated_root, tag, period
-        self.watch = watch
+        self.watch, self.defer = watch, defer
         self.files: list[str] = []  # recorded, in the order they were
         self._seen: set[str] = set()
         self._stop = threading.Event()
@@ -263,7 +272,13 @@ class BilledUsageFeed:
         self._stop.set()
         if self.watch:
             self._thread.join()
-        if kind is None:
-            if self._error is not None:
-                raise self._error
-            self._take()  # the parts published since the thread's last look
+        if kind is None and not self.defer:
+            self.finish()
+
+    def finish(self) -> list[str]:
+        """Once left: take the parts published since the thread's last look (an error of
+        the thread is raised here); returns every part recorded."""
+        if self._error is not None:
+            raise self._error
+        self._take()
+        return self.files

@@ -55,6 +55,7 @@ from bss.billing.ledger import (
     BilledUsageFeed,
     check_repeats,
     record_one_time,
+    repeated_ids,
     unrecord_accounts,
     write_bills,
 )
@@ -279,6 +280,12 @@ def _totals(lines: pa.Table, accounts: pa.Table, policy: RoundingPolicy) -> Bill
     )
 
 
+def _ledger_and_repeats(conn: duckdb.DuckDBPyConnection, feed: BilledUsageFeed) -> int:
+    """The rated parts not in the ledger yet go in; returns how many record ids repeat
+    among all of the pass's parts."""
+    return repeated_ids(conn, feed.finish())
+
+
 def _billed_accounts(conn: duckdb.DuckDBPyConnection, period: Period) -> np.ndarray:
     rows = conn.execute("SELECT DISTINCT account_id FROM bill WHERE period = ?",
                         [period.name]).fetchall()  # fmt: skip
@@ -339,50 +346,50 @@ def run_billing(
             # days are rated (the driver's cores are free meanwhile). In this process the
             # rating keeps both cores busy itself (1.7 of 2 at 10M records): there the
             # ledger beside it slowed the run, so it takes the parts once rating is done.
-            # Nothing else uses the connection until then.
+            # Nothing else uses the connection until the ledger is done.
             watch = client is not None
-            with BilledUsageFeed(conn, workspace.rated, plan.tag, period, watch=watch) as feed:
-                outcome = _rate(workspace, bill, executor, chunk_rows, buckets, billable)
             labels = _labels(conn)
             already = _billed_accounts(conn, period)
-            # and after: usage in another currency, amounts beyond exact money
-            late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges,
-                                             accounts)  # fmt: skip
-            skip = accounts_of(early + late)
-            empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
-            first_skip = skip
-            first_lines = _lines(charges, outcome, labels, empty, accounts, skip, policy)
-            first = _totals(first_lines, accounts, policy)
-            late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
-            exceptions = sorted(early + late)
-            skip = accounts_of(exceptions)
-            ids, names = accounts.column("id"), accounts.column("external_id")
-            external = dict(zip(ids.to_pylist(), names.to_pylist(), strict=True))
-            listed = [{"account": external.get(e.account_id, str(e.account_id)),
-                       "account_id": e.account_id, "reason": e.reason, "message": e.message}
-                      for e in exceptions]  # fmt: skip
+            with BilledUsageFeed(conn, workspace.rated, plan.tag, period, watch=watch,
+                                 defer=True) as feed:  # fmt: skip
+                outcome = _rate(workspace, bill, executor, chunk_rows, buckets, billable)
+            with ThreadPoolExecutor(max_workers=1) as db:
+                # the last parts go into the ledger, then DuckDB looks for a repeated
+                # record id among them (on a connection of its own, within its memory
+                # limit), on a thread while the bills' lines are made here
+                ledger = db.submit(_ledger_and_repeats, conn, feed)
+                # and after: usage in another currency, amounts beyond exact money
+                late = usage_currency_exceptions(outcome.partial.usage, outcome.period_charges,
+                                                 accounts)  # fmt: skip
+                skip = accounts_of(early + late)
+                empty = ADJUSTMENT_SUM_SCHEMA.empty_table()
+                first_skip = skip
+                first_lines = _lines(charges, outcome, labels, empty, accounts, skip, policy)
+                first = _totals(first_lines, accounts, policy)
+                late += amount_exceptions(first.account_id, first.excl, first.incl, first.bound)
+                exceptions = sorted(early + late)
+                skip = accounts_of(exceptions)
+                ids, names = accounts.column("id"), accounts.column("external_id")
+                external = dict(zip(ids.to_pylist(), names.to_pylist(), strict=True))
+                listed = [{"account": external.get(e.account_id, str(e.account_id)),
+                           "account_id": e.account_id, "reason": e.reason,
+                           "message": e.message} for e in exceptions]  # fmt: skip
+                repeats = ledger.result()
             if plan.supplementary and not len(first.without(skip).account_id):
                 raise _NothingToBillError(listed, exceptions)  # its ledger entries roll back
             # accounts set aside after rating: out of the ledger and the rated parts
             unrecord_accounts(conn, feed.files, period, accounts_of(late))
             dropped = drop_rows([Path(f) for f in feed.files], "account_id", accounts_of(late))
             rated_files = sorted(f for f in feed.files if Path(f).exists())
-            rerating = (
-                plan_rerating(conn, workspace, period, tariffs, tags_of=plan.tags_of,
-                              scratch=bill.scratch, chunk_rows=chunk_rows)
-                if plan.pass_no == 1 else None
-            )  # fmt: skip
-            pa.default_memory_pool().release_unused()  # the chunks' buffers
-            with ThreadPoolExecutor(max_workers=1) as db:
-                # DuckDB checks the rated records for a repeated id (on a connection of its
-                # own: it reads the parts, not the tables) while a corrected period is
-                # re-rated here; it stays within its memory limit, so the check runs before
-                # the bills (beside them, unlimited, it raised the peak past 1.5 GB)
-                repeats = db.submit(check_repeats, conn, rated_files, period)
-                adjustments = None
+            if repeats:  # refused unless the repeats were all of accounts set aside
+                check_repeats(conn, rated_files, period)
+            adjustments = None
+            if plan.pass_no == 1:
+                rerating = plan_rerating(conn, workspace, period, tariffs, tags_of=plan.tags_of,
+                                         scratch=bill.scratch, chunk_rows=chunk_rows)  # fmt: skip
                 if rerating is not None:
+                    pa.default_memory_pool().release_unused()  # the chunks' buffers
                     adjustments = rerating.run(executor, bill.subscriptions, tariffs)
-                repeats.result()  # a repeat refuses the whole pass before any bill
             sums = adjustments.partial.sums if adjustments else empty
             if sums.num_rows == 0 and np.array_equal(skip, first_skip):
                 lines, totals = first_lines, first  # the same inputs: made once

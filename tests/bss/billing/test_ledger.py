@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bss.billing.ledger import BilledUsageFeed, check_repeats, unrecord_accounts
+from bss.billing.ledger import BilledUsageFeed, check_repeats, repeated_ids, unrecord_accounts
 from bss.billing.period import parse_period
 from bss.db import transaction
 from bss.errors import BillingError
@@ -138,3 +138,19 @@ def test_unwatched_parts_are_recorded_on_leaving(
         assert feed.files == []  # nothing is taken while the rating runs
     assert len(feed.files) == 2
     assert [r[:2] for r in _ledger(conn)] == [(1, 7), (2, 8), (3, 7)]
+
+
+def test_a_deferred_feed_takes_the_last_parts_when_finished(
+    conn: duckdb.DuckDBPyConnection, workspace: WorkspacePaths
+) -> None:
+    feed = BilledUsageFeed(conn, workspace.rated, "2026-10", PERIOD, watch=False, defer=True)
+    with transaction(conn):
+        with feed, _writer(workspace, "run-2026-10") as out:
+            out.write(_rated([1, 2], [7, 8], DAY))
+        assert feed.files == []  # left, nothing taken yet
+        assert _ledger(conn) == []
+        files = feed.finish()
+    assert len(files) == 1
+    assert [r[:2] for r in _ledger(conn)] == [(1, 7), (2, 8)]
+    assert repeated_ids(conn, files) == 0
+    assert repeated_ids(conn, files + files) == 2  # the same part twice: both ids repeat
