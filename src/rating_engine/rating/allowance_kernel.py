@@ -13,7 +13,60 @@ from rating_engine.rating.batch_kernel import outputs
 from rating_engine.rating.kernel import rate_records
 from rating_engine.rating.record_text import MIXED
 
-__all__ = ["allowance_slots", "apply_allowances"]
+__all__ = ["allowance_slots", "apply_allowances", "time_order"]
+
+#: Runs at most this long are ordered by insertion (longer ones by a merge sort).
+_SHORT = 32
+
+
+@njit(cache=True, nogil=True)
+def _by_key(order: np.ndarray, lo: int, hi: int, key: np.ndarray) -> None:
+    """Order ``order[lo:hi]`` by ``key`` of its values, stably, in place."""
+    if hi - lo <= _SHORT:
+        for i in range(lo + 1, hi):
+            v = order[i]
+            j = i - 1
+            while j >= lo and key[order[j]] > key[v]:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = v
+        return
+    run = order[lo:hi].copy()
+    order[lo:hi] = run[np.argsort(key[run], kind="mergesort")]
+
+
+@njit(cache=True, nogil=True)
+def time_order(sub: np.ndarray, start: np.ndarray, rid: np.ndarray, s_lo: int,
+               n_sub: int) -> np.ndarray:  # fmt: skip
+    """``np.lexsort((rid, start, sub))`` for subscription ids in ``s_lo .. s_lo + n_sub``:
+    the records counted into their subscriptions (one pass, no sort), then each
+    subscription's few records ordered by start time and the equal times by record id."""
+    n = sub.shape[0]
+    first = np.zeros(n_sub + 1, np.int64)
+    for i in range(n):
+        first[sub[i] - s_lo + 1] += 1
+    for s in range(n_sub):
+        first[s + 1] += first[s]
+    at = first[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):  # ascending i: ties on all three keys keep their input order
+        s = sub[i] - s_lo
+        order[at[s]] = i
+        at[s] += 1
+    for s in range(n_sub):
+        lo, hi = first[s], first[s + 1]
+        if hi - lo < 2:
+            continue
+        _by_key(order, lo, hi, start)
+        k = lo
+        while k < hi:  # runs of equal start times: by record id
+            e = k + 1
+            while e < hi and start[order[e]] == start[order[k]]:
+                e += 1
+            if e - k > 1:
+                _by_key(order, k, e, rid)
+            k = e
+    return order
 
 
 @njit(cache=True, nogil=True)

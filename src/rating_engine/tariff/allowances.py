@@ -18,7 +18,7 @@ import numba
 import numpy as np
 import pyarrow as pa
 
-from rating_engine.rating.allowance_kernel import allowance_slots, apply_allowances
+from rating_engine.rating.allowance_kernel import allowance_slots, apply_allowances, time_order
 from rating_engine.tariff.plan import SVC_VOICE, RatingPlan
 
 __all__ = ["LEDGER_SCHEMA", "AllowanceState", "consume_allowances"]
@@ -131,12 +131,16 @@ def _cuts(subs_in_order: np.ndarray) -> list[int]:
 
 
 def _time_order(sub: np.ndarray, start: np.ndarray, rid: np.ndarray) -> np.ndarray:
-    """``np.lexsort((rid, start, sub))``: (subscription, start) packed in one int64 key
-    and sorted once, then the rare runs of equal keys ordered by record id (a 3-key
-    lexsort costs ~4x one sort: ~1 s of CPU per 2M records)."""
+    """``np.lexsort((rid, start, sub))``. Subscription ids within a few times the records'
+    count: counted into subscriptions and each one's records sorted (:func:`time_order`;
+    ~8x faster than one sort of 300k records); else (subscription, start) packed in one
+    int64 key and sorted once, then the rare runs of equal keys ordered by record id (a
+    3-key lexsort costs ~4x one sort: ~1 s of CPU per 2M records)."""
     if len(sub) == 0:
         return np.zeros(0, np.int64)
     s_lo, s_hi = int(sub.min()), int(sub.max())
+    if s_hi - s_lo < 4 * len(sub) + 1024:  # dense ids: counted into subscriptions, no sort
+        return time_order(sub, start, rid, s_lo, s_hi - s_lo + 1)
     t_lo, t_hi = int(start.min()), int(start.max())
     span = t_hi - t_lo + 1
     if (s_hi - s_lo + 1) * span >= 1 << 63:
