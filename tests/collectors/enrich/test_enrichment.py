@@ -365,9 +365,9 @@ def test_dense_slash16_lookups_equal_a_plain_search() -> None:
     assert got == [plain(p) for p in sorted(probes)]
     # 10.0/16 has a per-/24 table holding answers (none, a range) and searches; 200.0/16 not
     index = nets.index
-    assert index.top[10 << 8] >> 62 == 2
-    assert index.top[200 << 8] >> 62 == 1
-    entries = index.sub[int(index.top[10 << 8]) & 0xFFFF_FFFF :][:256]
+    assert index.top[10] >> 62 == 2  # a.b at a + 256 b
+    assert index.top[200] >> 62 == 1
+    entries = index.sub[int(index.top[10]) & 0xFFFF_FFFF :][:256]
     assert {0, 1} == set((entries >> 62).tolist())
     assert (entries == 0).any()
     assert ((entries > 0) & (entries >> 62 == 0)).any()
