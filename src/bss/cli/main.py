@@ -290,9 +290,41 @@ def _corrupt_message(exc: BaseException) -> str:
     )
 
 
+#: Command words whose process ends without the interpreter's teardown (:func:`_exit_now`):
+#: read-only commands - no file or database open for writing, no temporary folder, no
+#: cluster left (a --scheduler client is closed when the command returns).
+_NO_TEARDOWN = frozenset({"query"})
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    word = _command_word(args)
+    try:
+        _run(args, word)
+    except SystemExit as done:
+        if argv is None and word in _NO_TEARDOWN:  # the process itself, not a caller's
+            _exit_now(done.code)
+        raise
+
+
+def _exit_now(code: object) -> None:
+    """End the process with ``code`` once its output is flushed, skipping the interpreter's
+    teardown: freeing every module of numpy, pyarrow, polars and typer object by object
+    took ~50 ms CPU after a query had printed its answer. Returns (the usual exit then
+    follows) for a code that is not a number or an output that cannot be flushed (a
+    closed pipe), so those end exactly as before."""
+    if code is not None and not isinstance(code, int):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code or 0)
+
+
+def _run(args: list[str], word: str | None) -> None:
     state = CliState(debug="--debug" in args, json="--json" in args)
     _numba_cache_outside_site_packages()
     _one_blas_thread()
@@ -300,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
         # standalone mode: usage errors, --help and Ctrl-C are handled and exit by the CLI
         # framework itself; our own errors and the machine's come out here. Under --json a
         # usage error comes out too, to be one JSON object like every other error.
-        code = build_cli(_command_word(args)).main(
+        code = build_cli(word).main(
             args=args, prog_name="rating-engine", obj=state, standalone_mode=not state.json
         )
         raise SystemExit(code if isinstance(code, int) else 0)

@@ -159,3 +159,30 @@ def test_help_loads_no_numpy_pyarrow_duckdb_or_numba() -> None:
     loaded = set(json.loads(_child(_HELP_RUN)))
     for heavy in ("numpy", "pyarrow", "duckdb", "polars", "numba", "pydantic", "bss.billing.run"):
         assert heavy not in loaded, f"--help imported {heavy}"
+
+
+_CONSOLE_RUN = """
+import atexit, sys
+atexit.register(lambda: print("teardown", file=sys.stderr))
+from bss.cli.main import main
+sys.argv[1:] = sys.argv[2:]  # as the console script: main() reads sys.argv
+main()
+"""
+
+
+def test_query_process_ends_without_teardown_after_its_whole_output(tmp_path: Path) -> None:
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    write_partitioned(_flows(200), paths.flows, time_column="flow_start", part_name="t")
+
+    def console(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _CONSOLE_RUN, "-", *argv],
+                              capture_output=True, text=True)  # fmt: skip
+
+    listing = console("-w", str(paths.root), "query", "list", "-o", "csv", "-c", "200")
+    assert (listing.returncode, len(listing.stdout.splitlines())) == (0, 201)
+    assert "teardown" not in listing.stderr  # the atexit hooks were skipped
+    refused = console("-w", str(paths.root), "query", "top", "-n", "0", "--json")
+    assert (refused.returncode, "teardown" in refused.stderr) == (2, False)
+    assert json.loads(refused.stdout)["error"]["kind"] == "UsageError"
+    other = console("--version")  # not a query: the interpreter's usual exit
+    assert (other.returncode, "teardown" in other.stderr) == (0, True)
