@@ -13,11 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from package_data import MAPPINGS
 
-from collectors.cdr.csv_files import RawLines, ScanPoints
+from collectors.cdr.csv_files import MappedBlocks, RawLines, ScanPoints
 from collectors.cdr.ingest import _MIN_SPLIT, ingest_cdr_files
 from collectors.cdr.kernels import record_id_reference, record_ids
 from collectors.cdr.ledger import IngestLedger, LedgerEntry
 from collectors.cdr.mapping import NumberRules, TimeSpec, load_mapping
+from collectors.cdr.reader import read_cdr_file
 from collectors.cdr.transforms import normalise_numbers, normalise_numbers_reference, parse_times
 from collectors.dataset import dataset_files, read_dataset
 from collectors.schemas import USAGE_SCHEMA
@@ -215,3 +216,30 @@ def test_raw_lines_scanners_share_where_records_start(tmp_path: Path) -> None:
     assert second.fetch(np.array([33, 32])) == [lines[32].encode(), lines[31].encode()]
     assert second.fetch(np.array([2])) == [lines[1].encode()]
     assert first.fetch(np.array([36, 25])) == [lines[35].encode(), lines[24].encode()]
+
+
+# --- the file read as mapped blocks ------------------------------------------------------
+
+
+def test_mapped_blocks_read_the_file_block_by_block(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1000 + b"tail"  # blocks start off the mapping granularity
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    stream = MappedBlocks(path)
+    got = [bytes(stream.read(n)) for n in (1, 4095, 70_001, 3)]
+    assert b"".join(got) == data[:74_100]
+    assert stream.tell() == 74_100
+    assert bytes(stream.read()) == data[74_100:]
+    assert stream.read(10) == b""
+    stream.close()
+    assert stream.closed
+
+
+def test_rows_read_through_mapped_blocks_with_records_across_blocks(tmp_path: Path) -> None:
+    # 300 records in 256-byte blocks: most records straddle two blocks, some three mappings
+    path = tmp_path / "cdr.csv"
+    path.write_text("\n".join([HEADER, *_rows(300)]) + "\n")
+    chunks = list(read_cdr_file(path, GENERIC, block_size=256))
+    usage = pa.concat_tables([c.usage for c in chunks])
+    assert usage.column("record_key").to_pylist() == [f"k{i}" for i in range(300)]
+    assert usage.column("source_line").to_pylist() == list(range(2, 302))
