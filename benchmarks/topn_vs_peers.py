@@ -10,10 +10,14 @@ The same synthetic IPv4 flows are
 - sent as NetFlow v5 datagrams over loopback to a real ``nfcapd``, which writes its own
   files (uncompressed, its fastest to read); then ``nfdump -R dir -s srcip/bytes -n 10``.
 The received flow count is checked against what was sent, and the top-10 lists of all
-engines are compared. Times are wall clock, best of ``--repeat`` warm runs (Numba's
-compile warmed up first); the CPU seconds of each best run are reported too, since on a
-shared machine the wall clock depends on the load (also reported). Last line: one JSON
-object.
+engines are compared. Ours is the library call (``top_n_dataset`` /
+``bucket_traffic_dataset``) with the engine it chooses in this process (polars is loaded
+here, as the peer: plain keys are summed by one polars scan). After one warm-up round
+the engines run in turn (ours, nfdump, DuckDB, polars, ours, ...) for ``--repeat``
+rounds; times are wall clock medians, ratios the median of the per-round ratios peer /
+ours (> 1: ours is faster), CPU seconds medians too (the wall clock depends on the
+shared machine's load, reported before and after). ``vs_duckdb`` gives each
+statistic's ratio. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -150,16 +156,25 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _best(fn: Any, repeat: int) -> tuple[float, Any, float]:
-    """(best wall seconds, last result, CPU seconds of that best run)."""
-    best, result, cpu_best = float("inf"), None, float("inf")
+def _alternate(
+    runs: dict[str, Callable[[], Any]], repeat: int
+) -> tuple[dict[str, float], dict[str, Any], dict[str, float], dict[str, float]]:
+    """Each of ``runs`` once to warm up, then in turn for ``repeat`` rounds: (median wall
+    seconds, last results, median CPU seconds, median per-round ratio to ``ours``)."""
+    results = {who: fn() for who, fn in runs.items()}
+    walls: dict[str, list[float]] = {who: [] for who in runs}
+    cpus: dict[str, list[float]] = {who: [] for who in runs}
     for _ in range(repeat):
-        c, t = _cpu(), time.perf_counter()
-        result = fn()
-        wall, cpu = time.perf_counter() - t, _cpu() - c
-        if wall < best:
-            best, cpu_best = wall, cpu
-    return best, result, cpu_best
+        for who, fn in runs.items():
+            c, t = _cpu(), time.perf_counter()
+            results[who] = fn()
+            walls[who].append(time.perf_counter() - t)
+            cpus[who].append(_cpu() - c)
+    med = {who: statistics.median(v) for who, v in walls.items()}
+    cpu = {who: statistics.median(v) for who, v in cpus.items()}
+    ratio = {who: statistics.median([p / o for p, o in zip(v, walls["ours"], strict=True)])
+             for who, v in walls.items()}  # fmt: skip
+    return med, results, cpu, ratio
 
 
 def _ip(b: bytes) -> str:
@@ -195,36 +210,20 @@ def main() -> None:
             marker.write_text(json.dumps(nf))
             del flows
 
+        load_before = round(os.getloadavg()[0], 2)
         t = time.perf_counter()
         top_n_dataset(pq_dir, "src_addr", "bytes", 10)
         warm_s = time.perf_counter() - t
-        ours_s, ours, ours_cpu = _best(
-            lambda: top_n_dataset(pq_dir, "src_addr", "bytes", 10), args.repeat
-        )
-        ours_top = [(_ip(r["src_addr"]), r["bytes"]) for r in ours.to_pylist()]
 
         nf_cmd = ["nfdump", "-R", str(nf_dir), "-s", "srcip/bytes", "-n", "10", "-o", "csv"]
-        nf_s, nf_out, nf_cpu = _best(
-            lambda: subprocess.run(nf_cmd, capture_output=True, text=True, check=True).stdout,
-            args.repeat,
-        )
-        nf_top = []
-        for line in nf_out.splitlines():
-            parts = line.split(",")
-            # csv stat lines: ts,te,td,pr,val,fl,flP,ipkt,ipktP,ibyt,ibytP,...
-            if len(parts) > 10 and parts[4].count(".") == 3:
-                nf_top.append((parts[4], int(parts[9])))
-
         glob = str(pq_dir / "**" / "*.parquet")
         con = duckdb.connect()
         con.execute("SET threads = 2")
+        con.execute("SET TimeZone = 'UTC'")
         sql = (
             f"SELECT src_addr, sum(bytes)::UBIGINT AS b FROM read_parquet('{glob}', "
             "hive_partitioning = true) GROUP BY src_addr ORDER BY b DESC, src_addr LIMIT 10"
         )
-        duck_s, duck, duck_cpu = _best(lambda: con.execute(sql).fetchall(), args.repeat)
-        duck_top = [(_ip(bytes(a)), int(b)) for a, b in duck]
-
         lazy = (
             pl.scan_parquet(glob, hive_partitioning=True)
             .group_by("src_addr")
@@ -232,16 +231,30 @@ def main() -> None:
             .sort(["bytes", "src_addr"], descending=[True, False])
             .head(10)
         )
-        pol_s, pol, pol_cpu = _best(lambda: lazy.collect(), args.repeat)
-        pol_top = [(_ip(a), int(b)) for a, b in pol.iter_rows()]
+        med, got, cpu, ratio = _alternate(
+            {
+                "ours": lambda: top_n_dataset(pq_dir, "src_addr", "bytes", 10),
+                "nfdump": lambda: (
+                    subprocess.run(nf_cmd, capture_output=True, text=True, check=True).stdout
+                ),
+                "duckdb": lambda: con.execute(sql).fetchall(),
+                "polars": lambda: lazy.collect(),
+            },
+            args.repeat,
+        )
+        ours_s, nf_s, duck_s, pol_s = (med[w] for w in ("ours", "nfdump", "duckdb", "polars"))
+        ours_top = [(_ip(r["src_addr"]), r["bytes"]) for r in got["ours"].to_pylist()]
+        nf_top = []
+        for line in got["nfdump"].splitlines():
+            parts = line.split(",")
+            # csv stat lines: ts,te,td,pr,val,fl,flP,ipkt,ipktP,ibyt,ibytP,...
+            if len(parts) > 10 and parts[4].count(".") == 3:
+                nf_top.append((parts[4], int(parts[9])))
+        duck_top = [(_ip(bytes(a)), int(b)) for a, b in got["duckdb"]]
+        pol_top = [(_ip(a), int(b)) for a, b in got["polars"].iter_rows()]
 
         # time buckets: bytes, packets and flows per destination port and hour (epoch
         # hours, UTC), renormalised, ordered by bucket then key - `query buckets` vs SQL
-        bucket_dataset(pq_dir, "dst_port", "hour")
-        ours_b_s, ours_b, ours_b_cpu = _best(
-            lambda: bucket_dataset(pq_dir, "dst_port", "hour"), args.repeat
-        )
-        con.execute("SET TimeZone = 'UTC'")
         mult = "greatest(coalesce(sampling_interval, 1), 1)"
         bucket_sql = (
             f"SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS h, "
@@ -249,11 +262,15 @@ def main() -> None:
             f"FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY ALL "
             "ORDER BY h, dst_port"
         )
-        duck_b_s, duck_b, duck_b_cpu = _best(lambda: con.execute(bucket_sql).fetchall(),
-                                             args.repeat)  # fmt: skip
+        med_b, got_b, cpu_b, ratio_b = _alternate(
+            {"ours": lambda: bucket_dataset(pq_dir, "dst_port", "hour"),
+             "duckdb": lambda: con.execute(bucket_sql).fetchall()},
+            args.repeat,
+        )  # fmt: skip
+        ours_b_s, duck_b_s = med_b["ours"], med_b["duckdb"]
         ours_rows = [(r["dst_port"], r["bucket_start"], r["bytes"], r["packets"], r["flows"])
-                     for r in ours_b.to_pylist()]  # fmt: skip
-        duck_rows = [(p, h, int(b), int(k), int(f)) for p, h, b, k, f in duck_b]
+                     for r in got_b["ours"].to_pylist()]  # fmt: skip
+        duck_rows = [(p, h, int(b), int(k), int(f)) for p, h, b, k, f in got_b["duckdb"]]
 
         n = args.flows
         agree = ours_top == duck_top == pol_top
@@ -268,23 +285,24 @@ def main() -> None:
             "nfdump_flows_per_s": round(n / nf_s),
             "duckdb_flows_per_s": round(n / duck_s),
             "polars_flows_per_s": round(n / pol_s),
-            "ratio_vs_nfdump": round(nf_s / ours_s, 2),
-            "ratio_vs_duckdb": round(duck_s / ours_s, 2),
-            "ratio_vs_polars": round(pol_s / ours_s, 2),
+            "ratio_vs_nfdump": round(ratio["nfdump"], 2),
+            "ratio_vs_duckdb": round(ratio["duckdb"], 2),
+            "ratio_vs_polars": round(ratio["polars"], 2),
             "target_ratio_vs_nfdump": 2.0,
             "buckets_ours_flows_per_s": round(n / ours_b_s),
             "buckets_duckdb_flows_per_s": round(n / duck_b_s),
-            "buckets_ratio_vs_duckdb": round(duck_b_s / ours_b_s, 2),
-            "buckets_cpu_s": {"ours": round(ours_b_cpu, 3), "duckdb": round(duck_b_cpu, 3)},
+            "buckets_ratio_vs_duckdb": round(ratio_b["duckdb"], 2),
+            "buckets_cpu_s": {"ours": round(cpu_b["ours"], 3), "duckdb": round(cpu_b["duckdb"], 3)},
             "buckets_agree_duckdb": ours_rows == duck_rows,
-            "load_average_1m": round(os.getloadavg()[0], 2),
-            "cpu_s": {
-                "ours": round(ours_cpu, 3),
-                "nfdump": round(nf_cpu, 3),
-                "duckdb": round(duck_cpu, 3),
-                "polars": round(pol_cpu, 3),
+            "vs_duckdb": {
+                "top_src_ip": round(ratio["duckdb"], 2),
+                "buckets_dst_port_hour": round(ratio_b["duckdb"], 2),
             },
-            "cpu_ratio_vs_nfdump": round(nf_cpu / ours_cpu, 2),
+            "load_average_1m_before": load_before,
+            "load_average_1m": round(os.getloadavg()[0], 2),
+            "cpu_s": {who: round(v, 3) for who, v in cpu.items()},
+            "cpu_ratio_vs_nfdump": round(cpu["nfdump"] / cpu["ours"], 2),
+            "cpu_ratio_vs_duckdb": round(cpu["duckdb"] / cpu["ours"], 2),
             "top_agree_ours_duckdb_polars": agree,
             "top_agree_nfdump": nf_top == ours_top,
             "ours_first_run_s": round(warm_s, 3),

@@ -47,6 +47,7 @@ from rating_engine.traffic.flow_query import (
     numpy_array,
     parts_in_window,
     plain_columns,
+    prefer_polars,
     scan_flows,
 )
 
@@ -227,11 +228,6 @@ def _chunks(
 #: Which engine aggregates a query: None chooses (see :func:`_engine`); tests set
 #: "arrow", "kernels" or "polars" to compare them.
 ENGINE: str | None = None
-#: A one-shot process (polars not loaded yet) groups by polars from this many bytes of
-#: Parquet in the window: its import (~0.12 s CPU) is then paid back (whole processes,
-#: polars / Arrow, load ~11: 18 MB by port 1.02x wall 0.96x CPU, by address 0.91x /
-#: 0.86x; 80 MB 0.76x / 0.84x and 0.80x / 0.87x).
-_POLARS_BYTES = 16 << 20
 
 
 def _engine(key: tuple[str, ...], window_bytes: Callable[[], int] | None = None) -> str:
@@ -241,22 +237,17 @@ def _engine(key: tuple[str, ...], window_bytes: Callable[[], int] | None = None)
     (whole processes); ``window_bytes``: the size of the window's Parquet, if asked.
 
     Subscriptions and prefixes need the kernels (IP-block index, masks). Plain keys go
-    to polars once it is loaded (a filter was compiled, a notebook, a second query): it
-    reads, filters and groups in one multi-threaded pass; 3M flows in 24 hourly files
-    (load 7-11): CPU 0.37 s by address (Arrow 0.44, kernels 0.53, DuckDB 0.45), 0.11 s
-    by port (0.14, 0.14, 0.13), 0.97 s by conversation (1.46, 1.42, 1.31), and 1.5-2x
-    less wall time than Arrow's scan and grouping. A one-shot ``rating-engine query``
-    loads neither Numba (~0.5 s CPU with its kernels: more than they save) nor, for a
-    small window, polars (~0.12 s CPU); from ``_POLARS_BYTES`` of Parquet its import is
-    paid back.
+    to polars where :func:`~rating_engine.traffic.flow_query.prefer_polars` says (it is
+    loaded, or the window is large; one address goes to the kernels once Numba is
+    loaded), else to the kernels when Numba is loaded, else to Arrow: a one-shot
+    ``rating-engine query`` does not load Numba (~0.5 s CPU with its kernels: more than
+    they save).
     """
     if plain_columns(key) is None:
         return "kernels"
     if ENGINE is not None:
         return ENGINE
-    if "polars" in sys.modules:
-        return "polars"
-    if window_bytes is not None and window_bytes() >= _POLARS_BYTES:
+    if prefer_polars(plain_columns(key) or [], window_bytes):
         return "polars"
     return "kernels" if "numba" in sys.modules else "arrow"
 

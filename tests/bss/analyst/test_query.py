@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bss.analyst.query as query
+import rating_engine.traffic.flow_query as flow_query
 from bss.analyst.query import (
     BY_KEYS,
     address_text,
@@ -379,8 +380,9 @@ def test_property_engines_agree(
 
 def test_engine_choice(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
     """Subscriptions and prefixes always go to the kernels; plain keys to polars once it
-    is loaded, or when the window holds enough Parquet to pay for its import; else to
-    the kernels when Numba is loaded, else to Arrow."""
+    is loaded, or when the window holds enough Parquet to pay for its import (one
+    address: the kernels once Numba is loaded); else to the kernels when Numba is
+    loaded, else to Arrow."""
     import sys
 
     import numba  # noqa: F401  (loaded, then hidden below)
@@ -392,13 +394,15 @@ def test_engine_choice(flows_ws: tuple[WorkspacePaths, pa.Table]) -> None:
 
     assert query._engine(BY_KEYS["src_prefix"]) == "kernels"
     assert query._engine(BY_KEYS["subscription"]) == "kernels"
-    assert query._engine(BY_KEYS["src_ip"]) == "polars"  # loaded by this test module
+    assert query._engine(BY_KEYS["src_ip"]) == "kernels"  # one address, Numba loaded
+    assert query._engine(BY_KEYS["pair"]) == "polars"  # loaded by this test module
+    assert query._engine(BY_KEYS["dst_port"]) == "polars"
     with pytest.MonkeyPatch.context() as mp:
         mp.delitem(sys.modules, "polars")
         assert query._engine(BY_KEYS["pair"], window) == "kernels"
         mp.delitem(sys.modules, "numba")
         assert query._engine(BY_KEYS["src_ip"], window) == "arrow"
         assert query._engine(BY_KEYS["output_if"]) == "arrow"
-        mp.setattr(query, "_POLARS_BYTES", 1)
+        mp.setattr(flow_query, "_POLARS_BYTES", 1)
         assert query._engine(BY_KEYS["dst_port"], window) == "polars"
         assert query._engine(BY_KEYS["dst_port"], int) == "arrow"  # nothing in the window

@@ -43,13 +43,35 @@ def dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.mark.parametrize("engine", ["kernels", "polars"])
 @pytest.mark.parametrize("window", [None, (T0_US + DAY_US // 2, T0_US + 2 * DAY_US)])
-@pytest.mark.parametrize("by", ["src_addr", "dst_port", "src_prefix"])
+@pytest.mark.parametrize("by", ["src_addr", "dst_port", "src_prefix", ["dst_addr", "src_port"]])
 def test_top_n_dataset_equals_in_memory(
-    dataset: Path, window: tuple[int, int] | None, by: str
+    dataset: Path,
+    window: tuple[int, int] | None,
+    by: str | list[str],
+    engine: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    got = top_n_dataset(dataset, by, "bytes", 5, window)
-    assert got.equals(top_n(_table(), by, "bytes", 5, window))
+    monkeypatch.setattr(flow_query, "ENGINE", engine)  # prefixes: kernels either way
+    for metric, n in (("bytes", 5), ("flows", 3), ("packets", 1000)):
+        got = top_n_dataset(dataset, by, metric, n, window)
+        assert got.equals(top_n(_table(), by, metric, n, window)), metric
+
+
+@pytest.mark.parametrize("bucket", [None, "hour", 100_000])
+@pytest.mark.parametrize("key", ["dst_addr", "src_port", ["src_addr", "dst_port"], "input_if"])
+def test_bucket_traffic_dataset_by_polars_equals_the_kernels(
+    dataset: Path, key: str | list[str], bucket: str | int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Summed by polars, a plain key's buckets are the kernels': values, types, order."""
+    window = (T0_US + 50_000, T0_US + 350_000)  # the flows start within 0.4 s of T0
+    got = {}
+    for engine in ("kernels", "polars"):
+        monkeypatch.setattr(flow_query, "ENGINE", engine)
+        got[engine] = bucket_traffic_dataset(dataset, key, bucket, window=window)
+    assert got["polars"].equals(got["kernels"])
+    assert got["polars"].equals(bucket_traffic(_table(), key, bucket, window=window))
 
 
 def test_bucket_traffic_dataset_equals_in_memory(dataset: Path) -> None:
