@@ -22,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +36,7 @@ from collectors.flows.sequence import SequenceTracker
 from collectors.netflow.template_session import TemplateSession
 from collectors.netflow.v5 import STATUS_REASONS, decode_legacy_many, pack_datagrams
 
-__all__ = ["DecodeOutcome", "FlowDecoder"]
+__all__ = ["DecodeOutcome", "FlowDecoder", "PackedDatagrams"]
 
 log = logging.getLogger(__name__)
 _STATE_VERSION = 1
@@ -51,6 +51,36 @@ class DecodeOutcome:
     counters: pa.RecordBatch | None
     rejected: list[tuple[int, str, str]] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
+
+
+class PackedDatagrams(Sequence[bytes]):
+    """Datagrams already back to back in one uint8 array: datagram ``i`` is
+    ``buf[offsets[i]:offsets[i + 1]]`` (``offsets``: int64, one more than datagrams).
+
+    :meth:`FlowDecoder.decode_many` decodes them in place (no per-datagram ``bytes``,
+    no second packing); indexing gives a datagram as bytes (a copy), for the rare paths
+    that keep one (quarantine, sFlow, held v9/IPFIX data)."""
+
+    def __init__(self, buf: np.ndarray, offsets: np.ndarray) -> None:
+        if buf.dtype != np.uint8 or buf.ndim != 1 or offsets.dtype != np.int64:
+            raise ValueError("PackedDatagrams takes a uint8 buffer and int64 offsets")
+        self.buf, self.offsets = buf, offsets
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0]) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> bytes: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[bytes]: ...
+    def __getitem__(self, i: int | slice) -> bytes | list[bytes]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(i)
+        i %= n
+        return self.buf[self.offsets[i] : self.offsets[i + 1]].tobytes()
 
 
 def _exporter_bytes(e: bytes) -> bytes:
@@ -155,8 +185,12 @@ class FlowDecoder:
         exp_arr = np.frombuffer(b"".join(exp_list), np.uint8).reshape(n, 16)
         received = np.asarray(received_at_us, dtype=np.int64)
         refused = self._admit(exp_arr, exp_list, received, stats)
-        data = datagrams if isinstance(datagrams, list) else list(datagrams)
-        buf, offsets = pack_datagrams(data)
+        data: Sequence[bytes]
+        if isinstance(datagrams, PackedDatagrams):
+            data, buf, offsets = datagrams, datagrams.buf, datagrams.offsets
+        else:
+            data = datagrams if isinstance(datagrams, list) else list(datagrams)
+            buf, offsets = pack_datagrams(data)
         starts, sizes = offsets[:-1], np.diff(offsets)
         head = np.zeros((n, 4), np.uint32)  # first 4 bytes of each datagram, 0 past its end
         for k in range(4):

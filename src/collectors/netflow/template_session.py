@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +168,7 @@ class TemplateSession:
     def decode(
         self,
         index: np.ndarray,
-        datagrams: list[bytes],
+        datagrams: Sequence[bytes],
         exporters: list[bytes],
         received: np.ndarray,
         buf: np.ndarray,
@@ -281,7 +282,7 @@ class TemplateSession:
         self,
         j: int,
         index: int,
-        datagrams: list[bytes],
+        datagrams: Sequence[bytes],
         exporter: bytes,
         received: np.ndarray,
         starts: np.ndarray,

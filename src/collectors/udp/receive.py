@@ -30,6 +30,8 @@ from typing import Protocol
 
 import numpy as np
 
+from collectors.flows.decoder import PackedDatagrams
+
 __all__ = [
     "MAX_DATAGRAM",
     "MmsgReceiver",
@@ -112,6 +114,25 @@ class ReceiveChunk:
             return [bytes(view[s : s + n]) for s, n in zip(self.starts, self.lengths, strict=True)]
         finally:
             view.release()
+
+    def packed(self) -> PackedDatagrams:
+        """The datagrams back to back in one array, for decoding in place: one copy per
+        run of datagrams that already follow each other in ``buf`` (a ring record's are
+        one run), no ``bytes`` object per datagram."""
+        n = len(self.starts)
+        lengths = np.array(self.lengths, np.int64)
+        offsets = np.zeros(n + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if n == 0:
+            return PackedDatagrams(np.zeros(0, np.uint8), offsets)
+        starts = np.array(self.starts, np.int64)
+        ends = starts + lengths
+        cuts = (np.flatnonzero(starts[1:] != ends[:-1]) + 1).tolist()
+        src = np.frombuffer(self.buf, np.uint8)
+        runs = [src[starts[a] : ends[b - 1]] for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
+        buf = runs[0].copy() if len(runs) == 1 else np.concatenate(runs)
+        del src, runs  # no view of the ring outlives the call
+        return PackedDatagrams(buf, offsets)
 
     def reset(self) -> None:
         for part in (self.starts, self.lengths, self.exporters, self.hosts, self.ports, self.times):
