@@ -12,8 +12,9 @@ flows nfcapd stored.
 ``--enrich`` also decodes each stream with AS and country enrichment from two databases
 the size of GeoLite2's (``enrichment_databases.py``, built once into ``--enrich-dir``) and
 reports the rate and its ratio to plain decoding (goal: less than 20% slower, as the
-median of ``--enrich-rounds`` runs); the two are timed alternately so the shared
-machine's load falls on both alike. ``--enrich-only`` measures just that.
+median of ``--enrich-rounds`` runs); the two are timed alternately (which goes first
+alternating too) so the shared machine's load falls on both alike, and the load average
+is printed beside them. ``--enrich-only`` measures just that.
 
 Usage: python benchmarks/flow_decode_vs_peers.py [--scale 1.0] [--no-nfdump] [--enrich]
        [--enrich-only] [--enrich-rounds 9]
@@ -97,13 +98,17 @@ def enrichment_cost(
         f"{enricher.describe() if enricher else None}"
     )
     out: dict[str, dict[str, float]] = {}
+    load_before = os.getloadavg()[0]
     for name, ds in streams.items():
         plain, rich = ours(ds, chunk), ours(ds, chunk, enricher)
         rich()  # warm-up: the look-up kernel's compile or cache load
         times: dict[str, list[float]] = {"plain": [], "enriched": []}
         flows = 0
-        for _ in range(rounds):
-            for kind, fn in (("plain", plain), ("enriched", rich)):
+        for r in range(rounds):
+            # plain first in even rounds, enriched first in odd ones: neither gains from
+            # always following the other (caches, the machine's frequency)
+            order = (("plain", plain), ("enriched", rich))
+            for kind, fn in order if r % 2 == 0 else order[::-1]:
                 c, _, flows = _timed(fn, repeat=1)
                 times[kind].append(c)
         best = {k: min(v) for k, v in times.items()}
@@ -122,6 +127,9 @@ def enrichment_cost(
             f"{out[name]['ns_per_flow']:.1f} ns a flow)"
         )
     out["_load_s"] = {"asn_and_geo": loaded}
+    # the machine is shared: the 1-minute load average before and after the rounds
+    out["_load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
     return out
 
 
