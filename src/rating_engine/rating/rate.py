@@ -315,9 +315,8 @@ def _zero_column(n: int) -> pa.Array:
     return _ZEROS[0].slice(0, n)
 
 
-def _rate_batch(
-    batch: pa.RecordBatch, subs: SubscriptionIndex, plan: RatingPlan, state: AllowanceState
-) -> RatingResult:
+def _rate_batch(batch: pa.RecordBatch, subs: SubscriptionIndex, plan: RatingPlan,
+                state: AllowanceState, ledger_table: bool = True) -> RatingResult:  # fmt: skip
     missing = set(RATING_COLUMNS) - set(batch.schema.names)
     if missing:
         raise RatingError(f"usage lacks columns {sorted(missing)} (field {min(missing)})")
@@ -351,7 +350,8 @@ def _rate_batch(
         pt_rows = check_prices(passing, out, prices)
         n_rejected = int(np.count_nonzero(status != 0))
     if allowances and out[10].any():
-        ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id)
+        ledger = consume_allowances(plan, state, rec, subs.arrays, out, out[11], record_id,
+                                    ledger_table=ledger_table)  # fmt: skip
     if passing is not None and prices is not None:
         price_pass_through(passing, out, *pt_rows, prices[0])
     n = len(status) - n_rejected
@@ -507,12 +507,14 @@ def rate_stream(
     plan: RatingPlan,
     *,
     allowances: AllowanceState | None = None,
+    allowance_ledger: bool = True,
 ) -> Iterator[RatingResult]:
     """Rate batch by batch with flat memory; one :class:`RatingResult` per input batch.
 
     Feed batches in start_time order so allowances are consumed in time order.
     ``subscriptions`` may be an index already built for ``plan`` (partition tasks share
-    one instead of building it per task).
+    one instead of building it per task). ``allowance_ledger=False``: the results' ledgers
+    are left empty (the units drawn are in the rated rows all the same).
     """
     state = allowances if allowances is not None else AllowanceState()
     if isinstance(subscriptions, SubscriptionIndex):
@@ -520,4 +522,4 @@ def rate_stream(
     else:
         subs = SubscriptionIndex.build(subscriptions, plan)
     for batch in batches:
-        yield _rate_batch(batch, subs, plan, state)
+        yield _rate_batch(batch, subs, plan, state, allowance_ledger)

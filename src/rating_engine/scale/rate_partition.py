@@ -291,7 +291,9 @@ def rate_bucket(bucket: int, *, job: RateJob, context: RateContext) -> RateParti
     with rated_out, suspense_out, ThreadPoolExecutor(max_workers=2) as pool:
         chunks = _ahead(_chunks(job, bucket), pool)
         writing: Future[None] | None = None
-        for result in rate_stream(chunks, context.index, plan, allowances=state):
+        # the units drawn are in the rated rows; the allowance ledger is not kept here
+        for result in rate_stream(chunks, context.index, plan, allowances=state,
+                                  allowance_ledger=False):  # fmt: skip
             rated = result.rated.cast(RATED_SCHEMA)
             keep = context.billable.mask(rated)
             if keep is not None:

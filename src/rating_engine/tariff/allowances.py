@@ -179,6 +179,8 @@ def consume_allowances(
     out: tuple,
     sub_id: np.ndarray,
     record_id: np.ndarray,
+    *,
+    ledger_table: bool = True,
 ) -> pa.Table:
     """Re-price a batch's allowance-eligible records drawing on ``state``.
 
@@ -207,6 +209,8 @@ def consume_allowances(
         _cuts(sub_id[order]),
     )  # fmt: skip
     state.put(sids, plan.allowance_ids, codes, remaining)
+    if not ledger_table:  # the caller keeps no ledger (a billing run)
+        return LEDGER_SCHEMA.empty_table()
     led_allow = codes[ledger[:, 1]]
     led_scale = np.where(a["allow_svc"][led_allow] == SVC_VOICE, 1000, 1)
     return pa.table(
