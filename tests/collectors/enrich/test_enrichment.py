@@ -210,6 +210,27 @@ def test_as_is_filled_only_where_the_exporter_left_zero(dbs: tuple[Path, Path]) 
     assert out.column("input_if_name").null_count == len(src)
 
 
+def test_ipv4_mapped_compatible_and_near_misses_like_the_reader(
+    opened: tuple[FlowEnricher, maxminddb.Reader, maxminddb.Reader],
+) -> None:
+    """Only ``::ffff:a.b.c.d`` and ``::a.b.c.d`` are read as IPv4 (the kernel's one-add
+    test of bytes 0..11): a bit set anywhere else in the first 12 bytes makes an IPv6
+    address, answered as the reader answers it."""
+    enricher, asn, geo = opened
+    ipv4 = [(100 << 24) | (64 << 16) | (i << 8) | 70 for i in (0, 1, 3, 200)]
+    ipv4 += [(10 << 24) | (1 << 16) | 5, (192 << 24) | (2 << 8) | 200, (1 << 24) | 1]
+    prefixes = [0xFFFF, 0, 0xFFFE, 0x7FFF, 0x1, 0x1_FFFF, 0x1_0000, 0xFFFF_0000]
+    prefixes += [1 << 79, 1 << 64, 0xFFFF | (1 << 95)]
+    points = [(p << 32) | a for p in prefixes for a in ipv4]
+    src = [p.to_bytes(16, "big") for p in points]
+    out = enricher.enrich(_flows(src, src_as=[0] * len(src)))
+    texts = [_text(p) for p in points]
+    assert out.column("src_as").to_pylist() == [_expected(asn, t, "asn") or 0 for t in texts]
+    assert out.column("src_country").to_pylist() == [_expected(geo, t, "geo") for t in texts]
+    # the two IPv4 forms found something: the test is not vacuous
+    assert all(out.column("src_as").to_pylist()[: 2 * len(ipv4)])
+
+
 def test_no_database_leaves_the_columns_null(tmp_path: Path) -> None:
     assert FlowEnricher.open() is None
     enricher = FlowEnricher.open(asn_db=write_asn_db(tmp_path / "a.mmdb"))
