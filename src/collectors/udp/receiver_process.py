@@ -48,11 +48,10 @@ _ABORT = 2  # the stop word's value when the parent reads no more
 _SKIP = -1  # a record's datagram count that means "continue at the start of the ring"
 _REFUSED, _OVERSIZE = 0, 1
 _HAND_OVER_S = 0.005  # a partly filled chunk goes to the parent after this long
-# A round that took fewer than _FEW datagrams pauses until about _FEW more are expected at
-# the rate just seen, between _GATHER_S and _GATHER_MAX_S: each round costs ~25 us of
-# system calls and Python whatever it takes, and at _FEW per round the socket buffer
-# (thousands of datagrams) still holds dozens of rounds.
-_FEW, _GATHER_S, _GATHER_MAX_S = 64, 0.0005, 0.002
+# Fewer datagrams than _FEW in a round: pause _GATHER_S. Longer pauses (up to 2 ms, until
+# ~64 datagrams were expected) halved this process's CPU at 500k flows/s but lost datagrams
+# at 1M flows/s on a machine at load 13-17 where this never did (4 runs of 10 s each).
+_FEW, _GATHER_S = 32, 0.0005
 _PAGE_STEP, _PREFAULT = 4096, 4 << 20  # memory page; ring bytes faulted in per idle round
 _PREFAULT_AHEAD = 64 << 20  # ring bytes kept faulted in ahead of the writing position
 # the most the parent takes into one decoding call: past ~1,000 datagrams the per-call cost
@@ -380,14 +379,6 @@ def _child_main(proc: ReceiverProcess, bell: int, parent: int) -> None:
         os._exit(code)
 
 
-def gather_pause(got: int, seconds: float) -> float:
-    """How long a round that took ``got`` datagrams in ``seconds`` pauses before the next:
-    until about ``_FEW`` more are expected at that rate, within [_GATHER_S, _GATHER_MAX_S]."""
-    if got <= 0 or seconds <= 0:
-        return _GATHER_MAX_S if got <= 0 else _GATHER_S
-    return min(max(_FEW * seconds / got, _GATHER_S), _GATHER_MAX_S)
-
-
 def _ring_bell(bell: int, value: int, *, wait: bool = True) -> None:
     data = np.array([value], dtype=np.int64).tobytes()
     while True:
@@ -425,7 +416,7 @@ class _Child:
             sel.register(sock, selectors.EVENT_READ)
             by_fd[sock.fileno()] = sock
         chunk = self.receiver.new_chunk()
-        handed = last = time.monotonic()
+        handed = time.monotonic()
         while True:
             stopping = bool(self.header[_STOP])
             if self.parent_gone() or self.header[_STOP] == _ABORT:
@@ -455,8 +446,7 @@ class _Child:
             # later), or let datagrams gather for a moment, so each system call and each
             # hand-over moves many (the socket buffer holds tens of milliseconds).
             if drained and got < _FEW and not self.prefault() and ready:
-                time.sleep(gather_pause(got, now - last))
-            last = now
+                time.sleep(_GATHER_S)
 
     def prefault_due(self) -> bool:
         """Pages ahead of the writing position are still to be faulted in."""

@@ -152,21 +152,6 @@ def test_decoding_is_nicer_only_while_the_ring_has_room() -> None:
     assert seen == [5, 5, 0, 0, 5, 0]
 
 
-def test_a_trickle_pauses_longer_within_the_bounds() -> None:
-    from collectors.udp import receiver_process as rp
-
-    low, high = rp._GATHER_S, rp._GATHER_MAX_S
-    assert rp.gather_pause(0, 0.001) == high  # nothing taken: the longest pause
-    assert rp.gather_pause(1, 0.001) == high  # a trickle: capped
-    assert rp.gather_pause(10_000, 0.001) == low  # a flood: the shortest
-    # in between: until about _FEW datagrams are expected at the rate just seen
-    got, seconds = rp._FEW, 0.0012
-    pause = rp.gather_pause(got, seconds)
-    assert low < pause < high
-    assert pause == pytest.approx(seconds)
-    assert rp.gather_pause(got // 2, seconds / 2) == pytest.approx(seconds)
-
-
 def test_the_ring_is_faulted_in_only_ahead_of_the_writer(monkeypatch: pytest.MonkeyPatch) -> None:
     from collectors.udp import receiver_process as rp
 
