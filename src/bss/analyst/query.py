@@ -49,6 +49,7 @@ from rating_engine.traffic.flow_query import (
     plain_columns,
     prefer_polars,
     scan_flows,
+    unsampled_files,
 )
 
 if TYPE_CHECKING:
@@ -325,6 +326,7 @@ def _source_partial(
         from rating_engine.traffic.flow_stats import polars_sums, window_files
 
         files = window_files(source, window) if isinstance(source, Path) else list(source)
+        renormalise = renormalise and not unsampled_files(files)  # else the column is unread
         total = polars_sums(files, plain_columns(key) or [], bucket_width_us(bucket),
                             window=window, flow_filter=flow_filter, renormalise=renormalise,
                             pairs=by == "conversation", ranks=ranks)  # fmt: skip

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from collectors.dataset import dataset_files
 from collectors.schemas import FLOW_SCHEMA
 from rating_engine.errors import RatingError
 
@@ -52,6 +53,7 @@ __all__ = [
     "sortable",
     "top_n_dataset",
     "traffic_sums",
+    "unsampled_files",
 ]
 
 #: The metric columns of every aggregation (uint64).
@@ -456,8 +458,7 @@ def _polars_partial(
     renormalise: bool,
     ranks: tuple[str, int] | None = None,
 ) -> tuple[bool, pa.Table | None]:
-    """(True, the partial of plain ``key`` by polars) when it is the engine to use, else
-    (False, None)."""
+    """(True, the partial of plain ``key`` by polars) if that is the engine, else (False, None)."""
     cols = plain_columns(key)
     paths = [source] if isinstance(source, str | Path) else list(source)
     if (cols is None or ENGINE == "kernels" or not set(cols) <= set(FLOW_SCHEMA.names)
@@ -465,13 +466,15 @@ def _polars_partial(
         return False, None  # the kernels' path (or its error: no such field, file)
 
     def window_bytes() -> int:
-        return sum(os.stat(f).st_size for f in parts_in_window(_parquet_files(paths), window))
+        found = [f for p in paths for f in (dataset_files(Path(p)) if os.path.isdir(p) else [p])]
+        return sum(os.stat(f).st_size for f in parts_in_window(list(map(str, found)), window))
 
     if ENGINE != "polars" and not prefer_polars(cols, window_bytes, load_numba=True):
         return False, None
     from rating_engine.traffic.flow_stats import polars_sums, window_files
 
     files = [f for p in paths for f in window_files(p, window)]
+    renormalise = renormalise and not unsampled_files(files)  # else the column is unread
     total = polars_sums(files, cols, bucket_width_us(bucket), window=window,
                         renormalise=renormalise, ranks=ranks)  # fmt: skip
     return True, None if total is None else total.replace_schema_metadata(None)
@@ -493,15 +496,11 @@ def _kernel_order(total: pa.Table) -> pa.Table:
     return total.take(numpy_array(np.lexsort(words[::-1])))
 
 
-def _parquet_files(paths: Sequence[str | Path]) -> list[str]:
-    found: list[str] = []
-    for path in map(str, paths):
-        if os.path.isdir(path):
-            found += [os.path.join(d, f) for d, _, names in os.walk(path) for f in names
-                      if f.endswith(".parquet") and not f.startswith((".", "_"))]  # fmt: skip
-        else:
-            found.append(path)
-    return found
+def unsampled_files(files: Sequence[str | Path]) -> bool:
+    """True when the footers of ``files`` show every ``sampling_interval`` 0, 1 or null:
+    nothing to renormalise, the column need not be read (~0.3 ms a file)."""
+    metas = {str(f): pq.read_metadata(f) for f in files}
+    return _unsampled([(p, i, 0) for p, m in metas.items() for i in range(m.num_row_groups)], metas)
 
 
 def traffic_sums(

@@ -121,6 +121,17 @@ def test_unsampled_row_groups_skip_the_interval_column(tmp_path: Path) -> None:
     assert top_n_dataset(sampled, "src_addr", "bytes", 5).equals(
         top_n(table, "src_addr", "bytes", 5)
     )
+    # the polars path asks the footers the same question
+    assert flow_query.unsampled_files(list(root.rglob("*.parquet")))
+    assert not flow_query.unsampled_files(list(sampled.rglob("*.parquet")))
+    for engine in ("polars", "kernels"):
+        flow_query.ENGINE = engine
+        try:
+            for data, flows in ((root, plain), (sampled, table)):
+                got = top_n_dataset(data, "dst_port", "packets", 3)
+                assert got.equals(top_n(flows, "dst_port", "packets", 3)), engine
+        finally:
+            flow_query.ENGINE = None
 
 
 def test_numpy_array_keeps_values_and_types() -> None:
