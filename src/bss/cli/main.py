@@ -312,9 +312,11 @@ def _exit_now(code: object) -> None:
     """End the process with ``code`` once its output is flushed, skipping the interpreter's
     teardown: freeing every module of numpy, pyarrow, polars and typer object by object
     took ~50 ms CPU after a query had printed its answer. Returns (the usual exit then
-    follows) for a code that is not a number or an output that cannot be flushed (a
-    closed pipe), so those end exactly as before."""
+    follows) for a code that is not a number, an output that cannot be flushed (a closed
+    pipe) or a process that used Dask, so those end exactly as before."""
     if code is not None and not isinstance(code, int):
+        return
+    if "distributed" in sys.modules:  # --scheduler: Dask's own exit hooks end its processes
         return
     try:
         sys.stdout.flush()

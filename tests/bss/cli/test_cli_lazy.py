@@ -166,6 +166,9 @@ import atexit, sys
 atexit.register(lambda: print("teardown", file=sys.stderr))
 from bss.cli.main import main
 sys.argv[1:] = sys.argv[2:]  # as the console script: main() reads sys.argv
+if "--dask-loaded" in sys.argv:  # as after a --scheduler run (a stand-in for the module)
+    sys.argv.remove("--dask-loaded")
+    sys.modules["distributed"] = type(sys)("distributed")
 main()
 """
 
@@ -184,5 +187,7 @@ def test_query_process_ends_without_teardown_after_its_whole_output(tmp_path: Pa
     refused = console("-w", str(paths.root), "query", "top", "-n", "0", "--json")
     assert (refused.returncode, "teardown" in refused.stderr) == (2, False)
     assert json.loads(refused.stdout)["error"]["kind"] == "UsageError"
+    dask = console("-w", str(paths.root), "--dask-loaded", "query", "top", "--json")
+    assert (dask.returncode, "teardown" in dask.stderr) == (0, True)  # Dask's hooks run
     other = console("--version")  # not a query: the interpreter's usual exit
     assert (other.returncode, "teardown" in other.stderr) == (0, True)
