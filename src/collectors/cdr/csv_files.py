@@ -107,10 +107,10 @@ class MappedBlocks:
     """A file read as a stream of memory-mapped blocks, for pyarrow's CSV reader.
 
     Reading a file into buffers took every block into freshly allocated memory (Arrow's
-    allocator hands freed blocks back to the OS at once), whose pages the kernel zeroes
-    before the copy - a fifth of a CDR ingest's CPU. Each ``read`` here maps the next block
-    of the file instead (the page cache's own pages: no copy, no zeroing) and the mapping
-    goes when pyarrow drops the block, so only the blocks being parsed are mapped.
+    allocator hands freed blocks back to the OS within milliseconds), whose pages the kernel
+    zeroed before the copy - about a tenth of a CDR ingest's CPU. Each ``read`` here maps the
+    next block of the file instead (the page cache's own pages: no copy, no zeroing) and the
+    mapping goes when pyarrow drops the block, so only the blocks being parsed are mapped.
     As with any mapping, the file must not be truncated while it is read.
     """
 

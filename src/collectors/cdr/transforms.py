@@ -162,7 +162,7 @@ def _local_to_utc(naive: pa.Array, spec: TimeSpec) -> pa.Array:
 _US_PER_HOUR = 3_600 * _US_PER_S
 #: Beyond the widest gap between two offsets of one zone (UTC-12 to UTC+14: 26 hours).
 _OFFSET_MARGIN_US = 27 * _US_PER_HOUR
-_MAX_PROBES = 24 * 8  # a batch spanning more than about a week takes the general path
+_MAX_PROBES = 24 * 8  # a batch spanning more than ~5 days takes the general path
 
 
 def _one_offset(naive: pa.Array, zone: str) -> int | None:
