@@ -14,8 +14,6 @@ import bisect
 import codecs
 import csv
 import io
-import mmap
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +28,6 @@ from collectors.errors import IngestError
 
 __all__ = [
     "CdrRefusedError",
-    "MappedBlocks",
     "RawLines",
     "RecordNumbering",
     "ScanPoints",
@@ -101,50 +98,6 @@ def sniff_cdr_file(path: Path, mapping: CdrMapping) -> list[str] | None:
             f"{want} columns of mapping {mapping.name}",
         )
     return None
-
-
-class MappedBlocks:
-    """A file read as a stream of memory-mapped blocks, for pyarrow's CSV reader.
-
-    Reading a file into buffers took every block into freshly allocated memory (Arrow's
-    allocator hands freed blocks back to the OS within milliseconds), whose pages the kernel
-    zeroed before the copy - about a tenth of a CDR ingest's CPU. Each ``read`` here maps the
-    next block of the file instead (the page cache's own pages: no copy, no zeroing) and the
-    mapping goes when pyarrow drops the block, so only the blocks being parsed are mapped.
-    As with any mapping, the file must not be truncated while it is read.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
-        self._size = os.fstat(self._fd).st_size
-        self._pos = 0
-        self.closed = False
-
-    def read(self, size: int = -1) -> memoryview | bytes:
-        end = self._size if size is None or size < 0 else min(self._size, self._pos + size)
-        if end <= self._pos:
-            return b""
-        start = self._pos - self._pos % mmap.ALLOCATIONGRANULARITY
-        block = mmap.mmap(self._fd, end - start, access=mmap.ACCESS_READ, offset=start)
-        if hasattr(block, "madvise") and hasattr(mmap, "MADV_WILLNEED"):
-            block.madvise(mmap.MADV_WILLNEED)  # read ahead a file not in the page cache
-        view = memoryview(block)[self._pos - start :]
-        self._pos = end
-        return view
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return False
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        if not self.closed:  # the blocks still mapped keep their own descriptor
-            os.close(self._fd)
-            self.closed = True
 
 
 class RecordNumbering:

@@ -1,6 +1,6 @@
 """Stream a CSV CDR file into usage record batches (constant memory, vectorised).
 
-pyarrow's streaming CSV reader (``open_csv``, 8 MiB blocks of the memory-mapped file) reads
+pyarrow's streaming CSV reader (``open_csv``, 8 MiB blocks) reads
 only the mapped columns as strings; :mod:`collectors.cdr.batch` turns them into the usage
 schema with Arrow compute and the kernels.
 Rows that cannot be used go aside with a reason code; :func:`read_cdr_file` yields one
@@ -41,7 +41,6 @@ from collectors.cdr.batch import (
 )
 from collectors.cdr.csv_files import (
     CdrRefusedError,
-    MappedBlocks,
     RawLines,
     RecordNumbering,
     ScanPoints,
@@ -79,6 +78,27 @@ class CdrChunk:
     blank_lines: int = 0
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+def _check_unchanged(path: Path, before: tuple[int, int]) -> None:
+    """Refuse a file written to while it was read: its rows (and the hash that names it in
+    the ingest ledger) would be of neither version."""
+    try:
+        after = _identity(path)
+    except OSError as exc:
+        message = f"{path}: gone while it was read ({exc.strerror})"
+        raise CdrRefusedError("changed", message) from exc
+    if after != before:
+        raise CdrRefusedError(
+            "changed",
+            f"{path}: the file changed while it was read ({before[0]} -> {after[0]} bytes); "
+            "write CDR files elsewhere and move them in when complete",
+        )
+
+
 def read_cdr_file(
     path: Path,
     mapping: CdrMapping,
@@ -101,6 +121,7 @@ def read_cdr_file(
     path = Path(path)
     name = source_name or path.name
     header_names = sniff_cdr_file(path, mapping)
+    before = _identity(path)
     if path.stat().st_size == 0 or (mapping.csv.header and header_names is None):
         return
     used = mapping.used_columns()
@@ -172,13 +193,9 @@ def read_cdr_file(
         return chunk
 
     try:
-        blocks = MappedBlocks(path)
-    except OSError as exc:
-        raise CdrRefusedError("unreadable", f"{path}: cannot read: {exc.strerror}") from exc
-    try:
         try:
             reader = pacsv.open_csv(
-                blocks,
+                path,
                 read_options=read_opts,
                 parse_options=parse_opts,
                 convert_options=convert_opts,
@@ -201,6 +218,7 @@ def read_cdr_file(
                     batch = reader.read_next_batch()
                 except StopIteration:
                     batch = None
+                    _check_unchanged(path, before)
                 except (pa.ArrowException, UnicodeDecodeError) as exc:
                     text = str(exc)
                     if "straddl" in text:  # Arrow's words for a record longer than a block
@@ -227,7 +245,6 @@ def read_cdr_file(
                 if batch is None:
                     break
     finally:
-        blocks.close()
         for scanner in scanners:
             scanner.close()
 

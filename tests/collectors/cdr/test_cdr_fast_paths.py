@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from package_data import MAPPINGS
 
-from collectors.cdr.csv_files import MappedBlocks, RawLines, ScanPoints
+from collectors.cdr.csv_files import CdrRefusedError, RawLines, ScanPoints
 from collectors.cdr.ingest import _MIN_SPLIT, ingest_cdr_files
 from collectors.cdr.kernels import record_id_reference, record_ids
 from collectors.cdr.ledger import IngestLedger, LedgerEntry
@@ -218,28 +219,27 @@ def test_raw_lines_scanners_share_where_records_start(tmp_path: Path) -> None:
     assert first.fetch(np.array([36, 25])) == [lines[35].encode(), lines[24].encode()]
 
 
-# --- the file read as mapped blocks ------------------------------------------------------
+# --- blocks, and a file that changes while read ------------------------------------
 
 
-def test_mapped_blocks_read_the_file_block_by_block(tmp_path: Path) -> None:
-    data = bytes(range(256)) * 1000 + b"tail"  # blocks start off the mapping granularity
-    path = tmp_path / "f.csv"
-    path.write_bytes(data)
-    stream = MappedBlocks(path)
-    got = [bytes(stream.read(n)) for n in (1, 4095, 70_001, 3)]
-    assert b"".join(got) == data[:74_100]
-    assert stream.tell() == 74_100
-    assert bytes(stream.read()) == data[74_100:]
-    assert stream.read(10) == b""
-    stream.close()
-    assert stream.closed
-
-
-def test_rows_read_through_mapped_blocks_with_records_across_blocks(tmp_path: Path) -> None:
-    # 300 records in 256-byte blocks: most records straddle two blocks, some three mappings
+def test_rows_read_in_small_blocks_with_records_across_blocks(tmp_path: Path) -> None:
+    # 300 records in 256-byte blocks: most records straddle two blocks, some three
     path = tmp_path / "cdr.csv"
     path.write_text("\n".join([HEADER, *_rows(300)]) + "\n")
     chunks = list(read_cdr_file(path, GENERIC, block_size=256))
     usage = pa.concat_tables([c.usage for c in chunks])
     assert usage.column("record_key").to_pylist() == [f"k{i}" for i in range(300)]
     assert usage.column("source_line").to_pylist() == list(range(2, 302))
+
+
+def test_a_file_that_shrinks_while_read_is_refused_by_name(tmp_path: Path) -> None:
+    # its rows would be of neither version, and the ledger's hash of the other one
+    path = tmp_path / "cdr.csv"
+    path.write_text("\n".join([HEADER, *_rows(3000)]) + "\n")
+    chunks = read_cdr_file(path, GENERIC, block_size=4096)
+    next(chunks)
+    with open(path, "r+b") as fh:
+        fh.truncate(5000)
+    with pytest.raises(CdrRefusedError, match=r"cdr\.csv: the file changed while") as refused:
+        list(chunks)
+    assert refused.value.reason == "changed"
