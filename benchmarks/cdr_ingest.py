@@ -7,9 +7,7 @@ Generates N rows in the layout of the shipped mapping `generic` (national, inter
 '+' numbers; local ISO times in Europe/Berlin; voice/sms/data), then times
 ``ingest_cdr_files`` end to end: hashing, CSV parsing, transforms, record ids, de-duplication,
 Parquet (LZ4) staging and publishing. For reference it also times pyarrow's CSV reader alone
-on the same file, given its path and (as the ingest reads it) memory-mapped; both ratios are
-reported, ``ingest_vs_parse_only`` (the issue's figure) against the path. Numba compilation
-is warmed up on a small file first and reported apart.
+on the same file. Numba compilation is warmed up on a small file first and reported apart.
 With ``--repeat R`` the bare parse and the ingest (into a fresh workspace) alternate R times
 and the medians are compared (the machine is shared: one run is noise); CPU seconds (all
 threads, user + system) are reported beside wall seconds, and their ratio too.
@@ -167,24 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         size = os.path.getsize(csv_path)
 
         parse_runs, parse_cpu_runs, ingest_runs, ingest_cpu_runs = [], [], [], []
-        mapped_runs, mapped_cpu_runs = [], []
         for _ in range(max(1, args.repeat)):
-            # the file read as pyarrow reads a path, and memory-mapped (as the ingest reads it)
-            for source, runs, cpu_runs in (
-                (csv_path, parse_runs, parse_cpu_runs),
-                (None, mapped_runs, mapped_cpu_runs),
-            ):
-                t0, c0 = time.perf_counter(), _cpu()
-                reader = pacsv.open_csv(
-                    source or pa.memory_map(str(csv_path)),
-                    read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={c: pa.string() for c in _COLUMNS}
-                    ),
-                )
-                parsed = sum(b.num_rows for b in reader)
-                runs.append(time.perf_counter() - t0)
-                cpu_runs.append(_cpu() - c0)
+            t0, c0 = time.perf_counter(), _cpu()
+            reader = pacsv.open_csv(
+                csv_path,
+                read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={c: pa.string() for c in _COLUMNS}
+                ),
+            )
+            parsed = sum(b.num_rows for b in reader)
+            parse_runs.append(time.perf_counter() - t0)
+            parse_cpu_runs.append(_cpu() - c0)
 
             ws = WorkspacePaths(work / "ws")
             shutil.rmtree(ws.root, ignore_errors=True)
@@ -193,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
             ingest_runs.append(time.perf_counter() - t0)
             ingest_cpu_runs.append(_cpu() - c0)  # all threads (transforms, writers, hashing)
         parse_s, parse_cpu_s = statistics.median(parse_runs), statistics.median(parse_cpu_runs)
-        mapped_s, mapped_cpu_s = statistics.median(mapped_runs), statistics.median(mapped_cpu_runs)
         ingest_s = statistics.median(ingest_runs)
         ingest_cpu_s = statistics.median(ingest_cpu_runs)
         t0 = time.perf_counter()
@@ -218,15 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "pyarrow_csv_parse_rows_per_s": round(args.rows / parse_s),
         "ingest_vs_parse_only": round(parse_s / ingest_s, 3),
-        "ingest_vs_parse_only_cpu": round(parse_cpu_s / ingest_cpu_s, 3),
         "ingest_vs_parse_only_best": round(min(parse_runs) / min(ingest_runs), 3),
-        "pyarrow_csv_parse_mapped_rows_per_s": round(args.rows / mapped_s),
-        "ingest_vs_parse_mapped": round(mapped_s / ingest_s, 3),
-        "ingest_vs_parse_mapped_cpu": round(mapped_cpu_s / ingest_cpu_s, 3),
+        "ingest_vs_parse_only_cpu": round(parse_cpu_s / ingest_cpu_s, 3),
         "repeat": len(ingest_runs),
         "ingest_s_runs": [round(x, 3) for x in ingest_runs],
         "parse_s_runs": [round(x, 3) for x in parse_runs],
-        "parse_mapped_s_runs": [round(x, 3) for x in mapped_runs],
         "target_vs_parse_only": 0.4,
         "refuse_again_s": round(refuse_s, 3),
         "warmup_incl_numba_compile_s": round(warmup_s, 2),
@@ -237,15 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"generated {args.rows} rows ({size / 1e6:.0f} MB) in {gen_s:.1f} s")
     print(f"pyarrow CSV parse only: {args.rows / parse_s:,.0f} rows/s (CPU {parse_cpu_s:.2f} s)")
-    print(
-        f"  the file memory-mapped: {args.rows / mapped_s:,.0f} rows/s (CPU {mapped_cpu_s:.2f} s)"
-    )
     print(f"ingest: {args.rows / ingest_s:,.0f} rows/s ({ingest_s:.2f} s)")
     print(f"ingest CPU: {ingest_cpu_s:.2f} s, {args.rows / ingest_cpu_s:,.0f} rows per CPU-second")
     print(
         f"ingest vs parse only: {parse_s / ingest_s:.3f} wall, "
-        f"{parse_cpu_s / ingest_cpu_s:.3f} CPU (target 0.40 wall); vs the mapped parse: "
-        f"{mapped_s / ingest_s:.3f} wall, {mapped_cpu_s / ingest_cpu_s:.3f} CPU"
+        f"{parse_cpu_s / ingest_cpu_s:.3f} CPU (target 0.40 wall)"
     )
     print(f"second ingest of the same file refused in {refuse_s:.2f} s")
     print(json.dumps(result))
