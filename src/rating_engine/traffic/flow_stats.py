@@ -331,7 +331,9 @@ def polars_sums(
         total = grouped.select(pl.col(m).sum() for m in ("flows", "packets", "bytes"))
         meta = {f"total_{m}": str(int(total[m][0] or 0)) for m in total.columns}
         metric = pl.col(ranks[0])
-        sums = grouped.lazy().filter(metric >= metric.top_k(ranks[1]).min())
+        # top_k takes a 64-bit count: past the groups there are, every group is a candidate
+        k = min(ranks[1], grouped.height)
+        sums = grouped.lazy().filter(metric >= metric.top_k(k).min())
     got = sums.with_columns(halves).collect()
     if got.height == 0:
         return None

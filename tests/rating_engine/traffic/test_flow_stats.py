@@ -428,3 +428,23 @@ def test_polars_sums_equal_arrow_sums(
         return t.take(pc.sort_indices(sortable(t), [(k, "ascending") for k in keys])).to_pylist()
 
     assert ordered(got) == ordered(want)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(rows=st.lists(timed_rows, min_size=1, max_size=40))
+def test_polars_ranks_past_the_groups_keep_every_group(
+    tmp_path_factory: pytest.TempPathFactory, rows: list[dict[str, Any]]
+) -> None:
+    """A top-N larger than the groups (even past 64 bits: polars' top_k refuses it) leaves
+    every group a candidate, as the other engines do."""
+    from rating_engine.traffic.flow_stats import polars_sums, window_files
+
+    root = tmp_path_factory.mktemp("flows")
+    write_partitioned(flows_table(rows), root, time_column="flow_start", part_name="t")
+    files = window_files(root, None)
+    every = polars_sums(files, ["dst_port"], 0, renormalise=True)
+    huge = polars_sums(files, ["dst_port"], 0, renormalise=True, ranks=("bytes", 2**70))
+    assert every is not None
+    assert huge is not None
+    assert huge.sort_by("dst_port").to_pylist() == every.sort_by("dst_port").to_pylist()
