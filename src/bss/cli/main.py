@@ -319,8 +319,9 @@ def _exit_now(code: object) -> None:
     if "distributed" in sys.modules:  # --scheduler: Dask's own exit hooks end its processes
         return
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: the descriptor was closed when Python started
+                stream.flush()
     except (OSError, ValueError):
         return
     os._exit(code or 0)

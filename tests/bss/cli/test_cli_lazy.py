@@ -5,6 +5,7 @@ register."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,13 @@ def test_query_process_ends_without_teardown_after_its_whole_output(tmp_path: Pa
     assert (dask.returncode, "teardown" in dask.stderr) == (0, True)  # Dask's hooks run
     other = console("--version")  # not a query: the interpreter's usual exit
     assert (other.returncode, "teardown" in other.stderr) == (0, True)
+
+
+def test_query_process_with_its_output_closed_ends_as_before(tmp_path: Path) -> None:
+    # started with descriptor 1 closed (cron, daemons), Python has no sys.stdout at all
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    write_partitioned(_flows(50), paths.flows, time_column="flow_start", part_name="t")
+    run = subprocess.run([sys.executable, "-c", _CONSOLE_RUN, "-", "-w", str(paths.root),
+                          "query", "top", "-n", "2"], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: os.close(1))  # fmt: skip
+    assert (run.returncode, "Traceback" in run.stderr) == (0, False), run.stderr
