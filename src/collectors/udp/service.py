@@ -182,13 +182,13 @@ class UdpCollector:
         self.buffer_peak_bytes = 0  # most bytes waiting in the receiver process's ring
         self._gather_since: float | None = None  # a trickle in the ring waits from then
 
-    @staticmethod
-    def warm_up() -> None:
-        """Load the decoders' compiled kernels before traffic arrives.
+    def warm_up(self) -> None:
+        """Load the decoders' and the enricher's compiled kernels before traffic arrives.
 
-        The first decode of each kind loads Numba code (and pyarrow's compute kernels);
-        doing it on live traffic would stall the worker for a moment and overflow the
-        socket buffers. A throwaway decoder keeps the real state untouched.
+        The first decode of each kind loads Numba code (and pyarrow's compute kernels), the
+        first enrichment its look-up kernel (compiled, without a cache yet); doing it on
+        live traffic would stall the worker for a moment and overflow the socket buffers.
+        A throwaway decoder keeps the real state untouched.
         """
         from collectors.netflow.export_synth import synth_template_stream, synth_v5_datagrams
 
@@ -197,6 +197,11 @@ class UdpCollector:
         sample += synth_template_stream("ipfix", 1, 2)
         out = FlowDecoder().decode_many(sample, [bytes(16)] * len(sample), [0] * len(sample))
         pc.sum(out.flows.column("bytes"))
+        if self.enricher is not None:
+            try:
+                self.enricher.enrich(out.flows)
+            except Exception:  # shown (logged, counted) on the first real batch
+                log.debug("enrichment warm-up failed", exc_info=True)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

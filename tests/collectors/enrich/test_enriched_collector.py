@@ -71,3 +71,28 @@ def test_an_enrichment_failure_stores_the_flows_as_decoded(
     summary = collect(ws, enricher, synth_v5_datagrams(4, 30, seed=2))
     assert read_dataset(ws.flows, FLOW_SCHEMA).num_rows == summary.flows == 120
     assert summary.stats["enrich_errors"] >= 1
+
+
+def test_the_warm_up_runs_the_enricher_before_traffic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # with no Numba cache the look-up kernel compiles on its first batch: not on live traffic
+    enricher = FlowEnricher.open(asn_db=write_asn_db(tmp_path / "a.mmdb"))
+    assert enricher is not None
+    seen: list[int] = []
+    real = enricher.enrich
+    monkeypatch.setattr(enricher, "enrich", lambda b: seen.append(b.num_rows) or real(b))
+    collector = UdpCollector([("127.0.0.1", 0)], WorkspacePaths(tmp_path / "w"), enricher=enricher)
+    try:
+        collector.warm_up()
+    finally:
+        collector.close()
+    assert seen
+    assert seen[0] > 0
+    # a failing enricher does not stop the start (it is logged and counted on real batches)
+    monkeypatch.setattr(enricher, "enrich", lambda b: 1 / 0)
+    again = UdpCollector([("127.0.0.1", 0)], WorkspacePaths(tmp_path / "w2"), enricher=enricher)
+    try:
+        again.warm_up()
+    finally:
+        again.close()
