@@ -44,6 +44,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from bss.cli.main import BATCH_ALLOCATOR_ENV
+
 # the demo data shipped inside the package
 DEMO = Path(str(files("bss") / "data" / "demo"))
 
@@ -226,7 +228,10 @@ def main() -> None:
                 command += ["--scheduler", args.scheduler]
             if args.phases:
                 command.append("--phases")
-            out = subprocess.run(command, capture_output=True, text=True)
+            # the allocator setting `rating-engine bill` gives its process (a value in the
+            # environment wins: MIMALLOC_PURGE_DELAY=10, mimalloc's default, to compare)
+            env = {**BATCH_ALLOCATOR_ENV, **os.environ}
+            out = subprocess.run(command, capture_output=True, text=True, env=env)
             if out.returncode:
                 raise SystemExit(f"the run failed:\n{out.stderr[-4000:]}")
             run = json.loads(out.stdout.strip().splitlines()[-1])

@@ -202,3 +202,29 @@ def test_query_process_with_its_output_closed_ends_as_before(tmp_path: Path) -> 
                           "query", "top", "-n", "2"], stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: os.close(1))  # fmt: skip
     assert (run.returncode, "Traceback" in run.stderr) == (0, False), run.stderr
+
+
+_ALLOCATOR_RUN = """
+import atexit, os, sys
+atexit.register(lambda: print(os.environ.get("MIMALLOC_PURGE_DELAY"), "pyarrow" in sys.modules))
+from bss.cli.main import main
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "preset", "want"),
+    [(["ingest", "--help"], None, "-1"), (["bill", "--help"], None, "-1"),
+     (["bill", "--help"], "10", "10"), (["collect", "--help"], None, "None"),
+     (["query", "--help"], None, "None")],
+)  # fmt: skip
+def test_batch_commands_keep_freed_memory_unless_the_user_says(
+    argv: list[str], preset: str | None, want: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    if preset is not None:
+        env["MIMALLOC_PURGE_DELAY"] = preset
+    run = subprocess.run([sys.executable, "-c", _ALLOCATOR_RUN, "-", *argv],
+                         capture_output=True, text=True, env=env)  # fmt: skip
+    # set before pyarrow (whose mimalloc reads it when it loads) was imported
+    assert run.stdout.splitlines()[-1].split() == [want, "False"], run.stderr
