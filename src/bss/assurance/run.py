@@ -81,6 +81,13 @@ class AssurancePolicy:
     alarms: AlarmPolicy = field(default_factory=AlarmPolicy)
     tickets: TicketPolicy = field(default_factory=TicketPolicy)
 
+    def __post_init__(self) -> None:
+        for name in ("silence_minutes", "silence_critical_minutes"):
+            value = getattr(self, name)
+            if not 0 < value < 1e9:  # nan and inf too: they cannot become microseconds
+                raise ValidationError(f"assurance: {name} must be a positive number of "
+                                      f"minutes, not {value}")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class AssuranceSummary:

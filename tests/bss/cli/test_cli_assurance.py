@@ -81,6 +81,10 @@ def test_detect_on_empty_workspace_and_speeds(workspace: WorkspacePaths, tmp_pat
              "--speeds", str(speeds))  # fmt: skip
     with pytest.raises(ValidationError, match="ISO 8601"):
         _run(workspace, "alarms", "detect", "--window-end", "yesterday")
+    for silence in ("nan", "inf", "0", "-5"):  # a message, not a ValueError from deep inside
+        with pytest.raises(ValidationError, match="silence_minutes must be a positive"):
+            _run(workspace, "alarms", "detect", "--window-end", "2026-03-23T12:00:00",
+                 "--silence-minutes", silence)  # fmt: skip
 
 
 def test_read_commands_refuse_a_database_without_assurance(workspace: WorkspacePaths) -> None:
