@@ -17,11 +17,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-# typer 0.29 (pinned): the converter a parameter uses, and the path checks it makes
-from typer._click.exceptions import BadParameter
-from typer._coercion import RuntimeParam, build_runtime_param
-from typer._param_types import coerce_cli_path
-from typer.core import _TyperParameter
+import typer
+
+# typer 0.29 (pinned in constraints.txt): the converter a parameter uses, and the path checks
+# it makes. Private names: with any other typer (pyproject allows a range) nothing is
+# replaced and typer converts every value itself - slower to start, the same results.
+try:
+    from typer._click.exceptions import BadParameter
+    from typer._coercion import RuntimeParam, build_runtime_param
+    from typer._param_types import coerce_cli_path
+    from typer.core import _TyperParameter
+
+    _KNOWN_TYPER = typer.__version__.startswith("0.29.")
+except ImportError:  # pragma: no cover - another typer than the pinned one
+    _KNOWN_TYPER = False
 
 __all__ = ["QuickParam", "quick_converters"]
 
@@ -139,6 +148,8 @@ def quick_converters() -> None:
     """Make every typer parameter of this process (the help options too) convert its
     values with a :class:`QuickParam` where one applies (typer builds its converter on a
     parameter's first value, as this does)."""
+    if not _KNOWN_TYPER:
+        return
     cls: Any = _TyperParameter
     if getattr(cls.get_runtime_param, "_rating_engine", False):
         return

@@ -120,3 +120,33 @@ def test_well_formed_values_never_reach_typers_converter(
     result = quick.coerce(value, param=_PARAMS[name], ctx=Context(_COMMAND))
     assert (result, type(result)) == (expected, type(expected))
     assert quick._typer is None
+
+
+_OTHER_TYPER_RUN = """
+import json, sys
+import bss.cli.coercion as coercion
+coercion._KNOWN_TYPER = False  # as with a typer other than the pinned series
+from bss.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit as done:
+    print(json.dumps([done.code, "pydantic" in sys.modules]))
+"""
+
+
+def test_another_typer_converts_every_value_itself(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def run(*argv: str) -> tuple[list[Any], str]:
+        done = subprocess.run([sys.executable, "-c", _OTHER_TYPER_RUN, *argv],
+                              capture_output=True, text=True)  # fmt: skip
+        return json.loads(done.stdout.splitlines()[-1]), done.stdout + done.stderr
+
+    ws = str(tmp_path / "ws")
+    (code, slow), out = run("-w", ws, "query", "top", "-n", "0", "--json")
+    assert (code, slow) == (2, True), out  # typer's own converter (pydantic) refused it
+    assert "UsageError" in out
+    (code, slow), out = run("-w", ws, "--json", "query", "top", "-n", "3")
+    assert (code, slow) == (0, True), out
