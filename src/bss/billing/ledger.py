@@ -1,10 +1,10 @@
 """The database writes of a billing pass, in bulk and inside its one transaction.
 
 Bills and lines go in through Arrow tables (not row by row); the billed-usage ledger and
-its duplicate check are DuckDB reading the pass's rated parts directly - the ledger part
-by part while the pass is still rating (:class:`BilledUsageFeed`); the products a bill
-took account of and the one-time fees it charged are recorded so that a later pass bills
-only what is missing and nothing twice.
+its duplicate check are DuckDB reading the pass's rated parts directly
+(:class:`BilledUsageFeed`: part by part while a cluster rates, else once rating is done);
+the products a bill took account of and the one-time fees it charged are recorded so that
+a later pass bills only what is missing and nothing twice.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ __all__ = [
     "BilledUsageFeed",
     "bill_numbers",
     "check_repeats",
-    "record_billed_usage",
     "record_one_time",
     "repeated_ids",
     "unrecord_accounts",
@@ -189,15 +188,6 @@ def check_repeats(conn: duckdb.DuckDBPyConnection, files: list[str], period: Per
             f"period {period.name}: {repeats} rated records repeat a record_id; refusing to "
             "bill any record twice (check the usage dataset)"
         )
-
-
-def record_billed_usage(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period) -> None:
-    """Check that no record id repeats among the pass's rated parts, then add them to the
-    billed-usage ledger."""
-    if not files:
-        return
-    check_repeats(conn, files, period)
-    conn.execute(_INSERT, {"period": period.name, "files": files})
 
 
 def unrecord_accounts(conn: duckdb.DuckDBPyConnection, files: list[str], period: Period,
