@@ -18,7 +18,6 @@ Keys (``by``): ``src_ip``, ``dst_ip``, ``src_port``, ``dst_port``, ``proto``,
 
 from __future__ import annotations
 
-import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,11 +44,11 @@ from rating_engine.traffic.flow_query import (
     finish_top_n,
     flow_columns,
     numpy_array,
-    parts_in_window,
     plain_columns,
     prefer_polars,
     scan_flows,
     unsampled_files,
+    window_bytes,
 )
 
 if TYPE_CHECKING:
@@ -317,11 +316,7 @@ def _source_partial(
     out (polars keeps them to itself)."""
     key = BY_KEYS[by]
 
-    def window_bytes() -> int:
-        files = [str(f) for f in (dataset_files(source) if isinstance(source, Path) else source)]
-        return sum(os.stat(f).st_size for f in parts_in_window(files, window))
-
-    engine = _engine(key, window_bytes)
+    engine = _engine(key, lambda: window_bytes(source, window))
     if engine == "polars":
         from rating_engine.traffic.flow_stats import polars_sums, window_files
 

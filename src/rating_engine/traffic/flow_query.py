@@ -54,6 +54,7 @@ __all__ = [
     "top_n_dataset",
     "traffic_sums",
     "unsampled_files",
+    "window_bytes",
 ]
 
 #: The metric columns of every aggregation (uint64).
@@ -166,6 +167,13 @@ def parts_in_window(files: Sequence[str], window: tuple[int, int] | None) -> lis
         return list(files)
     lo_day, hi_day = window[0] // _DAY_US, (window[1] - 1) // _DAY_US
     return [f for f in files if (d := _day_of(f)) is None or lo_day <= d <= hi_day]
+
+
+def window_bytes(source: str | Path | Sequence[str | Path], window: tuple[int, int] | None) -> int:
+    """Bytes of the Parquet parts of ``source`` (folders, files) that may hold ``window``."""
+    paths = [source] if isinstance(source, str | Path) else list(source)
+    found = [str(f) for p in paths for f in (dataset_files(Path(p)) if os.path.isdir(p) else [p])]
+    return sum(os.stat(f).st_size for f in parts_in_window(found, window))
 
 
 def scan_flows(
@@ -353,23 +361,19 @@ def _unsampled(tasks: Sequence[tuple[str, int, int]], metas: dict[str, pq.FileMe
     """True when the statistics of every row group in ``tasks`` prove its
     ``sampling_interval`` values all 0, 1 or null (volumes need no renormalising);
     ``metas``: footers already read, by path (the others are read and added)."""
-    where: dict[str, int | None] = {}  # the column's index in each file
+    where: dict[str, int] = {}  # the column's index in each file (-1: none)
     for path, group, _rows in tasks:
         meta = metas.get(path) or metas.setdefault(path, pq.ParquetFile(path).metadata)
         if path not in where:
-            names = meta.schema.to_arrow_schema().names
-            where[path] = names.index("sampling_interval") if "sampling_interval" in names else None
-        column = where[path]
-        if column is None:
+            where[path] = meta.schema.to_arrow_schema().get_field_index("sampling_interval")
+        if where[path] < 0:
             return False
         rg = meta.row_group(group)
-        stats = rg.column(column).statistics
+        stats = rg.column(where[path]).statistics
         if stats is None:
             return False
-        if stats.has_min_max:
-            if stats.max > 1:
-                return False
-        elif not (stats.has_null_count and stats.null_count == rg.num_rows):
+        all_null = stats.has_null_count and stats.null_count == rg.num_rows
+        if stats.max > 1 if stats.has_min_max else not all_null:
             return False
     return True
 
@@ -464,12 +468,9 @@ def _polars_partial(
     if (cols is None or ENGINE == "kernels" or not set(cols) <= set(FLOW_SCHEMA.names)
             or not all(os.path.exists(p) for p in paths)):  # fmt: skip
         return False, None  # the kernels' path (or its error: no such field, file)
-
-    def window_bytes() -> int:
-        found = [f for p in paths for f in (dataset_files(Path(p)) if os.path.isdir(p) else [p])]
-        return sum(os.stat(f).st_size for f in parts_in_window(list(map(str, found)), window))
-
-    if ENGINE != "polars" and not prefer_polars(cols, window_bytes, load_numba=True):
+    if ENGINE != "polars" and not prefer_polars(
+        cols, lambda: window_bytes(paths, window), load_numba=True
+    ):
         return False, None
     from rating_engine.traffic.flow_stats import polars_sums, window_files
 
