@@ -311,7 +311,15 @@ def aggregate_by_code(
         gk, b, p, f = hash_aggregate_parallel(
             keys, t, t0, width, nbytes, npackets, weight, mult, sel
         )
-        cells = gk[:, 1].astype(np.int64) * nkeys + gk[:, 0].astype(np.int64)
+        # sorted by bucket, then code already; no cell numbers: bucket x nkeys + code can
+        # pass 2^63 here (e.g. 1-us buckets over days, codes spanning 32-bit AS numbers)
+        return (
+            gk[:, 0].astype(np.int64),
+            gk[:, 1].astype(np.int64) * width + t0,
+            b,
+            p,
+            f,
+        )
     return (
         (cells % nkeys).astype(np.int64),
         (cells // nkeys).astype(np.int64) * width + t0,

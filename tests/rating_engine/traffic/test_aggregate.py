@@ -188,6 +188,28 @@ def test_three_strategies_agree(monkeypatch: pytest.MonkeyPatch, limits: tuple[i
     assert list(got) == sorted(got)  # bucket-major, then code
 
 
+def test_wide_codes_with_microsecond_buckets() -> None:
+    """Codes spanning 32-bit AS numbers with 1-us buckets over three days: buckets x codes
+    passes 2^63, so the hash path must not number cells (it gave starts off by 2^32 us)."""
+    rng = np.random.default_rng(11)
+    n = 5_000
+    nkeys = (1 << 32) - 64_500
+    codes = rng.choice(np.array([0, 1, nkeys - 1], np.int64), n)
+    t = np.sort(rng.integers(T0_US, T0_US + 72 * HOUR_US, n)).astype(np.int64)
+    b = rng.integers(0, 1 << 20, n).astype(np.uint64)
+    c, start, sb, _, sf = aggregate_by_code(codes, nkeys, t, 1, b, b)
+    ref: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0])
+    for k, ti, bi in zip(codes.tolist(), t.tolist(), b.tolist(), strict=True):
+        ref[(ti, k)][0] += bi
+        ref[(ti, k)][1] += 1
+    got = {
+        (s, k): [x, z]
+        for s, k, x, z in zip(start.tolist(), c.tolist(), sb.tolist(), sf.tolist(), strict=True)
+    }
+    assert got == dict(ref)
+    assert list(got) == sorted(got)  # bucket-major, then code
+
+
 @pytest.mark.parametrize(("bits", "chunks"), [(1, 1), (3, 2), (8, 2)])
 @pytest.mark.parametrize("width", [0, 300_000_000])
 def test_radix_equals_single_table(bits: int, chunks: int, width: int) -> None:
