@@ -9,14 +9,16 @@ a flipped byte inside a page.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from fault_cli import DEMO, PERIOD, cli, fill, last_json, no_traceback, remount_read_only
+from fault_cli import CLI, DEMO, PERIOD, cli, fill, last_json, no_traceback, remount_read_only
 
 from collectors.dataset import dataset_files
 
@@ -161,6 +163,51 @@ def test_read_only_workspace(
     assert "--workspace" in message  # what to do
     # reading still works on a read-only workspace
     assert cli(ws, "customers", "list").returncode == 0
+
+
+# -- standard output ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("--help",), ("--json", "query", "top"), ("query", "top"), ("--json", "customers", "list")],
+    ids=" ".join,
+)
+def test_output_to_a_full_disk(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Standard output on a full disk (``/dev/full``): the output is named, not the
+    workspace, and no traceback - also when the error JSON itself cannot be written."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    with open("/dev/full", "w") as full:
+        run = subprocess.run(
+            [*CLI, "-w", str(tmp_path / "ws"), *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == EXIT_STORAGE, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    message = run.stderr.strip().splitlines()[-1]
+    assert message == "error: cannot write the output to standard output (No space left on device)"
+
+
+def test_reader_gone_ends_quietly(tmp_path: Path) -> None:
+    """A pipe whose reader left (``... | head``): exit 1, nothing on standard error."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        run = subprocess.run(
+            [*CLI, "-w", str(tmp_path / "ws"), "--json", "--help"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert run.returncode == 1
+    assert run.stderr == ""
 
 
 # -- corrupt files --------------------------------------------------------------------------

@@ -8,9 +8,11 @@ before the first command word and after any command or subcommand, as users type
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import importlib
+import io
 import json
 import os
 import sys
@@ -251,6 +253,85 @@ def _storage_message(exc: OSError, state: CliState) -> str:
     return f"storage error on {where}: {exc.strerror or exc}"
 
 
+#: A reader that stopped reading (``... | head``) ends the command quietly with 1, as rich
+#: does when a table meets the closed pipe (and Python's documentation on SIGPIPE advises).
+EXIT_PIPE = 1
+
+
+class OutputError(OSError):
+    """Writing standard output failed (the disk behind a redirection full, a pipe whose
+    reader left): not the workspace's fault, whatever the errno says."""
+
+
+class _StdoutRaw(io.RawIOBase):
+    """Standard output's descriptor, telling its write errors apart from the workspace's."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        try:
+            return os.write(self._fd, data)
+        except OSError as exc:
+            raise OutputError(exc.errno, exc.strerror) from None
+
+
+def _tag_stdout_errors() -> None:
+    """Put :class:`_StdoutRaw` under the process's own standard output (not a caller's
+    replacement, e.g. a test's capture), buffered and encoded as before."""
+    out = sys.stdout
+    if out is None or out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
+        return
+    try:
+        out.flush()
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    buffered = io.BufferedWriter(_StdoutRaw(fd))
+    sys.stdout = io.TextIOWrapper(
+        buffered, encoding=out.encoding, errors=out.errors, line_buffering=out.line_buffering
+    )
+
+
+def _stdout_failed(exc: OSError) -> bool:
+    """After an OSError: whether standard output is what failed (tagged by its writer, or
+    what it holds still cannot be flushed)."""
+    if isinstance(exc, OutputError):
+        return True
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except (OSError, ValueError):
+        return True
+    return False
+
+
+def _output_lost(exc: OSError) -> None:
+    """End a command whose output could not be written: one line on standard error, not a
+    traceback, and not the workspace blamed. The unwritable output is dropped (standard
+    output now leads to the null device), so the interpreter's last flush fails no more."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    if exc.errno == errno.EPIPE:
+        raise SystemExit(EXIT_PIPE)  # the reader has all it wanted: nothing to report
+    reason = exc.strerror or str(exc)
+    with contextlib.suppress(OSError, ValueError):
+        print(f"error: cannot write the output to standard output ({reason})", file=sys.stderr)
+    raise SystemExit(EXIT_STORAGE)
+
+
 def _fail(
     state: CliState, code: int, kind: str, message: str, details: dict[str, Any] | None = None
 ) -> None:
@@ -258,7 +339,10 @@ def _fail(
         error: dict[str, Any] = {"code": code, "kind": kind, "message": message}
         if details:
             error["details"] = details
-        print(json.dumps({"error": error}, default=str))
+        try:
+            print(json.dumps({"error": error}, default=str), flush=True)
+        except OSError as exc:  # standard output itself failed: say it (and why) on stderr
+            _output_lost(exc)
     else:
         sys.stdout.flush()  # what the command printed comes before its error line
         print(f"error: {message}", file=sys.stderr)
@@ -329,6 +413,7 @@ def _exit_now(code: object) -> None:
 
 def _run(args: list[str], word: str | None) -> None:
     state = CliState(debug="--debug" in args, json="--json" in args)
+    _tag_stdout_errors()
     _numba_cache_outside_site_packages()
     _one_blas_thread()
     _batch_allocator(word)
@@ -352,6 +437,8 @@ def _run(args: list[str], word: str | None) -> None:
     except OSError as exc:
         if state.debug:
             traceback.print_exc()
+        if _stdout_failed(exc):
+            _output_lost(exc)
         if exc.errno is None and _unreadable_parquet(exc):  # Arrow's, not the machine's
             _fail(state, EXIT_CORRUPT, "CorruptStorage", _corrupt_message(exc))
         _fail(state, EXIT_STORAGE, "StorageError", _storage_message(exc, state))
