@@ -5,9 +5,11 @@ and DuckDB, in one process.
 
 Measures the user-facing path - Parquet in, the top-10 with nfdump's percentages of the
 window totals out (streamed partials, text addresses), or the time buckets - against a
-polars lazy scan and DuckDB SQL computing the same answer (renormalised bytes) from the
-same files: top-10 by ``src_ip``, ``dst_port``, ``proto`` and ``conversation``, and
-``buckets_dst_port_hour`` (bytes per destination port and hour); checks they agree. The
+polars lazy scan and DuckDB SQL computing the same sums (flows, and bytes and packets
+renormalised, per key: what ``query`` prints; until session 8 the peers summed no packets,
+a column ours must read - +15 ms of polars' 73 ms CPU by protocol) from the same files:
+top-10 by ``src_ip``, ``dst_port``, ``proto`` and ``conversation``, and
+``buckets_dst_port_hour`` (per destination port and hour); checks they agree. The
 nfdump comparison is ``benchmarks/topn_vs_peers.py``. With ``--demo DIR`` the demo
 workspace's flows are timed too (made with ``rating-engine --workspace DIR demo`` if missing).
 
@@ -66,17 +68,18 @@ _TOP_KEYS = {"src_ip": "src_addr", "dst_port": "dst_port", "proto": "protocol"}
 _BUCKETS = "buckets_dst_port_hour"
 
 
-def _polars(glob: str, by: str) -> list[int]:
+def _polars(glob: str, by: str) -> list[tuple[int, int]]:
     lf = pl.scan_parquet(glob, hive_partitioning=True)
     m = pl.max_horizontal(pl.col("sampling_interval"), pl.lit(1)).cast(pl.UInt64)
+    sums = [(pl.col(c) * m).sum().alias(c) for c in ("bytes", "packets")]
     if by == _BUCKETS:
         out = (
             lf.group_by("dst_port", pl.col("flow_start").dt.truncate("1h").alias("bucket"))
-            .agg((pl.col("bytes") * m).sum().alias("bytes"), pl.len().alias("flows"))
+            .agg(*sums, pl.len().alias("flows"))
             .sort("bucket", "dst_port")
             .collect()
         )
-        return [int(v) for v in out["bytes"].to_list()]
+        return list(zip(out["bytes"].to_list(), out["packets"].to_list(), strict=True))
     if by == "conversation":
         lf = lf.with_columns(
             pl.min_horizontal("src_addr", "dst_addr").alias("a"),
@@ -85,39 +88,39 @@ def _polars(glob: str, by: str) -> list[int]:
         keys = ["a", "b"]
     else:
         keys = [_TOP_KEYS[by]]
-    out = (
-        lf.group_by(keys)
-        .agg((pl.col("bytes") * m).sum().alias("bytes"), pl.len().alias("flows"))
-        .sort("bytes", descending=True)
-        .head(10)
-        .collect()
-    )
-    return [int(v) for v in out["bytes"].to_list()]
+    out = lf.group_by(keys).agg(*sums, pl.len().alias("flows")).sort("bytes", descending=True)
+    out = out.head(10).collect()
+    return list(zip(out["bytes"].to_list(), out["packets"].to_list(), strict=True))
 
 
-def _duckdb(con: duckdb.DuckDBPyConnection, glob: str, by: str) -> list[int]:
+_SUMS = (
+    "sum(bytes * greatest(sampling_interval, 1)) AS b, "
+    "sum(packets * greatest(sampling_interval, 1))"
+)
+
+
+def _duckdb(con: duckdb.DuckDBPyConnection, glob: str, by: str) -> list[tuple[int, int]]:
     source = f"read_parquet('{glob}', hive_partitioning = true)"
     if by == _BUCKETS:
         rows = con.execute(
-            "SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS bucket, "
-            f"sum(bytes * greatest(sampling_interval, 1)) AS b, count(*) FROM {source} "
-            "GROUP BY ALL ORDER BY bucket, dst_port"
+            f"SELECT dst_port, time_bucket(INTERVAL 1 hour, flow_start) AS bucket, {_SUMS}, "
+            f"count(*) FROM {source} GROUP BY ALL ORDER BY bucket, dst_port"
         ).fetchall()
-        return [int(r[2]) for r in rows]
+        return [(int(r[2]), int(r[3])) for r in rows]
     keys = _TOP_KEYS.get(by, "least(src_addr, dst_addr), greatest(src_addr, dst_addr)")
     rows = con.execute(
-        f"SELECT {keys}, sum(bytes * greatest(sampling_interval, 1)) AS b, count(*) "
-        f"FROM {source} GROUP BY ALL ORDER BY b DESC LIMIT 10"
+        f"SELECT {keys}, {_SUMS}, count(*) FROM {source} GROUP BY ALL ORDER BY b DESC LIMIT 10"
     ).fetchall()
-    return [int(r[-2]) for r in rows]
+    return [(int(r[-3]), int(r[-2])) for r in rows]
 
 
-def _ours(paths: WorkspacePaths, by: str) -> list[int]:
+def _ours(paths: WorkspacePaths, by: str) -> list[tuple[int, int]]:
     if by == _BUCKETS:
         table = flow_buckets(paths, "dst_port", "hour")
     else:
         table = top_talkers(paths, by, "bytes", 10)
-    return [int(v) for v in table.column("bytes").to_pylist()]
+    return list(zip(table.column("bytes").to_pylist(), table.column("packets").to_pylist(),
+                    strict=True))  # fmt: skip
 
 
 def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
@@ -130,7 +133,7 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
     # with the peers; the engines forced after (forcing the kernels loads Numba)
     for by in statistics_:
         key = query.BY_KEYS["dst_port" if by == _BUCKETS else by]
-        runs: dict[str, Callable[[], list[int]]] = {
+        runs: dict[str, Callable[[], list[tuple[int, int]]]] = {
             "ours": lambda by=by: _ours(paths, by),
             "polars": lambda by=by: _polars(glob, by),
             "duckdb": lambda by=by: _duckdb(con, glob, by),

@@ -33,7 +33,6 @@ import pyarrow.compute as pc
 from bss.analyst.times import TimeLike, parse_window, to_us, window_of
 from bss.errors import ValidationError
 from collectors.addresses import addresses_to_strings
-from collectors.dataset import dataset_files
 from collectors.workspace import WorkspacePaths
 from rating_engine.errors import FilterError
 from rating_engine.traffic.flow_query import (
@@ -47,7 +46,6 @@ from rating_engine.traffic.flow_query import (
     plain_columns,
     prefer_polars,
     scan_flows,
-    unsampled_files,
     window_bytes,
 )
 
@@ -321,7 +319,6 @@ def _source_partial(
         from rating_engine.traffic.flow_stats import polars_sums, window_files
 
         files = window_files(source, window) if isinstance(source, Path) else list(source)
-        renormalise = renormalise and not unsampled_files(files)  # else the column is unread
         total = polars_sums(files, plain_columns(key) or [], bucket_width_us(bucket),
                             window=window, flow_filter=flow_filter, renormalise=renormalise,
                             pairs=by == "conversation", ranks=ranks)  # fmt: skip
@@ -425,14 +422,14 @@ def _aggregate(
     options: dict[str, Any] = {"by": by, "bucket": bucket, "window": window,
                                "renormalise": renormalise, "flow_filter": flow_filter}  # fmt: skip
     if client is None:
-        source: Path | tuple[str, ...] = paths.flows if dataset_files(paths.flows) else ()
+        source: Path | tuple[str, ...] = paths.flows if _any_part(paths.flows) else ()
         total, sums = _source_partial(source, index=index, ranks=ranks, **options)
     else:
         from rating_engine.scale.executor import executor_for
         from rating_engine.scale.traffic import flow_day_groups
 
         executor = executor_for(client, f"query-{uuid.uuid4().hex[:8]}", paths.root)
-        groups = flow_day_groups(paths.flows) if dataset_files(paths.flows) else []
+        groups = flow_day_groups(paths.flows) if _any_part(paths.flows) else []
         shared = executor.share(index) if index is not None else None
         partials = executor.map_partials(_source_partial, groups, name="query", index=shared,
                                          **options)  # fmt: skip
@@ -444,6 +441,11 @@ def _aggregate(
         total = _sums(_empty_flows(key, renormalise), key, bucket, index, renormalise,
                       _engine(key) == "kernels")  # fmt: skip
     return total, Totals(*sums)
+
+
+def _any_part(root: Path) -> bool:
+    """Whether ``dataset_files(root)`` has a file, listed up to the first (~0.5 ms less)."""
+    return root.exists() and any(not p.name.startswith((".", "_")) for p in root.rglob("*.parquet"))
 
 
 def _empty_flows(key: tuple[str, ...], renormalise: bool) -> pa.Table:
