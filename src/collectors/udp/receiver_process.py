@@ -37,6 +37,8 @@ import time
 import numpy as np
 
 from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, RecvFromReceiver
+from collectors.udp.ring_pack import SlotLanding, pack_record, record_bytes
+from collectors.udp.ring_pack import warm_up as warm_up_packing
 
 __all__ = ["DecodePriority", "ReceiverProcess", "available"]
 
@@ -181,6 +183,8 @@ class ReceiverProcess:
 
     def start(self) -> None:
         """Fork the child. Call before the collector starts threads of its own."""
+        if isinstance(self._receiver, MmsgReceiver):
+            warm_up_packing(self._receiver)  # compiled here once: the child inherits it
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)
         parent = os.getpid()
@@ -300,9 +304,14 @@ class ReceiverProcess:
         chunk.lengths = lengths.tolist()
         chunk.ports = meta[1].tolist()
         chunk.times = meta[2].tolist()
-        chunk.exporters = [addresses[16 * j : 16 * j + 16] for j in range(n)]
         lookup = self._peers.lookup
-        chunk.hosts = [lookup(a)[0] for a in chunk.exporters]
+        if n and addresses == addresses[:16] * n:  # the usual record: one sender
+            first = addresses[:16]
+            chunk.exporters = [first] * n
+            chunk.hosts = [lookup(first)[0]] * n
+        else:
+            chunk.exporters = [addresses[16 * j : 16 * j + 16] for j in range(n)]
+            chunk.hosts = [lookup(a)[0] for a in chunk.exporters]
         return chunk
 
     def release(self, chunk: ReceiveChunk) -> None:
@@ -403,8 +412,11 @@ class _Child:
         self.bell = bell
         self.parent = parent
         self.produced = 0  # bytes ever placed (monotonic), skipped tails included
+        self.high = 0  # the highest ring offset written so far
         self.touched = 0  # the ring's pages below this have been faulted in
-        self.pages = np.frombuffer(self.data, dtype=np.uint8)[::_PAGE_STEP]
+        self.ring = np.frombuffer(self.data, dtype=np.uint8)
+        self.ring64 = np.frombuffer(self.data, dtype=np.int64)
+        self.pages = self.ring[::_PAGE_STEP]
 
     def parent_gone(self) -> bool:
         return os.getppid() != self.parent
@@ -415,7 +427,16 @@ class _Child:
         for sock in self.sockets:
             sel.register(sock, selectors.EVENT_READ)
             by_fd[sock.fileno()] = sock
-        chunk = self.receiver.new_chunk()
+        chunk: ReceiveChunk | SlotLanding
+        if isinstance(self.receiver, MmsgReceiver):  # packed by one compiled call a record
+            chunk = landing = SlotLanding(self.receiver)
+            fill = landing.fill
+        else:
+            chunk = plain = self.receiver.new_chunk()
+
+            def fill(sock: socket.socket) -> bool:
+                return self.receiver.fill(plain, sock)
+
         handed = time.monotonic()
         while True:
             stopping = bool(self.header[_STOP])
@@ -430,7 +451,7 @@ class _Child:
             drained = True
             got = -len(chunk)
             for sock in ready:
-                while not self.receiver.fill(chunk, sock):
+                while not fill(sock):
                     got += len(chunk)
                     self.hand_over(chunk)
                     handed = time.monotonic()
@@ -449,35 +470,27 @@ class _Child:
                 time.sleep(_GATHER_S)
 
     def prefault_due(self) -> bool:
-        """Pages ahead of the writing position are still to be faulted in."""
-        return self.touched < min(self.size, self.produced + _PREFAULT_AHEAD)
+        """Pages ahead of the highest written offset are still to be faulted in."""
+        return self.touched < min(self.size, self.high + _PREFAULT_AHEAD)
 
     def prefault(self) -> bool:
         """Touch the next pages of the ring not written yet, up to ``_PREFAULT_AHEAD``
-        bytes ahead of the writing position (first lap only); False when there are none
-        to touch now. A page's first touch costs a fault and zeroing: a few microseconds
-        a datagram if it happened while receiving. Only a window ahead, not the whole
-        ring at start: a ring a run never fills is never paid for (0.3-0.4 s of CPU for
+        bytes ahead of the highest offset written; False when there are none to touch
+        now. A page's first touch costs a fault and zeroing: a few microseconds a
+        datagram if it happened while receiving. Only a window ahead, not the whole ring
+        at start: a ring a run never fills is never paid for (0.3-0.4 s of CPU for
         512 MiB)."""
-        if self.touched >= self.size or self.produced >= self.size:
-            self.touched = self.size
-            return False
         if not self.prefault_due():
             return False
-        start = max(self.touched, self.produced)
+        # only pages beyond every record written so far: zeros there overwrite nothing
+        start = max(self.touched, self.high)
         end = min(self.size, start + _PREFAULT)
-        # only the free part ahead of the writer: zeros there overwrite nothing
         self.pages[-(-start // _PAGE_STEP) : end // _PAGE_STEP] = 0
         self.touched = end
         return True
 
-    def hand_over(self, chunk: ReceiveChunk) -> None:
-        """Copy the chunk into the ring as one record, ring the bell, reset the chunk."""
-        n = len(chunk)
-        drops = [(a, c, _REFUSED) for a, c in chunk.refused.items()]
-        drops += [(a, c, _OVERSIZE) for a, c in chunk.oversize.items()]
-        payload = sum(chunk.lengths)
-        record = 32 + 40 * n + 32 * len(drops) + _pad8(payload)
+    def place(self, record: int) -> int:
+        """Where a record of ``record`` bytes goes (waiting while the ring is full)."""
         at = self.produced % self.size
         skip = self.size - at if at + record > self.size else 0
         while self.size - (self.produced - int(self.header[_CONSUMED])) < skip + record:
@@ -485,9 +498,31 @@ class _Child:
                 raise RuntimeError("the collector stopped reading")
             time.sleep(0.0005)  # the ring is full: the socket buffer takes the wait
         if skip:
-            np.frombuffer(self.data, dtype=np.int64, count=1, offset=at)[0] = _SKIP
+            self.ring64[at // 8] = _SKIP
             self.produced += skip
             at = 0
+        return at
+
+    def placed(self, at: int, record: int) -> None:
+        """The record at ``at`` is written: count it, note the peak, ring the bell."""
+        self.produced += record
+        self.high = max(self.high, at + record)
+        held = self.produced - int(self.header[_CONSUMED])
+        if held > self.header[_PEAK]:
+            self.header[_PEAK] = held
+        _ring_bell(self.bell, self.produced, wait=False)
+
+    def hand_over(self, chunk: ReceiveChunk | SlotLanding) -> None:
+        """Copy the chunk into the ring as one record, ring the bell, reset the chunk."""
+        if isinstance(chunk, SlotLanding):
+            self.hand_over_slots(chunk)
+            return
+        n = len(chunk)
+        drops = [(a, c, _REFUSED) for a, c in chunk.refused.items()]
+        drops += [(a, c, _OVERSIZE) for a, c in chunk.oversize.items()]
+        payload = sum(chunk.lengths)
+        record = record_bytes(n, payload, len(drops))
+        at = self.place(record)
         head = np.frombuffer(self.data, dtype=np.int64, count=4 + 3 * n, offset=at)
         head[:4] = (n, payload, len(drops), record)
         head[4 : 4 + n] = chunk.lengths
@@ -516,9 +551,18 @@ class _Child:
         finally:
             src.release()
         self.data[pos : pos + payload] = packed
-        self.produced += record
-        held = self.produced - int(self.header[_CONSUMED])
-        if held > self.header[_PEAK]:
-            self.header[_PEAK] = held
-        _ring_bell(self.bell, self.produced, wait=False)
+        self.placed(at, record)
         chunk.reset()
+
+    def hand_over_slots(self, landing: SlotLanding) -> None:
+        """The landing slots as one record: written by one compiled call."""
+        addrs, counts, kinds = landing.drops()
+        record = record_bytes(landing.kept, landing.payload_bytes(), len(counts))
+        at = self.place(record)
+        pack_record(
+            self.ring, self.ring64, at, landing.landing, landing.slot_size,
+            landing.native.length, landing.keep, landing.ports, landing.times, landing.addrs,
+            landing.used, addrs, counts, kinds,
+        )  # fmt: skip
+        self.placed(at, record)
+        landing.reset()

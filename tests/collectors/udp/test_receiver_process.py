@@ -166,16 +166,16 @@ def test_the_ring_is_faulted_in_only_ahead_of_the_writer(monkeypatch: pytest.Mon
                 pass
             assert child.touched == 2 << 20  # the window ahead, not the whole ring
             assert not child.prefault_due()
-            child.produced = 5 << 20  # the writer moved on: the window moves with it
+            child.high = 5 << 20  # the writer moved on: the window moves with it
             assert child.prefault_due()
             while child.prefault():
                 pass
             assert child.touched == 7 << 20
-            child.produced = 7 << 20
+            child.high = 7 << 20
             while child.prefault():
                 pass
             assert child.touched == proc.size  # never past the ring's end
-            child.produced = proc.size + (1 << 20)  # second lap: every page was touched
+            child.high = proc.size  # every page was written: none is left to touch
             assert not child.prefault()
             assert not child.prefault_due()
         finally:
