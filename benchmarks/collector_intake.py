@@ -432,7 +432,7 @@ def summarise(runs: list[dict[str, Any]], formats: list[str]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--rates", default="5e5,1e6,1.5e6,2e6,3e6,4e6,6e6,8e6", help="flows/s steps"
+        "--rates", default="5e5,1e6,1.5e6,2e6,3e6,4e6,6e6,8e6,1e7,1.2e7", help="flows/s steps"
     )
     parser.add_argument("--step-seconds", type=float, default=1.5)
     parser.add_argument("--trials", type=int, default=2, help="tries per rate, both")

@@ -54,8 +54,9 @@ _HAND_OVER_S = 0.005  # a partly filled chunk goes to the parent after this long
 # ~64 datagrams were expected) halved this process's CPU at 500k flows/s but lost datagrams
 # at 1M flows/s on a machine at load 13-17 where this never did (4 runs of 10 s each).
 _FEW, _GATHER_S = 32, 0.0005
-_PAGE_STEP, _PREFAULT = 4096, 4 << 20  # memory page; ring bytes faulted in per idle round
-_PREFAULT_AHEAD = 64 << 20  # ring bytes kept faulted in ahead of the writing position
+_PAGE_STEP, _PREFAULT = 4096, 1 << 20  # memory page; ring bytes faulted in per idle round
+# ring bytes faulted in ahead of the highest offset written: all of it (see _Child.prefault)
+_PREFAULT_AHEAD = 1 << 62
 # the most the parent takes into one decoding call: past ~1,000 datagrams the per-call cost
 # is paid off, and bigger batches leave the CPU caches (measured: 4,000 was slower)
 MERGE_DATAGRAMS, MERGE_BYTES = 1024, 4 << 20
@@ -476,10 +477,13 @@ class _Child:
     def prefault(self) -> bool:
         """Touch the next pages of the ring not written yet, up to ``_PREFAULT_AHEAD``
         bytes ahead of the highest offset written; False when there are none to touch
-        now. A page's first touch costs a fault and zeroing: a few microseconds a
-        datagram if it happened while receiving. Only a window ahead, not the whole ring
-        at start: a ring a run never fills is never paid for (0.3-0.4 s of CPU for
-        512 MiB)."""
+        now. A page's first touch costs a fault and zeroing (~2.7 us for 4 KiB of shared
+        memory here): on the receive path that was a third of this process's CPU in a
+        burst (v5: 0.9 of 2.7 us a datagram), and a burst is when it has none to spare.
+        So the whole ring is faulted in while the process is idle or sees a trickle
+        (1 MiB, under a millisecond, a round): once after start, 0.3-0.4 s of CPU for
+        512 MiB, done before traffic when the collector starts idle. The price: the
+        ring's memory is in use from then on, not only once a burst needs it."""
         if not self.prefault_due():
             return False
         # only pages beyond every record written so far: zeros there overwrite nothing
