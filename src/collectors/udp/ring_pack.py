@@ -27,9 +27,12 @@ import socket
 import sys
 import time
 from collections import Counter
+from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from collectors.udp.receive import _MM, MmsgReceiver, PeerTable, ReceiveChunk, _Native
 
@@ -76,6 +79,29 @@ def _measure(lengths: np.ndarray, keep: np.ndarray, used: int) -> tuple[int, int
     return n, payload
 
 
+@intrinsic
+def _copy(typingctx: Any, dst: Any, at: Any, src: Any, start: Any, size: Any) -> Any:
+    """``dst[at:at + size] = src[start:start + size]`` as one ``memcpy`` (LLVM's). The
+    slice assignment copied a 1.5 kB datagram into the ring in ~500 ns, a plain loop
+    (vectorised) in ~2,000 ns once the ring is larger than the caches; memcpy ~10x less."""
+    sig = types.void(dst, at, src, start, size)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        dty, _, sty, _, _ = signature.args
+        dary = context.make_array(dty)(context, builder, args[0])
+        sary = context.make_array(sty)(context, builder, args[2])
+        dptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, dty, dary, [args[1]], wraparound=False
+        )
+        sptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, sty, sary, [args[3]], wraparound=False
+        )
+        cgutils.raw_memcpy(builder, dptr, sptr, args[4], 1)  # type: ignore[no-untyped-call]
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True)
 def pack_record(
     ring: np.ndarray,
@@ -117,7 +143,7 @@ def pack_record(
         for j in range(16):
             ring[addr_at + 16 * k + j] = addrs[i, j]
         src = i * slot_size
-        ring[pos : pos + size] = landing[src : src + size]
+        _copy(ring, pos, landing, src, size)  # type: ignore[call-arg]
         pos += size
         k += 1
     drop_at = at + 32 + 40 * n
