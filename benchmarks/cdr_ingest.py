@@ -14,7 +14,8 @@ threads, user + system) are reported beside wall seconds, and their ratio too.
 ``--compare OTHER_WS`` checks that this version ingests the same content as another one
 (run it with ``--keep DIR``; its workspace is ``DIR/ws``): the same usage rows, ids, values
 and schema, the same rejected rows (but their time) and the same ledger counts.
-Prints a few lines for people; the last line is one JSON object.
+The peak resident memory of a fresh process ingesting the file is measured last (its
+VmHWM). Prints a few lines for people; the last line is one JSON object.
 """
 
 # ruff: noqa: E402  (pyarrow is imported once the allocator is set, below)
@@ -25,6 +26,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,6 +120,9 @@ def _same_content(ours: Path, theirs: Path) -> bool:
         tables = []
         for root in (ours, theirs):
             files = sorted(str(f) for f in (root / name).rglob("*.parquet"))
+            if not files:  # nothing of this kind (no rejected row): an empty stand-in
+                tables.append(pa.table({}))
+                continue
             table = (
                 pads.dataset(files, format="parquet")
                 .to_table()
@@ -140,6 +145,28 @@ def _same_content(ours: Path, theirs: Path) -> bool:
     ]
     print(f"ledger: {'the same' if ledgers[0] == ledgers[1] else 'DIFFERENT'}")
     return same and ledgers[0] == ledgers[1]
+
+
+def _child_peak_rss_mb(csv_path: Path, workspace: Path) -> float:
+    """Peak resident memory (MB) of a fresh process that ingests ``csv_path`` into
+    ``workspace`` (its own VmHWM: this process holds the generator's arrays)."""
+    shutil.rmtree(workspace, ignore_errors=True)
+    code = (
+        "import sys, os\n"
+        "from pathlib import Path\n"
+        "from collectors.cdr.ingest import ingest_cdr_files\n"
+        "from collectors.cdr.mapping import load_mapping\n"
+        "from collectors.workspace import WorkspacePaths\n"
+        "ingest_cdr_files([Path(sys.argv[1])], load_mapping(Path(sys.argv[2])), "
+        "WorkspacePaths(Path(sys.argv[3])))\n"
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+        "print(int(peak.split()[1]) / 1024)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(csv_path), str(MAPPING), str(workspace)],
+        check=True, capture_output=True, text=True, env=os.environ.copy(),
+    )  # fmt: skip
+    return float(out.stdout.split()[-1])
 
 
 def _cpu() -> float:
@@ -199,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         again = ingest_cdr_files([csv_path], mapping, ws)
         refuse_s = time.perf_counter() - t0
         same = None if args.compare is None else _same_content(ws.root, args.compare)
+        peak_mb = _child_peak_rss_mb(csv_path, work / "rss-ws")
     assert parsed == args.rows
     assert summary.ingested + sum(summary.rejected_by_reason().values()) == args.rows
     assert again.ingested == 0
@@ -225,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         "parse_s_runs": [round(x, 3) for x in parse_runs],
         "target_vs_parse_only": 0.4,
         "refuse_again_s": round(refuse_s, 3),
+        "ingest_process_peak_rss_mb": round(peak_mb),
         "warmup_incl_numba_compile_s": round(warmup_s, 2),
         "generate_s": round(gen_s, 1),
         "target_rows_per_s": 2_000_000,
@@ -240,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{parse_cpu_s / ingest_cpu_s:.3f} CPU (target 0.40 wall)"
     )
     print(f"second ingest of the same file refused in {refuse_s:.2f} s")
+    print(f"peak RSS of a process ingesting the file: {peak_mb:,.0f} MB")
     print(json.dumps(result))
     return 0
 

@@ -9,6 +9,7 @@ failing check of each row into a reject row (its raw bytes are added by the read
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 
 from collectors.cdr.kernels import record_ids
 from collectors.cdr.mapping import CdrMapping
+from collectors.cdr.text_kernels import read_digits, read_lookup
 from collectors.cdr.transforms import (
     compose_key,
     map_values,
@@ -48,6 +50,8 @@ CHUNK_REJECT_SCHEMA = pa.schema(
     ]
 )
 _MAX_MSISDN = 15
+#: Duration units read by :func:`read_digits`: milliseconds' digits after the point.
+_DURATION_SCALE = {"s": 3, "ms": 0}
 #: Longest field accepted (bytes); a longer one rejects its row with ``field_too_long``.
 MAX_FIELD_BYTES = 4096
 
@@ -81,6 +85,19 @@ def _longer_than(arr: pa.Array, limit: int) -> np.ndarray:
     return _mask(pc.greater(lengths, limit))
 
 
+class _Trimmed(dict[str, pa.Array]):
+    """Column name -> :func:`none_if_empty` of the column, made when first asked for (the
+    columns a text kernel reads need none)."""
+
+    def __init__(self, columns: dict[str, pa.Array]) -> None:
+        super().__init__()
+        self.columns = columns
+
+    def __missing__(self, name: str) -> pa.Array:
+        trimmed = self[name] = none_if_empty(self.columns[name])
+        return trimmed
+
+
 def _const(value: str | None, n: int) -> pa.Array:
     return pa.nulls(n, pa.string()) if value is None else pa.repeat(pa.scalar(value), n)
 
@@ -92,6 +109,10 @@ class BatchTransformer:
         self.m = mapping
         self.source_name = source_name
         self._consts: dict[str, pa.Array] = {}
+        self._field_column = {
+            f: getattr(mapping, f).column
+            for f in ("service", "duration", "volume_up", "volume_down")
+        }
 
     def const(self, value: str | None, n: int) -> pa.Array:
         """``value`` n times: a slice of one array per value made once (repeating a string
@@ -103,14 +124,33 @@ class BatchTransformer:
             made = self._consts[value] = _const(value, n)
         return made.slice(0, n)
 
+    def _fast_columns(self, col: dict[str, pa.Array]) -> dict[str, tuple[Any, np.ndarray]]:
+        """Field -> (values, present) for the fields a text kernel read (see
+        :mod:`collectors.cdr.text_kernels`); a field it could not read is left out."""
+        m = self.m
+        out: dict[str, tuple[Any, np.ndarray] | None] = {}
+        if m.service.column is not None:
+            out["service"] = read_lookup(col[m.service.column], m.service.values)
+        if m.duration.column is not None and m.duration.unit in _DURATION_SCALE:
+            out["duration"] = read_digits(
+                col[m.duration.column], scale=_DURATION_SCALE[m.duration.unit], signed=True
+            )
+        for vname in ("volume_up", "volume_down"):
+            vcol = getattr(m, vname).column
+            if vcol is not None:
+                out[vname] = read_digits(col[vcol], scale=0, signed=False)
+        return {f: got for f, got in out.items() if got is not None}
+
     def run(self, batch: pa.RecordBatch, lines: np.ndarray) -> tuple[pa.Table, list[Check]]:
         m = self.m
         n = batch.num_rows
         col = {name: batch.column(name) for name in batch.schema.names}
-        raw = {name: none_if_empty(a) for name, a in col.items()}
+        raw = _Trimmed(col)
         checks: list[Check] = []
 
-        present_masks: dict[str, np.ndarray] = {}
+        # the usual spellings read in one pass each (text_kernels); None: the Arrow path below
+        fast = self._fast_columns(col)
+        present_masks = {self._field_column[f]: p for f, (_, p) in fast.items()}
 
         def present(c: str) -> np.ndarray:
             if c not in present_masks:
@@ -156,8 +196,15 @@ class BatchTransformer:
                 )
             )
 
-        def bad(field_name: str, column: str, parsed: pa.Array, reason: str, what: str) -> None:
-            mask = present(column) & ~_valid_mask(parsed)
+        def bad(
+            field_name: str, column: str, parsed: pa.Array | None, reason: str, what: str
+        ) -> None:
+            # parsed None: read by a text kernel, which reads every value present
+            mask = (
+                np.zeros(n, dtype=np.bool_)
+                if parsed is None
+                else present(column) & ~_valid_mask(parsed)
+            )
             checks.append(Check(mask, field_name, column, reason, what))
 
         sub_col = m.subscriber.column
@@ -180,8 +227,12 @@ class BatchTransformer:
         bad("subscriber", sub_col, subscriber, "bad_number", f"not a {m.subscriber.key_type}")
 
         if m.service.column is not None:
-            service = map_values(raw[m.service.column], m.service.values)
-            bad("service", m.service.column, service, "bad_service", "unknown service")
+            svc_col = m.service.column
+            if "service" in fast:
+                service, svc_checked = fast["service"][0], None
+            else:
+                service = svc_checked = map_values(raw[svc_col], m.service.values)
+            bad("service", svc_col, svc_checked, "bad_service", "unknown service")
         else:
             service = self.const(m.service.constant, n)
 
@@ -197,25 +248,27 @@ class BatchTransformer:
 
         duration = pa.repeat(pa.scalar(0, pa.int64()), n)
         if m.duration.column is not None:
-            duration = parse_duration_ms(raw[m.duration.column], m.duration.unit)
-            bad(
-                "duration",
-                m.duration.column,
-                duration,
-                "bad_number",
-                f"not a {m.duration.unit} duration",
-            )
-            negative = _mask(pc.less(duration, 0))
-            checks.append(
-                Check(negative, "duration", m.duration.column, "negative_duration", "negative")
-            )
-            duration = pc.fill_null(duration, 0)
+            dur_col = m.duration.column
+            if "duration" in fast:
+                millis = fast["duration"][0]
+                duration, dur_checked, negative = pa.array(millis), None, millis < 0
+            else:
+                duration = dur_checked = parse_duration_ms(raw[dur_col], m.duration.unit)
+                negative = _mask(pc.less(duration, 0))
+            bad("duration", dur_col, dur_checked, "bad_number", f"not a {m.duration.unit} duration")
+            checks.append(Check(negative, "duration", dur_col, "negative_duration", "negative"))
+            if dur_checked is not None:
+                duration = pc.fill_null(duration, 0)
 
         volumes: dict[str, pa.Array] = {}
         for vname in ("volume_up", "volume_down"):
             vspec = getattr(m, vname)
             if vspec.column is None:
                 volumes[vname] = pa.repeat(pa.scalar(0, pa.uint64()), n)
+                continue
+            if vname in fast:
+                volumes[vname] = pa.array(fast[vname][0])
+                bad(vname, vspec.column, None, "bad_number", "not a non-negative byte count")
                 continue
             vol = parse_unsigned(raw[vspec.column])
             bad(vname, vspec.column, vol, "bad_number", "not a non-negative byte count")

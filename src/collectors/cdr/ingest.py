@@ -74,10 +74,11 @@ _MIN_SPLIT = 50_000  # rows: the last part of a file is written in two halves fr
 _DICTIONARY_COLUMNS = (
     "source_file", "subscriber_key_type", "service", "location", "stage", "reason", "field"
 )  # fmt: skip
-# no min/max statistics on the free-text columns: unsorted, they never prune a row group and
-# they cost ~15% of the write
-_NO_STATISTICS = frozenset(
-    ("record_key", "subscriber_key", "destination", "origin", "location", "message", "raw")
+# min/max statistics only where a reader prunes row groups by them (a file, lines, times):
+# the others (free text, hashes, counts, a few services) never prune one, and the usage
+# columns' statistics cost ~10% of the write
+_STATISTICS = frozenset(
+    ("source_file", "source_line", "start_time", "stage", "record_no", "reason", "rejected_at")
 )
 # line numbers and times in file order: deltas of a few bits instead of 8 bytes a value;
 # durations (ms, under 2^22 for an hour): bit-packed to their width, smaller than LZ4's
@@ -192,7 +193,7 @@ def _write_part(table: pa.Table, path: Path, compression: str) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(
             table, path, compression=compression, use_dictionary=low_cardinality,
-            write_statistics=[c for c in table.column_names if c not in _NO_STATISTICS],
+            write_statistics=[c for c in table.column_names if c in _STATISTICS],
             write_page_checksum=True, column_encoding=delta or None,
         )  # fmt: skip
         with open(path, "rb+") as fh:
