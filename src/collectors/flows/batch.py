@@ -109,6 +109,22 @@ class FlowColumns:
         return FlowColumns(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
 
+# All-null columns and one-format ``source_format`` columns are slices of arrays built once
+# (per type, per format; regrown when a call is larger): building them per call was ~30 ns
+# a v5 flow of decoding (pa.nulls zero-fills every buffer). Slices share the buffers.
+_CACHED_ROWS = 1 << 16
+_NULLS: dict[pa.DataType, pa.Array] = {}
+_ONE_FORMAT: dict[int, tuple[pa.Buffer, pa.Buffer, int]] = {}
+
+
+def _nulls(n: int, type_: pa.DataType) -> pa.Array:
+    """``n`` nulls of ``type_`` (a slice of a cached array)."""
+    cached = _NULLS.get(type_)
+    if cached is None or len(cached) < n:
+        cached = _NULLS[type_] = pa.nulls(max(n, _CACHED_ROWS), type_)
+    return cached.slice(0, n)
+
+
 def _fixed16(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     n = values.shape[0]
     data = pa.py_buffer(np.ascontiguousarray(values, dtype=np.uint8))
@@ -127,7 +143,7 @@ def _labels(values: np.ndarray, depth: np.ndarray) -> pa.Array:
     """The ``mpls_labels`` list column: row ``i`` is ``values[i, :depth[i]]``, null if 0."""
     n = depth.shape[0]
     if values.shape[1] == 0 or not depth.any():
-        return pa.nulls(n, MPLS_LABELS)
+        return _nulls(n, MPLS_LABELS)
     depth = np.minimum(depth, values.shape[1])
     offsets = np.zeros(n + 1, np.int32)
     np.cumsum(depth, out=offsets[1:])
@@ -141,7 +157,7 @@ def _sampling(values: np.ndarray) -> pa.Array:
     """The sampling column: 0 (not announced) is null; one pass when all or none are."""
     known = np.count_nonzero(values)
     if known == 0:
-        return pa.nulls(values.shape[0], pa.uint32())
+        return _nulls(values.shape[0], pa.uint32())
     return _numeric(values, pa.uint32(), None if known == values.shape[0] else values != 0)
 
 
@@ -149,9 +165,15 @@ def _format_strings(codes: np.ndarray) -> pa.Array:
     """The ``source_format`` string column built from codes with numpy (no per-row work)."""
     n = codes.shape[0]
     if n and bool((codes == codes[0]).all()):
-        name = SOURCE_FORMATS[int(codes[0])].encode()
-        offsets = np.arange(n + 1, dtype=np.int32) * len(name)
-        data = pa.py_buffer(name * n)
+        code = int(codes[0])
+        cached = _ONE_FORMAT.get(code)
+        if cached is None or cached[2] < n:
+            name = SOURCE_FORMATS[code].encode()
+            rows = max(n, _CACHED_ROWS)
+            offsets_buffer = pa.py_buffer(np.arange(rows + 1, dtype=np.int32) * len(name))
+            cached = _ONE_FORMAT[code] = (offsets_buffer, pa.py_buffer(name * rows), rows)
+        # the buffers may be longer than the column: it reads n + 1 offsets
+        return pa.Array.from_buffers(pa.string(), n, [None, cached[0], cached[1]])
     else:
         lengths = _FORMAT_LENGTHS[codes]
         offsets = np.zeros(n + 1, np.int32)
@@ -192,7 +214,7 @@ def to_record_batch(cols: FlowColumns) -> pa.RecordBatch:
         _labels(cols.mpls_labels, cols.mpls_depth),
     ]
     # columns no decoder fills (enrichment, collectors.enrich): typed nulls
-    arrays += [pa.nulls(n, f.type) for f in list(FLOW_SCHEMA)[len(arrays) :]]
+    arrays += [_nulls(n, f.type) for f in list(FLOW_SCHEMA)[len(arrays) :]]
     return pa.RecordBatch.from_arrays(arrays, schema=FLOW_SCHEMA)
 
 
