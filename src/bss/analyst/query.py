@@ -32,7 +32,6 @@ import pyarrow.compute as pc
 
 from bss.analyst.times import TimeLike, parse_window, to_us, window_of
 from bss.errors import ValidationError
-from collectors.addresses import addresses_to_strings
 from collectors.workspace import WorkspacePaths
 from rating_engine.errors import FilterError
 from rating_engine.traffic.flow_query import (
@@ -144,6 +143,8 @@ def address_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     text = pc.binary_join_element_wise(*octets, ".")
     v6 = ~v4 & column.is_valid().to_numpy(zero_copy_only=False)
     if v6.any():
+        from collectors.addresses import addresses_to_strings  # ipaddress: only for IPv6
+
         others = column.filter(pa.array(v6))
         encoded = pc.dictionary_encode(others)
         names = pa.array(addresses_to_strings(encoded.dictionary), pa.string())

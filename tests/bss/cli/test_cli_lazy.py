@@ -130,6 +130,31 @@ def test_query_top_process_loads_no_billing_duckdb_polars_or_numba(tmp_path: Pat
     assert set(everything) == set(COMMANDS)
 
 
+_POLARS_TOP_RUN = """
+import json, sys
+from rating_engine.traffic import flow_query
+flow_query._POLARS_BYTES = 0  # as a window of more than 16 MiB: polars groups
+from bss.cli.main import main
+try:
+    main(["-w", sys.argv[1], "query", "top", "--by", "dst_port", "--json"])
+except SystemExit as done:
+    assert done.code in (0, None), done.code
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_query_top_by_polars_loads_no_arrow_dataset(tmp_path: Path) -> None:
+    """Where polars groups, the Arrow dataset scanner (pyarrow.dataset, ~20 ms CPU to
+    import) and the IPv6 text module are not loaded: only the Arrow path and IPv6
+    addresses need them."""
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    write_partitioned(_flows(200), paths.flows, time_column="flow_start", part_name="t")
+    loaded = set(json.loads(_child(_POLARS_TOP_RUN, str(paths.root))))
+    assert "polars" in loaded
+    for module in ("pyarrow.dataset", "collectors.dataset", "collectors.addresses"):
+        assert module not in loaded, f"query top by polars imported {module}"
+
+
 def test_query_stats_process_loads_no_duckdb_numba_rich_or_pydantic(tmp_path: Path) -> None:
     paths = WorkspacePaths(tmp_path / "ws").ensure()
     flows = _flows(200)  # IPv4 sources (IPv6 ones are written as text through numpy.ma)
