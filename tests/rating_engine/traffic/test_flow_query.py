@@ -137,18 +137,18 @@ def test_unsampled_row_groups_skip_the_interval_column(tmp_path: Path) -> None:
 def test_polars_path_renormalises_a_sampled_part_after_unsampled_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The polars path guesses "unsampled" from the first part's footer and runs that plan
-    while it reads the others: a later sampled part (here the last day) drops the guess,
-    and the sums are the renormalised ones; all parts unsampled keeps it."""
+    """The polars path guesses "unsampled" from the first and last parts' footers and runs
+    that plan while it reads the others: a sampled part between (here the middle day)
+    drops the guess, and the sums are the renormalised ones."""
     rows = [{"src": f"10.0.{i % 3}.{i % 17}", "dst": f"192.0.2.{i % 5}",
              "bytes": (i * 7919) % 10_000, "packets": 1 + i % 13, "dst_port": i % 7,
-             "sampling_interval": 4 if i % 3 == 2 else i % 2,
+             "sampling_interval": 4 if i % 3 == 1 else i % 2,
              "start": T0_US + (i % 3) * DAY_US + i * 1_000_000} for i in range(300)]  # fmt: skip
     mixed = flows(rows)
     root = tmp_path / "mixed"
     write_partitioned(mixed, root, time_column="flow_start", part_name="t")
     files = sorted(str(f) for f in root.rglob("*.parquet"))
-    assert flow_query.unsampled_files(files[:2])  # the last day's part is sampled
+    assert flow_query.unsampled_files([files[0], files[-1]])  # the middle day's is sampled
     assert not flow_query.unsampled_files(files)
     monkeypatch.setattr(flow_query, "ENGINE", "polars")
     for by, metric in (("dst_port", "bytes"), ("src_addr", "packets")):
