@@ -208,7 +208,16 @@ class BatchTransformer:
             checks.append(Check(mask, field_name, column, reason, what))
 
         sub_col = m.subscriber.column
-        subscriber = normalise_numbers(raw[sub_col], m.subscriber.normalise, m.numbers)
+        normalised: dict[tuple[str, str], pa.Array] = {}
+
+        def numbers_of(column: str, mode: str) -> pa.Array:
+            # a column read as two fields (the generic layout's msisdn is the origin too) is
+            # normalised once
+            if (column, mode) not in normalised:
+                normalised[column, mode] = normalise_numbers(raw[column], mode, m.numbers)
+            return normalised[column, mode]
+
+        subscriber = numbers_of(sub_col, m.subscriber.normalise)
         if m.subscriber.key_type in ("msisdn", "imsi"):
             no_number = pa.scalar(None, pa.string())
             if m.subscriber.normalise in ("digits", "e164"):
@@ -280,7 +289,7 @@ class BatchTransformer:
             numbers[nname] = (
                 _const(None, n)
                 if nspec.column is None
-                else normalise_numbers(raw[nspec.column], nspec.normalise, m.numbers)
+                else numbers_of(nspec.column, nspec.normalise)
             )
         loc = m.location
         location = raw[loc.column] if loc.column is not None else self.const(loc.constant, n)
@@ -331,6 +340,8 @@ def rejects_from_checks(
 ) -> tuple[pa.Table, dict[str, int]]:
     """First failing check per row -> reject rows (raw filled later); skip-filters counted."""
     n = batch.num_rows
+    if not any(chk.mask.any() for chk in checks):  # the usual batch: nothing put aside
+        return CHUNK_REJECT_SCHEMA.empty_table(), {}
     which = np.full(n, -1, dtype=np.int64)
     taken = np.zeros(n, dtype=np.bool_)
     for i, chk in enumerate(checks):

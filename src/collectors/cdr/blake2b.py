@@ -61,7 +61,11 @@ def _word(data: np.ndarray, at: int, avail: int) -> np.uint64:
     word = np.uint64(0)
     if avail <= 0:
         return word
-    for k in range(min(avail, 8)):
+    if avail >= 8:  # a whole word: a fixed count of bytes, which LLVM reads as one load
+        for k in range(8):
+            word |= np.uint64(data[at + k]) << np.uint64(8 * k)
+        return word
+    for k in range(avail):
         word |= np.uint64(data[at + k]) << np.uint64(8 * k)
     return word
 
@@ -284,6 +288,8 @@ def _first8_lanes(
         length = offsets[row + 1] - start
         for k in range(16):
             vm[(16 + k) * _LANES + lane] = _word(data, start + 8 * k, length - 8 * k)
+        vm[12 * _LANES + lane] = _IV4 ^ np.uint64(length)  # the byte counter
+    for lane in range(_LANES):  # constant rows apart: a loop LLVM writes with vector stores
         vm[0 * _LANES + lane] = _IV0 ^ _P0
         vm[1 * _LANES + lane] = _IV1
         vm[2 * _LANES + lane] = _IV2
@@ -296,7 +302,6 @@ def _first8_lanes(
         vm[9 * _LANES + lane] = _IV1
         vm[10 * _LANES + lane] = _IV2
         vm[11 * _LANES + lane] = _IV3
-        vm[12 * _LANES + lane] = _IV4 ^ np.uint64(length)  # the byte counter
         vm[13 * _LANES + lane] = _IV5
         vm[14 * _LANES + lane] = _IV6 ^ _ALL  # the last-block flag
         vm[15 * _LANES + lane] = _IV7

@@ -1,6 +1,6 @@
 """Stream a CSV CDR file into usage record batches (constant memory, vectorised).
 
-pyarrow's streaming CSV reader (``open_csv``, 8 MiB blocks) reads
+pyarrow's streaming CSV reader (``open_csv``, 4 MiB blocks) reads
 only the mapped columns as strings; :mod:`collectors.cdr.batch` turns them into the usage
 schema with Arrow compute and the kernels.
 Rows that cannot be used go aside with a reason code; :func:`read_cdr_file` yields one
@@ -61,9 +61,11 @@ __all__ = [
 ]
 
 _TRANSFORM_THREADS = 2
-#: Bytes of CSV per batch: ~70k CDRs, so the ~1.7 ms of Python around each batch's Arrow and
-#: Numba calls stays small; memory stays bounded (a few batches in flight).
-READ_BLOCK = 8 << 20
+#: Bytes of CSV per batch: ~35k CDRs, so the Python around each batch's Arrow and Numba calls
+#: stays small; memory stays bounded (a few batches in flight). Not larger: a read buffer of
+#: 8 MiB came from fresh pages each block (the kernel zeroing them cost ~0.1 s of CPU per
+#: 2M CDRs, and ~120 MB more peak memory).
+READ_BLOCK = 4 << 20
 _IN_FLIGHT = 2  # batches being transformed while the reader parses the next one
 
 
