@@ -137,6 +137,22 @@ def test_e164_with_odd_rules_matches_reference(
     assert got == [normalise_numbers_reference(v, "e164", rules) for v in values]
 
 
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.from_regex(r"\A(\+|00|0)?[0-9]{0,19}([a/ ][0-9]{0,3})?\Z", fullmatch=True), max_size=30
+    ),
+    st.sampled_from(["e164", "digits"]),
+)
+def test_numbers_copied_as_words_match_reference(values: list[str], mode: str) -> None:
+    # values of up to 16 digits are checked and copied two words at a time, reading past
+    # their end into the next value (or the buffer's end: byte by byte there); a non-digit
+    # at any place in either word sends a value to the general path
+    rules = NumberRules("49", "0", "00")
+    got = normalise_numbers(pa.array(values, pa.string()), mode, rules).to_pylist()
+    assert got == [normalise_numbers_reference(v, mode, rules) for v in values]
+
+
 # --- the file's hash beside the parse ----------------------------------------------------
 
 HEADER = "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell"
