@@ -20,10 +20,11 @@ packet and the address as text (``query top``); the same with first and last see
 and bits per second (``query stats -s dstport/bytes``); the time buckets (dst_port x hour)
 with their sums (``query buckets``); the first 1000 flows by start time, every column, the
 addresses as text (``query list -c 1000 -O tstart``). Each command's answer is checked
-against ours. Times are whole-process wall clock, start-up included (interpreter, imports
-from compiled bytecode as an installed package's, kernels loaded from Numba's cache), and
-the CPU seconds (user + system) of each child; medians over the runs, ratios = peer / ours
-(> 1: ours is faster). The load average is reported beside them. Last line: one JSON object.
+against ours (``startup``: the start-up alone, see ``_STARTUP``). Times are whole-process
+wall clock, start-up included (interpreter, imports from compiled bytecode as an installed
+package's, kernels loaded from Numba's cache), and the CPU seconds (user + system) of each
+child; medians over the runs, ratios = peer / ours (> 1: ours is faster). The load average
+is reported beside them. Last line: one JSON object.
 """
 
 from __future__ import annotations
@@ -108,6 +109,17 @@ STATISTICS: dict[str, tuple[list[str], str]] = {
         "ORDER BY bucket_start, dst_port",
     ),
 }
+
+#: Start-up alone (``startup`` in the JSON): the interpreter with the modules a one-shot
+#: ``query top`` grouped by polars imports before it reads a row (the CLI, numpy, pyarrow,
+#: polars; one OpenBLAS thread, as the CLI asks) vs ``import duckdb`` + ``SELECT 1`` and the
+#: duckdb shell's ``SELECT 1``: what no query work can win back on a small statistic.
+_STARTUP = {
+    "ours": ["-c", "import os; os.environ.setdefault('OPENBLAS_NUM_THREADS', '1'); "
+             "import bss.cli.main, bss.cli.query, bss.analyst.query, "
+             "rating_engine.traffic.flow_stats"],
+    "duckdb_py": ["-c", "import duckdb; duckdb.connect().execute('SELECT 1').fetchall()"],
+}  # fmt: skip
 
 _PY_PEER = (
     "import json, sys, duckdb\n"
@@ -215,6 +227,15 @@ def main() -> None:
             "duckdb_cli": bool(args.duckdb_cli),
             "load_average_1m_before": round(os.getloadavg()[0], 2),
         }
+        starts = {k: [sys.executable, *v] for k, v in _STARTUP.items()}
+        if args.duckdb_cli:
+            starts["duckdb_cli"] = [args.duckdb_cli, "-c", "SELECT 1"]
+        runs = [[_run(cmd)[:2] for cmd in starts.values()] for _ in range(args.runs + 1)][1:]
+        result["startup"] = {
+            "wall_s": {k: _median([r[i][0] for r in runs]) for i, k in enumerate(starts)},
+            "cpu_s": {k: _median([r[i][1] for r in runs]) for i, k in enumerate(starts)},
+        }
+        print("startup", json.dumps(result["startup"], sort_keys=True), flush=True)
         for name in args.only.split(","):
             query, sql = STATISTICS[name]
             sql = sql.format(glob=glob, mult=_MULT)
