@@ -350,13 +350,16 @@ def _fail(
 
 
 def _is_corruption(exc: BaseException) -> bool:
-    """A stored file that cannot be read back: DuckDB checksum/format or Arrow's Parquet."""
+    """A stored file that cannot be read back: DuckDB checksum/format, Arrow's or polars'
+    Parquet."""
     module = type(exc).__module__ or ""
     text = str(exc).lower()
     if module.startswith("duckdb") or module.startswith("_duckdb"):
         return any(w in text for w in ("corrupt", "checksum", "not a valid duckdb", "serializ"))
     if module.startswith("pyarrow"):
         return any(w in text for w in ("parquet", "magic", "footer", "corrupt", "thrift"))
+    if module.startswith("polars"):  # its reader: "parquet: File out of specification: ..."
+        return text.startswith("parquet") and "out of specification" in text
     return False
 
 
