@@ -99,11 +99,18 @@ def _row_meta(call: CallWork, state: SamplerState) -> RowMeta:
     sampling = np.zeros(m, np.uint32)  # 0: no rate announced (null)
     sysinit = np.full(m, -1, np.int64)
     samplers: list[dict[int, int] | None] = [None] * m
-    if state.default_sampling or state.sysinit_ms or state.samplers:
-        for i, key in enumerate(zip(call.exporter, domain.tolist(), strict=True)):
-            sampling[i] = state.default_sampling.get(key, 0)
-            sysinit[i] = state.sysinit_ms.get(key, -1)
-            samplers[i] = state.samplers.get(key)
+    if (state.default_sampling or state.sysinit_ms or state.samplers) and m:
+        if call.exporter.count(call.exporter[0]) == m and bool((domain == domain[0]).all()):
+            # the usual call: one exporter and domain, so one look-up (not one a message)
+            key = (call.exporter[0], int(domain[0]))
+            sampling[:] = state.default_sampling.get(key, 0)
+            sysinit[:] = state.sysinit_ms.get(key, -1)
+            samplers = [state.samplers.get(key)] * m
+        else:
+            for i, key in enumerate(zip(call.exporter, domain.tolist(), strict=True)):
+                sampling[i] = state.default_sampling.get(key, 0)
+                sysinit[i] = state.sysinit_ms.get(key, -1)
+                samplers[i] = state.samplers.get(key)
     return RowMeta(
         exporter=np.frombuffer(b"".join(call.exporter), np.uint8).reshape(m, 16),
         domain=domain,

@@ -5,10 +5,12 @@ encoding; on a busy machine it waits for the lock while the kernel's socket buff
 and the kernel drops datagrams although the collector keeps up on average. Here a forked
 child does nothing but drain the sockets (``recvmmsg`` through :mod:`collectors.udp.receive`)
 and copy each batch of datagrams back to back into a ring of ``buffer_bytes`` of anonymous
-shared memory; the parent decodes and writes the batches in arrival order and tells the
-child how far it has read. A burst faster than decoding is taken into the ring rather than
-dropped; only when the ring is full does the child stop reading, and then the kernel drops
-(counted from ``/proc/net/udp`` as before). Memory stays bounded by ``buffer_bytes``.
+shared memory (with ``recvmmsg``, one compiled call a record: :mod:`collectors.udp.ring_pack`;
+the ring's pages are faulted in while the child is idle); the parent decodes and writes
+the batches in arrival order and tells the child how far it has read. A burst faster than
+decoding is taken into the ring rather than dropped; only when the ring is full does the
+child stop reading, and then the kernel drops (counted from ``/proc/net/udp`` as before).
+Memory stays bounded by ``buffer_bytes``.
 
 The ring: a header page (``consumed``, bytes the parent is done with; ``stop``, set by the
 parent; an error text) and the data. A batch record is eight-byte aligned: four int64

@@ -396,10 +396,8 @@ class UdpCollector:
             # receiver process when they compete for it: what they fall behind waits in the
             # ring, while a receiver kept waiting loses datagrams in the kernel. Past three
             # quarters of the ring they get their share back (a busy machine must not starve
-            # them). Not at half: a burst the ring would hold then had the receiver compete
-            # with two decoding threads while half the ring was still free, and lose
-            # datagrams; the last quarter (128 MiB by default: a third of a second at 8M v5
-            # flows/s) is the decoders' head start before the ring fills.
+            # them); not at half, where a burst the ring would hold had the receiver compete
+            # with two decoding threads, losing datagrams, while half the ring was free.
             size = self._proc.size
             priority = DecodePriority(DECODE_NICENESS, high=size * 3 // 4, low=size // 8)
             priority.add_current()
@@ -585,10 +583,8 @@ def run_collector(
     try:
         collector.start_receiving()  # forked first: a small process, no threads yet
         collector.warm_up()
-        # Everything loaded so far (modules, compiled kernels, pyarrow) lives as long as
-        # the run: out of the collector's sight it costs nothing, while each full
-        # collection walking it cost the decoding thread ~8% of its time (profiled at
-        # 4M v5 flows/s). Unfrozen after the run.
+        # what is loaded (modules, kernels) lives as long as the run: full collections
+        # walking it were ~8% of the decoding thread (profiled, 4M v5 flows/s)
         gc.freeze()
         frozen = True
         if on_ready is not None:
