@@ -138,15 +138,19 @@ def decode_sets(
     n_rows = call.m + len(call.extra_rows)
     if n_sets == 0:
         return FlowColumns.allocate(0), np.zeros(n_rows, np.int64)
-    progs: dict[int, int] = {}
-    tpl_list: list[Template] = []
-    set_prog = np.empty(n_sets, np.int32)
-    for i, t in enumerate(call.templates):
-        p = progs.get(id(t))
-        if p is None:
-            p = progs[id(t)] = len(tpl_list)
-            tpl_list.append(t)
-        set_prog[i] = p
+    first = call.templates[0]
+    if all(t is first for t in call.templates):  # the usual call: one template
+        tpl_list, set_prog = [first], np.zeros(n_sets, np.int32)
+    else:
+        progs: dict[int, int] = {}
+        tpl_list = []
+        set_prog = np.empty(n_sets, np.int32)
+        for i, t in enumerate(call.templates):
+            p = progs.get(id(t))
+            if p is None:
+                p = progs[id(t)] = len(tpl_list)
+                tpl_list.append(t)
+            set_prog[i] = p
     prog_n = np.array([len(t.fields) for t in tpl_list], np.int32)
     prog_off = np.zeros(len(tpl_list), np.int32)
     np.cumsum(prog_n[:-1], out=prog_off[1:])
