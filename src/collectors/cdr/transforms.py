@@ -75,6 +75,20 @@ def parse_unsigned(arr: pa.Array) -> pa.Array:
     return cast_or_null(arr, pa.uint64())
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _scalable(ints: pa.Array, digits: int) -> pa.Array:
+    """``ints`` with null where ``value * 10**digits`` would not fit an int64: such a value
+    is not a number this field can hold (the checked arithmetic after it raised instead,
+    ending the whole ingest)."""
+    if not digits:
+        return ints
+    limit = _INT64_MAX // 10**digits
+    inside = pc.and_(pc.greater_equal(ints, -limit), pc.less_equal(ints, limit))
+    return pc.if_else(inside, ints, pa.scalar(None, pa.int64()))
+
+
 def parse_scaled(arr: pa.Array, digits: int) -> pa.Array:
     """Decimal text ``[-]I[.F]`` times 10**digits as int64, extra fraction digits truncated.
 
@@ -82,14 +96,16 @@ def parse_scaled(arr: pa.Array, digits: int) -> pa.Array:
     """
     if not pc.any(pc.match_substring(arr, ".")).as_py():
         ints = cast_or_null(arr, pa.int64())
-        return pc.multiply_checked(ints, 10**digits)
+        return pc.multiply_checked(_scalable(ints, digits), 10**digits)
     parts = pc.extract_regex(arr, r"^(?P<neg>-?)(?P<whole>\d+)(?:\.(?P<frac>\d*))?$")
     whole = cast_or_null(pc.struct_field(parts, "whole"), pa.int64())
-    value = pc.multiply_checked(whole, 10**digits)
+    value = pc.multiply_checked(_scalable(whole, digits), 10**digits)
     if digits:
         frac_text = pc.utf8_rpad(pc.struct_field(parts, "frac"), digits, "0")
         frac = cast_or_null(pc.utf8_slice_codeunits(frac_text, 0, digits), pa.int64())
-        value = pc.add_checked(value, frac)
+        # the largest whole part leaves room for some fractions only: past int64 is null
+        fits = pc.less_equal(frac, pc.subtract(_INT64_MAX, value))
+        value = pc.if_else(fits, pc.add(value, frac), pa.scalar(None, pa.int64()))
     negative = pc.equal(pc.struct_field(parts, "neg"), "-")
     return pc.if_else(negative, pc.negate_checked(value), value)
 
@@ -125,8 +141,15 @@ def parse_duration_ms(arr: pa.Array, unit: str) -> pa.Array:
     h = cast_or_null(pc.struct_field(parts, "h"), pa.int64())
     m = cast_or_null(pc.struct_field(parts, "m"), pa.int64())
     s = cast_or_null(pc.struct_field(parts, "s"), pa.int64())
-    seconds = pc.add(pc.add(pc.multiply(h, 3600), pc.multiply(m, 60)), s)
-    return pc.multiply_checked(seconds, 1000)
+    rest = pc.multiply(pc.add(pc.multiply(m, 60), s), 1000)
+    # milliseconds past int64 are null (the checked product raised, ending the ingest)
+    top = _INT64_MAX // 3_600_000
+    fits = pc.or_(
+        pc.less(h, top),
+        pc.and_(pc.equal(h, top), pc.less_equal(rest, _INT64_MAX - top * 3_600_000)),
+    )
+    h = pc.if_else(fits, h, pa.scalar(None, pa.int64()))
+    return pc.add(pc.multiply(h, 3_600_000), rest)
 
 
 def _local_to_utc(naive: pa.Array, spec: TimeSpec) -> pa.Array:

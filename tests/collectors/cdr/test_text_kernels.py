@@ -1,9 +1,11 @@
 """The one-pass text readers equal the Arrow path on what they accept and give up otherwise;
-a batch read with them equals the batch read by the Arrow path alone."""
+a batch read with them equals the batch read by the Arrow path alone; numbers past int64 are
+bad values, not a failed ingest."""
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,14 +16,19 @@ from package_data import MAPPINGS
 
 from collectors.cdr import batch as batch_module
 from collectors.cdr.batch import BatchTransformer
+from collectors.cdr.ingest import ingest_cdr_files
 from collectors.cdr.mapping import load_mapping
 from collectors.cdr.text_kernels import read_digits, read_lookup
 from collectors.cdr.transforms import (
     map_values,
     none_if_empty,
     parse_duration_ms,
+    parse_scaled,
     parse_unsigned,
 )
+from collectors.dataset import read_dataset
+from collectors.schemas import REJECT_SCHEMA
+from collectors.workspace import WorkspacePaths
 
 GENERIC = load_mapping(MAPPINGS / "generic.toml")
 _ASCII_SPACE = " \t\n\v\f\r"
@@ -147,3 +154,39 @@ def test_a_batch_reads_the_same_with_and_without_the_text_kernels(
     ]
     for fast, slow in zip(fast_checks, slow_checks, strict=True):
         assert fast.mask.tolist() == slow.mask.tolist(), fast.reason
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(-(10**20), 10**20),
+    st.one_of(st.none(), st.from_regex(r"\A[0-9]{0,8}\Z", fullmatch=True)),
+    st.sampled_from([3, 6]),
+)
+def test_scaled_values_past_int64_are_null_not_an_error(
+    whole: int, fraction: str | None, digits: int
+) -> None:
+    # the checked arithmetic raised for these, which ended the whole ingest with a traceback
+    text = f"{'-' if whole < 0 else ''}{abs(whole)}" + ("" if fraction is None else f".{fraction}")
+    scaled = abs(whole) * 10**digits + int(((fraction or "") + "0" * digits)[:digits])
+    exact = -scaled if whole < 0 else scaled
+    got = parse_scaled(pa.array([text]), digits).to_pylist()
+    assert got == [exact if abs(exact) <= 2**63 - 1 else None]
+
+
+def test_durations_past_int64_are_rejected_by_record_and_field(tmp_path: Path) -> None:
+    lines = [
+        "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell",
+        "a,01701,voice,2026-03-20T10:00:00,99999999999999999,,,030,01701,c1",
+        "b,01701,voice,2026-03-20T10:00:01,65,,,030,01701,c1",
+    ]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines) + "\n")
+    summary = ingest_cdr_files([path], GENERIC, WorkspacePaths(tmp_path / "ws"))
+    assert summary.ingested == 1
+    assert summary.rejected_by_reason() == {"bad_number": 1}
+    rejected = read_dataset(tmp_path / "ws" / "rejected", REJECT_SCHEMA).to_pylist()
+    assert [(r["record_no"], r["field"], r["source_file"]) for r in rejected] == [
+        (2, "duration", "big.csv")
+    ]
+    hms = parse_duration_ms(pa.array(["2562047788015:12:55", "2562047788015:12:56"]), "hms")
+    assert hms.to_pylist() == [2**63 - 1 - 807, None]
