@@ -318,9 +318,15 @@ def _normalise_kernel(
     out_off = np.zeros(n + 1, dtype=np.int32)
     out_valid = np.zeros(n, dtype=np.bool_)
     # each value's output fits in its own bytes plus a country code
-    # (16 bytes to spare: a value's digits are copied as two whole words)
-    out = np.empty(max(1, offsets[n] - offsets[0] + n * ncc) + 16, dtype=np.uint8)
+    # (32 bytes to spare: a country code and a value's digits are copied as whole words)
+    out = np.empty(max(1, offsets[n] - offsets[0] + n * ncc) + 32, dtype=np.uint8)
     end_of_data = data.shape[0]
+    nintl, ntrunk = intl.shape[0], trunk.shape[0]
+    # prefixes of up to 8 bytes are told from the value's first word, without a branch each
+    by_words = nintl <= 8 and ntrunk <= 8 and ncc <= 8
+    intl_word, intl_mask = _prefix_word(intl)
+    trunk_word, trunk_mask = _prefix_word(trunk)
+    cc_word = _prefix_word(cc)[0]
     pos = 0
     for i in range(n):
         out_off[i] = pos
@@ -344,7 +350,25 @@ def _normalise_kernel(
         # other byte is undone and takes the general path below.
         plus = data[lo] == 43
         start = lo + 1 if plus else lo
-        if mode == 2 and not plus:
+        if mode == 2 and by_words and lo + 8 <= end_of_data:
+            # the same rules as below: international prefix first, else the trunk prefix
+            # (which the country code replaces); the code is always written, and kept
+            # (pos moves past it) only for a trunk prefix
+            word = _load8(data, lo)
+            nd = hi - lo
+            other = np.int64(data[lo] != 43)
+            intl_at = other & (nd >= nintl) & (((word ^ intl_word) & intl_mask) == 0)
+            trunk_at = (
+                other
+                & (1 - intl_at)
+                & (ntrunk > 0)
+                & (nd >= ntrunk)
+                & (((word ^ trunk_word) & trunk_mask) == 0)
+            )
+            _store8(out, pos, cc_word)
+            start = lo + (1 - other) + intl_at * nintl + trunk_at * ntrunk
+            pos += trunk_at * ncc
+        elif mode == 2 and not plus:
             nd = hi - start
             if nd >= intl.shape[0] and _has_prefix_at(data, start, intl):
                 start += intl.shape[0]
@@ -423,6 +447,16 @@ def _load8(data: np.ndarray, at: int) -> np.uint64:
 def _store8(out: np.ndarray, at: int, word: np.uint64) -> None:
     for k in range(8):
         out[np.uint64(at + k)] = np.uint8((word >> np.uint64(8 * k)) & np.uint64(0xFF))
+
+
+@njit(cache=True, nogil=True)
+def _prefix_word(prefix: np.ndarray) -> tuple[np.uint64, np.uint64]:
+    """A prefix of up to 8 bytes as a little-endian word and the mask of its bytes."""
+    word, mask = np.uint64(0), np.uint64(0)
+    for k in range(min(prefix.shape[0], 8)):
+        word |= np.uint64(prefix[k]) << np.uint64(8 * k)
+        mask |= np.uint64(0xFF) << np.uint64(8 * k)
+    return word, mask
 
 
 @njit(cache=True, nogil=True, inline="always")

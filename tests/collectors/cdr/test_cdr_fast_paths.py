@@ -153,6 +153,18 @@ def test_numbers_copied_as_words_match_reference(values: list[str], mode: str) -
     assert got == [normalise_numbers_reference(v, mode, rules) for v in values]
 
 
+@pytest.mark.parametrize(
+    "rules", [NumberRules("49", "0", "00"), NumberRules("7", "8", "810"), NumberRules("", "0", "")]
+)
+def test_prefixes_told_from_a_word_match_reference(rules: NumberRules) -> None:
+    # values that are a prefix and no more, a prefix cut short, or a prefix's first byte;
+    # each followed by others, so its first word reaches into the next value
+    tricky = ["00", "0", "+", "000", "0049", "8", "81", "810", "8101", "+0", "0+1", "00 1", "09"]
+    values = [v for t in tricky for v in (t, "1234567890123")]
+    got = normalise_numbers(pa.array(values, pa.string()), "e164", rules).to_pylist()
+    assert got == [normalise_numbers_reference(v, "e164", rules) for v in values]
+
+
 # --- the file's hash beside the parse ----------------------------------------------------
 
 HEADER = "id,msisdn,service,start,duration,bytes_up,bytes_down,destination,origin,cell"
