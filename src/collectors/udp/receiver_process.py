@@ -565,10 +565,12 @@ class _Child:
         addrs, counts, kinds = landing.drops()
         record = record_bytes(landing.kept, landing.payload_bytes(), len(counts))
         at = self.place(record)
-        pack_record(
+        written = pack_record(
             self.ring, self.ring64, at, landing.landing, landing.slot_size,
             landing.native.length, landing.keep, landing.ports, landing.times, landing.addrs,
             landing.used, addrs, counts, kinds,
         )  # fmt: skip
+        if written != record:  # never: the parent would misread the ring from here on
+            raise RuntimeError(f"ring record of {written} bytes, {record} were placed")
         self.placed(at, record)
         landing.reset()
