@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from collectors.cdr.kernels import record_ids
 from collectors.cdr.mapping import CdrMapping
-from collectors.cdr.text_kernels import read_digits, read_lookup
+from collectors.cdr.text_kernels import longest_value, read_digits, read_lookup
 from collectors.cdr.transforms import (
     compose_key,
     map_values,
@@ -79,6 +79,9 @@ def _valid_mask(arr: pa.Array) -> np.ndarray:
 
 def _longer_than(arr: pa.Array, limit: int) -> np.ndarray:
     """Where a value is longer than ``limit`` bytes; one max() decides for a clean batch."""
+    longest = longest_value(arr)  # no Arrow call for the usual column
+    if longest is not None and longest <= limit:
+        return np.zeros(len(arr), dtype=np.bool_)
     lengths = pc.binary_length(arr)
     if (pc.max(lengths).as_py() or 0) <= limit:
         return np.zeros(len(arr), dtype=np.bool_)

@@ -26,7 +26,7 @@ from numba import njit
 
 from collectors.kernel_arrays import readonly_all
 
-__all__ = ["read_digits", "read_lookup", "string_buffers"]
+__all__ = ["longest_value", "read_digits", "read_lookup", "string_buffers"]
 
 #: Digits before the point a scaled value may have: 10^15 * 10^3 stays below 2^63, so no
 #: value the Arrow path reads (checked arithmetic) could overflow here unnoticed.
@@ -182,6 +182,21 @@ def _lookup_kernel(
             pos += 1
     out_off[offsets.shape[0] - 1] = pos
     return True
+
+
+@njit(cache=True, nogil=True)
+def _longest(offsets: np.ndarray) -> int:
+    longest = 0
+    for i in range(offsets.shape[0] - 1):
+        longest = max(longest, offsets[i + 1] - offsets[i])
+    return longest
+
+
+def longest_value(arr: pa.Array) -> int | None:
+    """Bytes of the longest value (untrimmed), straight from the offsets; None for an array
+    with nulls or not of strings."""
+    bufs = string_buffers(arr)
+    return None if bufs is None else int(_longest(bufs[0]))
 
 
 def _packed(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ from collectors.cdr import batch as batch_module
 from collectors.cdr.batch import BatchTransformer
 from collectors.cdr.ingest import ingest_cdr_files
 from collectors.cdr.mapping import load_mapping
-from collectors.cdr.text_kernels import read_digits, read_lookup
+from collectors.cdr.text_kernels import longest_value, read_digits, read_lookup
 from collectors.cdr.transforms import (
     map_values,
     none_if_empty,
@@ -190,3 +190,12 @@ def test_durations_past_int64_are_rejected_by_record_and_field(tmp_path: Path) -
     ]
     hms = parse_duration_ms(pa.array(["2562047788015:12:55", "2562047788015:12:56"]), "hms")
     assert hms.to_pylist() == [2**63 - 1 - 807, None]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=10), st.integers(0, 3))
+def test_longest_value_is_the_longest_in_bytes(values: list[str], cut: int) -> None:
+    arr = pa.array(values, pa.string()).slice(min(cut, len(values)))
+    expected = max((len(v.encode()) for v in values[min(cut, len(values)) :]), default=0)
+    assert longest_value(arr) == expected
+    assert longest_value(pa.array([*values, None], pa.string())) is None  # nulls: Arrow path
