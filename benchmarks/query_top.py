@@ -16,7 +16,8 @@ workspace's flows are timed too (made with ``rating-engine --workspace DIR demo`
 Ours runs with the engine ``query`` chooses in this process (Numba is not loaded first;
 polars is, as in a notebook, a filtered query or this benchmark's polars peer - a
 one-shot ``query`` loads it from ``_POLARS_BYTES`` of Parquet), alternating with the
-peers (ours, polars, DuckDB, ours, ...) for ``--repeat`` rounds after a warm-up; then
+peers for ``--repeat`` rounds after a warm-up (the order rotates each round: ours, polars,
+DuckDB; polars, DuckDB, ours; ...); then
 with Arrow's grouping, polars and the Numba kernels each forced (``arrow_s``,
 ``polars_s_forced``, ``kernels_s``, best of ``--repeat``). Times are wall clock medians;
 ``vs_*`` = the median of the per-round ratios peer / ours (> 1: ours is faster);
@@ -144,8 +145,12 @@ def _measure(paths: WorkspacePaths, rows: int, repeat: int) -> dict[str, Any]:
         chosen = query._engine(key)
         walls: dict[str, list[float]] = {who: [] for who in runs}
         cpus: dict[str, list[float]] = {who: [] for who in runs}
-        for _ in range(repeat):
-            for who, fn in runs.items():
+        order = list(runs)
+        for r in range(repeat):
+            # each engine takes each place in a round in turn: the run right after another
+            # engine's measured 5-10 % slower (caches, freed memory), so no one keeps it
+            for who in order[r % 3 :] + order[: r % 3]:
+                fn = runs[who]
                 t, c = time.perf_counter(), time.process_time()
                 fn()
                 walls[who].append(time.perf_counter() - t)
