@@ -357,9 +357,13 @@ def _is_corruption(exc: BaseException) -> bool:
     if module.startswith("duckdb") or module.startswith("_duckdb"):
         return any(w in text for w in ("corrupt", "checksum", "not a valid duckdb", "serializ"))
     if module.startswith("pyarrow"):
-        return any(w in text for w in ("parquet", "magic", "footer", "corrupt", "thrift"))
+        # "base64": the footer's Arrow schema (ARROW:schema) damaged
+        words = ("parquet", "magic", "footer", "corrupt", "thrift", "invalid base64")
+        return any(w in text for w in words)
     if module.startswith("polars"):  # its reader: "parquet: File out of specification: ..."
-        return text.startswith("parquet") and "out of specification" in text
+        return (text.startswith("parquet") and "out of specification" in text) or (
+            "encoded schema stored in arrow:schema" in text  # the footer's schema damaged
+        )
     return False
 
 

@@ -51,3 +51,24 @@ def test_truncated_part_read_by_polars_is_corrupt_storage(
     assert error["kind"] == "CorruptStorage"
     assert "rating-engine check" in error["message"]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("verb", [["top"], ["stats", "-s", "dstport/bytes"], ["list", "-c", "5"]])
+def test_damaged_footer_schema_is_corrupt_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: list[str]
+) -> None:
+    """Zero bytes over the end of the footer (its Arrow schema, stored as base64 text):
+    exit 9 telling to run check, not an ArrowInvalid traceback."""
+    paths = WorkspacePaths(tmp_path / "ws").ensure()
+    write_partitioned(_flows(60), paths.flows, time_column="flow_start", part_name="t",
+                      hourly=True)  # fmt: skip
+    part = dataset_files(paths.flows)[0]
+    size = part.stat().st_size
+    with open(part, "r+b") as fh:  # the footer's length and magic stay; its end is zeros
+        fh.seek(size - 8 - 192)
+        fh.write(bytes(192))
+    code, out, err = run(["-w", str(paths.root), "--json", "query", *verb], capsys)
+    assert code == EXIT_CORRUPT, err
+    error = json.loads(out.strip().splitlines()[-1])["error"]
+    assert error["kind"] == "CorruptStorage"
+    assert "rating-engine check" in error["message"]
