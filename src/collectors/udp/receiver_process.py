@@ -6,7 +6,7 @@ and the kernel drops datagrams although the collector keeps up on average. Here 
 child does nothing but drain the sockets (``recvmmsg`` through :mod:`collectors.udp.receive`)
 and copy each batch of datagrams back to back into a ring of ``buffer_bytes`` of anonymous
 shared memory (with ``recvmmsg``, one compiled call a record: :mod:`collectors.udp.ring_pack`;
-the ring's pages are faulted in while the child is idle); the parent decodes and writes
+pages ahead of the writer faulted in while the child is idle); the parent decodes and writes
 the batches in arrival order and tells the child how far it has read. A burst faster than
 decoding is taken into the ring rather than dropped; only when the ring is full does the
 child stop reading, and then the kernel drops (counted from ``/proc/net/udp`` as before).
@@ -57,8 +57,7 @@ _HAND_OVER_S = 0.005  # a partly filled chunk goes to the parent after this long
 # at 1M flows/s on a machine at load 13-17 where this never did (4 runs of 10 s each).
 _FEW, _GATHER_S = 32, 0.0005
 _PAGE_STEP, _PREFAULT = 4096, 1 << 20  # memory page; ring bytes faulted in per idle round
-# ring bytes faulted in ahead of the highest offset written: all of it (see _Child.prefault)
-_PREFAULT_AHEAD = 1 << 62
+_PREFAULT_AHEAD = 64 << 20  # ring bytes kept faulted in ahead of the highest offset written
 # the most the parent takes into one decoding call: past ~1,000 datagrams the per-call cost
 # is paid off, and bigger batches leave the CPU caches (measured: 4,000 was slower)
 MERGE_DATAGRAMS, MERGE_BYTES = 1024, 4 << 20
@@ -480,12 +479,12 @@ class _Child:
         """Touch the next pages of the ring not written yet, up to ``_PREFAULT_AHEAD``
         bytes ahead of the highest offset written; False when there are none to touch
         now. A page's first touch costs a fault and zeroing (~2.7 us for 4 KiB of shared
-        memory here): on the receive path that was a third of this process's CPU in a
-        burst (v5: 0.9 of 2.7 us a datagram), and a burst is when it has none to spare.
-        So the whole ring is faulted in while the process is idle or sees a trickle
-        (1 MiB, under a millisecond, a round): once after start, 0.3-0.4 s of CPU for
-        512 MiB, done before traffic when the collector starts idle. The price: the
-        ring's memory is in use from then on, not only once a burst needs it."""
+        memory here; in a burst past the window a third of this process's CPU, v5: 0.9 of
+        2.7 us a datagram), 1 MiB a round, under a millisecond. Only a window ahead, not
+        the whole ring at start: a ring a run never fills is never paid for (0.3-0.4 s of
+        CPU for 512 MiB). Faulting the whole ring in while idle was tried: every start
+        then paid it (the benchmark's CPU for 1M v5 flows at its low steps +25-30%) while
+        a burst right after start still met unfaulted pages."""
         if not self.prefault_due():
             return False
         # only pages beyond every record written so far: zeros there overwrite nothing
