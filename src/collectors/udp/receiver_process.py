@@ -504,6 +504,10 @@ class _Child:
             time.sleep(0.0005)  # the ring is full: the socket buffer takes the wait
         if skip:
             self.ring64[at // 8] = _SKIP
+            # every byte of the ring is written (or skipped) now: the prefault, which
+            # zeroes pages beyond ``high``, must not reach the mark the parent has still
+            # to read
+            self.high = self.size
             self.produced += skip
             at = 0
         return at

@@ -180,3 +180,51 @@ def test_the_ring_is_faulted_in_only_ahead_of_the_writer(monkeypatch: pytest.Mon
             assert not child.prefault_due()
         finally:
             proc.close()
+
+
+def test_the_prefault_leaves_the_wrap_mark_alone() -> None:
+    """A burst laps the ring before the prefault reached its end and the wrap mark falls on
+    a page boundary: the quiet rounds after must not zero the mark the parent has still to
+    read (it read -256 as a record and failed)."""
+    from collectors.udp import receiver_process as rp
+    from collectors.udp.receive import RecvFromReceiver
+
+    peers = PeerTable(None)
+    proc = ReceiverProcess([], RecvFromReceiver(peers, 1 << 16), peers, buffer_bytes=1 << 20)
+    payload = 3 * 4096 - 72  # a record of one datagram: 32 + 40 + payload = three pages
+
+    def chunk(i: int) -> ReceiveChunk:
+        c = ReceiveChunk(payload)
+        c.buf[:] = bytes([i % 251]) * payload
+        c.starts, c.lengths, c.exporters = [0], [payload], [LOCAL]
+        c.hosts, c.ports, c.times = ["127.0.0.1"], [2055], [i]
+        return c
+
+    def parent_reads(most: int) -> list[int]:
+        proc._produced = child.produced
+        firsts: list[int] = []
+        while len(firsts) < most and (c := proc.next_chunk(max_datagrams=1)) is not None:
+            firsts += [d[0] for d in c.datagrams()]
+            proc.release(c)
+        return firsts
+
+    read, write = os.pipe()
+    try:
+        os.set_blocking(write, False)
+        child = rp._Child(proc, write, os.getpid())
+        sent = 0
+        while child.produced + 3 * 4096 <= proc.size:  # the first lap, no quiet round yet
+            child.hand_over(chunk(sent))
+            sent += 1
+        assert parent_reads(40) == [i % 251 for i in range(40)]
+        mark = child.produced % proc.size
+        child.hand_over(chunk(sent))  # does not fit before the end: the mark, then offset 0
+        sent += 1
+        assert mark % 4096 == 0
+        while child.prefault():  # the burst is over: quiet rounds
+            pass
+        assert parent_reads(10**6) == [i % 251 for i in range(40, sent)]
+    finally:
+        os.close(read)
+        os.close(write)
+        proc.close()
