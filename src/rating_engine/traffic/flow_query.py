@@ -124,8 +124,7 @@ def flow_columns(key: str | Sequence[str], renormalise: bool, timed: bool = True
 
 
 def numpy_array(values: np.ndarray) -> pa.Array:
-    """A 1-d numpy array of numbers as an Arrow array (no nulls; zero-copy when contiguous).
-
+    """A 1-d numpy array of numbers as an Arrow array (no nulls; zero-copy when contiguous):
     ``pa.array(ndarray)`` asks numpy for ``np.ma`` (is it a masked array?), which imports
     numpy.ma (~14 ms CPU) in a one-shot ``query`` process that never uses it."""
     values = np.ascontiguousarray(values)
@@ -144,6 +143,8 @@ def _open(source: str | Path | Sequence[str | Path]) -> pads.Dataset:
             paths[0] if len(paths) == 1 else paths, format="parquet", partitioning="hive"
         )
     except (FileNotFoundError, pa.ArrowInvalid) as exc:
+        if isinstance(exc, pa.ArrowInvalid) and "parquet" in str(exc).lower():
+            raise  # a part whose schema cannot be read back (damaged): stored data's fault
         raise RatingError(f"flows dataset {paths[0]}: cannot open ({exc})") from exc
 
 
@@ -554,8 +555,7 @@ def top_n_dataset(
     renormalise: bool = True,
     client: Any | None = None,
 ) -> pa.Table:
-    """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style).
-
+    """Top-N talkers over a Parquet flows dataset (``nfdump -s srcip/bytes -n 10`` style);
     ``client``: a ``dask.distributed.Client``: a task per day of flows on its cluster."""
     if client is not None:
         from rating_engine.scale.traffic import top_n_tasks
