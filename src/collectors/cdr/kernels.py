@@ -25,6 +25,7 @@ import pyarrow as pa
 from numba import njit
 
 from collectors.cdr.blake2b import blake2b_first8
+from collectors.cdr.text_kernels import string_buffers
 from collectors.kernel_arrays import readonly_all
 
 __all__ = [
@@ -279,17 +280,12 @@ def empty_as_null(arr: pa.Array) -> pa.Array | None:
     (no leading or trailing ASCII whitespace; only the first and last byte of each value are
     read); None when one does, or ``arr`` has nulls already (the caller then trims)."""
     n = len(arr)
-    if arr.null_count or not pa.types.is_string(arr.type):
-        return None
     if n == 0:
-        return arr
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8)
-        if bufs[2] is not None and bufs[2].size
-        else np.zeros(1, dtype=np.uint8)
-    )
+        return arr if pa.types.is_string(arr.type) else None
+    buffers = string_buffers(arr)
+    if buffers is None:
+        return None
+    offsets, data = buffers
     state = _trim_state(offsets, data)
     if state == 0:
         return arr
@@ -299,7 +295,7 @@ def empty_as_null(arr: pa.Array) -> pa.Array | None:
     nulls = n - int(np.count_nonzero(present))
     bitmap = pa.py_buffer(np.packbits(present, bitorder="little"))
     return pa.Array.from_buffers(
-        pa.string(), n, [bitmap, pa.py_buffer(offsets), bufs[2]], null_count=nulls
+        pa.string(), n, [bitmap, pa.py_buffer(offsets), arr.buffers()[2]], null_count=nulls
     )
 
 
