@@ -25,7 +25,6 @@ import pyarrow as pa
 from numba import njit
 
 from collectors.cdr.blake2b import blake2b_first8
-from collectors.cdr.text_kernels import string_buffers
 from collectors.kernel_arrays import readonly_all
 
 __all__ = [
@@ -35,6 +34,9 @@ __all__ = [
     "record_id_reference",
     "record_ids",
     "record_spans",
+    "string_buffers",
+    "string_views",
+    "trimmed",
 ]
 
 
@@ -47,15 +49,8 @@ def record_ids(keys: pa.Array) -> np.ndarray:
     n = len(keys)
     if n == 0:
         return np.empty(0, dtype=np.int64)
-    _, off_buf, data_buf = keys.buffers()
-    offsets = np.frombuffer(off_buf, dtype=np.int32, count=n + 1, offset=keys.offset * 4)
-    data = (
-        np.frombuffer(data_buf, dtype=np.uint8)
-        if data_buf is not None and data_buf.size
-        else np.zeros(1, dtype=np.uint8)
-    )
     # read-only either way (Arrow's buffers or the stand-in): the kernel compiles once
-    return blake2b_first8(*readonly_all(offsets, data)).view(np.int64)
+    return blake2b_first8(*readonly_all(*string_views(keys))).view(np.int64)
 
 
 def record_id_reference(key: str) -> int:
@@ -258,9 +253,40 @@ def record_spans(
     )
 
 
-@njit(cache=True, nogil=True)
+def string_views(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets, data) of a non-empty ``string`` array's buffers as numpy views (no copy;
+    data a one-byte stand-in when the array holds no bytes)."""
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    data = (
+        np.frombuffer(bufs[2], dtype=np.uint8)
+        if bufs[2] is not None and bufs[2].size
+        else np.zeros(1, dtype=np.uint8)
+    )
+    return offsets, data
+
+
+def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`string_views` of a string array without nulls, read-only; None for anything
+    else."""
+    if arr.null_count or not pa.types.is_string(arr.type):
+        return None
+    return readonly_all(*string_views(arr))
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _is_space(c: np.uint8) -> bool:
     return bool(c == 32 or (c >= 9 and c <= 13))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def trimmed(data: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """``data[lo:hi]`` without leading and trailing ASCII whitespace, as (lo, hi)."""
+    while lo < hi and _is_space(data[lo]):
+        lo += 1
+    while hi > lo and _is_space(data[hi - 1]):
+        hi -= 1
+    return lo, hi
 
 
 @njit(cache=True, nogil=True)
@@ -328,11 +354,7 @@ def _normalise_kernel(
         out_off[i] = pos
         if not valid[i]:
             continue
-        lo, hi = offsets[i], offsets[i + 1]
-        while lo < hi and _is_space(data[lo]):
-            lo += 1
-        while hi > lo and _is_space(data[hi - 1]):
-            hi -= 1
+        lo, hi = trimmed(data, offsets[i], offsets[i + 1])
         if lo == hi:
             continue
         if mode == 0:  # none: trimmed text
@@ -500,13 +522,7 @@ def normalise_kernel(
     n = len(arr)
     if n == 0:
         return pa.array([], pa.string())
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8)
-        if bufs[2] is not None and bufs[2].size
-        else np.zeros(1, dtype=np.uint8)
-    )
+    offsets, data = string_views(arr)
     valid = (
         np.ones(n, dtype=np.bool_)
         if arr.null_count == 0

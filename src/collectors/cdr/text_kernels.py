@@ -24,35 +24,16 @@ import numpy as np
 import pyarrow as pa
 from numba import njit
 
+from collectors.cdr.kernels import string_buffers, trimmed
 from collectors.kernel_arrays import readonly_all
 
-__all__ = ["longest_value", "read_digits", "read_lookup", "string_buffers"]
+__all__ = ["longest_value", "read_digits", "read_lookup"]
 
 #: Digits before the point a scaled value may have: 10^15 * 10^3 stays below 2^63, so no
 #: value the Arrow path reads (checked arithmetic) could overflow here unnoticed.
 _MAX_SCALED_DIGITS = 15
 #: Digits of an unsigned count: 10^19 - 1 < 2^64.
 _MAX_UNSIGNED_DIGITS = 19
-
-
-def string_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
-    """(offsets, data) of a string array without nulls, read-only; None for anything else."""
-    if arr.null_count or not pa.types.is_string(arr.type):
-        return None
-    n = len(arr)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8)
-        if bufs[2] is not None and bufs[2].size
-        else np.zeros(1, dtype=np.uint8)
-    )
-    return readonly_all(offsets, data)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _space(c: np.uint8) -> bool:
-    return bool(c == 32 or (c >= 9 and c <= 13))
 
 
 @njit(cache=True, nogil=True)
@@ -69,11 +50,7 @@ def _digits_kernel(
     ``present[i]`` = not empty; False as soon as a value is spelled otherwise."""
     ten = np.uint64(10)
     for i in range(offsets.shape[0] - 1):
-        lo, hi = offsets[i], offsets[i + 1]
-        while lo < hi and _space(data[lo]):
-            lo += 1
-        while hi > lo and _space(data[hi - 1]):
-            hi -= 1
+        lo, hi = trimmed(data, offsets[i], offsets[i + 1])
         if lo == hi:
             values[i] = 0
             present[i] = False
@@ -153,11 +130,7 @@ def _lookup_kernel(
     pos = 0
     for i in range(offsets.shape[0] - 1):
         out_off[i] = pos
-        lo, hi = offsets[i], offsets[i + 1]
-        while lo < hi and _space(data[lo]):
-            lo += 1
-        while hi > lo and _space(data[hi - 1]):
-            hi -= 1
+        lo, hi = trimmed(data, offsets[i], offsets[i + 1])
         if lo == hi:
             present[i] = False
             continue
