@@ -284,23 +284,31 @@ class MmsgReceiver:
         while chunk.used < native.slots:
             first = chunk.used
             room = native.slots - first
-            native.namelen[first:] = _NAME  # value-result: the kernel shrinks it
-            got = self._recvmmsg(fd, native.base + first * _MM, room, _MSG_DONTWAIT, None)
+            got = self.receive_round(fd, native, first, room)
             if got < 0:
-                err = ctypes.get_errno()
-                if err in _EAGAIN or err == 4:  # empty, or EINTR
-                    return True
-                if err == 111:  # ECONNREFUSED from earlier ICMP; ignore
-                    continue
-                raise OSError(err, os.strerror(err))
+                continue
             if got == 0:
                 return True
-            now = time.time_ns() // 1000
-            self._take(chunk, native, first, got, now)
+            self._take(chunk, native, first, got, time.time_ns() // 1000)
             chunk.used = first + got
             if got < room:  # the socket had no more: asking again would only say so
                 return True
         return False
+
+    def receive_round(self, fd: int, native: _Native, first: int, room: int) -> int:
+        """One ``recvmmsg`` into slots ``first:first + room``: how many datagrams came, 0
+        when the socket is empty (or the call was interrupted), -1 to ask again (an
+        ECONNREFUSED left by earlier ICMP)."""
+        native.namelen[first:] = _NAME  # value-result: the kernel shrinks it
+        got = int(self._recvmmsg(fd, native.base + first * _MM, room, _MSG_DONTWAIT, None))
+        if got >= 0:
+            return got
+        err = ctypes.get_errno()
+        if err in _EAGAIN or err == 4:  # empty, or EINTR
+            return 0
+        if err == 111:  # ECONNREFUSED from earlier ICMP; ignore
+            return -1
+        raise OSError(err, os.strerror(err))
 
     def _take(self, chunk: ReceiveChunk, native: _Native, first: int, got: int, now: int) -> None:
         end = first + got

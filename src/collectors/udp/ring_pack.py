@@ -21,8 +21,6 @@ then the counts and kinds (int64 each), then the payloads back to back.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import socket
 import sys
 import time
@@ -34,15 +32,12 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from collectors.udp.receive import _MM, MmsgReceiver, PeerTable, ReceiveChunk, _Native
+from collectors.udp.receive import MmsgReceiver, PeerTable, ReceiveChunk, _Native
 
 __all__ = ["SlotLanding", "pack_record", "record_bytes"]
 
-_MSG_DONTWAIT = 0x40
 _MSG_TRUNC = 0x20
-_NAME = 128
 _SENDER_BYTES = 28  # family, port, flow info / IPv4 address, IPv6 address: what tells senders
-_EAGAIN = {11, 35}
 _REFUSED, _OVERSIZE = 0, 1
 
 
@@ -195,20 +190,13 @@ class SlotLanding:
     def fill(self, sock: socket.socket) -> bool:
         """Receive until ``sock`` is empty (True) or the slots are full (False)."""
         native = self.native
-        recvmmsg = self.receiver._recvmmsg
         fd = sock.fileno()
         while self.used < self.slots:
             first = self.used
             room = self.slots - first
-            native.namelen[first:] = _NAME  # value-result: the kernel shrinks it
-            got = recvmmsg(fd, native.base + first * _MM, room, _MSG_DONTWAIT, None)
+            got = self.receiver.receive_round(fd, native, first, room)
             if got < 0:
-                err = ctypes.get_errno()
-                if err in _EAGAIN or err == 4:  # empty, or EINTR
-                    return True
-                if err == 111:  # ECONNREFUSED from earlier ICMP; ignore
-                    continue
-                raise OSError(err, os.strerror(err))
+                continue
             if got == 0:
                 return True
             self._take(first, got, time.time_ns() // 1000)
