@@ -28,6 +28,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from collectors.errors import CorruptFileError
+from collectors.workspace import visible_parts
 
 __all__ = [
     "PARTITION_COLUMNS",
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 PARTITION_COLUMNS = ("date", "hour")
-_HIDDEN = (".", "_")
 _SCAN = pads.ParquetFileFormat(
     default_fragment_scan_options=pads.ParquetFragmentScanOptions(page_checksum_verification=True)
 )
@@ -145,11 +145,7 @@ def write_partitioned(
 
 def dataset_files(root: Path) -> list[Path]:
     """The visible Parquet files of a dataset, sorted (temporary files are hidden)."""
-    if not root.exists():
-        return []
-    return sorted(
-        p for p in root.rglob("*.parquet") if not any(s.startswith(_HIDDEN) for s in p.parts[-1:])
-    )
+    return sorted(visible_parts(root))
 
 
 def remove_parts(root: Path, part_name: str) -> int:

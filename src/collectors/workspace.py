@@ -11,12 +11,19 @@ datagrams; ``W/broken`` the unreadable parts ``check --quarantine`` moved aside)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from collectors.errors import WorkspaceError
 
-__all__ = ["DEFAULT_WORKSPACE", "WORKSPACE_ENV", "WorkspacePaths", "resolve_workspace"]
+__all__ = [
+    "DEFAULT_WORKSPACE",
+    "WORKSPACE_ENV",
+    "WorkspacePaths",
+    "resolve_workspace",
+    "visible_parts",
+]
 
 WORKSPACE_ENV = "RATING_ENGINE_WORKSPACE"
 DEFAULT_WORKSPACE = "workspace"
@@ -109,3 +116,16 @@ def resolve_workspace(path: str | os.PathLike[str] | None = None) -> WorkspacePa
     if root.exists() and not root.is_dir():
         raise WorkspaceError(f"workspace {root} exists and is not a folder")
     return WorkspacePaths(root)
+
+
+#: Names of files being written or set aside in a dataset folder (temporary, quarantined).
+HIDDEN_PREFIXES = (".", "_")
+
+
+def visible_parts(root: Path) -> Iterator[Path]:
+    """The Parquet files of a dataset folder, unsorted and lazily (a caller that needs one
+    stops at the first); temporary and hidden files are skipped. Here, not in
+    :mod:`collectors.dataset`: a query listing parts must not load the Arrow dataset
+    scanner that module imports."""
+    if root.exists():
+        yield from (p for p in root.rglob("*.parquet") if not p.name.startswith(HIDDEN_PREFIXES))

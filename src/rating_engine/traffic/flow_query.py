@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collectors.schemas import FLOW_SCHEMA
+from collectors.workspace import visible_parts
 from rating_engine.errors import RatingError
 
 if TYPE_CHECKING:
@@ -166,12 +167,9 @@ def parts_in_window(files: Sequence[str], window: tuple[int, int] | None) -> lis
 
 
 def window_bytes(source: str | Path | Sequence[str | Path], window: tuple[int, int] | None) -> int:
-    """Bytes of the Parquet parts of ``source`` (folders, files) that may hold ``window``
-    (listed by os.walk: ``dataset_files`` loads pyarrow.dataset, ~20 ms CPU)."""
+    """Bytes of the Parquet parts of ``source`` (folders, files) that may hold ``window``."""
     paths = [source] if isinstance(source, str | Path) else list(source)
-    found = [str(p) for p in paths if not os.path.isdir(p)]
-    found += [os.path.join(d, f) for p in paths if os.path.isdir(p) for d, _, fs in os.walk(p)
-              for f in fs if f.endswith(".parquet") and not f.startswith((".", "_"))]  # fmt: skip
+    found = [str(f) for p in paths for f in (visible_parts(Path(p)) if os.path.isdir(p) else [p])]
     return sum(os.stat(f).st_size for f in parts_in_window(found, window))
 
 
